@@ -16,6 +16,12 @@
 #define TB_IO_MAGIC 0x31425454u /* "TTB1" little endian */
 #define TB_MARK_END 0xFFFFFFFFu
 
+/* The arena and the I/O buffers are written before they are read, so the
+ * startup code need not zero them (and simulators may preload the input). */
+#ifndef TB_NOINIT
+#define TB_NOINIT __attribute__((section(".noinit")))
+#endif
+
 typedef struct {
   uint32_t magic;
   uint32_t num_layers;

@@ -1,0 +1,44 @@
+"""Built-in target ``cortex-m4``: an STM32F407VG (Cortex-M4F, 168 MHz).
+
+Memory map from ST's RM0090 (section 2.3): 1 MiB flash at 0x08000000,
+128 KiB SRAM1+SRAM2 at 0x20000000, 64 KiB CCM data RAM at 0x10000000
+(192 KiB RAM in all). Startup code and linker script live beside this file.
+"""
+from pathlib import Path
+
+from tinybuild.hookspecs import hookimpl
+from tinybuild.target import MemoryRegion, Target
+
+HERE = Path(__file__).parent
+
+CORTEX_M4F_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+STM32F407 = Target(
+    name="cortex-m4",
+    description="STM32F407VG, Cortex-M4F at 168 MHz, 1 MiB flash, 192 KiB RAM",
+    board="STM32F407VG (e.g. STM32F4-Discovery)",
+    arch="arm",
+    cpu="cortex-m4",
+    triple="arm-none-eabi",
+    clock_hz=168_000_000,
+    memory=(
+        MemoryRegion("FLASH", 0x0800_0000, 1024 * 1024, "flash"),
+        MemoryRegion("RAM", 0x2000_0000, 128 * 1024, "ram"),
+        MemoryRegion("CCMRAM", 0x1000_0000, 64 * 1024, "ram"),
+    ),
+    cflags=CORTEX_M4F_FLAGS,
+    ldflags=CORTEX_M4F_FLAGS + ("--specs=nano.specs", "--specs=nosys.specs"),
+    linker_script=HERE / "stm32f407.ld",
+    startup_sources=(HERE / "startup_stm32f407.c",),
+    libc="newlib-nano",
+    default_simulator="unicorn",
+    timing_model="cortex-m4",
+    toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+    xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
+)
+
+
+@hookimpl
+def tinybuild_targets():
+    return [STM32F407]
+

@@ -1,0 +1,603 @@
+"""Model conversion: any supported model file -> a fully int8 ``.tflite``.
+
+``convert_model(src, dst, calibration, report_path)`` is the one entry point.
+
+Accepted sources
+----------------
+* ``.tflite``  copied as is when it is already fully int8 (int8 input and
+  output, no float tensors anywhere); anything else is refused with a
+  TinybuildError (convert the original float model instead).
+* ``.h5`` / ``.keras``  loaded with Keras 3 (``keras``) and, if that fails,
+  with ``tf_keras`` (Keras 2: the MLPerf Tiny ``.h5`` files, whose
+  DepthwiseConv2D configs carry a ``groups`` argument Keras 3 refuses).
+* a SavedModel directory (its ``serving_default`` signature).
+
+Quantization is TFLite's full-integer post-training quantization
+(``Optimize.DEFAULT`` + representative dataset, ``TFLITE_BUILTINS_INT8`` only,
+int8 input and output), with a fixed batch of 1.
+
+Calibration data, in order of preference
+----------------------------------------
+1. the ``.npy`` file (array ``[N, *input shape]``) or ``.npz`` file (its first
+   array) the user names;
+2. ``<model stem>_calib.npy`` beside the model, if it exists;
+3. otherwise ``num_calibration`` seeded (seed 0) standard-normal samples of the
+   input shape, with a warning: real data quantizes much better.
+At most ``num_calibration`` samples (the first ones) are used.
+
+After conversion the float model and the int8 model (TFLite's reference
+kernels, ``BUILTIN_REF``) are run on the same calibration samples; the
+returned dict (also written as JSON to ``report_path``) holds the top-1
+agreement and the max / mean absolute difference of the dequantized outputs.
+
+TensorFlow is imported only inside the functions that need it: importing
+this module costs nothing (the build system imports it on every run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinybuild.errors import TinybuildError
+
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+CALIB_SEED = 0
+
+
+def _log(msg: str) -> None:
+    print(f"[convert] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send what native code writes to fd 2 (the converter's MLIR chatter) to a
+    temp file for the duration; yields a function returning what was written."""
+    captured = {"text": ""}
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (unusual embedders): don't redirect
+        yield lambda: captured["text"]
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: captured["text"]
+        finally:
+            try:
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured["text"] = tmp.read().decode(errors="replace")
+
+
+def _import_tf():
+    """Import TensorFlow quietly (C++ log spam off, Python logger at ERROR)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        return tf
+    try:
+        # TF's native start-up notices (oneDNN, "could not find cuda drivers",
+        # cuInit) bypass TF_CPP_MIN_LOG_LEVEL: hide them, keep them for errors.
+        with _quiet_native_stderr() as native_log:
+            import tensorflow as tf
+
+            tf.constant(0.0) + 1.0  # initializes the devices (the cuInit notice) now
+    except ImportError as e:
+        raise TinybuildError(
+            f"converting a model needs TensorFlow, which cannot be imported ({e}). "
+            "Fix: install it (./tb installs tensorflow-cpu and tf-keras, or "
+            "pip install 'tinybuild[convert]').") from e
+
+    try:
+        tf.get_logger().setLevel("ERROR")
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except Exception:  # pragma: no cover - logging niceties only
+        pass
+    return tf
+
+
+# --------------------------------------------------------------------------
+# .tflite inspection (no TensorFlow needed: the `tflite` flatbuffer package)
+# --------------------------------------------------------------------------
+
+_TFLITE_TYPE_NAMES: dict[int, str] | None = None
+
+
+def _type_name(code: int) -> str:
+    global _TFLITE_TYPE_NAMES
+    if _TFLITE_TYPE_NAMES is None:
+        import tflite
+
+        _TFLITE_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items()
+                              if not k.startswith("_") and isinstance(v, int)}
+    return _TFLITE_TYPE_NAMES.get(code, str(code))
+
+
+def read_tflite(path: Path):
+    """Parse a .tflite file; raise TinybuildError when it is not one."""
+    import tflite
+
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+    except OSError as e:
+        raise TinybuildError(f"{path}: cannot read the model file ({e.strerror or e}).") from e
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        hint = _lfs_hint(buf)
+        raise TinybuildError(
+            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier){hint}. "
+            "Fix: point tinybuild at a valid .tflite file, or at the float model (.h5/.keras/SavedModel) "
+            "to convert it.")
+    try:
+        model = tflite.Model.GetRootAsModel(buf, 0)
+        if model.SubgraphsLength() < 1:
+            raise ValueError("no subgraph")
+        model.Subgraphs(0).TensorsLength()
+    except Exception as e:
+        raise TinybuildError(f"{path}: corrupt TFLite flatbuffer ({e}). Fix: re-export the model.") from e
+    return model
+
+
+def tflite_io(path: Path) -> dict[str, Any]:
+    """Input/output shape, type, scale and zero point of a .tflite's subgraph 0."""
+    model = read_tflite(path)
+    g = model.Subgraphs(0)
+
+    def describe(idx: int) -> dict[str, Any]:
+        t = g.Tensors(idx)
+        q = t.Quantization()
+        scale = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else None
+        zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
+        return {
+            "name": (t.Name() or b"").decode(errors="replace"),
+            "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+            "type": _type_name(t.Type()),
+            "scale": float(scale[0]) if scale is not None else None,
+            "zero_point": int(zp[0]) if zp is not None else None,
+        }
+
+    return {
+        "inputs": [describe(g.Inputs(i)) for i in range(g.InputsLength())],
+        "outputs": [describe(g.Outputs(i)) for i in range(g.OutputsLength())],
+    }
+
+
+def check_fully_int8(path: Path) -> None:
+    """Raise TinybuildError unless the .tflite is fully int8.
+
+    Fully int8 means: int8 input(s) and output(s), and no float tensor
+    anywhere (weights int8, biases int32, activations int8).
+    """
+    model = read_tflite(path)
+    problems = []
+    for s in range(model.SubgraphsLength()):
+        g = model.Subgraphs(s)
+        for kind, n, get in (("input", g.InputsLength(), g.Inputs),
+                             ("output", g.OutputsLength(), g.Outputs)):
+            for i in range(n):
+                t = g.Tensors(get(i))
+                if _type_name(t.Type()) != "INT8":
+                    problems.append(f"{kind} '{(t.Name() or b'').decode(errors='replace')}' is "
+                                    f"{_type_name(t.Type())}")
+        for i in range(g.TensorsLength()):
+            t = g.Tensors(i)
+            tn = _type_name(t.Type())
+            if tn in ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"):
+                problems.append(f"tensor '{(t.Name() or b'').decode(errors='replace')}' is {tn}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        raise TinybuildError(
+            f"{path}: not a fully int8 TFLite model ({shown}). tinybuild compiles int8 models only. "
+            "Fix: give tinybuild the float model (.h5, .keras or SavedModel directory) with calibration "
+            "data so it quantizes it itself, or re-export with full-integer quantization "
+            "(TFLITE_BUILTINS_INT8, inference_input_type/inference_output_type = tf.int8).")
+
+
+def _lfs_hint(buf: bytes) -> str:
+    if buf.startswith(b"version https://git-lfs"):
+        return " - it is a Git LFS pointer, not the model (run `git lfs pull`)"
+    if not buf:
+        return " - the file is empty"
+    return ""
+
+
+# --------------------------------------------------------------------------
+# calibration data
+# --------------------------------------------------------------------------
+
+def load_calibration(path: Path, sample_shape: tuple[int, ...], limit: int | None = None) -> np.ndarray:
+    """Load calibration samples as float32 ``[N, *sample_shape]`` from .npy / .npz.
+
+    ``sample_shape`` is the model's input shape without the batch dimension.
+    Raises TinybuildError naming the expected and the actual shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TinybuildError(f"{path}: calibration file not found. Fix: give an existing .npy or .npz file.")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if not data.files:
+                    raise TinybuildError(f"{path}: the .npz file holds no array. "
+                                         "Fix: save the calibration samples with np.savez(path, x=samples).")
+                arr = data[data.files[0]]
+        else:
+            arr = data
+    except TinybuildError:
+        raise
+    except Exception as e:
+        raise TinybuildError(f"{path}: cannot read calibration data ({e}). "
+                             "Fix: save a float array [N, *input shape] with np.save (.npy) or np.savez (.npz).") from e
+    sample_shape = tuple(int(d) for d in sample_shape)
+    expected = "[N, " + ", ".join(str(d) for d in sample_shape) + "]"
+    if arr.ndim != len(sample_shape) + 1 or tuple(arr.shape[1:]) != sample_shape:
+        raise TinybuildError(
+            f"{path}: calibration data has shape {list(arr.shape)}, but the model expects {expected} "
+            f"(N samples of the input shape {list(sample_shape)}). Fix: reshape the samples to {expected}.")
+    if arr.shape[0] == 0:
+        raise TinybuildError(f"{path}: calibration data holds no sample (shape {list(arr.shape)}). "
+                             f"Fix: save at least one sample, as {expected}.")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TinybuildError(f"{path}: calibration data has dtype {arr.dtype}; expected real numbers (float32).")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise TinybuildError(f"{path}: calibration data contains NaN or infinite values. Fix: clean the samples.")
+    if limit is not None:
+        arr = arr[:limit]
+    return arr
+
+
+def default_calibration_path(model_path: Path) -> Path:
+    """``<stem>_calib.npy`` beside the model (for a SavedModel dir: beside the dir)."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + "_calib.npy")
+
+
+def _calibration(model_path: Path, calibration: Path | None, sample_shape: tuple[int, ...],
+                 n: int) -> tuple[np.ndarray, str]:
+    if calibration is not None:
+        return load_calibration(calibration, sample_shape, n), str(calibration)
+    beside = default_calibration_path(model_path)
+    if beside.is_file():
+        return load_calibration(beside, sample_shape, n), str(beside)
+    _log(f"WARNING: no calibration data given and no {beside.name} beside the model: calibrating on "
+         f"{n} seeded standard-normal samples. Real input samples give much better int8 accuracy "
+         f"(save them as {beside.name}, shape [N, {', '.join(map(str, sample_shape))}]).")
+    rng = np.random.default_rng(CALIB_SEED)
+    return rng.standard_normal((n, *sample_shape)).astype(np.float32), "default: seeded standard normal"
+
+
+# --------------------------------------------------------------------------
+# loading float models
+# --------------------------------------------------------------------------
+
+class _FloatModel:
+    """A float model with one input: a fixed-batch-1 concrete function + a batch runner."""
+
+    def __init__(self, concrete_fn, trackable, run_batch, sample_shape, loader):
+        self.concrete_fn = concrete_fn
+        self.trackable = trackable
+        self.run_batch = run_batch
+        self.sample_shape = sample_shape
+        self.loader = loader
+
+
+def _check_sample_shape(src: Path, shape) -> tuple[int, ...]:
+    dims = list(shape)[1:]
+    if any(d is None or d < 0 for d in dims):
+        raise TinybuildError(
+            f"{src}: the model's input shape {list(shape)} has unknown dimensions besides the batch. "
+            "Fix: build the model with a fully defined input shape (e.g. keras.Input(shape=(49, 10, 1))).")
+    return tuple(int(d) for d in dims)
+
+
+def _from_keras(tf, src: Path, model, loader: str) -> _FloatModel:
+    inputs = model.inputs
+    outputs = model.outputs
+    if len(inputs) != 1:
+        raise TinybuildError(
+            f"{src}: the model has {len(inputs)} inputs; tinybuild supports models with exactly one input. "
+            "Fix: merge the inputs into one tensor (e.g. concatenate them) before exporting the model.")
+    if len(outputs) != 1:
+        raise TinybuildError(
+            f"{src}: the model has {len(outputs)} outputs; tinybuild supports models with exactly one output. "
+            "Fix: keep only the output the firmware needs (keras.Model(inputs, outputs[i])).")
+    sample_shape = _check_sample_shape(src, inputs[0].shape)
+    spec = tf.TensorSpec([1, *sample_shape], tf.float32, name="input")
+
+    @tf.function(input_signature=[spec])
+    def serve(x):
+        return model(x, training=False)
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x, training=False))
+
+    # The converter freezes the variables it can reach from the trackable object.
+    # Keras 3 variables wrap tf.Variables that plain tracking does not find
+    # (the converted model would keep READ_VARIABLE ops), so hand it a module
+    # that holds the underlying tf.Variables as well as the model.
+    holder = tf.Module()
+    holder.model = model
+    holder.tf_variables = [v.value if not isinstance(v, tf.Variable) and isinstance(
+        getattr(v, "value", None), tf.Variable) else v for v in model.variables]
+    return _FloatModel(serve.get_concrete_function(), holder, run_batch, sample_shape, loader)
+
+
+def _load_keras(tf, src: Path) -> _FloatModel:
+    errors = []
+    try:
+        import keras  # Keras 3
+
+        model = keras.models.load_model(src, compile=False)
+        return _from_keras(tf, src, model, "keras")
+    except TinybuildError:
+        raise
+    except Exception as e:
+        errors.append(f"Keras 3: {type(e).__name__}: {_short(e)}")
+    if src.suffix.lower() != ".keras":
+        try:
+            import tf_keras
+
+            model = tf_keras.models.load_model(src, compile=False)
+            return _from_keras(tf, src, model, "tf_keras")
+        except TinybuildError:
+            raise
+        except Exception as e:
+            errors.append(f"tf_keras (Keras 2): {type(e).__name__}: {_short(e)}")
+    try:
+        head = src.read_bytes()[:64]
+    except OSError:
+        head = b""
+    hint = _lfs_hint(head)
+    raise TinybuildError(
+        f"{src}: cannot load the Keras model{hint} ({'; '.join(errors)}). "
+        "Fix: check that the file is a complete Keras .h5/.keras file (re-save it with model.save), "
+        "or export the model as a SavedModel directory or a fully int8 .tflite.")
+
+
+def _load_saved_model(tf, src: Path) -> _FloatModel:
+    try:
+        loaded = tf.saved_model.load(str(src))
+    except Exception as e:
+        raise TinybuildError(f"{src}: cannot load the SavedModel ({type(e).__name__}: {_short(e)}). "
+                             "Fix: re-export it with tf.saved_model.save or model.export.") from e
+    sigs = getattr(loaded, "signatures", {})
+    if "serving_default" not in sigs:
+        raise TinybuildError(f"{src}: the SavedModel has no 'serving_default' signature "
+                             f"(it has: {sorted(sigs) or 'none'}). Fix: export it with a serving signature.")
+    sig = sigs["serving_default"]
+    _, kwspec = sig.structured_input_signature
+    if len(kwspec) != 1:
+        raise TinybuildError(
+            f"{src}: the model has {len(kwspec)} inputs ({', '.join(sorted(kwspec))}); tinybuild supports "
+            "models with exactly one input. Fix: merge the inputs into one tensor before exporting.")
+    outs = sig.structured_outputs
+    if len(outs) != 1:
+        raise TinybuildError(
+            f"{src}: the model has {len(outs)} outputs ({', '.join(sorted(outs))}); tinybuild supports models "
+            "with exactly one output. Fix: export a signature that returns only the output the firmware needs.")
+    (in_name, in_spec), = kwspec.items()
+    (out_name,) = outs.keys()
+    sample_shape = _check_sample_shape(src, in_spec.shape)
+    spec = tf.TensorSpec([1, *sample_shape], tf.float32, name="input")
+
+    @tf.function(input_signature=[spec])
+    def serve(x):
+        return sig(**{in_name: tf.cast(x, in_spec.dtype)})[out_name]
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        return sig(**{in_name: tf.constant(x, dtype=in_spec.dtype)})[out_name].numpy()
+
+    return _FloatModel(serve.get_concrete_function(), loaded, run_batch, sample_shape, "saved_model")
+
+
+def _short(e: BaseException, n: int = 300) -> str:
+    s = " ".join(str(e).split())
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+# --------------------------------------------------------------------------
+# conversion
+# --------------------------------------------------------------------------
+
+def _quantize(tf, src: Path, fm: _FloatModel, calib: np.ndarray) -> bytes:
+    def representative_dataset():
+        for sample in calib:
+            yield [sample[None, ...].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fm.concrete_fn], fm.trackable)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    try:
+        with _quiet_native_stderr() as native_log:
+            return converter.convert()
+    except Exception as e:
+        log = [ln for ln in native_log().splitlines() if "error" in ln.lower()]
+        detail = (" Converter log: " + _short(" | ".join(log[-5:]), 600)) if log else ""
+        raise TinybuildError(
+            f"{src}: TFLite int8 conversion failed ({type(e).__name__}: {_short(e, 600)}).{detail} "
+            "Fix: the model uses an op with no int8 TFLite builtin kernel; replace that layer "
+            "(tinybuild supports TFLITE_BUILTINS_INT8 ops only).") from e
+
+
+def make_interpreter(tf, tflite_path: Path):
+    """A tf.lite.Interpreter with TFLite's reference kernels (BUILTIN_REF: no
+    XNNPACK, whose int8 results can differ), tensors allocated."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the "tf.lite.Interpreter is deprecated" notice
+        interp = tf.lite.Interpreter(
+            model_path=str(tflite_path),
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    return interp
+
+
+def run_int8(tf, tflite_path: Path, x: np.ndarray) -> np.ndarray:
+    """Run a (single-input) int8 .tflite on float samples x [N, ...] with TFLite's
+    reference kernels; inputs are quantized and outputs dequantized. Returns float32."""
+    interp = make_interpreter(tf, tflite_path)
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    in_scale, in_zp = inp["quantization"]
+    out_scale, out_zp = out["quantization"]
+    info = np.iinfo(inp["dtype"])
+    results = []
+    for sample in x:
+        q = np.clip(np.round(sample / in_scale) + in_zp, info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], q.reshape(inp["shape"]))
+        interp.invoke()
+        y = interp.get_tensor(out["index"]).astype(np.float32)
+        results.append((y - out_zp) * out_scale)
+    return np.stack(results).reshape(len(x), -1)
+
+
+def agreement(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement (fraction) and max / mean abs difference, per-sample outputs flattened."""
+    f = np.asarray(float_out, np.float32).reshape(len(float_out), -1)
+    q = np.asarray(int8_out, np.float32).reshape(len(int8_out), -1)
+    diff = np.abs(f - q)
+    return {
+        "top1_agreement": float(np.mean(np.argmax(f, axis=1) == np.argmax(q, axis=1))),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+    }
+
+
+def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_path: Path | None = None,
+                  num_calibration: int = 100) -> dict:
+    """Convert ``src`` into a fully int8 ``.tflite`` at ``dst``; return the report dict.
+
+    Report keys: ``source``, ``output``, ``mode`` ("quantized" or "copied"), ``loader``,
+    ``input`` / ``output_tensor`` (shape, type, scale, zero point of the int8 model's
+    input and output tensors), and for
+    quantized models ``calibration`` (where the samples came from), ``num_samples``,
+    ``top1_agreement``, ``max_abs_diff``, ``mean_abs_diff`` (float model vs the int8
+    model run with TFLite's reference kernels on the calibration samples).
+    """
+    src, dst = Path(src), Path(dst)
+    if num_calibration < 1:
+        raise TinybuildError(f"num_calibration must be at least 1 (got {num_calibration}).")
+    if not src.exists():
+        raise TinybuildError(f"{src}: model file not found. Fix: check the path (model=...).")
+    suffix = src.suffix.lower()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    if src.is_file() and suffix == ".tflite":
+        _log(f"checking {src} is fully int8 ...")
+        check_fully_int8(src)
+        io = tflite_io(src)
+        _check_io_count(src, io)
+        if src.resolve() != dst.resolve():
+            shutil.copyfile(src, dst)
+        report = {"source": str(src), "output": str(dst), "mode": "copied", "loader": None,
+                  "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
+                  "calibration": None, "num_samples": 0,
+                  "top1_agreement": None, "max_abs_diff": None, "mean_abs_diff": None}
+        _write_report(report, report_path)
+        _log(f"{src.name} is already fully int8: copied to {dst}")
+        return report
+
+    is_saved_model = src.is_dir() and ((src / "saved_model.pb").is_file()
+                                       or (src / "saved_model.pbtxt").is_file())
+    if src.is_dir() and not is_saved_model:
+        raise TinybuildError(f"{src}: a directory that is not a SavedModel (no saved_model.pb). "
+                             "Fix: point at the SavedModel directory or at a .h5/.keras/.tflite file.")
+    if not is_saved_model and suffix not in KERAS_SUFFIXES:
+        raise TinybuildError(
+            f"{src}: unsupported model format '{src.suffix or '(no suffix)'}'. Fix: give a .tflite (fully int8), "
+            ".h5 or .keras (Keras) file, or a SavedModel directory.")
+
+    _log(f"loading {src} ...")
+    tf = _import_tf()
+    fm = _load_saved_model(tf, src) if is_saved_model else _load_keras(tf, src)
+    calib, calib_src = _calibration(src, calibration, fm.sample_shape, num_calibration)
+    _log(f"calibrating on {len(calib)} samples ({calib_src}) ...")
+    tfl = _quantize(tf, src, fm, calib)
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.write_bytes(tfl)
+    try:
+        check_fully_int8(tmp)
+    except TinybuildError as e:  # pragma: no cover - the converter settings guarantee int8
+        tmp.unlink(missing_ok=True)
+        raise TinybuildError(f"{src}: conversion did not give a fully int8 model: {e}") from e
+    os.replace(tmp, dst)
+
+    _log(f"checking float vs int8 on {len(calib)} samples ...")
+    float_out = fm.run_batch(calib).reshape(len(calib), -1)
+    int8_out = run_int8(tf, dst, calib)
+    io = tflite_io(dst)
+    report = {"source": str(src), "output": str(dst), "mode": "quantized", "loader": fm.loader,
+              "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
+              "calibration": calib_src, "num_samples": int(len(calib)),
+              **agreement(float_out, int8_out)}
+    _write_report(report, report_path)
+    _log(f"wrote {dst} ({dst.stat().st_size} B): top-1 agreement {report['top1_agreement']:.3f}, "
+         f"max |diff| {report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.4g}")
+    return report
+
+
+def _check_io_count(src: Path, io: dict) -> None:
+    if len(io["inputs"]) != 1:
+        raise TinybuildError(f"{src}: the model has {len(io['inputs'])} inputs; tinybuild supports models with "
+                             "exactly one input. Fix: merge the inputs into one tensor before exporting.")
+    if len(io["outputs"]) != 1:
+        raise TinybuildError(f"{src}: the model has {len(io['outputs'])} outputs; tinybuild supports models "
+                             "with exactly one output. Fix: export only the output the firmware needs.")
+
+
+def _io_summary(t: dict) -> dict:
+    return {"shape": t["shape"], "type": t["type"], "scale": t["scale"], "zero_point": t["zero_point"]}
+
+
+def _write_report(report: dict, report_path: Path | None) -> None:
+    if report_path is None:
+        return
+    report_path = Path(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tinybuild.convert MODEL OUT.tflite [--calibration F] [--report R] [-n N]``"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m tinybuild.convert", description=main.__doc__)
+    p.add_argument("model", type=Path)
+    p.add_argument("output", type=Path)
+    p.add_argument("--calibration", type=Path, default=None)
+    p.add_argument("--report", type=Path, default=None)
+    p.add_argument("-n", "--num-calibration", type=int, default=100)
+    a = p.parse_args(argv)
+    try:
+        report = convert_model(a.model, a.output, a.calibration, a.report, a.num_calibration)
+    except TinybuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

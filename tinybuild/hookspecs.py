@@ -1,0 +1,86 @@
+"""The tinybuild plugin contract (pluggy project name ``tinybuild``).
+
+Hooks are grouped by the phase of a build that calls them. A plugin
+implements any subset with ``@tinybuild.hookimpl``; misspelled hook names are
+rejected when plugins load. Plugins come, in this order, from the built-in
+``targets/`` and ``sim/`` folders, from installed packages' entry points
+(group ``tinybuild``) and from ``.py`` files in ``plugins/`` (or the folders
+named by the ``TINYBUILD_PLUGINS`` environment variable / ``plugins=``
+build variable).
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tinybuild")
+hookimpl = pluggy.HookimplMarker("tinybuild")
+
+
+# -- discovery: called once when the plugin manager loads ---------------------
+
+@hookspec
+def tinybuild_targets():
+    """Return the boards this plugin provides.
+
+    Called once at start-up by the plugin manager. Return a list of
+    :class:`tinybuild.target.Target` (empty or ``None`` for none). Names must
+    be unique across all plugins: two plugins claiming one name stop the build
+    with an error naming both. The core never names a board itself; everything
+    it knows about a board comes from here.
+    """
+
+
+@hookspec
+def tinybuild_simulators():
+    """Return the simulator backends this plugin provides.
+
+    Called once at start-up. Return a list of objects with:
+
+    - ``name`` (str): what users type after ``sim=``;
+    - ``supports(target) -> bool``: whether it can run this board's ELF;
+    - ``available() -> tuple[bool, str]``: usable here, and a one-line status
+      (version, or how to install it) for ``tinybuild doctor``;
+    - ``run(elf, target, input_bytes, *, max_instructions, timeout_s) ->
+      RunResult``: execute the firmware once on one input (raw bytes of the
+      model's input tensor) and return a :class:`tinybuild.target.RunResult`.
+      Faults and runaways raise :class:`tinybuild.errors.TinybuildError`.
+    """
+
+
+@hookspec
+def tinybuild_model_importers():
+    """Return model front ends as a dict ``{suffix: convert_callable}``.
+
+    Called when a model is converted. ``convert_callable(src, dst, calibration,
+    report_path) -> dict`` writes an int8 ``.tflite`` to ``dst`` and returns the
+    conversion record (float-vs-int8 agreement). Suffixes include the dot
+    (``".h5"``). A later plugin overrides an earlier one for the same suffix.
+    """
+
+
+# -- per build: called with the chosen target ---------------------------------
+
+@hookspec(firstresult=True)
+def tinybuild_find_toolchain(target, explicit_path):
+    """Locate the compiler set for ``target.triple``; the first answer wins.
+
+    Called when a build for ``target`` starts. ``explicit_path`` is the
+    ``toolchain=`` build variable (or ``TINYBUILD_TOOLCHAIN``), ``None`` if
+    unset. Return a :class:`tinybuild.target.Toolchain`, or ``None`` to let the
+    next provider try. Providers run in order: explicit path, xPack, ``PATH``.
+    Raise :class:`tinybuild.errors.TinybuildError` only when the user asked for
+    something specific that is broken (e.g. an explicit path with no gcc).
+    """
+
+
+@hookspec
+def tinybuild_kernels(target):
+    """Return kernel implementations this plugin contributes for ``target``.
+
+    Called once per build, before code generation. Return a list of
+    :class:`tinybuild.kernel_registry.KernelImpl` (op name, C function, sources,
+    priority and an ``accepts(layer)`` predicate). For each layer the code
+    generator picks the accepting implementation with the highest priority and
+    falls back to the portable reference kernel. Return ``[]`` for targets this
+    plugin does not optimize.
+    """

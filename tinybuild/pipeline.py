@@ -1,0 +1,124 @@
+"""The build steps as plain functions: each reads files and writes files.
+
+The SCons tool (:mod:`tinybuild.scons_tool`) wires them into a dependency
+graph; tests call them directly. TensorFlow is imported only inside the steps
+that need it (conversion and the reference run).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import TinybuildError
+from .target import RunResult, Target
+
+
+def log(step: str, message: str) -> None:
+    print(f"[{step}] {message}", file=sys.stderr, flush=True)
+
+
+def write_json(path: Path, data) -> None:
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+# -- model side (target independent) ------------------------------------------
+
+def convert(src: Path, dst: Path, calibration: Path | None, record: Path, importers: dict) -> None:
+    importer = importers.get(src.suffix.lower())
+    if importer is None:
+        raise TinybuildError(f"{src}: unsupported model format '{src.suffix}'. tinybuild reads "
+                             f"{', '.join(sorted(importers))}")
+    started = time.time()
+    result = importer(src, dst, calibration, None) or {}
+    result["seconds"] = round(time.time() - started, 2)
+    write_json(record, result)
+
+
+def reference(tflite: Path, inputs_bin: Path, outputs_bin: Path, record: Path, count: int,
+              seed: int, calibration: Path | None) -> None:
+    from . import reference as ref
+    log("reference", f"tf.lite.Interpreter (BUILTIN_REF kernels) on {count} inputs")
+    inputs = ref.make_inputs(tflite, count, seed, calibration)
+    outputs = ref.reference_outputs(tflite, inputs)
+    inputs_bin.write_bytes(b"".join(inputs))
+    outputs_bin.write_bytes(b"".join(outputs))
+    write_json(record, {"count": len(inputs), "input_bytes": len(inputs[0]),
+                        "output_bytes": len(outputs[0]), "seed": seed,
+                        "resolver": "BUILTIN_REF", "calibration": str(calibration or "")})
+
+
+def split(blob: bytes, size: int) -> list[bytes]:
+    return [blob[i:i + size] for i in range(0, len(blob), size)]
+
+
+# -- code generation ---------------------------------------------------------------
+
+def generate(tflite: Path, out_dir: Path, contributed_kernels: list) -> dict:
+    from . import codegen, kernel_registry, lower, planner
+    from .importer import load_graph
+
+    graph = load_graph(tflite)
+    layers = lower.lower_graph(graph)
+    for layer in layers:
+        impl = kernel_registry.choose(layer, contributed_kernels)
+        layer.kernel, layer.kernel_label = impl.function, impl.label
+    plan = planner.plan_memory(graph)
+    codegen.write_model(out_dir, graph, layers, plan, tflite.name)
+    log("codegen", f"{len(layers)} layers, arena {plan.arena_size} B "
+                   f"(lower bound {plan.lower_bound} B) -> {out_dir / 'model.c'}")
+    return read_json(out_dir / "plan.json")
+
+
+# -- simulation and validation ----------------------------------------------------
+
+def simulate(simulator, elf: Path, target: Target, inputs_bin: Path, input_bytes: int,
+             record: Path, max_instructions: int, timeout_s: float) -> None:
+    inputs = split(inputs_bin.read_bytes(), input_bytes)
+    runs = []
+    for i, data in enumerate(inputs):
+        result = simulator.run(elf, target, data, max_instructions=max_instructions,
+                               timeout_s=timeout_s)
+        log("simulate", f"{simulator.name}: input {i + 1}/{len(inputs)}: "
+                        f"{result.instructions:,} instructions, {result.cycles:,} cycles "
+                        f"({result.instructions_per_second / 1e6:.1f} M instr/s)")
+        runs.append(run_to_json(result))
+    write_json(record, {"simulator": simulator.name, "runs": runs})
+
+
+def run_to_json(r: RunResult) -> dict:
+    return {"output": r.output.hex(), "instructions": r.instructions, "cycles": r.cycles,
+            "layers": [{"index": l.index, "instructions": l.instructions, "cycles": l.cycles}
+                       for l in r.layers],
+            "total_instructions": r.total_instructions, "total_cycles": r.total_cycles,
+            "peak_stack_bytes": r.peak_stack_bytes, "ram_touched_bytes": r.ram_touched_bytes,
+            "wall_seconds": round(r.wall_seconds, 4),
+            "instructions_per_second": round(r.instructions_per_second),
+            "exit_code": r.exit_code}
+
+
+def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path) -> dict:
+    runs = read_json(run_json)["runs"]
+    expected = split(outputs_bin.read_bytes(), output_bytes)
+    results = []
+    for i, (run, want) in enumerate(zip(runs, expected)):
+        got = bytes.fromhex(run["output"])
+        diffs = [j for j in range(len(want)) if j >= len(got) or got[j] != want[j]]
+        results.append({"input": i, "match": not diffs, "mismatched_bytes": len(diffs),
+                        "first_mismatch": diffs[0] if diffs else None})
+    ok = len(runs) == len(expected) and all(r["match"] for r in results)
+    data = {"match": ok, "inputs": len(expected), "results": results,
+            "reference": "tf.lite.Interpreter, OpResolverType.BUILTIN_REF"}
+    write_json(record, data)
+    if not ok:
+        bad = next(r for r in results if not r["match"])
+        raise TinybuildError(
+            f"simulated output differs from the TFLite reference on input {bad['input']}: "
+            f"{bad['mismatched_bytes']} of {output_bytes} bytes differ (first at byte "
+            f"{bad['first_mismatch']}). See {record}")
+    return data
