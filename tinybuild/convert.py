@@ -329,7 +329,8 @@ def _from_keras(tf, src: Path, model, loader: str) -> _FloatModel:
         return model(x, training=False)
 
     def run_batch(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(x, training=False))
+        y = model(x, training=False)
+        return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
 
     # The converter freezes the variables it can reach from the trackable object.
     # Keras 3 variables wrap tf.Variables that plain tracking does not find

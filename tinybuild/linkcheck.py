@@ -40,7 +40,7 @@ def _does_not_fit(target: Target, overflows) -> str:
             continue
         needed = region.length + int(over)
         kind = "flash" if region.kind == "flash" else "RAM"
-        lines.append(f"  needs {needed} bytes of {kind} in {region_name}, board has {region.length} "
-                     f"({int(over)} over)")
+        lines.append(f"  needs {needed} bytes of {kind}, board has {region.length} "
+                     f"(linker region {region_name}, {int(over)} bytes over)")
     lines.append("Use a smaller model (fewer filters or layers), or a board with more memory.")
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise TinybuildError(f"plugin {exc.plugin_name}: {exc}") from None
+        raise TinybuildError(f"plugin {plugin_label(pm, exc.plugin)}: {exc}") from None
     if os.environ.get("TINYBUILD_TRACE"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()

@@ -68,7 +68,12 @@ typedef struct {
 
 /* SOFTMAX on the last axis of an [outer][depth] int8 tensor. The host
  * precomputes whatever TFLite's reference Prepare step precomputes; see
- * tb_softmax_s8's definition for the exact fields. */
+ * tb_softmax_s8's definition for the exact fields.
+ * TFLite's BUILTIN_REF softmax (SoftmaxPrepare/Eval<kReference>) takes the
+ * integer gemmlowp path for int8 -> int8: only outer, depth, input_multiplier,
+ * input_left_shift and diff_min are used (tinybuild.quant.softmax_params);
+ * output_offset is fixed at -128 by TFLite, exp_table/output_inv_scale are
+ * unused by the reference kernel (set them to 0). */
 typedef struct {
   int32_t outer, depth;
   int32_t input_multiplier;
@@ -104,6 +109,10 @@ void tb_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 
 /* Shared fixed-point helpers (TFLite's MultiplyByQuantizedMultiplier family). */
 int32_t tb_mul_by_quant_mul(int32_t x, int32_t multiplier, int32_t shift);
+/* gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH semantics). */
+int32_t tb_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
+/* gemmlowp RoundingDivideByPOT: round-half-away-from-zero arithmetic right shift, 0 <= exponent <= 31. */
+int32_t tb_rounding_divide_by_pot(int32_t x, int32_t exponent);
 
 #ifdef __cplusplus
 }

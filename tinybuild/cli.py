@@ -1,0 +1,129 @@
+"""The ``tinybuild`` command (also ``python -m tinybuild``).
+
+  tinybuild targets                  boards from every plugin, with toolchain status
+  tinybuild simulators               simulator backends and whether they run here
+  tinybuild doctor                   everything above plus plugins and Python packages
+  tinybuild toolchain install NAME   xPack toolchain for a target (needs network, xpm)
+  tinybuild build [VAR=VALUE ...]    the same as `scons VAR=VALUE ...` in the project
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from . import plugins
+from .errors import TinybuildError
+
+
+def _toolchain_status(pm, target) -> str:
+    try:
+        tc = pm.hook.tinybuild_find_toolchain(target=target, explicit_path=None)
+    except TinybuildError as exc:
+        return f"error: {exc}"
+    if tc is None:
+        return f"missing ({target.toolchain_hint or 'see tinybuild doctor'})"
+    return f"{tc.triple}-gcc {tc.version} ({tc.source}: {tc.bin_dir})"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_targets(pm, args) -> int:
+    sims = plugins.simulators(pm)
+    rows = [["target", "board", "clock", "flash/RAM KiB", "simulators", "toolchain"]]
+    for name, t in sorted(plugins.targets(pm).items()):
+        runnable = [s for s, sim in sims.items() if sim.supports(t)]
+        rows.append([name, t.board, f"{t.clock_hz / 1e6:g} MHz",
+                     f"{t.capacity('flash') // 1024}/{t.capacity('ram') // 1024}",
+                     ",".join(runnable) or "none", _toolchain_status(pm, t)])
+    print(_table(rows))
+    return 0
+
+
+def cmd_simulators(pm, args) -> int:
+    rows = [["simulator", "usable", "status"]]
+    for name, sim in sorted(plugins.simulators(pm).items()):
+        ok, status = sim.available()
+        rows.append([name, "yes" if ok else "no", status])
+    print(_table(rows))
+    return 0
+
+
+def cmd_doctor(pm, args) -> int:
+    print(f"tinybuild {importlib.metadata.version('tinybuild') if _installed() else '(not installed)'}"
+          f" on Python {sys.version.split()[0]}")
+    print("\nplugins:")
+    for name, plugin in pm.list_name_plugin():
+        print(f"  {name}" + (f"  ({plugin.__file__})" if getattr(plugin, "__file__", None) else ""))
+    print("\npackages:")
+    for pkg in ("scons", "pluggy", "unicorn", "pyelftools", "tflite", "numpy", "tensorflow-cpu",
+                "tensorflow", "tf-keras"):
+        try:
+            print(f"  {pkg} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if not importlib.util.find_spec("tensorflow"):
+        print("  tensorflow: missing (needed to convert .h5/.keras and for the reference run): "
+              "pip install tensorflow-cpu tf-keras")
+    print("\ntargets:")
+    cmd_targets(pm, args)
+    print("\nsimulators:")
+    return cmd_simulators(pm, args)
+
+
+def _installed() -> bool:
+    try:
+        importlib.metadata.version("tinybuild")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def cmd_toolchain_install(pm, args) -> int:
+    from .toolchains import xpm_install
+    target = plugins.find_target(pm, args.target)
+    print(f"installed into {xpm_install(target)}")
+    return 0
+
+
+def cmd_build(pm, args) -> int:
+    root = plugins.PROJECT_ROOT
+    scons = Path(sys.executable).with_name("scons")
+    cmd = [str(scons) if scons.exists() else "scons", "-C", str(root), *args.vars]
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tinybuild", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plugins", default="", help="extra plugin folders or files, ':'-separated")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("targets", help="list boards and toolchain status").set_defaults(fn=cmd_targets)
+    sub.add_parser("simulators", help="list simulators").set_defaults(fn=cmd_simulators)
+    sub.add_parser("doctor", help="check plugins, packages, toolchains, simulators").set_defaults(fn=cmd_doctor)
+    tc = sub.add_parser("toolchain", help="toolchain management")
+    tc_sub = tc.add_subparsers(dest="action", required=True)
+    inst = tc_sub.add_parser("install", help="install a target's xPack toolchain with xpm")
+    inst.add_argument("target")
+    inst.set_defaults(fn=cmd_toolchain_install)
+    build = sub.add_parser("build", help="run scons in the project with VAR=VALUE arguments")
+    build.add_argument("vars", nargs="*")
+    build.set_defaults(fn=cmd_build)
+    args = parser.parse_args(argv)
+    try:
+        pm = plugins.make_plugin_manager([Path(p) for p in args.plugins.split(":") if p])
+        return args.fn(pm, args)
+    except TinybuildError as exc:
+        print(f"tinybuild: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
