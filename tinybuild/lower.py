@@ -145,7 +145,8 @@ def _fully_connected(graph: Graph, op: Operator) -> Layer:
     params = dict(in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
                   weights_offset=-w.zero_point, output_offset=y.zero_point,
                   act_min=act_min, act_max=act_max)
-    muls = quant.conv_output_multipliers(x.scale, list(w.scales), y.scale, out_f)
+    muls = quant.conv_output_multipliers(x.scale, list(w.scales), y.scale, out_f,
+                                         op="FULLY_CONNECTED")
     consts = [Const("filter", "int8_t", w.data.reshape(-1)),
               Const("bias", "int32_t", _bias(graph, op, out_f)),
               Const("out_mul", "tb_quant_mul", _mul_array(muls))]
@@ -189,8 +190,12 @@ def _add(graph: Graph, op: Operator) -> Layer:
 def _softmax(graph: Graph, op: Operator) -> Layer:
     x = _int8(graph, op, op.inputs[0], "input")
     y = _int8(graph, op, op.outputs[0], "output")
-    params = quant.softmax_params(x.scale, x.zero_point, y.scale, y.zero_point,
-                                  float(op.options.get("Beta", 1.0)))
+    try:
+        params = quant.softmax_params(x.scale, x.zero_point, y.scale, y.zero_point,
+                                      float(op.options.get("Beta", 1.0)))
+    except ValueError as exc:
+        raise _unsupported(op, str(exc)) from None
+    params.pop("input_zero_point", None)  # cancels in x - max(x); not a kernel field
     depth = x.shape[-1]
     params.update(outer=int(np.prod(x.shape)) // depth, depth=depth)
     consts = []
