@@ -324,12 +324,19 @@ def _from_keras(tf, src: Path, model, loader: str) -> _FloatModel:
     sample_shape = _check_sample_shape(src, inputs[0].shape)
     spec = tf.TensorSpec([1, *sample_shape], tf.float32, name="input")
 
+    def call(x):
+        # Keras 3 warns when a model saved with a one-element input list gets a
+        # bare tensor; the call is right all the same.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*structure of `inputs`")
+            return model(x, training=False)
+
     @tf.function(input_signature=[spec])
     def serve(x):
-        return model(x, training=False)
+        return call(x)
 
     def run_batch(x: np.ndarray) -> np.ndarray:
-        y = model(x, training=False)
+        y = call(x)
         return y.numpy() if hasattr(y, "numpy") else np.asarray(y)
 
     # The converter freezes the variables it can reach from the trackable object.
@@ -354,16 +361,15 @@ def _load_keras(tf, src: Path) -> _FloatModel:
         raise
     except Exception as e:
         errors.append(f"Keras 3: {type(e).__name__}: {_short(e)}")
-    if src.suffix.lower() != ".keras":
-        try:
-            import tf_keras
+    try:
+        import tf_keras
 
-            model = tf_keras.models.load_model(src, compile=False)
-            return _from_keras(tf, src, model, "tf_keras")
-        except TinybuildError:
-            raise
-        except Exception as e:
-            errors.append(f"tf_keras (Keras 2): {type(e).__name__}: {_short(e)}")
+        model = tf_keras.models.load_model(src, compile=False)
+        return _from_keras(tf, src, model, "tf_keras")
+    except TinybuildError:
+        raise
+    except Exception as e:
+        errors.append(f"tf_keras (Keras 2): {type(e).__name__}: {_short(e)}")
     try:
         head = src.read_bytes()[:64]
     except OSError:
