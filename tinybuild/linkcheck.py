@@ -14,7 +14,9 @@ _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
 def link_command(toolchain: Toolchain, target: Target, objects, elf: Path, map_file: Path,
                  opt: str) -> list[str]:
     return [toolchain.tool("gcc"), *target.ldflags, f"-{opt}", "-nostartfiles",
-            "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-T", str(target.linker_script),
+            "-Wl,--gc-sections", f"-Wl,-Map={map_file}",
+            # simulators read the descriptor; nothing on the device references it
+            "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
             "-o", str(elf), *map(str, objects), "-Wl,--start-group", "-lc", "-lgcc",
             "-Wl,--end-group"]
 

@@ -8,6 +8,7 @@ the folders listed in ``TINYBUILD_PLUGINS`` (``os.pathsep``-separated).
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -25,8 +26,15 @@ USER_DIRS = (PROJECT_ROOT / "plugins",)
 
 
 def _load_file(pm: pluggy.PluginManager, path: Path, prefix: str) -> None:
-    rel = path.relative_to(path.parent.parent) if path.name == "plugin.py" else Path(path.name)
-    mod_name = f"{prefix}." + ".".join(rel.with_suffix("").parts).replace("-", "_")
+    """Import a plugin file. A ``<folder>/<name>/plugin.py`` becomes the module
+    ``plugin`` of a package of its own, so it may import its siblings
+    relatively (``from .simulator import ...``)."""
+    if path.name == "plugin.py":
+        package = f"{prefix}_{path.parent.parent.name}_{path.parent.name}".replace("-", "_")
+        _ensure_package(package, path.parent)
+        mod_name = f"{package}.plugin"
+    else:
+        mod_name = f"{prefix}_{path.parent.name}_{path.stem}".replace("-", "_")
     if pm.has_plugin(mod_name):
         return
     try:
@@ -35,8 +43,24 @@ def _load_file(pm: pluggy.PluginManager, path: Path, prefix: str) -> None:
         sys.modules[mod_name] = module
         spec.loader.exec_module(module)
     except Exception as exc:
+        sys.modules.pop(mod_name, None)
         raise TinybuildError(f"plugin {path} failed to load: {type(exc).__name__}: {exc}") from None
     pm.register(module, name=mod_name)
+
+
+def _ensure_package(name: str, folder: Path) -> None:
+    if name in sys.modules:
+        return
+    init = folder / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, init if init.exists() else None, submodule_search_locations=[str(folder)])
+    if spec is None:  # no __init__.py: an empty package over the folder
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    if spec.loader is not None:
+        spec.loader.exec_module(package)
 
 
 def _plugin_files(folder: Path) -> list[Path]:

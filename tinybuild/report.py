@@ -23,7 +23,7 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
                        "output_bytes": layer["output"]["bytes"]})
     cycles = first["cycles"]
     return {
-        "model": {"path": str(model), "name": plan["model"], "input": plan["input"],
+        "model": {"path": str(model), "name": Path(model).stem, "input": plan["input"],
                   "output": plan["output"], "macs": plan["macs"]},
         "target": {"name": target.name, "board": target.board, "cpu": target.cpu,
                    "clock_hz": target.clock_hz, "plugin": target.plugin},

@@ -39,7 +39,7 @@ Build variables (name: help (default)):
 
 
 def _variables(args):
-    from SCons.Script import EnumVariable, Variables
+    from SCons.Script import BoolVariable, EnumVariable, Variables
 
     v = Variables(None, args)
     v.AddVariables(
@@ -56,6 +56,7 @@ def _variables(args):
         ("sim_timeout", "simulator host-time limit per run, seconds", "600"),
         ("plugins", "extra plugin folders or files, separated by ':'", ""),
         ("cachedir", "shared SCons cache folder (CacheDir) for CI", ""),
+        BoolVariable("verbose", "print full compiler command lines", False),
     )
     return v
 
@@ -212,6 +213,8 @@ def _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contrib
         CCFLAGS=list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
                                        "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"],
         CPPPATH=[str(KERNEL_DIR), str(RUNTIME_DIR), str(tdir)] + [str(p) for p in target.include_dirs])
+    if not env["verbose"]:
+        xenv["CCCOMSTR"] = f"[cc] {target.name}: $SOURCE"
     sources = list(reference_sources()) + [RUNTIME_DIR / "tb_runtime.c"] + list(target.startup_sources)
     for impl in contributed:
         sources += [p for p in impl.sources if p not in sources]

@@ -25,7 +25,7 @@ __attribute__((noreturn)) void Reset_Handler(void) {
   tb_exit(main());
 }
 
-__attribute__((noreturn)) void Default_Handler(void) {
+void Default_Handler(void) {
   for (;;) {
   }
 }

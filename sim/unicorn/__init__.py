@@ -1,0 +1,1 @@
+"""tinybuild's default simulator backend (Unicorn engine + native block counting)."""

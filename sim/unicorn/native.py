@@ -1,0 +1,126 @@
+"""Build, load and register the native block-counting hook (native_hook.c).
+
+The C source is compiled once with the host C compiler (``$CC`` or ``cc``)
+into a shared library cached under ``$XDG_CACHE_HOME/tinybuild`` (or
+``~/.cache/tinybuild``), named by a hash of the source and the compiler, so an
+edited source rebuilds and concurrent builders never clobber each other
+(write to a temporary name, then rename). The hook is registered by calling
+libunicorn's ``uc_hook_add`` through ctypes with the C function pointer and a
+pointer to a :class:`Counters` struct owned by Python.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tinybuild.errors import TinybuildError
+
+SOURCE = Path(__file__).with_name("native_hook.c")
+_lib: ctypes.CDLL | None = None
+
+
+class Counters(ctypes.Structure):
+    """Mirror of tb_counters_t in native_hook.c (keep in the same order)."""
+
+    _fields_ = [
+        ("insns", ctypes.c_uint64),
+        ("cycles", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("taken", ctypes.c_uint64),
+        ("prev_end", ctypes.c_uint64),
+        ("base", ctypes.c_uint64),
+        ("nhw", ctypes.c_uint64),
+        ("cum_n", ctypes.c_void_p),
+        ("cum_c", ctypes.c_void_p),
+        ("fresh_adj", ctypes.c_void_p),
+        ("taken_penalty", ctypes.c_uint64),
+        ("max_insns", ctypes.c_uint64),
+        ("limit_hit", ctypes.c_uint64),
+        ("oob_blocks", ctypes.c_uint64),
+        ("oob_bytes", ctypes.c_uint64),
+        ("emu_stop", ctypes.c_void_p),
+    ]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinybuild"
+
+
+def compiler() -> str | None:
+    for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cand and shutil.which(cand):
+            return cand
+    return None
+
+
+def library_path() -> Path:
+    cc = compiler() or "cc"
+    digest = hashlib.sha256(SOURCE.read_bytes() + cc.encode()).hexdigest()[:16]
+    return cache_dir() / f"tb_unicorn_hook-{digest}.so"
+
+
+def build() -> Path:
+    """Compile the hook if the cache has no library for this source."""
+    out = library_path()
+    if out.exists():
+        return out
+    cc = compiler()
+    if cc is None:
+        raise TinybuildError(
+            "the unicorn simulator needs a host C compiler to build its native "
+            "counting hook: install one (e.g. `apt install gcc`) or set CC")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.stem, suffix=".so.tmp", dir=out.parent)
+    os.close(fd)
+    cmd = [cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        raise TinybuildError(
+            f"building the unicorn simulator's native hook failed ({' '.join(cmd)}):\n"
+            f"{proc.stderr.strip()}")
+    os.replace(tmp, out)
+    return out
+
+
+def load() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(str(build()))
+        lib.tb_counters_size.restype = ctypes.c_uint64
+        if lib.tb_counters_size() != ctypes.sizeof(Counters):
+            raise TinybuildError(
+                f"native hook struct size mismatch ({lib.tb_counters_size()} != "
+                f"{ctypes.sizeof(Counters)}): delete {library_path()} and retry")
+        _lib = lib
+    return _lib
+
+
+def uclib() -> ctypes.CDLL:
+    from unicorn.unicorn_py3.unicorn import uclib as lib  # the loaded libunicorn
+    return lib
+
+
+def add_block_hook(uc, counters: Counters) -> int:
+    """Register tb_block_hook for every block of ``uc``; returns the hook handle."""
+    from unicorn import UC_HOOK_BLOCK
+    from unicorn.unicorn_const import UC_ERR_OK
+
+    lib = load()
+    ucl = uclib()
+    counters.emu_stop = ctypes.cast(ucl.uc_emu_stop, ctypes.c_void_p).value
+    fn = ctypes.cast(lib.tb_block_hook, ctypes.c_void_p)
+    handle = ctypes.c_size_t()
+    status = ucl.uc_hook_add(
+        uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, fn,
+        ctypes.c_void_p(ctypes.addressof(counters)),
+        ctypes.c_uint64(1), ctypes.c_uint64(0))   # begin > end: every block
+    if status != UC_ERR_OK:
+        raise TinybuildError(f"uc_hook_add(UC_HOOK_BLOCK) failed with unicorn error {status}")
+    return handle.value

@@ -1,0 +1,489 @@
+"""The default tinybuild simulator: runs a firmware ELF headlessly in Unicorn.
+
+What a run does (see the module docstrings of timing.py for the cycle model
+and native.py for how the counting hook is built):
+
+1. Maps the target's memory regions (plus, on Cortex-M, the System Control
+   Space page at 0xE000E000 so the startup's CPACR write lands), paints every
+   RAM byte with PATTERN, loads the ELF's PT_LOAD segments at their load
+   (physical) addresses, writes the input tensor at ``tb_io_desc.input`` and
+   resets the core like the hardware (Cortex-M: SP and PC from the vector
+   table at the flash origin; RV32: PC = ELF entry).
+2. Counts instructions and cycles per basic block in native code
+   (UC_HOOK_BLOCK), snapshots the counters at every ``tb_mark`` call (a narrow
+   Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``.
+3. Reads the output tensor, the peak stack (distance from ``__stack_end__``
+   to the lowest word no longer holding the pattern) and the RAM touched
+   (bytes no longer holding the pattern).
+
+Blind spot of painting: a write that stores exactly the pattern's byte at
+that position is invisible (counted as untouched); with a 4-byte pattern of
+distinct, unusual bytes this needs a value like 0xC5 at offset 0 mod 4, which
+only undercounts RAM touched by that byte and, for the stack, only matters if
+the deepest stack word written happens to equal the whole pattern word.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+import functools
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinybuild.errors import TinybuildError
+from tinybuild.target import LayerProfile, RunResult, Target
+
+from . import native, timing
+
+PATTERN = bytes((0xC5, 0xA3, 0x5C, 0x3A))      # little-endian word 0x3A5CA3C5
+PATTERN_WORD = struct.unpack("<I", PATTERN)[0]
+PAGE = 0x1000
+SCS_BASE = 0xE000E000                          # Cortex-M System Control Space
+MARK_END = 0xFFFFFFFF
+ARM_M_CPUS = ("cortex-m0", "cortex-m0plus", "cortex-m0+", "cortex-m1", "cortex-m3",
+              "cortex-m4", "cortex-m7", "cortex-m23", "cortex-m33", "cortex-m35p",
+              "cortex-m55", "cortex-m85")
+
+
+def _align_down(x: int) -> int:
+    return x & ~(PAGE - 1)
+
+
+def _align_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+# -- ELF ------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    paddr: int
+    vaddr: int
+    data: bytes
+    memsz: int
+    executable: bool
+
+
+@dataclass
+class ElfImage:
+    path: Path
+    arch: str                                  # "arm" or "riscv32"
+    entry: int
+    segments: list[Segment]
+    symbols: dict[str, int]
+    funcs: list[tuple[int, int, str]]          # (start, end, name), sorted
+    code_starts: list[int] = field(default_factory=list)
+    data_ranges: list[tuple[int, int]] = field(default_factory=list)
+    text_base: int = 0
+    text: bytes = b""
+
+    def symbol_at(self, addr: int) -> str:
+        if self.arch == "arm":
+            addr &= ~1
+        i = bisect.bisect_right(self.funcs, (addr, 1 << 64, "")) - 1
+        if i < 0:
+            return "??"
+        start, end, name = self.funcs[i]
+        if end > start and addr >= end:
+            return "??"
+        return f"{name}+0x{addr - start:x}"
+
+
+def load_elf(path: Path) -> ElfImage:
+    from elftools.elf.constants import P_FLAGS
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TinybuildError(f"cannot open firmware ELF {path}: {e}") from e
+    with f:
+        try:
+            elf = ELFFile(f)
+        except Exception as e:   # ELFError and friends
+            raise TinybuildError(f"{path} is not an ELF file: {e}") from e
+        machine = elf["e_machine"]
+        if machine == "EM_ARM":
+            arch = "arm"
+        elif machine == "EM_RISCV" and elf.elfclass == 32:
+            arch = "riscv32"
+        else:
+            raise TinybuildError(f"{path}: the unicorn simulator runs 32-bit ARM or RISC-V ELFs, not {machine}/{elf.elfclass}-bit")
+        segments = []
+        for seg in elf.iter_segments():
+            if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
+                continue
+            segments.append(Segment(seg["p_paddr"], seg["p_vaddr"], seg.data(), seg["p_memsz"],
+                                    bool(seg["p_flags"] & P_FLAGS.PF_X)))
+        symbols: dict[str, int] = {}
+        funcs: list[tuple[int, int, str]] = []
+        marks: list[tuple[int, str]] = []     # (addr, 'c' code | 'd' data | 'e' data end)
+        for sec in elf.iter_sections():
+            if not isinstance(sec, SymbolTableSection):
+                continue
+            for sym in sec.iter_symbols():
+                name, value = sym.name, sym["st_value"]
+                styp = sym["st_info"]["type"]
+                if not name or sym["st_shndx"] == "SHN_UNDEF":
+                    continue
+                if name.startswith("$"):
+                    kind = name[1:2]
+                    if kind in ("t", "a", "x"):
+                        marks.append((value & ~1 if arch == "arm" else value, "c"))
+                    elif kind == "d":
+                        marks.append((value, "d"))
+                    continue
+                if styp == "STT_FUNC":
+                    start = value & ~1 if arch == "arm" else value
+                    funcs.append((start, start + sym["st_size"], name))
+                    marks.append((start, "c"))
+                    symbols.setdefault(name, start)
+                else:
+                    symbols.setdefault(name, value)
+                    if styp == "STT_OBJECT" and sym["st_size"]:
+                        marks.append((value, "d"))
+                        marks.append((value + sym["st_size"], "e"))
+        entry = elf["e_entry"]
+    funcs.sort()
+    # Data ranges: from a $d (or a data object) to the next code symbol or object end.
+    code_starts = sorted({a for a, k in marks if k == "c"})
+    data_ranges = []
+    open_at = None
+    for addr, kind in sorted(marks, key=lambda m: (m[0], m[1] != "e")):
+        if kind == "d":
+            if open_at is None:
+                open_at = addr
+        elif open_at is not None:
+            if addr > open_at:
+                data_ranges.append((open_at, addr))
+            open_at = None
+    img = ElfImage(path, arch, entry, segments, symbols, funcs, code_starts, data_ranges)
+    execs = [s for s in segments if s.executable and s.data]
+    if execs:
+        lo = min(s.vaddr for s in execs)
+        hi = max(s.vaddr + len(s.data) for s in execs)
+        buf = bytearray(hi - lo)
+        for s in execs:
+            buf[s.vaddr - lo: s.vaddr - lo + len(s.data)] = s.data
+        if open_at is not None:
+            data_ranges.append((open_at, max(hi, open_at)))
+        img.text_base, img.text = lo, bytes(buf)
+    return img
+
+
+@functools.lru_cache(maxsize=16)
+def _prepared(path: str, mtime_ns: int, size: int, model_name: str):
+    img = load_elf(Path(path))
+    model = timing.model_for(img.arch, model_name)
+    tables = timing.build_tables(img.text, img.text_base, img.arch, model,
+                                 img.code_starts, img.data_ranges)
+    return img, tables
+
+
+def prepare(elf: Path, model_name: str = ""):
+    st = os.stat(elf)
+    return _prepared(str(Path(elf).resolve()), st.st_mtime_ns, st.st_size, model_name)
+
+
+# -- the simulator ---------------------------------------------------------------
+
+
+class UnicornSimulator:
+    """Unicorn-based simulator with exact instruction counts and a cycle model."""
+
+    name = "unicorn"
+
+    def supports(self, target: Target) -> bool:
+        if target.arch == "riscv32":
+            return True
+        if target.arch == "arm":
+            return target.cpu.lower() in ARM_M_CPUS
+        return False
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import unicorn
+        except Exception as e:   # ImportError, or the shared library failing to load
+            return False, f"unicorn not importable ({e}); install with `pip install unicorn`"
+        lib = native.library_path()
+        if lib.exists():
+            how = f"native hook cached at {lib}"
+        elif native.compiler():
+            how = f"native hook will be built with {native.compiler()}"
+        else:
+            return False, (f"unicorn {unicorn.__version__}, but no host C compiler to build "
+                           "its native counting hook (install gcc or set CC)")
+        return True, f"unicorn {unicorn.__version__}; {how}"
+
+    def run(self, elf: Path, target: Target, input_bytes: bytes, *,
+            max_instructions: int = 2_000_000_000, timeout_s: float = 600.0) -> RunResult:
+        return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s).execute()
+
+
+class _Run:
+    def __init__(self, elf: Path, target: Target, input_bytes: bytes,
+                 max_instructions: int, timeout_s: float):
+        self.elf_path = elf
+        self.target = target
+        self.input = input_bytes
+        self.max_instructions = max_instructions
+        self.timeout_s = timeout_s
+        if not self.elf_path.exists():
+            raise TinybuildError(f"firmware ELF not found: {elf}")
+        self.img, self.tables = prepare(elf, target.timing_model)
+        if self.img.arch != target.arch:
+            raise TinybuildError(f"{elf} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
+        self.marks: list[tuple[int, int, int]] = []   # (id, insns, cycles)
+        self.fault: tuple[int, int, int] | None = None
+
+    # -- helpers --
+    def sym(self, name: str, required: bool = True) -> int | None:
+        v = self.img.symbols.get(name)
+        if v is None and required:
+            raise TinybuildError(
+                f"{self.elf_path} has no symbol `{name}`: is it a tinybuild firmware "
+                f"(linked with tinybuild/runtime/tb_runtime.c)?")
+        return v
+
+    def current_layer(self) -> str:
+        if not self.marks:
+            return "before the first layer (startup)"
+        last = self.marks[-1][0]
+        if last == MARK_END:
+            return "after the last layer"
+        return f"layer {last}"
+
+    def context(self, pc: int) -> str:
+        return (f"PC=0x{pc:08x} in {self.img.symbol_at(pc)}, during {self.current_layer()} "
+                f"(firmware {self.elf_path.name}, target {self.target.name})")
+
+    # -- setup --
+    def setup(self):
+        import unicorn as U
+        img, t = self.img, self.target
+        if img.arch == "arm":
+            from unicorn import arm_const as A
+            uc = U.Uc(U.UC_ARCH_ARM, U.UC_MODE_THUMB | U.UC_MODE_MCLASS)
+            cpu = {"cortex-m0": A.UC_CPU_ARM_CORTEX_M0, "cortex-m3": A.UC_CPU_ARM_CORTEX_M3,
+                   "cortex-m7": A.UC_CPU_ARM_CORTEX_M7, "cortex-m33": A.UC_CPU_ARM_CORTEX_M33}.get(
+                       t.cpu.lower(), A.UC_CPU_ARM_CORTEX_M4)
+            uc.ctl_set_cpu_model(cpu)
+            self.reg_pc, self.reg_sp, self.reg_a0 = A.UC_ARM_REG_PC, A.UC_ARM_REG_SP, A.UC_ARM_REG_R0
+        else:
+            from unicorn import riscv_const as R
+            uc = U.Uc(U.UC_ARCH_RISCV, U.UC_MODE_RISCV32)
+            self.reg_pc, self.reg_sp, self.reg_a0 = R.UC_RISCV_REG_PC, R.UC_RISCV_REG_SP, R.UC_RISCV_REG_A0
+        self.uc = uc
+        mapped: list[tuple[int, int]] = []
+        for r in t.memory:
+            lo, hi = _align_down(r.origin), _align_up(r.end)
+            uc.mem_map(lo, hi - lo, U.UC_PROT_ALL)
+            mapped.append((lo, hi))
+        if img.arch == "arm" and not any(lo <= SCS_BASE < hi for lo, hi in mapped):
+            # System Control Space (CPACR at 0xE000ED88, SCB, NVIC, SysTick): plain
+            # RAM here, so the startup's FPU-enable write lands. Unicorn's FPU for
+            # Cortex-M models is usable regardless (see the report / tests).
+            uc.mem_map(SCS_BASE, PAGE, U.UC_PROT_READ | U.UC_PROT_WRITE)
+
+        # Paint RAM, then load the image at its load addresses.
+        self.ram = [r for r in t.memory if r.kind == "ram"]
+        self.loaded_ram: list[tuple[int, int]] = []
+        for r in self.ram:
+            uc.mem_write(r.origin, PATTERN * (r.length // 4) + PATTERN[: r.length % 4])
+        for s in img.segments:
+            if not s.data:
+                continue
+            region = t.region_of(s.paddr)
+            if region is None or s.paddr + len(s.data) > region.end:
+                raise TinybuildError(
+                    f"{self.elf_path}: segment at 0x{s.paddr:08x}..0x{s.paddr + len(s.data):08x} "
+                    f"lies outside target {t.name}'s memory map "
+                    f"({', '.join(f'{m.name} 0x{m.origin:08x}+0x{m.length:x}' for m in t.memory)})")
+            uc.mem_write(s.paddr, s.data)
+            if region.kind == "ram":
+                self.loaded_ram.append((s.paddr, s.paddr + len(s.data)))
+
+        # The model's I/O descriptor and the input tensor.
+        desc_addr = self.sym("tb_io_desc")
+        words = struct.unpack("<8I", bytes(uc.mem_read(desc_addr, 32)))
+        magic, self.num_layers, in_addr, in_size, out_addr, out_size, arena, arena_size = words
+        if magic != 0x31425454:
+            raise TinybuildError(f"{self.elf_path}: tb_io_desc at 0x{desc_addr:08x} has bad magic "
+                                 f"0x{magic:08x} (expected 0x31425454, 'TTB1')")
+        if len(self.input) != in_size:
+            raise TinybuildError(
+                f"input is {len(self.input)} bytes but the model's input tensor is {in_size} bytes "
+                f"(tb_io_desc.input_size in {self.elf_path.name})")
+        for name, addr, size in (("input", in_addr, in_size), ("output", out_addr, out_size)):
+            reg = t.region_of(addr)
+            if size and (reg is None or addr + size > reg.end):
+                raise TinybuildError(f"{self.elf_path}: tb_io_desc.{name} 0x{addr:08x}+{size} is outside the memory map")
+        self.out_addr, self.out_size = out_addr, out_size
+        if in_size:
+            uc.mem_write(in_addr, self.input)
+
+        # Reset.
+        if img.arch == "arm":
+            flash = t.regions("flash")
+            vt = flash[0].origin if flash else 0
+            sp, pc = struct.unpack("<II", bytes(uc.mem_read(vt, 8)))
+            if not pc & 1:
+                raise TinybuildError(f"{self.elf_path}: reset vector 0x{pc:08x} at 0x{vt + 4:08x} is not a Thumb address")
+            uc.reg_write(self.reg_sp, sp)
+            self.start = pc
+            self.pc0 = pc & ~1
+        else:
+            sp = self.sym("__stack_end__", required=False)
+            if sp is not None:
+                uc.reg_write(self.reg_sp, sp)
+            self.start = self.pc0 = img.entry
+            sp = sp or 0
+        self.sp0 = sp
+        self.exit_addr = self.sym("tb_exit")
+        self.mark_addr = self.sym("tb_mark")
+
+    def hooks(self):
+        import unicorn as U
+        uc, tb = self.uc, self.tables
+        c = native.Counters()
+        c.prev_end = self.pc0
+        c.base = tb.base
+        c.nhw = tb.nhw
+        c.cum_n = tb.cum_n.ctypes.data
+        c.cum_c = tb.cum_c.ctypes.data
+        c.fresh_adj = tb.fresh_adj.ctypes.data
+        c.taken_penalty = tb.model.taken_penalty
+        c.max_insns = max(0, int(self.max_instructions))
+        self.counters = c
+        native.add_block_hook(uc, c)
+
+        reg_a0 = self.reg_a0
+        marks = self.marks
+
+        def on_mark(uc_, address, size, user):
+            marks.append((uc_.reg_read(reg_a0), c.insns, c.cycles))
+
+        uc.hook_add(U.UC_HOOK_CODE, on_mark, begin=self.mark_addr, end=self.mark_addr)
+
+        def on_invalid(uc_, access, address, size, value, user):
+            self.fault = (access, address, size)
+            return False
+
+        uc.hook_add(U.UC_HOOK_MEM_INVALID, on_invalid)
+
+    # -- run --
+    def execute(self) -> RunResult:
+        import unicorn as U
+        self.setup()
+        self.hooks()
+        t0 = time.perf_counter()
+        err = None
+        try:
+            self.uc.emu_start(self.start, self.exit_addr, timeout=int(self.timeout_s * 1e6), count=0)
+        except U.UcError as e:
+            err = e
+        wall = time.perf_counter() - t0
+        pc = self.uc.reg_read(self.reg_pc)
+        c = self.counters
+        if err is not None:
+            self.raise_fault(err, pc)
+        if pc != self.exit_addr:
+            if c.limit_hit:
+                raise TinybuildError(
+                    f"runaway firmware: stopped after {c.insns:,} instructions "
+                    f"(max_instructions={self.max_instructions:,}) without reaching tb_exit; "
+                    f"{self.context(pc)}")
+            if wall >= self.timeout_s * 0.99:
+                raise TinybuildError(
+                    f"runaway firmware: host time limit of {self.timeout_s:g} s reached after "
+                    f"{c.insns:,} instructions without reaching tb_exit; {self.context(pc)}")
+            raise TinybuildError(f"simulation stopped before tb_exit; {self.context(pc)}")
+        if c.oob_blocks:
+            raise TinybuildError(
+                f"the firmware executed {c.oob_blocks} blocks ({c.oob_bytes} bytes) outside its "
+                f"decoded text (code in RAM?); the unicorn simulator cannot count them exactly")
+        exit_code = self.uc.reg_read(self.reg_a0)
+        exit_code = exit_code - (1 << 32) if exit_code & 0x80000000 else exit_code
+        return self.result(wall, exit_code)
+
+    def raise_fault(self, err, pc: int):
+        import unicorn as U
+        kinds = {
+            U.UC_MEM_READ_UNMAPPED: "read of unmapped memory",
+            U.UC_MEM_WRITE_UNMAPPED: "write to unmapped memory",
+            U.UC_MEM_FETCH_UNMAPPED: "instruction fetch from unmapped memory",
+            U.UC_MEM_WRITE_PROT: "write to write-protected memory",
+            U.UC_MEM_READ_PROT: "read of read-protected memory",
+            U.UC_MEM_FETCH_PROT: "instruction fetch from non-executable memory",
+        }
+        if self.fault is not None:
+            access, address, size = self.fault
+            if access == U.UC_MEM_FETCH_UNMAPPED:
+                pc = address
+            what = f"{kinds.get(access, f'memory fault (access {access})')} at 0x{address:08x} (size {size})"
+        elif err.errno == U.UC_ERR_INSN_INVALID:
+            what = "invalid instruction"
+        elif err.errno == U.UC_ERR_EXCEPTION:
+            what = "unhandled CPU exception (e.g. UDF, BKPT, SVC or a usage fault)"
+        else:
+            what = f"unicorn error: {err}"
+        raise TinybuildError(f"firmware fault: {what}; {self.context(pc)}") from None
+
+    def result(self, wall: float, exit_code: int) -> RunResult:
+        uc, c = self.uc, self.counters
+        output = bytes(uc.mem_read(self.out_addr, self.out_size)) if self.out_size else b""
+        layers: list[LayerProfile] = []
+        marks = self.marks
+        begin = next((i for i, m in enumerate(marks) if m[0] == 0), None)
+        end = next((i for i in range(len(marks) - 1, -1, -1) if marks[i][0] == MARK_END), None)
+        if begin is not None and end is not None and end > begin:
+            for a, b in zip(marks[begin:end], marks[begin + 1:end + 1]):
+                layers.append(LayerProfile(index=a[0], instructions=b[1] - a[1], cycles=b[2] - a[2]))
+            inf_insns = marks[end][1] - marks[begin][1]
+            inf_cycles = marks[end][2] - marks[begin][2]
+        else:
+            inf_insns, inf_cycles = c.insns, c.cycles
+        return RunResult(
+            simulator="unicorn", output=output,
+            instructions=inf_insns, cycles=inf_cycles, layers=layers,
+            total_instructions=c.insns, total_cycles=c.cycles,
+            peak_stack_bytes=self.peak_stack(), ram_touched_bytes=self.ram_touched(),
+            wall_seconds=wall, exit_code=exit_code)
+
+    def peak_stack(self) -> int:
+        lo = self.sym("__stack_start__", required=False)
+        hi = self.sym("__stack_end__", required=False)
+        if lo is None or hi is None:
+            reg = self.target.region_of(self.sp0 - 1) if self.sp0 else None
+            if reg is None:
+                return 0
+            lo, hi = reg.origin, self.sp0
+        lo &= ~3
+        n = (hi - lo) // 4
+        if n <= 0:
+            return 0
+        words = np.frombuffer(bytes(self.uc.mem_read(lo, n * 4)), dtype="<u4")
+        changed = np.flatnonzero(words != PATTERN_WORD)
+        if changed.size == 0:
+            return 0
+        return hi - (lo + 4 * int(changed[0]))
+
+    def ram_touched(self) -> int:
+        total = 0
+        for r in self.ram:
+            mem = np.frombuffer(bytes(self.uc.mem_read(r.origin, r.length)), dtype=np.uint8)
+            pat = np.resize(np.frombuffer(PATTERN, dtype=np.uint8), r.length)
+            touched = mem != pat
+            for a, b in self.loaded_ram:
+                lo, hi = max(a, r.origin), min(b, r.end)
+                if lo < hi:
+                    touched[lo - r.origin: hi - r.origin] = True
+            total += int(touched.sum())
+        return total

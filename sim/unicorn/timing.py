@@ -1,0 +1,413 @@
+"""Per-instruction cost tables, precomputed from the ELF's text.
+
+The native block hook (native_hook.c) charges a block [start, end) in O(1)
+from prefix sums over halfword addresses:
+
+    instructions = cum_n[end] - cum_n[start]
+    base cycles  = cum_c[end] - cum_c[start]
+
+plus, when the block was entered by a taken branch (its start is not where the
+previous block ended), ``taken_penalty`` and ``fresh_adj[start]`` (the cycles
+the first instruction loses by not pairing with its linear predecessor).
+
+Instruction counts are exact: every instruction start in the text is known
+(Thumb-2: a first halfword with bits[15:11] in 0b11101/0b11110/0b11111 starts a
+32-bit instruction; decoding resyncs at every function symbol and at the ARM
+mapping symbols ``$t``/``$a`` and skips literal pools marked ``$d``; RV32C: low
+two bits 0b11 = 32-bit). Cycles are a static model.
+
+Cortex-M4 cycle model ("cortex-m4")
+-----------------------------------
+Sources: ARM Cortex-M4 Technical Reference Manual r0p1 (ARM DDI 0439B),
+section 3.3 "Processor instruction timings", Table 3-1 "Cortex-M4
+instruction set summary" and section 3.3.2 "Load/store timings"; and the FPU
+chapter, section 7.2.3 "FPU instruction set", Table 7-1 "FPU instruction
+set" (cycle counts). Values used (P = pipeline refill, N = registers moved):
+
+    ALU, MOV, shifts, compare, extend, bitfield, saturate, SIMD add   1
+    MUL, MLA, MLS, SMLAD/SMUAD/SMLAxy/SMMLA... (the DSP MACs)          1
+    UMULL/SMULL/UMLAL/SMLAL/UMAAL (M4: single cycle, no early exit)   1
+    SDIV/UDIV (2..12, operand dependent): we charge the worst case    12
+    LDR/LDRB/LDRH/LDRSB/LDRSH (single)                                 2
+      ... pipelined after an LDR whose destination it does not use
+          as its address (section 3.3.2)                               1
+      ... with base write-back (not normally pipelined, 3.3.2)         2
+    LDRD/STRD                                                       1+N=3
+    LDREX/STREX/LDREXB/H...                                            2
+    STR/STRB/STRH (Table 3-1 says 2; section 3.3.2: "STR Rx,[Ry,#imm]
+      is always one cycle", the write buffer absorbs the data phase)   1
+    LDM/STM/PUSH/POP                                                 1+N
+    B/Bcc/CBZ/CBNZ/BL/BX/BLX, MOV/ADD pc: 1, plus P when taken
+    POP {..,pc}, LDR pc: 1+N / 2, plus P (always taken)
+    TBB/TBH                                                 2, plus P
+    P (pipeline refill, "1 to 3 depending on alignment and width of the
+      target"): we charge 2 for every taken branch                      2
+    IT 1 (the TRM notes it can fold into a preceding 16-bit
+      instruction; we do not model folding)                            1
+    DSB/DMB 1 (empty write buffer), ISB 1+P                          1/3
+    NOP, hints, MRS/MSR, CPS                                           1
+    VADD/VSUB/VMUL/VNMUL/VABS/VNEG/VCMP/VCVT/VMOV/VMRS/VMSR            1
+    VMOV two core registers <-> two singles / a double                 2
+    VMLA/VMLS/VNMLA/VNMLS/VFMA/VFMS/VFNMA/VFNMS                        3
+    VDIV, VSQRT                                                       14
+    VLDR/VSTR                                                          2
+    VLDM/VSTM/VPUSH/VPOP                                        1+N words
+
+Not modelled (so cycles are an estimate, instructions are exact): flash wait
+states and the ART accelerator, bus contention, the extra cycle of a load
+whose address depends on the immediately preceding ALU result, folding of IT,
+operand-dependent divide time, and IT-skipped instructions (charged their
+full cost; the core spends about one cycle on each).
+
+RV32 cycle model ("rv32-e31")
+-----------------------------
+Source: SiFive E31 Core Complex Manual (21G1), section "Execution Pipeline":
+single issue, in order, fully bypassed; LW has a 2-cycle and LB/LH/LBU/LHU a
+3-cycle result latency; MUL/MULH* a 5-cycle latency; DIV/DIVU/REM/REMU 2 to 33
+cycles; mispredicted branches/jumps cost 3 cycles, correctly predicted ones 0.
+Values used: every instruction 1; a load whose destination the next
+instruction (in program order) reads stalls +1 (LW) / +2 (byte/half); a MUL
+whose result the next instruction reads stalls +4; DIV/REM 33 (worst case);
+every taken branch or jump +1 (we do not model the branch predictor: loop
+back-edges mostly predict correctly (0), mispredictions cost 3; 1 is the
+assumed average).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# -- models -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimingModel:
+    name: str
+    arch: str              # "arm" or "riscv32"
+    taken_penalty: int     # cycles added to every taken branch (block entered non-sequentially)
+    description: str
+
+
+MODELS = {
+    "cortex-m4": TimingModel("cortex-m4", "arm", 2,
+                             "ARM Cortex-M4 TRM r0p1 Table 3-1 and FPU Table 7-1, P=2"),
+    "rv32-e31": TimingModel("rv32-e31", "riscv32", 1,
+                            "SiFive E31 Core Complex Manual, execution pipeline"),
+}
+DEFAULT_MODEL = {"arm": "cortex-m4", "riscv32": "rv32-e31"}
+
+
+def model_for(arch: str, name: str) -> TimingModel:
+    if name and name in MODELS and MODELS[name].arch == arch:
+        return MODELS[name]
+    return MODELS[DEFAULT_MODEL[arch]]
+
+
+# -- Cortex-M4 (Thumb-2) --------------------------------------------------------
+
+# kinds used by the load-pipelining rule
+ALU, LOAD, LOAD_NP, STORE, BRANCH, OTHER = range(6)
+
+P_REFILL = MODELS["cortex-m4"].taken_penalty
+DIV_CYCLES = 12
+
+
+def _popcount(x: int) -> int:
+    return bin(x).count("1")
+
+
+def thumb_is32(h1: int) -> bool:
+    return (h1 >> 11) in (0b11101, 0b11110, 0b11111)
+
+
+def _vfp(h1: int, h2: int) -> int:
+    """Cycles of a coprocessor-space instruction (FPv4-SP when cp10/cp11)."""
+    if ((h2 >> 8) & 0xE) != 0xA:
+        return 1
+    if ((h1 >> 9) & 0x7) == 0b110:                 # extension register load/store
+        if (h1 & 0x01E0) == 0x0040:                # 64-bit transfer VMOV
+            return 2
+        p, w = (h1 >> 8) & 1, (h1 >> 5) & 1
+        if p == 1 and w == 0:                      # VLDR / VSTR
+            return 2
+        return 1 + (h2 & 0xFF)                     # VLDM/VSTM/VPUSH/VPOP: 1+N words
+    if ((h1 >> 8) & 0xF) == 0xE:
+        if h2 & 0x10:                              # VMOV core<->single, VMRS, VMSR
+            return 1
+        o = (((h1 >> 7) & 1) << 2) | ((h1 >> 4) & 3)
+        if o in (0, 1, 5, 6):                      # VMLA/VMLS/VNMLA/VNMLS, fused
+            return 3
+        if o == 4:                                 # VDIV
+            return 14
+        if o == 7 and (h1 & 0xF) == 1 and ((h2 >> 6) & 3) == 3:   # VSQRT
+            return 14
+        return 1
+    return 1
+
+
+def thumb_decode(h1: int, h2: int):
+    """(size, cycles, kind, rt, rn, rm) for the instruction starting with h1."""
+    if not thumb_is32(h1):
+        h = h1
+        if h >> 14 == 0:
+            return 2, 1, ALU, -1, -1, -1
+        if h >> 10 == 0b010000:
+            return 2, 1, ALU, -1, -1, -1             # incl. MULS: 1
+        if h >> 10 == 0b010001:
+            op = (h >> 8) & 3
+            rd = (((h >> 7) & 1) << 3) | (h & 7)
+            if op == 3 or (op in (0, 2) and rd == 15):
+                return 2, 1, BRANCH, -1, -1, -1      # BX/BLX, ADD/MOV pc (+P)
+            return 2, 1, ALU, -1, -1, -1
+        if h >> 11 == 0b01001:                       # LDR literal
+            return 2, 2, LOAD, (h >> 8) & 7, 15, -1
+        if h >> 12 == 0b0101:
+            op = (h >> 9) & 7
+            rt, rn, rm = h & 7, (h >> 3) & 7, (h >> 6) & 7
+            if op <= 2:
+                return 2, 1, STORE, rt, rn, rm
+            return 2, 2, LOAD, rt, rn, rm
+        if h >> 13 == 0b011 or h >> 12 == 0b1000:   # LDR/STR(B/H) imm
+            if (h >> 11) & 1:
+                return 2, 2, LOAD, h & 7, (h >> 3) & 7, -1
+            return 2, 1, STORE, h & 7, (h >> 3) & 7, -1
+        if h >> 12 == 0b1001:                        # SP-relative
+            if (h >> 11) & 1:
+                return 2, 2, LOAD, (h >> 8) & 7, 13, -1
+            return 2, 1, STORE, (h >> 8) & 7, 13, -1
+        if h >> 12 == 0b1010:
+            return 2, 1, ALU, -1, -1, -1             # ADR, ADD rd, sp, #imm
+        if h >> 12 == 0b1011:
+            op = (h >> 8) & 0xF
+            if op in (0b0001, 0b0011, 0b1001, 0b1011):
+                return 2, 1, BRANCH, -1, -1, -1      # CBZ/CBNZ (+P if taken)
+            if op in (0b0100, 0b0101, 0b1100, 0b1101):  # PUSH/POP: 1+N (+P on pc)
+                n = _popcount(h & 0xFF) + ((h >> 8) & 1)
+                return 2, 1 + n, OTHER, -1, -1, -1
+            return 2, 1, ALU, -1, -1, -1             # SP adjust, extend, REV, IT, hints
+        if h >> 12 == 0b1100:                        # LDM/STM
+            return 2, 1 + _popcount(h & 0xFF), OTHER, -1, -1, -1
+        if h >> 12 == 0b1101:
+            if ((h >> 8) & 0xF) >= 0xE:
+                return 2, 1, OTHER, -1, -1, -1       # UDF, SVC
+            return 2, 1, BRANCH, -1, -1, -1          # B<cc> (+P if taken)
+        return 2, 1, BRANCH, -1, -1, -1              # B (0b11100)
+
+    op1 = (h1 >> 11) & 3
+    op2 = (h1 >> 4) & 0x7F
+    if op1 == 1:
+        if op2 & 0b1000000:
+            return 4, _vfp(h1, h2), OTHER, -1, -1, -1
+        if (op2 & 0b1100100) == 0:                   # LDM/STM (.W), PUSH/POP.W
+            return 4, 1 + _popcount(h2 & 0xFFFF), OTHER, -1, -1, -1
+        if (op2 & 0b1100100) == 0b0000100:          # dual / exclusive / table branch
+            a, b = (h1 >> 7) & 3, (h1 >> 4) & 3
+            if a == 0 and b in (0, 1):
+                return 4, 2, OTHER, -1, -1, -1       # STREX / LDREX
+            if a == 1 and b in (0, 1):
+                if b == 1 and ((h2 >> 4) & 0xF) in (0, 1):
+                    return 4, 2, BRANCH, -1, -1, -1  # TBB/TBH: 2 + P
+                return 4, 2, OTHER, -1, -1, -1       # exclusive byte/half/dual
+            return 4, 3, OTHER, -1, -1, -1           # LDRD/STRD: 1+N
+        return 4, 1, ALU, -1, -1, -1                 # data processing (shifted reg)
+    if op1 == 2:
+        if not (h2 >> 15):
+            return 4, 1, ALU, -1, -1, -1             # data processing (immediate)
+        if (h2 >> 12) & 0b101:                       # B.W / BL (bit12) ...
+            return 4, 1, BRANCH, -1, -1, -1
+        if ((h1 >> 7) & 7) != 0b111:                 # B<cc>.W
+            return 4, 1, BRANCH, -1, -1, -1
+        if h1 == 0xF3BF and (h2 & 0xFF00) == 0x8F00 and ((h2 >> 4) & 0xF) == 6:
+            return 4, 1 + P_REFILL, OTHER, -1, -1, -1   # ISB: 1 + pipeline refill
+        return 4, 1, OTHER, -1, -1, -1               # MSR/MRS, hints, DSB/DMB
+    # op1 == 3
+    rn = h1 & 0xF
+    rt = (h2 >> 12) & 0xF
+    if op2 & 0b1000000:
+        return 4, _vfp(h1, h2), OTHER, -1, -1, -1
+    if (op2 & 0b1110001) == 0:                       # store single
+        return 4, 1, STORE, rt, rn, -1
+    if (op2 & 0b1100111) in (0b0000001, 0b0000011, 0b0000101):   # loads
+        size_field = (op2 >> 1) & 3                  # 0 byte, 1 half, 2 word
+        if rt == 15 and size_field != 2:
+            return 4, 1, OTHER, -1, -1, -1           # PLD/PLI hints
+        rm = -1
+        writeback = False
+        if rn != 15 and not (h1 >> 7) & 1:           # not imm12 form
+            if ((h2 >> 6) & 0x3F) == 0:
+                rm = h2 & 0xF                        # register offset
+            elif (h2 >> 11) & 1 and (h2 >> 8) & 1:
+                writeback = True                     # pre/post-indexed with W
+        if rt == 15:
+            return 4, 2, BRANCH, -1, -1, -1          # LDR pc: 2 + P
+        if writeback:
+            return 4, 2, LOAD_NP, rt, rn, rm
+        return 4, 2, LOAD, rt, rn, rm
+    if (op2 & 0b1110000) == 0b0100000:
+        return 4, 1, ALU, -1, -1, -1                 # data processing (register)
+    if (op2 & 0b1111000) == 0b0110000:
+        return 4, 1, ALU, -1, -1, -1                 # MUL/MLA/MLS/DSP MACs: 1
+    if (op2 & 0b1111000) == 0b0111000:
+        sub = (h1 >> 4) & 7
+        if sub in (1, 3) and ((h2 >> 4) & 0xF) == 0xF:
+            return 4, DIV_CYCLES, OTHER, -1, -1, -1  # SDIV/UDIV
+        return 4, 1, ALU, -1, -1, -1                 # long multiplies: 1
+    return 4, 1, OTHER, -1, -1, -1
+
+
+# -- RV32IMC ---------------------------------------------------------------------
+
+RV_DIV_CYCLES = 33
+
+
+def _rv_reads(ins: int, size: int) -> tuple[int, ...]:
+    """Integer registers an RV32IMC instruction reads (x0 excluded)."""
+    if size == 4:
+        op = ins & 0x7F
+        rs1, rs2 = (ins >> 15) & 31, (ins >> 20) & 31
+        if op in (0x33, 0x23, 0x63):
+            regs = (rs1, rs2)
+        elif op in (0x13, 0x03, 0x67) or (op == 0x73 and ((ins >> 12) & 7) in (1, 2, 3)):
+            regs = (rs1,)
+        else:
+            regs = ()
+    else:
+        h = ins
+        q, f3 = h & 3, h >> 13
+        rd = (h >> 7) & 31
+        r1p, r2p = 8 + ((h >> 7) & 7), 8 + ((h >> 2) & 7)
+        rs2 = (h >> 2) & 31
+        if q == 0:
+            regs = {0: (2,), 2: (r1p,), 6: (r1p, r2p)}.get(f3, ())
+        elif q == 1:
+            if f3 == 0:
+                regs = (rd,)
+            elif f3 == 3:
+                regs = (2,) if rd == 2 else ()
+            elif f3 == 4:
+                regs = (r1p, r2p) if ((h >> 10) & 3) == 3 else (r1p,)
+            elif f3 in (6, 7):
+                regs = (r1p,)
+            else:
+                regs = ()
+        else:
+            if f3 == 0:
+                regs = (rd,)
+            elif f3 == 2:
+                regs = (2,)
+            elif f3 == 4:
+                regs = (rd, rs2) if rs2 else (rd,)   # JR/JALR/MV/ADD
+                if not (h >> 12) & 1 and rs2:
+                    regs = (rs2,)                    # C.MV reads rs2 only
+            elif f3 == 6:
+                regs = (2, rs2)
+            else:
+                regs = ()
+    return tuple(r for r in regs if r)
+
+
+def rv_decode(ins: int, size: int):
+    """(base cycles, result register, extra stall if the next reads it)."""
+    if size == 4:
+        op = ins & 0x7F
+        rd = (ins >> 7) & 31
+        f3 = (ins >> 12) & 7
+        if op == 0x03:
+            return 1, rd, 1 if f3 == 2 else 2
+        if op == 0x33 and (ins >> 25) == 1:
+            if f3 < 4:
+                return 1, rd, 4                      # MUL*: 5-cycle latency
+            return RV_DIV_CYCLES, -1, 0              # DIV/REM
+        return 1, -1, 0
+    h = ins
+    q, f3 = h & 3, h >> 13
+    if q == 0 and f3 == 2:
+        return 1, 8 + ((h >> 2) & 7), 1             # C.LW
+    if q == 2 and f3 == 2:
+        return 1, (h >> 7) & 31, 1                   # C.LWSP
+    return 1, -1, 0
+
+
+# -- building the tables --------------------------------------------------------
+
+
+@dataclass
+class CostTables:
+    base: int                 # address of halfword 0
+    cum_n: np.ndarray         # uint32, nhw + 1
+    cum_c: np.ndarray         # uint32, nhw + 1
+    fresh_adj: np.ndarray     # uint8, nhw
+    model: TimingModel
+
+    @property
+    def nhw(self) -> int:
+        return len(self.fresh_adj)
+
+
+def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
+                 code_starts: list[int], data_ranges: list[tuple[int, int]]) -> CostTables:
+    """Decode ``text`` (loaded at ``base``) into prefix-sum cost arrays.
+
+    ``code_starts``: addresses where an instruction is known to start (function
+    symbols, ``$t``/``$a``/``$x`` mapping symbols); ``data_ranges``: address
+    ranges that hold data, not code (from ``$d`` up to the next code symbol).
+    """
+    nhw = len(text) // 2
+    hw = np.frombuffer(text[: nhw * 2], dtype="<u2")
+    n = np.zeros(nhw, dtype=np.uint32)
+    c = np.zeros(nhw, dtype=np.uint32)
+    adj = np.zeros(nhw, dtype=np.uint8)
+
+    is_data = np.zeros(nhw + 1, dtype=bool)
+    for lo, hi in data_ranges:
+        a, b = max(0, (lo - base) // 2), min(nhw, (hi - base + 1) // 2)
+        if a < b:
+            is_data[a:b] = True
+    sync = np.zeros(nhw + 1, dtype=bool)
+    for s in code_starts:
+        i = (s - base) // 2
+        if 0 <= i < nhw:
+            sync[i] = True
+
+    hwl = hw.tolist()
+    datal = is_data.tolist()
+    syncl = sync.tolist()
+    i = 0
+    prev = None          # (kind, rt) of the linear predecessor, or None
+    rv_pending = None    # (result reg, stall, index) of the RV predecessor
+    while i < nhw:
+        if datal[i]:
+            prev = rv_pending = None
+            i += 1
+            continue
+        h1 = hwl[i]
+        if arch == "arm":
+            size = 4 if thumb_is32(h1) else 2
+        else:
+            size = 4 if (h1 & 3) == 3 else 2
+        if size == 4 and (i + 1 >= nhw or syncl[i + 1] or datal[i + 1]):
+            # a 32-bit instruction cannot straddle a symbol: treat as 16-bit junk
+            size = 2
+        if arch == "arm":
+            h2 = hwl[i + 1] if size == 4 else 0
+            _, cyc, kind, rt, rn, rm = thumb_decode(h1, h2)
+            if kind == LOAD and prev is not None and prev[0] == LOAD and prev[1] not in (rn, rm):
+                cyc -= 1          # pipelined behind the previous LDR
+                adj[i] = 1        # ... unless entered by a branch
+            prev = (kind, rt)
+            c[i] = cyc
+        else:
+            ins = h1 | (hwl[i + 1] << 16) if size == 4 else h1
+            cyc, rd, stall = rv_decode(ins, size)
+            if rv_pending is not None and rv_pending[0] in _rv_reads(ins, size):
+                c[rv_pending[2]] += rv_pending[1]   # the predecessor stalls us
+            rv_pending = (rd, stall, i) if rd > 0 and stall else None
+            c[i] += cyc
+        n[i] = 1
+        i += size // 2
+    cum_n = np.zeros(nhw + 1, dtype=np.uint32)
+    cum_c = np.zeros(nhw + 1, dtype=np.uint32)
+    np.cumsum(n, out=cum_n[1:])
+    np.cumsum(c, out=cum_c[1:])
+    return CostTables(base, cum_n, cum_c, adj, model)

@@ -1,0 +1,85 @@
+"""Fixtures for the simulator tests: the STM32F407 target and firmware builds."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinybuild.target import MemoryRegion, Target
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:       # the built-in sim/ folder is not an installed package
+    sys.path.insert(0, str(ROOT))
+FIRMWARE = Path(__file__).with_name("firmware")
+BOARD = ROOT / "targets" / "cortex_m4"
+RUNTIME = ROOT / "tinybuild" / "runtime"
+
+ARM_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2",
+              "-ffunction-sections", "-fdata-sections"]
+ARM_LDFLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
+               # keep the descriptor even when every use was constant-folded
+               "-Wl,--undefined=tb_io_desc"]
+
+
+def stm32f407() -> Target:
+    """The STM32F407 board as the cortex-m4 target plugin describes it."""
+    return Target(
+        name="stm32f407", description="STM32F407 (test copy)", board="stm32f4discovery",
+        arch="arm", cpu="cortex-m4", triple="arm-none-eabi", clock_hz=168_000_000,
+        memory=(MemoryRegion("FLASH", 0x08000000, 1024 * 1024, "flash"),
+                MemoryRegion("RAM", 0x20000000, 128 * 1024, "ram"),
+                MemoryRegion("CCMRAM", 0x10000000, 64 * 1024, "ram")),
+        cflags=tuple(ARM_CFLAGS), ldflags=tuple(ARM_LDFLAGS),
+        linker_script=BOARD / "stm32f407.ld",
+        startup_sources=(BOARD / "startup_stm32f407.c",),
+        include_dirs=(RUNTIME,), timing_model="cortex-m4")
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    return stm32f407()
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    from sim.unicorn.simulator import UnicornSimulator
+    return UnicornSimulator()
+
+
+@pytest.fixture(scope="session")
+def build_arm(tmp_path_factory):
+    """build_arm(name, sources, defines=()) -> Path of a linked STM32F407 ELF."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    out_dir = tmp_path_factory.mktemp("fw")
+    cache: dict[tuple, Path] = {}
+
+    def build(name: str, sources: list[str], defines: tuple[str, ...] = ()) -> Path:
+        key = (name, tuple(sources), tuple(defines))
+        if key in cache:
+            return cache[key]
+        elf = out_dir / f"{name}.elf"
+        cmd = [gcc, *ARM_CFLAGS, *ARM_LDFLAGS, "-T", str(BOARD / "stm32f407.ld"),
+               f"-I{RUNTIME}", *[f"-D{d}" for d in defines],
+               str(BOARD / "startup_stm32f407.c"), str(RUNTIME / "tb_runtime.c"),
+               *[str(FIRMWARE / s) for s in sources], "-o", str(elf)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+        cache[key] = elf
+        return elf
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def model_elf(build_arm) -> Path:
+    return build_arm("test_model", ["test_model.c"])
+
+
+@pytest.fixture(scope="session")
+def asm_elf(build_arm) -> Path:
+    return build_arm("asm_model", ["asm_io.c", "asm_model.S"])
