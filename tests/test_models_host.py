@@ -6,7 +6,7 @@ and run on the same input bytes as TFLite's reference kernels
 """
 import pytest
 
-from conftest import mlperf_model
+from tbtest import mlperf_model
 from tinybuild import pipeline
 from tinybuild.host import build_host_model, run_host_model
 

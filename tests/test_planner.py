@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from tinybuild.graph import Graph, Operator, Tensor
 from tinybuild.planner import ALIGNMENT, buffers_with_lifetimes, lower_bound, plan_memory
-from conftest import mlperf_model
+from tbtest import mlperf_model
 from tinybuild.importer import load_graph
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .graph import Graph
-from .lower import Layer
+from .lower import CDouble, Layer
 from .planner import MemoryPlan
 
 _CALLS = {
@@ -26,6 +26,8 @@ _CALLS = {
 
 
 def c_literal(value) -> str:
+    if isinstance(value, CDouble):
+        return float(value).hex()                     # exact double
     if isinstance(value, (float, np.floating)):
         return float(np.float32(value)).hex() + "f"   # exact float32, no decimal rounding
     if isinstance(value, (tuple, list)):

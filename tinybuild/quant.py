@@ -12,6 +12,10 @@ Precision rules copied from TFLite (they matter for the last bit):
 * FULLY_CONNECTED (per-tensor) multiplies ``input_scale * filter_scale`` in
   float32 first (``GetQuantizedConvolutionMultipler``), while CONV_2D and
   DEPTHWISE_CONV_2D multiply in double (``PopulateConvolutionQuantizationParams``);
+* TF 2.21's *reference* int8 FULLY_CONNECTED ignores the fixed-point
+  multiplier and rescales in double: generate ``tb_fc_params.real_multiplier``
+  with ``fc_real_multiplier`` (the fixed-point pair is still provided for
+  the kernel's integer fallback, which matches optimized TFLite / TFLM);
 * fused-activation bounds are quantized in float32 with round-half-away-from-zero
   (``CalculateActivationRangeQuantized``).
 
@@ -33,6 +37,7 @@ __all__ = [
     "quantize_multiplier_greater_than_one",
     "conv_output_multipliers",
     "fc_output_multiplier",
+    "fc_real_multiplier",
     "activation_range",
     "add_params",
     "softmax_params",
@@ -152,6 +157,18 @@ def fc_output_multiplier(input_scale: float, filter_scale: float,
     the scale product is rounded to float32 before widening to double."""
     product = f32(f32(input_scale) * f32(filter_scale))
     return quantize_multiplier(product / f32(output_scale))
+
+
+def fc_real_multiplier(input_scale: float, filter_scale: float,
+                       output_scale: float) -> float:
+    """``tb_fc_params.real_multiplier`` for per-tensor int8 FULLY_CONNECTED.
+
+    TF 2.21's reference int8 FULLY_CONNECTED kernel rescales the accumulator
+    in double: ``round_half_away(double(acc) * in * w / out)`` with the float32
+    scales widened to double (established against the BUILTIN_REF interpreter;
+    the fixed-point ``fc_output_multiplier`` path differs on near-ties).
+    """
+    return f32(input_scale) * f32(filter_scale) / f32(output_scale)
 
 
 def _quantize_f32(scale: float, zero_point: int, value: float) -> int:

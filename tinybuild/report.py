@@ -41,7 +41,7 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
         "validation": validation,
         "layers": layers,
         "sections": size["sections"],
-        "groups": size["groups"],
+        "groups": {**size["groups"], "stack": {"flash": 0, "ram": size["stack_reserved_bytes"]}},
     }
 
 
@@ -67,8 +67,10 @@ def markdown(r: dict) -> str:
              f"| output matches TFLite reference | {'yes' if r['validation']['match'] else 'NO'} "
              f"({r['validation']['inputs']} inputs, {r['validation']['reference']}) |"]
     conv = r.get("conversion") or {}
-    if conv.get("agreement"):
-        lines.append(f"| float vs int8 (calibration data) | {json.dumps(conv['agreement'])} |")
+    if conv.get("top1_agreement") is not None:
+        lines.append(f"| float vs int8 on {conv.get('num_samples', '?')} calibration samples | top-1 "
+                     f"agreement {conv['top1_agreement']:.3f}, max abs diff {conv['max_abs_diff']:.4g}, "
+                     f"mean {conv['mean_abs_diff']:.4g} |")
     lines += ["", "## Layers", "", "| # | op | shape | kernel | MACs | instructions | cycles | MACs/cycle | flash B |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for l in r["layers"]:

@@ -56,6 +56,7 @@ def _variables(args):
         ("sim_timeout", "simulator host-time limit per run, seconds", "600"),
         ("plugins", "extra plugin folders or files, separated by ':'", ""),
         ("cachedir", "shared SCons cache folder (CacheDir) for CI", ""),
+        ("build_dir", "where outputs go", "build"),
         BoolVariable("verbose", "print full compiler command lines", False),
     )
     return v
@@ -81,20 +82,35 @@ def resolve_model(spec: str, root: Path) -> Path:
                          f"Models in models/: {', '.join(known) or 'none'}")
 
 
-def _action(fn, label):
-    """Wrap a step so a TinybuildError ends the build with its message only."""
-    from SCons.Action import Action
+class _Step:
+    """A build step as an SCons function action.
 
-    def run(target, source, env):
+    SCons signs a callable object by its ``__call__`` code alone, not by the
+    objects a closure would capture (plugin objects have no stable pickle),
+    so every input that matters is passed to the command as a source: files,
+    or ``env.Value`` strings for settings. A TinybuildError ends the build
+    with its message only, no traceback.
+    """
+
+    def __init__(self, fn, label):
+        self.fn, self.label = fn, label
+
+    def __call__(self, target, source, env):
         try:
-            fn([Path(str(t)) for t in target], [Path(str(s)) for s in source], env)
+            self.fn([Path(str(t)) for t in target], [Path(str(s)) for s in source], env)
         except TinybuildError as exc:
             print(f"tinybuild: error: {exc}", file=sys.stderr)
             return 1
         return 0
 
-    run.__name__ = fn.__name__
-    return Action(run, lambda target, source, env: f"[{label}] {Path(str(target[0])).parent}")
+    def strfunction(self, target, source, env):
+        return f"[{self.label}] {Path(str(target[0])).parent}"
+
+
+def _action(fn, label):
+    from SCons.Action import Action
+    step = _Step(fn, label)
+    return Action(step, step.strfunction)
 
 
 def setup(env, args) -> None:
@@ -105,7 +121,9 @@ def setup(env, args) -> None:
     variables.Update(env)
     Help(HELP_INTRO + variables.GenerateHelpText(env), append=False)
     env.Decider("MD5-timestamp")
-    env.SConsignFile(str(Path(env.Dir("#build").abspath) / ".sconsign"))
+    build_root = Path(env.Dir("#").abspath) / env["build_dir"]
+    build_root.mkdir(parents=True, exist_ok=True)
+    env.SConsignFile(str(build_root / ".sconsign"))
     if env["cachedir"]:
         env.CacheDir(env["cachedir"])
     if GetOption("help"):
@@ -147,9 +165,10 @@ def _calibration(spec: str, model: Path, root: Path) -> Path | None:
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm):
     name = model.stem
-    mdir = root / "build" / "models" / name
-    tdir = root / "build" / target.name / name
-    odir = root / "build" / target.name / "obj"
+    build = root / env["build_dir"]
+    mdir = build / "models" / name
+    tdir = build / target.name / name
+    odir = build / target.name / "obj"
     calib_src = [str(calibration)] if calibration else []
 
     int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm)
@@ -167,12 +186,13 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         _action(lambda t, s, e: pipeline.generate(s[0], t[0].parent, contributed), "codegen"))
 
     elf, map_file = _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contributed)
-    size_json = env.Command(str(tdir / "size.json"), [elf, map_file],
+    size_json = env.Command(str(tdir / "size.json"),
+                            [elf, map_file, env.Value(repr(target.memory))],
                             _action(lambda t, s, e: pipeline.write_json(
                                 t[0], _size(s[0], s[1], target)), "size"))
     limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
     run_json = env.Command(
-        str(tdir / "run.json"), [elf, inputs_bin, ref_json, env.Value(f"{simulator.name} {limits}")],
+        str(tdir / "run.json"), [elf, inputs_bin, ref_json, env.Value(f"{simulator.name} {limits} {target!r}")],
         _action(lambda t, s, e: pipeline.simulate(
             simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0], *limits),
             "simulate"))
@@ -185,7 +205,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     report = env.Command(
         [str(tdir / "report.json"), str(tdir / "report.md")],
         [size_json, run_json, validation, plan_json, conv_json,
-         env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model)}))],
+         env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model),
+                               "target": repr(target)}))],
         _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report"))
     env.Default(report)
     env.Alias(f"{target.name}-{name}", report)
@@ -220,9 +241,11 @@ def _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contrib
         sources += [p for p in impl.sources if p not in sources]
     objs = [xenv.Object(str(odir / (src.stem + ".o")), str(src)) for src in sources]
     objs.append(xenv.Object(str(tdir / "model.o"), model_c))
+    link_settings = env.Value(json.dumps([toolchain.tool("gcc"), toolchain.version,
+                                          list(target.ldflags), env["opt"]]))
     elf, map_file = xenv.Command(
         [str(tdir / "firmware.elf"), str(tdir / "firmware.map")],
-        objs + [str(target.linker_script)],
+        objs + [str(target.linker_script), link_settings],
         _action(lambda t, s, e: link(toolchain, target, [p for p in s if p.suffix == ".o"],
                                      t[0], t[1], env["opt"]), "link"))
     return elf, map_file

@@ -25,7 +25,6 @@ the deepest stack word written happens to equal the whole pattern word.
 from __future__ import annotations
 
 import bisect
-import ctypes
 import functools
 import os
 import struct
@@ -224,6 +223,13 @@ class UnicornSimulator:
 
     def run(self, elf: Path, target: Target, input_bytes: bytes, *,
             max_instructions: int = 2_000_000_000, timeout_s: float = 600.0) -> RunResult:
+        """Run ``elf`` once from reset to ``tb_exit`` on ``input_bytes``.
+
+        ``max_instructions`` bounds the whole run (reset to exit; checked per
+        block, so it may overshoot by one block); ``timeout_s`` is host time.
+        The per-inference figures span the first ``tb_mark(0)`` to the next
+        ``tb_mark(TB_MARK_END)``; without marks they equal the totals.
+        """
         return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s).execute()
 
 
@@ -442,7 +448,8 @@ class _Run:
         layers: list[LayerProfile] = []
         marks = self.marks
         begin = next((i for i, m in enumerate(marks) if m[0] == 0), None)
-        end = next((i for i in range(len(marks) - 1, -1, -1) if marks[i][0] == MARK_END), None)
+        end = None if begin is None else next(
+            (i for i in range(begin + 1, len(marks)) if marks[i][0] == MARK_END), None)
         if begin is not None and end is not None and end > begin:
             for a, b in zip(marks[begin:end], marks[begin + 1:end + 1]):
                 layers.append(LayerProfile(index=a[0], instructions=b[1] - a[1], cycles=b[2] - a[2]))

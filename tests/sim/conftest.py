@@ -83,3 +83,27 @@ def model_elf(build_arm) -> Path:
 @pytest.fixture(scope="session")
 def asm_elf(build_arm) -> Path:
     return build_arm("asm_model", ["asm_io.c", "asm_model.S"])
+
+
+@pytest.fixture(scope="session")
+def rv32_build(tmp_path_factory):
+    """(elf, target) for test_model.c on a minimal RV32IMC board (firmware/rv32.ld)."""
+    from dataclasses import replace
+
+    gcc = shutil.which("riscv64-unknown-elf-gcc")
+    if gcc is None:
+        pytest.skip("riscv64-unknown-elf-gcc not installed")
+    elf = tmp_path_factory.mktemp("rv32") / "test_model_rv32.elf"
+    cmd = [gcc, "-march=rv32imc", "-mabi=ilp32", "-O2", "-ffreestanding", "-ffunction-sections",
+           "-fdata-sections", "-nostartfiles", "-nostdlib", "-Wl,--gc-sections",
+           "-Wl,--undefined=tb_io_desc", "-T", str(FIRMWARE / "rv32.ld"), f"-I{RUNTIME}",
+           str(FIRMWARE / "rv32_start.c"), str(RUNTIME / "tb_runtime.c"),
+           str(FIRMWARE / "test_model.c"), "-o", str(elf), "-lgcc"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    target = replace(stm32f407(), name="rv32test", board="rv32test", arch="riscv32", cpu="e31",
+                     triple="riscv64-unknown-elf", timing_model="rv32-e31",
+                     memory=(MemoryRegion("FLASH", 0x20000000, 256 * 1024, "flash"),
+                             MemoryRegion("RAM", 0x80000000, 64 * 1024, "ram")),
+                     linker_script=FIRMWARE / "rv32.ld", startup_sources=(FIRMWARE / "rv32_start.c",))
+    return elf, target

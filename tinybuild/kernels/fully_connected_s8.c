@@ -1,8 +1,29 @@
-/* FULLY_CONNECTED int8 (batch 1), matches
- * tflite::reference_integer_ops::FullyConnected: per-tensor requantization
- * (out_mul[0] is used for every output unless the host expands it; we index
- * per output so per-channel tables also work), weights_offset honoured. */
+/* FULLY_CONNECTED int8 (batch 1, per-tensor weights, optional weights_offset).
+ * TF 2.21's BUILTIN_REF int8 kernel (reference_integer_ops::FullyConnected
+ * taking input/filter/output scales) rescales the int32 accumulator in double
+ * precision, verified against the interpreter (the double-rounding fixed-point
+ * path mismatches it on near-ties). With p->real_multiplier != 0 we do the same:
+ * one IEEE double multiply per output (soft-float on Cortex-M4, still
+ * correctly rounded, so bit-identical to x86-64 SSE2) and an exact
+ * round-half-away-from-zero without libm. With real_multiplier == 0 the
+ * integer MultiplyByQuantizedMultiplier path is used (optimized TFLite/TFLM). */
 #include "tb_kernels.h"
+
+/* std::round for |v| < 2^30, saturating beyond (outputs are int8 anyway). */
+static int32_t tb_round_half_away(double v) {
+  int32_t t;
+  double frac;
+  if (v >= 1073741824.0) return 1073741824;
+  if (v <= -1073741824.0) return -1073741824;
+  t = (int32_t)v;          /* truncates toward zero, exact */
+  frac = v - (double)t;    /* exact: both operands share the exponent range */
+  if (frac >= 0.5) {
+    t += 1;
+  } else if (frac <= -0.5) {
+    t -= 1;
+  }
+  return t;
+}
 
 void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                            const int8_t *weights, const int32_t *bias,
@@ -16,7 +37,11 @@ void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
              ((int32_t)input[i] + p->input_offset);
     }
     if (bias) acc += bias[o];
-    acc = tb_mul_by_quant_mul(acc, out_mul[o].multiplier, out_mul[o].shift);
+    if (p->real_multiplier != 0.0) {
+      acc = tb_round_half_away((double)acc * p->real_multiplier);
+    } else {
+      acc = tb_mul_by_quant_mul(acc, out_mul[o].multiplier, out_mul[o].shift);
+    }
     acc += p->output_offset;
     if (acc < p->act_min) acc = p->act_min;
     if (acc > p->act_max) acc = p->act_max;

@@ -56,6 +56,12 @@ typedef struct {
   int32_t weights_offset; /* -weights_zero_point, normally 0 for int8 */
   int32_t output_offset;
   int32_t act_min, act_max;
+  /* TF 2.21's reference int8 FULLY_CONNECTED (per-tensor) does not use the
+   * fixed-point multiplier: it rounds double(acc) * real_multiplier half away
+   * from zero, real_multiplier = double(in_scale) * double(w_scale) /
+   * double(out_scale) (tinybuild.quant.fc_real_multiplier). 0.0 selects the
+   * integer out_mul path instead (TFLite optimized / TFLite Micro behaviour). */
+  double real_multiplier;
 } tb_fc_params;
 
 typedef struct {

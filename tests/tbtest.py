@@ -1,15 +1,10 @@
-"""Shared fixtures: paths to the project's models and the MLPerf Tiny references."""
+"""Paths and helpers shared by the test modules (import as `tbtest`)."""
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    return ROOT
 
 
 def mlperf_model(name: str) -> Path:
