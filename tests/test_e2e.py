@@ -144,7 +144,7 @@ def test_user_mistakes_get_one_clear_line_not_a_traceback(tmp_path):
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(b"\x00" * 64)
     cases = {
-        f"model={corrupt}": "not a readable TensorFlow Lite model",
+        f"model={corrupt}": "not a TFLite flatbuffer",
         "model=nonexistent.h5": "no such file",
         "target=z80": "unknown target 'z80'",
         "toolchain=/nonexistent": "no arm-none-eabi-gcc there",

@@ -141,20 +141,20 @@ def _fully_connected(graph: Graph, op: Operator) -> Layer:
     if w.data is None:
         raise _unsupported(op, "non-constant weights")
     out_f, in_f = w.shape
-    if len(w.scales) > 1:
-        raise _unsupported(op, "per-channel quantized weights (TFLite's reference routes them "
-                               "through a kernel tinybuild does not reproduce yet)")
     if int(np.prod(x.shape)) != in_f:
         raise _unsupported(op, f"input of {int(np.prod(x.shape))} values for {in_f} input "
                                "features (only batch 1 is compiled)")
     act_min, act_max = quant.activation_range(op.options.get("FusedActivationFunction", "NONE"),
                                               y.scale, y.zero_point)
-    # TFLite's reference FULLY_CONNECTED rescales in double, not in Q31 fixed
-    # point; the kernel does the same when real_multiplier is set.
+    # TFLite's reference FULLY_CONNECTED rescales per-tensor weights in double
+    # (the kernel does so when real_multiplier is set) and per-channel weights
+    # in Q31 fixed point per output (real_multiplier 0: the out_mul table).
+    per_channel = len(w.scales) > 1
     params = dict(in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
                   weights_offset=-w.zero_point, output_offset=y.zero_point,
                   act_min=act_min, act_max=act_max,
-                  real_multiplier=CDouble(quant.fc_real_multiplier(x.scale, w.scale, y.scale)))
+                  real_multiplier=CDouble(0.0 if per_channel else
+                                          quant.fc_real_multiplier(x.scale, w.scale, y.scale)))
     muls = quant.conv_output_multipliers(x.scale, list(w.scales), y.scale, out_f,
                                          op="FULLY_CONNECTED")
     consts = [Const("filter", "int8_t", w.data.reshape(-1)),

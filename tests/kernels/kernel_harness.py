@@ -330,20 +330,27 @@ def case_conv(k: Kernels, rng, *, depthwise=False, in_h=5, in_w=5, in_c=3, out_c
 
 def case_fc(k: Kernels, rng, *, in_features=8, out_features=5, use_bias=True,
             in_scale=0.05, in_zp=0, w_scale=0.01, w_zp=0, out_scale=0.1, out_zp=0,
-            activation="NONE", fixed_point=False):
+            activation="NONE", fixed_point=False, per_channel=False):
     """fixed_point=True runs the kernel's integer out_mul path (real_multiplier
-    0), which TF 2.21's reference FC does not use; tests expect mismatches."""
+    0), which TF 2.21's reference per-tensor FC does not use; tests expect
+    mismatches. per_channel=True gives every output its own weight scale:
+    TFLite's reference then requantizes per channel in Q31 fixed point, which
+    is the kernel's out_mul path."""
     S = _schema()
     w = rng.integers(-127, 128, size=(out_features, in_features), dtype=np.int8)
     x = rng.integers(-128, 128, size=(1, in_features), dtype=np.int8)
     bias = rng.integers(-3000, 3000, size=out_features).astype(np.int32) if use_bias else None
     mb = _ModelBuilder()
     ti = mb.tensor((1, in_features), S.TensorType.INT8, [in_scale], [in_zp])
-    tw = mb.tensor((out_features, in_features), S.TensorType.INT8, [w_scale], [w_zp], data=w)
+    w_scales = ([float(v) for v in rng.uniform(0.5, 2.0, out_features) * w_scale]
+                if per_channel else [w_scale])
+    w_zps = [w_zp] * len(w_scales)
+    tw = mb.tensor((out_features, in_features), S.TensorType.INT8, w_scales, w_zps, data=w)
     tb = -1
     if use_bias:
         tb = mb.tensor((out_features,), S.TensorType.INT32,
-                       [np.float32(np.float32(in_scale) * np.float32(w_scale))], [0], data=bias)
+                       [np.float32(np.float32(in_scale) * np.float32(s)) for s in w_scales],
+                       [0] * len(w_scales), data=bias)
     to = mb.tensor((1, out_features), S.TensorType.INT8, [out_scale], [out_zp])
     opt = S.FullyConnectedOptionsT()
     opt.fusedActivationFunction = ACT_CODES[activation]
@@ -353,10 +360,10 @@ def case_fc(k: Kernels, rng, *, in_features=8, out_features=5, use_bias=True,
     expected = run_tflite(model, [x])
     p = FcParams(in_features=in_features, out_features=out_features, input_offset=-in_zp,
                  weights_offset=-w_zp, output_offset=out_zp,
-                 real_multiplier=0.0 if fixed_point else
+                 real_multiplier=0.0 if fixed_point or per_channel else
                  quant.fc_real_multiplier(in_scale, w_scale, out_scale))
     p.act_min, p.act_max = quant.activation_range(activation, out_scale, out_zp)
-    muls = quant.conv_output_multipliers(in_scale, [w_scale], out_scale, out_features,
+    muls = quant.conv_output_multipliers(in_scale, w_scales, out_scale, out_features,
                                          op="FULLY_CONNECTED")
     got = k.fc(p, x, w, bias, muls)
     return got, expected

@@ -153,6 +153,19 @@ def test_fully_connected(kernels, rng, use_bias, w_zp, activation):
     assert_same(got, exp)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_fully_connected_per_channel_weights(kernels, seed):
+    """Per-channel FC weights (what TF 2.21's converter makes of a Keras Dense)
+    take TFLite's per-channel Q31 fixed-point requantization."""
+    rng = np.random.default_rng(1000 + seed)
+    got, exp = case_fc(kernels, rng, in_features=int(rng.integers(1, 70)),
+                       out_features=int(rng.integers(1, 20)), in_scale=0.03,
+                       in_zp=int(rng.integers(-128, 128)), w_scale=0.004, out_scale=0.05,
+                       out_zp=int(rng.integers(-128, 128)), per_channel=True,
+                       activation=["NONE", "RELU", "RELU6"][seed % 3])
+    assert_same(got, exp)
+
+
 def test_fully_connected_reference_rescales_in_double(kernels, rng):
     """TF 2.21's reference int8 FC rounds double(acc) * in*w/out half away from
     zero. Near-tie accumulators (constructed via the bias) separate that from
