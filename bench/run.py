@@ -55,14 +55,15 @@ def measure(target: str, model: Path) -> dict:
 
 def table(target: str, rows: dict[str, dict]) -> list[str]:
     out = [f"### {target}", "",
-           "| model | MACs | flash B | static RAM B | arena B (lower bound) | peak stack B | instructions | "
+           "| model | MACs | flash B | RAM B: static + stack reserved | arena B (lower bound) | peak stack B | instructions | "
            "instr/MAC | cycles | cycles/MAC | ms @ clock | matches TFLite | cold build s | no-op s | sim M instr/s |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for name, m in rows.items():
         r = m["report"]
         inf = r["inference"]
         out.append(
-            f"| {name} | {r['model']['macs']:,} | {r['flash']['used']:,} | {r['ram']['used']:,} | "
+            f"| {name} | {r['model']['macs']:,} | {r['flash']['used']:,} | "
+            f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} + {r['stack']['reserved_bytes']:,} | "
             f"{r['arena']['bytes']:,} ({r['arena']['lower_bound']:,}) | {r['stack']['peak_bytes']:,} | "
             f"{inf['instructions']:,} | {inf['instructions_per_mac']} | {inf['cycles']:,} | "
             f"{inf['cycles_per_mac']} | {inf['ms']} | {'yes' if r['validation']['match'] else 'NO'} | "
@@ -71,7 +72,7 @@ def table(target: str, rows: dict[str, dict]) -> list[str]:
 
 
 def tflm_table(rows: dict[str, dict]) -> list[str]:
-    out = ["| model | flash B tinybuild / TFLM | static RAM B tinybuild / TFLM | arena B tinybuild / TFLM used | "
+    out = ["| model | flash B tinybuild / TFLM | static RAM B (no stack) tinybuild / TFLM | arena B tinybuild / TFLM used | "
            "instructions tinybuild / TFLM+CMSIS-NN |", "| --- | --- | --- | --- | --- |"]
     for name, m in rows.items():
         if name not in TFLM:
@@ -80,7 +81,7 @@ def tflm_table(rows: dict[str, dict]) -> list[str]:
         arena_tflm = {"kws_ref_model": 22_820, "vww_96_int8": 100_708,
                       "pretrainedResnet_quant": 54_996, "ad01_int8": 2_580}[name]
         out.append(f"| {name} | {r['flash']['used']:,} / {flash:,} ({r['flash']['used'] / flash:.2f}x) | "
-                   f"{r['ram']['used']:,} / {ram:,} | {r['arena']['bytes']:,} / {arena_tflm:,} "
+                   f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} / {ram:,} | {r['arena']['bytes']:,} / {arena_tflm:,} "
                    f"({r['arena']['bytes'] / arena_tflm:.2f}x) | {r['inference']['instructions']:,} / "
                    f"{instr:,} ({r['inference']['instructions'] / instr:.2f}x) |")
     return out

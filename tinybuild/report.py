@@ -56,7 +56,8 @@ def markdown(r: dict) -> str:
              f"{r['toolchain']['triple']}-gcc {r['toolchain']['version']} ({r['toolchain']['source']}), -{r['opt']}.",
              "", "| figure | value |", "| --- | --- |",
              f"| flash | {r['flash']['used']:,} B of {r['flash']['capacity']:,} ({_pct(r['flash']['used'], r['flash']['capacity'])}) |",
-             f"| static RAM | {r['ram']['used']:,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])}) |",
+             f"| RAM | {r['ram']['used']:,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])}): "
+             f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} static data + {r['stack']['reserved_bytes']:,} stack reserved |",
              f"| arena | {r['arena']['bytes']:,} B (lower bound {r['arena']['lower_bound']:,} B) |",
              f"| peak stack | {r['stack']['peak_bytes']:,} B of {r['stack']['reserved_bytes']:,} reserved |",
              f"| RAM touched | {r['ram_touched_bytes']:,} B |",
@@ -101,7 +102,8 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {tc['bin_dir']}), -{r['opt']}",
         f"  flash       {r['flash']['used']:>9,} B of {r['flash']['capacity']:,} ({_pct(r['flash']['used'], r['flash']['capacity'])})",
         f"  RAM         {r['ram']['used']:>9,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])})"
-        f"; peak stack {r['stack']['peak_bytes']:,} B",
+        f": {r['ram']['used'] - r['stack']['reserved_bytes']:,} static + {r['stack']['reserved_bytes']:,} stack"
+        f" (peak use {r['stack']['peak_bytes']:,} B)",
         f"  arena       {r['arena']['bytes']:>9,} B (lower bound {r['arena']['lower_bound']:,} B)",
         f"  inference   {inf['instructions']:>9,} instructions, {inf['cycles']:,} cycles (est.) = "
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
