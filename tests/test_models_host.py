@@ -15,6 +15,7 @@ MODELS = [
     pytest.param("vww_96_int8.tflite", id="vww", marks=pytest.mark.slow),
     pytest.param("pretrainedResnet_quant.tflite", id="resnet8", marks=pytest.mark.slow),
     pytest.param("ad01_int8.tflite", id="ad01", marks=pytest.mark.slow),
+    pytest.param("str_ww_ref_model.tflite", id="str_ww", marks=pytest.mark.slow),
 ]
 
 
