@@ -41,7 +41,7 @@ def cmd_targets(pm, args) -> int:
         runnable = [s for s, sim in sims.items() if sim.supports(t)]
         rows.append([name, t.board, f"{t.clock_hz / 1e6:g} MHz",
                      f"{t.capacity('flash') // 1024}/{t.capacity('ram') // 1024}",
-                     ",".join(runnable) or "none", _toolchain_status(pm, t)])
+                     ",".join(runnable) or "none (sized only)", _toolchain_status(pm, t)])
     print(_table(rows))
     return 0
 

@@ -11,6 +11,12 @@ Layout under ``build/``:
   <target>/obj/         kernels, runtime and startup objects for the target
   <target>/<model>/     model.c/.h, plan.json, firmware.elf/.map, size.json,
                         run.json, validation.json, report.json, report.md
+
+``target=all`` declares one build per board whose toolchain is found (the
+model is converted once for all of them), skips the others with a one-line
+reason and prints one comparison table at the end. A board no simulator can
+run (e.g. Xtensa) is built, linked and sized; its report says it was not
+simulated.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ MODEL_SUFFIXES = (".h5", ".keras", ".tflite")
 HELP_INTRO = """tinybuild: TinyML models to simulated, validated firmware.
 
   scons target=cortex-m4 model=kws.h5     convert, compile, link, size, simulate, validate, report
+  scons target=all model=kws.h5           every board whose toolchain is here, one table (-j works)
   scons -c target=cortex-m4 model=kws.h5  remove that build's outputs
   tinybuild targets | doctor              list boards, toolchains and simulators
 
@@ -43,7 +50,7 @@ def _variables(args):
 
     v = Variables(None, args)
     v.AddVariables(
-        ("target", "board to build for ('tinybuild targets' lists them)", "cortex-m4"),
+        ("target", "board to build for ('tinybuild targets' lists them), or 'all'", "cortex-m4"),
         ("model", "model file (.h5/.keras/.tflite); a bare name is looked up in models/", "kws.h5"),
         ("sim", "simulator backend; empty = the board's default", ""),
         ("calibration", "calibration samples (.npy/.npz) for int8 quantization; empty = "
@@ -138,19 +145,99 @@ def _declare(env) -> None:
     root = Path(env.Dir("#").abspath)
     extra = [Path(p) for p in env["plugins"].split(":") if p]
     pm = plugins.make_plugin_manager(extra)
+    if env["target"] == ALL:
+        _declare_all(env, root, pm)
+        return
     target = plugins.find_target(pm, env["target"])
     model = resolve_model(env["model"], root)
     sims = plugins.simulators(pm)
-    sim_name = env["sim"] or target.default_simulator
-    if sim_name not in sims:
-        raise TinybuildError(f"sim={sim_name}: unknown simulator; known: {', '.join(sorted(sims)) or 'none'}")
+    simulator, note = choose_simulator(env["sim"], target, sims)
     toolchain = pm.hook.tinybuild_find_toolchain(target=target, explicit_path=env["toolchain"] or None)
     if toolchain is None:
         from .toolchains import missing_toolchain_error
         raise missing_toolchain_error(target)
     calibration = _calibration(env["calibration"], model, root)
+    check_board_files(target)
     contributed = plugins.kernels(pm, target)
-    declare_build(env, root, target, model, toolchain, sims[sim_name], calibration, contributed, pm)
+    built = declare_build(env, root, target, model, toolchain, simulator, calibration, contributed,
+                          pm, note)
+    _print_summary_at_exit(built)
+
+
+ALL = "all"
+
+
+def check_board_files(target) -> None:
+    """A board's linker script and startup sources must exist (a plugin in
+    progress, or one whose files moved, fails here with its name)."""
+    for kind, path in [("linker script", target.linker_script),
+                       *(("startup source", p) for p in target.startup_sources)]:
+        if not Path(path).is_file():
+            raise TinybuildError(f"target '{target.name}' ({target.plugin}): its {kind} {path} "
+                                 "does not exist")
+
+
+def choose_simulator(requested: str, target, sims: dict):
+    """The simulator for ``target``, or ``(None, why)`` for a build that stops
+    after link and size.
+
+    ``sim=`` must name a simulator that runs the board (an error otherwise);
+    without it the board's default is used; a board with no default simulator,
+    or whose default cannot run it, is built and sized only."""
+    runnable = sorted(n for n, sim in sims.items() if sim.supports(target))
+    if requested:
+        if requested not in sims:
+            raise TinybuildError(f"sim={requested}: unknown simulator; known: "
+                                 f"{', '.join(sorted(sims)) or 'none'}")
+        if not sims[requested].supports(target):
+            raise TinybuildError(f"sim={requested} cannot run target '{target.name}' ({target.arch}, "
+                                 f"{target.cpu}); simulators that can: {', '.join(runnable) or 'none'}")
+        return sims[requested], ""
+    default = target.default_simulator
+    if default and default not in sims:
+        raise TinybuildError(f"sim={default} (target '{target.name}''s default): unknown simulator; "
+                             f"known: {', '.join(sorted(sims)) or 'none'}")
+    if default and sims[default].supports(target):
+        return sims[default], ""
+    why = (f"no simulator here runs {target.arch} ({target.cpu})" if not runnable else
+           f"the board names no default simulator; sim={runnable[0]} would run it")
+    return None, f"not simulated: {why}. Built, linked and sized only"
+
+
+def _declare_all(env, root, pm) -> None:
+    """One build per board whose toolchain is found; the others are skipped
+    with a one-line reason. ``scons -k`` keeps going past a failing board."""
+    model = resolve_model(env["model"], root)
+    sims = plugins.simulators(pm)
+    requested = env["sim"]
+    if requested and requested not in sims:
+        raise TinybuildError(f"sim={requested}: unknown simulator; known: {', '.join(sorted(sims))}")
+    calibration = _calibration(env["calibration"], model, root)
+    built, skipped = [], []
+    for name, target in sorted(plugins.targets(pm).items()):
+        try:
+            toolchain = pm.hook.tinybuild_find_toolchain(target=target,
+                                                         explicit_path=env["toolchain"] or None)
+            if toolchain is None:
+                skipped.append((name, f"no {target.triple}-gcc found"
+                                      + (f"; {target.toolchain_hint}" if target.toolchain_hint else "")))
+                continue
+            if requested and not sims[requested].supports(target):
+                simulator, note = None, (f"not simulated: sim={requested} cannot run {target.arch} "
+                                         f"({target.cpu}). Built, linked and sized only")
+            else:
+                simulator, note = choose_simulator(requested, target, sims)
+            check_board_files(target)
+            contributed = plugins.kernels(pm, target)
+        except TinybuildError as exc:
+            skipped.append((name, str(exc).splitlines()[0]))
+            continue
+        built.append(declare_build(env, root, target, model, toolchain, simulator, calibration,
+                                   contributed, pm, note))
+    if not built:
+        raise TinybuildError("target=all: no board has its toolchain here:\n" +
+                             "\n".join(f"  {n}: {why}" for n, why in skipped))
+    _print_table_at_exit(model.stem, built, skipped)
 
 
 def _calibration(spec: str, model: Path, root: Path) -> Path | None:
@@ -163,21 +250,39 @@ def _calibration(spec: str, model: Path, root: Path) -> Path | None:
     return beside if beside.exists() else None
 
 
-def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm):
+_MODEL_NODES: dict = {}
+
+
+def _model_nodes(env, build, model, calibration, pm, count, seed):
+    """Conversion and TFLite reference, declared once per model however many
+    boards build it (their outputs do not depend on the board)."""
+    key = (str(build), str(model))
+    if key not in _MODEL_NODES:
+        mdir = build / "models" / model.stem
+        calib_src = [str(calibration)] if calibration else []
+        int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm)
+        inputs_bin, ref_bin, ref_json = env.Command(
+            [str(mdir / f) for f in ("inputs.bin", "reference.bin", "reference.json")],
+            [int8, env.Value(f"count={count} seed={seed}")] + calib_src,
+            _action(lambda t, s, e: pipeline.reference(s[0], t[0], t[1], t[2], count, seed,
+                                                       calibration), "reference"))
+        _MODEL_NODES[key] = (int8, conv_json, inputs_bin, ref_bin, ref_json)
+    return _MODEL_NODES[key]
+
+
+def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
+                  note=""):
+    """Declare one board's build of one model; returns ``(target, tdir, report node)``.
+
+    With ``simulator`` None the build stops after link and size, and the
+    report carries ``note`` (why it was not simulated)."""
     name = model.stem
     build = root / env["build_dir"]
-    mdir = build / "models" / name
     tdir = build / target.name / name
     odir = build / target.name / "obj"
-    calib_src = [str(calibration)] if calibration else []
-
-    int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm)
     count, seed = int(env["inputs"]), int(env["seed"])
-    inputs_bin, ref_bin, ref_json = env.Command(
-        [str(mdir / f) for f in ("inputs.bin", "reference.bin", "reference.json")],
-        [int8, env.Value(f"count={count} seed={seed}")] + calib_src,
-        _action(lambda t, s, e: pipeline.reference(s[0], t[0], t[1], t[2], count, seed, calibration),
-                "reference"))
+    int8, conv_json, inputs_bin, ref_bin, ref_json = _model_nodes(env, build, model, calibration,
+                                                                  pm, count, seed)
 
     kernel_labels = sorted(f"{k.op}:{k.label}:{k.priority}" for k in contributed)
     model_c, model_h, plan_json = env.Command(
@@ -190,28 +295,36 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                             [elf, map_file, env.Value(repr(target.memory))],
                             _action(lambda t, s, e: pipeline.write_json(
                                 t[0], _size(s[0], s[1], target)), "size"))
-    limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
-    run_json = env.Command(
-        str(tdir / "run.json"), [elf, inputs_bin, ref_json, env.Value(f"{simulator.name} {limits} {target!r}")],
-        _action(lambda t, s, e: pipeline.simulate(
-            simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0], *limits),
-            "simulate"))
-    validation = env.Command(
-        str(tdir / "validation.json"), [run_json, ref_bin, ref_json],
-        _action(lambda t, s, e: pipeline.validate(
-            s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0]), "validate"))
     tool_info = {"triple": toolchain.triple, "version": toolchain.version,
                  "source": toolchain.source, "bin_dir": str(toolchain.bin_dir)}
-    report = env.Command(
-        [str(tdir / "report.json"), str(tdir / "report.md")],
-        [size_json, run_json, validation, plan_json, conv_json,
-         env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model),
-                               "target": repr(target)}))],
-        _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report"))
+    settings = env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model),
+                                     "target": repr(target), "note": note}))
+    if simulator is None:
+        report = env.Command(
+            [str(tdir / "report.json"), str(tdir / "report.md")],
+            [size_json, plan_json, conv_json, settings],
+            _action(lambda t, s, e: _report_unsimulated(t, s, target, tool_info, model, env["opt"],
+                                                        note), "report"))
+    else:
+        limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
+        run_json = env.Command(
+            str(tdir / "run.json"),
+            [elf, inputs_bin, ref_json, env.Value(f"{simulator.name} {limits} {target!r}")],
+            _action(lambda t, s, e: pipeline.simulate(
+                simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0],
+                *limits), "simulate"))
+        validation = env.Command(
+            str(tdir / "validation.json"), [run_json, ref_bin, ref_json],
+            _action(lambda t, s, e: pipeline.validate(
+                s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0]), "validate"))
+        report = env.Command(
+            [str(tdir / "report.json"), str(tdir / "report.md")],
+            [size_json, run_json, validation, plan_json, conv_json, settings],
+            _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report"))
     env.Default(report)
     env.Alias(f"{target.name}-{name}", report)
     env.Clean(report, [str(tdir), str(odir)])
-    _print_summary_at_exit(tdir / "report.json")
+    return target, tdir, report[0]
 
 
 def _convert(env, model, mdir, calib_src, calibration, pm):
@@ -269,13 +382,129 @@ def _report(targets, sources, target, tool_info, model, opt):
                  conversion=pipeline.read_json(sources[4]))
 
 
-def _print_summary_at_exit(report_json: Path) -> None:
+def _report_unsimulated(targets, sources, target, tool_info, model, opt, note):
+    """report.json/.md of a build that stopped after link and size: the same
+    keys as a simulated one where they apply; ``inference`` is None and
+    ``validation`` says why nothing was run."""
+    size, plan = pipeline.read_json(sources[0]), pipeline.read_json(sources[1])
+    r = {
+        "model": {"path": str(model), "name": Path(model).stem, "input": plan["input"],
+                  "output": plan["output"], "macs": plan["macs"]},
+        "target": {"name": target.name, "board": target.board, "cpu": target.cpu,
+                   "clock_hz": target.clock_hz, "plugin": target.plugin},
+        "toolchain": tool_info, "opt": opt, "conversion": pipeline.read_json(sources[2]),
+        "flash": size["flash"], "ram": size["ram"],
+        "arena": {"bytes": plan["memory"]["arena_size"], "lower_bound": plan["memory"]["lower_bound"]},
+        "stack": {"peak_bytes": None, "reserved_bytes": size["stack_reserved_bytes"]},
+        "inference": None,
+        "validation": {"match": None, "inputs": 0, "skipped": note},
+        "layers": [{k: l[k] for k in ("index", "op", "shape", "kernel", "macs")} for l in plan["layers"]],
+        "sections": size["sections"],
+        "groups": {**size["groups"], "stack": {"flash": 0, "ram": size["stack_reserved_bytes"]}},
+    }
+    pipeline.write_json(targets[0], r)
+    t = r["target"]
+    lines = [f"# {r['model']['name']} on {t['name']}", "",
+             f"Board: {t['board']} ({t['cpu']}, {t['clock_hz'] / 1e6:g} MHz). Toolchain: "
+             f"{tool_info['triple']}-gcc {tool_info['version']} ({tool_info['source']}), -{opt}.", "",
+             f"**{note}.**", "", "| figure | value |", "| --- | --- |",
+             f"| flash | {r['flash']['used']:,} B of {r['flash']['capacity']:,} |",
+             f"| RAM | {r['ram']['used']:,} B of {r['ram']['capacity']:,}: "
+             f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} static data + "
+             f"{r['stack']['reserved_bytes']:,} stack reserved |",
+             f"| arena | {r['arena']['bytes']:,} B (lower bound {r['arena']['lower_bound']:,} B) |",
+             f"| MACs | {r['model']['macs']:,} |", "",
+             "## Sections", "", "| section | address | flash B | RAM B |", "| --- | --- | --- | --- |"]
+    lines += [f"| {x['name']} | 0x{x['address']:08x} | {x['flash']:,} | {x['ram']:,} |"
+              for x in r["sections"]]
+    Path(targets[1]).write_text("\n".join(lines) + "\n")
+
+
+def summary_unsimulated(r: dict, report_md: str | None = None) -> str:
+    t, tc = r["target"], r["toolchain"]
+    lines = [
+        f"tinybuild: {r['model']['name']} on {t['name']} - {t['board']}",
+        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {tc['bin_dir']}), -{r['opt']}",
+        f"  flash       {r['flash']['used']:>9,} B of {r['flash']['capacity']:,}",
+        f"  RAM         {r['ram']['used']:>9,} B of {r['ram']['capacity']:,}: "
+        f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} static + "
+        f"{r['stack']['reserved_bytes']:,} stack",
+        f"  arena       {r['arena']['bytes']:>9,} B (lower bound {r['arena']['lower_bound']:,} B)",
+        f"  inference   {r['validation']['skipped']}",
+    ]
+    if report_md:
+        lines.append(f"  report      {report_md}")
+    return "\n".join(lines)
+
+
+def _print_summary_at_exit(built) -> None:
     from SCons.Script import GetBuildFailures, GetOption
+
+    report_json = built[1] / "report.json"
 
     def show():
         if GetOption("clean") or GetOption("help") or GetBuildFailures() or not report_json.exists():
             return
         from . import report
-        print(report.summary(pipeline.read_json(report_json), str(report_json.with_suffix(".md"))))
+        r = pipeline.read_json(report_json)
+        md = str(report_json.with_suffix(".md"))
+        print(report.summary(r, md) if r.get("inference") else summary_unsimulated(r, md))
+
+    atexit.register(show)
+
+
+def comparison_table(model_name: str, rows: list[tuple[str, dict | None, str]]) -> str:
+    """One line per board: ``(name, report record or None, why not)``."""
+    head = ["target", "board", "flash B", "RAM B", "instructions", "cycles", "ms @ clock",
+            "matches TFLite"]
+    table = [head]
+    notes = []
+    for name, r, why in rows:
+        if r is None:
+            table.append([name, "", "-", "-", "-", "-", "-", why])
+            continue
+        inf = r.get("inference")
+        clock = f"{r['target']['clock_hz'] / 1e6:g} MHz"
+        match = r["validation"].get("match")
+        table.append([
+            name, r["target"]["board"].split(" (")[0], f"{r['flash']['used']:,}", f"{r['ram']['used']:,}",
+            f"{inf['instructions']:,}" if inf else "-", f"{inf['cycles']:,}" if inf else "-",
+            f"{inf['ms']:g} @ {clock}" if inf else f"- @ {clock}",
+            "yes" if match else ("not simulated" if match is None else "NO")])
+        if not inf:
+            notes.append(f"  {name}: {r['validation']['skipped']}")
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    right = {2, 3, 4, 5}
+    out = [f"tinybuild: {model_name} on every board with a toolchain"]
+    for row in table:
+        out.append("  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                                    for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(out + notes)
+
+
+def _print_table_at_exit(model_name: str, built, skipped) -> None:
+    from SCons.Script import GetBuildFailures, GetOption
+
+    def show():
+        if GetOption("clean") or GetOption("help"):
+            return
+        import SCons.Node
+
+        failed = {str(Path(str(f.node)).resolve()) for f in GetBuildFailures() if f.node is not None}
+        models_dir = str((built[0][1].parent.parent / "models").resolve()) + os.sep
+        rows = []
+        for target, tdir, report_node in built:
+            where = (str(tdir.parent.resolve()) + os.sep)
+            fresh = report_node.get_state() in (SCons.Node.executed, SCons.Node.up_to_date)
+            if any(p.startswith((where, models_dir)) for p in failed):
+                rows.append((target.name, None, "FAILED (error above)"))
+            elif fresh and (tdir / "report.json").exists():
+                rows.append((target.name, pipeline.read_json(tdir / "report.json"), ""))
+            else:
+                rows.append((target.name, None, "not built (stopped early; -k builds the rest)"))
+        print(comparison_table(model_name, rows))
+        for name, why in skipped:
+            print(f"  skipped {name}: {why}")
+        print(f"  reports     {built[0][1].parent.parent}/<target>/{model_name}/report.md")
 
     atexit.register(show)
