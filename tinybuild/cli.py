@@ -5,6 +5,8 @@
   tinybuild doctor                   everything above plus plugins and Python packages
   tinybuild toolchain install NAME   xPack toolchain for a target (needs network, xpm)
   tinybuild build [VAR=VALUE ...]    the same as `scons VAR=VALUE ...` in the project
+  tinybuild regress [--shard K/N] [--update-baseline]
+                                     models x targets of regress.toml against regress/baseline.json
 """
 from __future__ import annotations
 
@@ -100,6 +102,24 @@ def cmd_build(pm, args) -> int:
     return 0
 
 
+def cmd_regress(pm, args) -> int:
+    """`scons -k regress ...`: the whole matrix in one SCons run, then the comparison."""
+    root = plugins.PROJECT_ROOT
+    scons = Path(sys.executable).with_name("scons")
+    cmd = [str(scons) if scons.exists() else "scons", "-C", str(root), "-Q", "-k",
+           f"-j{args.jobs}", "regress", f"manifest={Path(args.manifest).resolve()}",
+           f"baseline={Path(args.baseline).resolve()}"]
+    cmd += [f"shard={args.shard}"] if args.shard else []
+    cmd += [f"cachedir={Path(args.cachedir).resolve()}"] if args.cachedir else []
+    cmd += [f"regress_out={Path(args.out).resolve()}"] if args.out else []
+    cmd += [f"sim={args.sim}"] if args.sim else []
+    cmd += ["update_baseline=1"] if args.update_baseline else []
+    cmd += [f"plugins={args.plugins}"] if args.plugins else []
+    cmd += [f"build_dir={Path(args.build_dir).resolve()}"] if args.build_dir else []
+    os.execvp(cmd[0], cmd)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tinybuild", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +133,18 @@ def main(argv=None) -> int:
     inst = tc_sub.add_parser("install", help="install a target's xPack toolchain with xpm")
     inst.add_argument("target")
     inst.set_defaults(fn=cmd_toolchain_install)
+    reg = sub.add_parser("regress", help="build and simulate every model x target of a manifest "
+                                         "and compare with the baseline")
+    reg.add_argument("--manifest", default=str(plugins.PROJECT_ROOT / "regress.toml"))
+    reg.add_argument("--baseline", default=str(plugins.PROJECT_ROOT / "regress" / "baseline.json"))
+    reg.add_argument("--update-baseline", action="store_true", help="rewrite the baseline deliberately")
+    reg.add_argument("--shard", default="", help="K/N: run a deterministic part of the matrix")
+    reg.add_argument("--cachedir", default="", help="shared SCons cache folder")
+    reg.add_argument("--out", default="", help="folder for regression.md/.html/.junit.xml")
+    reg.add_argument("--sim", default="", help="simulator for every case (default: each board's)")
+    reg.add_argument("--build-dir", default="", help="where builds go (default: build/)")
+    reg.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1)
+    reg.set_defaults(fn=cmd_regress)
     build = sub.add_parser("build", help="run scons in the project with VAR=VALUE arguments")
     build.add_argument("vars", nargs="*")
     build.set_defaults(fn=cmd_build)

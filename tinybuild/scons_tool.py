@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import pipeline, plugins
+from . import pipeline, plugins, scons_regress
 from .errors import TinybuildError
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -65,6 +65,7 @@ def _variables(args):
         ("cachedir", "shared SCons cache folder (CacheDir) for CI", ""),
         ("build_dir", "where outputs go", "build"),
         BoolVariable("verbose", "print full compiler command lines", False),
+        *scons_regress.variables(),
     )
     return v
 
@@ -89,6 +90,11 @@ def resolve_model(spec: str, root: Path) -> Path:
                          f"Models in models/: {', '.join(known) or 'none'}")
 
 
+# Output folder -> the message of the step that failed there (for summaries
+# of multi-build runs such as `scons regress`).
+STEP_ERRORS: dict[Path, str] = {}
+
+
 class _Step:
     """A build step as an SCons function action.
 
@@ -107,6 +113,7 @@ class _Step:
             self.fn([Path(str(t)) for t in target], [Path(str(s)) for s in source], env)
         except TinybuildError as exc:
             print(f"tinybuild: error: {exc}", file=sys.stderr)
+            STEP_ERRORS[Path(str(target[0])).resolve().parent] = f"{self.label}: {exc}"
             return 1
         return 0
 
@@ -127,7 +134,9 @@ def setup(env, args) -> None:
     variables = _variables(args)
     variables.Update(env)
     Help(HELP_INTRO + variables.GenerateHelpText(env), append=False)
-    env.Decider("MD5-timestamp")
+    # Content signatures, not timestamps: an edit within the same second as the
+    # last build must still rebuild (timestamps have one-second resolution here).
+    env.Decider("content")
     build_root = Path(env.Dir("#").abspath) / env["build_dir"]
     build_root.mkdir(parents=True, exist_ok=True)
     env.SConsignFile(str(build_root / ".sconsign"))
@@ -145,6 +154,10 @@ def _declare(env) -> None:
     root = Path(env.Dir("#").abspath)
     extra = [Path(p) for p in env["plugins"].split(":") if p]
     pm = plugins.make_plugin_manager(extra)
+    from SCons.Script import COMMAND_LINE_TARGETS
+    if "regress" in COMMAND_LINE_TARGETS:
+        scons_regress.declare(env, root, pm)
+        return
     if env["target"] == ALL:
         _declare_all(env, root, pm)
         return
@@ -340,25 +353,39 @@ def _convert(env, model, mdir, calib_src, calibration, pm):
         _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers), "convert"))
 
 
+_TARGET_OBJECTS: dict = {}
+
+
+def _target_objects(env, target, toolchain, odir, contributed):
+    """The cross environment and the kernel, runtime and startup objects of a
+    board: declared once per board however many models link them."""
+    key = (str(odir), target.name)
+    if key not in _TARGET_OBJECTS:
+        xenv = env.Clone(
+            CC=toolchain.tool("gcc"), AS=toolchain.tool("gcc"), AR=toolchain.tool("ar"),
+            RANLIB=toolchain.tool("ranlib"), OBJSUFFIX=".o",
+            CCFLAGS=list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
+                                           "-ffunction-sections", "-fdata-sections",
+                                           "-ffp-contract=off"],
+            CPPPATH=[str(KERNEL_DIR), str(RUNTIME_DIR)] + [str(p) for p in target.include_dirs])
+        if not env["verbose"]:
+            xenv["CCCOMSTR"] = f"[cc] {target.name}: $SOURCE"
+        sources = list(reference_sources()) + [RUNTIME_DIR / "tb_runtime.c"] + list(target.startup_sources)
+        for impl in contributed:
+            sources += [p for p in impl.sources if p not in sources]
+        objs = [xenv.Object(str(odir / (src.stem + ".o")), str(src)) for src in sources]
+        _TARGET_OBJECTS[key] = (xenv, objs)
+    return _TARGET_OBJECTS[key]
+
+
 def _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contributed):
-    xenv = env.Clone(
-        CC=toolchain.tool("gcc"), AS=toolchain.tool("gcc"), AR=toolchain.tool("ar"),
-        RANLIB=toolchain.tool("ranlib"), OBJSUFFIX=".o",
-        CCFLAGS=list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
-                                       "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"],
-        CPPPATH=[str(KERNEL_DIR), str(RUNTIME_DIR), str(tdir)] + [str(p) for p in target.include_dirs])
-    if not env["verbose"]:
-        xenv["CCCOMSTR"] = f"[cc] {target.name}: $SOURCE"
-    sources = list(reference_sources()) + [RUNTIME_DIR / "tb_runtime.c"] + list(target.startup_sources)
-    for impl in contributed:
-        sources += [p for p in impl.sources if p not in sources]
-    objs = [xenv.Object(str(odir / (src.stem + ".o")), str(src)) for src in sources]
-    objs.append(xenv.Object(str(tdir / "model.o"), model_c))
+    xenv, shared_objs = _target_objects(env, target, toolchain, odir, contributed)
+    model_obj = xenv.Object(str(tdir / "model.o"), model_c, CPPPATH=xenv["CPPPATH"] + [str(tdir)])
     link_settings = env.Value(json.dumps([toolchain.tool("gcc"), toolchain.version,
                                           list(target.ldflags), env["opt"]]))
     elf, map_file = xenv.Command(
         [str(tdir / "firmware.elf"), str(tdir / "firmware.map")],
-        objs + [str(target.linker_script), link_settings],
+        shared_objs + [model_obj, str(target.linker_script), link_settings],
         _action(lambda t, s, e: link(toolchain, target, [p for p in s if p.suffix == ".o"],
                                      t[0], t[1], env["opt"]), "link"))
     return elf, map_file
