@@ -322,7 +322,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
         run_json = env.Command(
             str(tdir / "run.json"),
-            [elf, inputs_bin, ref_json, env.Value(f"{simulator.name} {limits} {target!r}")],
+            [elf, inputs_bin, ref_json,
+             env.Value(f"{simulator.name} {limits} {target!r} {code_signature(simulator)}")],
             _action(lambda t, s, e: pipeline.simulate(
                 simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0],
                 *limits), "simulate"))
@@ -338,6 +339,24 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     env.Alias(f"{target.name}-{name}", report)
     env.Clean(report, [str(tdir), str(odir)])
     return target, tdir, report[0]
+
+
+def code_signature(obj) -> str:
+    """A digest of the source folder of the module that defines ``obj``'s
+    class, so results re-derive when a plugin's code (say, a simulator's
+    timing tables) changes."""
+    import hashlib
+    import inspect
+
+    digest = hashlib.sha256()
+    try:
+        folder = Path(inspect.getsourcefile(type(obj))).parent
+    except (TypeError, OSError):
+        return ""
+    for path in sorted(folder.glob("*")):
+        if path.suffix in (".py", ".c", ".h", ".S"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _convert(env, model, mdir, calib_src, calibration, pm):
