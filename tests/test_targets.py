@@ -302,7 +302,7 @@ def test_a_board_no_simulator_runs_is_built_and_sized_with_a_note(tmp_path):
         in result.stdout
     r = _report(tmp_path / "build", "lx-standin", "kws_ref_model")
     assert r["inference"] is None and r["validation"]["match"] is None
-    assert r["flash"]["used"] > 0 and r["arena"]["bytes"] >= 16_000
+    assert r["flash"]["used"] > 0 and r["arena"]["bytes"] >= r["arena"]["lower_bound"] > 0
     assert (tmp_path / "build" / "lx-standin" / "kws_ref_model" / "firmware.elf").exists()
     assert "not simulated" in (tmp_path / "build" / "lx-standin" / "kws_ref_model" / "report.md").read_text()
 

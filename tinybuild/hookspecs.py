@@ -83,4 +83,17 @@ def tinybuild_kernels(target):
     generator picks the accepting implementation with the highest priority and
     falls back to the portable reference kernel. Return ``[]`` for targets this
     plugin does not optimize.
+
+    An implementation may also give ``prepare(layer) -> layer``, run at build
+    time for every layer it was chosen for, to do work once on the host
+    instead of at every inference: replace or add constants (weights reordered
+    for the kernel, requantization tables) and name the ones passed to the C
+    function (``args``), ask for ``scratch_bytes`` of arena reserved for that
+    layer only (passed last, as ``void *``), and declare ``overlap``: for an
+    input, the offsets ``offset(output) - offset(input)`` at which the kernel
+    still computes the right result with output and input sharing bytes
+    (in-place operation; the planner uses it when the input dies there). The
+    generated code declares the C prototype from the argument types; see
+    ``KernelImpl`` and docs/kernels.md. The result must be bit-exact with the
+    reference kernel.
     """

@@ -19,10 +19,35 @@ RUNTIME_DIR = Path(__file__).parent / "runtime"
 class KernelImpl:
     """One implementation of one op.
 
-    ``function`` has the reference kernel's C signature (see tb_kernels.h);
-    ``sources`` are the C files that define it; ``accepts(layer)`` gets a
-    :class:`tinybuild.lower.Layer` and says whether this implementation is
-    correct for its shapes and parameters; higher ``priority`` wins.
+    ``function`` is the C function; ``sources`` are the C files that define
+    it; ``accepts(layer)`` gets a :class:`tinybuild.lower.Layer` and says
+    whether this implementation is correct for its shapes and parameters;
+    higher ``priority`` wins.
+
+    Without ``prepare`` the function has the reference kernel's C signature
+    (see tb_kernels.h). ``prepare(layer) -> Layer`` runs once at build time
+    for each layer this implementation was chosen for and returns the layer
+    to generate (a copy; ``dataclasses.replace``). It may:
+
+    - replace or add ``consts`` (reordered weights, precomputed tables) and
+      set ``args``: the roles of the consts passed after the input tensors,
+      in order (the call is ``function(&params, inputs..., consts in args
+      order..., output[, scratch])``);
+    - change ``params`` / ``params_type`` (a struct from tb_kernels.h);
+    - set ``scratch_bytes``: the planner reserves that much arena for this
+      step only and passes it as a last ``void *`` argument (4-byte aligned
+      at least; the arena alignment is 16);
+    - set ``overlap``: ``{input tensor: (lo, hi)}``, the offsets
+      ``offset(output) - offset(input)`` for which the kernel is still correct
+      when its output shares bytes with that input (in-place operation; the
+      planner uses it only when the input dies at this layer): an interval
+      ``(lo, hi)`` or a list of intervals, None for an unbounded end; see
+      tinybuild.planner.raster_overlap. ``scratch_overlap`` declares the same
+      for the scratch buffer (e.g. an input expanded back to front in place);
+    - append human-readable ``notes`` (shown in plan.json).
+    The generated code declares a prototype for every non-reference function
+    from the argument types (params pointer, ``const int8_t *`` inputs, const
+    arrays by their C types, ``int8_t *`` output, ``void *`` scratch).
     """
 
     op: str
@@ -31,10 +56,23 @@ class KernelImpl:
     priority: int = 0
     accepts: Callable[[object], bool] = field(default=lambda layer: True, compare=False)
     name: str = ""
+    prepare: Callable[[object], object] | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
         return self.name or self.function
+
+    @property
+    def build_files(self) -> tuple[Path, ...]:
+        """Files code generation depends on: the module defining ``prepare``
+        (a build system regenerates model.c when it changes)."""
+        import inspect
+        if self.prepare is None:
+            return ()
+        try:
+            return (Path(inspect.getsourcefile(self.prepare)),)
+        except TypeError:
+            return ()
 
 
 REFERENCE = {
@@ -53,8 +91,23 @@ def reference_sources() -> list[Path]:
     return sorted(KERNEL_DIR.glob("*.c"))
 
 
+def _reference_prepare(layer):
+    """What the reference kernels allow in place: ADD reads element i of both
+    inputs before writing element i; the convolutions and pools write each
+    output pixel in raster order while reading its receptive field."""
+    from dataclasses import replace
+
+    from .planner import raster_overlap
+    if layer.op == "ADD":
+        return replace(layer, overlap={t: (None, 0) for t in layer.inputs})
+    if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return replace(layer, overlap={layer.inputs[0]: raster_overlap(layer.params)})
+    return layer
+
+
 def reference_impl(op: str) -> KernelImpl:
-    return KernelImpl(op, REFERENCE[op], tuple(reference_sources()), -1, name=f"{REFERENCE[op]} (reference)")
+    return KernelImpl(op, REFERENCE[op], tuple(reference_sources()), -1,
+                      name=f"{REFERENCE[op]} (reference)", prepare=_reference_prepare)
 
 
 def choose(layer, contributed: list[KernelImpl]) -> KernelImpl:
@@ -62,3 +115,16 @@ def choose(layer, contributed: list[KernelImpl]) -> KernelImpl:
     if not candidates:
         return reference_impl(layer.op)
     return max(candidates, key=lambda k: k.priority)
+
+
+def select_kernels(layers: list, contributed: list[KernelImpl]) -> list:
+    """Choose each layer's kernel and let it prepare the layer (build-time work)."""
+    out = []
+    for layer in layers:
+        impl = choose(layer, contributed)
+        layer.kernel, layer.kernel_label = impl.function, impl.label
+        if impl.prepare is not None:
+            layer = impl.prepare(layer)
+            layer.kernel, layer.kernel_label = impl.function, impl.label
+        out.append(layer)
+    return out

@@ -47,6 +47,18 @@ class Layer:
     kernel: str = ""                 # C function, set by kernel selection
     kernel_label: str = ""
     aliased: bool = False            # RESHAPE whose output shares its input's bytes
+    # Set by the chosen kernel's ``prepare`` (tinybuild.kernel_registry.KernelImpl):
+    args: list[str] | None = None    # roles of the consts passed after the inputs, in order
+                                     # (None: the reference kernels' filter, bias, out_mul)
+    scratch_bytes: int = 0           # scratch the planner reserves for this step; passed
+                                     # as the last argument (void *)
+    overlap: dict = field(default_factory=dict)
+                                     # input tensor -> allowed offset(out) - offset(in):
+                                     # an interval (lo, hi) or a list of them, None for
+                                     # unbounded, used when that input dies here (planner)
+    scratch_overlap: dict = field(default_factory=dict)
+                                     # the same for offset(scratch) - offset(in)
+    notes: list[str] = field(default_factory=list)   # what the kernel did at build time
 
 
 def _unsupported(op: Operator, why: str, graph: Graph | None = None) -> TinybuildError:

@@ -64,11 +64,8 @@ def generate(tflite: Path, out_dir: Path, contributed_kernels: list) -> dict:
     from .importer import load_graph
 
     graph = load_graph(tflite)
-    layers = lower.lower_graph(graph)
-    for layer in layers:
-        impl = kernel_registry.choose(layer, contributed_kernels)
-        layer.kernel, layer.kernel_label = impl.function, impl.label
-    plan = planner.plan_memory(graph)
+    layers = kernel_registry.select_kernels(lower.lower_graph(graph), contributed_kernels)
+    plan = planner.plan_memory(graph, layers)
     codegen.write_model(out_dir, graph, layers, plan, tflite.name)
     log("codegen", f"{len(layers)} layers, arena {plan.arena_size} B "
                    f"(lower bound {plan.lower_bound} B) -> {out_dir / 'model.c'}")
@@ -97,9 +94,10 @@ def run_to_json(r: RunResult) -> dict:
                        for l in r.layers],
             "total_instructions": r.total_instructions, "total_cycles": r.total_cycles,
             "peak_stack_bytes": r.peak_stack_bytes, "ram_touched_bytes": r.ram_touched_bytes,
+            "arena_touched_bytes": r.arena_touched_bytes,
             "wall_seconds": round(r.wall_seconds, 4),
             "instructions_per_second": round(r.instructions_per_second),
-            "exit_code": r.exit_code}
+            "exit_code": r.exit_code, "cycle_model": r.cycle_model}
 
 
 def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path) -> dict:

@@ -43,6 +43,10 @@ __all__ = [
     "softmax_params",
     "compute_padding",
     "conv_output_size",
+    "mul_by_quant_mul",
+    "fast_requant",
+    "fast_requant_eval",
+    "fc_double_fast",
 ]
 
 INT8_MIN = -128
@@ -286,3 +290,149 @@ def compute_padding(padding: str, in_size: int, filter_size: int, stride: int,
     eff = (filter_size - 1) * dilation + 1
     total = (out - 1) * stride + eff - in_size
     return out, max(total // 2, 0)
+
+
+# -- requantization in fewer instructions, exactly --------------------------------
+#
+# The reference requantizes an int32 accumulator with TFLite's
+# MultiplyByQuantizedMultiplier (two roundings, ``mul_by_quant_mul`` below).
+# Optimized kernels use an equivalent that costs a handful of instructions;
+# these helpers compute its constants at build time and decide when it holds.
+
+_I32 = 1 << 31
+
+
+def _srdhm(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul on Python ints."""
+    if a == b == -_I32:
+        return _I32 - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    v = ab + nudge
+    q = abs(v) >> 31
+    return q if v >= 0 else -q          # C division truncates toward zero
+
+
+def _rdbp(x: int, e: int) -> int:
+    """gemmlowp RoundingDivideByPOT (half away from zero), 0 <= e <= 31."""
+    mask = (1 << e) - 1
+    rem = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if rem > threshold else 0)
+
+
+def _wrap32(x: int) -> int:
+    return (x + _I32) % (1 << 32) - _I32
+
+
+def mul_by_quant_mul(x: int, multiplier: int, shift: int) -> int:
+    """tb_mul_by_quant_mul (TFLite MultiplyByQuantizedMultiplier) on Python ints."""
+    left, right = max(shift, 0), max(-shift, 0)
+    return _rdbp(_srdhm(_wrap32(x << left), multiplier), right)
+
+
+def fast_requant(out_mul, output_zero_point: int, acc_bounds,
+                 zero_point_in_b: bool = True,
+                 constant_acc=None) -> list[tuple[int, int, int]] | None:
+    """Per-channel ``(M, B, e)`` such that, for every int32 ``acc`` with
+    ``|acc| <= acc_bounds[c]``::
+
+        SMMLAR(2*acc, M, B + (acc >> 31)) >> e
+            == MultiplyByQuantizedMultiplier(acc, multiplier, shift) + zero_point
+
+    where ``SMMLAR(a, m, r) = floor((r * 2^32 + a*m + 2^31) / 2^32)`` (the
+    Cortex-M4 instruction; ``mulh``-based elsewhere) and ``>>`` is arithmetic.
+    Returns None when some channel cannot use it (the kernel then keeps the
+    reference arithmetic).
+
+    Why it holds, for ``shift = -e`` with ``e >= 1`` and ``M >= 0``: with
+    ``h = acc * M``, gemmlowp's SRDHM truncates ``(h + nudge) / 2^31`` toward
+    zero, which for either sign equals ``y = floor((h + 2^30) / 2^31)``.
+    RoundingDivideByPOT is ``floor((y + 2^(e-1) - [y < 0]) / 2^e)``, and nested
+    floors with power-of-two divisors merge: the result is
+    ``floor((h + 2^30 + 2^(30+e) - [y<0] * 2^31) / 2^(31+e))``. ``[y < 0]``
+    is replaced by ``[acc < 0]``: they differ only when ``acc < 0`` and
+    ``y == 0``, where the numerator lies in ``[2^(30+e) - 2^31, 2^(30+e))``
+    and the quotient is 0 either way. Doubling numerator and denominator
+    gives ``floor((2h + 2^31 + (2^(e-1) - [acc<0]) * 2^32) / 2^(32+e))``:
+    the high word of SMMLAR with accumulator ``B + (acc >> 31)``, then ``>> e``.
+    Adding ``zp * 2^e`` to ``B`` adds ``zp`` after the shift. Every
+    intermediate must fit in int32: ``2*|acc| < 2^31`` and
+    ``|acc| + |B| + 2 < 2^31``.
+
+    Special cases: ``M == 0`` gives ``zp`` for every acc, encoded as
+    ``(0, 2*zp + 1, 1)``; so does a channel whose ``|acc|`` bound is below
+    ``2^(e-1)`` (``|y| <= |acc|`` rounds to 0). A left shift (``shift > 0``)
+    with ``M != 0`` is not covered.
+
+    ``zero_point_in_b=False`` leaves ``zp`` out of ``B`` (the kernel adds it
+    after the shift, one more instruction): then ``B = 2^(e-1)`` fits for any
+    ``e <= 31``, which large right shifts (tiny multipliers) need.
+
+    ``constant_acc[c]``, when not None, is the only value channel ``c``'s
+    accumulator takes (all its weights are 0: it is the bias); the channel
+    then outputs the requantized constant, ``(0, 2*v + 1, 1)``.
+    """
+    zp = int(output_zero_point) if zero_point_in_b else 0
+    constants = list(constant_acc) if constant_acc is not None else [None] * len(acc_bounds)
+    result = []
+    for (m, shift), bound, const in zip(out_mul, acc_bounds, constants):
+        m, shift, bound = int(m), int(shift), int(bound)
+        if const is not None:
+            v = mul_by_quant_mul(int(const), m, shift) + zp
+            if abs(2 * v + 1) >= _I32:
+                return None
+            result.append((0, 2 * v + 1, 1))
+            continue
+        if 2 * bound >= _I32:
+            return None
+        constant = (0, 2 * zp + 1, 1)
+        if m == 0:
+            result.append(constant)
+            continue
+        if shift >= 0:
+            return None
+        e = -shift
+        b = (1 << (e - 1)) + zp * (1 << e)
+        if abs(b) + bound + 2 < _I32:
+            result.append((m, b, e))
+        elif bound < (1 << (e - 1)):
+            result.append(constant)
+        else:
+            return None
+    return result
+
+
+def fast_requant_eval(acc: int, m: int, b: int, e: int) -> int:
+    """The fast form on Python ints (what tb_rq computes), for tests."""
+    s = -1 if acc < 0 else 0
+    hi = ((b + s) * (1 << 32) + 2 * acc * m + (1 << 31)) >> 32
+    return _wrap32(hi) >> e
+
+
+def fc_double_fast(real_multiplier: float) -> tuple[int, int] | None:
+    """Constants ``(R, t)`` for a fast, exact form of FULLY_CONNECTED's double
+    rescale ``round_half_away(double(acc) * real_multiplier)``.
+
+    With ``S = 32 + t`` and ``R = round(real_multiplier * 2^S) < 2^31``, let
+    ``a = |acc|`` and ``Q = a*R + 2^(S-1)``. ``|a*R - v*2^S| <= a/2`` for the
+    exact ``v = a * real_multiplier``, and the double product differs from
+    ``v`` by at most ``v * 2^-53 < a * 2^-22 / 2^S``... in units of ``2^-S``
+    at most ``a * 2^-22``. So ``|Q - (v_double + 1/2) * 2^S| < a`` and, when
+    ``a <= Q mod 2^S < 2^S - a``, ``floor(Q / 2^S)`` is the reference's
+    rounded value (negated for ``acc < 0``: both roundings are symmetric).
+    Otherwise the kernel evaluates the double expression itself. Returns
+    None when ``real_multiplier`` is not in ``(0, 0.5)``.
+    """
+    from fractions import Fraction
+    rm = float(real_multiplier)
+    if not 0.0 < rm < 0.5:
+        return None
+    exact = Fraction(rm)
+    t = 0
+    while round(exact * (1 << (32 + t + 1))) < _I32 and t < 30:
+        t += 1
+    r = round(exact * (1 << (32 + t)))
+    if not 0 < r < _I32:
+        return None
+    return int(r), int(t)

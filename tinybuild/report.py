@@ -1,27 +1,34 @@
-"""Reports: report.json (every figure), report.md (for people), the summary.
+"""Reports: report.json (every figure), report.md (for people), layers.svg
+(cycles per layer, embedded in report.md), and the one-screen summary.
 
 Figures per inference come from the first validation input's simulated run
 (instruction and cycle counts are deterministic; every run is kept in
-run.json).
+run.json). Per layer: instructions, cycles, share of the inference, MACs and
+MACs per cycle. Memory as measured by the simulator: peak stack, RAM touched
+(bytes written at all during the run) and, of it, the planned arena's bytes.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.sax.saxutils import escape
+
+SVG_NAME = "layers.svg"
 
 
 def build_record(*, target, toolchain, model, opt, size, run, validation, plan, conversion) -> dict:
     first = run["runs"][0]
     by_index = {l["index"]: l for l in first["layers"]}
     layers = []
+    cycles = first["cycles"]
     for layer in plan["layers"]:
         prof = by_index.get(layer["index"], {"instructions": 0, "cycles": 0})
         layers.append({**{k: layer[k] for k in ("index", "op", "shape", "kernel", "macs")},
                        "instructions": prof["instructions"], "cycles": prof["cycles"],
+                       "cycles_share": round(prof["cycles"] / cycles, 4) if cycles else 0,
                        "macs_per_cycle": round(layer["macs"] / prof["cycles"], 3) if prof["cycles"] else 0,
                        "flash_bytes": size["layers_flash"].get(str(layer["index"]), 0),
                        "output_bytes": layer["output"]["bytes"]})
-    cycles = first["cycles"]
     return {
         "model": {"path": str(model), "name": Path(model).stem, "input": plan["input"],
                   "output": plan["output"], "macs": plan["macs"]},
@@ -30,13 +37,17 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
         "toolchain": toolchain, "opt": opt,
         "conversion": conversion,
         "flash": size["flash"], "ram": size["ram"],
-        "arena": {"bytes": plan["memory"]["arena_size"], "lower_bound": plan["memory"]["lower_bound"]},
+        "arena": {"bytes": plan["memory"]["arena_size"], "lower_bound": plan["memory"]["lower_bound"],
+                  "touched_bytes": first.get("arena_touched_bytes", 0)},
         "stack": {"peak_bytes": first["peak_stack_bytes"], "reserved_bytes": size["stack_reserved_bytes"]},
         "ram_touched_bytes": first["ram_touched_bytes"],
         "inference": {"simulator": run["simulator"], "instructions": first["instructions"],
                       "cycles": cycles, "ms": round(cycles / target.clock_hz * 1e3, 3),
                       "instructions_per_mac": round(first["instructions"] / plan["macs"], 3) if plan["macs"] else 0,
                       "cycles_per_mac": round(cycles / plan["macs"], 3) if plan["macs"] else 0,
+                      "macs_per_cycle": round(plan["macs"] / cycles, 3) if cycles else 0,
+                      "cycle_model": first.get("cycle_model", ""),
+                      "total_instructions": first.get("total_instructions", 0),
                       "simulated_instructions_per_second": first["instructions_per_second"]},
         "validation": validation,
         "layers": layers,
@@ -49,6 +60,23 @@ def _pct(used: int, capacity: int) -> str:
     return f"{100 * used / capacity:.1f}%" if capacity else "-"
 
 
+def _cycles_note(inf: dict) -> str:
+    """How the cycle figure was obtained, in a few words."""
+    model = inf.get("cycle_model", "")
+    if model.startswith("qemu icount"):
+        return "QEMU icount, 1 per instruction: no timing model"
+    return f"estimated, {model} timing model" if model else "estimated"
+
+
+def _ram_touched(r: dict) -> str:
+    arena = r["arena"]
+    text = f"{r['ram_touched_bytes']:,} B" if r["ram_touched_bytes"] else "not measured by this simulator"
+    if arena.get("touched_bytes"):
+        text += (f"; of the planned arena's {arena['bytes']:,} B, {arena['touched_bytes']:,} B "
+                 f"({_pct(arena['touched_bytes'], arena['bytes'])}) were written")
+    return text
+
+
 def markdown(r: dict) -> str:
     inf, t = r["inference"], r["target"]
     lines = [f"# {r['model']['name']} on {t['name']}", "",
@@ -59,11 +87,13 @@ def markdown(r: dict) -> str:
              f"| RAM | {r['ram']['used']:,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])}): "
              f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} static data + {r['stack']['reserved_bytes']:,} stack reserved |",
              f"| arena | {r['arena']['bytes']:,} B (lower bound {r['arena']['lower_bound']:,} B) |",
-             f"| peak stack | {r['stack']['peak_bytes']:,} B of {r['stack']['reserved_bytes']:,} reserved |",
-             f"| RAM touched | {r['ram_touched_bytes']:,} B |",
+             f"| peak stack | {r['stack']['peak_bytes']:,} B of {r['stack']['reserved_bytes']:,} reserved "
+             f"({_pct(r['stack']['peak_bytes'], r['stack']['reserved_bytes'])}) |",
+             f"| RAM touched | {_ram_touched(r)} |",
              f"| MACs | {r['model']['macs']:,} |",
              f"| instructions / inference | {inf['instructions']:,} ({inf['instructions_per_mac']} per MAC) |",
-             f"| cycles / inference | {inf['cycles']:,} ({inf['cycles_per_mac']} per MAC) = {inf['ms']} ms |",
+             f"| cycles / inference | {inf['cycles']:,} ({inf['cycles_per_mac']} per MAC, "
+             f"{inf.get('macs_per_cycle', 0)} MACs per cycle) = {inf['ms']} ms; {_cycles_note(inf)} |",
              f"| simulator | {inf['simulator']}, {inf['simulated_instructions_per_second'] / 1e6:.1f} M instr/s |",
              f"| output matches TFLite reference | {'yes' if r['validation']['match'] else 'NO'} "
              f"({r['validation']['inputs']} inputs, {r['validation']['reference']}) |"]
@@ -72,11 +102,18 @@ def markdown(r: dict) -> str:
         lines.append(f"| float vs int8 on {conv.get('num_samples', '?')} calibration samples | top-1 "
                      f"agreement {conv['top1_agreement']:.3f}, max abs diff {conv['max_abs_diff']:.4g}, "
                      f"mean {conv['mean_abs_diff']:.4g} |")
-    lines += ["", "## Layers", "", "| # | op | shape | kernel | MACs | instructions | cycles | MACs/cycle | flash B |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "## Layers", "", f"![cycles per layer]({SVG_NAME})", "",
+              "| # | op | shape | kernel | MACs | instructions | cycles | share | MACs/cycle | flash B |",
+              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for l in r["layers"]:
+        share = l.get("cycles_share", 0)
         lines.append(f"| {l['index']} | {l['op']} | {l['shape']} | {l['kernel']} | {l['macs']:,} | "
-                     f"{l['instructions']:,} | {l['cycles']:,} | {l['macs_per_cycle']} | {l['flash_bytes']:,} |")
+                     f"{l['instructions']:,} | {l['cycles']:,} | {100 * share:.1f}% | {l['macs_per_cycle']} | "
+                     f"{l['flash_bytes']:,} |")
+    lines += ["", "## Arena", "",
+              f"{r['arena']['bytes']:,} B, lower bound {r['arena']['lower_bound']:,} B: every tensor a box, "
+              "layer steps across, arena offset down (written by code generation).", "",
+              "![arena plan](arena.svg)"]
     lines += ["", "## Memory by group", "", "| group | flash B | RAM B |", "| --- | --- | --- |"]
     for name, g in r["groups"].items():
         lines.append(f"| {name} | {g['flash']:,} | {g['ram']:,} |")
@@ -87,10 +124,87 @@ def markdown(r: dict) -> str:
 
 
 def write(json_path: Path, md_path: Path, **parts) -> dict:
+    """Write report.json, report.md and, beside report.md, layers.svg."""
     record = build_record(**parts)
+    record["layers_svg"] = SVG_NAME
     Path(json_path).write_text(json.dumps(record, indent=1) + "\n")
     Path(md_path).write_text(markdown(record))
+    (Path(md_path).parent / SVG_NAME).write_text(layers_svg(record))
     return record
+
+
+def _fmt_count(n: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suffix}"
+    return f"{n:g}"
+
+
+def _nice_step(top: float, ticks: int = 5) -> float:
+    raw = top / ticks
+    mag = 10 ** (len(str(int(raw))) - 1) if raw >= 1 else 1
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def layers_svg(r: dict) -> str:
+    """A self-contained SVG bar chart of the cycles of every layer.
+
+    One row per layer: "#index OP" at the left, a bar proportional to the
+    layer's cycles, then the cycles, their share of the inference and (for
+    layers with MACs) the MACs per cycle; the three slowest layers in red.
+    Written by hand (no plotting library)."""
+    layers = r["layers"]
+    inf = r["inference"]
+    label_w, bar_w, value_w = 200, 520, 270
+    row_h, top, bottom = 22, 58, 34
+    width = label_w + bar_w + value_w
+    height = top + row_h * max(1, len(layers)) + bottom
+    peak = max([l["cycles"] for l in layers] + [1])
+    step = _nice_step(peak)
+    axis_max = step * max(1, -(-peak // step))
+    scale = bar_w / axis_max
+    title = f"{r['model']['name']} on {r['target']['name']}: cycles per layer"
+    subtitle = (f"{inf['cycles']:,} cycles per inference ({_cycles_note(inf)}), "
+                f"{inf['instructions']:,} instructions; simulator {inf['simulator']}")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, Helvetica, sans-serif" '
+           f'font-size="12">',
+           f"<title>{escape(title)}</title>",
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+           f'<text x="10" y="20" font-size="15" font-weight="bold">{escape(title)}</text>',
+           f'<text x="10" y="38" fill="#444444">{escape(subtitle)}</text>']
+    plot_bottom = top + row_h * len(layers)
+    tick = 0.0
+    while tick <= axis_max + 1e-9:
+        x = label_w + tick * scale
+        out.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{plot_bottom}" '
+                   f'stroke="#dddddd" stroke-width="1"/>')
+        out.append(f'<text x="{x:.1f}" y="{plot_bottom + 16}" text-anchor="middle" fill="#666666">'
+                   f'{_fmt_count(tick)}</text>')
+        tick += step
+    slowest = sorted(layers, key=lambda l: -l["cycles"])[:3]
+    for i, l in enumerate(layers):
+        y = top + i * row_h
+        w = max(0.0, l["cycles"] * scale)
+        color = "#d9534f" if l in slowest and l["cycles"] else "#4a7ebb"
+        label = f"#{l['index']} {l['op']}"
+        share = l.get("cycles_share", l["cycles"] / inf["cycles"] if inf["cycles"] else 0)
+        value = f"{l['cycles']:,} ({100 * share:.1f}%)" + (f", {l['macs_per_cycle']} MAC/cyc" if l["macs"] else "")
+        tip = (f"layer {l['index']} {l['op']} {l['shape']}: {l['cycles']:,} cycles, "
+               f"{l['instructions']:,} instructions, {l['macs']:,} MACs, kernel {l['kernel']}")
+        out.append(f'<g><title>{escape(tip)}</title>')
+        out.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}"/>')
+        out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" fill="#222222">{escape(value)}</text>')
+        out.append("</g>")
+    out.append(f'<line x1="{label_w}" y1="{top - 6}" x2="{label_w}" y2="{plot_bottom}" stroke="#333333"/>')
+    out.append(f'<text x="{label_w + bar_w / 2:.0f}" y="{height - 4}" text-anchor="middle" fill="#444444">'
+               f'cycles (red: the three slowest layers)</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def summary(r: dict, report_md: str | None = None) -> str:
@@ -105,7 +219,8 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f": {r['ram']['used'] - r['stack']['reserved_bytes']:,} static + {r['stack']['reserved_bytes']:,} stack"
         f" (peak use {r['stack']['peak_bytes']:,} B)",
         f"  arena       {r['arena']['bytes']:>9,} B (lower bound {r['arena']['lower_bound']:,} B)",
-        f"  inference   {inf['instructions']:>9,} instructions, {inf['cycles']:,} cycles (est.) = "
+        f"  inference   {inf['instructions']:>9,} instructions, {inf['cycles']:,} cycles "
+        f"({'icount' if inf.get('cycle_model', '').startswith('qemu') else 'est.'}) = "
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
         f"  output matches TFLite reference: {'yes' if r['validation']['match'] else 'NO'} "

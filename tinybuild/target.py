@@ -100,6 +100,8 @@ class RunResult:
     ram_touched_bytes: int = 0
     wall_seconds: float = 0.0
     exit_code: int = 0
+    arena_touched_bytes: int = 0         # bytes of the planned arena the run wrote (0: not measured)
+    cycle_model: str = ""                # where `cycles` comes from, e.g. "cortex-m4" (a timing model)
 
     @property
     def instructions_per_second(self) -> float:

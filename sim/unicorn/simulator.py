@@ -13,8 +13,23 @@ and native.py for how the counting hook is built):
    (UC_HOOK_BLOCK), snapshots the counters at every ``tb_mark`` call (a narrow
    Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``.
 3. Reads the output tensor, the peak stack (distance from ``__stack_end__``
-   to the lowest word no longer holding the pattern) and the RAM touched
-   (bytes no longer holding the pattern).
+   to the lowest word no longer holding the pattern), the RAM touched (bytes
+   no longer holding the pattern) and, of those, the ones inside the model's
+   planned arena (``tb_io_desc.arena``/``arena_size``).
+
+Faults (an unmapped read or write, a fetch from nowhere, an invalid
+instruction) stop the run with the PC, its function and the layer running
+(the last ``tb_mark``); a fault just below ``__stack_start__``, or with SP
+below it, is reported as a stack overflow, and so is a run that reached
+``tb_exit`` having written the stack's lowest word (a board whose stack does
+not sit at the bottom of a RAM does not fault on an overflow). ``max_instructions`` (checked per
+block in the native hook) and ``timeout_s`` (host time, Unicorn's own timer)
+stop a runaway firmware the same way.
+
+``UnicornSimulator(layer_profile=False)`` registers no ``tb_mark`` hook: no
+per-layer figures, and the per-inference ones are those of the whole run. It
+exists to measure what profiling costs (the snapshot hook fires once per
+layer, so about nothing).
 
 Blind spot of painting: a write that stores exactly the pattern's byte at
 that position is invisible (counted as untouched); with a 4-byte pattern of
@@ -199,6 +214,9 @@ class UnicornSimulator:
 
     name = "unicorn"
 
+    def __init__(self, layer_profile: bool = True):
+        self.layer_profile = layer_profile
+
     def supports(self, target: Target) -> bool:
         if target.arch == "riscv32":
             return True
@@ -230,12 +248,14 @@ class UnicornSimulator:
         The per-inference figures span the first ``tb_mark(0)`` to the next
         ``tb_mark(TB_MARK_END)``; without marks they equal the totals.
         """
-        return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s).execute()
+        return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s,
+                    layer_profile=self.layer_profile).execute()
 
 
 class _Run:
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
-                 max_instructions: int, timeout_s: float):
+                 max_instructions: int, timeout_s: float, layer_profile: bool = True):
+        self.layer_profile = layer_profile
         self.elf_path = elf
         self.target = target
         self.input = input_bytes
@@ -332,6 +352,7 @@ class _Run:
             if size and (reg is None or addr + size > reg.end):
                 raise TinybuildError(f"{self.elf_path}: tb_io_desc.{name} 0x{addr:08x}+{size} is outside the memory map")
         self.out_addr, self.out_size = out_addr, out_size
+        self.arena_addr, self.arena_size = arena, arena_size
         if in_size:
             uc.mem_write(in_addr, self.input)
 
@@ -376,7 +397,8 @@ class _Run:
         def on_mark(uc_, address, size, user):
             marks.append((uc_.reg_read(reg_a0), c.insns, c.cycles))
 
-        uc.hook_add(U.UC_HOOK_CODE, on_mark, begin=self.mark_addr, end=self.mark_addr)
+        if self.layer_profile:
+            uc.hook_add(U.UC_HOOK_CODE, on_mark, begin=self.mark_addr, end=self.mark_addr)
 
         def on_invalid(uc_, access, address, size, value, user):
             self.fault = (access, address, size)
@@ -434,6 +456,9 @@ class _Run:
             if access == U.UC_MEM_FETCH_UNMAPPED:
                 pc = address
             what = f"{kinds.get(access, f'memory fault (access {access})')} at 0x{address:08x} (size {size})"
+            overflow = self.stack_overflow(access, address)
+            if overflow:
+                what = f"{overflow}: {what}"
         elif err.errno == U.UC_ERR_INSN_INVALID:
             what = "invalid instruction"
         elif err.errno == U.UC_ERR_EXCEPTION:
@@ -441,6 +466,26 @@ class _Run:
         else:
             what = f"unicorn error: {err}"
         raise TinybuildError(f"firmware fault: {what}; {self.context(pc)}") from None
+
+    # A data access this far below the stack's lowest address counts as the
+    # stack running off its end (a frame or a local array reaches at most
+    # this far past the end before touching it).
+    STACK_GUARD = 64 * 1024
+
+    def stack_overflow(self, access: int, address: int) -> str:
+        """"stack overflow ..." if the faulting access is the stack running off its
+        bottom (the address just below ``__stack_start__`` or SP already below it)."""
+        import unicorn as U
+        lo = self.sym("__stack_start__", required=False)
+        hi = self.sym("__stack_end__", required=False)
+        if lo is None or hi is None or access in (U.UC_MEM_FETCH_UNMAPPED, U.UC_MEM_FETCH_PROT):
+            return ""
+        sp = self.uc.reg_read(self.reg_sp)
+        if lo - self.STACK_GUARD <= address < lo or (sp < lo and address < hi and sp - 4096 <= address):
+            return (f"stack overflow (SP=0x{sp:08x}; the stack is {hi - lo:,} bytes, "
+                    f"0x{lo:08x}..0x{hi:08x}; reserve more with -Wl,--defsym=STACK_SIZE=<bytes> "
+                    f"in the target's ldflags)")
+        return ""
 
     def result(self, wall: float, exit_code: int) -> RunResult:
         uc, c = self.uc, self.counters
@@ -457,12 +502,24 @@ class _Run:
             inf_cycles = marks[end][2] - marks[begin][2]
         else:
             inf_insns, inf_cycles = c.insns, c.cycles
+        ram_touched, arena_touched = self.ram_touched()
+        peak = self.peak_stack()
+        lo, hi = self.sym("__stack_start__", required=False), self.sym("__stack_end__", required=False)
+        if lo is not None and hi is not None and hi > lo and peak >= hi - (lo & ~3):
+            # The lowest stack word was written: on a board whose stack does not
+            # sit at the bottom of a RAM, an overflow corrupts memory instead of faulting.
+            raise TinybuildError(
+                f"stack overflow: the firmware wrote the lowest word of its {hi - lo:,}-byte stack "
+                f"(0x{lo:08x}..0x{hi:08x}), so it used all of it and most likely more; reserve more "
+                f"with -Wl,--defsym=STACK_SIZE=<bytes> in the target's ldflags "
+                f"(firmware {self.elf_path.name}, target {self.target.name})")
         return RunResult(
             simulator="unicorn", output=output,
             instructions=inf_insns, cycles=inf_cycles, layers=layers,
             total_instructions=c.insns, total_cycles=c.cycles,
-            peak_stack_bytes=self.peak_stack(), ram_touched_bytes=self.ram_touched(),
-            wall_seconds=wall, exit_code=exit_code)
+            peak_stack_bytes=peak, ram_touched_bytes=ram_touched,
+            arena_touched_bytes=arena_touched,
+            wall_seconds=wall, exit_code=exit_code, cycle_model=self.tables.model.name)
 
     def peak_stack(self) -> int:
         lo = self.sym("__stack_start__", required=False)
@@ -482,8 +539,10 @@ class _Run:
             return 0
         return hi - (lo + 4 * int(changed[0]))
 
-    def ram_touched(self) -> int:
-        total = 0
+    def ram_touched(self) -> tuple[int, int]:
+        """(RAM bytes touched, of those inside the planned arena)."""
+        total = arena = 0
+        a_lo, a_hi = self.arena_addr, self.arena_addr + self.arena_size
         for r in self.ram:
             mem = np.frombuffer(bytes(self.uc.mem_read(r.origin, r.length)), dtype=np.uint8)
             pat = np.resize(np.frombuffer(PATTERN, dtype=np.uint8), r.length)
@@ -493,4 +552,7 @@ class _Run:
                 if lo < hi:
                     touched[lo - r.origin: hi - r.origin] = True
             total += int(touched.sum())
-        return total
+            lo, hi = max(a_lo, r.origin), min(a_hi, r.end)
+            if lo < hi:
+                arena += int(touched[lo - r.origin: hi - r.origin].sum())
+        return total, arena

@@ -42,3 +42,17 @@ STM32F407 = Target(
 def tinybuild_targets():
     return [STM32F407]
 
+
+# Cores with the DSP extension (SMLAD, SXTB16, SMMLAR...): the kernels in
+# kernels/ run on them; elsewhere the reference kernels are used.
+DSP_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85")
+
+
+@hookimpl
+def tinybuild_kernels(target):
+    """Optimized int8 kernels for Arm cores with the DSP extension (see docs/kernels.md)."""
+    if target.arch != "arm" or target.cpu not in DSP_CPUS:
+        return []
+    from .kernels import cm4_prepare
+    return cm4_prepare.kernels()
+

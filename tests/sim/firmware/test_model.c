@@ -8,7 +8,8 @@
  *   3: a dense-like int8 multiply-accumulate loop, repeated TB_TEST_REPEAT
  *      times (default 1; the speed test builds it with a large count).
  * -DTB_TEST_FAULT reads unmapped memory in layer 1; -DTB_TEST_HANG spins
- * forever in layer 1.
+ * forever in layer 1; -DTB_TEST_STACK_OVERFLOW calls, in layer 1, a function
+ * with a 16 KiB local array (the boards reserve 4 KiB of stack).
  */
 #include <stdint.h>
 #include "tb_runtime.h"
@@ -42,6 +43,14 @@ __attribute__((noinline)) static int32_t layer_checksum(const int8_t *in) {
   return acc;
 }
 
+#if defined(TB_TEST_STACK_OVERFLOW)
+__attribute__((noinline)) static int32_t too_deep(const int8_t *in) {
+  volatile int32_t big[4096];
+  for (int i = 0; i < 4096; i++) big[i] = in[i & (INPUT_SIZE - 1)];
+  return big[0] + big[4095];
+}
+#endif
+
 /* Touches a 512-byte local array so the frame is at least 512 bytes deep. */
 __attribute__((noinline)) static int32_t layer_deep_frame(const int8_t *in) {
   volatile int32_t buf[128];
@@ -51,6 +60,9 @@ __attribute__((noinline)) static int32_t layer_deep_frame(const int8_t *in) {
 #endif
 #if defined(TB_TEST_HANG)
   for (;;) buf[1]++;
+#endif
+#if defined(TB_TEST_STACK_OVERFLOW)
+  buf[2] += too_deep(in);
 #endif
   return buf[0] + buf[127];
 }

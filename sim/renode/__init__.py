@@ -1,0 +1,1 @@
+"""tinybuild's Renode backend (``sim=renode``): generated .repl/.resc, run headless."""

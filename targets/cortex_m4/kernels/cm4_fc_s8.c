@@ -1,0 +1,195 @@
+/* FULLY_CONNECTED int8 for Cortex-M4 (DSP extension), batch 1.
+ *
+ * Bit-exact with tb_fully_connected_s8, including TFLite's per-tensor double
+ * rescale (see the requantization note below).
+ *
+ * The input vector is expanded once into the scratch buffer as int16
+ * (x + input_offset), K padded to a multiple of 4, stored as the pairs
+ * (k, k+2), (k+1, k+3) of every group of 4 (SXTAB16 / SXTAB16 ROR #8).
+ * Weights are reordered at build time into blocks of 4 rows: for every group
+ * of 4 inputs the 4 rows' words follow each other, so one LDM brings 16
+ * weights and SXTB16 / SXTB16 ROR #8 split each row's word into the same
+ * pairs. Per 16 MACs: 2 LDM, 8 SXTB16, 8 SMLAD.
+ *
+ * Requantization per output:
+ *  - per-channel weights: TFLite's fixed-point MultiplyByQuantizedMultiplier,
+ *    as the fast exact form tb_rq {M, B, e} (or the reference's when the
+ *    build could not prove the fast form);
+ *  - per-tensor weights: the reference rounds double(acc) * real_multiplier
+ *    half away from zero. With R = round(real_multiplier * 2^(32+t)) and
+ *    a = |acc|, Q = a*R + 2^(31+t): whenever a <= Q mod 2^(32+t) <
+ *    2^(32+t) - a, floor(Q / 2^(32+t)) is that rounded value (the proof is
+ *    in tinybuild.quant.fc_double_fast); otherwise the kernel evaluates the
+ *    double expression exactly like the reference (rare: near a tie).
+ *
+ * Arguments: params, input, weights, rq (header {flags, R, t, 0}, then per
+ * row, rows padded to a multiple of 4: {bias, M, B, e} / {bias, M, shift, 0}),
+ * output, scratch (K4 int16). The input is copied to the scratch buffer
+ * before any output is written, so the output may overlap the input; the copy
+ * runs back to front, so the scratch may start at the input's offset (or
+ * above it).
+ */
+#include "tb_cm4.h"
+
+#define TB_CM4_RQ_FAST 1
+#define TB_CM4_RQ_FULLRANGE 2
+#define TB_CM4_RQ_DOUBLE 4
+
+/* std::round for |v| < 2^30, saturating beyond, as the reference kernel. */
+static int32_t tb_cm4_round_half_away(double v) {
+  int32_t t;
+  double frac;
+  if (v >= 1073741824.0) return 1073741824;
+  if (v <= -1073741824.0) return -1073741824;
+  t = (int32_t)v;
+  frac = v - (double)t;
+  if (frac >= 0.5) {
+    t += 1;
+  } else if (frac <= -0.5) {
+    t -= 1;
+  }
+  return t;
+}
+
+/* round_half_away(double(acc) * real_multiplier), exactly: a fixed-point
+ * product unless it lands within |acc| / 2^(32+t) of a tie (see above).
+ * rnd = 2^(31+t) split in words; mask = 2^t - 1. */
+static int32_t tb_cm4_fc_double(int32_t acc, uint32_t r, int32_t t, uint32_t rnd_lo,
+                                uint32_t rnd_hi, double real_multiplier) {
+  const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+  const uint64_t q = (uint64_t)a * r + (((uint64_t)rnd_hi << 32) | rnd_lo);
+  const uint32_t lo = (uint32_t)q, hi = (uint32_t)(q >> 32);
+  const uint32_t mask = (1u << t) - 1u, m = hi & mask;
+  if ((m == 0 && lo < a) || (m == mask && lo + a < lo)) {
+    return tb_cm4_round_half_away((double)acc * real_multiplier);   /* near a tie */
+  }
+  {
+    const int32_t c = (int32_t)(hi >> t);
+    return acc < 0 ? -c : c;
+  }
+}
+
+/* 4 dot products of the expanded input with 4 interleaved rows, nq groups of 4. */
+static void tb_cm4_fc_rows4(const uint32_t *px, const uint32_t *pw, int32_t nq, int32_t *acc) {
+#ifdef TB_CM4_DSP
+  register uint32_t a0 __asm__("r0") = (uint32_t)acc[0];
+  register uint32_t a1 __asm__("r1") = (uint32_t)acc[1];
+  register uint32_t a2 __asm__("r2") = (uint32_t)acc[2];
+  register uint32_t a3 __asm__("r3") = (uint32_t)acc[3];
+  register uint32_t w0 __asm__("r4");
+  register uint32_t w1 __asm__("r5");
+  register uint32_t w2 __asm__("r6");
+  register uint32_t w3 __asm__("r7");
+  register uint32_t x0 __asm__("r8");
+  register uint32_t x1 __asm__("r9");
+  register uint32_t t __asm__("r12") = nq & 1;
+  register const uint32_t *rx __asm__("r10") = px;
+  register const uint32_t *rw __asm__("r11") = pw;
+  register const uint32_t *end __asm__("lr") = px + 2 * nq;
+#define TB_CM4_FC_QUAD                                       \
+  "ldmia %[rx]!, {%[x0], %[x1]}\n\t"                         \
+  "ldmia %[rw]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"           \
+  "sxtb16 %[t], %[w0]\n\t"                                   \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"                          \
+  "smlad %[a0], %[t], %[x0], %[a0]\n\t"                      \
+  "smlad %[a0], %[w0], %[x1], %[a0]\n\t"                     \
+  "sxtb16 %[t], %[w1]\n\t"                                   \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"                          \
+  "smlad %[a1], %[t], %[x0], %[a1]\n\t"                      \
+  "smlad %[a1], %[w1], %[x1], %[a1]\n\t"                     \
+  "sxtb16 %[t], %[w2]\n\t"                                   \
+  "sxtb16 %[w2], %[w2], ror #8\n\t"                          \
+  "smlad %[a2], %[t], %[x0], %[a2]\n\t"                      \
+  "smlad %[a2], %[w2], %[x1], %[a2]\n\t"                     \
+  "sxtb16 %[t], %[w3]\n\t"                                   \
+  "sxtb16 %[w3], %[w3], ror #8\n\t"                          \
+  "smlad %[a3], %[t], %[x0], %[a3]\n\t"                      \
+  "smlad %[a3], %[w3], %[x1], %[a3]\n\t"
+  __asm__ volatile(
+      "cmp %[t], #0\n\t"
+      "bne 2f\n\t"
+      "1:\n\t" TB_CM4_FC_QUAD
+      "2:\n\t" TB_CM4_FC_QUAD
+      "cmp %[rx], %[end]\n\t"
+      "bne 1b\n\t"
+      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w0] "=&r"(w0),
+        [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3), [x0] "=&r"(x0), [x1] "=&r"(x1),
+        [t] "+r"(t), [rx] "+r"(rx), [rw] "+r"(rw)
+      : [end] "r"(end)
+      : "cc", "memory");
+#undef TB_CM4_FC_QUAD
+  acc[0] = (int32_t)a0, acc[1] = (int32_t)a1, acc[2] = (int32_t)a2, acc[3] = (int32_t)a3;
+#else
+  int32_t g, r;
+  for (g = 0; g < nq; ++g, px += 2, pw += 4) {
+    for (r = 0; r < 4; ++r) {
+      acc[r] = tb_smlad(tb_sxtb16(pw[r]), px[0], acc[r]);
+      acc[r] = tb_smlad(tb_sxtb16_ror8(pw[r]), px[1], acc[r]);
+    }
+  }
+#endif
+}
+
+void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
+                               const int8_t *weights, const int32_t *rq, int8_t *output,
+                               void *scratch) {
+  const int32_t k = p->in_features, rows = p->out_features;
+  const int32_t nq = (k + 3) >> 2;
+  const int32_t flags = rq[0];
+  const uint32_t r_mul = (uint32_t)rq[1];
+  const int32_t t_shift = rq[2];
+  const uint32_t rnd_lo = t_shift == 0 ? 0x80000000u : 0u;
+  const uint32_t rnd_hi = t_shift == 0 ? 0u : 1u << (t_shift - 1);
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  uint32_t *px = (uint32_t *)scratch;
+  const uint32_t *pw = (const uint32_t *)(const void *)weights;
+  const int32_t *r = rq + 4;
+  int32_t i, o;
+  /* Expand the input back to front (the pad of K to K4 meets zero weights):
+   * group g's bytes are read before words 2g, 2g+1 are written, so the
+   * scratch may start at the input itself. */
+  i = k & ~3;
+  if (i < k) {
+    uint8_t last[4] = {0, 0, 0, 0};
+    int32_t j;
+    for (j = 0; i + j < k; ++j) last[j] = (uint8_t)input[i + j];
+    {
+      const uint32_t v = tb_ld32(last);
+      px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+      px[i >> 1] = tb_sxtab16(off2, v);
+    }
+  }
+  for (i -= 4; i >= 0; i -= 4) {
+    const uint32_t v = tb_ld32(input + i);
+    px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+    px[i >> 1] = tb_sxtab16(off2, v);
+  }
+  {
+    const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int full = (flags & TB_CM4_RQ_FULLRANGE) != 0;
+    for (o = 0; o < rows; o += 4, pw += 4 * nq, r += 16) {
+      int32_t acc[4], j;
+      const int32_t n = rows - o < 4 ? rows - o : 4;
+      acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
+      tb_cm4_fc_rows4(px, pw, nq, acc);
+      if (flags & TB_CM4_RQ_DOUBLE) {
+        for (j = 0; j < n; ++j) {
+          const int32_t v = tb_cm4_fc_double(acc[j], r_mul, t_shift, rnd_lo, rnd_hi,
+                                             p->real_multiplier) + zp;
+          output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));
+        }
+      } else if (flags & TB_CM4_RQ_FAST) {
+        for (j = 0; j < n; ++j) {
+          const int32_t *rj = r + 4 * j;
+          const int32_t v = tb_rq(acc[j], rj[1], rj[2], rj[3]);
+          output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));
+        }
+      } else {
+        for (j = 0; j < n; ++j) {
+          const int32_t *rj = r + 4 * j;
+          output[o + j] = (int8_t)tb_clamp(tb_mul_by_quant_mul(acc[j], rj[1], rj[2]) + zp, lo, hi);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,349 @@
+"""Build-time side of the Cortex-M4 kernels: which layers each one takes, and
+the work done once on the host instead of at every inference (weights
+reordered into the order the kernel loads them, requantization constants,
+scratch sizes, what may run in place). See docs/kernels.md.
+
+Every ``prepare_*`` takes a :class:`tinybuild.lower.Layer` whose consts are
+the reference kernel's (filter in TFLite's layout, bias, out_mul) and returns
+a copy for the optimized kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tinybuild import quant
+from tinybuild.kernel_registry import KernelImpl
+from tinybuild.lower import Const, Layer
+from tinybuild.planner import raster_overlap
+
+HERE = Path(__file__).parent
+CONV_BLOCK = 4                 # output pixels per register block (tb_cm4_conv2d_s8)
+RQ_FAST, RQ_FULLRANGE = 1, 2   # rq[0] flags
+
+
+def _const(layer: Layer, role: str) -> np.ndarray | None:
+    for c in layer.consts:
+        if c.role == role:
+            return c.values
+    return None
+
+
+def _max_abs_input(input_offset: int) -> int:
+    """max |x + input_offset| over int8 x."""
+    return max(abs(-128 + input_offset), abs(127 + input_offset))
+
+
+def requant(out_mul: np.ndarray, zero_point: int, bounds, act_min: int, act_max: int,
+            channels: int, constants=None) -> tuple[int, np.ndarray, list[str]]:
+    """Flags and per-channel requantization triples: {M, B, e} for the fast
+    exact form (tinybuild.quant.fast_requant) or {M, shift, 0} for TFLite's
+    MultiplyByQuantizedMultiplier. ``channels`` pads with zero channels;
+    ``constants[c]`` is channel c's accumulator when its weights are all 0."""
+    pairs = [(int(m), int(s)) for m, s in np.asarray(out_mul).reshape(-1, 2)]
+    pairs += [(0, 0)] * (channels - len(pairs))
+    bounds = list(bounds) + [0] * (channels - len(bounds))
+    constants = list(constants) if constants is not None else [None] * len(bounds)
+    constants += [None] * (channels - len(constants))
+    fast = quant.fast_requant(pairs, zero_point, bounds, constant_acc=constants)
+    flags = RQ_FULLRANGE if (act_min, act_max) == (-128, 127) else 0
+    if fast is not None:
+        flags |= RQ_FAST
+        triples = np.array(fast, np.int64)
+        notes = ["requantization: SMMLAR form, {M, B, e} per channel (exact, build time)"]
+    else:
+        triples = np.array([(m, s, 0) for m, s in pairs], np.int64)
+        notes = ["requantization: MultiplyByQuantizedMultiplier (the fast form is not exact here)"]
+    return flags, triples.reshape(channels, 3), notes
+
+
+# -- CONV_2D -------------------------------------------------------------------------
+
+
+def conv_filter_layout(w: np.ndarray, out_c: int, k: int) -> np.ndarray:
+    """OHWI int8 -> [C_out/2 pairs][K4/2 k-pairs] words; a word holds
+    [c ka][c+1 ka][c kb][c+1 kb] for k-pair (ka, kb) = (4g+s, 4g+s+2)."""
+    k4 = (k + 3) // 4 * 4
+    cp = (out_c + 1) // 2 * 2
+    full = np.zeros((cp, k4), np.int8)
+    full[:out_c, :k] = np.asarray(w, np.int8).reshape(out_c, k)
+    # k = 4g + 2h + s  ->  axes (pair, c, g, h, s) -> (pair, g, s, h, c)
+    return full.reshape(cp // 2, 2, k4 // 4, 2, 2).transpose(0, 2, 4, 3, 1).reshape(-1).copy()
+
+
+def accepts_conv(layer: Layer) -> bool:
+    return layer.op == "CONV_2D"
+
+
+def prepare_conv(layer: Layer) -> Layer:
+    p = layer.params
+    # 3 input channels: pad every tap to 4 with a zero weight, so that the
+    # kernel loads a tap as one word (the 4th byte it reads meets weight 0)
+    tap4 = p["in_c"] == 3
+    filt = _const(layer, "filter").reshape(p["out_c"], p["k_h"] * p["k_w"], p["in_c"])
+    if tap4:
+        filt = np.concatenate([filt, np.zeros(filt.shape[:2] + (1,), filt.dtype)], axis=2)
+    out_c, k = p["out_c"], filt.shape[1] * filt.shape[2]
+    filt = filt.reshape(-1)
+    k4 = (k + 3) // 4 * 4
+    cp = (out_c + 1) // 2 * 2
+    w = filt.reshape(out_c, k).astype(np.int64)
+    bias = np.zeros(cp, np.int64)
+    bias[:out_c] = _const(layer, "bias")
+    wsum = np.abs(w).sum(axis=1)
+    bounds = np.abs(bias[:out_c]) + wsum * _max_abs_input(p["input_offset"])
+    constants = [int(b) if s == 0 else None for b, s in zip(bias[:out_c], wsum)]
+    flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
+                                    p["act_min"], p["act_max"], cp, constants)
+    # per channel pair: {M_c, B_c, e_c, M_c+1, B_c+1, e_c+1, bias_c, bias_c+1}
+    stream = np.concatenate([triples.reshape(-1, 6), bias.reshape(-1, 2)], axis=1).reshape(-1)
+    _, forward = raster_overlap(p, CONV_BLOCK, reads_block_first=True)
+    backward, _ = raster_overlap(p, CONV_BLOCK, reads_block_first=True, backward=True)
+    limit = (1 << 31) - 1 if forward is None else max(-(1 << 31), min(forward, (1 << 31) - 1))
+    rq = np.concatenate([[flags, limit, 4 if tap4 else 0, 0], stream]).astype(np.int64).astype(np.int32)
+    consts = [Const("filter", "int8_t", conv_filter_layout(filt, out_c, k)),
+              Const("rq", "int32_t", rq)]
+    scratch = CONV_BLOCK * k4 * 2 + (k4 if p["in_c"] % 4 and not tap4 else 0) + \
+        (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK else 0)
+    one_by_one = (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == \
+        (1, 1, 1, 1, 0, 0) and p["in_c"] % 4 == 0
+    notes = notes + [
+        f"filter reordered to {cp // 2} channel pairs x {k4 // 2} k-pairs (K {k} -> {k4}), "
+        "bias folded into the requantization stream",
+        "1x1: pixels read directly, no patch extraction" if one_by_one else
+        f"im2col of {CONV_BLOCK} pixels into {scratch} B of scratch" +
+        (", taps padded from 3 to 4 channels (one word per tap)" if tap4 else ""),
+        f"{CONV_BLOCK} pixels x 2 channels register block, SMLAD, unrolled k sweep"]
+    # forward: output at most `forward` bytes above the input; backward: at least `backward`
+    allowed = [(None, forward)] if forward is None else \
+        [(None, forward), (max(backward, forward + 1), None)]
+    return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
+                   overlap={layer.inputs[0]: allowed}, notes=notes)
+
+
+# -- DEPTHWISE_CONV_2D ---------------------------------------------------------------
+
+DW_GENERAL, DW_3X3S1, DW_3X3S2 = 0, 1, 2
+
+
+def dw_path(p: dict) -> int:
+    if (p["k_h"], p["k_w"], p["dil_h"], p["dil_w"]) == (3, 3, 1, 1):
+        if (p["stride_h"], p["stride_w"]) == (1, 1):
+            return DW_3X3S1
+        if (p["stride_h"], p["stride_w"]) == (2, 2):
+            return DW_3X3S2
+    return DW_GENERAL
+
+
+def dw_plane(p: dict, path: int) -> tuple[int, int]:
+    """Width (even) and height, in int16 values, of the zero-point-framed plane."""
+    kh, kw, sh, sw = p["k_h"], p["k_w"], p["stride_h"], p["stride_w"]
+    pt, pl = p["pad_top"], p["pad_left"]
+    h = max(pt + p["in_h"], (p["out_h"] - 1) * sh + (kh - 1) * p["dil_h"] + 1)
+    w = max(pl + p["in_w"], (p["out_w"] - 1) * sw + (kw - 1) * p["dil_w"] + 1)
+    if path == DW_3X3S1:
+        # the kernel sweeps the flattened plane: a row's right padding may be the
+        # next row's left zero-point column(s); one spare row for the last pair
+        w = max(pl + p["in_w"], p["out_w"] + 2 - pl)
+        h = max(pt + p["in_h"], p["out_h"] + 2) + 1
+    elif path == DW_3X3S2:        # reads q[2x .. 2x+3]
+        w, h = max(w, 2 * p["out_w"] + 2), max(h, 2 * p["out_h"] + 1)
+    return (w + 1) // 2 * 2, h
+
+
+DW_STEPS = 32                     # pairs per unrolled sweep (cm4_depthwise_s8.c)
+DW_GROUP_BUDGET = 4096            # scratch for 4 channel planes at once, else one
+
+
+def accepts_depthwise(layer: Layer) -> bool:
+    return layer.op == "DEPTHWISE_CONV_2D"
+
+
+def prepare_depthwise(layer: Layer) -> Layer:
+    p = layer.params
+    kh, kw, out_c = p["k_h"], p["k_w"], p["out_c"]
+    w = _const(layer, "filter").reshape(kh, kw, out_c).astype(np.int64)     # 1HW(C*M)
+    bias = _const(layer, "bias").astype(np.int64)
+    off = p["input_offset"]
+    path = dw_path(p)
+    # taps of padded positions read the zero point, so fold off * sum(w) into the bias
+    bias_folded = bias + off * w.sum(axis=(0, 1))
+    wsum = np.abs(w).sum(axis=(0, 1))
+    bounds = np.abs(bias) + wsum * _max_abs_input(off)
+    constants = [int(b) if s == 0 else None for b, s in zip(bias, wsum)]
+    flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
+                                    p["act_min"], p["act_max"], out_c, constants)
+    if path == DW_3X3S1:     # per row (w0, w1), (w1, w2)
+        taps = np.stack([w[:, 0], w[:, 1], w[:, 1], w[:, 2]], axis=1)        # (3, 4, C)
+        filt = taps.transpose(2, 0, 1).reshape(out_c, 12)
+    elif path == DW_3X3S2:   # per row (w0, w1), (w2, 0)
+        taps = np.stack([w[:, 0], w[:, 1], w[:, 2], np.zeros_like(w[:, 0])], axis=1)
+        filt = taps.transpose(2, 0, 1).reshape(out_c, 12)
+    else:
+        n = (kh * kw + 1) // 2 * 2
+        filt = np.zeros((out_c, n), np.int64)
+        filt[:, :kh * kw] = w.reshape(kh * kw, out_c).T
+    plane_w, plane_h = dw_plane(p, path)
+    plane_bytes = (plane_w * plane_h + 1) // 2 * 4
+    groups = 4 if p["in_c"] % 4 == 0 and p["depth_multiplier"] == 1 and \
+        4 * plane_bytes <= DW_GROUP_BUDGET else 1
+    rq = np.concatenate([[flags, plane_w, plane_h, path | (groups << 8)],
+                         np.concatenate([bias_folded[:, None], triples], axis=1).reshape(-1)])
+    if np.abs(bias_folded).max(initial=0) >= 1 << 31:
+        raise ValueError("folded depthwise bias overflows int32")
+    consts = [Const("filter", "int16_t", filt.astype(np.int16).reshape(-1)),
+              Const("rq", "int32_t", rq.astype(np.int32))]
+    scratch = groups * plane_bytes + (2 * DW_STEPS * 4 if path != DW_GENERAL else 0)
+    overlap = {layer.inputs[0]: (0, 0)} if p["depth_multiplier"] == 1 else {}
+    name = {DW_3X3S1: "3x3 stride 1 (SMLAD on tap pairs, 2 outputs per step)",
+            DW_3X3S2: "3x3 stride 2 (SMLAD on tap pairs)", DW_GENERAL: "general (SMLABB per tap)"}
+    notes = notes + [
+        f"path: {name[path]}",
+        f"each channel copied into a {plane_w}x{plane_h} int16 plane framed by the zero point "
+        f"({groups} at a time, {scratch} B scratch); input_offset * sum(filter) folded into "
+        "the bias",
+        "in place: a channel is copied before it is overwritten" if overlap else "not in place"]
+    return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
+                   overlap=overlap, notes=notes)
+
+
+def accepts_depthwise_folded(layer: Layer) -> bool:
+    """The folded bias must fit in int32 (it always does for int8 models)."""
+    if layer.op != "DEPTHWISE_CONV_2D":
+        return False
+    p = layer.params
+    w = _const(layer, "filter").astype(np.int64).reshape(p["k_h"], p["k_w"], p["out_c"])
+    b = _const(layer, "bias").astype(np.int64) + p["input_offset"] * w.sum(axis=(0, 1))
+    return bool(np.abs(b).max(initial=0) < 1 << 31)
+
+
+# -- FULLY_CONNECTED -----------------------------------------------------------------
+
+RQ_DOUBLE = 4
+
+
+def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
+    """[out][in] int8 -> blocks of 4 rows; per group of 4 inputs the 4 rows' words."""
+    k4 = (k + 3) // 4 * 4
+    r4 = (rows + 3) // 4 * 4
+    full = np.zeros((r4, k4), np.int8)
+    full[:rows, :k] = np.asarray(w, np.int8).reshape(rows, k)
+    # (block, row, group, byte) -> (block, group, row, byte)
+    return full.reshape(r4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1).copy()
+
+
+def accepts_fc(layer: Layer) -> bool:
+    p = layer.params
+    if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
+        return False
+    rm = float(p["real_multiplier"])
+    return rm == 0.0 or quant.fc_double_fast(rm) is not None
+
+
+def prepare_fc(layer: Layer) -> Layer:
+    p = layer.params
+    rows, k = p["out_features"], p["in_features"]
+    r4 = (rows + 3) // 4 * 4
+    w = _const(layer, "filter").reshape(rows, k).astype(np.int64)
+    bias = np.zeros(r4, np.int64)
+    bias[:rows] = _const(layer, "bias")
+    rm = float(p["real_multiplier"])
+    wsum = np.abs(w).sum(axis=1)
+    bounds = np.abs(bias[:rows]) + wsum * _max_abs_input(p["input_offset"])
+    if rm != 0.0:
+        r, t = quant.fc_double_fast(rm)
+        flags = RQ_DOUBLE | (RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0)
+        triples = np.zeros((r4, 3), np.int64)
+        header = [flags, r, t, 0]
+        notes = ["requantization: TFLite's double rescale, exact: fixed-point R = "
+                 f"{r} / 2^{32 + t} unless within |acc| / 2^{32 + t} of a tie (then in double)"]
+    else:
+        constants = [int(b) if s == 0 else None for b, s in zip(bias[:rows], wsum)]
+        flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
+                                        p["act_min"], p["act_max"], r4, constants)
+        header = [flags, 0, 0, 0]
+    rq = np.concatenate([header, np.concatenate([bias[:, None], triples], axis=1).reshape(-1)])
+    consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), rows, k)),
+              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
+    scratch = (k + 3) // 4 * 4 * 2
+    notes = notes + [f"weights in blocks of 4 rows x 4 inputs ({r4} rows), input expanded once "
+                     f"to int16 in {scratch} B of scratch (back to front: it may overlap the "
+                     "input)", "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
+    return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
+                   overlap={layer.inputs[0]: (None, None)},
+                   scratch_overlap={layer.inputs[0]: (0, None)}, notes=notes)
+
+
+# -- ADD --------------------------------------------------------------------------------
+
+
+def accepts_add(layer: Layer) -> bool:
+    if layer.op != "ADD":
+        return False
+    p = layer.params
+    return quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)]) is not None
+
+
+def add_input_table(offset: int, mul: tuple[int, int], left_shift: int) -> np.ndarray:
+    """What the reference computes for each int8 input x, indexed by (uint8)x."""
+    m, s = mul
+    values = []
+    for u in range(256):
+        x = u - 256 if u >= 128 else u
+        values.append(quant.mul_by_quant_mul((x + offset) << left_shift, m, s))
+    return np.array(values, np.int64)
+
+
+def add_sum_bound(p: dict) -> int:
+    t1 = add_input_table(p["input1_offset"], p["input1"], p["left_shift"])
+    t2 = add_input_table(p["input2_offset"], p["input2"], p["left_shift"])
+    return int(np.abs(t1).max() + np.abs(t2).max())
+
+
+def prepare_add(layer: Layer) -> Layer:
+    p = layer.params
+    t1 = add_input_table(p["input1_offset"], p["input1"], p["left_shift"])
+    t2 = add_input_table(p["input2_offset"], p["input2"], p["left_shift"])
+    (m, b, e), = quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)])
+    full = (p["act_min"], p["act_max"]) == (-128, 127)
+    rq = np.concatenate([[RQ_FAST | (RQ_FULLRANGE if full else 0), m, b, e], t1, t2])
+    consts = [Const("rq", "int32_t", rq.astype(np.int32))]
+    notes = ["each input's rescale (x + offset) << 20 -> MultiplyByQuantizedMultiplier is a "
+             "256-entry table computed at build time", "output: SMMLAR form, exact"]
+    return replace(layer, consts=consts, args=["rq"],
+                   overlap={t: (None, 0) for t in layer.inputs}, notes=notes)
+
+
+# -- AVERAGE_POOL_2D ----------------------------------------------------------------------
+
+
+def accepts_avgpool(layer: Layer) -> bool:
+    p = layer.params
+    return layer.op == "AVERAGE_POOL_2D" and p["k_h"] * p["k_w"] <= 256
+
+
+def prepare_avgpool(layer: Layer) -> Layer:
+    notes = ["window sums in 16-bit lanes (SXTAB16, at most 256 taps), 4 channels per word"]
+    return replace(layer, overlap={layer.inputs[0]: raster_overlap(layer.params)}, notes=notes)
+
+
+def kernels() -> list[KernelImpl]:
+    src = lambda name: (HERE / name,)
+    return [
+        KernelImpl("CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"), priority=10,
+                   accepts=accepts_conv, prepare=prepare_conv,
+                   name="tb_cm4_conv2d_s8 (DSP, 4x2 block)"),
+        KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_depthwise_conv2d_s8", src("cm4_depthwise_s8.c"),
+                   priority=10, accepts=accepts_depthwise_folded, prepare=prepare_depthwise,
+                   name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),
+        KernelImpl("FULLY_CONNECTED", "tb_cm4_fully_connected_s8", src("cm4_fc_s8.c"),
+                   priority=10, accepts=accepts_fc, prepare=prepare_fc,
+                   name="tb_cm4_fully_connected_s8 (DSP, 4 rows)"),
+        KernelImpl("ADD", "tb_cm4_add_s8", src("cm4_add_pool_s8.c"), priority=10,
+                   accepts=accepts_add, prepare=prepare_add, name="tb_cm4_add_s8 (tables)"),
+        KernelImpl("AVERAGE_POOL_2D", "tb_cm4_avg_pool2d_s8", src("cm4_add_pool_s8.c"),
+                   priority=10, accepts=accepts_avgpool, prepare=prepare_avgpool,
+                   name="tb_cm4_avg_pool2d_s8 (DSP, 16-bit lanes)"),
+    ]

@@ -1,0 +1,171 @@
+/* tinybuild's Cortex-M4 int8 kernels: DSP-extension intrinsics and the kernels' entry points.
+ *
+ * On a core with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33...) the
+ * helpers below are single instructions (ACLE from arm_acle.h, or one line of
+ * inline assembly where GCC 12 has no intrinsic or does not fold the rotation).
+ * Everywhere else (the host, for the tests) they are portable C99 that computes
+ * exactly what the instruction computes, including its wrap-around: the same
+ * kernel source runs in the simulator and natively, and the tests compare both
+ * with the reference kernels byte for byte.
+ *
+ * Data layouts the kernels rely on are produced at build time by
+ * targets/cortex_m4/kernels/cm4_prepare.py (see docs/kernels.md).
+ */
+#ifndef TB_CM4_H
+#define TB_CM4_H
+#include <stdint.h>
+#include <string.h>
+#include "tb_kernels.h"
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TB_CM4_PORTABLE)
+#define TB_CM4_DSP 1
+#include <arm_acle.h>
+#endif
+
+#define TB_INLINE static inline __attribute__((always_inline))
+
+/* ---- unaligned-safe 32-bit load/store (one LDR/STR on the M4) ---------- */
+TB_INLINE uint32_t tb_ld32(const void *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+TB_INLINE void tb_st32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+#ifdef TB_CM4_DSP
+/* SXTB16: sign-extend bytes 0 and 2 into the two halfwords. */
+TB_INLINE uint32_t tb_sxtb16(uint32_t x) { return (uint32_t)__sxtb16((int8x4_t)x); }
+/* SXTB16 with ROR #8: bytes 1 and 3. */
+TB_INLINE uint32_t tb_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+/* SXTAB16: a's halfwords plus sign-extended bytes 0 and 2 of x (mod 2^16). */
+TB_INLINE uint32_t tb_sxtab16(uint32_t a, uint32_t x) {
+  return (uint32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
+}
+TB_INLINE uint32_t tb_sxtab16_ror8(uint32_t a, uint32_t x) {
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+  return r;
+}
+/* SMLAD: acc + lo(a)*lo(b) + hi(a)*hi(b), wrapping mod 2^32. */
+TB_INLINE int32_t tb_smlad(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+/* SMLABB / SMLABT / SMLATB / SMLATT: acc + half(a)*half(b). */
+TB_INLINE int32_t tb_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+TB_INLINE int32_t tb_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlabt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+TB_INLINE int32_t tb_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+TB_INLINE int32_t tb_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+  return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+/* SMMLAR: (acc * 2^32 + a * b + 2^31) >> 32, the rounded high word. */
+TB_INLINE int32_t tb_smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+/* SSAT #8 / USAT #8 */
+TB_INLINE int32_t tb_ssat8(int32_t x) { return __ssat(x, 8); }
+/* PKHBT: low half of a, high half of (b << 16). */
+TB_INLINE uint32_t tb_pkhbt16(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+/* PKHTB: high half of a, low half of (b >> 16). */
+TB_INLINE uint32_t tb_pkhtb16(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+#else /* portable C: exactly what the instructions compute */
+TB_INLINE uint32_t tb_sxtb16(uint32_t x) {
+  uint32_t lo = (uint32_t)(int32_t)(int8_t)(x & 0xFFu) & 0xFFFFu;
+  uint32_t hi = (uint32_t)(int32_t)(int8_t)((x >> 16) & 0xFFu) & 0xFFFFu;
+  return lo | (hi << 16);
+}
+TB_INLINE uint32_t tb_sxtb16_ror8(uint32_t x) { return tb_sxtb16((x >> 8) | (x << 24)); }
+TB_INLINE uint32_t tb_sxtab16(uint32_t a, uint32_t x) {
+  uint32_t e = tb_sxtb16(x);
+  uint32_t lo = ((a & 0xFFFFu) + (e & 0xFFFFu)) & 0xFFFFu;
+  uint32_t hi = ((a >> 16) + (e >> 16)) & 0xFFFFu;
+  return lo | (hi << 16);
+}
+TB_INLINE uint32_t tb_sxtab16_ror8(uint32_t a, uint32_t x) {
+  return tb_sxtab16(a, (x >> 8) | (x << 24));
+}
+TB_INLINE int32_t tb_lo16(uint32_t a) { return (int32_t)(int16_t)(a & 0xFFFFu); }
+TB_INLINE int32_t tb_hi16(uint32_t a) { return (int32_t)(int16_t)(a >> 16); }
+TB_INLINE int32_t tb_smlad(uint32_t a, uint32_t b, int32_t acc) {
+  uint32_t s = (uint32_t)acc + (uint32_t)(tb_lo16(a) * tb_lo16(b)) +
+               (uint32_t)(tb_hi16(a) * tb_hi16(b));
+  return (int32_t)s;
+}
+TB_INLINE int32_t tb_smlabb(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tb_lo16(a) * tb_lo16(b)));
+}
+TB_INLINE int32_t tb_smlabt(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tb_lo16(a) * tb_hi16(b)));
+}
+TB_INLINE int32_t tb_smlatb(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tb_hi16(a) * tb_lo16(b)));
+}
+TB_INLINE int32_t tb_smlatt(uint32_t a, uint32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tb_hi16(a) * tb_hi16(b)));
+}
+TB_INLINE int32_t tb_smmlar(int32_t a, int32_t b, int32_t acc) {
+  /* (acc << 32) + a*b + 2^31, bits 63..32, all mod 2^64 */
+  uint64_t v = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * (int64_t)b) +
+               (uint64_t)0x80000000u;
+  return (int32_t)(uint32_t)(v >> 32);
+}
+TB_INLINE int32_t tb_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+TB_INLINE uint32_t tb_pkhbt16(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+TB_INLINE uint32_t tb_pkhtb16(uint32_t a, uint32_t b) { return (a & 0xFFFF0000u) | (b >> 16); }
+#endif
+
+/* Arithmetic shift right for a signed value (GCC/Clang: arithmetic). */
+TB_INLINE int32_t tb_asr(int32_t x, int32_t n) { return x >> n; }
+
+/* ---- requantization, the fast exact form ------------------------------------
+ * TFLite's MultiplyByQuantizedMultiplier with a right shift e >= 1, plus the
+ * output zero point, equals for any int32 acc with |2*acc| < 2^31:
+ *     SMMLAR(2*acc, M, B + (acc >> 31)) >> e,   B = 2^(e-1) + zp * 2^e
+ * (tinybuild.quant.fast_requant derives it and decides per layer when it
+ * holds; the rq table holds {M, B, e} per output channel). */
+TB_INLINE int32_t tb_rq(int32_t acc, int32_t m, int32_t b, int32_t e) {
+  return tb_asr(tb_smmlar(acc * 2, m, b + tb_asr(acc, 31)), e);
+}
+
+/* Clamp to the fused activation range; full int8 range is one SSAT. */
+TB_INLINE int32_t tb_clamp(int32_t v, int32_t lo, int32_t hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+/* ---- kernels (same order of arguments as the reference ones, then build-time
+ * tables, then the output, then the scratch buffer the planner reserved) ---- */
+void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *rq, int8_t *output, void *scratch);
+void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
+                                const int16_t *filter, const int32_t *rq, int8_t *output,
+                                void *scratch);
+void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
+                               const int8_t *weights, const int32_t *rq, int8_t *output,
+                               void *scratch);
+void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *output);
+void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *input2,
+                   const int32_t *rq, int8_t *output);
+
+#endif

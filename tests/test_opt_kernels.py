@@ -1,0 +1,572 @@
+"""The cortex-m4 plugin's optimized kernels against the reference kernels, byte for byte.
+
+Natively on the host (the kernels' portable C fallbacks for the DSP
+intrinsics) with hypothesis over shapes, strides, paddings, dilations, zero
+points, per-channel scales and activations; every case also runs in place at
+the overlap the kernel declares to the planner. In the simulator (slow) the
+same comparison runs on the Cortex-M4 build (the real instructions), the
+intrinsic fallbacks are checked against the instructions, and whole models
+built with the optimized kernels match TFLite.
+"""
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+
+from opt_harness import (CM4_DIR, REF_DIR, build_library, cm4_kernels, optimized,  # noqa: E402
+                         random_add_layer, random_conv_layer, random_fc_layer,
+                         random_pool_layer, reference, run_firmware, run_layer)
+from tbtest import mlperf_model  # noqa: E402
+from tinybuild import quant  # noqa: E402
+from tinybuild.planner import ALIGNMENT  # noqa: E402
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                        HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return build_library(tmp_path_factory.mktemp("tbopt"))
+
+
+@pytest.fixture(scope="module")
+def impls():
+    return cm4_kernels()
+
+
+def assert_same(ref, got, what=""):
+    diff = np.flatnonzero(ref != got)
+    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
+                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
+
+
+def in_place_deltas(opt, t=0) -> list[int]:
+    """Offsets of the output from input t that the planner may choose, near the
+    ends of each allowed interval and at 0 (aligned)."""
+    from tinybuild.planner import intervals
+    deltas = set()
+    for lo, hi in intervals(opt.overlap.get(t)):
+        top = None if hi is None else hi // ALIGNMENT * ALIGNMENT
+        bottom = None if lo is None else -(-lo // ALIGNMENT) * ALIGNMENT
+        if top is not None and bottom is not None and bottom > top:
+            continue
+        for d in (top, bottom, 0, None if top is None else top - ALIGNMENT,
+                  None if bottom is None else bottom + ALIGNMENT):
+            if d is not None and (top is None or d <= top) and (bottom is None or d >= bottom):
+                deltas.add(d)
+    return sorted(deltas)
+
+
+def compare(lib, impls, layer, inputs, must_accept=True):
+    opt = optimized(layer, impls)
+    if opt is None:
+        assert not must_accept, f"{layer.op} {layer.shape} not accepted"
+        return None
+    ref = run_layer(lib, reference(layer), inputs)
+    assert_same(ref, run_layer(lib, opt, inputs), f"{layer.op} {layer.shape}")
+    for d in in_place_deltas(opt):
+        assert_same(ref, run_layer(lib, opt, inputs, overlap_delta=d),
+                    f"{layer.op} {layer.shape} in place at {d}")
+    return opt
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
+             out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
+             activation=st.sampled_from(["NONE", "NONE", "RELU", "RELU6"]),
+             seed=st.integers(0, 2**32 - 1))
+
+conv_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 10), "in_w": st.integers(1, 10), "in_c": st.integers(1, 24),
+    "out_c": st.integers(1, 9), "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 5, 127]), **QUANT})
+
+dw_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 12), "in_w": st.integers(1, 12), "in_c": st.integers(1, 9),
+    "k_h": st.sampled_from([1, 2, 3, 3, 3, 4]), "k_w": st.sampled_from([1, 2, 3, 3, 3, 5]),
+    "stride": st.sampled_from([(1, 1), (1, 1), (2, 2), (2, 2), (1, 2), (3, 3)]),
+    "dilation": st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 2), (1, 2)]),
+    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "depth_multiplier": st.sampled_from([1, 1, 1, 2, 3]),
+    "weight_range": st.sampled_from([1, 127]), **QUANT})
+
+
+def _valid_window(d):
+    eff_h = (d["k_h"] - 1) * d["dilation"][0] + 1
+    eff_w = (d["k_w"] - 1) * d["dilation"][1] + 1
+    return d["padding"] == "SAME" or (eff_h <= d["in_h"] and eff_w <= d["in_w"])
+
+
+def _conv(lib, impls, d, depthwise=False):
+    d = dict(d)
+    assume(_valid_window(d))
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_conv_layer(rng, depthwise=depthwise, **d)
+    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
+    compare(lib, impls, layer, [x])
+
+
+@FAST
+@given(d=conv_cases)
+def test_conv2d_matches_reference(lib, impls, d):
+    _conv(lib, impls, d)
+
+
+@FAST
+@given(d=dw_cases)
+def test_depthwise_matches_reference(lib, impls, d):
+    _conv(lib, impls, d, depthwise=True)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(d=conv_cases)
+def test_conv2d_matches_reference_sweep(lib, impls, d):
+    _conv(lib, impls, d)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(d=dw_cases)
+def test_depthwise_matches_reference_sweep(lib, impls, d):
+    _conv(lib, impls, d, depthwise=True)
+
+
+# shapes of the MLPerf Tiny models, and the kernels' edge cases (several
+# unrolled sweeps, partial pixel blocks, odd channel counts, in_c % 4 != 0)
+CONV_SHAPES = [
+    dict(in_h=49, in_w=10, in_c=1, out_c=64, k_h=10, k_w=4, stride=(2, 2), padding="SAME"),
+    dict(in_h=25, in_w=5, in_c=64, out_c=64, k_h=1, k_w=1, padding="SAME"),
+    dict(in_h=9, in_w=9, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=6, in_w=6, in_c=16, out_c=32, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=5, in_w=3, in_c=64, out_c=5, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=3, in_w=3, in_c=256, out_c=7, k_h=1, k_w=1, padding="VALID"),
+    dict(in_h=8, in_w=8, in_c=32, out_c=64, k_h=1, k_w=1, stride=(2, 2), padding="SAME"),
+    dict(in_h=4, in_w=4, in_c=130, out_c=3, k_h=1, k_w=1, padding="VALID"),
+]
+DW_SHAPES = [
+    dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=3, in_w=3, in_c=16, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=7, in_w=70, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
+    dict(in_h=4, in_w=140, in_c=2, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=6, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+]
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+@pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
+def test_conv2d_model_shapes(lib, impls, shape, zps):
+    rng = np.random.default_rng(sum(map(ord, str(shape))))
+    layer = random_conv_layer(rng, in_zp=zps[0], out_zp=zps[1], **shape)
+    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+    compare(lib, impls, layer, [x])
+
+
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}s{s.get('stride', (1, 1))[0]}")
+@pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
+def test_depthwise_model_shapes(lib, impls, shape, zps):
+    rng = np.random.default_rng(sum(map(ord, str(shape))))
+    layer = random_conv_layer(rng, depthwise=True, in_zp=zps[0], out_zp=zps[1], **shape)
+    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+    opt = compare(lib, impls, layer, [x])
+    assert opt.overlap == {0: (0, 0)}            # depth multiplier 1: exactly in place
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_requantization_edge_cases(lib, impls, depthwise):
+    """Power-of-two scales (M = 2^30), tiny multipliers (right shifts near 31),
+    channels whose weights are all 0 with a bias near 2^30 (VWW has them) and
+    the same without the fast form's preconditions."""
+    rng = np.random.default_rng(3)
+    for in_scale, out_scale in [(0.5, 0.25), (2.0 ** -7, 2.0 ** -3), (1e-3, 8.0), (0.9, 0.01)]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=5, in_w=5, in_c=4, out_c=4,
+                                  in_scale=in_scale, out_scale=out_scale, in_zp=-128,
+                                  out_zp=-128)
+        x = rng.integers(-128, 128, size=100).astype(np.int8)
+        compare(lib, impls, layer, [x])
+    for huge_live_bias, form in [(False, "SMMLAR"), (True, "MultiplyByQuantizedMultiplier")]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=4, in_w=4, in_c=4, out_c=4,
+                                  in_zp=-128, out_zp=-128)
+        w = layer.consts[0].values.copy()
+        b = layer.consts[1].values.copy()
+        if depthwise:
+            w.reshape(-1, 4)[:, 1] = 0
+        else:
+            w.reshape(4, -1)[1] = 0
+        b[1] = (1 << 30) + 7               # a dead channel: its output is a constant
+        if huge_live_bias:
+            b[2] = (1 << 30) - 5           # |acc| may reach 2^30: the fast form cannot double it
+        layer.consts[0].values, layer.consts[1].values = w, b
+        m = layer.consts[2].values.copy()
+        m[1] = quant.quantize_multiplier(2.0 ** -27 * 0.77)
+        m[3] = (0, 0)
+        layer.consts[2].values = m
+        x = rng.integers(-128, 128, size=64).astype(np.int8)
+        opt = compare(lib, impls, layer, [x])
+        assert any(form in n for n in opt.notes), opt.notes
+
+
+fc_cases = st.fixed_dictionaries({
+    "in_features": st.integers(1, 300), "out_features": st.integers(1, 40),
+    "per_channel": st.booleans(), "use_bias": st.booleans(),
+    "in_scale": st.floats(1e-3, 1.0), "in_zp": st.integers(-128, 127),
+    "w_scale": st.floats(1e-3, 0.1), "out_scale": st.floats(1e-3, 2.0),
+    "out_zp": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+@FAST
+@given(d=fc_cases)
+def test_fully_connected_matches_reference(lib, impls, d):
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_fc_layer(rng, **d)
+    x = rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)
+    compare(lib, impls, layer, [x], must_accept=False)
+
+
+def test_fully_connected_double_rescale_near_ties(lib, impls):
+    """Per-tensor FC rescales in double: inputs chosen so that double(acc) * m
+    lands on and next to .5 (exact powers of two), where a fixed-point
+    shortcut would round the other way."""
+    rng = np.random.default_rng(11)
+    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3)]:
+        layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=in_scale,
+                                w_scale=w_scale, out_scale=out_scale, in_zp=0, out_zp=0)
+        for _ in range(20):
+            x = rng.integers(-4, 5, size=16).astype(np.int8)
+            compare(lib, impls, layer, [x])
+
+
+add_cases = st.fixed_dictionaries({
+    "size": st.integers(1, 300), "s1": st.floats(1e-3, 1.0), "z1": st.integers(-128, 127),
+    "s2": st.floats(1e-3, 1.0), "z2": st.integers(-128, 127), "so": st.floats(1e-3, 2.0),
+    "zo": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+@FAST
+@given(d=add_cases)
+def test_add_matches_reference(lib, impls, d):
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_add_layer(rng, **d)
+    a = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
+    b = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
+    opt = compare(lib, impls, layer, [a, b], must_accept=False)
+    if opt is not None:           # in place over the second input too
+        ref = run_layer(lib, reference(layer), [a, b])
+        for d in in_place_deltas(opt, 1):
+            assert_same(ref, run_layer(lib, opt, [a, b], overlap_delta=d, overlap_input=1))
+
+
+pool_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 12), "in_w": st.integers(1, 12), "c": st.integers(1, 20),
+    "k_h": st.integers(1, 5), "k_w": st.integers(1, 5),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "padding": st.sampled_from(["SAME", "VALID"]),
+    "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "scale": st.floats(1e-3, 1.0), "zp": st.integers(-128, 127), "seed": st.integers(0, 2**32 - 1)})
+
+
+@FAST
+@given(d=pool_cases)
+def test_avg_pool_matches_reference(lib, impls, d):
+    d = dict(d)
+    assume(d["padding"] == "SAME" or (d["k_h"] <= d["in_h"] and d["k_w"] <= d["in_w"]))
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_pool_layer(rng, **d)
+    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["c"]).astype(np.int8)
+    compare(lib, impls, layer, [x])
+
+
+def test_global_average_pool_of_the_models(lib, impls):
+    rng = np.random.default_rng(2)
+    for h, w, c in [(25, 5, 64), (8, 8, 64), (3, 3, 256), (16, 16, 3)]:
+        layer = random_pool_layer(rng, in_h=h, in_w=w, c=c, k_h=h, k_w=w, stride=(h, w), zp=-128)
+        compare(lib, impls, layer, [rng.integers(-128, 128, size=h * w * c).astype(np.int8)])
+
+
+# -- the build-time arithmetic --------------------------------------------------------------
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(real=st.floats(1e-9, 0.999), zp=st.integers(-128, 127), bound=st.integers(0, (1 << 30) - 1),
+       accs=st.lists(st.integers(-(1 << 30), (1 << 30)), min_size=1, max_size=40),
+       zp_in_b=st.booleans())
+def test_fast_requant_equals_multiply_by_quantized_multiplier(real, zp, bound, accs, zp_in_b):
+    m, s = quant.quantize_multiplier(real)
+    fast = quant.fast_requant([(m, s)], zp, [bound], zero_point_in_b=zp_in_b)
+    assume(fast is not None)
+    (mm, b, e), = fast
+    extra = 0 if zp_in_b else zp
+    for acc in accs + [-1, 0, 1, bound, -bound]:
+        acc = max(-bound, min(bound, acc))
+        assert quant.fast_requant_eval(acc, mm, b, e) + extra == \
+            quant.mul_by_quant_mul(acc, m, s) + zp, (real, zp, acc)
+
+
+def test_fast_requant_exhaustive_near_ties():
+    """Every accumulator in a window around 0 for power-of-two and random multipliers:
+    the rounding ties of both roundings are hit."""
+    rng = np.random.default_rng(5)
+    cases = [(1 << 30, -1), (1 << 30, -5), ((1 << 31) - 1, -1), (0, 0)]
+    cases += [quant.quantize_multiplier(float(v)) for v in rng.uniform(1e-4, 0.5, 20)]
+    for m, s in cases:
+        zp = int(rng.integers(-128, 128))
+        (mm, b, e), = quant.fast_requant([(m, s)], zp, [3000])
+        for acc in range(-3000, 3001):
+            assert quant.fast_requant_eval(acc, mm, b, e) == quant.mul_by_quant_mul(acc, m, s) + zp
+
+
+def _round_half_away(v: float) -> int:
+    if v >= 1073741824.0:
+        return 1073741824
+    if v <= -1073741824.0:
+        return -1073741824
+    t = int(v)
+    f = v - t
+    return t + 1 if f >= 0.5 else (t - 1 if f <= -0.5 else t)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(rm=st.floats(1e-7, 0.4999), accs=st.lists(st.integers(-(1 << 30), 1 << 30), min_size=1,
+                                                  max_size=50), ties=st.lists(st.integers(-300, 300), max_size=20))
+def test_fc_double_fast_path_is_exact_or_defers(rm, accs, ties):
+    r, t = quant.fc_double_fast(rm)
+    s = 32 + t
+    for acc in accs + [int(round((k + 0.5) / rm)) + d for k in ties for d in (-1, 0, 1)]:
+        if abs(acc) >= 1 << 30:
+            continue
+        a = abs(acc)
+        q = a * r + (1 << (s - 1))
+        frac = q & ((1 << s) - 1)
+        if a <= frac < (1 << s) - a:
+            c = q >> s
+            assert (-c if acc < 0 else c) == _round_half_away(float(acc) * rm), (rm, acc)
+
+
+# -- intrinsics: the portable fallbacks compute what the instructions compute ----------------
+
+INTRINSICS_C = r'''
+#include "tb_cm4.h"
+void tb_check_intrinsics(const uint32_t *a, const uint32_t *b, const uint32_t *c, int32_t n,
+                         uint32_t *out) {
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    uint32_t *o = out + 12 * i;
+    o[0] = tb_sxtb16(a[i]);
+    o[1] = tb_sxtb16_ror8(a[i]);
+    o[2] = tb_sxtab16(b[i], a[i]);
+    o[3] = tb_sxtab16_ror8(b[i], a[i]);
+    o[4] = (uint32_t)tb_smlad(a[i], b[i], (int32_t)c[i]);
+    o[5] = (uint32_t)tb_smlabb(a[i], b[i], (int32_t)c[i]);
+    o[6] = (uint32_t)tb_smlabt(a[i], b[i], (int32_t)c[i]);
+    o[7] = (uint32_t)tb_smlatb(a[i], b[i], (int32_t)c[i]);
+    o[8] = (uint32_t)tb_smmlar((int32_t)a[i], (int32_t)b[i], (int32_t)c[i]);
+    o[9] = (uint32_t)tb_ssat8((int32_t)c[i]);
+    o[10] = tb_pkhbt16(a[i], b[i]);
+    o[11] = tb_pkhtb16(a[i], b[i]);
+  }
+}
+'''
+
+
+def _intrinsic_operands(n=2000):
+    rng = np.random.default_rng(9)
+    pick = lambda: np.concatenate([rng.integers(0, 1 << 32, n - 8, dtype=np.uint64),
+                                   np.array([0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x80008000,
+                                             0x7FFF7FFF, 0x00FF00FF], np.uint64)]).astype(np.uint32)
+    return pick(), pick(), pick()
+
+
+def _host_intrinsics(tmp_path, a, b, c):
+    src = tmp_path / "intrinsics.c"
+    src.write_text(INTRINSICS_C)
+    so = tmp_path / "libintr.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-fPIC", "-shared", "-I", str(CM4_DIR), "-I",
+                    str(REF_DIR), str(src), "-o", str(so)], check=True)
+    lib = ctypes.CDLL(str(so))
+    out = np.zeros(12 * a.size, np.uint32)
+    p = lambda x: x.ctypes.data_as(ctypes.c_void_p)
+    lib.tb_check_intrinsics(p(a), p(b), p(c), ctypes.c_int32(a.size), p(out))
+    return out.reshape(-1, 12)
+
+
+def test_intrinsic_fallbacks_match_the_instruction_definitions(tmp_path):
+    """The host fallbacks against the ARMv7-M ARM's pseudocode, in Python."""
+    a, b, c = _intrinsic_operands(500)
+    got = _host_intrinsics(tmp_path, a, b, c)
+    s8 = lambda v, sh: ((int(v) >> sh) & 0xFF) - (256 if (int(v) >> sh) & 0x80 else 0)
+    s16 = lambda v, sh: ((int(v) >> sh) & 0xFFFF) - (65536 if (int(v) >> sh) & 0x8000 else 0)
+    s32 = lambda v: int(v) - (1 << 32) if int(v) & 0x80000000 else int(v)
+    h2 = lambda lo, hi: ((lo & 0xFFFF) | ((hi & 0xFFFF) << 16))
+    for i, (x, y, z) in enumerate(zip(a, b, c)):
+        want = [
+            h2(s8(x, 0), s8(x, 16)), h2(s8(x, 8), s8(x, 24)),
+            h2(s16(y, 0) + s8(x, 0), s16(y, 16) + s8(x, 16)),
+            h2(s16(y, 0) + s8(x, 8), s16(y, 16) + s8(x, 24)),
+            (s32(z) + s16(x, 0) * s16(y, 0) + s16(x, 16) * s16(y, 16)) & 0xFFFFFFFF,
+            (s32(z) + s16(x, 0) * s16(y, 0)) & 0xFFFFFFFF,
+            (s32(z) + s16(x, 0) * s16(y, 16)) & 0xFFFFFFFF,
+            (s32(z) + s16(x, 16) * s16(y, 0)) & 0xFFFFFFFF,
+            (((s32(z) << 32) + s32(x) * s32(y) + (1 << 31)) >> 32) & 0xFFFFFFFF,
+            max(-128, min(127, s32(z))) & 0xFFFFFFFF,
+            (int(x) & 0xFFFF) | ((int(y) << 16) & 0xFFFF0000),
+            (int(x) & 0xFFFF0000) | ((s32(y) >> 16) & 0xFFFF),
+        ]
+        assert [int(v) for v in got[i]] == want, (i, hex(x), hex(y), hex(z))
+
+
+@pytest.mark.slow
+def test_intrinsic_fallbacks_equal_the_cortex_m4_instructions(tmp_path):
+    """The same C file on the host (fallbacks) and in the simulator (SXTB16,
+    SMLAD, SMMLAR... as inline assembly and ACLE): identical results."""
+    import shutil
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    from opt_harness import ARM_FLAGS, BOARD, RUNTIME
+    from tinybuild import plugins
+    a, b, c = _intrinsic_operands(300)
+    want = _host_intrinsics(tmp_path, a, b, c)
+    arr = lambda name, v: f"static const uint32_t {name}[{v.size}] = {{{', '.join(str(int(x)) + 'u' for x in v)}}};"
+    fw = tmp_path / "fw.c"
+    fw.write_text("\n".join([
+        INTRINSICS_C, '#include "tb_runtime.h"', arr("A", a), arr("B", b), arr("C", c),
+        f"static uint32_t result[{12 * a.size}] TB_NOINIT;", "static int8_t dummy[4] TB_NOINIT;",
+        f"const tb_io_desc_t tb_io_desc = {{TB_IO_MAGIC, 1, dummy, 4, (int8_t *)result, {48 * a.size}, "
+        f"(uint8_t *)result, {48 * a.size}}};",
+        "void tb_model_invoke(void) {", "  tb_mark(0);",
+        f"  tb_check_intrinsics(A, B, C, {a.size}, result);", "  tb_mark(TB_MARK_END);", "}"]))
+    elf = tmp_path / "fw.elf"
+    cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{CM4_DIR}", f"-I{REF_DIR}", f"-I{RUNTIME}", "-T",
+           str(BOARD / "stm32f407.ld"), "--specs=nano.specs", "--specs=nosys.specs",
+           "-Wl,--gc-sections", "-Wl,--undefined=tb_io_desc",
+           str(BOARD / "startup_stm32f407.c"), str(RUNTIME / "tb_runtime.c"), str(fw), "-o", str(elf)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    objdump = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True).stdout
+    for insn in ("sxtb16", "sxtab16", "smlad", "smlabt", "smmlar", "ssat", "pkhtb"):
+        assert insn in objdump, f"{insn} not used on the Cortex-M4 build"
+    pm = plugins.make_plugin_manager()
+    target = plugins.find_target(pm, "cortex-m4")
+    result = plugins.simulators(pm)["unicorn"].run(elf, target, b"\0\0\0\0")
+    got = np.frombuffer(result.output, np.uint32).reshape(-1, 12)
+    assert np.array_equal(got, want)
+
+
+# -- in the simulator: the Cortex-M4 build of every kernel against the reference -----------
+
+def _sim_cases(impls, seed, count):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for shape in CONV_SHAPES:
+        layer = random_conv_layer(rng, in_zp=int(rng.integers(-128, 128)), out_zp=-128, **shape)
+        x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+        opt = optimized(layer, impls)
+        cases.append((reference(layer), opt, [x], None))
+        cases.append((reference(layer), opt, [x], in_place_deltas(opt)[0]))
+    for shape in DW_SHAPES:
+        layer = random_conv_layer(rng, depthwise=True, in_zp=int(rng.integers(-128, 128)),
+                                  out_zp=int(rng.integers(-128, 128)), **shape)
+        x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+        opt = optimized(layer, impls)
+        cases += [(reference(layer), opt, [x], None), (reference(layer), opt, [x], 0)]
+    while len(cases) < count:
+        kind = rng.integers(0, 5)
+        act = str(rng.choice(["NONE", "RELU", "RELU6"]))
+        if kind < 2:
+            d = dict(in_h=int(rng.integers(1, 9)), in_w=int(rng.integers(1, 9)), in_c=int(rng.integers(1, 20)),
+                     k_h=int(rng.integers(1, 4)), k_w=int(rng.integers(1, 4)),
+                     stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                     dilation=(int(rng.integers(1, 3)), 1), padding="SAME", activation=act,
+                     in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
+                     per_channel=bool(rng.integers(0, 2)))
+            if kind == 0:
+                d["out_c"] = int(rng.integers(1, 9))
+            else:
+                d["depth_multiplier"] = int(rng.choice([1, 1, 2]))
+            layer = random_conv_layer(rng, depthwise=kind == 1, **d)
+            inputs = [rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)]
+        elif kind == 2:
+            d = dict(in_features=int(rng.integers(1, 200)), out_features=int(rng.integers(1, 30)),
+                     per_channel=bool(rng.integers(0, 2)), in_zp=int(rng.integers(-128, 128)),
+                     out_zp=int(rng.integers(-128, 128)), activation=act)
+            layer = random_fc_layer(rng, **d)
+            inputs = [rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)]
+        elif kind == 3:
+            n = int(rng.integers(1, 200))
+            layer = random_add_layer(rng, size=n, s1=float(rng.uniform(0.01, 1)), z1=int(rng.integers(-128, 128)),
+                                     s2=float(rng.uniform(0.01, 1)), z2=int(rng.integers(-128, 128)),
+                                     so=float(rng.uniform(0.01, 1)), zo=int(rng.integers(-128, 128)),
+                                     activation=act)
+            inputs = [rng.integers(-128, 128, size=n).astype(np.int8) for _ in range(2)]
+        else:
+            h, w, c = int(rng.integers(2, 10)), int(rng.integers(2, 10)), int(rng.integers(1, 20))
+            layer = random_pool_layer(rng, in_h=h, in_w=w, c=c, k_h=int(rng.integers(1, 3)),
+                                      k_w=int(rng.integers(1, 3)), stride=(1, 2), padding="SAME",
+                                      zp=int(rng.integers(-128, 128)))
+            inputs = [rng.integers(-128, 128, size=h * w * c).astype(np.int8)]
+        opt = optimized(layer, impls)
+        if opt is None:
+            continue
+        deltas = in_place_deltas(opt)
+        cases.append((reference(layer), opt, inputs, None))
+        if deltas:
+            cases.append((reference(layer), opt, inputs, deltas[0]))
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kernels_in_the_simulator_match_the_reference(tmp_path, impls, seed):
+    cases = _sim_cases(impls, seed, 120)
+    rows = run_firmware(cases, tmp_path)
+    for (ref, opt, _, _), (case, *_rest) in zip(rows, cases):
+        assert_same(ref, opt, f"{case.op} {case.shape}")
+
+
+# -- whole models with the optimized kernels, natively, against TFLite ---------------------
+
+MODELS = [
+    pytest.param("kws_ref_model.tflite", id="kws"),
+    pytest.param("vww_96_int8.tflite", id="vww", marks=pytest.mark.slow),
+    pytest.param("pretrainedResnet_quant.tflite", id="resnet8", marks=pytest.mark.slow),
+    pytest.param("ad01_int8.tflite", id="ad01", marks=pytest.mark.slow),
+    pytest.param("str_ww_ref_model.tflite", id="str_ww", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_with_the_optimized_kernels_match_tflite(tmp_path, impls, name):
+    from tinybuild import pipeline
+    from tinybuild.host import build_host_model, run_host_model
+    from tinybuild.reference import make_inputs, reference_outputs
+
+    model = mlperf_model(name)
+    plan = pipeline.generate(model, tmp_path, list(impls.values()))
+    assert any(l["kernel"].startswith("tb_cm4_") for l in plan["layers"])
+    assert plan["memory"]["arena_size"] >= plan["memory"]["lower_bound"]
+    exe = build_host_model(tmp_path, tmp_path / "model_host", extra_sources=sorted(CM4_DIR.glob("*.c")))
+    inputs = make_inputs(model, 6, seed=7, calibration=None)
+    for i, (data, want) in enumerate(zip(inputs, reference_outputs(model, inputs))):
+        got = run_host_model(exe, data)
+        assert got == want, f"input {i}: output differs from TFLite"
