@@ -59,14 +59,17 @@ def split(blob: bytes, size: int) -> list[bytes]:
 
 # -- code generation ---------------------------------------------------------------
 
-def generate(tflite: Path, out_dir: Path, contributed_kernels: list) -> dict:
+def generate(tflite: Path, out_dir: Path, contributed_kernels: list, name: str = "") -> dict:
+    """Lower, choose kernels, plan and write model.c/.h, plan.json, arena.svg.
+    ``name`` is the user's model name (the converted file is model.int8.tflite)."""
     from . import codegen, kernel_registry, lower, planner
     from .importer import load_graph
 
     graph = load_graph(tflite)
+    graph.name = name or graph.name
     layers = kernel_registry.select_kernels(lower.lower_graph(graph), contributed_kernels)
     plan = planner.plan_memory(graph, layers)
-    codegen.write_model(out_dir, graph, layers, plan, tflite.name)
+    codegen.write_model(out_dir, graph, layers, plan, f"{graph.name} ({tflite.name})")
     log("codegen", f"{len(layers)} layers, arena {plan.arena_size} B "
                    f"(lower bound {plan.lower_bound} B) -> {out_dir / 'model.c'}")
     return read_json(out_dir / "plan.json")

@@ -302,7 +302,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         [str(tdir / f) for f in ("model.c", "model.h", "plan.json", "arena.svg")],
         [int8, env.Value(json.dumps(kernel_labels))] + sorted(str(p) for p in CORE_DIR.glob("*.py"))
         + sorted({str(p) for k in contributed for p in k.build_files}),
-        _action(lambda t, s, e: pipeline.generate(s[0], t[0].parent, contributed), "codegen"))
+        _action(lambda t, s, e: pipeline.generate(s[0], t[0].parent, contributed, name), "codegen"))
 
     elf, map_file = _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contributed)
     size_json = env.Command(str(tdir / "size.json"),
