@@ -49,8 +49,8 @@ def build(build_dir: Path, target: str, model: Path) -> Path:
 
 def first_input(build_dir: Path, model: Path) -> bytes:
     mdir = build_dir / "models" / model.stem
-    size = json.loads((mdir / "reference.json").read_text())["input_bytes"]
-    return (mdir / "inputs.bin").read_bytes()[:size]
+    size = json.loads((mdir / "reference-n1-s1.json").read_text())["input_bytes"]  # inputs=1, seed 1
+    return (mdir / "inputs-n1-s1.bin").read_bytes()[:size]
 
 
 def best_of(n: int, fn):

@@ -269,13 +269,16 @@ _MODEL_NODES: dict = {}
 def _model_nodes(env, build, model, calibration, pm, count, seed):
     """Conversion and TFLite reference, declared once per model however many
     boards build it (their outputs do not depend on the board)."""
-    key = (str(build), str(model))
+    key = (str(build), str(model), count, seed)
     if key not in _MODEL_NODES:
         mdir = build / "models" / model.stem
         calib_src = [str(calibration)] if calibration else []
         int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm)
         inputs_bin, ref_bin, ref_json = env.Command(
-            [str(mdir / f) for f in ("inputs.bin", "reference.bin", "reference.json")],
+            # Named by count and seed, so a regression run (its own input count)
+            # and an ordinary build share the folder without redoing each other.
+            [str(mdir / f"{stem}-n{count}-s{seed}.{ext}")
+             for stem, ext in (("inputs", "bin"), ("reference", "bin"), ("reference", "json"))],
             [int8, env.Value(f"count={count} seed={seed}")] + calib_src,
             _action(lambda t, s, e: pipeline.reference(s[0], t[0], t[1], t[2], count, seed,
                                                        calibration), "reference"))

@@ -187,8 +187,8 @@ def test_generated_model_counts_agree(qemu, mps2, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "mps2-an386" / "kws_ref_model"
     runs = json.loads((out / "run.json").read_text())["runs"]
-    ref = json.loads((tmp_path / "models" / "kws_ref_model" / "reference.json").read_text())
-    blob = (tmp_path / "models" / "kws_ref_model" / "inputs.bin").read_bytes()
+    ref = json.loads((tmp_path / "models" / "kws_ref_model" / "reference-n2-s1.json").read_text())
+    blob = (tmp_path / "models" / "kws_ref_model" / "inputs-n2-s1.bin").read_bytes()
     size = ref["input_bytes"]
     for i, run in enumerate(runs):
         q = qemu.run(out / "firmware.elf", mps2, blob[i * size:(i + 1) * size], timeout_s=300)
