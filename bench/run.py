@@ -1,7 +1,8 @@
 """Benchmark record: build every benchmark model for a target, cold and no-op,
 and write the measured figures to bench/results.md.
 
-    ./tb python bench/run.py [--target cortex-m4] [--out bench/results.md]
+    ./tb python bench/run.py [--target cortex-m4 --target riscv ...] [--out bench/results.md]
+                             [--no-reference]
 
 Instruction and cycle counts come from the simulator (deterministic); build
 times are host wall-clock on the machine that ran this, so they vary.
@@ -29,24 +30,36 @@ TFLM = {"kws_ref_model": (142_348, 23_392, 1_476, 7_697_383),
         "ad01_int8": (312_468, 3_288, 980, 582_914)}
 
 
-def scons(build: Path, target: str, model: Path) -> float:
+def scons(build: Path, target: str, model: Path, kernels: str) -> tuple[float, str]:
+    """Build once; (wall seconds, error text or '')."""
     cmd = [str(Path(sys.executable).with_name("scons")), "-C", str(ROOT), "-Q",
-           f"build_dir={build}", f"target={target}", f"model={model}"]
+           f"build_dir={build}", f"target={target}", f"model={model}", f"kernels={kernels}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode:
-        sys.exit(f"build failed: {' '.join(cmd)}\n{proc.stderr}")
-    return elapsed
+    if not proc.returncode:
+        return elapsed, ""
+    lines = proc.stderr.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("tinybuild: error")), None)
+    if first is None:
+        return elapsed, proc.stderr[-400:]
+    # The error line and its indented details ("needs N bytes of flash, board has M").
+    detail = [lines[first]] + [l.strip() for l in lines[first + 1:] if l.startswith("  ")][:1]
+    return elapsed, " ".join(detail).removeprefix("tinybuild: error: ")
 
 
-def measure(target: str, model: Path) -> dict:
+def measure(target: str, model: Path, kernels: str = "optimized") -> dict:
+    """One cold and one no-op build; {"error": line} when the build fails
+    (e.g. a model that does not fit the board)."""
+    variant = model.stem if kernels == "optimized" else f"{model.stem}-reference-kernels"
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp) / "build"
-        cold = scons(build, target, model)
-        noop = scons(build, target, model)
-        report = json.loads((build / target / model.stem / "report.json").read_text())
-        runs = json.loads((build / target / model.stem / "run.json").read_text())["runs"]
+        cold, error = scons(build, target, model, kernels)
+        if error:
+            return {"error": error}
+        noop, _ = scons(build, target, model, kernels)
+        report = json.loads((build / target / variant / "report.json").read_text())
+        runs = json.loads((build / target / variant / "run.json").read_text())["runs"]
     sim_instr = sum(r["total_instructions"] for r in runs)
     sim_wall = sum(r["wall_seconds"] for r in runs)
     return {"report": report, "cold_s": cold, "noop_s": noop,
@@ -59,6 +72,9 @@ def table(target: str, rows: dict[str, dict]) -> list[str]:
            "instr/MAC | cycles | cycles/MAC | ms @ clock | matches TFLite | cold build s | no-op s | sim M instr/s |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for name, m in rows.items():
+        if "error" in m:
+            out.append(f"| {name} | not built: {m['error'].replace('|', '/')} |" + " |" * 13)
+            continue
         r = m["report"]
         inf = r["inference"]
         out.append(
@@ -75,7 +91,7 @@ def tflm_table(rows: dict[str, dict]) -> list[str]:
     out = ["| model | flash B tinybuild / TFLM | static RAM B (no stack) tinybuild / TFLM | arena B tinybuild / TFLM used | "
            "instructions tinybuild / TFLM+CMSIS-NN |", "| --- | --- | --- | --- | --- |"]
     for name, m in rows.items():
-        if name not in TFLM:
+        if name not in TFLM or "error" in m:
             continue
         r, (flash, ram, _stack, instr) = m["report"], TFLM[name]
         arena_tflm = {"kws_ref_model": 22_820, "vww_96_int8": 100_708,
@@ -87,28 +103,56 @@ def tflm_table(rows: dict[str, dict]) -> list[str]:
     return out
 
 
+def kernels_table(opt_rows: dict[str, dict], ref_rows: dict[str, dict]) -> list[str]:
+    """The target plugins' kernels against the portable reference kernels."""
+    out = ["| model | instructions reference / optimized | cycles reference / optimized | "
+           "cycles/MAC reference / optimized | flash B reference / optimized |",
+           "| --- | --- | --- | --- | --- |"]
+    for name, opt in opt_rows.items():
+        ref = ref_rows.get(name, {})
+        if "error" in opt or "error" in ref or not ref:
+            continue
+        o, r = opt["report"], ref["report"]
+        oi, ri = o["inference"], r["inference"]
+        out.append(f"| {name} | {ri['instructions']:,} / {oi['instructions']:,} "
+                   f"({ri['instructions'] / oi['instructions']:.1f}x fewer) | {ri['cycles']:,} / "
+                   f"{oi['cycles']:,} ({ri['cycles'] / oi['cycles']:.1f}x fewer) | "
+                   f"{ri['cycles_per_mac']} / {oi['cycles_per_mac']} | "
+                   f"{r['flash']['used']:,} / {o['flash']['used']:,} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", action="append", help="target(s); default cortex-m4")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the kernels=reference builds (the reference-vs-optimized table)")
     args = ap.parse_args()
     targets = args.target or ["cortex-m4"]
     lines = ["# tinybuild benchmark record", "",
-             f"Made by `./tb python bench/run.py{''.join(f' --target {t}' for t in targets)}` on "
+             f"Made by `./tb python bench/run.py{''.join(f' --target {t}' for t in targets)}"
+             f"{' --no-reference' if args.no_reference else ''}` on "
              f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {platform.python_version()}, "
              f"{__import__('os').cpu_count()} cores. Each model is built cold into an empty build folder "
              "(conversion, reference run, compile, link, size, 4 simulated inferences, validation, report), "
              "then rebuilt with no change (no-op). Instructions and cycles are per inference from the "
-             "default simulator (exact instruction counts; cycles from the documented Cortex-M4 timing "
+             "default simulator (exact instruction counts; cycles from the documented per-core timing "
              "model, no flash wait states). Simulator speed is simulated instructions per host second "
              "over the 4 validation runs, per-layer profiling on.", ""]
     for target in targets:
-        rows = {}
+        rows, ref_rows = {}, {}
         for model in MODELS:
             if model.exists():
                 print(f"[bench] {target} {model.name}", file=sys.stderr, flush=True)
                 rows[model.stem] = measure(target, model)
+                if not args.no_reference:
+                    ref_rows[model.stem] = measure(target, model, "reference")
         lines += table(target, rows) + [""]
+        if ref_rows:
+            lines += [f"Optimized kernels (the target plugins') against the portable reference kernels "
+                      f"(`kernels=reference`) on {target}:", ""]
+            lines += kernels_table(rows, ref_rows) + [""]
         if target == "cortex-m4":
             lines += ["TFLM with CMSIS-NN on the same simulated Cortex-M4F (figures from "
                       "`../shared/models/mlperf_tiny/README.md`) beside tinybuild's:", ""]

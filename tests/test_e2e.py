@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tbtest import ROOT, mlperf_model
+from tinybuild.kernel_registry import REFERENCE
 
 pytestmark = pytest.mark.slow
 SCONS = Path(sys.executable).with_name("scons")
@@ -61,6 +62,17 @@ def test_mlperf_kws_reference_model(tmp_path):
     report = json.loads((tmp_path / "cortex-m4" / "kws_ref_model" / "report.json").read_text())
     assert report["model"]["macs"] == 2_656_768  # the MLPerf Tiny figure
     assert report["validation"]["match"]
+
+    # kernels=reference: the portable kernels only, in a folder of their own,
+    # still bit-exact, and slower than the plugin's kernels.
+    result = scons(tmp_path, "target=cortex-m4", f"model={model}", "kernels=reference")
+    assert result.returncode == 0, result.stderr
+    ref = json.loads((tmp_path / "cortex-m4" / "kws_ref_model-reference-kernels" /
+                      "report.json").read_text())
+    assert ref["validation"]["match"]
+    assert {l["kernel"] for l in ref["layers"]} <= set(REFERENCE.values())
+    assert not {l["kernel"] for l in report["layers"]} <= set(REFERENCE.values())
+    assert report["inference"]["instructions"] < ref["inference"]["instructions"]
 
 
 BROKEN_SOFTMAX_PLUGIN = '''

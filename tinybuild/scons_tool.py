@@ -57,6 +57,10 @@ def _variables(args):
                         "<model>_calib.npy beside the model, else seeded noise", ""),
         ("toolchain", "toolchain bin folder; overrides xPack and PATH (also TINYBUILD_TOOLCHAIN)", ""),
         EnumVariable("opt", "C optimization level", "O2", allowed_values=("O0", "O1", "O2", "O3", "Os")),
+        EnumVariable("kernels", "int8 kernels: the target plugins' optimized ones where they accept a "
+                     "layer, or the portable reference ones only (outputs go to "
+                     "<target>/<model>-reference-kernels)", "optimized",
+                     allowed_values=("optimized", "reference")),
         ("inputs", "number of inputs validated against the TFLite reference", "4"),
         ("seed", "seed of the random validation inputs", "1"),
         ("max_instructions", "simulator instruction limit per run", "2000000000"),
@@ -171,13 +175,23 @@ def _declare(env) -> None:
         raise missing_toolchain_error(target)
     calibration = _calibration(env["calibration"], model, root)
     check_board_files(target)
-    contributed = plugins.kernels(pm, target)
+    contributed = _contributed_kernels(env, pm, target)
     built = declare_build(env, root, target, model, toolchain, simulator, calibration, contributed,
                           pm, note)
     _print_summary_at_exit(built)
 
 
 ALL = "all"
+
+
+def _contributed_kernels(env, pm, target) -> list:
+    """The plugins' kernels for ``target``; none with kernels=reference."""
+    return plugins.kernels(pm, target) if env["kernels"] == "optimized" else []
+
+
+def variant_name(model_stem: str, kernels: str) -> str:
+    """The output folder of a model under build/<target>/."""
+    return model_stem if kernels == "optimized" else f"{model_stem}-reference-kernels"
 
 
 def check_board_files(target) -> None:
@@ -241,7 +255,7 @@ def _declare_all(env, root, pm) -> None:
             else:
                 simulator, note = choose_simulator(requested, target, sims)
             check_board_files(target)
-            contributed = plugins.kernels(pm, target)
+            contributed = _contributed_kernels(env, pm, target)
         except TinybuildError as exc:
             skipped.append((name, str(exc).splitlines()[0]))
             continue
@@ -294,7 +308,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     report carries ``note`` (why it was not simulated)."""
     name = model.stem
     build = root / env["build_dir"]
-    tdir = build / target.name / name
+    tdir = build / target.name / variant_name(name, env["kernels"])
     odir = build / target.name / "obj"
     count, seed = int(env["inputs"]), int(env["seed"])
     int8, conv_json, inputs_bin, ref_bin, ref_json = _model_nodes(env, build, model, calibration,
@@ -340,7 +354,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
             [size_json, run_json, validation, plan_json, conv_json, settings],
             _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report"))
     env.Default(report)
-    env.Alias(f"{target.name}-{name}", report)
+    env.Alias(f"{target.name}-{tdir.name}", report)
     env.Clean(report, [str(tdir), str(odir)])
     return target, tdir, report[0]
 
@@ -555,6 +569,6 @@ def _print_table_at_exit(model_name: str, built, skipped) -> None:
         print(comparison_table(model_name, rows))
         for name, why in skipped:
             print(f"  skipped {name}: {why}")
-        print(f"  reports     {built[0][1].parent.parent}/<target>/{model_name}/report.md")
+        print(f"  reports     {built[0][1].parent.parent}/<target>/{built[0][1].name}/report.md")
 
     atexit.register(show)
