@@ -162,6 +162,22 @@ def test_in_place_chain_needs_one_tensor():
     assert plan.lower_bound_no_inplace == 2016             # two live at once, 16-aligned
 
 
+def test_a_chain_of_one_way_in_place_layers_drifts_and_the_bound_says_so():
+    # each output must start at least 48 bytes below its input: three layers
+    # push the first tensor 144 bytes up, which the bound counts (1008 + 144)
+    graph = _graph([1000, 1000, 1000, 1000], [[0], [1], [2]])
+    layers = [_Layer(i, [i], i + 1, overlap={i: (None, -48)}) for i in range(3)]
+    plan = plan_memory(graph, layers)
+    _assert_valid(graph, layers, plan)
+    assert plan.arena_size == plan.lower_bound == 1152
+    # when keeping one link apart (two tensors live) is cheaper, the bound is that
+    small = _graph([1000, 100, 1000], [[0], [1]])
+    steep = [_Layer(i, [i], i + 1, overlap={i: (None, -4000)}) for i in range(2)]
+    plan = plan_memory(small, steep)
+    _assert_valid(small, steep, plan)
+    assert plan.lower_bound == plan.arena_size == 1008 + 112
+
+
 def test_growing_layer_in_place_needs_the_backward_interval():
     # 1000 -> 2000 bytes: forward the output must start 1000 below the input
     # (d <= -1000: the output covers [-1008, 992), with the input 2008 bytes);

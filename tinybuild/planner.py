@@ -244,7 +244,76 @@ def lower_bound(buffers: list[Buffer], pairs: list[Overlap] = (), aligned: bool 
         live = sum(size(b.size) for b in buffers if b.first <= s <= b.last)
         live -= step_saving(options.get(s, {}))
         result = max(result, live)
-    return result
+    return max(result, _drift_bound(buffers, pairs, size))
+
+
+def _one_way(pair: Overlap) -> int:
+    """-1 when every allowed (aligned) offset puts the output below its input,
+    +1 when every one puts it above, else 0."""
+    spans = list(pair._aligned())
+    if spans and all(b < 0 for _, b in spans):
+        return -1
+    if spans and all(a > 0 for a, _ in spans):
+        return 1
+    return 0
+
+
+def _drift_bound(buffers: list[Buffer], pairs, size) -> int:
+    """What chains of one-way in-place layers cost: when layer after layer the
+    output must start at least ``g`` bytes below (or above) its input, the
+    tensors drift through the arena. Along a chain t_j -> ... -> t_n whose
+    links all overlap, offset(t_j) >= offset(t_n) + sum of the gaps >= that
+    sum, so the arena holds at least size(t_j) + gaps(j..n). A link that does
+    not overlap holds both its tensors at once instead: the bound is the
+    smaller of the two cases."""
+    links = {}
+    for p in pairs:
+        direction = _one_way(p)
+        if direction and buffers[p.output].scratch_of is None:
+            spans = list(p._aligned())
+            gap = (-max(b for _, b in spans) if direction < 0 else min(a for a, _ in spans))
+            links[p.input] = (p.output, direction, gap)
+    best = 0
+    starts = set(links) - {out for out, _, _ in links.values()}
+    for start in starts:
+        chain, node = [], start
+        while node in links and len(chain) <= len(links):
+            chain.append((node, *links[node]))
+            node = links[node][0]
+        # maximal runs of links in one direction
+        run: list = []
+        for link in chain + [None]:
+            if link is not None and (not run or run[-1][2] == link[2]):
+                run.append(link)
+                continue
+            if run:
+                best = max(best, _run_bound(run, buffers, size))
+            run = [link] if link is not None else []
+    return best
+
+
+def _run_bound(run: list, buffers: list[Buffer], size) -> int:
+    """The least arena a run of one-way links needs. A placement keeps some
+    links apart (each costs both its tensors at once) and overlaps the rest
+    (each segment between kept-apart links drifts): for every cost X, keep
+    apart every link costing at most X (more splits never hurt a segment)."""
+    apart = [size(buffers[n].size) + size(buffers[o].size) for n, o, _, _ in run]
+
+    def segments_bound(split: set[int]) -> int:
+        worst, drift = 0, 0
+        for i in reversed(range(len(run))):
+            if i in split:
+                drift = 0
+                continue
+            drift += run[i][3]
+            worst = max(worst, size(buffers[run[i][0]].size) + drift)
+        return worst
+
+    best = segments_bound(set())
+    for x in sorted(set(apart)):
+        split = {i for i, cost in enumerate(apart) if cost <= x}
+        best = min(best, max(x, segments_bound(split)))
+    return best
 
 
 def _valid(idx: int, offset: int, buffers: list[Buffer], placed: list[int],
