@@ -49,10 +49,18 @@ def test_manifest_loads_with_defaults(tmp_path):
     (BASIC.replace("instructions =", "latency_ms ="), "unknown metric 'latency_ms'"),
     ("[[models]]\npath = 'm.tflite'\n[[models]]\ntargets = []\n", "has no path"),
     ("this is = = not toml", "not valid TOML"),
+    (BASIC + 'kernels = ["fast"]\n', "kernels for m.tflite must be a list of optimized / reference"),
 ])
 def test_manifest_errors_name_the_problem(tmp_path, body, message):
     with pytest.raises(TinybuildError, match=message):
         regress.load_manifest(_manifest(tmp_path, body), {"cortex-m4"})
+
+
+def test_a_model_may_run_with_both_kernel_sets(tmp_path):
+    body = BASIC + 'kernels = ["optimized", "reference"]\n'
+    m = regress.load_manifest(_manifest(tmp_path, body), {"cortex-m4"})
+    assert [c.key for c in m.cases] == ["cortex-m4/m", "cortex-m4/m-reference-kernels"]
+    assert [c.kernels for c in m.cases] == ["optimized", "reference"]
 
 
 def test_optional_missing_model_is_skipped(tmp_path):

@@ -20,6 +20,7 @@ Manifest format (``regress.toml``)::
     path = "models/kws.h5"          # relative to the manifest's folder
     targets = ["cortex-m4", "riscv"]
     optional = false                # true: skip (not fail) when the file is absent
+    kernels = ["optimized"]         # and/or "reference": the portable kernels only
 
 Metrics: flash, ram, arena, stack (peak), instructions, cycles. A case fails
 when a figure grows past its tolerance, when its output stops matching the
@@ -40,14 +41,28 @@ METRICS = ("flash", "ram", "arena", "stack", "instructions", "cycles")
 DEFAULT_TOLERANCE = {"abs": 0, "rel": 0.0}
 
 
+KERNEL_CHOICES = ("optimized", "reference")
+
+
+def variant_name(model_stem: str, kernels: str = "optimized") -> str:
+    """A build's folder under build/<target>/: the model's name, with a suffix
+    for the portable reference kernels (``kernels=reference``)."""
+    return model_stem if kernels == "optimized" else f"{model_stem}-reference-kernels"
+
+
 @dataclass(frozen=True)
 class Case:
     target: str
     model: Path
+    kernels: str = "optimized"
+
+    @property
+    def variant(self) -> str:
+        return variant_name(self.model.stem, self.kernels)
 
     @property
     def key(self) -> str:
-        return f"{self.target}/{self.model.stem}"
+        return f"{self.target}/{self.variant}"
 
 
 @dataclass
@@ -97,11 +112,15 @@ def load_manifest(path: Path, known_targets: set[str] | None = None) -> Manifest
                 continue
             raise TinybuildError(f"manifest {path}: model {entry['path']} not found (looked at "
                                  f"{model}); fix the path or mark the entry optional = true")
+        kernels = entry.get("kernels", ["optimized"])
+        if not isinstance(kernels, list) or not kernels or set(kernels) - set(KERNEL_CHOICES):
+            raise TinybuildError(f"manifest {path}: kernels for {entry['path']} must be a list of "
+                                 f"{' / '.join(KERNEL_CHOICES)}, got {kernels!r}")
         for target in entry.get("targets", default_targets):
             if known_targets is not None and target not in known_targets:
                 raise TinybuildError(f"manifest {path}: unknown target '{target}' for {entry['path']}; "
                                      f"known: {', '.join(sorted(known_targets))}")
-            cases.append(Case(target, model))
+            cases += [Case(target, model, k) for k in kernels]
     return Manifest(path, cases, inputs, tolerances, skipped)
 
 
@@ -181,7 +200,7 @@ def compare(case: Case, report: dict | None, baseline: dict | None, tolerances: 
 
 
 def read_report(build_dir: Path, case: Case) -> dict | None:
-    path = Path(build_dir) / case.target / case.model.stem / "report.json"
+    path = Path(build_dir) / case.target / case.variant / "report.json"
     if not path.exists():
         return None
     report = json.loads(path.read_text())
@@ -235,7 +254,7 @@ def markdown(results: list[Result], manifest: Manifest) -> str:
         cells = [_delta(r.figures[m], r.baseline.get(m)) if r.figures else "-" for m in METRICS]
         cells = [f"**{c}**" if m in r.regressions else c for c, m in zip(cells, METRICS)]
         note = r.message or (("improved: " + ", ".join(r.improvements)) if r.improvements else "")
-        lines.append(f"| {r.case.target} | {r.case.model.stem} | {_ICON[r.status]} | "
+        lines.append(f"| {r.case.target} | {r.case.variant} | {_ICON[r.status]} | "
                      + " | ".join(cells) + f" | {note} |")
     if manifest.skipped:
         lines += ["", "Skipped (optional, absent): " + ", ".join(manifest.skipped)]
@@ -249,7 +268,7 @@ def junit(results: list[Result]) -> str:
            f'<testsuite name="tinybuild.regression" tests="{len(results)}" failures="{failures}" '
            f'errors="{errors}">']
     for r in results:
-        name = quoteattr(r.case.model.stem)
+        name = quoteattr(r.case.variant)
         out.append(f'  <testcase classname={quoteattr("regression." + r.case.target)} name={name}>')
         if r.status == "broken":
             out.append(f"    <error message={quoteattr(r.message)}/>")
@@ -289,7 +308,7 @@ def _bar_chart(title: str, items: list[tuple[str, int, int | None]], unit: str) 
 
 def html_report(results: list[Result], manifest: Manifest) -> str:
     ok = [r for r in results if r.figures]
-    label = lambda r: f"{r.case.model.stem} @ {r.case.target}"
+    label = lambda r: f"{r.case.variant} @ {r.case.target}"
     charts = [
         _bar_chart("Flash bytes (red tick: baseline)",
                    [(label(r), r.figures["flash"], r.baseline.get("flash")) for r in ok], "B"),
@@ -303,7 +322,7 @@ def html_report(results: list[Result], manifest: Manifest) -> str:
             f"Cycles per layer: {label(slowest)}",
             [(f"#{l['index']} {l['op']}", l["cycles"], None) for l in slowest.layers], "cycles"))
     rows = "\n".join(
-        f"<tr class='{r.status}'><td>{html.escape(r.case.target)}</td><td>{html.escape(r.case.model.stem)}</td>"
+        f"<tr class='{r.status}'><td>{html.escape(r.case.target)}</td><td>{html.escape(r.case.variant)}</td>"
         f"<td>{r.status}</td>" + "".join(
             f"<td>{html.escape(_delta(r.figures[m], r.baseline.get(m)) if r.figures else '-')}</td>"
             for m in METRICS) + f"<td>{html.escape(r.message)}</td></tr>" for r in results)

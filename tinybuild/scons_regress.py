@@ -48,13 +48,13 @@ def declare(env, root: Path, pm) -> None:
             if simulator is None:
                 raise TinybuildError(note)
             scons_tool.check_board_files(target)
-            contributed = plugins.kernels(pm, target)
+            contributed = plugins.kernels(pm, target) if case.kernels == "optimized" else []
             calibration = scons_tool._calibration("", case.model, root)
         except TinybuildError as exc:
             errors[case.key] = str(exc).splitlines()[0]
             continue
         _, _, node = scons_tool.declare_build(env, root, target, case.model, toolchain, simulator,
-                                              calibration, contributed, pm)
+                                              calibration, contributed, pm, kernels=case.kernels)
         nodes[case.key] = node
     env.Alias("regress", list(nodes.values()))
     out = _path(root, env["regress_out"]) if env["regress_out"] else root / env["build_dir"] / "regression"
@@ -84,7 +84,7 @@ def _evaluate_at_exit(env, root, manifest, cases, nodes, errors, out) -> None:
             node = nodes.get(case.key)
             if node is None or node.get_state() in (SCons.Node.executed, SCons.Node.up_to_date):
                 continue
-            own = [d.resolve() for d in (build_dir / case.target / case.model.stem,
+            own = [d.resolve() for d in (build_dir / case.target / case.variant,
                                          build_dir / "models" / case.model.stem)]
             why = next((" ".join(scons_tool.STEP_ERRORS[d].split()) for d in own
                         if d in scons_tool.STEP_ERRORS), None)

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import pipeline, plugins, scons_regress
+from . import pipeline, plugins, regress, scons_regress
 from .errors import TinybuildError
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -189,11 +189,6 @@ def _contributed_kernels(env, pm, target) -> list:
     return plugins.kernels(pm, target) if env["kernels"] == "optimized" else []
 
 
-def variant_name(model_stem: str, kernels: str) -> str:
-    """The output folder of a model under build/<target>/."""
-    return model_stem if kernels == "optimized" else f"{model_stem}-reference-kernels"
-
-
 def check_board_files(target) -> None:
     """A board's linker script and startup sources must exist (a plugin in
     progress, or one whose files moved, fails here with its name)."""
@@ -301,14 +296,14 @@ def _model_nodes(env, build, model, calibration, pm, count, seed):
 
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
-                  note=""):
+                  note="", kernels=None):
     """Declare one board's build of one model; returns ``(target, tdir, report node)``.
 
     With ``simulator`` None the build stops after link and size, and the
     report carries ``note`` (why it was not simulated)."""
     name = model.stem
     build = root / env["build_dir"]
-    tdir = build / target.name / variant_name(name, env["kernels"])
+    tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"])
     odir = build / target.name / "obj"
     count, seed = int(env["inputs"]), int(env["seed"])
     int8, conv_json, inputs_bin, ref_bin, ref_json = _model_nodes(env, build, model, calibration,
