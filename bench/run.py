@@ -22,12 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
 MODELS = [ROOT / "models" / "kws.h5", MLPERF / "kws_ref_model.tflite", MLPERF / "vww_96_int8.tflite",
-          MLPERF / "pretrainedResnet_quant.tflite", MLPERF / "ad01_int8.tflite"]
+          MLPERF / "pretrainedResnet_quant.tflite", MLPERF / "ad01_int8.tflite",
+          MLPERF / "str_ww_ref_model.tflite"]
 # TFLM + CMSIS-NN on a simulated Cortex-M4F (../shared/models/mlperf_tiny/README.md).
-TFLM = {"kws_ref_model": (142_348, 23_392, 1_476, 7_697_383),
-        "vww_96_int8": (421_700, 101_280, 1_476, 24_101_870),
-        "pretrainedResnet_quant": (181_736, 55_568, 1_476, 29_863_666),
-        "ad01_int8": (312_468, 3_288, 980, 582_914)}
+TFLM = {  # flash, static RAM, arena used, peak stack, instructions per inference
+    "kws_ref_model": (142_348, 23_392, 22_820, 1_476, 7_697_383),
+    "vww_96_int8": (421_700, 101_280, 100_708, 1_476, 24_101_870),
+    "pretrainedResnet_quant": (181_736, 55_568, 54_996, 1_476, 29_863_666),
+    "ad01_int8": (312_468, 3_288, 2_580, 980, 582_914),
+    "str_ww_ref_model": (159_756, 17_120, 16_596, 1_256, 2_227_533)}
 
 
 def scons(build: Path, target: str, model: Path, kernels: str) -> tuple[float, str]:
@@ -88,18 +91,20 @@ def table(target: str, rows: dict[str, dict]) -> list[str]:
 
 
 def tflm_table(rows: dict[str, dict]) -> list[str]:
-    out = ["| model | flash B tinybuild / TFLM | static RAM B (no stack) tinybuild / TFLM | arena B tinybuild / TFLM used | "
-           "instructions tinybuild / TFLM+CMSIS-NN |", "| --- | --- | --- | --- | --- |"]
+    out = ["| model | flash B tinybuild / TFLM | static RAM B (no stack) tinybuild / TFLM | "
+           "arena B tinybuild / TFLM used | peak stack B tinybuild / TFLM | "
+           "instructions tinybuild / TFLM+CMSIS-NN | cycles/MAC |",
+           "| --- | --- | --- | --- | --- | --- | ---: |"]
     for name, m in rows.items():
         if name not in TFLM or "error" in m:
             continue
-        r, (flash, ram, _stack, instr) = m["report"], TFLM[name]
-        arena_tflm = {"kws_ref_model": 22_820, "vww_96_int8": 100_708,
-                      "pretrainedResnet_quant": 54_996, "ad01_int8": 2_580}[name]
-        out.append(f"| {name} | {r['flash']['used']:,} / {flash:,} ({r['flash']['used'] / flash:.2f}x) | "
-                   f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} / {ram:,} | {r['arena']['bytes']:,} / {arena_tflm:,} "
-                   f"({r['arena']['bytes'] / arena_tflm:.2f}x) | {r['inference']['instructions']:,} / "
-                   f"{instr:,} ({r['inference']['instructions'] / instr:.2f}x) |")
+        r, (flash, ram, arena, stack, instr) = m["report"], TFLM[name]
+        used, static = r["flash"]["used"], r["ram"]["used"] - r["stack"]["reserved_bytes"]
+        inf = r["inference"]
+        out.append(f"| {name} | {used:,} / {flash:,} ({used / flash:.2f}x) | {static:,} / {ram:,} | "
+                   f"{r['arena']['bytes']:,} / {arena:,} ({r['arena']['bytes'] / arena:.2f}x) | "
+                   f"{r['stack']['peak_bytes']:,} / {stack:,} | {inf['instructions']:,} / {instr:,} "
+                   f"({inf['instructions'] / instr:.2f}x) | {inf['cycles_per_mac']} |")
     return out
 
 

@@ -12,6 +12,12 @@ Toolchain: Debian's ``gcc-riscv64-unknown-elf`` (a multilib GCC whose
 the march has no ``_zicsr``: GCC 12 picks the multilib by the exact -march
 string and has none for ``rv32imac_zicsr``, and neither the startup nor the
 kernels use CSR instructions.
+
+Kernels: ``kernels/`` holds int8 kernels for RV32 cores with MUL/MULH (register
+blocked convolution, depthwise, fully connected, add; docs/kernels.md, section
+"RISC-V (rv32imc)"). ``tinybuild_kernels`` below offers them to every riscv32
+target whose -march has the M extension, whichever plugin defines the board
+(the esp32c3 too).
 """
 from pathlib import Path
 
@@ -50,3 +56,24 @@ GD32VF103 = Target(
 @hookimpl
 def tinybuild_targets():
     return [GD32VF103]
+
+
+def has_m_extension(cflags) -> bool:
+    """Whether the -march in ``cflags`` has MUL and MULH: the M extension (``g``
+    implies it) or Zmmul, e.g. rv32imac, rv32imc, rv32im_zicsr, rv32gc,
+    rv32ic_zmmul; not rv32ec or rv32iac."""
+    for flag in cflags:
+        if flag.startswith("-march=rv32"):
+            letters, *extensions = flag[len("-march=rv32"):].split("_")
+            return "m" in letters or "g" in letters or "zmmul" in extensions
+    return False
+
+
+@hookimpl
+def tinybuild_kernels(target):
+    """Int8 kernels for RV32 cores with the M extension (MUL/MULH), whichever
+    plugin defines the board (see docs/kernels.md, "RISC-V (rv32imc)")."""
+    if target.arch != "riscv32" or not has_m_extension(target.cflags):
+        return []
+    from .kernels import rv_prepare
+    return rv_prepare.kernels()

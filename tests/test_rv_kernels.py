@@ -1,0 +1,570 @@
+"""The riscv plugin's RV32IM kernels against the reference kernels, byte for byte.
+
+Natively on the host (the kernels are plain C99) with hypothesis over shapes,
+strides, paddings, dilations, depth multipliers, zero points, per-channel
+scales and activations; every case also runs in place at the overlaps the
+kernel declares to the planner. In the simulator (slow) the same comparison
+runs on the rv32imac build, and whole models built for ``riscv`` and
+``esp32c3`` match TFLite (the build's validation step).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+
+from opt_harness import (REF_DIR, RUNTIME, build_library, firmware_source,  # noqa: E402
+                         optimized, output_size, random_add_layer, random_conv_layer,
+                         random_fc_layer, reference, run_layer)
+from tbtest import ROOT, mlperf_model  # noqa: E402
+from tinybuild import quant  # noqa: E402
+from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
+
+RV_DIR = ROOT / "targets" / "riscv" / "kernels"
+sys.path.insert(0, str(RV_DIR))
+import rv_prepare  # noqa: E402
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                        HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return build_library(tmp_path_factory.mktemp("tbrv"), extra_dirs=(RV_DIR,), name="libtbrv.so")
+
+
+def rv_kernels(target_name: str = "riscv") -> dict:
+    """The KernelImpls a build for ``target_name`` gets, by op."""
+    from tinybuild import plugins
+    pm = plugins.make_plugin_manager()
+    return {k.op: k for k in plugins.kernels(pm, plugins.find_target(pm, target_name))}
+
+
+@pytest.fixture(scope="module")
+def impls():
+    return rv_kernels()
+
+
+def assert_same(ref, got, what=""):
+    diff = np.flatnonzero(ref != got)
+    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
+                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
+
+
+def in_place_deltas(opt, t=0) -> list[int]:
+    """Aligned offsets of the output from input t that the planner may
+    choose: both ends of each allowed interval, their neighbours, and 0."""
+    deltas = set()
+    for lo, hi in intervals(opt.overlap.get(t)):
+        top = None if hi is None else hi // ALIGNMENT * ALIGNMENT
+        bottom = None if lo is None else -(-lo // ALIGNMENT) * ALIGNMENT
+        if top is not None and bottom is not None and bottom > top:
+            continue
+        for d in (top, bottom, 0, None if top is None else top - ALIGNMENT,
+                  None if bottom is None else bottom + ALIGNMENT):
+            if d is not None and (top is None or d <= top) and (bottom is None or d >= bottom):
+                deltas.add(d)
+    return sorted(deltas)
+
+
+def compare(lib, impls, layer, inputs, must_accept=True):
+    opt = optimized(layer, impls)
+    if opt is None:
+        assert not must_accept, f"{layer.op} {layer.shape} not accepted"
+        return None
+    ref = run_layer(lib, reference(layer), inputs)
+    assert_same(ref, run_layer(lib, opt, inputs), f"{layer.op} {layer.shape}")
+    for d in in_place_deltas(opt):
+        assert_same(ref, run_layer(lib, opt, inputs, overlap_delta=d),
+                    f"{layer.op} {layer.shape} in place at {d}")
+    return opt
+
+
+# -- which targets get the kernels ------------------------------------------------------
+
+
+def test_kernels_go_to_rv32_cores_with_the_m_extension():
+    from tinybuild import plugins
+    pm = plugins.make_plugin_manager()
+    riscv_plugin = next(m for m in pm.get_plugins()
+                        if getattr(m, "__file__", "") == str(ROOT / "targets" / "riscv" / "plugin.py"))
+    has_m_extension, tinybuild_kernels = riscv_plugin.has_m_extension, riscv_plugin.tinybuild_kernels
+    assert set(rv_kernels("riscv")) == set(rv_kernels("esp32c3")) == \
+        {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"}
+    assert "tb_rv_conv2d_s8" not in {k.function for k in rv_kernels("cortex-m4").values()}
+    for march, has_m in [("rv32imac", True), ("rv32imc", True), ("rv32im_zicsr", True),
+                         ("rv32gc", True), ("rv32ec", False), ("rv32i", False),
+                         ("rv32iac_zmmul", True), ("rv32iac_zicsr", False)]:
+        assert has_m_extension(("-march=" + march, "-mabi=ilp32")) == has_m, march
+    gd32 = plugins.find_target(pm, "riscv")
+    assert tinybuild_kernels(replace(gd32, name="rv-no-m", cflags=("-march=rv32ic",))) == []
+    assert tinybuild_kernels(replace(gd32, name="other-arch", arch="arm")) == []
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
+             out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
+             activation=st.sampled_from(["NONE", "NONE", "RELU", "RELU6"]),
+             seed=st.integers(0, 2**32 - 1))
+
+conv_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 10), "in_w": st.integers(1, 10), "in_c": st.integers(1, 24),
+    "out_c": st.integers(1, 9), "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
+    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 5, 127]), **QUANT})
+
+# 1x1 stride 1 (the no-patch-extraction path) needs its own share of cases
+conv_1x1_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 9), "in_w": st.integers(1, 9), "in_c": st.integers(1, 40),
+    "out_c": st.integers(1, 13), "k_h": st.just(1), "k_w": st.just(1),
+    "stride": st.just((1, 1)), "dilation": st.just((1, 1)),
+    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 127]), **QUANT})
+
+dw_cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 12), "in_w": st.integers(1, 12), "in_c": st.integers(1, 9),
+    "k_h": st.sampled_from([1, 2, 3, 3, 3, 4]), "k_w": st.sampled_from([1, 2, 3, 3, 3, 5]),
+    "stride": st.sampled_from([(1, 1), (1, 1), (2, 2), (2, 2), (1, 2), (3, 3)]),
+    "dilation": st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 2), (1, 2)]),
+    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "depth_multiplier": st.sampled_from([1, 1, 1, 2, 3]),
+    "weight_range": st.sampled_from([1, 127]), **QUANT})
+
+fc_cases = st.fixed_dictionaries({
+    "in_features": st.integers(1, 300), "out_features": st.integers(1, 40),
+    "per_channel": st.booleans(), "use_bias": st.booleans(),
+    "in_scale": st.floats(1e-3, 1.0), "in_zp": st.integers(-128, 127),
+    "w_scale": st.floats(1e-3, 0.1), "out_scale": st.floats(1e-3, 2.0),
+    "out_zp": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+add_cases = st.fixed_dictionaries({
+    "size": st.integers(1, 300), "s1": st.floats(1e-3, 1.0), "z1": st.integers(-128, 127),
+    "s2": st.floats(1e-3, 1.0), "z2": st.integers(-128, 127), "so": st.floats(1e-3, 2.0),
+    "zo": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+def _valid_window(d):
+    eff_h = (d["k_h"] - 1) * d["dilation"][0] + 1
+    eff_w = (d["k_w"] - 1) * d["dilation"][1] + 1
+    return d["padding"] == "SAME" or (eff_h <= d["in_h"] and eff_w <= d["in_w"])
+
+
+def _conv(lib, impls, d, depthwise=False):
+    d = dict(d)
+    assume(_valid_window(d))
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_conv_layer(rng, depthwise=depthwise, **d)
+    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
+    return compare(lib, impls, layer, [x])
+
+
+def _fc(lib, impls, d):
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_fc_layer(rng, **d)
+    x = rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)
+    # per-tensor: TFLite's double rescale has a fast exact form for multipliers below 0.5
+    rm = float(layer.params["real_multiplier"])
+    return compare(lib, impls, layer, [x], must_accept=rm == 0.0 or quant.fc_double_fast(rm) is not None)
+
+
+@FAST
+@given(d=conv_cases)
+def test_conv2d_matches_reference(lib, impls, d):
+    _conv(lib, impls, d)
+
+
+@FAST
+@given(d=conv_1x1_cases)
+def test_conv2d_1x1_matches_reference(lib, impls, d):
+    opt = _conv(lib, impls, d)
+    assert any("no patch extraction" in n for n in opt.notes)
+
+
+@FAST
+@given(d=dw_cases)
+def test_depthwise_matches_reference(lib, impls, d):
+    _conv(lib, impls, d, depthwise=True)
+
+
+@FAST
+@given(d=fc_cases)
+def test_fully_connected_matches_reference(lib, impls, d):
+    _fc(lib, impls, d)
+
+
+@FAST
+@given(d=add_cases)
+def test_add_matches_reference(lib, impls, d):
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_add_layer(rng, **d)
+    a = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
+    b = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
+    opt = compare(lib, impls, layer, [a, b], must_accept=False)
+    if opt is not None:           # in place over the second input too
+        ref = run_layer(lib, reference(layer), [a, b])
+        for delta in in_place_deltas(opt, 1):
+            assert_same(ref, run_layer(lib, opt, [a, b], overlap_delta=delta, overlap_input=1))
+
+
+def test_add_of_the_resnet_scales_is_accepted(lib, impls):
+    """Scales like ResNet-8's residual ADDs (similar input scales, output a bit
+    larger): the table kernel must take them, and every pair of int8 inputs
+    must give the reference's byte."""
+    rng = np.random.default_rng(4)
+    layer = random_add_layer(rng, size=65536, s1=0.041, z1=-9, s2=0.057, z2=3, so=0.071, zo=-20,
+                             activation="RELU")
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    compare(lib, impls, layer, [a.reshape(-1).astype(np.int8), b.reshape(-1).astype(np.int8)])
+
+
+@pytest.mark.slow
+@SWEEP
+@given(d=conv_cases)
+def test_conv2d_matches_reference_sweep(lib, impls, d):
+    _conv(lib, impls, d)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(d=dw_cases)
+def test_depthwise_matches_reference_sweep(lib, impls, d):
+    _conv(lib, impls, d, depthwise=True)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(d=fc_cases)
+def test_fully_connected_matches_reference_sweep(lib, impls, d):
+    _fc(lib, impls, d)
+
+
+# shapes of the MLPerf Tiny models and the kernels' edge cases: partial pixel
+# blocks and channel groups, odd sweeps, transposed planes, K not a multiple of 4
+CONV_SHAPES = [
+    dict(in_h=49, in_w=10, in_c=1, out_c=64, k_h=10, k_w=4, stride=(2, 2), padding="SAME"),
+    dict(in_h=25, in_w=5, in_c=64, out_c=64, k_h=1, k_w=1, padding="SAME"),
+    dict(in_h=9, in_w=9, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=6, in_w=6, in_c=16, out_c=32, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=5, in_w=3, in_c=64, out_c=5, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=3, in_w=3, in_c=256, out_c=7, k_h=1, k_w=1, padding="VALID"),
+    dict(in_h=8, in_w=8, in_c=32, out_c=64, k_h=1, k_w=1, stride=(2, 2), padding="SAME"),
+    dict(in_h=4, in_w=4, in_c=130, out_c=3, k_h=1, k_w=1, padding="VALID"),
+]
+DW_SHAPES = [
+    dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=3, in_w=3, in_c=16, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=7, in_w=70, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
+    dict(in_h=70, in_w=7, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
+    dict(in_h=4, in_w=140, in_c=2, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=13, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+]
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+@pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
+def test_conv2d_model_shapes(lib, impls, shape, zps):
+    rng = np.random.default_rng(sum(map(ord, str(shape))))
+    layer = random_conv_layer(rng, in_zp=zps[0], out_zp=zps[1], **shape)
+    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+    compare(lib, impls, layer, [x])
+
+
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}s{s.get('stride', (1, 1))[0]}")
+@pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
+def test_depthwise_model_shapes(lib, impls, shape, zps):
+    rng = np.random.default_rng(sum(map(ord, str(shape))))
+    layer = random_conv_layer(rng, depthwise=True, in_zp=zps[0], out_zp=zps[1], **shape)
+    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+    opt = compare(lib, impls, layer, [x])
+    assert opt.overlap == {0: (0, 0)}            # depth multiplier 1: exactly in place
+    assert any("path: 3x3" in n for n in opt.notes), opt.notes
+    tall = shape["in_h"] > shape["in_w"]
+    assert any("transposed" in n for n in opt.notes) == tall, opt.notes
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_requantization_edge_cases(lib, impls, depthwise):
+    """Power-of-two scales (M = 2^30), tiny multipliers (right shifts near 31),
+    channels whose weights are all 0 with a bias near 2^30 (VWW has them), and
+    a live bias so large that the fast form is not exact (reference arithmetic)."""
+    rng = np.random.default_rng(3)
+    for in_scale, out_scale in [(0.5, 0.25), (2.0 ** -7, 2.0 ** -3), (1e-3, 8.0), (0.9, 0.01)]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=5, in_w=5, in_c=4, out_c=4,
+                                  in_scale=in_scale, out_scale=out_scale, in_zp=-128,
+                                  out_zp=-128)
+        x = rng.integers(-128, 128, size=100).astype(np.int8)
+        compare(lib, impls, layer, [x])
+    for huge_live_bias, form in [(False, "MULH"), (True, "MultiplyByQuantizedMultiplier")]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=4, in_w=4, in_c=4, out_c=4,
+                                  in_zp=-128, out_zp=-128)
+        w = layer.consts[0].values.copy()
+        b = layer.consts[1].values.copy()
+        if depthwise:
+            w.reshape(-1, 4)[:, 1] = 0
+        else:
+            w.reshape(4, -1)[1] = 0
+        b[1] = (1 << 30) + 7               # a dead channel: its output is a constant
+        if huge_live_bias:
+            b[2] = (1 << 29) - 5           # 4 * |acc| may reach 2^31: no fast form
+        layer.consts[0].values, layer.consts[1].values = w, b
+        m = layer.consts[2].values.copy()
+        m[1] = quant.quantize_multiplier(2.0 ** -27 * 0.77)
+        m[3] = (0, 0)
+        layer.consts[2].values = m
+        x = rng.integers(-128, 128, size=64).astype(np.int8)
+        opt = compare(lib, impls, layer, [x])
+        assert any(form in n for n in opt.notes), opt.notes
+
+
+def test_fully_connected_double_rescale_near_ties(lib, impls):
+    """Per-tensor FC rescales in double: inputs chosen so that double(acc) * m
+    lands on and next to .5, where a fixed-point shortcut would round the other
+    way; the kernel must fall back to the double expression there."""
+    rng = np.random.default_rng(11)
+    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3)]:
+        layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=in_scale,
+                                w_scale=w_scale, out_scale=out_scale, in_zp=0, out_zp=0)
+        for _ in range(20):
+            x = rng.integers(-4, 5, size=16).astype(np.int8)
+            compare(lib, impls, layer, [x])
+
+
+def test_fully_connected_double_rescale_at_every_tie(lib, impls):
+    """Accumulators on, and one or two away from, every rounding tie of
+    double(acc) * real_multiplier up to the int8 range (one FC row per
+    accumulator: zero weights, the bias is the accumulator), for multipliers
+    whose fixed-point form is exact and ones where it is not: the fast path
+    and the double fallback both run and match the reference."""
+    rng = np.random.default_rng(12)
+    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.1, 0.01, 0.3), (0.03, 0.007, 0.11)]:
+        layer = random_fc_layer(rng, in_features=3, out_features=8, in_scale=in_scale,
+                                w_scale=w_scale, out_scale=out_scale, in_zp=0, out_zp=0)
+        rm = float(layer.params["real_multiplier"])
+        accs = sorted({int(np.floor((k + 0.5) / rm)) + d for k in range(-127, 127)
+                       for d in (-2, -1, 0, 1, 2)})
+        rows = len(accs)
+        layer.params.update(out_features=rows)
+        layer.consts[0].values = np.zeros(rows * 3, np.int8)
+        layer.consts[1].values = np.array(accs, np.int32)
+        layer.consts[2].values = np.repeat(layer.consts[2].values[:1], rows, axis=0)
+        out = compare(lib, impls, layer, [np.zeros(3, np.int8)])
+        assert any("double" in n for n in out.notes)
+
+
+# -- the requantization identity ----------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(real=st.floats(1e-9, 0.999), zp=st.integers(-128, 127),
+       bound=st.integers(0, (1 << 29) - 1),
+       accs=st.lists(st.integers(-(1 << 29), 1 << 29), min_size=1, max_size=40))
+def test_rv_requant_equals_multiply_by_quantized_multiplier(real, zp, bound, accs):
+    m, s = quant.quantize_multiplier(real)
+    consts = rv_prepare.rv_requant_constants([(m, s)], zp, [bound])
+    assume(consts is not None)
+    (mm, c, e), = consts
+    for acc in accs + [-1, 0, 1, bound, -bound]:
+        acc = max(-bound, min(bound, acc))
+        assert rv_prepare.rv_requant_eval(acc, mm, c, e) == \
+            quant.mul_by_quant_mul(acc, m, s) + zp, (real, zp, acc)
+
+
+def test_rv_requant_exhaustive_near_ties():
+    """Every accumulator in a window around 0 for power-of-two, extreme and
+    random multipliers: both roundings' ties are hit."""
+    rng = np.random.default_rng(5)
+    cases = [(1 << 30, -1), (1 << 30, -5), ((1 << 31) - 1, -1), ((1 << 31) - 1, -30), (0, 0)]
+    cases += [quant.quantize_multiplier(float(v)) for v in rng.uniform(1e-4, 0.5, 20)]
+    accs = np.arange(-3000, 3001)
+    for m, s in cases:
+        zp = int(rng.integers(-128, 128))
+        (mm, c, e), = rv_prepare.rv_requant_constants([(m, s)], zp, [3000])
+        want = [quant.mul_by_quant_mul(int(a), m, s) + zp for a in accs]
+        got = [rv_prepare.rv_requant_eval(int(a), mm, c, e) for a in accs]
+        assert got == want, (m, s)
+
+
+def test_rv_requant_refuses_what_it_cannot_prove():
+    m, s = quant.quantize_multiplier(0.3)
+    assert rv_prepare.rv_requant_constants([(m, s)], 0, [(1 << 29) - 1]) is not None
+    assert rv_prepare.rv_requant_constants([(m, s)], 0, [1 << 29]) is None
+    # a left shift (multiplier > 1) is not covered by the fast form
+    assert rv_prepare.rv_requant_constants([quant.quantize_multiplier(3.0)], 0, [100]) is None
+
+
+# -- in the simulator: the rv32imac build against the reference ------------------------------
+
+def build_rv_firmware(cases, workdir: Path, target) -> tuple[Path, list]:
+    """The harness's two-kernels-per-case firmware, compiled and linked for
+    ``target`` with its own flags, startup and linker script, as a build does."""
+    gcc = shutil.which("riscv64-unknown-elf-gcc")
+    if gcc is None:
+        pytest.skip("riscv64-unknown-elf-gcc not installed")
+    src, spans = firmware_source(cases)
+    src = src.replace('#include "tb_cm4.h"\n', "")      # the harness writes it for Cortex-M4
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "cases.c").write_text(src)
+    sources = sorted(REF_DIR.glob("*.c")) + sorted(RV_DIR.glob("*.c"))
+    elf = workdir / "kernels.elf"
+    cmd = [gcc, *target.cflags, "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections",
+           "-ffp-contract=off", f"-I{REF_DIR}", f"-I{RUNTIME}", f"-I{RV_DIR}", "-nostartfiles",
+           "-Wl,--gc-sections", "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
+           *map(str, target.startup_sources), str(RUNTIME / "tb_runtime.c"), *map(str, sources),
+           str(workdir / "cases.c"), "-o", str(elf),
+           "-Wl,--start-group", "-lc", "-lgcc", "-Wl,--end-group"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+    return elf, spans
+
+
+def _ram_need(case) -> int:
+    ref, opt, inputs, delta = case
+    n = output_size(ref)
+    size0 = np.asarray(inputs[0]).size
+    work = opt.scratch_bytes + (0 if delta is None else max(size0, abs(delta) + n + size0) + 32)
+    return 2 * n + work + np.asarray(inputs[0]).size
+
+
+def run_rv_firmware(cases, workdir: Path, ram_budget: int = 20_000):
+    """Simulate the cases on the riscv board, several firmwares when the
+    buffers do not fit its 32 KiB; [(ref bytes, opt bytes, ref instr, opt instr)]."""
+    from tinybuild import plugins
+    pm = plugins.make_plugin_manager()
+    target = plugins.find_target(pm, "riscv")
+    sim = plugins.simulators(pm)[target.default_simulator]
+    groups, current, used = [], [], 0
+    for case in cases:
+        need = _ram_need(case)
+        if current and used + need > ram_budget:
+            groups.append(current)
+            current, used = [], 0
+        current.append(case)
+        used += need
+    if current:
+        groups.append(current)
+    rows = []
+    for g, group in enumerate(groups):
+        elf, spans = build_rv_firmware(group, Path(workdir) / f"fw{g}", target)
+        result = sim.run(elf, target, b"\0\0\0\0", max_instructions=2_000_000_000, timeout_s=600)
+        prof = {layer.index: layer for layer in result.layers}
+        for i, (off, n) in enumerate(spans):
+            rows.append((np.frombuffer(result.output[off:off + n], np.int8),
+                         np.frombuffer(result.output[off + n:off + 2 * n], np.int8),
+                         prof[2 * i].instructions if 2 * i in prof else 0,
+                         prof[2 * i + 1].instructions if 2 * i + 1 in prof else 0))
+    return rows
+
+
+def _sim_cases(impls, seed, count):
+    """The model shapes (out of place and in place), then random layers."""
+    rng = np.random.default_rng(seed)
+    cases = []
+
+    def add(layer, inputs):
+        opt = optimized(layer, impls)
+        cases.append((reference(layer), opt, inputs, None))
+        deltas = in_place_deltas(opt)
+        if deltas:
+            cases.append((reference(layer), opt, inputs, deltas[0]))
+
+    for shape in CONV_SHAPES[1:]:          # the 49x10 KWS input layer alone fills the RAM
+        layer = random_conv_layer(rng, in_zp=int(rng.integers(-128, 128)), out_zp=-128, **shape)
+        add(layer, [rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)])
+    for shape in DW_SHAPES:
+        if shape["in_h"] * shape["in_w"] * shape["in_c"] > 4000:
+            continue
+        layer = random_conv_layer(rng, depthwise=True, in_zp=int(rng.integers(-128, 128)),
+                                  out_zp=int(rng.integers(-128, 128)), **shape)
+        add(layer, [rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)])
+    while len(cases) < count:
+        kind = int(rng.integers(0, 4))
+        act = str(rng.choice(["NONE", "RELU", "RELU6"]))
+        if kind < 2:
+            d = dict(in_h=int(rng.integers(1, 9)), in_w=int(rng.integers(1, 9)), in_c=int(rng.integers(1, 20)),
+                     k_h=int(rng.integers(1, 4)), k_w=int(rng.integers(1, 4)),
+                     stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                     dilation=(int(rng.integers(1, 3)), 1), padding="SAME", activation=act,
+                     in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
+                     per_channel=bool(rng.integers(0, 2)))
+            if kind == 0:
+                d["out_c"] = int(rng.integers(1, 9))
+            else:
+                d["depth_multiplier"] = int(rng.choice([1, 1, 2]))
+            layer = random_conv_layer(rng, depthwise=kind == 1, **d)
+            inputs = [rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)]
+        elif kind == 2:
+            d = dict(in_features=int(rng.integers(1, 200)), out_features=int(rng.integers(1, 30)),
+                     per_channel=bool(rng.integers(0, 2)), in_zp=int(rng.integers(-128, 128)),
+                     out_zp=int(rng.integers(-128, 128)), activation=act)
+            layer = random_fc_layer(rng, **d)
+            inputs = [rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)]
+            if optimized(layer, impls) is None:       # per-tensor multiplier >= 0.5
+                continue
+        else:
+            n = int(rng.integers(1, 200))
+            layer = random_add_layer(rng, size=n, s1=float(rng.uniform(0.01, 1)), z1=int(rng.integers(-128, 128)),
+                                     s2=float(rng.uniform(0.01, 1)), z2=int(rng.integers(-128, 128)),
+                                     so=float(rng.uniform(0.01, 1)), zo=int(rng.integers(-128, 128)),
+                                     activation=act)
+            inputs = [rng.integers(-128, 128, size=n).astype(np.int8) for _ in range(2)]
+        add(layer, inputs)
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kernels_in_the_simulator_match_the_reference(tmp_path, impls, seed):
+    cases = _sim_cases(impls, seed, 90)
+    rows = run_rv_firmware(cases, tmp_path)
+    assert len(rows) == len(cases)
+    for (ref, opt, _ref_instr, opt_instr), (case, *_rest) in zip(rows, cases):
+        assert opt_instr > 0, f"{case.op} {case.shape}: the optimized kernel did not run"
+        assert_same(ref, opt, f"{case.op} {case.shape}")
+
+
+# -- whole models, built, simulated and validated against TFLite -------------------------
+
+def _build(tmp_path, target: str, model: Path) -> dict:
+    if shutil.which("riscv64-unknown-elf-gcc") is None:
+        pytest.skip("riscv64-unknown-elf-gcc not installed")
+    proc = subprocess.run([sys.executable, "-m", "SCons", "-Q", f"target={target}",
+                           f"model={model}", f"build_dir={tmp_path}"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((tmp_path / target / model.stem / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["riscv", "esp32c3"])
+@pytest.mark.parametrize("model", ["kws.h5", "kws_ref_model.tflite"])
+def test_models_with_the_rv_kernels_match_tflite(tmp_path, target, model):
+    path = ROOT / "models" / model if model.endswith(".h5") else mlperf_model(model)
+    report = _build(tmp_path, target, path)
+    assert report["validation"]["match"] is True
+    kernels = {layer["kernel"] for layer in report["layers"]}
+    assert {"tb_rv_conv2d_s8", "tb_rv_depthwise_conv2d_s8", "tb_rv_fully_connected_s8"} <= kernels
+    assert report["arena"]["bytes"] == report["arena"]["lower_bound"]
