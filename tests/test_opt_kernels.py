@@ -160,6 +160,14 @@ CONV_SHAPES = [
     dict(in_h=3, in_w=3, in_c=256, out_c=7, k_h=1, k_w=1, padding="VALID"),
     dict(in_h=8, in_w=8, in_c=32, out_c=64, k_h=1, k_w=1, stride=(2, 2), padding="SAME"),
     dict(in_h=4, in_w=4, in_c=130, out_c=3, k_h=1, k_w=1, padding="VALID"),
+    # 3x3 on 3 channels: kernel rows of 9 bytes (VWW's and ResNet-8's first layers)
+    dict(in_h=16, in_w=16, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=10, in_w=12, in_c=3, out_c=6, k_h=3, k_w=3, padding="SAME"),
+    # one input word per kernel row (k_w * in_c == 4), windows crossing one or both edges
+    dict(in_h=7, in_w=3, in_c=1, out_c=4, k_h=3, k_w=4, padding="SAME"),
+    dict(in_h=5, in_w=1, in_c=2, out_c=3, k_h=2, k_w=2, stride=(1, 2), padding="SAME"),
+    dict(in_h=6, in_w=9, in_c=1, out_c=6, k_h=5, k_w=4, stride=(2, 3), dilation=(2, 1),
+         padding="SAME"),
 ]
 DW_SHAPES = [
     dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
@@ -169,6 +177,10 @@ DW_SHAPES = [
     dict(in_h=7, in_w=70, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
     dict(in_h=4, in_w=140, in_c=2, k_h=3, k_w=3, padding="SAME"),
     dict(in_h=6, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    # taller than wide: the 3x3 paths run transposed (long plane rows: chunked sweeps)
+    dict(in_h=70, in_w=7, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
+    dict(in_h=140, in_w=4, in_c=8, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=49, in_w=2, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
 ]
 
 

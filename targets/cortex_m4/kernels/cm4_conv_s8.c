@@ -27,12 +27,14 @@
  * odd C_out padded with a zero channel), the rq table (rq[0] flags: bit 0 fast
  * requantization, bit 1 activation is the full int8 range; rq[1] the forward
  * overlap limit, output - input offsets above it run backwards; rq[2] 4 when
- * in_c is 3 and the filter's taps were padded to 4 channels; then per channel
+ * in_c is 3 and the filter's taps were padded to 4 channels, 9 for a 3x3
+ * kernel on 3 channels (kernel rows of 9 bytes, not padded); then per channel
  * pair {M_c, B_c, e_c, M_c+1, B_c+1, e_c+1, bias_c, bias_c+1}, with {M, shift,
  * 0} triples for MultiplyByQuantizedMultiplier), the output, and
  * the scratch buffer: 4 * K4 int16 for the columns, then K4 bytes for staging
- * rows when in_c is not a multiple of 4, then 4 * C_out bytes where a partial
- * last block is computed before its valid pixels are copied out.
+ * rows when in_c is not a multiple of 4, then (when the pixel count is 3 mod
+ * 4) 4 * C_out bytes where the last block is computed before its 3 valid
+ * pixels are copied out; a last block of 1 or 2 pixels runs tb_cm4_conv_few.
  *
  * Writes happen per block after the block's inputs were read, in raster
  * order (or, when the output lies above the input in the arena, in reverse
@@ -126,6 +128,49 @@ static void tb_cm4_im2col_staged(const tb_conv_params *p, const int8_t *input, i
   tb_cm4_expand(stage, k4 >> 2, off2, dst);
 }
 
+/* A kernel row that is one word of input (k_w * in_c == 4, KWS's first layer:
+ * 4 taps of 1 channel): a row outside the input is 0; a row that crosses the
+ * left (right) edge loads the word that starts (ends) at the edge and shifts
+ * the zero point in, so nothing outside the row is read. */
+static __attribute__((noinline)) void tb_cm4_im2col_word_rows(const tb_conv_params *p,
+                                                              const int8_t *input, int32_t iy0,
+                                                              int32_t ix0, uint32_t off2,
+                                                              uint32_t *dst) {
+  const int32_t in_c = p->in_c, in_w = p->in_w, row_bytes = in_w * in_c;
+  const int32_t lo = ix0 < 0 ? -ix0 * in_c : 0;                             /* bytes cut off */
+  const int32_t hi = ix0 + p->k_w > in_w ? (ix0 + p->k_w - in_w) * in_c : 0;
+  const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+  const int32_t step = p->dil_h * row_bytes;
+  int32_t ky, b, ky0 = 0, ky1 = p->k_h;       /* the kernel rows inside the input */
+  uint32_t fill = 0, shl = 0, shr = 0;
+  const int8_t *src;
+  if (lo) fill = zp4 >> (32 - 8 * lo), shl = 8 * (uint32_t)lo;
+  if (hi) fill = zp4 << (32 - 8 * hi), shr = 8 * (uint32_t)hi;
+  while (ky0 < ky1 && iy0 + ky0 * p->dil_h < 0) ++ky0;
+  while (ky1 > ky0 && iy0 + (ky1 - 1) * p->dil_h >= p->in_h) --ky1;
+  for (ky = 0; ky < ky0; ++ky) dst[8 * ky] = 0, dst[8 * ky + 4] = 0;
+  for (ky = ky1; ky < p->k_h; ++ky) dst[8 * ky] = 0, dst[8 * ky + 4] = 0;
+  src = input + ((iy0 + ky0 * p->dil_h) * in_w + ix0) * in_c;
+  dst += 8 * ky0;
+  if (lo + hi < 4 && row_bytes >= 4) {
+    for (ky = ky0; ky < ky1; ++ky, src += step, dst += 8) {
+      const uint32_t v = ((tb_ld32(src + lo - hi) << shl) >> shr) | fill;
+      dst[0] = tb_sxtab16(off2, v);
+      dst[4] = tb_sxtab16_ror8(off2, v);
+    }
+    return;
+  }
+  for (ky = ky0; ky < ky1; ++ky, src += step, dst += 8) {
+    /* the window sticks out on both sides of a row shorter than 4 bytes */
+    uint32_t v = 0;
+    for (b = 0; b < 4; ++b) {
+      v |= (b >= lo && b < 4 - hi ? (uint32_t)(uint8_t)src[b] : zp4 & 0xFFu) << (8 * b);
+    }
+    dst[0] = tb_sxtab16(off2, v);
+    dst[4] = tb_sxtab16_ror8(off2, v);
+  }
+}
+
 /* im2col of 4 pixels whose taps all lie inside the input (b[q]: pixel q's
  * top-left tap): per group of 4 input values, 4 loads and 8 stores to
  * consecutive column words, no checks. A kernel row is segs segments of
@@ -139,6 +184,28 @@ static __attribute__((noinline)) void tb_cm4_im2col4_inside(const int8_t *const 
                                                             uint32_t *dst) {
   const int8_t *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
   int32_t ky, sg, g;
+  if (seg_groups == 1) {
+    /* one group per segment (a tap of a 3- or 4-channel input): one loop over
+     * the taps, the offset stepping along the row, then to the next row */
+    const int32_t row_skip = row_step - segs * seg_step;
+    uint32_t *const end = dst + 8 * k_h * segs;
+    int32_t o = 0, left = segs;
+    for (; dst != end; dst += 8) {
+      const uint32_t v0 = tb_ld32(b0 + o), v1 = tb_ld32(b1 + o);
+      const uint32_t v2 = tb_ld32(b2 + o), v3 = tb_ld32(b3 + o);
+      dst[0] = tb_sxtab16(off2, v0);
+      dst[1] = tb_sxtab16(off2, v1);
+      dst[2] = tb_sxtab16(off2, v2);
+      dst[3] = tb_sxtab16(off2, v3);
+      dst[4] = tb_sxtab16_ror8(off2, v0);
+      dst[5] = tb_sxtab16_ror8(off2, v1);
+      dst[6] = tb_sxtab16_ror8(off2, v2);
+      dst[7] = tb_sxtab16_ror8(off2, v3);
+      o += seg_step;
+      if (--left == 0) o += row_skip, left = segs;
+    }
+    return;
+  }
   for (ky = 0; ky < k_h; ++ky) {
     for (sg = 0; sg < segs; ++sg) {
       int32_t o = ky * row_step + sg * seg_step;
@@ -155,6 +222,33 @@ static __attribute__((noinline)) void tb_cm4_im2col4_inside(const int8_t *const 
         dst[7] = tb_sxtab16_ror8(off2, v3);
       }
     }
+  }
+}
+
+/* im2col of 4 pixels of a 3x3 convolution of a 3-channel input (VWW's and
+ * ResNet-8's first layer) whose taps all lie inside the input: each kernel row
+ * is 9 contiguous bytes, the 27 values (padded to 28; the build put a zero
+ * weight there) are 7 words of the concatenated rows, each one or two
+ * (unaligned) word loads, no per-tap work. row_step: bytes between kernel rows. */
+static __attribute__((noinline)) void tb_cm4_im2col4_rows9(const int8_t *const *b,
+                                                           int32_t row_step, uint32_t off2,
+                                                           uint32_t *col) {
+  int32_t q;
+  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+    const int8_t *r0 = b[q], *r1 = r0 + row_step, *r2 = r1 + row_step;
+    uint32_t *dst = col + q, g;
+#define TB_CM4_ROWS9_GROUP(i, expr) \
+    g = (expr);                      \
+    dst[8 * (i)] = tb_sxtab16(off2, g); \
+    dst[8 * (i) + 4] = tb_sxtab16_ror8(off2, g);
+    TB_CM4_ROWS9_GROUP(0, tb_ld32(r0))
+    TB_CM4_ROWS9_GROUP(1, tb_ld32(r0 + 4))
+    TB_CM4_ROWS9_GROUP(2, (uint32_t)(uint8_t)r0[8] | (tb_ld32(r1) << 8))
+    TB_CM4_ROWS9_GROUP(3, tb_ld32(r1 + 3))
+    TB_CM4_ROWS9_GROUP(4, (tb_ld32(r1 + 7) & 0xFFFFu) | (tb_ld32(r2) << 16))
+    TB_CM4_ROWS9_GROUP(5, tb_ld32(r2 + 2))
+    TB_CM4_ROWS9_GROUP(6, tb_ld32(r2 + 6))   /* byte 3 (the next pixel's) meets weight 0 */
+#undef TB_CM4_ROWS9_GROUP
   }
 }
 
@@ -193,6 +287,10 @@ static void tb_cm4_im2col(const tb_conv_params *p, const int8_t *input, int32_t 
         }
       }
     }
+    return;
+  }
+  if (dil_w == 1 && k_w * in_c == 4) {
+    tb_cm4_im2col_word_rows(p, input, iy0, ix0, off2, dst);
     return;
   }
   if (dil_w == 1 && ((k_w * in_c) & 3) == 0 && row_in) {
@@ -287,10 +385,10 @@ static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
       "add %[xb], %[xb], %[xa]\n\t"
       "orr %[xb], %[xb], #1\n\t"
       "str %[xb], %[st_target]\n\t"
+      "ldr %[w], %[st_r]\n\t"
       "2:\n\t"
-      /* bias into the 8 accumulators */
-      "ldr %[px], %[st_r]\n\t"
-      "ldrd %[a0], %[b0], [%[px], #24]\n\t"
+      /* bias into the 8 accumulators (w: this pair's rq stream) */
+      "ldrd %[a0], %[b0], [%[w], #24]\n\t"
       "mov %[a1], %[a0]\n\t"
       "mov %[a2], %[a0]\n\t"
       "mov %[a3], %[a0]\n\t"
@@ -323,24 +421,24 @@ static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
       TB_CM4_RQ4(b0, b1, b2, b3)
       "add %[w], %[w], #8\n\t"
       "str %[w], %[st_r]\n\t"
-      /* two channels per pixel: one STRH each */
+      /* two channels per pixel: one STRH each; the four loads back to back */
       "ldr %[xa], %[st_o]\n\t"
       "ldr %[xb], %[st_stride]\n\t"
+      "ldr %[px], %[st_pw_adjust]\n\t"
+      "ldr %[wa], %[st_r_end]\n\t"
       "bfi %[a0], %[b0], #8, #8\n\t"
       "bfi %[a1], %[b1], #8, #8\n\t"
       "bfi %[a2], %[b2], #8, #8\n\t"
       "bfi %[a3], %[b3], #8, #8\n\t"
-      "add %[wa], %[xb], %[xb], lsl #1\n\t"
+      "add %[b0], %[xb], %[xb], lsl #1\n\t"
       "strh %[a0], [%[xa]]\n\t"
       "strh %[a1], [%[xa], %[xb]]\n\t"
       "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"
-      "strh %[a3], [%[xa], %[wa]]\n\t"
+      "strh %[a3], [%[xa], %[b0]]\n\t"
       "add %[xa], %[xa], #2\n\t"
       "str %[xa], %[st_o]\n\t"
-      "ldr %[xa], %[st_pw_adjust]\n\t"
-      "sub %[pw], %[pw], %[xa]\n\t"
-      "ldr %[xa], %[st_r_end]\n\t"
-      "cmp %[w], %[xa]\n\t"
+      "sub %[pw], %[pw], %[px]\n\t"
+      "cmp %[w], %[wa]\n\t"
       "bne 2b\n\t"
       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
         [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
@@ -354,10 +452,69 @@ static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
 }
 #endif
 
+/* Requantize one sum of channel c (rq triple r3) into an output byte. */
+static int8_t tb_cm4_conv_out(int32_t acc, const int32_t *r3, int32_t flags,
+                              const tb_conv_params *p) {
+  int32_t v;
+  if (flags & TB_CM4_RQ_FAST) {
+    v = tb_rq(acc, r3[0], r3[1], r3[2]);
+  } else {
+    v = tb_mul_by_quant_mul(acc, r3[0], r3[1]) + p->output_offset;
+  }
+  return (int8_t)tb_clamp(v, p->act_min, p->act_max);
+}
+
+/* All channels of 1 or 2 pixels (slots 0 and 1 of the column): per k-pair one
+ * weight word, two SXTB16 and 2 * nb SMLADs; about half the cycles of a
+ * 4-pixel block for 1 pixel. */
+static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32_t nb,
+                                                      int32_t npairs, const uint32_t *pw,
+                                                      const int32_t *r,
+                                                      const tb_conv_params *p, int32_t flags,
+                                                      int8_t *o) {
+  const int32_t out_c = p->out_c;
+  int32_t c, j;
+  for (c = 0; c < out_c; c += 2, r += 8) {
+    const uint32_t *px = col;
+    int32_t a0 = r[6], b0 = r[7], a1 = r[6], b1 = r[7];
+    if (nb == 2) {
+      for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
+        const uint32_t w = *pw++, x0 = px[0], x1 = px[1];
+        const uint32_t wa = tb_sxtb16(w), wb = tb_sxtb16_ror8(w);
+        a0 = tb_smlad(x0, wa, a0);
+        b0 = tb_smlad(x0, wb, b0);
+        a1 = tb_smlad(x1, wa, a1);
+        b1 = tb_smlad(x1, wb, b1);
+      }
+    } else {
+      /* two k-pairs per pass (the loads pair up, half the loop overhead) */
+      for (j = 0; j + 2 <= npairs; j += 2, px += 2 * TB_CM4_CONV_BLOCK, pw += 2) {
+        const uint32_t w = pw[0], v = pw[1], x0 = px[0], x1 = px[TB_CM4_CONV_BLOCK];
+        a0 = tb_smlad(x0, tb_sxtb16(w), a0);
+        b0 = tb_smlad(x0, tb_sxtb16_ror8(w), b0);
+        a0 = tb_smlad(x1, tb_sxtb16(v), a0);
+        b0 = tb_smlad(x1, tb_sxtb16_ror8(v), b0);
+      }
+      if (j < npairs) {
+        const uint32_t w = *pw++, x0 = px[0];
+        a0 = tb_smlad(x0, tb_sxtb16(w), a0);
+        b0 = tb_smlad(x0, tb_sxtb16_ror8(w), b0);
+      }
+    }
+    o[c] = tb_cm4_conv_out(a0, r, flags, p);
+    if (c + 1 < out_c) o[c + 1] = tb_cm4_conv_out(b0, r + 3, flags, p);
+    if (nb == 2) {
+      o[out_c + c] = tb_cm4_conv_out(a1, r, flags, p);
+      if (c + 1 < out_c) o[out_c + c + 1] = tb_cm4_conv_out(b1, r + 3, flags, p);
+    }
+  }
+}
+
 void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *rq, int8_t *output, void *scratch) {
   const int32_t in_c = p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int tap4 = rq[2] == 4;   /* in_c 3, taps padded to 4 channels at build time */
+  const int rows9 = rq[2] == 9;  /* 3x3 kernel, in_c 3: kernel rows of 9 bytes */
   const int32_t k = p->k_h * p->k_w * (tap4 ? 4 : in_c);
   const int32_t k4 = (k + 3) & ~3;
   const int32_t npairs = k4 >> 1;
@@ -400,13 +557,18 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
     const int32_t *r = rq + 4;
     int8_t *o = output + p0 * out_c;
     int32_t q, c = 0;
-    if (is_1x1) {
+    if (is_1x1 && nb == TB_CM4_CONV_BLOCK) {
+      /* the 4 pixels follow each other: one "kernel row" of in_c / 4 groups */
+      const int8_t *base[TB_CM4_CONV_BLOCK];
+      for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) base[q] = input + (p0 + q) * in_c;
+      tb_cm4_im2col4_inside(base, 1, 0, 1, 0, in_c >> 2, off2, col);
+    } else if (is_1x1) {
       for (q = 0; q < nb; ++q) tb_cm4_expand(input + (p0 + q) * in_c, in_c >> 2, off2, col + q);
     } else {
       /* the 4 pixels' top-left taps; a block whose taps are all inside the
        * input takes the fast path */
       const int8_t *base[TB_CM4_CONV_BLOCK];
-      int inside = nb == TB_CM4_CONV_BLOCK && segs > 0;
+      int inside = nb == TB_CM4_CONV_BLOCK && (segs > 0 || rows9);
       for (q = 0; q < nb; ++q) {
         const int32_t oy = (p0 + q) / out_w, ox = (p0 + q) - oy * out_w;
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
@@ -414,7 +576,9 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
         inside = inside && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
                  ix0 + span_w < p->in_w && base[q] + last_off + 4 <= input_end;
       }
-      if (inside) {
+      if (inside && rows9) {
+        tb_cm4_im2col4_rows9(base, row_step, off2, col);
+      } else if (inside) {
         tb_cm4_im2col4_inside(base, p->k_h, row_step, segs, seg_step, seg_groups, off2, col);
       } else {
         for (q = 0; q < nb; ++q) {
@@ -424,7 +588,7 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       }
     }
 #ifdef TB_CM4_DSP
-    if (fast) {
+    if (fast && nb >= 3) {
       /* a partial block computes 4 pixels into the scratch tail, then copies */
       int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
       tb_cm4_conv_state st;
@@ -446,6 +610,11 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       o += c;
     }
 #endif
+    if (nb <= 2) {
+      /* the last block of 1 or 2 pixels (KWS's 125, VWW's 9): no 4-pixel work */
+      tb_cm4_conv_few(col, nb, npairs, pw, r, p, flags, o);
+      continue;
+    }
     for (; c < out_c; c += 2, r += 8, o += 2) {
       const uint32_t *px = col;
       int32_t acc[2][TB_CM4_CONV_BLOCK], j;

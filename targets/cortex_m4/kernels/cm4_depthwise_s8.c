@@ -13,18 +13,24 @@
  *  - 3x3, stride 1: two outputs at a time per row r, with A = (q[x], q[x+1])
  *    and B = (q[x+2], q[x+3]) and the filter row as W01 = (w0, w1),
  *    W12 = (w1, w2): out[x] += SMLAD(A, W01) + SMLABT(B, W12),
- *    out[x+1] += SMLATB(A, W01) + SMLAD(B, W12); B is the next A.
+ *    out[x+1] += SMLATB(A, W01) + SMLAD(B, W12); B is the next A. The plane's
+ *    rows share their zero column, so one sweep runs across rows.
  *  - 3x3, stride 2: out[x] += SMLAD(A, W01) + SMLABB(B, W2x) with A at 2x;
- *    B is again the next A.
+ *    B is again the next A. The plane holds its even rows, then its odd rows:
+ *    output row y reads even row y, odd row y and even row y + 1, so here too
+ *    one sweep runs across output rows.
  *  - anything else (any k, stride, dilation, depth multiplier): one SMLABB
  *    per tap.
- * Requantization is the fast exact form (tb_rq) or the reference's.
+ * The 3x3 paths run on the transposed problem when the output is taller than
+ * wide (the build transposed the filter): fewer pad columns computed for
+ * nothing. Requantization is the fast exact form (tb_rq) or the reference's.
  *
  * Arguments: params, input, filter (int16 per output channel: 12 values
  * W01,W12 / W01,W2x per row for the 3x3 paths, else k_h*k_w rounded up to
- * even), rq (header {flags, plane width, plane height, path}, then per output
- * channel {bias', M, B, e} or {bias', M, shift, 0}), output, scratch (the
- * plane, plane width * height int16).
+ * even), rq (header {flags, plane width | rows per sweep << 16, plane height |
+ * rows of the even half << 16, path | planes << 8 | transposed << 16}, then
+ * per output channel {bias', M, B, e} or {bias', M, shift, 0}), output,
+ * scratch (the planes, then the int32 sums of one sweep).
  *
  * The output of channel c is written only after channel c was copied, and
  * only to channel c's bytes, so with depth multiplier 1 the output may be the
@@ -52,17 +58,19 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
 #define TB_CM4_DW_STEPS 32 /* output pairs per unrolled sweep (64 positions) */
 
 /* 3x3 stride 1: sums (without bias) for the positions q .. q + 2n - 1 of the
- * flattened plane (n <= 32 pairs) into acc[0 .. 2n-1]. w: W01, W12 of the rows.
- * On the M4: 32 unrolled steps of 76 bytes (6 LDR, 12 MACs, STRD), entered at
- * step 32 - n: no loop counter, weights in registers. */
+ * flattened plane (n >= 1 pairs) into acc[0 .. 2n-1]. w: W01, W12 of the rows.
+ * On the M4: 32 unrolled steps of 80 bytes (6 LDR, 12 MACs, two STR: 1 cycle
+ * each where STRD takes 3), entered so that the first pass does n mod 32
+ * pairs, then whole passes; weights in registers, the pass count in memory. */
 static __attribute__((noinline)) void tb_cm4_dw3s1_sweep(const int16_t *q, int32_t row_bytes, int32_t n,
                                const uint32_t *w, int32_t *acc) {
 #ifdef TB_CM4_DSP
-  const int32_t e = TB_CM4_DW_STEPS - n;      /* entry step */
-  const uint32_t p0 = (uint32_t)q - 4u * (uint32_t)e;
-  const uint32_t p1 = p0 + (uint32_t)row_bytes, p2 = p1 + (uint32_t)row_bytes;
-  const uint32_t accp = (uint32_t)(acc - 2 * e);
-  uint32_t s0 = (uint32_t)e * 76u, s1, ta, tb;
+  const int32_t e = (TB_CM4_DW_STEPS - n % TB_CM4_DW_STEPS) % TB_CM4_DW_STEPS; /* entry */
+  uint32_t p0 = (uint32_t)q - 4u * (uint32_t)e;
+  uint32_t p1 = p0 + (uint32_t)row_bytes, p2 = p1 + (uint32_t)row_bytes;
+  uint32_t accp = (uint32_t)(acc - 2 * e);
+  uint32_t s0 = (uint32_t)e * 80u, s1, ta, tb;
+  int32_t passes = (n + e) / TB_CM4_DW_STEPS;
   __asm__ volatile(
       ".macro tb_dw3s1_step k\n\t"
       "ldr.w  %[ta], [%[p0], #(4*\\k)]\n\t"
@@ -83,7 +91,8 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_sweep(const int16_t *q, int32
       "smlatb %[s1], %[ta], %[w01c], %[s1]\n\t"
       "smlabt %[s0], %[tb], %[w12c], %[s0]\n\t"
       "smlad  %[s1], %[tb], %[w12c], %[s1]\n\t"
-      "strd   %[s0], %[s1], [%[accp], #(8*\\k)]\n\t"
+      "str.w  %[s0], [%[accp], #(8*\\k)]\n\t"
+      "str.w  %[s1], [%[accp], #(8*\\k+4)]\n\t"
       ".endm\n\t"
       "adr.w  %[s1], 1f\n\t"
       "add    %[s1], %[s1], %[s0]\n\t"
@@ -95,8 +104,19 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_sweep(const int16_t *q, int32
       "tb_dw3s1_step \\k\n\t"
       ".endr\n\t"
       ".purgem tb_dw3s1_step\n\t"
-      : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb)
-      : [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [accp] "r"(accp), [w01a] "r"(w[0]),
+      "ldr    %[ta], %[passes]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    9f\n\t"
+      "str    %[ta], %[passes]\n\t"
+      "add    %[p0], %[p0], #128\n\t"
+      "add    %[p1], %[p1], #128\n\t"
+      "add    %[p2], %[p2], #128\n\t"
+      "add    %[accp], %[accp], #256\n\t"
+      "b      1b\n"
+      "9:\n\t"
+      : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb), [p0] "+r"(p0),
+        [p1] "+r"(p1), [p2] "+r"(p2), [accp] "+r"(accp), [passes] "+m"(passes)
+      : [w01a] "r"(w[0]),
         [w12a] "r"(w[1]), [w01b] "r"(w[2]), [w12b] "r"(w[3]), [w01c] "r"(w[4]), [w12c] "r"(w[5])
       : "cc", "memory");
 #else
@@ -118,16 +138,19 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_sweep(const int16_t *q, int32
 #endif
 }
 
-/* 3x3 stride 2: n <= 32 outputs of one row, q at the plane position of the
- * first; w: W01, W2x of the rows. Steps of 52 bytes (6 LDR, 6 MACs, STR). */
-static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32_t row_bytes, int32_t n,
-                               const uint32_t *w, int32_t *acc) {
+/* 3x3 stride 2: n >= 1 output slots, q at the even-row position of the first,
+ * its odd row off1 bytes and the next even row off2 bytes further; w: W01, W2x
+ * of the rows. Steps of 52 bytes (6 LDR, 6 MACs, STR). */
+static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32_t off1,
+                                                         int32_t off2, int32_t n,
+                                                         const uint32_t *w, int32_t *acc) {
 #ifdef TB_CM4_DSP
-  const int32_t e = TB_CM4_DW_STEPS - n;
-  const uint32_t p0 = (uint32_t)q - 4u * (uint32_t)e;
-  const uint32_t p1 = p0 + (uint32_t)row_bytes, p2 = p1 + (uint32_t)row_bytes;
-  const uint32_t accp = (uint32_t)(acc - e);
+  const int32_t e = (TB_CM4_DW_STEPS - n % TB_CM4_DW_STEPS) % TB_CM4_DW_STEPS;
+  uint32_t p0 = (uint32_t)q - 4u * (uint32_t)e;
+  uint32_t p1 = p0 + (uint32_t)off1, p2 = p0 + (uint32_t)off2;
+  uint32_t accp = (uint32_t)(acc - e);
   uint32_t s0 = (uint32_t)e * 52u, s1, ta, tb;
+  int32_t passes = (n + e) / TB_CM4_DW_STEPS;
   __asm__ volatile(
       ".macro tb_dw3s2_step k\n\t"
       "ldr.w  %[ta], [%[p0], #(4*\\k)]\n\t"
@@ -154,18 +177,30 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "tb_dw3s2_step \\k\n\t"
       ".endr\n\t"
       ".purgem tb_dw3s2_step\n\t"
-      : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb)
-      : [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [accp] "r"(accp), [w01a] "r"(w[0]),
+      "ldr    %[ta], %[passes]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    9f\n\t"
+      "str    %[ta], %[passes]\n\t"
+      "add    %[p0], %[p0], #128\n\t"
+      "add    %[p1], %[p1], #128\n\t"
+      "add    %[p2], %[p2], #128\n\t"
+      "add    %[accp], %[accp], #128\n\t"
+      "b      1b\n"
+      "9:\n\t"
+      : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb), [p0] "+r"(p0),
+        [p1] "+r"(p1), [p2] "+r"(p2), [accp] "+r"(accp), [passes] "+m"(passes)
+      : [w01a] "r"(w[0]),
         [w2a] "r"(w[1]), [w01b] "r"(w[2]), [w2b] "r"(w[3]), [w01c] "r"(w[4]), [w2c] "r"(w[5])
       : "cc", "memory");
 #else
   int32_t k;
   const char *r0 = (const char *)q;
+  const int32_t off[3] = {0, off1, off2};
   for (k = 0; k < n; ++k) {
     int32_t s0 = 0, r;
     for (r = 0; r < 3; ++r) {
-      const uint32_t a = tb_ld32(r0 + r * row_bytes + 4 * k);
-      const uint32_t b = tb_ld32(r0 + r * row_bytes + 4 * k + 4);
+      const uint32_t a = tb_ld32(r0 + off[r] + 4 * k);
+      const uint32_t b = tb_ld32(r0 + off[r] + 4 * k + 4);
       s0 = tb_smlad(a, w[2 * r], s0);
       s0 = tb_smlabb(b, w[2 * r + 1], s0);
     }
@@ -174,152 +209,308 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
 #endif
 }
 
-/* Requantize rows x cols sums (+ bias), sums a row apart by acc_row, outputs
- * out_c apart (rows follow each other in the output). */
-static __attribute__((noinline)) int8_t *tb_cm4_dw_store(const int32_t *acc, int32_t rows,
-                                                         int32_t cols, int32_t acc_row,
-                                                         const int32_t *r, int32_t flags,
-                                                         const tb_conv_params *p, int8_t *o) {
-  const int32_t out_c = p->out_c;
+/* Where and how the sums of one channel go: outputs col_step bytes apart
+ * along a plane row, row_step apart from one plane row to the next. */
+typedef struct {
+  int32_t rows, cols, acc_row;    /* sums of row y at acc + y * acc_row */
+  int32_t col_step, row_step;
+} tb_cm4_dw_tile;
+
+#ifdef TB_CM4_DSP
+/* Fast requantization of a full-range output (tb_rq with the bias and the
+ * doubling in one ADD), 4 sums per LDM: 35 cycles per 4 outputs. */
+#define TB_CM4_DW_RQ1(T)                                 \
+  "add " T ", %[bias2], " T ", lsl #1\n\t"               \
+  "add %[u], %[b], " T ", asr #31\n\t"                   \
+  "smmlar " T ", " T ", %[m], %[u]\n\t"                  \
+  "asr " T ", " T ", %[e]\n\t"                           \
+  "ssat " T ", #8, " T "\n\t"
+
+/* The whole tile in one loop: per row, groups of 4 sums (LDM), then a pair
+ * (LDRD) and a single for the rest. Row state that does not fit the
+ * registers lives in `st` (memory operands). */
+typedef struct {
+  int32_t rows, cols, skip, row_step;   /* skip: bytes of sums past a row's last */
+  int8_t *orow;
+} tb_cm4_dw_rows;
+
+static void tb_cm4_dw_store_fast(const int32_t *acc, tb_cm4_dw_rows *st, const int32_t *r,
+                                 int32_t step) {
+  register uint32_t t0 __asm__("r0"), t1 __asm__("r1"), t2 __asm__("r2"), t3 __asm__("r3");
+  uint32_t u, ap = (uint32_t)acc;
+  int32_t cnt;
+  int8_t *o;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr %[o], %[orow]\n\t"
+      "ldr %[cnt], %[cols]\n\t"
+      "subs %[cnt], %[cnt], #4\n\t"
+      "blt 3f\n"
+      "2:\n\t"
+      "ldmia %[ap]!, {%[t0], %[t1], %[t2], %[t3]}\n\t"
+      TB_CM4_DW_RQ1("%[t0]") TB_CM4_DW_RQ1("%[t1]") TB_CM4_DW_RQ1("%[t2]") TB_CM4_DW_RQ1("%[t3]")
+      "strb %[t0], [%[o]]\n\t"
+      "strb %[t1], [%[o], %[step]]\n\t"
+      "add %[o], %[o], %[step], lsl #1\n\t"
+      "strb %[t2], [%[o]]\n\t"
+      "strb %[t3], [%[o], %[step]]\n\t"
+      "add %[o], %[o], %[step], lsl #1\n\t"
+      "subs %[cnt], %[cnt], #4\n\t"
+      "bge 2b\n"
+      "3:\n\t"
+      "tst %[cnt], #2\n\t"
+      "beq 4f\n\t"
+      "ldrd %[t0], %[t1], [%[ap]], #8\n\t"
+      TB_CM4_DW_RQ1("%[t0]") TB_CM4_DW_RQ1("%[t1]")
+      "strb %[t0], [%[o]]\n\t"
+      "strb %[t1], [%[o], %[step]]\n\t"
+      "add %[o], %[o], %[step], lsl #1\n"
+      "4:\n\t"
+      "tst %[cnt], #1\n\t"
+      "beq 5f\n\t"
+      "ldr %[t0], [%[ap]], #4\n\t"
+      TB_CM4_DW_RQ1("%[t0]")
+      "strb %[t0], [%[o]]\n"
+      "5:\n\t"
+      "ldr %[t0], %[skip]\n\t"
+      "ldr %[t1], %[orow]\n\t"
+      "ldr %[t2], %[row_step]\n\t"
+      "add %[ap], %[ap], %[t0]\n\t"
+      "add %[t1], %[t1], %[t2]\n\t"
+      "str %[t1], %[orow]\n\t"
+      "ldr %[t0], %[rows]\n\t"
+      "subs %[t0], %[t0], #1\n\t"
+      "str %[t0], %[rows]\n\t"
+      "bne 1b\n\t"
+      : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [u] "=&r"(u),
+        [cnt] "=&r"(cnt), [ap] "+r"(ap), [o] "=&r"(o), [orow] "+m"(st->orow),
+        [rows] "+m"(st->rows)
+      : [bias2] "r"(r[0] * 2), [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]), [step] "r"(step),
+        [cols] "m"(st->cols), [skip] "m"(st->skip), [row_step] "m"(st->row_step)
+      : "cc", "memory");
+}
+#endif
+
+/* Requantize a tile of one channel's sums (+ bias) into the output. */
+static __attribute__((noinline)) void tb_cm4_dw_store(const int32_t *acc, const tb_cm4_dw_tile *t,
+                                                      const int32_t *r, int32_t flags,
+                                                      const tb_conv_params *p, int8_t *o) {
   int32_t y, i;
   if (flags == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
-    const int32_t bias2 = r[0] * 2, m = r[1], b = r[2], e = r[3];
-    const int32_t skip = (acc_row - cols) * 4;
 #ifdef TB_CM4_DSP
-    uint32_t t0, t1, u0, u1, cnt, rr = (uint32_t)rows, ap = (uint32_t)acc;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[cnt], %[cols]\n\t"
-        "subs %[cnt], %[cnt], #2\n\t"
-        "blt 3f\n\t"
-        "2:\n\t"
-        "ldrd %[t0], %[t1], [%[ap]], #8\n\t"
-        "add %[t0], %[bias2], %[t0], lsl #1\n\t"
-        "add %[t1], %[bias2], %[t1], lsl #1\n\t"
-        "add %[u0], %[b], %[t0], asr #31\n\t"
-        "add %[u1], %[b], %[t1], asr #31\n\t"
-        "smmlar %[t0], %[t0], %[m], %[u0]\n\t"
-        "smmlar %[t1], %[t1], %[m], %[u1]\n\t"
-        "asr %[t0], %[t0], %[e]\n\t"
-        "asr %[t1], %[t1], %[e]\n\t"
-        "ssat %[t0], #8, %[t0]\n\t"
-        "ssat %[t1], #8, %[t1]\n\t"
-        "strb %[t0], [%[o]]\n\t"
-        "strb %[t1], [%[o], %[stride]]\n\t"
-        "add %[o], %[o], %[stride], lsl #1\n\t"
-        "subs %[cnt], %[cnt], #2\n\t"
-        "bge 2b\n\t"
-        "3:\n\t"
-        "adds %[cnt], %[cnt], #2\n\t"
-        "beq 4f\n\t"
-        "ldr %[t0], [%[ap]], #4\n\t"
-        "add %[t0], %[bias2], %[t0], lsl #1\n\t"
-        "add %[u0], %[b], %[t0], asr #31\n\t"
-        "smmlar %[t0], %[t0], %[m], %[u0]\n\t"
-        "asr %[t0], %[t0], %[e]\n\t"
-        "ssat %[t0], #8, %[t0]\n\t"
-        "strb %[t0], [%[o]]\n\t"
-        "add %[o], %[o], %[stride]\n\t"
-        "4:\n\t"
-        "ldr %[u0], %[skip]\n\t"
-        "add %[ap], %[ap], %[u0]\n\t"
-        "subs %[rr], %[rr], #1\n\t"
-        "bne 1b\n\t"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1), [u0] "=&r"(u0), [u1] "=&r"(u1), [cnt] "=&r"(cnt),
-          [rr] "+r"(rr), [ap] "+r"(ap), [o] "+r"(o)
-        : [cols] "m"(cols), [bias2] "r"(bias2), [b] "r"(b), [m] "r"(m), [e] "r"(e),
-          [stride] "r"(out_c), [skip] "m"(skip)
-        : "cc", "memory");
-    (void)y;
-    (void)i;
+    tb_cm4_dw_rows st;
+    st.rows = t->rows, st.cols = t->cols, st.skip = 4 * (t->acc_row - t->cols);
+    st.row_step = t->row_step, st.orow = o;
+    tb_cm4_dw_store_fast(acc, &st, r, t->col_step);
+    (void)y, (void)i;
 #else
-    for (y = 0; y < rows; ++y, acc += skip / 4) {
-      for (i = 0; i < cols; ++i) {
-        /* tb_rq(acc + bias) with the doubling folded into one ADD */
-        const int32_t t = (int32_t)((uint32_t)bias2 + ((uint32_t)acc[i] << 1));
-        *o = (int8_t)tb_ssat8(tb_asr(tb_smmlar(t, m, b + tb_asr(t, 31)), e));
-        o += out_c;
+    for (y = 0; y < t->rows; ++y, acc += t->acc_row, o += t->row_step) {
+      /* tb_rq(acc + bias) with the doubling folded into one ADD */
+      const int32_t bias2 = r[0] * 2, m = r[1], b = r[2], e = r[3];
+      int8_t *oo = o;
+      for (i = 0; i < t->cols; ++i, oo += t->col_step) {
+        const int32_t v = (int32_t)((uint32_t)bias2 + ((uint32_t)acc[i] << 1));
+        *oo = (int8_t)tb_ssat8(tb_asr(tb_smmlar(v, m, b + tb_asr(v, 31)), e));
       }
-      acc += cols;
     }
 #endif
   } else {
-    for (y = 0; y < rows; ++y, acc += acc_row) {
-      for (i = 0; i < cols; ++i) {
-        *o = (int8_t)tb_cm4_dw_finish(acc[i] + r[0], r, flags, p);
-        o += out_c;
+    for (y = 0; y < t->rows; ++y, acc += t->acc_row, o += t->row_step) {
+      int8_t *oo = o;
+      for (i = 0; i < t->cols; ++i, oo += t->col_step) {
+        *oo = (int8_t)tb_cm4_dw_finish(acc[i] + r[0], r, flags, p);
       }
     }
   }
-  return o;
 }
 
-/* Copy channel c of an NHWC tensor into the plane (rows wp apart). */
-static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, int32_t h, int32_t w,
-                                                       int32_t stride, int16_t *dst,
-                                                       int32_t wp) {
-  int32_t y;
-  for (y = 0; y < h; ++y, dst += wp) {
-    int16_t *d = dst;
-    int32_t x = w;
-    for (; x >= 4; x -= 4) {
-      const int32_t v0 = src[0], v1 = src[stride], v2 = src[2 * stride], v3 = src[3 * stride];
-      d[0] = (int16_t)v0;
-      d[1] = (int16_t)v1;
-      d[2] = (int16_t)v2;
-      d[3] = (int16_t)v3;
-      d += 4;
-      src += 4 * stride;
-    }
-    for (; x > 0; --x, src += stride) *d++ = (int16_t)src[0];
+/* Where plane row pr starts: row-major, or for stride 2 even rows first. */
+static int16_t *tb_cm4_dw_row(int16_t *plane, int32_t pr, int32_t wp, int32_t even_rows) {
+  if (even_rows) return plane + ((pr & 1) ? even_rows + (pr >> 1) : (pr >> 1)) * wp;
+  return plane + pr * wp;
+}
+
+/* The problem as the kernel runs it: the layer's, or its transpose. */
+typedef struct {
+  int32_t in_h, in_w, out_h, out_w, pt, pl;
+  int32_t src_col, src_row;       /* input bytes to the next plane column / row */
+  int32_t out_col, out_row;       /* output bytes to the next column / row */
+} tb_cm4_dw_view;
+
+/* Copy n values of one channel, src_step bytes apart, into a plane row. */
+static void tb_cm4_dw_gather_row(const int8_t *src, int32_t n, int32_t src_step, int16_t *d) {
+  for (; n >= 4; n -= 4) {
+    const int32_t v0 = src[0], v1 = src[src_step], v2 = src[2 * src_step], v3 = src[3 * src_step];
+    tb_st32(d, tb_pkhbt16((uint32_t)v0, (uint32_t)v1));
+    tb_st32(d + 2, tb_pkhbt16((uint32_t)v2, (uint32_t)v3));
+    d += 4;
+    src += 4 * src_step;
+  }
+  for (; n > 0; --n, src += src_step) *d++ = (int16_t)src[0];
+}
+
+/* The same for channels c .. c+3 (one aligned word per position) into 4
+ * planes `plane` values apart: two SXTB16 per position, PKH pairs positions. */
+static void tb_cm4_dw_gather4_row(const int8_t *src, int32_t n, int32_t src_step, int16_t *d0,
+                                  int32_t plane) {
+  int16_t *d1 = d0 + plane, *d2 = d0 + 2 * plane, *d3 = d0 + 3 * plane;
+  int32_t i = 0;
+  for (; n >= 2; n -= 2, i += 2) {
+    const uint32_t u = tb_ld32(src), v = tb_ld32(src + src_step);
+    const uint32_t u02 = tb_sxtb16(u), v02 = tb_sxtb16(v);
+    const uint32_t u13 = tb_sxtb16_ror8(u), v13 = tb_sxtb16_ror8(v);
+    tb_st32(d0 + i, tb_pkhbt16(u02, v02));
+    tb_st32(d2 + i, tb_pkhtb16(v02, u02));
+    tb_st32(d1 + i, tb_pkhbt16(u13, v13));
+    tb_st32(d3 + i, tb_pkhtb16(v13, u13));
+    src += 2 * src_step;
+  }
+  if (n) {
+    const uint32_t u = tb_ld32(src);
+    const uint32_t u02 = tb_sxtb16(u), u13 = tb_sxtb16_ror8(u);
+    d0[i] = (int16_t)u02;
+    d2[i] = (int16_t)(u02 >> 16);
+    d1[i] = (int16_t)u13;
+    d3[i] = (int16_t)(u13 >> 16);
   }
 }
 
-/* Copy channels c .. c+3 (c a multiple of 4, stride = in_c) into 4 planes
- * plane_words apart: one word load and two SXTB16 per pixel, PKH pairs pixels. */
-static __attribute__((noinline)) void tb_cm4_dw_gather4(const int8_t *src, int32_t h, int32_t w,
-                                                        int32_t stride, int16_t *dst,
-                                                        int32_t wp, int32_t plane) {
+static tb_cm4_dw_view tb_cm4_dw_orient(const tb_conv_params *p, int transposed) {
+  tb_cm4_dw_view v;
+  const int32_t c = p->in_c, oc = p->out_c;
+  if (transposed) {
+    v.in_h = p->in_w, v.in_w = p->in_h, v.out_h = p->out_w, v.out_w = p->out_h;
+    v.pt = p->pad_left, v.pl = p->pad_top;
+    v.src_col = p->in_w * c, v.src_row = c;
+    v.out_col = p->out_w * oc, v.out_row = oc;
+  } else {
+    v.in_h = p->in_h, v.in_w = p->in_w, v.out_h = p->out_h, v.out_w = p->out_w;
+    v.pt = p->pad_top, v.pl = p->pad_left;
+    v.src_col = c, v.src_row = p->in_w * c;
+    v.out_col = oc, v.out_row = p->out_w * oc;
+  }
+  return v;
+}
+
+/* Copy channel c (planes == 1) or channels c .. c+3 into the plane(s),
+ * row by row; planes are plane_values apart. */
+static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, const tb_cm4_dw_view *v,
+                                                       int16_t *planes, int32_t wp,
+                                                       int32_t even_rows, int32_t groups,
+                                                       int32_t plane_values) {
   int32_t y;
-  int16_t *d1 = dst + plane, *d2 = dst + 2 * plane, *d3 = dst + 3 * plane;
-  for (y = 0; y < h; ++y) {
-    int32_t x = w, i = 0;
-    for (; x >= 2; x -= 2, i += 2) {
-      const uint32_t u = tb_ld32(src), v = tb_ld32(src + stride);
-      const uint32_t u02 = tb_sxtb16(u), v02 = tb_sxtb16(v);
-      const uint32_t u13 = tb_sxtb16_ror8(u), v13 = tb_sxtb16_ror8(v);
-      tb_st32(dst + i, tb_pkhbt16(u02, v02));
-      tb_st32(d2 + i, tb_pkhtb16(v02, u02));
-      tb_st32(d1 + i, tb_pkhbt16(u13, v13));
-      tb_st32(d3 + i, tb_pkhtb16(v13, u13));
-      src += 2 * stride;
+  for (y = 0; y < v->in_h; ++y, src += v->src_row) {
+    int16_t *d = tb_cm4_dw_row(planes, v->pt + y, wp, even_rows) + v->pl;
+    if (groups == 4) {
+      tb_cm4_dw_gather4_row(src, v->in_w, v->src_col, d, plane_values);
+    } else {
+      tb_cm4_dw_gather_row(src, v->in_w, v->src_col, d);
     }
-    if (x) {
-      const uint32_t u = tb_ld32(src);
-      const uint32_t u02 = tb_sxtb16(u), u13 = tb_sxtb16_ror8(u);
-      dst[i] = (int16_t)u02;
-      d2[i] = (int16_t)(u02 >> 16);
-      d1[i] = (int16_t)u13;
-      d3[i] = (int16_t)(u13 >> 16);
-      src += stride;
+  }
+}
+
+/* 3x3 stride 1, one channel: sweeps over rows_per whole plane rows at a
+ * time (the build sized the sums buffer; a row's pad columns are computed, not
+ * stored), or, when rows_per is 0 (rows wider than the buffer), over pieces of
+ * at most 62 positions of a row. A sweep starts at an even position (aligned
+ * words), one early if the row starts at an odd one. */
+static void tb_cm4_dw_3x3s1(const int16_t *plane, const tb_cm4_dw_view *v, int32_t wp,
+                            int32_t rows_per, const uint32_t *w, int32_t *acc,
+                            const int32_t *r, int32_t flags, const tb_conv_params *p,
+                            int8_t *out) {
+  const int32_t piece = 2 * TB_CM4_DW_STEPS - 2;
+  tb_cm4_dw_tile t;
+  int32_t y;
+  t.col_step = v->out_col, t.row_step = v->out_row;
+  if (rows_per) {
+    t.cols = v->out_w, t.acc_row = wp;
+    for (y = 0; y < v->out_h; y += rows_per) {
+      const int32_t s0 = y * wp, early = s0 & 1;
+      t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
+      tb_cm4_dw3s1_sweep(plane + s0 - early, 2 * wp, (t.rows * wp + early + 1) >> 1, w, acc);
+      tb_cm4_dw_store(acc + early, &t, r, flags, p, out + y * v->out_row);
     }
-    dst += wp, d1 += wp, d2 += wp, d3 += wp;
+  } else {
+    int32_t x0;
+    t.rows = 1, t.acc_row = 0;
+    for (y = 0; y < v->out_h; ++y) {
+      for (x0 = 0; x0 < v->out_w; x0 += piece) {
+        const int32_t s0 = y * wp + x0, early = s0 & 1;
+        t.cols = v->out_w - x0 < piece ? v->out_w - x0 : piece;
+        tb_cm4_dw3s1_sweep(plane + s0 - early, 2 * wp, (t.cols + early + 1) >> 1, w, acc);
+        tb_cm4_dw_store(acc + early, &t, r, flags, p,
+                        out + y * v->out_row + x0 * v->out_col);
+      }
+    }
+  }
+}
+
+/* 3x3 stride 2, one channel: wp / 2 output slots per plane row pair (the
+ * ones past out_w are computed, not stored); sweeps over rows_per output rows,
+ * or pieces of 32 slots of a row when rows_per is 0. */
+static void tb_cm4_dw_3x3s2(const int16_t *plane, const tb_cm4_dw_view *v, int32_t wp,
+                            int32_t rows_per, int32_t even_rows, const uint32_t *w,
+                            int32_t *acc, const int32_t *r, int32_t flags,
+                            const tb_conv_params *p, int8_t *out) {
+  const int32_t slots = wp >> 1, off1 = 2 * even_rows * wp, off2 = 2 * wp;
+  tb_cm4_dw_tile t;
+  int32_t y;
+  t.col_step = v->out_col, t.row_step = v->out_row;
+  if (rows_per) {
+    t.cols = v->out_w, t.acc_row = slots;
+    for (y = 0; y < v->out_h; y += rows_per) {
+      t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
+      tb_cm4_dw3s2_sweep(plane + y * wp, off1, off2, t.rows * slots, w, acc);
+      tb_cm4_dw_store(acc, &t, r, flags, p, out + y * v->out_row);
+    }
+  } else {
+    int32_t x0;
+    t.rows = 1, t.acc_row = 0;
+    for (y = 0; y < v->out_h; ++y) {
+      for (x0 = 0; x0 < v->out_w; x0 += TB_CM4_DW_STEPS) {
+        t.cols = v->out_w - x0 < TB_CM4_DW_STEPS ? v->out_w - x0 : TB_CM4_DW_STEPS;
+        tb_cm4_dw3s2_sweep(plane + y * wp + 2 * x0, off1, off2, t.cols, w, acc);
+        tb_cm4_dw_store(acc, &t, r, flags, p, out + y * v->out_row + x0 * v->out_col);
+      }
+    }
+  }
+}
+
+/* Any kernel size, stride, dilation: one SMLABB per tap. */
+static __attribute__((noinline)) void tb_cm4_dw_general(const int16_t *plane, const tb_conv_params *p, int32_t wp,
+                              const int16_t *wc, const int32_t *r, int32_t flags, int8_t *out) {
+  const int32_t kh = p->k_h, kw = p->k_w, sh = p->stride_h, sw = p->stride_w;
+  const int32_t dh = p->dil_h, dw = p->dil_w, out_c = p->out_c;
+  int32_t y, x, ky, kx;
+  for (y = 0; y < p->out_h; ++y) {
+    int8_t *o = out + y * p->out_w * out_c;
+    for (x = 0; x < p->out_w; ++x) {
+      const int16_t *q = plane + y * sh * wp + x * sw;
+      int32_t s0 = r[0];
+      for (ky = 0; ky < kh; ++ky) {
+        const int16_t *row = q + ky * dh * wp;
+        const int16_t *wr = wc + ky * kw;
+        for (kx = 0; kx < kw; ++kx) {
+          s0 = tb_smlabb((uint32_t)(uint16_t)row[kx * dw], (uint32_t)(uint16_t)wr[kx], s0);
+        }
+      }
+      o[0] = (int8_t)tb_cm4_dw_finish(s0, r, flags, p);
+      o += out_c;
+    }
   }
 }
 
 void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
                                 const int16_t *filter, const int32_t *rq, int8_t *output,
                                 void *scratch) {
-  const int32_t flags = rq[0], wp = rq[1], hp = rq[2], path_groups = rq[3];
-  const int32_t path = path_groups & 0xFF;
-  const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
-  const int32_t out_h = p->out_h, out_w = p->out_w, out_c = p->out_c;
-  const int32_t dm = p->depth_multiplier;
-  const int32_t pt = p->pad_top, pl = p->pad_left;
-  const int16_t *w16 = filter;
+  const int32_t flags = rq[0], wp = rq[1] & 0xFFFF, rows_per = rq[1] >> 16;
+  const int32_t hp = rq[2] & 0xFFFF, even_rows = rq[2] >> 16;
+  const int32_t path = rq[3] & 0xFF;
+  /* rq[3] bits 8..15: number of planes (1 or 4; 4 when in_c % 4 == 0 and they fit) */
+  const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
+  const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
+  const int32_t in_c = p->in_c, dm = p->depth_multiplier;
   const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1) : 12;
-  /* rq[3] bits 8..: number of planes (1 or 4; 4 when in_c % 4 == 0 and they fit) */
-  const int32_t groups = path_groups >> 8 ? path_groups >> 8 : 1;
   const int32_t plane_words = (wp * hp + 1) >> 1;
   int16_t *planes = (int16_t *)scratch;
   int32_t *accbuf = (int32_t *)scratch + groups * plane_words;
@@ -333,80 +524,26 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
     for (i = 0; i < words; ++i) pw32[i] = zz;
   }
   for (ic = 0; ic < in_c; ++ic) {
-    int32_t y, m;
-    int16_t *plane = planes;
-    /* copy channel ic (or channels ic .. ic+3) into the plane(s) */
-    if (groups == 4) {
-      const int32_t g = ic & 3;
-      if (g == 0) {
-        tb_cm4_dw_gather4(input + ic, in_h, in_w, in_c, planes + pt * wp + pl, wp,
-                          plane_words * 2);
-      }
-      plane += g * plane_words * 2;
-    } else {
-      tb_cm4_dw_gather(input + ic, in_h, in_w, in_c, plane + pt * wp + pl, wp);
+    int32_t m;
+    int16_t *plane = planes + (groups == 4 ? (ic & 3) * plane_words * 2 : 0);
+    /* copy channel ic (or channels ic .. ic+3) into the plane(s), row by row */
+    if (groups == 1 || (ic & 3) == 0) {
+      tb_cm4_dw_gather(input + ic, &v, planes, wp, even_rows, groups, plane_words * 2);
     }
     for (m = 0; m < dm; ++m) {
       const int32_t oc = ic * dm + m;
       const int32_t *r = rq + 4 + 4 * oc;
-      const int16_t *wc = w16 + oc * wstride;
-      int8_t *out = output + oc;
-      const int32_t bias = r[0];
-      (void)bias;
-      if (path == TB_CM4_DW_3X3S1) {
-        /* the plane's rows share their zero column, so a sweep runs across
-         * whole rows; positions x >= out_w of a row are computed, not stored */
-        uint32_t w[6];
-        int8_t *o = out;
-        for (i = 0; i < 6; ++i) w[i] = tb_ld32(wc + 2 * i);
-        if (wp <= 2 * TB_CM4_DW_STEPS) {
-          const int32_t rows_per = (2 * TB_CM4_DW_STEPS) / wp;
-          for (y = 0; y < out_h; y += rows_per) {
-            const int32_t rows = out_h - y < rows_per ? out_h - y : rows_per;
-            tb_cm4_dw3s1_sweep(plane + y * wp, 2 * wp, (rows * wp) >> 1, w, accbuf);
-            o = tb_cm4_dw_store(accbuf, rows, out_w, wp, r, flags, p, o);
-          }
-        } else {
-          for (y = 0; y < out_h; ++y) {
-            int32_t x0;
-            for (x0 = 0; x0 < out_w; x0 += 2 * TB_CM4_DW_STEPS) {
-              const int32_t n = out_w - x0 < 2 * TB_CM4_DW_STEPS ? out_w - x0 : 2 * TB_CM4_DW_STEPS;
-              tb_cm4_dw3s1_sweep(plane + y * wp + x0, 2 * wp, (n + 1) >> 1, w, accbuf);
-              o = tb_cm4_dw_store(accbuf, 1, n, 0, r, flags, p, o);
-            }
-          }
-        }
-      } else if (path == TB_CM4_DW_3X3S2) {
-        uint32_t w[6];
-        int8_t *o = out;
-        for (i = 0; i < 6; ++i) w[i] = tb_ld32(wc + 2 * i);
-        for (y = 0; y < out_h; ++y) {
-          int32_t x0;
-          for (x0 = 0; x0 < out_w; x0 += TB_CM4_DW_STEPS) {
-            const int32_t n = out_w - x0 < TB_CM4_DW_STEPS ? out_w - x0 : TB_CM4_DW_STEPS;
-            tb_cm4_dw3s2_sweep(plane + 2 * y * wp + 2 * x0, 2 * wp, n, w, accbuf);
-            o = tb_cm4_dw_store(accbuf, 1, n, 0, r, flags, p, o);
-          }
-        }
+      const int16_t *wc = filter + oc * wstride;
+      if (path == TB_CM4_DW_GENERAL) {
+        tb_cm4_dw_general(plane, p, wp, wc, r, flags, output + oc);
       } else {
-        const int32_t kh = p->k_h, kw = p->k_w, sh = p->stride_h, sw = p->stride_w;
-        const int32_t dh = p->dil_h, dw = p->dil_w;
-        for (y = 0; y < out_h; ++y) {
-          int8_t *o = out + y * out_w * out_c;
-          int32_t x;
-          for (x = 0; x < out_w; ++x) {
-            const int16_t *q = plane + y * sh * wp + x * sw;
-            int32_t s0 = bias, ky, kx;
-            for (ky = 0; ky < kh; ++ky) {
-              const int16_t *row = q + ky * dh * wp;
-              const int16_t *wr = wc + ky * kw;
-              for (kx = 0; kx < kw; ++kx) {
-                s0 = tb_smlabb((uint32_t)(uint16_t)row[kx * dw], (uint32_t)(uint16_t)wr[kx], s0);
-              }
-            }
-            o[0] = (int8_t)tb_cm4_dw_finish(s0, r, flags, p);
-            o += out_c;
-          }
+        uint32_t w[6];
+        for (i = 0; i < 6; ++i) w[i] = tb_ld32(wc + 2 * i);
+        if (path == TB_CM4_DW_3X3S1) {
+          tb_cm4_dw_3x3s1(plane, &v, wp, rows_per, w, accbuf, r, flags, p, output + oc);
+        } else {
+          tb_cm4_dw_3x3s2(plane, &v, wp, rows_per, even_rows, w, accbuf, r, flags, p,
+                          output + oc);
         }
       }
     }

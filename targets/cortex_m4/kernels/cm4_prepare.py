@@ -81,7 +81,10 @@ def prepare_conv(layer: Layer) -> Layer:
     p = layer.params
     # 3 input channels: pad every tap to 4 with a zero weight, so that the
     # kernel loads a tap as one word (the 4th byte it reads meets weight 0)
-    tap4 = p["in_c"] == 3
+    # except for a 3x3 kernel (dil_w 1): its kernel rows of 9 bytes are loaded as
+    # words of the concatenated rows (K 27 -> 28 instead of 36)
+    rows9 = (p["in_c"], p["k_h"], p["k_w"], p["dil_w"]) == (3, 3, 3, 1)
+    tap4 = p["in_c"] == 3 and not rows9
     filt = _const(layer, "filter").reshape(p["out_c"], p["k_h"] * p["k_w"], p["in_c"])
     if tap4:
         filt = np.concatenate([filt, np.zeros(filt.shape[:2] + (1,), filt.dtype)], axis=2)
@@ -102,11 +105,12 @@ def prepare_conv(layer: Layer) -> Layer:
     _, forward = raster_overlap(p, CONV_BLOCK, reads_block_first=True)
     backward, _ = raster_overlap(p, CONV_BLOCK, reads_block_first=True, backward=True)
     limit = (1 << 31) - 1 if forward is None else max(-(1 << 31), min(forward, (1 << 31) - 1))
-    rq = np.concatenate([[flags, limit, 4 if tap4 else 0, 0], stream]).astype(np.int64).astype(np.int32)
+    mode = 4 if tap4 else 9 if rows9 else 0
+    rq = np.concatenate([[flags, limit, mode, 0], stream]).astype(np.int64).astype(np.int32)
     consts = [Const("filter", "int8_t", conv_filter_layout(filt, out_c, k)),
               Const("rq", "int32_t", rq)]
     scratch = CONV_BLOCK * k4 * 2 + (k4 if p["in_c"] % 4 and not tap4 else 0) + \
-        (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK else 0)
+        (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK == 3 else 0)
     one_by_one = (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == \
         (1, 1, 1, 1, 0, 0) and p["in_c"] % 4 == 0
     notes = notes + [
@@ -114,7 +118,9 @@ def prepare_conv(layer: Layer) -> Layer:
         "bias folded into the requantization stream",
         "1x1: pixels read directly, no patch extraction" if one_by_one else
         f"im2col of {CONV_BLOCK} pixels into {scratch} B of scratch" +
-        (", taps padded from 3 to 4 channels (one word per tap)" if tap4 else ""),
+        (", taps padded from 3 to 4 channels (one word per tap)" if tap4 else
+         ", 3x3x3: kernel rows of 9 bytes loaded as words of the concatenated rows"
+         if rows9 else ""),
         f"{CONV_BLOCK} pixels x 2 channels register block, SMLAD, unrolled k sweep"]
     # forward: output at most `forward` bytes above the input; backward: at least `backward`
     allowed = [(None, forward)] if forward is None else \
@@ -137,24 +143,66 @@ def dw_path(p: dict) -> int:
     return DW_GENERAL
 
 
-def dw_plane(p: dict, path: int) -> tuple[int, int]:
-    """Width (even) and height, in int16 values, of the zero-point-framed plane."""
+def dw_transposed(p: dict, path: int) -> bool:
+    """Run a 3x3 path on the transposed problem (rows <-> columns) when the output
+    is taller than wide: the sweeps run along plane rows, and every plane row
+    carries pad columns that are computed but not stored (KWS: 25x5 maps)."""
+    return path != DW_GENERAL and p["out_h"] > p["out_w"]
+
+
+def dw_oriented(p: dict, transposed: bool) -> dict:
+    """The layer's parameters as the kernel sees them (h and w swapped if transposed)."""
+    if not transposed:
+        return p
+    q = dict(p)
+    for a, b in (("in_h", "in_w"), ("out_h", "out_w"), ("k_h", "k_w"), ("stride_h", "stride_w"),
+                 ("dil_h", "dil_w"), ("pad_top", "pad_left")):
+        q[a], q[b] = p[b], p[a]
+    return q
+
+
+def dw_plane(p: dict, path: int) -> tuple[int, int, int]:
+    """Width and height, in int16 values, of the zero-point-framed plane (of the
+    oriented problem), and for stride 2 the rows of its even half."""
     kh, kw, sh, sw = p["k_h"], p["k_w"], p["stride_h"], p["stride_w"]
     pt, pl = p["pad_top"], p["pad_left"]
-    h = max(pt + p["in_h"], (p["out_h"] - 1) * sh + (kh - 1) * p["dil_h"] + 1)
-    w = max(pl + p["in_w"], (p["out_w"] - 1) * sw + (kw - 1) * p["dil_w"] + 1)
     if path == DW_3X3S1:
         # the kernel sweeps the flattened plane: a row's right padding may be the
-        # next row's left zero-point column(s); one spare row for the last pair
+        # next row's left zero-point column(s), so the width may be odd. A sweep
+        # reads up to position (out_h + 2) * w + 2 (it may start one early for
+        # word alignment and ends on a pair): one spare row, two if w < 3
         w = max(pl + p["in_w"], p["out_w"] + 2 - pl)
-        h = max(pt + p["in_h"], p["out_h"] + 2) + 1
-    elif path == DW_3X3S2:        # reads q[2x .. 2x+3]
-        w, h = max(w, 2 * p["out_w"] + 2), max(h, 2 * p["out_h"] + 1)
-    return (w + 1) // 2 * 2, h
+        return w, max(pt + p["in_h"], p["out_h"] + 2) + (1 if w >= 3 else 2), 0
+    if path == DW_3X3S2:
+        # even plane rows first, then the odd ones: output row y reads even row y,
+        # odd row y and even row y + 1, so one sweep runs across output rows; a
+        # row holds out_w + 1 or more output slots (q[2x .. 2x+3]); spare rows
+        # for the slots past out_w of the last output row
+        w = max(pl + p["in_w"], 2 * p["out_w"] + 2)
+        w = (w + 1) // 2 * 2
+        rows = max(pt + p["in_h"], 2 * p["out_h"] + 1)
+        even = max((rows + 1) // 2, p["out_h"] + 2)
+        return w, even + max(rows // 2, p["out_h"] + 1), even
+    h = max(pt + p["in_h"], (p["out_h"] - 1) * sh + (kh - 1) * p["dil_h"] + 1)
+    w = max(pl + p["in_w"], (p["out_w"] - 1) * sw + (kw - 1) * p["dil_w"] + 1)
+    return (w + 1) // 2 * 2, h, 0
 
 
 DW_STEPS = 32                     # pairs per unrolled sweep (cm4_depthwise_s8.c)
-DW_GROUP_BUDGET = 4096            # scratch for 4 channel planes at once, else one
+DW_GROUP_BUDGET = 8192            # scratch for 4 channel planes at once, else one
+DW_SUMS = 256                     # at most this many int32 sums per sweep
+
+
+def dw_sweep_rows(p: dict, path: int, plane_w: int) -> tuple[int, int]:
+    """Output rows per sweep (0: rows are swept in pieces) and the int32 sums
+    the buffer holds (of the oriented problem)."""
+    if path == DW_3X3S1:          # a sweep may start one early and end one late
+        rows = min(p["out_h"], (DW_SUMS - 2) // plane_w)
+        return (rows, rows * plane_w + 2) if rows else (0, 2 * DW_STEPS)
+    if path == DW_3X3S2:
+        rows = min(p["out_h"], DW_SUMS // (plane_w // 2))
+        return (rows, rows * (plane_w // 2)) if rows else (0, DW_STEPS)
+    return 0, 0
 
 
 def accepts_depthwise(layer: Layer) -> bool:
@@ -168,6 +216,9 @@ def prepare_depthwise(layer: Layer) -> Layer:
     bias = _const(layer, "bias").astype(np.int64)
     off = p["input_offset"]
     path = dw_path(p)
+    transposed = dw_transposed(p, path)
+    if transposed:
+        w = w.transpose(1, 0, 2)
     # taps of padded positions read the zero point, so fold off * sum(w) into the bias
     bias_folded = bias + off * w.sum(axis=(0, 1))
     wsum = np.abs(w).sum(axis=(0, 1))
@@ -185,22 +236,26 @@ def prepare_depthwise(layer: Layer) -> Layer:
         n = (kh * kw + 1) // 2 * 2
         filt = np.zeros((out_c, n), np.int64)
         filt[:, :kh * kw] = w.reshape(kh * kw, out_c).T
-    plane_w, plane_h = dw_plane(p, path)
+    plane_w, plane_h, even_rows = dw_plane(dw_oriented(p, transposed), path)
+    rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
     groups = 4 if p["in_c"] % 4 == 0 and p["depth_multiplier"] == 1 and \
         4 * plane_bytes <= DW_GROUP_BUDGET else 1
-    rq = np.concatenate([[flags, plane_w, plane_h, path | (groups << 8)],
+    header = [flags, plane_w | (rows_per << 16), plane_h | (even_rows << 16),
+              path | (groups << 8) | (int(transposed) << 16)]
+    rq = np.concatenate([header,
                          np.concatenate([bias_folded[:, None], triples], axis=1).reshape(-1)])
     if np.abs(bias_folded).max(initial=0) >= 1 << 31:
         raise ValueError("folded depthwise bias overflows int32")
     consts = [Const("filter", "int16_t", filt.astype(np.int16).reshape(-1)),
               Const("rq", "int32_t", rq.astype(np.int32))]
-    scratch = groups * plane_bytes + (2 * DW_STEPS * 4 if path != DW_GENERAL else 0)
+    scratch = groups * plane_bytes + 4 * sums
     overlap = {layer.inputs[0]: (0, 0)} if p["depth_multiplier"] == 1 else {}
     name = {DW_3X3S1: "3x3 stride 1 (SMLAD on tap pairs, 2 outputs per step)",
             DW_3X3S2: "3x3 stride 2 (SMLAD on tap pairs)", DW_GENERAL: "general (SMLABB per tap)"}
     notes = notes + [
         f"path: {name[path]}",
+        *(["rows and columns swapped (the output is taller than wide)"] if transposed else []),
         f"each channel copied into a {plane_w}x{plane_h} int16 plane framed by the zero point "
         f"({groups} at a time, {scratch} B scratch); input_offset * sum(filter) folded into "
         "the bias",
@@ -210,10 +265,15 @@ def prepare_depthwise(layer: Layer) -> Layer:
 
 
 def accepts_depthwise_folded(layer: Layer) -> bool:
-    """The folded bias must fit in int32 (it always does for int8 models)."""
+    """The folded bias must fit in int32 (it always does for int8 models), the
+    plane's sizes in the 16-bit fields of the rq header."""
     if layer.op != "DEPTHWISE_CONV_2D":
         return False
     p = layer.params
+    path = dw_path(p)
+    plane_w, plane_h, _ = dw_plane(dw_oriented(p, dw_transposed(p, path)), path)
+    if max(plane_w, plane_h) >= 1 << 15:
+        return False
     w = _const(layer, "filter").astype(np.int64).reshape(p["k_h"], p["k_w"], p["out_c"])
     b = _const(layer, "bias").astype(np.int64) + p["input_offset"] * w.sum(axis=(0, 1))
     return bool(np.abs(b).max(initial=0) < 1 << 31)
