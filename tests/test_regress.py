@@ -69,6 +69,12 @@ def test_optional_missing_model_is_skipped(tmp_path):
     assert m.skipped == ["gone.tflite"] and len(m.cases) == 1
 
 
+def test_a_failed_build_is_broken_even_with_an_old_report_on_disk():
+    case = regress.Case("cortex-m4", Path("kws.tflite"))
+    result = regress.compare(case, _report(), None, _tolerances(), "link: needs 2 MiB of flash")
+    assert result.status == "broken" and "needs 2 MiB" in result.message
+
+
 def _tolerances():
     return {m: {"abs": 0, "rel": 0.0} for m in regress.METRICS} | {"instructions": {"abs": 0, "rel": 0.01}}
 

@@ -174,7 +174,9 @@ class Result:
 
 def compare(case: Case, report: dict | None, baseline: dict | None, tolerances: dict,
             error: str = "") -> Result:
-    if report is None:
+    # ``error``: this run's build of the case failed, so a report.json on disk
+    # is an earlier build's and says nothing about this one.
+    if report is None or error:
         return Result(case, "broken", message=error or "build failed (no report.json)")
     now = figures(report)
     result = Result(case, "pass", now, baseline or {}, layers=report.get("layers", []))
@@ -203,12 +205,9 @@ def read_report(build_dir: Path, case: Case) -> dict | None:
     path = Path(build_dir) / case.target / case.variant / "report.json"
     if not path.exists():
         return None
-    report = json.loads(path.read_text())
-    # A report older than its firmware belongs to an earlier, successful build.
-    elf = path.with_name("firmware.elf")
-    if elf.exists() and elf.stat().st_mtime > path.stat().st_mtime:
-        return None
-    return report
+    # No timestamp test: SCons decides by content, so a relinked but identical
+    # firmware keeps its (older) report; failures come from SCons (``errors``).
+    return json.loads(path.read_text())
 
 
 def evaluate(manifest: Manifest, cases: list[Case], build_dir: Path, baseline_path: Path,
