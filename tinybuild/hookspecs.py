@@ -44,6 +44,11 @@ def tinybuild_simulators():
       RunResult``: execute the firmware once on one input (raw bytes of the
       model's input tensor) and return a :class:`tinybuild.target.RunResult`.
       Faults and runaways raise :class:`tinybuild.errors.TinybuildError`.
+      ``run`` may also accept ``detail`` (bool, default True): with False
+      (the pipeline passes it for the validation runs after the first, whose
+      output is checked but whose figures are not reported) the simulator may
+      leave out costs it can only measure slowly, and says so in the result
+      (e.g. ``misaligned_accesses=-1``: not counted).
     """
 
 

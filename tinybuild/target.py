@@ -102,6 +102,7 @@ class RunResult:
     exit_code: int = 0
     arena_touched_bytes: int = 0         # bytes of the planned arena the run wrote (0: not measured)
     cycle_model: str = ""                # where `cycles` comes from, e.g. "cortex-m4" (a timing model)
+    misaligned_accesses: int = -1        # data accesses not aligned to their size, whole run (-1: not counted)
 
     @property
     def instructions_per_second(self) -> float:

@@ -44,6 +44,14 @@ class Counters(ctypes.Structure):
         ("oob_blocks", ctypes.c_uint64),
         ("oob_bytes", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
+        ("misaligned", ctypes.c_uint64),
+        ("misaligned_cycles", ctypes.c_uint64),
+        ("first_misaligned", ctypes.c_uint64),
+        ("first_misaligned_size", ctypes.c_uint64),
+        ("pen_half_odd", ctypes.c_uint64),
+        ("pen_word_half", ctypes.c_uint64),
+        ("pen_word_byte", ctypes.c_uint64),
+        ("trap_misaligned", ctypes.c_uint64),
     ]
 
 
@@ -105,6 +113,24 @@ def load() -> ctypes.CDLL:
 def uclib() -> ctypes.CDLL:
     from unicorn.unicorn_py3.unicorn import uclib as lib  # the loaded libunicorn
     return lib
+
+
+def add_mem_hook(uc, counters: Counters) -> int:
+    """Register tb_mem_hook for every data read and write of ``uc``."""
+    from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
+    from unicorn.unicorn_const import UC_ERR_OK
+
+    lib = load()
+    ucl = uclib()
+    counters.emu_stop = ctypes.cast(ucl.uc_emu_stop, ctypes.c_void_p).value
+    handle = ctypes.c_size_t()
+    status = ucl.uc_hook_add(
+        uc._uch, ctypes.byref(handle), UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
+        ctypes.cast(lib.tb_mem_hook, ctypes.c_void_p),
+        ctypes.c_void_p(ctypes.addressof(counters)), ctypes.c_uint64(1), ctypes.c_uint64(0))
+    if status != UC_ERR_OK:
+        raise TinybuildError(f"uc_hook_add(UC_HOOK_MEM_READ|WRITE) failed with unicorn error {status}")
+    return handle.value
 
 
 def add_block_hook(uc, counters: Counters) -> int:

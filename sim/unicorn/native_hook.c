@@ -14,6 +14,11 @@
  * instruction loses by not pairing with its linear predecessor (e.g. a
  * pipelined LDR after an LDR).
  *
+ * tb_mem_hook (UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE) charges misaligned
+ * data accesses: the cycles the timing model gives a halfword at an odd
+ * address, a word at an address 2 mod 4 and a word at an odd address; a core
+ * that traps on them instead (trap_misaligned) stops the run at the first one.
+ *
  * No unicorn header is needed: the engine is an opaque pointer and
  * uc_emu_stop is passed in as a function pointer.
  */
@@ -38,6 +43,14 @@ typedef struct {
   uint64_t oob_blocks;     /* blocks outside the decoded text */
   uint64_t oob_bytes;
   tb_emu_stop_fn emu_stop;
+  uint64_t misaligned;          /* misaligned data accesses */
+  uint64_t misaligned_cycles;   /* cycles charged for them */
+  uint64_t first_misaligned;    /* address of the first one */
+  uint64_t first_misaligned_size;
+  uint64_t pen_half_odd;        /* halfword at an odd address */
+  uint64_t pen_word_half;       /* word at an address 2 mod 4 */
+  uint64_t pen_word_byte;       /* word at an odd address */
+  uint64_t trap_misaligned;     /* the core traps: stop at the first one */
 } tb_counters_t;
 
 uint64_t tb_counters_size(void) { return sizeof(tb_counters_t); }
@@ -65,4 +78,24 @@ void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
     c->limit_hit = 1;
     c->emu_stop(uc);
   }
+}
+
+void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
+                 void *user_data) {
+  tb_counters_t *c = (tb_counters_t *)user_data;
+  uint64_t pen;
+  (void)type;
+  (void)value;
+  if (size < 2 || (address & (uint64_t)(size - 1)) == 0) return;
+  if (c->misaligned++ == 0) {
+    c->first_misaligned = address;
+    c->first_misaligned_size = (uint64_t)size;
+  }
+  if (c->trap_misaligned) {
+    c->emu_stop(uc);
+    return;
+  }
+  pen = size == 2 ? c->pen_half_odd : (address & 1) ? c->pen_word_byte : c->pen_word_half;
+  c->cycles += pen;
+  c->misaligned_cycles += pen;
 }

@@ -53,6 +53,14 @@ set" (cycle counts). Values used (P = pipeline refill, N = registers moved):
     VLDR/VSTR                                                          2
     VLDM/VSTM/VPUSH/VPOP                                        1+N words
 
+Misaligned data accesses (section 3.3.2, "Load/store timings": "Unaligned
+word or halfword loads or stores add penalty cycles"): a byte-aligned
+halfword +1 (done as two bytes), a halfword-aligned word +1 (two halfwords),
+a byte-aligned word +2 (a byte, a halfword and a byte). Charged by a memory
+hook (native_hook.c, tb_mem_hook) on the runs made with ``detail`` (the
+first validation input: the one the report shows). LDRD/LDM/STRD/STM need
+word alignment on the core (UsageFault otherwise) and are not checked.
+
 Not modelled (so cycles are an estimate, instructions are exact): flash wait
 states and the ART accelerator, bus contention, the extra cycle of a load
 whose address depends on the immediately preceding ALU result, folding of IT,
@@ -70,7 +78,10 @@ instruction (in program order) reads stalls +1 (LW) / +2 (byte/half); a MUL
 whose result the next instruction reads stalls +4; DIV/REM 33 (worst case);
 every taken branch or jump +1 (we do not model the branch predictor: loop
 back-edges mostly predict correctly (0), mispredictions cost 3; 1 is the
-assumed average).
+assumed average). Misaligned loads and stores trap on the E31 (the manual:
+they "are not supported in hardware" and raise the address-misaligned
+exception for software to emulate): a run made with ``detail`` stops at the
+first one with an error.
 
 RV32 cycle model ("rv32-bumblebee"): GD32VF103's Nuclei Bumblebee core
 ------------------------------------------------------------------------
@@ -87,7 +98,9 @@ load whose destination the next instruction reads stalls +1 (LW and
 byte/half alike: the result returns from the bus one cycle after the
 address); JAL/JALR and every taken branch +1 (the redirect bubble of a
 predicted-taken branch; the predictor is not modelled, a misprediction
-costs about 2).
+costs about 2). Misaligned loads and stores raise the address-misaligned
+exception on Nuclei's N200-class cores (no hardware support): an error, as
+on the E31.
 
 RV32 cycle model ("rv32-esp32c3"): the ESP32-C3's ESP-RISC-V core
 -----------------------------------------------------------------
@@ -107,7 +120,9 @@ taken 1. In the tables: taken_penalty 2 and jumps cost 0 base cycles, so a
 jump costs 2 and a taken branch 1 + 2. Not modelled: the jump-register hazard
 (+1 when JALR's rs1 was written by the instruction just before), misaligned
 32-bit branch targets (+1), and flash cache misses (code and weights run
-from flash through a 16 KB cache; a miss costs tens of cycles).
+from flash through a 16 KB cache; a miss costs tens of cycles). Misaligned
+loads and stores are counted (``misaligned_accesses``) but cost nothing
+extra: the TRM documents neither a trap nor a cost for them.
 """
 from __future__ import annotations
 
@@ -132,18 +147,24 @@ class TimingModel:
     rv_mul_stall: int = 4         # extra cycles if the next instruction reads a MUL* result
     rv_div_cycles: int = 33       # DIV/DIVU/REM/REMU
     rv_jump_cycles: int = 1       # JAL/JALR base cycles (taken_penalty comes on top)
+    # misaligned data accesses: extra cycles of (a halfword at an odd address,
+    # a word at an address 2 mod 4, a word at an odd address); or the core traps
+    misaligned_penalty: tuple[int, int, int] = (0, 0, 0)
+    traps_misaligned: bool = False
 
 
 MODELS = {
     "cortex-m4": TimingModel("cortex-m4", "arm", 2,
-                             "ARM Cortex-M4 TRM r0p1 Table 3-1 and FPU Table 7-1, P=2"),
+                             "ARM Cortex-M4 TRM r0p1 Table 3-1 and FPU Table 7-1, P=2",
+                             misaligned_penalty=(1, 1, 2)),
     "rv32-e31": TimingModel("rv32-e31", "riscv32", 1,
-                            "SiFive E31 Core Complex Manual, execution pipeline"),
+                            "SiFive E31 Core Complex Manual, execution pipeline",
+                            traps_misaligned=True),
     "rv32-bumblebee": TimingModel(
         "rv32-bumblebee", "riscv32", 1,
         "Nuclei Bumblebee (GD32VF103): 2-stage pipeline, single-cycle multiplier",
         rv_load_word_stall=1, rv_load_sub_stall=1, rv_mul_cycles=1, rv_mulh_cycles=1,
-        rv_mul_stall=0, rv_div_cycles=33, rv_jump_cycles=1),
+        rv_mul_stall=0, rv_div_cycles=33, rv_jump_cycles=1, traps_misaligned=True),
     "rv32-esp32c3": TimingModel(
         "rv32-esp32c3", "riscv32", 2,
         "ESP32-C3 ESP-RISC-V: 4-stage RI5CY-class pipeline (CV32E40P cycle counts)",

@@ -115,16 +115,16 @@ def _rv32_target() -> Target:
                    linker_script=FIRMWARE / "rv32.ld", startup_sources=(FIRMWARE / "rv32_start.c",))
 
 
-def _rv32_elf(out: Path, startup: str) -> Path:
+def _rv32_elf(out: Path, startup: str, defines=()) -> Path:
     gcc = shutil.which("riscv64-unknown-elf-gcc")
     if gcc is None:
         pytest.skip("riscv64-unknown-elf-gcc not installed")
-    elf = out / f"test_model_{Path(startup).stem}.elf"
+    elf = out / f"test_model_{Path(startup).stem}{''.join('_' + d for d in defines)}.elf"
     cmd = [gcc, "-march=rv32imc", "-mabi=ilp32", "-O2", "-ffreestanding", "-ffunction-sections",
            "-fdata-sections", "-nostartfiles", "-nostdlib", "-Wl,--gc-sections",
            "-Wl,--undefined=tb_io_desc", "-T", str(FIRMWARE / "rv32.ld"), f"-I{RUNTIME}",
            str(FIRMWARE / startup), str(RUNTIME / "tb_runtime.c"),
-           str(FIRMWARE / "test_model.c"), "-o", str(elf), "-lgcc"]
+           *(f"-D{d}" for d in defines), str(FIRMWARE / "test_model.c"), "-o", str(elf), "-lgcc"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
     return elf
@@ -134,6 +134,13 @@ def _rv32_elf(out: Path, startup: str) -> Path:
 def rv32_build(tmp_path_factory):
     """(elf, target) for test_model.c on a minimal RV32IMC board (firmware/rv32.ld)."""
     return _rv32_elf(tmp_path_factory.mktemp("rv32"), "rv32_start.c"), _rv32_target()
+
+
+@pytest.fixture(scope="session")
+def rv32_misaligned_build(tmp_path_factory):
+    """(elf, target): test_model.c built with TB_TEST_MISALIGNED for the RV32 test board."""
+    return (_rv32_elf(tmp_path_factory.mktemp("rv32m"), "rv32_start.c", ("TB_TEST_MISALIGNED",)),
+            _rv32_target())
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,13 @@ CLASSES = [
     # predecessor did not run just before it): movs 1, ldr 2, then
     # ldr 1 + subs 1 + bne (1+P) | ldr 2 + subs 1 + bne (1+P) | ldr 2 + subs 1 + bne 1
     ("LDR after a taken branch", 11, 1 + 2 + (1 + 1 + 1 + P) + (2 + 1 + 1 + P) + (2 + 1 + 1)),
+    # 3.3.2: "Unaligned word or halfword loads or stores add penalty cycles":
+    # byte-aligned halfword +1, halfword-aligned word +1, byte-aligned word +2.
+    # ldr [+1] 2+2, ldr [+2] 1+1 (pipelined), ldrh [+1] 1+1, str [+3] 1+2,
+    # strh [+5] 1+1, ldr [+4] 2 (aligned, after a store)
+    ("misaligned", 6, (2 + 2) + (1 + 1) + (1 + 1) + (1 + 2) + (1 + 1) + 2),
 ]
+MISALIGNED_PENALTY = 2 + 1 + 1 + 2 + 1
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,12 @@ def test_totals_are_the_sum_of_the_classes(cycles_run):
     assert cycles_run.instructions == sum(n + OVERHEAD_INSNS for _, n, _ in CLASSES)
     assert cycles_run.cycles == sum(c + OVERHEAD_CYCLES for _, _, c in CLASSES)
     assert cycles_run.cycle_model == "cortex-m4"
+
+
+def test_misaligned_accesses_are_counted_only_in_detail(simulator, target, cycles_run, build_arm):
+    assert cycles_run.misaligned_accesses == 5
+    fast = simulator.run(build_arm("cycles", ["cycles_io.c", "cycles.S"]), target, bytes(range(64)),
+                         detail=False)
+    assert fast.misaligned_accesses == -1 and fast.output == cycles_run.output
+    assert fast.instructions == cycles_run.instructions
+    assert fast.cycles == cycles_run.cycles - MISALIGNED_PENALTY

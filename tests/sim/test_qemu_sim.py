@@ -99,7 +99,7 @@ def test_every_instruction_class_counts_the_same(qemu, mps2, build_mps2):
     elf = build_mps2("cycles", ["cycles_io.c", "cycles.S"])
     u, q = _both(qemu, mps2, elf, bytes(range(64)))
     _assert_agree(u, q)
-    assert len(q.layers) == 11
+    assert len(q.layers) == 12
 
 
 def test_fault_names_pc_symbol_and_layer(qemu, mps2, build_mps2):

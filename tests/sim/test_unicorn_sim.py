@@ -355,3 +355,18 @@ def test_rv32_decoder_costs():
     div, cnop = 0x02C5C533, 0x0001
     t = timing.build_tables(struct.pack("<IH", div, cnop), 0, "riscv32", timing.MODELS["rv32-e31"], [0], [])
     assert list(t.cum_n) == [0, 1, 1, 2] and t.cum_c[-1] == 34
+
+
+def test_a_misaligned_load_on_a_core_that_traps_is_a_fault(simulator, rv32_misaligned_build):
+    """The E31 traps on misaligned loads: the run stops there with an error
+    (with detail=False nothing watches the accesses, and it runs through)."""
+    elf, target = rv32_misaligned_build
+    with pytest.raises(TinybuildError, match=r"misaligned 4-byte access at 0x800000[0-9a-f]{2}.*rv32-e31"):
+        simulator.run(elf, target, bytes(range(64)))
+    fast = simulator.run(elf, target, bytes(range(64)), detail=False)
+    assert fast.misaligned_accesses == -1
+
+
+def test_an_aligned_rv32_run_counts_no_misaligned_access(simulator, rv32_build):
+    elf, target = rv32_build
+    assert simulator.run(elf, target, bytes(range(64))).misaligned_accesses == 0

@@ -163,6 +163,17 @@ tb_model_invoke:
 1:  ldr     r2, [r4, #4]        @ 1 the first time, 2 after the bne
     subs    r3, r3, #1          @ 1
     bne     1b                  @ 1 + P taken (twice), 1 not taken
+    movs    r0, #11
+    bl      tb_mark
+
+    @ layer 11, misaligned loads and stores (3.3.2): a halfword-aligned word
+    @ +1, a byte-aligned word +2, a byte-aligned halfword +1 (r5 is 16-aligned)
+    ldr     r1, [r5, #1]        @ 2 + 2
+    ldr     r2, [r5, #2]        @ 1 (pipelined) + 1
+    ldrh    r3, [r5, #1]        @ 1 (pipelined) + 1
+    str     r1, [r5, #3]        @ 1 + 2
+    strh    r2, [r5, #5]        @ 1 + 1
+    ldr     r1, [r5, #4]        @ 2 (aligned; nothing pipelines after a store)
     mov.w   r0, #-1
     bl      tb_mark
 

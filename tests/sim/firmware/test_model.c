@@ -9,7 +9,8 @@
  *      times (default 1; the speed test builds it with a large count).
  * -DTB_TEST_FAULT reads unmapped memory in layer 1; -DTB_TEST_HANG spins
  * forever in layer 1; -DTB_TEST_STACK_OVERFLOW calls, in layer 1, a function
- * with a 16 KiB local array (the boards reserve 4 KiB of stack).
+ * with a 16 KiB local array (the boards reserve 4 KiB of stack);
+ * -DTB_TEST_MISALIGNED loads a word from an odd address in layer 1.
  */
 #include <stdint.h>
 #include "tb_runtime.h"
@@ -60,6 +61,17 @@ __attribute__((noinline)) static int32_t layer_deep_frame(const int8_t *in) {
 #endif
 #if defined(TB_TEST_HANG)
   for (;;) buf[1]++;
+#endif
+#if defined(TB_TEST_MISALIGNED)
+  { /* in assembly: C would split a load it knows is misaligned into bytes */
+    int32_t v;
+#if defined(__riscv)
+    __asm__ volatile("lw %0, 1(%1)" : "=r"(v) : "r"(in));
+#else
+    __asm__ volatile("ldr %0, [%1, #1]" : "=r"(v) : "r"(in));
+#endif
+    buf[3] += v;
+  }
 #endif
 #if defined(TB_TEST_STACK_OVERFLOW)
   buf[2] += too_deep(in);
