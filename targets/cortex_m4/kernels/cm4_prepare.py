@@ -390,11 +390,13 @@ def prepare_avgpool(layer: Layer) -> Layer:
 
 
 def kernels() -> list[KernelImpl]:
+    from . import cm4_dw_channels  # imported here: it imports this module's helpers
     src = lambda name: (HERE / name,)
     return [
         KernelImpl("CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"), priority=10,
                    accepts=accepts_conv, prepare=prepare_conv,
                    name="tb_cm4_conv2d_s8 (DSP, 4x2 block)"),
+        cm4_dw_channels.KERNEL,  # priority 20, above the plane kernel where it accepts
         KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_depthwise_conv2d_s8", src("cm4_depthwise_s8.c"),
                    priority=10, accepts=accepts_depthwise_folded, prepare=prepare_depthwise,
                    name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),

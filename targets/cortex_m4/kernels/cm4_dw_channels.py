@@ -1,0 +1,181 @@
+"""Build-time side of the channel-parallel depthwise kernel
+(cm4_dw_channels_s8.c): which layers it takes, the weights in the order the
+kernel loads them, the folded biases and requantization constants, what may
+run in place. See docs/kernels.md (Cortex-M4, "Channel-parallel depthwise").
+
+cm4_prepare.kernels() lists KERNEL before the plane kernel: the build picks by
+priority, and tests/kernels/opt_harness.cm4_kernels() (one implementation per
+op, the last listed) keeps testing the plane kernel; tests/test_cm4_dw_channels.py
+tests this one.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tinybuild.kernel_registry import KernelImpl
+from tinybuild.lower import Const, Layer
+from tinybuild.planner import raster_overlap
+
+from .cm4_prepare import (DW_3X3S1, DW_3X3S2, RQ_FAST, RQ_FULLRANGE, _const, _max_abs_input,
+                          dw_path, requant)
+
+HERE = Path(__file__).parent
+MAX_TAPS = 32            # the tap list lives on the stack (TB_CM4_DWC_MAX_TAPS)
+PRIORITY = 20            # above the plane kernel (10) wherever it accepts
+
+
+def taps2(p: dict) -> int:
+    """Taps rounded up to even (the kernel runs tap pairs)."""
+    return (p["k_h"] * p["k_w"] + 1) // 2 * 2
+
+
+def has_padding(p: dict) -> bool:
+    """Does any output pixel have a tap outside the input?"""
+    def outside(out, stride, pad, dil, k, size):
+        return any(not 0 <= o * stride - pad + t * dil < size for o in range(out) for t in range(k))
+    return outside(p["out_h"], p["stride_h"], p["pad_top"], p["dil_h"], p["k_h"], p["in_h"]) or \
+        outside(p["out_w"], p["stride_w"], p["pad_left"], p["dil_w"], p["k_w"], p["in_w"])
+
+
+def channel_words(w: np.ndarray) -> np.ndarray:
+    """(taps, C) int weights -> int16, per group of 4 channels, per tap pair
+    (a, b): (w_a[c], w_b[c]), (w_a[c+2], w_b[c+2]), (w_a[c+1], w_b[c+1]),
+    (w_a[c+3], w_b[c+3]) -- the order in which the kernel forms the channels'
+    tap pairs (SXTB16 of PKHBT / PKHTB of the taps' words, then with ROR 8).
+    An odd tap count gets a tap of weight 0."""
+    taps, c = w.shape
+    t2 = (taps + 1) // 2 * 2
+    full = np.zeros((t2, c), np.int64)
+    full[:taps] = w
+    # (pair, s, group, lane) -> (group, pair, lane in order 0, 2, 1, 3, s)
+    g = full.reshape(t2 // 2, 2, c // 4, 4)[:, :, :, [0, 2, 1, 3]]
+    return g.transpose(2, 0, 3, 1).reshape(-1).astype(np.int16)
+
+
+def in_place_at_zero(p: dict) -> bool:
+    """Writing output pixel q over input pixel q is safe when no later output
+    pixel reads an input pixel of a lower raster index: each output pixel's
+    first tap (lowest row, lowest column inside the input) is at raster index
+    >= its own."""
+    def first(o, stride, pad, dil, k, size):
+        for t in range(k):
+            i = o * stride - pad + t * dil
+            if 0 <= i < size:
+                return i
+        return None
+    if p["in_c"] != p["out_c"]:
+        return False
+    for oy in range(p["out_h"]):
+        r = first(oy, p["stride_h"], p["pad_top"], p["dil_h"], p["k_h"], p["in_h"])
+        for ox in range(p["out_w"]):
+            c = first(ox, p["stride_w"], p["pad_left"], p["dil_w"], p["k_w"], p["in_w"])
+            if r is not None and c is not None and r * p["in_w"] + c < oy * p["out_w"] + ox:
+                return False
+    return True
+
+
+# -- which kernel is faster: estimates in Cortex-M4 cycles ------------------------------
+# Least-squares fits of the simulator's per-layer cycles (unicorn, cortex-m4 model with
+# the unaligned-access penalties) over the depthwise layers of str_ww, KWS and VWW, each
+# built once with either kernel. This kernel's fit is within 1.5% on every layer, the
+# plane kernel's within 10%; this kernel is taken where it is estimated at least 10%
+# faster (docs/kernels.md).
+MARGIN = 0.9
+
+
+def channels_cycles(p: dict) -> float:
+    """This kernel: per output pixel the call and the tap list, per pixel and group
+    of 4 channels the biases, 4 requantizations and stores, per tap pair 15
+    instructions (22-23 cycles)."""
+    pixels, k = p["out_h"] * p["out_w"], p["k_h"] * p["k_w"]
+    return pixels * (224 + 2.55 * k + p["in_c"] // 4 * (56 + 22.76 * (taps2(p) // 2)))
+
+
+def plane_cycles(p: dict) -> float | None:
+    """The plane kernel (cm4_depthwise_s8.c) on its 3x3 paths: per channel the set-up,
+    the copy of the input pixels and the sweep and store of the output pixels. None
+    for its general path (one SMLABB and about 18 cycles per MAC): slower than this
+    kernel on every shape."""
+    path = dw_path(p)
+    in_px, out_px = p["in_h"] * p["in_w"], p["out_h"] * p["out_w"]
+    if path == DW_3X3S1:
+        return p["in_c"] * (447 + 13.9 * (in_px + out_px))
+    if path == DW_3X3S2:
+        return p["in_c"] * (413 + 11.2 * in_px + 2.8 * out_px)
+    return None
+
+
+def requantization(layer: Layer):
+    """The folded biases, and the requantization flags, triples and notes (cm4_prepare.requant)."""
+    p = layer.params
+    w = _const(layer, "filter").astype(np.int64).reshape(p["k_h"] * p["k_w"], p["out_c"])
+    bias = _const(layer, "bias").astype(np.int64)
+    off = p["input_offset"]
+    # a tap outside the input reads the zero point: fold off * sum(w) into the bias
+    bias_folded = bias + off * w.sum(axis=0)
+    wsum = np.abs(w).sum(axis=0)
+    bounds = np.abs(bias) + wsum * _max_abs_input(off)
+    constants = [int(b) if s == 0 else None for b, s in zip(bias, wsum)]
+    flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
+                                    p["act_min"], p["act_max"], p["out_c"], constants)
+    return bias_folded, flags, triples, notes
+
+
+def accepts(layer: Layer) -> bool:
+    if layer.op != "DEPTHWISE_CONV_2D":
+        return False
+    p = layer.params
+    if p["depth_multiplier"] != 1 or p["in_c"] % 4 or p["k_h"] * p["k_w"] > MAX_TAPS:
+        return False
+    bias_folded, flags, _, _ = requantization(layer)
+    if np.abs(bias_folded).max(initial=0) >= 1 << 31:
+        return False
+    plane = plane_cycles(p)
+    if plane is None:
+        return True
+    # the estimate is the assembly's; other requantizations run the C loop
+    return flags == RQ_FAST | RQ_FULLRANGE and channels_cycles(p) < MARGIN * plane
+
+
+def prepare(layer: Layer) -> Layer:
+    p = layer.params
+    c, off = p["out_c"], p["input_offset"]
+    w = _const(layer, "filter").astype(np.int64).reshape(p["k_h"] * p["k_w"], c)   # 1HWC
+    bias_folded, flags, triples, notes = requantization(layer)
+    # the fast form runs on doubled sums (2 * w fits int16; a doubled bias may wrap:
+    # the final sum is exact mod 2^32 and |2 * acc| < 2^31 is one of the form's conditions)
+    scale = 2 if flags & RQ_FAST else 1
+    # per group of 4 channels: the 4 folded biases, then {M, B, e} of each channel
+    biases = (scale * bias_folded) & 0xFFFFFFFF
+    groups = np.concatenate([biases.reshape(-1, 4), triples.reshape(-1, 12)], axis=1)
+    rq = np.concatenate([[flags, taps2(p), 0, 0], groups.reshape(-1)])
+    padded = has_padding(p)
+    # padded taps read this pixel of zero points (flash, not arena)
+    zero_pixel = np.full(c if padded else 4, -off, np.int8)
+    consts = [Const("filter", "int16_t", channel_words(scale * w)),
+              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
+              Const("zero_pixel", "int8_t", zero_pixel)]
+    _, forward = raster_overlap(p)
+    allowed = [(None, forward)]
+    if in_place_at_zero(p) and (forward is None or forward < 0):
+        allowed.append((0, 0))
+    notes = notes + [
+        "channel-parallel: 4 channels per word straight from NHWC (no plane copy); "
+        "PKH + SXTB16 pair two taps of each channel, one SMLAD per channel per tap pair",
+        f"filter reordered to {c // 4} groups x {taps2(p) // 2} tap pairs x 4 words; "
+        "input_offset * sum(filter) folded into the bias" +
+        ("; weights and biases doubled (the fast form's 2 * acc)" if scale == 2 else ""),
+        f"padded taps read a pixel of zero points ({c} B of flash)" if padded else
+        "no padded taps",
+        f"in place: output - input in {allowed}"]
+    return replace(layer, consts=consts, args=["filter", "rq", "zero_pixel"], scratch_bytes=0,
+                   overlap={layer.inputs[0]: allowed if len(allowed) > 1 else allowed[0]},
+                   notes=notes)
+
+
+KERNEL = KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_dw_channels_s8", (HERE / "cm4_dw_channels_s8.c",),
+                    priority=PRIORITY, accepts=accepts, prepare=prepare,
+                    name="tb_cm4_dw_channels_s8 (DSP, channel-parallel)")
