@@ -168,6 +168,8 @@ CONV_SHAPES = [
     dict(in_h=5, in_w=1, in_c=2, out_c=3, k_h=2, k_w=2, stride=(1, 2), padding="SAME"),
     dict(in_h=6, in_w=9, in_c=1, out_c=6, k_h=5, k_w=4, stride=(2, 3), dilation=(2, 1),
          padding="SAME"),
+    # 3 channels padded to 4 per tap, 15 pixels (a last block of 3: the scratch tail)
+    dict(in_h=5, in_w=3, in_c=3, out_c=5, k_h=2, k_w=2, padding="SAME"),
 ]
 DW_SHAPES = [
     dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
@@ -191,6 +193,54 @@ def test_conv2d_model_shapes(lib, impls, shape, zps):
     layer = random_conv_layer(rng, in_zp=zps[0], out_zp=zps[1], **shape)
     x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
     compare(lib, impls, layer, [x])
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+def test_conv2d_model_shapes_without_the_padded_plane(lib, impls, shape, monkeypatch):
+    """Small padded inputs are copied into a zero-point-framed plane (every block
+    then takes the interior path); without it the border blocks take the
+    per-pixel patch extraction."""
+    cm4_prepare = sys.modules[impls["CONV_2D"].prepare.__module__]
+    rng = np.random.default_rng(sum(map(ord, str(shape))))
+    layer = random_conv_layer(rng, in_zp=3, out_zp=-7, **shape)
+    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+    with_plane = compare(lib, impls, layer, [x])
+    monkeypatch.setattr(cm4_prepare, "CONV_PLANE_BUDGET", 0)
+    without = compare(lib, impls, layer, [x])
+    assert not any("plane" in n for n in without.notes)
+    if shape["in_h"] == 49:                       # KWS's first layer takes the plane
+        assert any("plane" in n for n in with_plane.notes), with_plane.notes
+
+
+def test_conv2d_sign_term_is_left_out_only_for_zero_point_minus_128(impls):
+    rng = np.random.default_rng(11)
+    for out_zp, activation in [(-128, "NONE"), (-128, "RELU"), (-128, "RELU6"), (-127, "NONE"),
+                               (0, "NONE")]:
+        layer = random_conv_layer(rng, in_h=4, in_w=4, in_c=8, out_c=4, k_h=1, k_w=1,
+                                  out_zp=out_zp, activation=activation, out_scale=0.1)
+        opt = optimized(layer, impls)
+        flags = int(next(c.values for c in opt.consts if c.role == "rq")[0])
+        full = (layer.params["act_min"], layer.params["act_max"]) == (-128, 127)
+        assert bool(flags & 8) == (out_zp == -128 and full), (out_zp, activation, flags)
+        assert (activation == "RELU6") != full
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(real=st.floats(1e-6, 0.99), accs=st.lists(st.integers(-(1 << 29), -1), min_size=1,
+                                                  max_size=20))
+def test_fast_requant_without_sign_term_clamps_negative_sums_alike(real, accs):
+    """What cm4_prepare.conv_no_sign relies on: with zero point -128, a negative
+    accumulator gives -128 after the clamp with or without the sign term."""
+    m, shift = quant.quantize_multiplier(real)
+    fast = quant.fast_requant([(m, shift)], -128, [1 << 29])
+    assume(fast is not None)
+    (mm, b, e), = fast
+    for acc in accs:
+        with_sign = quant.fast_requant_eval(acc, mm, b, e)
+        hi = (b * (1 << 32) + 2 * acc * mm + (1 << 31)) >> 32
+        without = hi >> e
+        assert max(-128, min(127, with_sign)) == max(-128, min(127, without)) == \
+            max(-128, min(127, quant.mul_by_quant_mul(acc, m, shift) - 128))
 
 
 @pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}s{s.get('stride', (1, 1))[0]}")
@@ -490,8 +540,10 @@ def test_intrinsic_fallbacks_equal_the_cortex_m4_instructions(tmp_path):
 def _sim_cases(impls, seed, count):
     rng = np.random.default_rng(seed)
     cases = []
-    for shape in CONV_SHAPES:
-        layer = random_conv_layer(rng, in_zp=int(rng.integers(-128, 128)), out_zp=-128, **shape)
+    for i, shape in enumerate(CONV_SHAPES):
+        # zero point -128: the requantization without the sign term; else with it
+        out_zp = -128 if (i + seed) % 2 else int(rng.integers(-127, 128))
+        layer = random_conv_layer(rng, in_zp=int(rng.integers(-128, 128)), out_zp=out_zp, **shape)
         x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
         opt = optimized(layer, impls)
         cases.append((reference(layer), opt, [x], None))

@@ -10,31 +10,37 @@
  *     are stored as pairs (k, k+2), (k+1, k+3) for every group of 4 (what
  *     SXTAB16 and SXTAB16 ROR #8 give), the 4 pixels interleaved pair by pair:
  *     word[j*4 + q] = pair j of pixel q. A 1x1 stride-1 unpadded convolution
- *     needs no patch extraction: its "column" is the input pixel itself.
+ *     needs no patch extraction: its "column" is the input pixel itself. A
+ *     small padded input is first copied once into a plane framed by the
+ *     zero point, so that no block needs bounds checks.
  *  2. For every pair of output channels, 8 accumulators (4 pixels x 2
  *     channels) run over the K4/2 pairs: one weight word holds both channels'
  *     bytes for one pair (reordered at build time: [c k][c+1 k][c k'][c+1 k']),
  *     SXTB16 / SXTB16 ROR #8 split it per channel, and 8 SMLADs do 16 MACs.
  *     Per 16 MACs: 5 loads, 2 extends, 8 SMLADs (17 cycles on the M4's
- *     pipeline), fully unrolled: no loop counter.
- *  3. Requantization with the precomputed {M, B, e} per channel (tb_rq), or
- *     TFLite's MultiplyByQuantizedMultiplier when the layer needs it. With
- *     the fast form and a full int8 output range, steps 2-3 for all channel
- *     pairs of a block are one assembly loop (tb_cm4_conv_pairs) that stores
- *     both channels of a pixel with one STRH.
+ *     pipeline: the 4 free registers allow two runs of pipelined loads per
+ *     step), fully unrolled: no loop counter.
+ *  3. Requantization of sum + bias with the precomputed {M, B, e} per channel
+ *     (the fast form of tb_rq), or TFLite's MultiplyByQuantizedMultiplier
+ *     when the layer needs it. With the fast form and a full int8 output
+ *     range, steps 2-3 for all channel pairs of a block are one assembly loop
+ *     (tb_cm4_conv_pairs) that stores both channels of a pixel with one STRH.
  *
- * Arguments after the input: the reordered filter ([C_out/2 pairs][K4/2] words,
- * odd C_out padded with a zero channel), the rq table (rq[0] flags: bit 0 fast
- * requantization, bit 1 activation is the full int8 range; rq[1] the forward
- * overlap limit, output - input offsets above it run backwards; rq[2] 4 when
- * in_c is 3 and the filter's taps were padded to 4 channels, 9 for a 3x3
- * kernel on 3 channels (kernel rows of 9 bytes, not padded); then per channel
- * pair {M_c, B_c, e_c, M_c+1, B_c+1, e_c+1, bias_c, bias_c+1}, with {M, shift,
- * 0} triples for MultiplyByQuantizedMultiplier), the output, and
- * the scratch buffer: 4 * K4 int16 for the columns, then K4 bytes for staging
- * rows when in_c is not a multiple of 4, then (when the pixel count is 3 mod
- * 4) 4 * C_out bytes where the last block is computed before its 3 valid
- * pixels are copied out; a last block of 1 or 2 pixels runs tb_cm4_conv_few.
+ * Arguments after the input: the filter stream, one record per channel pair
+ * (odd C_out padded with a zero channel): its K4/2 weight words, then 8 int32
+ * {M_c, B_c, e_c, bias_c, M_c+1, B_c+1, e_c+1, bias_c+1} (fast form: bias
+ * doubled, {M, shift, 0, bias} for MultiplyByQuantizedMultiplier); the rq
+ * header (rq[0] flags: bit 0 fast requantization, bit 1 activation is the
+ * full int8 range, bit 3 the fast form may leave out its sign term; rq[1] the
+ * forward overlap limit, output - input offsets above it run backwards; rq[2]
+ * 4 when in_c is 3 and the filter's taps were padded to 4 channels, 9 for a
+ * 3x3 kernel on 3 channels (kernel rows of 9 bytes, not padded); rq[3] the
+ * padded plane's width | height << 16, or 0); the output; and the scratch
+ * buffer: 4 * K4 int16 for the columns, then K4 bytes for staging rows when
+ * in_c is not a multiple of 4 (and not padded to 4 per tap), then (when the
+ * pixel count is 3 mod 4) 4 * C_out bytes where the last block is computed
+ * before its 3 valid pixels are copied out, then the padded plane; a last
+ * block of 1 or 2 pixels runs tb_cm4_conv_few.
  *
  * Writes happen per block after the block's inputs were read, in raster
  * order (or, when the output lies above the input in the arena, in reverse
@@ -46,6 +52,8 @@
 
 #define TB_CM4_RQ_FAST 1
 #define TB_CM4_RQ_FULLRANGE 2
+#define TB_CM4_RQ_NO_SIGN 8   /* the fast form without its sign term (cm4_prepare.conv_no_sign) */
+#define TB_CM4_PAIR_RQ 8      /* int32 words after each channel pair's weights */
 #define TB_CM4_CONV_BLOCK 4   /* output pixels per block */
 #define TB_CM4_CONV_STEPS 32  /* k-pairs per unrolled sweep */
 
@@ -128,49 +136,6 @@ static void tb_cm4_im2col_staged(const tb_conv_params *p, const int8_t *input, i
   tb_cm4_expand(stage, k4 >> 2, off2, dst);
 }
 
-/* A kernel row that is one word of input (k_w * in_c == 4, KWS's first layer:
- * 4 taps of 1 channel): a row outside the input is 0; a row that crosses the
- * left (right) edge loads the word that starts (ends) at the edge and shifts
- * the zero point in, so nothing outside the row is read. */
-static __attribute__((noinline)) void tb_cm4_im2col_word_rows(const tb_conv_params *p,
-                                                              const int8_t *input, int32_t iy0,
-                                                              int32_t ix0, uint32_t off2,
-                                                              uint32_t *dst) {
-  const int32_t in_c = p->in_c, in_w = p->in_w, row_bytes = in_w * in_c;
-  const int32_t lo = ix0 < 0 ? -ix0 * in_c : 0;                             /* bytes cut off */
-  const int32_t hi = ix0 + p->k_w > in_w ? (ix0 + p->k_w - in_w) * in_c : 0;
-  const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-  const int32_t step = p->dil_h * row_bytes;
-  int32_t ky, b, ky0 = 0, ky1 = p->k_h;       /* the kernel rows inside the input */
-  uint32_t fill = 0, shl = 0, shr = 0;
-  const int8_t *src;
-  if (lo) fill = zp4 >> (32 - 8 * lo), shl = 8 * (uint32_t)lo;
-  if (hi) fill = zp4 << (32 - 8 * hi), shr = 8 * (uint32_t)hi;
-  while (ky0 < ky1 && iy0 + ky0 * p->dil_h < 0) ++ky0;
-  while (ky1 > ky0 && iy0 + (ky1 - 1) * p->dil_h >= p->in_h) --ky1;
-  for (ky = 0; ky < ky0; ++ky) dst[8 * ky] = 0, dst[8 * ky + 4] = 0;
-  for (ky = ky1; ky < p->k_h; ++ky) dst[8 * ky] = 0, dst[8 * ky + 4] = 0;
-  src = input + ((iy0 + ky0 * p->dil_h) * in_w + ix0) * in_c;
-  dst += 8 * ky0;
-  if (lo + hi < 4 && row_bytes >= 4) {
-    for (ky = ky0; ky < ky1; ++ky, src += step, dst += 8) {
-      const uint32_t v = ((tb_ld32(src + lo - hi) << shl) >> shr) | fill;
-      dst[0] = tb_sxtab16(off2, v);
-      dst[4] = tb_sxtab16_ror8(off2, v);
-    }
-    return;
-  }
-  for (ky = ky0; ky < ky1; ++ky, src += step, dst += 8) {
-    /* the window sticks out on both sides of a row shorter than 4 bytes */
-    uint32_t v = 0;
-    for (b = 0; b < 4; ++b) {
-      v |= (b >= lo && b < 4 - hi ? (uint32_t)(uint8_t)src[b] : zp4 & 0xFFu) << (8 * b);
-    }
-    dst[0] = tb_sxtab16(off2, v);
-    dst[4] = tb_sxtab16_ror8(off2, v);
-  }
-}
-
 /* im2col of 4 pixels whose taps all lie inside the input (b[q]: pixel q's
  * top-left tap): per group of 4 input values, 4 loads and 8 stores to
  * consecutive column words, no checks. A kernel row is segs segments of
@@ -225,16 +190,37 @@ static __attribute__((noinline)) void tb_cm4_im2col4_inside(const int8_t *const 
   }
 }
 
-/* im2col of 4 pixels of a 3x3 convolution of a 3-channel input (VWW's and
- * ResNet-8's first layer) whose taps all lie inside the input: each kernel row
+/* The column of 4 consecutive pixels of a 1x1 stride-1 convolution (in_c a
+ * multiple of 4) starting at b: per group of 4 channels, 4 loads and 8 stores. */
+static __attribute__((noinline)) void tb_cm4_im2col4_1x1(const int8_t *b, int32_t in_c,
+                                                         uint32_t off2, uint32_t *dst) {
+  const int8_t *const end = b + in_c;
+  const int32_t in_c2 = 2 * in_c, in_c3 = 3 * in_c;
+  for (; b != end; b += 4, dst += 8) {
+    const uint32_t v0 = tb_ld32(b), v1 = tb_ld32(b + in_c);
+    const uint32_t v2 = tb_ld32(b + in_c2), v3 = tb_ld32(b + in_c3);
+    dst[0] = tb_sxtab16(off2, v0);
+    dst[1] = tb_sxtab16(off2, v1);
+    dst[2] = tb_sxtab16(off2, v2);
+    dst[3] = tb_sxtab16(off2, v3);
+    dst[4] = tb_sxtab16_ror8(off2, v0);
+    dst[5] = tb_sxtab16_ror8(off2, v1);
+    dst[6] = tb_sxtab16_ror8(off2, v2);
+    dst[7] = tb_sxtab16_ror8(off2, v3);
+  }
+}
+
+/* im2col of n pixels (slots 0..n-1 from col) of a 3x3 convolution of a
+ * 3-channel input (VWW's and ResNet-8's first layer) whose taps all lie inside
+ * the input: each kernel row
  * is 9 contiguous bytes, the 27 values (padded to 28; the build put a zero
  * weight there) are 7 words of the concatenated rows, each one or two
  * (unaligned) word loads, no per-tap work. row_step: bytes between kernel rows. */
-static __attribute__((noinline)) void tb_cm4_im2col4_rows9(const int8_t *const *b,
-                                                           int32_t row_step, uint32_t off2,
-                                                           uint32_t *col) {
+static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b, int32_t n,
+                                                          int32_t row_step, uint32_t off2,
+                                                          uint32_t *col) {
   int32_t q;
-  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+  for (q = 0; q < n; ++q) {
     const int8_t *r0 = b[q], *r1 = r0 + row_step, *r2 = r1 + row_step;
     uint32_t *dst = col + q, g;
 #define TB_CM4_ROWS9_GROUP(i, expr) \
@@ -254,10 +240,12 @@ static __attribute__((noinline)) void tb_cm4_im2col4_rows9(const int8_t *const *
 
 /* im2col of one output pixel (oy, ox) into slot q of the 4-pixel column.
  * tap4: in_c is 3 and the build padded every tap to 4 channels with a zero
- * weight, so each tap is one word (its 4th byte, the next pixel's, meets 0). */
-static void tb_cm4_im2col(const tb_conv_params *p, const int8_t *input, int32_t oy, int32_t ox,
-                          int32_t q, int32_t k4, uint32_t off2, uint32_t *col, int8_t *stage,
-                          int tap4) {
+ * weight, so each tap is one word (its 4th byte, the next pixel's, meets 0).
+ * Only border pixels come here: out of line, it costs less flash. */
+static __attribute__((noinline)) void tb_cm4_im2col(const tb_conv_params *p,
+                                                    const int8_t *input, int32_t oy, int32_t ox,
+                                                    int32_t q, int32_t k4, uint32_t off2,
+                                                    uint32_t *col, int8_t *stage, int tap4) {
   const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
   const int32_t k_w = p->k_w, dil_w = p->dil_w;
   const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
@@ -287,10 +275,6 @@ static void tb_cm4_im2col(const tb_conv_params *p, const int8_t *input, int32_t 
         }
       }
     }
-    return;
-  }
-  if (dil_w == 1 && k_w * in_c == 4) {
-    tb_cm4_im2col_word_rows(p, input, iy0, ix0, off2, dst);
     return;
   }
   if (dil_w == 1 && ((k_w * in_c) & 3) == 0 && row_in) {
@@ -329,21 +313,33 @@ static void tb_cm4_im2col(const tb_conv_params *p, const int8_t *input, int32_t 
 
 #ifdef TB_CM4_DSP
 /* All channel pairs of one 4-pixel block, fast requantization, full int8
- * range, in one assembly loop: bias, the K sweep (32 unrolled k-pair steps of
- * 60 bytes entered at a computed offset, then whole sweeps), requantization of
- * the 8 sums in place and one STRH per pixel for the channel pair. State that
- * does not fit the 14 registers lives in st (memory operands); registers are
- * pinned so that LDM can load {M, B, e}. */
+ * range, in one assembly loop. Per pair (pw: its record):
+ *  - the first k-pair with SMUAD, which initializes the 8 accumulators (the
+ *    bias is added at requantization, where it costs nothing: see below);
+ *  - the other npairs - 1 k-pairs: 32 unrolled steps of 60 bytes entered at a
+ *    computed offset (no loop counter: all 14 registers hold data), repeated
+ *    while more sweeps remain;
+ *  - requantization of the 8 sums in place, {M, B, e, 2*bias} per channel
+ *    loaded with one LDM from the record (the bias enters with the doubling:
+ *    t = 2*bias + 2*sum is one ADD with a shifted operand), then one STRH per
+ *    pixel for the channel pair.
+ * The requantization has two forms: with the sign term B + (t >> 31), and
+ * without it (TB_CM4_RQ_NO_SIGN: zero point -128, where a negative sum clamps
+ * to -128 either way). The form is chosen by the sweep-end test: px_last is
+ * the column pointer of the last sweep, minus 1 for the form with the sign
+ * term, so one compare tells "more sweeps" (lower), "sign-free" (equal) and
+ * "with sign" (higher). State that does not fit the registers lives in st
+ * (memory operands); registers are pinned so that LDM can load {M, B, e, bias}. */
 typedef struct {
-  const int32_t *r;       /* rq stream: per pair {Ma, Ba, ea, Mb, Bb, eb, bias_a, bias_b} */
-  int8_t *o;              /* output of pixel 0, channel c */
-  uint32_t col;           /* column, less 16 * entry */
-  uint32_t col_end;       /* col + 512 * sweeps */
+  uint32_t col;           /* column: the first k-pair of the 4 pixels */
   uint32_t target;        /* address of the entry step (Thumb bit set) */
-  int32_t entry;          /* 60 * entry step of the first sweep */
+  int32_t pw_skip;        /* record start -> the sweep's weight base: 4 - 4 * entry */
+  uint32_t sweep_col;     /* the sweep's column base: col + 16 - 16 * entry */
+  uint32_t px_last;       /* sweep_col + 512 * (sweeps - 1), less 1 with the sign term */
+  int8_t *o;              /* output of pixel 0, channel c */
   int32_t stride;         /* out_c */
-  int32_t pw_adjust;      /* 4 * entry step */
-  const int32_t *r_end;   /* end of the rq stream of this block's pairs */
+  const uint32_t *pw_end; /* end of the records of this block's pairs */
+  int32_t entry60;        /* 60 * entry step */
 } tb_cm4_conv_state;
 
 #define TB_CM4_STEP4(k)                                        \
@@ -363,17 +359,25 @@ typedef struct {
   "smlad %[a3], %[xb], %[wa], %[a3]\n\t"                       \
   "smlad %[b3], %[xb], %[w], %[b3]\n\t"
 
-/* requantize 4 sums in place: xa = M, xb = B, wa = e, px temp */
+/* requantize one sum in place: xa = M, xb = B, wa = e, w = 2*bias, px temp
+ * (t = 2 * (sum + bias)); without and with the sign term */
 #define TB_CM4_RQ1(A)                                               \
-  "lsl %[px], %[" #A "], #1\n\t"                                    \
-  "add %[" #A "], %[xb], %[" #A "], asr #31\n\t"                    \
+  "add %[px], %[w], %[" #A "], lsl #1\n\t"                          \
+  "smmlar %[" #A "], %[px], %[xa], %[xb]\n\t"                       \
+  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_RQ1_SIGN(A)                                          \
+  "add %[px], %[w], %[" #A "], lsl #1\n\t"                          \
+  "add %[" #A "], %[xb], %[px], asr #31\n\t"                        \
   "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
   "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
 #define TB_CM4_RQ4(A0, A1, A2, A3) TB_CM4_RQ1(A0) TB_CM4_RQ1(A1) TB_CM4_RQ1(A2) TB_CM4_RQ1(A3)
+#define TB_CM4_RQ4_SIGN(A0, A1, A2, A3) \
+  TB_CM4_RQ1_SIGN(A0) TB_CM4_RQ1_SIGN(A1) TB_CM4_RQ1_SIGN(A2) TB_CM4_RQ1_SIGN(A3)
 
-static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
-    tb_cm4_conv_state *st, const uint32_t *pw_in) {
+static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_state *st,
+                                                                   const uint32_t *pw_in) {
   register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
   register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7");
   register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"), w __asm__("r11");
@@ -381,24 +385,15 @@ static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
   register const uint32_t *pw __asm__("lr") = pw_in;
   __asm__ volatile(
       "adr.w %[xb], 1f\n\t"
-      "ldr %[xa], %[st_entry]\n\t"
+      "ldr %[xa], %[st_entry60]\n\t"
       "add %[xb], %[xb], %[xa]\n\t"
       "orr %[xb], %[xb], #1\n\t"
       "str %[xb], %[st_target]\n\t"
-      "ldr %[w], %[st_r]\n\t"
-      "2:\n\t"
-      /* bias into the 8 accumulators (w: this pair's rq stream) */
-      "ldrd %[a0], %[b0], [%[w], #24]\n\t"
-      "mov %[a1], %[a0]\n\t"
-      "mov %[a2], %[a0]\n\t"
-      "mov %[a3], %[a0]\n\t"
-      "mov %[b1], %[b0]\n\t"
-      "mov %[b2], %[b0]\n\t"
-      "mov %[b3], %[b0]\n\t"
-      "ldr %[px], %[st_col]\n\t"
-      "ldr %[xb], %[st_target]\n\t"
-      "bx %[xb]\n\t"
+      "b 3f\n\t"
       ".p2align 2\n"
+      "5:\n\t"                       /* another sweep of the same pair */
+      "add %[px], %[px], #512\n\t"
+      "add %[pw], %[pw], #128\n"
       "1:\n\t"
       TB_CM4_STEP4(0) TB_CM4_STEP4(1) TB_CM4_STEP4(2) TB_CM4_STEP4(3)
       TB_CM4_STEP4(4) TB_CM4_STEP4(5) TB_CM4_STEP4(6) TB_CM4_STEP4(7)
@@ -408,75 +403,146 @@ static inline __attribute__((always_inline)) const uint32_t *tb_cm4_conv_pairs(
       TB_CM4_STEP4(20) TB_CM4_STEP4(21) TB_CM4_STEP4(22) TB_CM4_STEP4(23)
       TB_CM4_STEP4(24) TB_CM4_STEP4(25) TB_CM4_STEP4(26) TB_CM4_STEP4(27)
       TB_CM4_STEP4(28) TB_CM4_STEP4(29) TB_CM4_STEP4(30) TB_CM4_STEP4(31)
-      "add %[px], %[px], #512\n\t"
-      "add %[pw], %[pw], #128\n\t"
-      "ldr %[xa], %[st_col_end]\n\t"
+      "ldr %[xa], %[st_px_last]\n\t"
       "cmp %[px], %[xa]\n\t"
-      "bne 1b\n\t"
-      /* requantize channel a, then b, in place */
-      "ldr %[w], %[st_r]\n\t"
-      "ldmia %[w]!, {%[xa], %[xb], %[wa]}\n\t"
+      "bcc 5b\n\t"
+      "bhi 6f\n\t"
+      /* the record's requantization words follow the last sweep's weights */
+      "add %[pw], %[pw], #128\n\t"
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4(a0, a1, a2, a3)
-      "ldmia %[w]!, {%[xa], %[xb], %[wa]}\n\t"
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4(b0, b1, b2, b3)
-      "add %[w], %[w], #8\n\t"
-      "str %[w], %[st_r]\n\t"
-      /* two channels per pixel: one STRH each; the four loads back to back */
+      "7:\n\t"
+      /* two channels per pixel: one STRH each; pixel 0's last, advancing o */
       "ldr %[xa], %[st_o]\n\t"
       "ldr %[xb], %[st_stride]\n\t"
-      "ldr %[px], %[st_pw_adjust]\n\t"
-      "ldr %[wa], %[st_r_end]\n\t"
+      "ldr %[px], %[st_pw_end]\n\t"
       "bfi %[a0], %[b0], #8, #8\n\t"
       "bfi %[a1], %[b1], #8, #8\n\t"
       "bfi %[a2], %[b2], #8, #8\n\t"
       "bfi %[a3], %[b3], #8, #8\n\t"
-      "add %[b0], %[xb], %[xb], lsl #1\n\t"
-      "strh %[a0], [%[xa]]\n\t"
+      "add %[wa], %[xb], %[xb], lsl #1\n\t"
       "strh %[a1], [%[xa], %[xb]]\n\t"
       "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"
-      "strh %[a3], [%[xa], %[b0]]\n\t"
-      "add %[xa], %[xa], #2\n\t"
+      "strh %[a3], [%[xa], %[wa]]\n\t"
+      "strh %[a0], [%[xa]], #2\n\t"
       "str %[xa], %[st_o]\n\t"
-      "sub %[pw], %[pw], %[px]\n\t"
-      "cmp %[w], %[wa]\n\t"
-      "bne 2b\n\t"
+      "cmp %[pw], %[px]\n\t"
+      "beq 9f\n"
+      "3:\n\t"
+      /* the next pair's first k-pair: SMUAD sets the accumulators; the 4
+       * column words go to a0..a3, free until their own SMUAD */
+      "ldr %[xa], %[st_col]\n\t"
+      "ldr %[xb], %[st_target]\n\t"
+      "ldr %[wa], %[st_pw_skip]\n\t"
+      "ldr %[px], %[st_sweep_col]\n\t"
+      "ldr %[w], [%[pw]]\n\t"
+      "ldr %[a0], [%[xa]]\n\t"
+      "ldr %[a1], [%[xa], #4]\n\t"
+      "ldr %[a2], [%[xa], #8]\n\t"
+      "ldr %[a3], [%[xa], #12]\n\t"
+      "add %[pw], %[pw], %[wa]\n\t"
+      "sxtb16 %[wa], %[w]\n\t"
+      "sxtb16 %[w], %[w], ror #8\n\t"
+      "smuad %[b0], %[a0], %[w]\n\t"
+      "smuad %[a0], %[a0], %[wa]\n\t"
+      "smuad %[b1], %[a1], %[w]\n\t"
+      "smuad %[a1], %[a1], %[wa]\n\t"
+      "smuad %[b2], %[a2], %[w]\n\t"
+      "smuad %[a2], %[a2], %[wa]\n\t"
+      "smuad %[b3], %[a3], %[w]\n\t"
+      "smuad %[a3], %[a3], %[wa]\n\t"
+      "bx %[xb]\n"
+      "6:\n\t"
+      "add %[pw], %[pw], #128\n\t"
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RQ4_SIGN(a0, a1, a2, a3)
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RQ4_SIGN(b0, b1, b2, b3)
+      "b 7b\n"
+      "9:\n\t"
       : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
         [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
         [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw),
-        [st_r] "+m"(st->r), [st_o] "+m"(st->o), [st_target] "+m"(st->target)
-      : [st_col] "m"(st->col), [st_entry] "m"(st->entry), [st_col_end] "m"(st->col_end),
-        [st_stride] "m"(st->stride), [st_pw_adjust] "m"(st->pw_adjust),
-        [st_r_end] "m"(st->r_end)
+        [st_o] "+m"(st->o), [st_target] "+m"(st->target)
+      : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col),
+        [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride),
+        [st_pw_end] "m"(st->pw_end), [st_entry60] "m"(st->entry60)
       : "cc", "memory");
-  return pw;
 }
 #endif
 
-/* Requantize one sum of channel c (rq triple r3) into an output byte. */
-static int8_t tb_cm4_conv_out(int32_t acc, const int32_t *r3, int32_t flags,
+/* Requantize the sum (without bias) of the channel whose record words are r4
+ * = {M, B, e, 2*bias} (fast form) or {M, shift, 0, bias}, into an output byte.
+ * The sign term is always applied here: it is exact with or without
+ * TB_CM4_RQ_NO_SIGN. */
+static int8_t tb_cm4_conv_out(int32_t sum, const int32_t *r4, int32_t flags,
                               const tb_conv_params *p) {
   int32_t v;
   if (flags & TB_CM4_RQ_FAST) {
-    v = tb_rq(acc, r3[0], r3[1], r3[2]);
+    const int32_t t = (int32_t)((uint32_t)sum * 2u + (uint32_t)r4[3]);
+    v = tb_asr(tb_smmlar(t, r4[0], r4[1] + tb_asr(t, 31)), r4[2]);
   } else {
-    v = tb_mul_by_quant_mul(acc, r3[0], r3[1]) + p->output_offset;
+    v = tb_mul_by_quant_mul((int32_t)((uint32_t)sum + (uint32_t)r4[3]), r4[0], r4[1]) +
+        p->output_offset;
   }
   return (int8_t)tb_clamp(v, p->act_min, p->act_max);
 }
 
+#ifdef TB_CM4_DSP
+/* One pixel (column slot 0, a word every 16 bytes) times one channel pair,
+ * n8 groups of 8 k-pairs: per 2 k-pairs one run of 4 loads (5 cycles),
+ * 4 SXTB16 and 4 SMLAD; GCC spreads the loads of the C loop apart, where each
+ * costs 2 cycles instead of 1. */
+#define TB_CM4_DOT1_2(i)                                      \
+  "ldr.w %[w0], [%[pw], #(8*" #i ")]\n\t"                     \
+  "ldr.w %[w1], [%[pw], #(8*" #i "+4)]\n\t"                   \
+  "ldr.w %[x0], [%[px], #(32*" #i ")]\n\t"                    \
+  "ldr.w %[x1], [%[px], #(32*" #i "+16)]\n\t"                 \
+  "sxtb16 %[t], %[w0]\n\t"                                   \
+  "smlad %[a], %[x0], %[t], %[a]\n\t"                        \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"                          \
+  "smlad %[b], %[x0], %[w0], %[b]\n\t"                       \
+  "sxtb16 %[t], %[w1]\n\t"                                   \
+  "smlad %[a], %[x1], %[t], %[a]\n\t"                        \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"                          \
+  "smlad %[b], %[x1], %[w1], %[b]\n\t"
+
+static inline __attribute__((always_inline)) void tb_cm4_dot1(const uint32_t **ppx,
+                                                             const uint32_t **ppw, int32_t n8,
+                                                             int32_t *pa, int32_t *pb) {
+  const uint32_t *px = *ppx, *pw = *ppw;
+  int32_t a = *pa, b = *pb;
+  uint32_t w0, w1, x0, x1, t;
+  __asm__ volatile(
+      "1:\n\t"
+      TB_CM4_DOT1_2(0) TB_CM4_DOT1_2(1) TB_CM4_DOT1_2(2) TB_CM4_DOT1_2(3)
+      "add %[pw], %[pw], #32\n\t"
+      "add %[px], %[px], #128\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 1b\n\t"
+      : [a] "+r"(a), [b] "+r"(b), [pw] "+r"(pw), [px] "+r"(px), [n] "+r"(n8), [w0] "=&r"(w0),
+        [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1), [t] "=&r"(t)
+      :
+      : "cc", "memory");
+  *ppx = px, *ppw = pw, *pa = a, *pb = b;
+}
+#endif
+
 /* All channels of 1 or 2 pixels (slots 0 and 1 of the column): per k-pair one
- * weight word, two SXTB16 and 2 * nb SMLADs; about half the cycles of a
- * 4-pixel block for 1 pixel. */
+ * weight word, two SXTB16 and 2 * nb SMLADs (1 pixel on the Cortex-M4: whole
+ * groups of 8 k-pairs in tb_cm4_dot1). rec: the first pair's record. */
 static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32_t nb,
-                                                      int32_t npairs, const uint32_t *pw,
-                                                      const int32_t *r,
+                                                      int32_t npairs, const uint32_t *rec,
                                                       const tb_conv_params *p, int32_t flags,
                                                       int8_t *o) {
   const int32_t out_c = p->out_c;
   int32_t c, j;
-  for (c = 0; c < out_c; c += 2, r += 8) {
-    const uint32_t *px = col;
-    int32_t a0 = r[6], b0 = r[7], a1 = r[6], b1 = r[7];
+  for (c = 0; c < out_c; c += 2, rec += npairs + TB_CM4_PAIR_RQ) {
+    const uint32_t *px = col, *pw = rec;
+    const int32_t *r = (const int32_t *)(const void *)(rec + npairs);
+    int32_t a0 = 0, b0 = 0, a1 = 0, b1 = 0;
     if (nb == 2) {
       for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++, x0 = px[0], x1 = px[1];
@@ -487,26 +553,45 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
         b1 = tb_smlad(x1, wb, b1);
       }
     } else {
-      /* two k-pairs per pass (the loads pair up, half the loop overhead) */
-      for (j = 0; j + 2 <= npairs; j += 2, px += 2 * TB_CM4_CONV_BLOCK, pw += 2) {
-        const uint32_t w = pw[0], v = pw[1], x0 = px[0], x1 = px[TB_CM4_CONV_BLOCK];
-        a0 = tb_smlad(x0, tb_sxtb16(w), a0);
-        b0 = tb_smlad(x0, tb_sxtb16_ror8(w), b0);
-        a0 = tb_smlad(x1, tb_sxtb16(v), a0);
-        b0 = tb_smlad(x1, tb_sxtb16_ror8(v), b0);
+      j = 0;
+#ifdef TB_CM4_DSP
+      if (npairs >= 8) {
+        tb_cm4_dot1(&px, &pw, npairs >> 3, &a0, &b0);
+        j = npairs & ~7;
       }
-      if (j < npairs) {
+#endif
+      for (; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++, x0 = px[0];
         a0 = tb_smlad(x0, tb_sxtb16(w), a0);
         b0 = tb_smlad(x0, tb_sxtb16_ror8(w), b0);
       }
     }
     o[c] = tb_cm4_conv_out(a0, r, flags, p);
-    if (c + 1 < out_c) o[c + 1] = tb_cm4_conv_out(b0, r + 3, flags, p);
+    if (c + 1 < out_c) o[c + 1] = tb_cm4_conv_out(b0, r + 4, flags, p);
     if (nb == 2) {
       o[out_c + c] = tb_cm4_conv_out(a1, r, flags, p);
-      if (c + 1 < out_c) o[out_c + c + 1] = tb_cm4_conv_out(b1, r + 3, flags, p);
+      if (c + 1 < out_c) o[out_c + c + 1] = tb_cm4_conv_out(b1, r + 4, flags, p);
     }
+  }
+}
+
+/* A small padded input copied once into a plane framed by the zero point
+ * (plane_w x plane_h pixels, the input at (pad_top, pad_left)), plus one word
+ * of slack: every block then reads inside the plane (cm4_prepare.conv_plane). */
+static __attribute__((noinline)) void tb_cm4_conv_plane(const tb_conv_params *p,
+                                                        const int8_t *input, int8_t *plane,
+                                                        int32_t plane_w, int32_t plane_h) {
+  const int32_t in_c = p->in_c, row = p->in_w * in_c;
+  const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+  uint32_t *w = (uint32_t *)(void *)plane;
+  uint32_t *const end = w + (plane_w * plane_h * in_c + 3) / 4 + 1;
+  int32_t y, i;
+  for (; w != end; ++w) *w = zp4;
+  for (y = 0; y < p->in_h; ++y) {
+    int8_t *d = plane + ((p->pad_top + y) * plane_w + p->pad_left) * in_c;
+    const int8_t *src = input + y * row;
+    for (i = 0; i + 4 <= row; i += 4) tb_st32(d + i, tb_ld32(src + i));
+    for (; i < row; ++i) d[i] = src[i];
   }
 }
 
@@ -520,13 +605,15 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   const int32_t npairs = k4 >> 1;
   const int32_t npix = p->out_h * out_w;
   const int32_t flags = rq[0];
-  const int32_t act_min = p->act_min, act_max = p->act_max;
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
   const int is_1x1 = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                      p->pad_top == 0 && p->pad_left == 0 && (in_c & 3) == 0;
   /* interior blocks: how a kernel row splits into segments of groups */
   const int32_t span_h = (p->k_h - 1) * p->dil_h, span_w = (p->k_w - 1) * p->dil_w;
-  const int32_t row_step = p->dil_h * p->in_w * in_c;
+  /* a small padded input is read from its zero-point-framed copy (rq[3]) */
+  const int32_t plane_w = rq[3] & 0xFFFF, plane_h = (rq[3] >> 16) & 0xFFFF;
+  const int32_t src_w = plane_w ? plane_w : p->in_w;
+  const int32_t row_step = p->dil_h * src_w * in_c;
   const int row_span = p->dil_w == 1 && ((p->k_w * in_c) & 3) == 0;
   const int32_t segs = tap4 || (in_c & 3) == 0 ? (row_span && !tap4 ? 1 : p->k_w)
                                                 : (row_span ? 1 : 0);
@@ -536,54 +623,83 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   const int8_t *input_end = input + p->in_h * p->in_w * in_c;
   uint32_t *col = (uint32_t *)scratch;
   int8_t *stage = (int8_t *)(col + TB_CM4_CONV_BLOCK * npairs);
-#ifdef TB_CM4_DSP
-  int8_t *tail = stage + ((in_c & 3) ? k4 : 0);   /* 4 * out_c bytes */
-#endif
+  int8_t *tail = stage + ((in_c & 3) && !tap4 ? k4 : 0);   /* 4 * out_c bytes */
+  int8_t *plane = tail + ((npix & 3) == 3 ? 4 * out_c : 0);
+  const int8_t *src = input;   /* what the blocks read: the input or its plane */
   int32_t p0;
 #ifdef TB_CM4_DSP
-  const int fast = flags == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE) && out_c >= 2;
-  const int32_t first = npairs - ((npairs - 1) / TB_CM4_CONV_STEPS) * TB_CM4_CONV_STEPS;
-  const int32_t entry = TB_CM4_CONV_STEPS - first;
+  /* the assembly loop: k-pair 0 by itself, then the other npairs - 1 in
+   * sweeps of 32 steps, the first entered at step `entry` */
+  const int fast = (flags & ~TB_CM4_RQ_NO_SIGN) == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE) &&
+                   out_c >= 2;
+  const int32_t sweeps = (npairs - 1 + TB_CM4_CONV_STEPS - 1) / TB_CM4_CONV_STEPS;
+  const int32_t entry = sweeps * TB_CM4_CONV_STEPS - (npairs - 1);
 #endif
+  const int32_t rec_words = npairs + TB_CM4_PAIR_RQ;   /* one channel pair's record */
   /* In place, the planner may put the output above the input: then the
    * blocks run from the last to the first (rq[1]: the largest output - input
    * offset that is safe going forward). */
   const int backward = (intptr_t)(output - input) > (intptr_t)rq[1];
   const int32_t last = (npix - 1) / TB_CM4_CONV_BLOCK * TB_CM4_CONV_BLOCK;
   const int32_t step = backward ? -TB_CM4_CONV_BLOCK : TB_CM4_CONV_BLOCK;
+  if (plane_w) {   /* the whole input is read here: any overlap is safe from now on */
+    tb_cm4_conv_plane(p, input, plane, plane_w, plane_h);
+    src = plane + (p->pad_top * plane_w + p->pad_left) * in_c;
+  }
   for (p0 = backward ? last : 0; p0 >= 0 && p0 < npix; p0 += step) {
     const int32_t nb = npix - p0 < TB_CM4_CONV_BLOCK ? npix - p0 : TB_CM4_CONV_BLOCK;
-    const uint32_t *pw = (const uint32_t *)(const void *)filter;
-    const int32_t *r = rq + 4;
+    const uint32_t *rec = (const uint32_t *)(const void *)filter;
     int8_t *o = output + p0 * out_c;
     int32_t q, c = 0;
     if (is_1x1 && nb == TB_CM4_CONV_BLOCK) {
-      /* the 4 pixels follow each other: one "kernel row" of in_c / 4 groups */
-      const int8_t *base[TB_CM4_CONV_BLOCK];
-      for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) base[q] = input + (p0 + q) * in_c;
-      tb_cm4_im2col4_inside(base, 1, 0, 1, 0, in_c >> 2, off2, col);
+      tb_cm4_im2col4_1x1(input + p0 * in_c, in_c, off2, col);   /* consecutive pixels */
     } else if (is_1x1) {
       for (q = 0; q < nb; ++q) tb_cm4_expand(input + (p0 + q) * in_c, in_c >> 2, off2, col + q);
     } else {
       /* the 4 pixels' top-left taps; a block whose taps are all inside the
-       * input takes the fast path */
+       * input (always, in the plane) takes the fast path */
       const int8_t *base[TB_CM4_CONV_BLOCK];
-      int inside = nb == TB_CM4_CONV_BLOCK && (segs > 0 || rows9);
-      for (q = 0; q < nb; ++q) {
-        const int32_t oy = (p0 + q) / out_w, ox = (p0 + q) - oy * out_w;
+      int inside = (nb == TB_CM4_CONV_BLOCK || plane_w) && (segs > 0 || rows9);
+      int32_t oy = p0 / out_w, ox = p0 - oy * out_w;   /* one division per block */
+      if (ox + TB_CM4_CONV_BLOCK <= out_w) {
+        /* the 4 pixels in one output row (then nb is 4): one bounds check */
         const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
-        base[q] = input + (iy0 * p->in_w + ix0) * in_c;
-        inside = inside && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
-                 ix0 + span_w < p->in_w && base[q] + last_off + 4 <= input_end;
+        const int32_t dx = p->stride_w * in_c;
+        base[0] = src + (iy0 * src_w + ix0) * in_c;
+        base[1] = base[0] + dx;
+        base[2] = base[1] + dx;
+        base[3] = base[2] + dx;
+        if (!plane_w) {
+          inside = inside && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
+                   ix0 + 3 * p->stride_w + span_w < p->in_w && base[3] + last_off + 4 <= input_end;
+        }
+      } else {
+        for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+          const int32_t iy0 = oy * p->stride_h - p->pad_top;
+          const int32_t ix0 = ox * p->stride_w - p->pad_left;
+          base[q] = src + (iy0 * src_w + ix0) * in_c;
+          inside = inside && (plane_w || (iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
+                                          ix0 + span_w < p->in_w &&
+                                          base[q] + last_off + 4 <= input_end));
+          /* in a partial block, the missing pixels repeat the last one (never stored) */
+          if (q + 1 < nb && ++ox == out_w) ox = 0, ++oy;
+        }
       }
       if (inside && rows9) {
-        tb_cm4_im2col4_rows9(base, row_step, off2, col);
+        tb_cm4_im2col_rows9(base, TB_CM4_CONV_BLOCK, row_step, off2, col);
       } else if (inside) {
         tb_cm4_im2col4_inside(base, p->k_h, row_step, segs, seg_step, seg_groups, off2, col);
       } else {
+        /* a border block: its pixels one by one, those inside with the rows of 9 */
         for (q = 0; q < nb; ++q) {
-          const int32_t pix = p0 + q;
-          tb_cm4_im2col(p, input, pix / out_w, pix % out_w, q, k4, off2, col, stage, tap4);
+          const int32_t y = (p0 + q) / out_w, x = (p0 + q) - y * out_w;
+          const int32_t iy0 = y * p->stride_h - p->pad_top, ix0 = x * p->stride_w - p->pad_left;
+          if (rows9 && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
+              ix0 + span_w < p->in_w && base[q] + last_off + 4 <= input_end) {
+            tb_cm4_im2col_rows9(base + q, 1, row_step, off2, col + q);
+          } else {
+            tb_cm4_im2col(p, input, y, x, q, k4, off2, col, stage, tap4);
+          }
         }
       }
     }
@@ -592,18 +708,19 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       /* a partial block computes 4 pixels into the scratch tail, then copies */
       int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
       tb_cm4_conv_state st;
-      st.r = r;
-      st.o = dst;
-      st.col = (uint32_t)col - 16u * (uint32_t)entry;
-      st.col_end = st.col + 512u * (uint32_t)((npairs + entry) / TB_CM4_CONV_STEPS);
-      st.target = 0;
-      st.entry = 60 * entry;
-      st.stride = out_c;
-      st.pw_adjust = 4 * entry;
-      st.r_end = r + 8 * (out_c >> 1);
-      pw = tb_cm4_conv_pairs(&st, pw - entry) + entry;
       c = (out_c >> 1) * 2;
-      r = st.r;
+      st.col = (uint32_t)col;
+      st.target = 0;
+      st.pw_skip = 4 - 4 * entry;
+      st.sweep_col = (uint32_t)col + 16u - 16u * (uint32_t)entry;
+      st.px_last = st.sweep_col + 512u * (uint32_t)(sweeps - 1) -
+                   ((flags & TB_CM4_RQ_NO_SIGN) ? 0u : 1u);
+      st.o = dst;
+      st.stride = out_c;
+      st.pw_end = rec + (out_c >> 1) * rec_words;
+      st.entry60 = 60 * entry;
+      tb_cm4_conv_pairs(&st, rec);
+      rec = st.pw_end;
       if (dst != o) {
         for (q = 0; q < nb * out_c; ++q) o[q] = tail[q];
       }
@@ -612,13 +729,14 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
 #endif
     if (nb <= 2) {
       /* the last block of 1 or 2 pixels (KWS's 125, VWW's 9): no 4-pixel work */
-      tb_cm4_conv_few(col, nb, npairs, pw, r, p, flags, o);
+      tb_cm4_conv_few(col, nb, npairs, rec, p, flags, o);
       continue;
     }
-    for (; c < out_c; c += 2, r += 8, o += 2) {
-      const uint32_t *px = col;
+    for (; c < out_c; c += 2, rec += rec_words, o += 2) {
+      const uint32_t *px = col, *pw = rec;
+      const int32_t *r = (const int32_t *)(const void *)(rec + npairs);
       int32_t acc[2][TB_CM4_CONV_BLOCK], j;
-      for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = r[6], acc[1][q] = r[7];
+      for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = 0, acc[1][q] = 0;
       for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++;
         const uint32_t wa = tb_sxtb16(w), wb = tb_sxtb16_ror8(w);
@@ -628,16 +746,8 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
         }
       }
       for (q = 0; q < nb; ++q) {
-        int32_t v0, v1;
-        if (flags & TB_CM4_RQ_FAST) {
-          v0 = tb_rq(acc[0][q], r[0], r[1], r[2]);
-          v1 = tb_rq(acc[1][q], r[3], r[4], r[5]);
-        } else {
-          v0 = tb_mul_by_quant_mul(acc[0][q], r[0], r[1]) + p->output_offset;
-          v1 = tb_mul_by_quant_mul(acc[1][q], r[3], r[4]) + p->output_offset;
-        }
-        o[q * out_c] = (int8_t)tb_clamp(v0, act_min, act_max);
-        if (c + 1 < out_c) o[q * out_c + 1] = (int8_t)tb_clamp(v1, act_min, act_max);
+        o[q * out_c] = tb_cm4_conv_out(acc[0][q], r, flags, p);
+        if (c + 1 < out_c) o[q * out_c + 1] = tb_cm4_conv_out(acc[1][q], r + 4, flags, p);
       }
     }
   }

@@ -22,6 +22,8 @@ from tinybuild.planner import raster_overlap
 HERE = Path(__file__).parent
 CONV_BLOCK = 4                 # output pixels per register block (tb_cm4_conv2d_s8)
 RQ_FAST, RQ_FULLRANGE = 1, 2   # rq[0] flags
+RQ_NO_SIGN = 8                 # conv: a negative accumulator always clamps to -128 (see below)
+CONV_PAIR_RQ = 8               # int32 words after each channel pair's weights
 
 
 def _const(layer: Layer, role: str) -> np.ndarray | None:
@@ -73,6 +75,56 @@ def conv_filter_layout(w: np.ndarray, out_c: int, k: int) -> np.ndarray:
     return full.reshape(cp // 2, 2, k4 // 4, 2, 2).transpose(0, 2, 4, 3, 1).reshape(-1).copy()
 
 
+def conv_stream(filt: np.ndarray, out_c: int, k: int, rq_words: np.ndarray) -> np.ndarray:
+    """One record per channel pair, in the order the kernel walks them: the pair's
+    K4/2 weight words (conv_filter_layout), then its CONV_PAIR_RQ requantization
+    words {M_c, B_c, e_c, bias_c, M_c+1, B_c+1, e_c+1, bias_c+1}, as bytes."""
+    k4 = (k + 3) // 4 * 4
+    pairs = (out_c + 1) // 2
+    w = conv_filter_layout(filt, out_c, k).reshape(pairs, 2 * k4)
+    r = np.asarray(rq_words, np.int64).astype(np.int32).astype("<i4").reshape(pairs, -1)
+    return np.concatenate([w, r.view(np.int8)], axis=1).reshape(-1).copy()
+
+
+def conv_no_sign(flags: int, triples: np.ndarray, zero_point: int) -> bool:
+    """The fast form's sign term ``acc >> 31`` may be left out when the output
+    zero point is -128 and the range is the full int8 one: for acc < 0 and
+    M >= 0, SMMLAR(2*acc, M, B) <= B and B >> e == zp, so the output clamps to
+    -128 with or without it (a constant channel, M == 0, has B == 2v + 1 and
+    e == 1: v either way)."""
+    return flags == RQ_FAST | RQ_FULLRANGE and zero_point == -128 and \
+        bool((triples[:, 0] >= 0).all())
+
+
+CONV_PLANE_BUDGET = 1024       # bytes of scratch a padded input plane may take
+
+
+def conv_plane(p: dict, tap4: bool, rows9: bool) -> tuple[int, int]:
+    """(width, height) of the zero-point-framed copy of a padded input, or (0, 0).
+
+    A convolution with padding sends every block that touches the border through
+    per-pixel patch extraction with bounds checks (KWS's first layer: every block,
+    its 5-pixel rows put an edge pixel in each block of 4). When the input is
+    small, the kernel copies it once into a plane that holds the padding as the
+    zero point, so every block takes the checked-once interior path. Only where
+    that path exists: taps or kernel rows that are whole words, or 3x3 on 3
+    channels."""
+    kh, kw, dh, dw = p["k_h"], p["k_w"], p["dil_h"], p["dil_w"]
+    h = max(p["pad_top"] + p["in_h"], (p["out_h"] - 1) * p["stride_h"] + (kh - 1) * dh + 1)
+    w = max(p["pad_left"] + p["in_w"], (p["out_w"] - 1) * p["stride_w"] + (kw - 1) * dw + 1)
+    padded = (h, w) != (p["in_h"], p["in_w"]) or p["pad_top"] or p["pad_left"]
+    interior_path = tap4 or rows9 or p["in_c"] % 4 == 0 or (dw == 1 and kw * p["in_c"] % 4 == 0)
+    if not padded or not interior_path or conv_plane_bytes(p, w, h) > CONV_PLANE_BUDGET:
+        return 0, 0
+    return w, h
+
+
+def conv_plane_bytes(p: dict, w: int, h: int) -> int:
+    """The plane, rounded up to words, plus a word: a tap's or a row's last word
+    load may read up to 3 bytes past its values."""
+    return (w * h * p["in_c"] + 3) // 4 * 4 + 4
+
+
 def accepts_conv(layer: Layer) -> bool:
     return layer.op == "CONV_2D"
 
@@ -100,22 +152,36 @@ def prepare_conv(layer: Layer) -> Layer:
     constants = [int(b) if s == 0 else None for b, s in zip(bias[:out_c], wsum)]
     flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
                                     p["act_min"], p["act_max"], cp, constants)
-    # per channel pair: {M_c, B_c, e_c, M_c+1, B_c+1, e_c+1, bias_c, bias_c+1}
-    stream = np.concatenate([triples.reshape(-1, 6), bias.reshape(-1, 2)], axis=1).reshape(-1)
+    # per channel {M, B, e, bias'}: the fast form takes 2 * bias (the kernel
+    # requantizes 2 * (sum + bias) = bias' + 2 * sum, exact: 2 * |acc| < 2^31 was
+    # checked), except that a constant channel's accumulator is not used at all
+    if flags & RQ_FAST:
+        live = np.zeros(cp, bool)
+        live[:out_c] = wsum != 0
+        bias = np.where(live, 2 * bias, 0)
+    if conv_no_sign(flags, triples, p["output_offset"]):
+        flags |= RQ_NO_SIGN
+        notes = notes + ["zero point -128, full range: the sign term is left out"]
+    rq_words = np.concatenate([triples, bias[:, None]], axis=1).reshape(-1)
     _, forward = raster_overlap(p, CONV_BLOCK, reads_block_first=True)
     backward, _ = raster_overlap(p, CONV_BLOCK, reads_block_first=True, backward=True)
     limit = (1 << 31) - 1 if forward is None else max(-(1 << 31), min(forward, (1 << 31) - 1))
     mode = 4 if tap4 else 9 if rows9 else 0
-    rq = np.concatenate([[flags, limit, mode, 0], stream]).astype(np.int64).astype(np.int32)
-    consts = [Const("filter", "int8_t", conv_filter_layout(filt, out_c, k)),
-              Const("rq", "int32_t", rq)]
     scratch = CONV_BLOCK * k4 * 2 + (k4 if p["in_c"] % 4 and not tap4 else 0) + \
         (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK == 3 else 0)
+    plane_w, plane_h = conv_plane(p, tap4, rows9)
+    if plane_w:
+        scratch += conv_plane_bytes(p, plane_w, plane_h)
+        notes = notes + [f"small padded input: copied once into a {plane_h}x{plane_w} plane "
+                         "framed by the zero point, every block then takes the interior path"]
+    rq = np.array([flags, limit, mode, plane_w | plane_h << 16], np.int64).astype(np.int32)
+    consts = [Const("filter", "int8_t", conv_stream(filt, out_c, k, rq_words)),
+              Const("rq", "int32_t", rq)]
     one_by_one = (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == \
         (1, 1, 1, 1, 0, 0) and p["in_c"] % 4 == 0
     notes = notes + [
         f"filter reordered to {cp // 2} channel pairs x {k4 // 2} k-pairs (K {k} -> {k4}), "
-        "bias folded into the requantization stream",
+        "each pair followed by its bias and requantization constants",
         "1x1: pixels read directly, no patch extraction" if one_by_one else
         f"im2col of {CONV_BLOCK} pixels into {scratch} B of scratch" +
         (", taps padded from 3 to 4 channels (one word per tap)" if tap4 else
