@@ -200,9 +200,19 @@ def prepare_conv(layer: Layer) -> Layer:
 DW_GENERAL, DW_3X3S1, DW_3X3S2 = 0, 1, 2
 
 
+DW_PITCH = 64                     # int16 values per 3x3 stride-1 plane row (TB_CM4_DW_PITCH)
+
+
+def dw_s1_fits(p: dict) -> bool:
+    """A 3x3 stride-1 plane row (fixed pitch) holds the padded input row and the
+    columns the sweeps read: column pairs up to the one holding out_w - 1, plus 2."""
+    return max(p["pad_left"] + p["in_w"], (p["out_w"] + 1) // 2 * 2 + 2) <= DW_PITCH
+
+
 def dw_path(p: dict) -> int:
     if (p["k_h"], p["k_w"], p["dil_h"], p["dil_w"]) == (3, 3, 1, 1):
-        if (p["stride_h"], p["stride_w"]) == (1, 1):
+        if (p["stride_h"], p["stride_w"]) == (1, 1) and \
+                (dw_s1_fits(p) or dw_s1_fits(dw_oriented(p, True))):
             return DW_3X3S1
         if (p["stride_h"], p["stride_w"]) == (2, 2):
             return DW_3X3S2
@@ -212,7 +222,11 @@ def dw_path(p: dict) -> int:
 def dw_transposed(p: dict, path: int) -> bool:
     """Run a 3x3 path on the transposed problem (rows <-> columns) when the output
     is taller than wide: the sweeps run along plane rows, and every plane row
-    carries pad columns that are computed but not stored (KWS: 25x5 maps)."""
+    carries pad columns that are computed but not stored (KWS: 25x5 maps). For
+    stride 1, only if the transposed rows fit the plane's pitch, and then also
+    when the layer's rows do not."""
+    if path == DW_3X3S1:
+        return not dw_s1_fits(p) or (p["out_h"] > p["out_w"] and dw_s1_fits(dw_oriented(p, True)))
     return path != DW_GENERAL and p["out_h"] > p["out_w"]
 
 
@@ -233,12 +247,9 @@ def dw_plane(p: dict, path: int) -> tuple[int, int, int]:
     kh, kw, sh, sw = p["k_h"], p["k_w"], p["stride_h"], p["stride_w"]
     pt, pl = p["pad_top"], p["pad_left"]
     if path == DW_3X3S1:
-        # the kernel sweeps the flattened plane: a row's right padding may be the
-        # next row's left zero-point column(s), so the width may be odd. A sweep
-        # reads up to position (out_h + 2) * w + 2 (it may start one early for
-        # word alignment and ends on a pair): one spare row, two if w < 3
-        w = max(pl + p["in_w"], p["out_w"] + 2 - pl)
-        return w, max(pt + p["in_h"], p["out_h"] + 2) + (1 if w >= 3 else 2), 0
+        # rows of DW_PITCH values (dw_s1_fits), so that the sweeps reach them with
+        # immediate offsets; output row y reads plane rows y .. y + 2
+        return DW_PITCH, max(pt + p["in_h"], p["out_h"] + 2), 0
     if path == DW_3X3S2:
         # even plane rows first, then the odd ones: output row y reads even row y,
         # odd row y and even row y + 1, so one sweep runs across output rows; a
@@ -254,21 +265,35 @@ def dw_plane(p: dict, path: int) -> tuple[int, int, int]:
     return (w + 1) // 2 * 2, h, 0
 
 
-DW_STEPS = 32                     # pairs per unrolled sweep (cm4_depthwise_s8.c)
+DW_STEPS = 32                     # stride 2: output slots per unrolled sweep (cm4_depthwise_s8.c)
 DW_GROUP_BUDGET = 8192            # scratch for 4 channel planes at once, else one
 DW_SUMS = 256                     # at most this many int32 sums per sweep
+DW_S1_ROWS = 6                    # 3x3 stride 1: output rows per store (sums rows of DW_PITCH)
 
 
 def dw_sweep_rows(p: dict, path: int, plane_w: int) -> tuple[int, int]:
-    """Output rows per sweep (0: rows are swept in pieces) and the int32 sums
-    the buffer holds (of the oriented problem)."""
-    if path == DW_3X3S1:          # a sweep may start one early and end one late
-        rows = min(p["out_h"], (DW_SUMS - 2) // plane_w)
-        return (rows, rows * plane_w + 2) if rows else (0, 2 * DW_STEPS)
+    """Output rows per sweep (stride 1: per store; stride 2, 0: rows are swept
+    in pieces) and the int32 sums the buffer holds (of the oriented problem)."""
+    if path == DW_3X3S1:          # sweeps of two rows (one for an odd last), sums rows of DW_PITCH
+        rows = min((p["out_h"] + 1) // 2 * 2, DW_S1_ROWS)
+        return rows, rows * DW_PITCH
     if path == DW_3X3S2:
         rows = min(p["out_h"], DW_SUMS // (plane_w // 2))
         return (rows, rows * (plane_w // 2)) if rows else (0, DW_STEPS)
     return 0, 0
+
+
+DW_RQ_NO_SIGN = 8                 # rq[0] flag: the store loop leaves the sign term out
+
+
+def dw_no_sign(flags: int, triples: np.ndarray, zero_point: int) -> bool:
+    """The fast form's sign term ``acc >> 31`` changes nothing when the output
+    zero point is -128 and the range is the full int8 one: for acc < 0 and
+    M >= 0, SMMLAR(2*acc, M, B) <= B and B >> e == -128, so the output clamps
+    to -128 either way; a constant channel (M == 0, B == 2v + 1, e == 1) gives
+    v either way."""
+    return flags == RQ_FAST | RQ_FULLRANGE and zero_point == -128 and \
+        bool((triples[:, 0] >= 0).all())
 
 
 def accepts_depthwise(layer: Layer) -> bool:
@@ -302,6 +327,9 @@ def prepare_depthwise(layer: Layer) -> Layer:
         n = (kh * kw + 1) // 2 * 2
         filt = np.zeros((out_c, n), np.int64)
         filt[:, :kh * kw] = w.reshape(kh * kw, out_c).T
+    if dw_no_sign(flags, triples, p["output_offset"]):
+        flags |= DW_RQ_NO_SIGN
+        notes = notes + ["zero point -128, full range: the sign term is left out"]
     plane_w, plane_h, even_rows = dw_plane(dw_oriented(p, transposed), path)
     rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
@@ -317,7 +345,7 @@ def prepare_depthwise(layer: Layer) -> Layer:
               Const("rq", "int32_t", rq.astype(np.int32))]
     scratch = groups * plane_bytes + 4 * sums
     overlap = {layer.inputs[0]: (0, 0)} if p["depth_multiplier"] == 1 else {}
-    name = {DW_3X3S1: "3x3 stride 1 (SMLAD on tap pairs, 2 outputs per step)",
+    name = {DW_3X3S1: "3x3 stride 1 (SMLAD on tap pairs, 2 rows x 2 outputs per step)",
             DW_3X3S2: "3x3 stride 2 (SMLAD on tap pairs)", DW_GENERAL: "general (SMLABB per tap)"}
     notes = notes + [
         f"path: {name[path]}",

@@ -1,0 +1,151 @@
+"""The plane depthwise kernel (cm4_depthwise_s8.c) on the cases its sweeps,
+gather and store loops distinguish, against the reference kernel byte for byte.
+
+On the host (portable fallbacks) with hypothesis: output zero point -128 with
+the full int8 range (the store loop without the sign term) and any other;
+plane rows that start at odd and even positions and lengths of every residue
+mod 4 (the 4-channel gather copies an odd first position alone, then 4 at a
+time, then the rest); rows of every length mod 8 (the store's groups of 8 and
+4, a pair, a single); odd and even row counts and chunks (the stride-1 sweep
+runs two rows at a time, an odd last one alone); every case in place as well
+(output == input). Which orientation a stride-1 layer takes so that its rows
+fit the fixed plane pitch, or the general path when none does. In the
+simulator (slow): the same on the Cortex-M4 build (the assembly).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+
+from opt_harness import (build_library, cm4_kernels, random_conv_layer, reference,  # noqa: E402
+                         run_firmware, run_layer)
+
+FUNCTION = "tb_cm4_depthwise_conv2d_s8"
+FAST = settings(max_examples=200, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def impl():
+    found = cm4_kernels()["DEPTHWISE_CONV_2D"]
+    assert found.function == FUNCTION
+    return found
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return build_library(tmp_path_factory.mktemp("tbdw"), name="libtbdw.so")
+
+
+def prepared(layer, impl):
+    out = impl.prepare(replace(layer))
+    out.kernel = impl.function
+    return out
+
+
+def assert_same(ref, got, what):
+    diff = np.flatnonzero(ref != got)
+    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
+                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
+
+
+cases = st.fixed_dictionaries({
+    "in_h": st.integers(1, 11), "in_w": st.integers(1, 11),
+    "in_c": st.sampled_from([1, 3, 4, 8, 12]),
+    "stride": st.sampled_from([(1, 1), (2, 2)]), "padding": st.sampled_from(["SAME", "VALID"]),
+    "zps": st.sampled_from([(-128, -128), (-128, -128), (5, -128), (-128, 17), (3, -7)]),
+    "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "per_channel": st.booleans(), "seed": st.integers(0, 2**32 - 1)})
+
+
+def make(d):
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    in_zp, out_zp = d.pop("zps")
+    if d["padding"] == "VALID" and (d["in_h"] < 3 or d["in_w"] < 3):
+        d["padding"] = "SAME"
+    layer = random_conv_layer(rng, depthwise=True, k_h=3, k_w=3, in_zp=in_zp, out_zp=out_zp, **d)
+    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
+    return layer, x
+
+
+@FAST
+@given(d=cases)
+def test_plane_kernel_matches_reference(lib, impl, d):
+    layer, x = make(d)
+    opt = prepared(layer, impl)
+    ref = run_layer(lib, reference(layer), [x])
+    assert_same(ref, run_layer(lib, opt, [x]), f"{layer.shape} {d}")
+    assert_same(ref, run_layer(lib, opt, [x], overlap_delta=0), f"{layer.shape} {d} in place")
+
+
+def test_sign_term_is_left_out_only_for_zero_point_minus_128_full_range(impl):
+    rng = np.random.default_rng(5)
+    for out_zp, act, expect in [(-128, "RELU", True), (-128, "NONE", True), (17, "NONE", False),
+                                (-128, "RELU6", None)]:
+        layer = random_conv_layer(rng, depthwise=True, in_h=5, in_w=5, in_c=4, out_zp=out_zp,
+                                  activation=act, out_scale=0.01)
+        opt = prepared(layer, impl)
+        flags = int(next(c for c in opt.consts if c.role == "rq").values[0])
+        full = (layer.params["act_min"], layer.params["act_max"]) == (-128, 127)
+        left_out = bool(flags & 8)
+        assert left_out == (out_zp == -128 and full and bool(flags & 1))
+        if expect is not None:
+            assert left_out == expect
+
+
+@pytest.mark.parametrize("shape", [(3, 70, 1), (70, 3, 1), (66, 66, 1), (5, 63, 2), (62, 9, 4)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_stride_1_rows_fit_the_fixed_pitch_or_take_the_general_path(lib, impl, shape):
+    """3x3 stride-1 plane rows have a fixed pitch of DW_PITCH values: a layer runs
+    in the orientation whose rows fit (preferring rows along the longer side),
+    or on the general path when neither does."""
+    module = sys.modules[impl.prepare.__module__]
+    h, w, c = shape
+    rng = np.random.default_rng(h * 100 + w)
+    layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
+                              padding="SAME", in_zp=-128, out_zp=-128, activation="RELU")
+    p = layer.params
+    path = module.dw_path(p)
+    if path == module.DW_3X3S1:
+        q = module.dw_oriented(p, module.dw_transposed(p, path))
+        assert module.dw_s1_fits(q)
+        assert q["out_w"] >= q["out_h"] or not module.dw_s1_fits(module.dw_oriented(q, True))
+    else:
+        assert min(h, w) > module.DW_PITCH - 2
+    x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
+    opt = prepared(layer, impl)
+    ref = run_layer(lib, reference(layer), [x])
+    assert_same(ref, run_layer(lib, opt, [x]), f"{layer.shape}")
+    assert_same(ref, run_layer(lib, opt, [x], overlap_delta=0), f"{layer.shape} in place")
+
+
+@pytest.mark.slow
+def test_plane_kernel_in_the_simulator_matches_reference(tmp_path, impl):
+    """The assembly (gather, sweeps, store loops) on row lengths of every residue
+    mod 4, odd and even plane row starts, both requantization variants, in place."""
+    rng = np.random.default_rng(11)
+    cases = []
+    shapes = [(25, 5, 64, 1), (6, 6, 16, 1), (7, 9, 8, 1), (5, 10, 4, 2), (9, 7, 12, 2),
+              (12, 12, 8, 1), (3, 3, 4, 1), (4, 13, 8, 1), (11, 6, 4, 2), (1, 5, 4, 1),
+              (2, 61, 4, 1), (20, 20, 4, 1), (17, 35, 4, 1), (3, 70, 2, 1), (64, 64, 1, 1)]
+    for h, w, c, s in shapes:
+        for in_zp, out_zp, act in [(-128, -128, "RELU"), (7, -3, "NONE"), (-128, -128, "RELU6")]:
+            layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
+                                      stride=(s, s), padding="SAME", in_zp=in_zp, out_zp=out_zp,
+                                      activation=act)
+            x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
+            opt = prepared(layer, impl)
+            cases += [(reference(layer), opt, [x], None), (reference(layer), opt, [x], 0)]
+    rows = run_firmware(cases, tmp_path)
+    for (ref_layer, _, _, delta), (ref, got, _, _) in zip(cases, rows):
+        assert_same(ref, got, f"{ref_layer.shape} in place {delta}")
