@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (build_library, cm4_kernels, random_conv_layer, reference,  # noqa: E402
-                         run_firmware, run_layer)
+from opt_harness import (assert_same, build_library, cm4_kernels, random_conv_layer,  # noqa: E402
+                         reference, run_firmware, run_layer)
 
 FUNCTION = "tb_cm4_depthwise_conv2d_s8"
 FAST = settings(max_examples=200, deadline=None, derandomize=True,
@@ -50,12 +50,6 @@ def prepared(layer, impl):
     out = impl.prepare(replace(layer))
     out.kernel = impl.function
     return out
-
-
-def assert_same(ref, got, what):
-    diff = np.flatnonzero(ref != got)
-    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
-                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
 
 
 cases = st.fixed_dictionaries({

@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (build_library, random_conv_layer, reference,  # noqa: E402
+from kernel_cases import QUANT, valid_window  # noqa: E402
+from opt_harness import (assert_same, build_library, random_conv_layer, reference,  # noqa: E402
                          run_firmware, run_layer)
 from tbtest import ROOT, mlperf_model  # noqa: E402
 from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
@@ -85,12 +86,6 @@ def deltas(opt) -> list[int]:
     return sorted(found)
 
 
-def assert_same(ref, got, what):
-    diff = np.flatnonzero(ref != got)
-    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
-                            f"reference {ref[diff[:8]]} channel-parallel {got[diff[:8]]}")
-
-
 def compare(lib, impl, layer, x):
     opt = forced(layer, impl)
     want = run_layer(lib, reference(layer), [x])
@@ -99,11 +94,6 @@ def compare(lib, impl, layer, x):
         assert_same(want, run_layer(lib, opt, [x], overlap_delta=d), f"{layer.shape} in place at {d}")
     return opt
 
-
-QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
-             out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
-             activation=st.sampled_from(["NONE", "NONE", "RELU", "RELU6"]),
-             seed=st.integers(0, 2**32 - 1))
 
 cases = st.fixed_dictionaries({
     "in_h": st.integers(1, 12), "in_w": st.integers(1, 12),
@@ -117,9 +107,7 @@ cases = st.fixed_dictionaries({
 
 def _check(lib, impl, d):
     d = dict(d)
-    eff_h = (d["k_h"] - 1) * d["dilation"][0] + 1
-    eff_w = (d["k_w"] - 1) * d["dilation"][1] + 1
-    assume(d["padding"] == "SAME" or (eff_h <= d["in_h"] and eff_w <= d["in_w"]))
+    assume(valid_window(d))
     rng = np.random.default_rng(d.pop("seed"))
     layer = random_conv_layer(rng, depthwise=True, **d)
     x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)

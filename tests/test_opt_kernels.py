@@ -17,24 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (CM4_DIR, REF_DIR, build_library, cm4_kernels, optimized,  # noqa: E402
-                         random_add_layer, random_conv_layer, random_fc_layer,
-                         random_pool_layer, reference, run_firmware, run_layer)
+from kernel_cases import (MODEL_CONV_SHAPES, MODEL_DW_SHAPES, add_cases, check_add,  # noqa: E402
+                          check_conv, check_fc, check_shape, conv_cases, conv_shape_id,
+                          dw_cases, dw_shape_id, fc_cases)
+from opt_harness import (CM4_DIR, FAST, REF_DIR, SWEEP, assert_same, build_library,  # noqa: E402
+                         cm4_kernels, compare, in_place_deltas, optimized, random_add_layer,
+                         random_conv_layer, random_fc_layer, random_pool_layer, reference,
+                         run_firmware)
 from tbtest import mlperf_model  # noqa: E402
 from tinybuild import quant  # noqa: E402
-from tinybuild.planner import ALIGNMENT  # noqa: E402
-
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
-SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -47,119 +43,37 @@ def impls():
     return cm4_kernels()
 
 
-def assert_same(ref, got, what=""):
-    diff = np.flatnonzero(ref != got)
-    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
-                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
-
-
-def in_place_deltas(opt, t=0) -> list[int]:
-    """Offsets of the output from input t that the planner may choose, near the
-    ends of each allowed interval and at 0 (aligned)."""
-    from tinybuild.planner import intervals
-    deltas = set()
-    for lo, hi in intervals(opt.overlap.get(t)):
-        top = None if hi is None else hi // ALIGNMENT * ALIGNMENT
-        bottom = None if lo is None else -(-lo // ALIGNMENT) * ALIGNMENT
-        if top is not None and bottom is not None and bottom > top:
-            continue
-        for d in (top, bottom, 0, None if top is None else top - ALIGNMENT,
-                  None if bottom is None else bottom + ALIGNMENT):
-            if d is not None and (top is None or d <= top) and (bottom is None or d >= bottom):
-                deltas.add(d)
-    return sorted(deltas)
-
-
-def compare(lib, impls, layer, inputs, must_accept=True):
-    opt = optimized(layer, impls)
-    if opt is None:
-        assert not must_accept, f"{layer.op} {layer.shape} not accepted"
-        return None
-    ref = run_layer(lib, reference(layer), inputs)
-    assert_same(ref, run_layer(lib, opt, inputs), f"{layer.op} {layer.shape}")
-    for d in in_place_deltas(opt):
-        assert_same(ref, run_layer(lib, opt, inputs, overlap_delta=d),
-                    f"{layer.op} {layer.shape} in place at {d}")
-    return opt
-
-
 # -- strategies ---------------------------------------------------------------------------
-
-QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
-             out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
-             activation=st.sampled_from(["NONE", "NONE", "RELU", "RELU6"]),
-             seed=st.integers(0, 2**32 - 1))
-
-conv_cases = st.fixed_dictionaries({
-    "in_h": st.integers(1, 10), "in_w": st.integers(1, 10), "in_c": st.integers(1, 24),
-    "out_c": st.integers(1, 9), "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
-    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
-    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 5, 127]), **QUANT})
-
-dw_cases = st.fixed_dictionaries({
-    "in_h": st.integers(1, 12), "in_w": st.integers(1, 12), "in_c": st.integers(1, 9),
-    "k_h": st.sampled_from([1, 2, 3, 3, 3, 4]), "k_w": st.sampled_from([1, 2, 3, 3, 3, 5]),
-    "stride": st.sampled_from([(1, 1), (1, 1), (2, 2), (2, 2), (1, 2), (3, 3)]),
-    "dilation": st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 2), (1, 2)]),
-    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
-    "use_bias": st.booleans(), "depth_multiplier": st.sampled_from([1, 1, 1, 2, 3]),
-    "weight_range": st.sampled_from([1, 127]), **QUANT})
-
-
-def _valid_window(d):
-    eff_h = (d["k_h"] - 1) * d["dilation"][0] + 1
-    eff_w = (d["k_w"] - 1) * d["dilation"][1] + 1
-    return d["padding"] == "SAME" or (eff_h <= d["in_h"] and eff_w <= d["in_w"])
-
-
-def _conv(lib, impls, d, depthwise=False):
-    d = dict(d)
-    assume(_valid_window(d))
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_conv_layer(rng, depthwise=depthwise, **d)
-    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
-    compare(lib, impls, layer, [x])
-
 
 @FAST
 @given(d=conv_cases)
 def test_conv2d_matches_reference(lib, impls, d):
-    _conv(lib, impls, d)
+    check_conv(lib, impls, d)
 
 
 @FAST
 @given(d=dw_cases)
 def test_depthwise_matches_reference(lib, impls, d):
-    _conv(lib, impls, d, depthwise=True)
+    check_conv(lib, impls, d, depthwise=True)
 
 
 @pytest.mark.slow
 @SWEEP
 @given(d=conv_cases)
 def test_conv2d_matches_reference_sweep(lib, impls, d):
-    _conv(lib, impls, d)
+    check_conv(lib, impls, d)
 
 
 @pytest.mark.slow
 @SWEEP
 @given(d=dw_cases)
 def test_depthwise_matches_reference_sweep(lib, impls, d):
-    _conv(lib, impls, d, depthwise=True)
+    check_conv(lib, impls, d, depthwise=True)
 
 
 # shapes of the MLPerf Tiny models, and the kernels' edge cases (several
 # unrolled sweeps, partial pixel blocks, odd channel counts, in_c % 4 != 0)
-CONV_SHAPES = [
-    dict(in_h=49, in_w=10, in_c=1, out_c=64, k_h=10, k_w=4, stride=(2, 2), padding="SAME"),
-    dict(in_h=25, in_w=5, in_c=64, out_c=64, k_h=1, k_w=1, padding="SAME"),
-    dict(in_h=9, in_w=9, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
-    dict(in_h=6, in_w=6, in_c=16, out_c=32, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=5, in_w=3, in_c=64, out_c=5, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=3, in_w=3, in_c=256, out_c=7, k_h=1, k_w=1, padding="VALID"),
-    dict(in_h=8, in_w=8, in_c=32, out_c=64, k_h=1, k_w=1, stride=(2, 2), padding="SAME"),
-    dict(in_h=4, in_w=4, in_c=130, out_c=3, k_h=1, k_w=1, padding="VALID"),
+CONV_SHAPES = MODEL_CONV_SHAPES + [
     # 3x3 on 3 channels: kernel rows of 9 bytes (VWW's and ResNet-8's first layers)
     dict(in_h=16, in_w=16, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
     dict(in_h=10, in_w=12, in_c=3, out_c=6, k_h=3, k_w=3, padding="SAME"),
@@ -171,31 +85,21 @@ CONV_SHAPES = [
     # 3 channels padded to 4 per tap, 15 pixels (a last block of 3: the scratch tail)
     dict(in_h=5, in_w=3, in_c=3, out_c=5, k_h=2, k_w=2, padding="SAME"),
 ]
-DW_SHAPES = [
-    dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
-    dict(in_h=3, in_w=3, in_c=16, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=7, in_w=70, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
-    dict(in_h=4, in_w=140, in_c=2, k_h=3, k_w=3, padding="SAME"),
+DW_SHAPES = MODEL_DW_SHAPES + [
     dict(in_h=6, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
     # taller than wide: the 3x3 paths run transposed (long plane rows: chunked sweeps)
-    dict(in_h=70, in_w=7, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
     dict(in_h=140, in_w=4, in_c=8, k_h=3, k_w=3, padding="SAME"),
     dict(in_h=49, in_w=2, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
 ]
 
 
-@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=conv_shape_id)
 @pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
 def test_conv2d_model_shapes(lib, impls, shape, zps):
-    rng = np.random.default_rng(sum(map(ord, str(shape))))
-    layer = random_conv_layer(rng, in_zp=zps[0], out_zp=zps[1], **shape)
-    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
-    compare(lib, impls, layer, [x])
+    check_shape(lib, impls, shape, zps)
 
 
-@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=conv_shape_id)
 def test_conv2d_model_shapes_without_the_padded_plane(lib, impls, shape, monkeypatch):
     """Small padded inputs are copied into a zero-point-framed plane (every block
     then takes the interior path); without it the border blocks take the
@@ -243,13 +147,10 @@ def test_fast_requant_without_sign_term_clamps_negative_sums_alike(real, accs):
             max(-128, min(127, quant.mul_by_quant_mul(acc, m, shift) - 128))
 
 
-@pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}s{s.get('stride', (1, 1))[0]}")
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=dw_shape_id)
 @pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
 def test_depthwise_model_shapes(lib, impls, shape, zps):
-    rng = np.random.default_rng(sum(map(ord, str(shape))))
-    layer = random_conv_layer(rng, depthwise=True, in_zp=zps[0], out_zp=zps[1], **shape)
-    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
-    opt = compare(lib, impls, layer, [x])
+    opt = check_shape(lib, impls, shape, zps, depthwise=True)
     assert opt.overlap == {0: (0, 0)}            # depth multiplier 1: exactly in place
 
 
@@ -287,23 +188,10 @@ def test_requantization_edge_cases(lib, impls, depthwise):
         assert any(form in n for n in opt.notes), opt.notes
 
 
-fc_cases = st.fixed_dictionaries({
-    "in_features": st.integers(1, 300), "out_features": st.integers(1, 40),
-    "per_channel": st.booleans(), "use_bias": st.booleans(),
-    "in_scale": st.floats(1e-3, 1.0), "in_zp": st.integers(-128, 127),
-    "w_scale": st.floats(1e-3, 0.1), "out_scale": st.floats(1e-3, 2.0),
-    "out_zp": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
-    "seed": st.integers(0, 2**32 - 1)})
-
-
 @FAST
 @given(d=fc_cases)
 def test_fully_connected_matches_reference(lib, impls, d):
-    d = dict(d)
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_fc_layer(rng, **d)
-    x = rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)
-    compare(lib, impls, layer, [x], must_accept=False)
+    check_fc(lib, impls, d)
 
 
 def test_fully_connected_double_rescale_near_ties(lib, impls):
@@ -319,26 +207,10 @@ def test_fully_connected_double_rescale_near_ties(lib, impls):
             compare(lib, impls, layer, [x])
 
 
-add_cases = st.fixed_dictionaries({
-    "size": st.integers(1, 300), "s1": st.floats(1e-3, 1.0), "z1": st.integers(-128, 127),
-    "s2": st.floats(1e-3, 1.0), "z2": st.integers(-128, 127), "so": st.floats(1e-3, 2.0),
-    "zo": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
-    "seed": st.integers(0, 2**32 - 1)})
-
-
 @FAST
 @given(d=add_cases)
 def test_add_matches_reference(lib, impls, d):
-    d = dict(d)
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_add_layer(rng, **d)
-    a = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
-    b = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
-    opt = compare(lib, impls, layer, [a, b], must_accept=False)
-    if opt is not None:           # in place over the second input too
-        ref = run_layer(lib, reference(layer), [a, b])
-        for d in in_place_deltas(opt, 1):
-            assert_same(ref, run_layer(lib, opt, [a, b], overlap_delta=d, overlap_input=1))
+    check_add(lib, impls, d)
 
 
 pool_cases = st.fixed_dictionaries({

@@ -18,29 +18,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (REF_DIR, RUNTIME, build_library, firmware_source,  # noqa: E402
-                         optimized, output_size, random_add_layer, random_conv_layer,
-                         random_fc_layer, reference, run_layer)
+from kernel_cases import (MODEL_CONV_SHAPES, MODEL_DW_SHAPES, add_cases, check_add,  # noqa: E402
+                          check_conv, check_fc, check_shape, conv_1x1_cases, conv_cases,
+                          conv_shape_id, dw_cases, dw_shape_id, fc_cases)
+from opt_harness import (FAST, SWEEP, assert_same, build_library, compare,  # noqa: E402
+                         in_place_deltas, optimized, random_add_layer, random_conv_layer,
+                         random_fc_layer, reference, run_firmware)
 from tbtest import ROOT, mlperf_model  # noqa: E402
 from tinybuild import quant  # noqa: E402
-from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
 
 RV_DIR = ROOT / "targets" / "riscv" / "kernels"
 sys.path.insert(0, str(RV_DIR))
 import rv_prepare  # noqa: E402
-
-FAST = settings(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
-SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
-
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
@@ -57,41 +51,6 @@ def rv_kernels(target_name: str = "riscv") -> dict:
 @pytest.fixture(scope="module")
 def impls():
     return rv_kernels()
-
-
-def assert_same(ref, got, what=""):
-    diff = np.flatnonzero(ref != got)
-    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
-                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
-
-
-def in_place_deltas(opt, t=0) -> list[int]:
-    """Aligned offsets of the output from input t that the planner may
-    choose: both ends of each allowed interval, their neighbours, and 0."""
-    deltas = set()
-    for lo, hi in intervals(opt.overlap.get(t)):
-        top = None if hi is None else hi // ALIGNMENT * ALIGNMENT
-        bottom = None if lo is None else -(-lo // ALIGNMENT) * ALIGNMENT
-        if top is not None and bottom is not None and bottom > top:
-            continue
-        for d in (top, bottom, 0, None if top is None else top - ALIGNMENT,
-                  None if bottom is None else bottom + ALIGNMENT):
-            if d is not None and (top is None or d <= top) and (bottom is None or d >= bottom):
-                deltas.add(d)
-    return sorted(deltas)
-
-
-def compare(lib, impls, layer, inputs, must_accept=True):
-    opt = optimized(layer, impls)
-    if opt is None:
-        assert not must_accept, f"{layer.op} {layer.shape} not accepted"
-        return None
-    ref = run_layer(lib, reference(layer), inputs)
-    assert_same(ref, run_layer(lib, opt, inputs), f"{layer.op} {layer.shape}")
-    for d in in_place_deltas(opt):
-        assert_same(ref, run_layer(lib, opt, inputs, overlap_delta=d),
-                    f"{layer.op} {layer.shape} in place at {d}")
-    return opt
 
 
 # -- which targets get the kernels ------------------------------------------------------
@@ -117,115 +76,42 @@ def test_kernels_go_to_rv32_cores_with_the_m_extension():
 
 # -- strategies ---------------------------------------------------------------------------
 
-QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
-             out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
-             activation=st.sampled_from(["NONE", "NONE", "RELU", "RELU6"]),
-             seed=st.integers(0, 2**32 - 1))
-
-conv_cases = st.fixed_dictionaries({
-    "in_h": st.integers(1, 10), "in_w": st.integers(1, 10), "in_c": st.integers(1, 24),
-    "out_c": st.integers(1, 9), "k_h": st.integers(1, 4), "k_w": st.integers(1, 4),
-    "stride": st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    "dilation": st.tuples(st.integers(1, 2), st.integers(1, 2)),
-    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
-    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 5, 127]), **QUANT})
-
-# 1x1 stride 1 (the no-patch-extraction path) needs its own share of cases
-conv_1x1_cases = st.fixed_dictionaries({
-    "in_h": st.integers(1, 9), "in_w": st.integers(1, 9), "in_c": st.integers(1, 40),
-    "out_c": st.integers(1, 13), "k_h": st.just(1), "k_w": st.just(1),
-    "stride": st.just((1, 1)), "dilation": st.just((1, 1)),
-    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
-    "use_bias": st.booleans(), "weight_range": st.sampled_from([1, 127]), **QUANT})
-
-dw_cases = st.fixed_dictionaries({
-    "in_h": st.integers(1, 12), "in_w": st.integers(1, 12), "in_c": st.integers(1, 9),
-    "k_h": st.sampled_from([1, 2, 3, 3, 3, 4]), "k_w": st.sampled_from([1, 2, 3, 3, 3, 5]),
-    "stride": st.sampled_from([(1, 1), (1, 1), (2, 2), (2, 2), (1, 2), (3, 3)]),
-    "dilation": st.sampled_from([(1, 1), (1, 1), (1, 1), (2, 2), (1, 2)]),
-    "padding": st.sampled_from(["SAME", "VALID"]), "per_channel": st.booleans(),
-    "use_bias": st.booleans(), "depth_multiplier": st.sampled_from([1, 1, 1, 2, 3]),
-    "weight_range": st.sampled_from([1, 127]), **QUANT})
-
-fc_cases = st.fixed_dictionaries({
-    "in_features": st.integers(1, 300), "out_features": st.integers(1, 40),
-    "per_channel": st.booleans(), "use_bias": st.booleans(),
-    "in_scale": st.floats(1e-3, 1.0), "in_zp": st.integers(-128, 127),
-    "w_scale": st.floats(1e-3, 0.1), "out_scale": st.floats(1e-3, 2.0),
-    "out_zp": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
-    "seed": st.integers(0, 2**32 - 1)})
-
-
-add_cases = st.fixed_dictionaries({
-    "size": st.integers(1, 300), "s1": st.floats(1e-3, 1.0), "z1": st.integers(-128, 127),
-    "s2": st.floats(1e-3, 1.0), "z2": st.integers(-128, 127), "so": st.floats(1e-3, 2.0),
-    "zo": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
-    "seed": st.integers(0, 2**32 - 1)})
-
-
-def _valid_window(d):
-    eff_h = (d["k_h"] - 1) * d["dilation"][0] + 1
-    eff_w = (d["k_w"] - 1) * d["dilation"][1] + 1
-    return d["padding"] == "SAME" or (eff_h <= d["in_h"] and eff_w <= d["in_w"])
-
-
-def _conv(lib, impls, d, depthwise=False):
-    d = dict(d)
-    assume(_valid_window(d))
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_conv_layer(rng, depthwise=depthwise, **d)
-    x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
-    return compare(lib, impls, layer, [x])
-
-
-def _fc(lib, impls, d):
-    d = dict(d)
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_fc_layer(rng, **d)
-    x = rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)
-    # per-tensor: TFLite's double rescale has a fast exact form for multipliers below 0.5
+def fc_must_accept(layer) -> bool:
+    """Per-tensor FC: TFLite's double rescale has a fast exact form for
+    multipliers below 0.5; the kernel must take every such layer."""
     rm = float(layer.params["real_multiplier"])
-    return compare(lib, impls, layer, [x], must_accept=rm == 0.0 or quant.fc_double_fast(rm) is not None)
+    return rm == 0.0 or quant.fc_double_fast(rm) is not None
 
 
 @FAST
 @given(d=conv_cases)
 def test_conv2d_matches_reference(lib, impls, d):
-    _conv(lib, impls, d)
+    check_conv(lib, impls, d)
 
 
 @FAST
 @given(d=conv_1x1_cases)
 def test_conv2d_1x1_matches_reference(lib, impls, d):
-    opt = _conv(lib, impls, d)
+    opt = check_conv(lib, impls, d)
     assert any("no patch extraction" in n for n in opt.notes)
 
 
 @FAST
 @given(d=dw_cases)
 def test_depthwise_matches_reference(lib, impls, d):
-    _conv(lib, impls, d, depthwise=True)
+    check_conv(lib, impls, d, depthwise=True)
 
 
 @FAST
 @given(d=fc_cases)
 def test_fully_connected_matches_reference(lib, impls, d):
-    _fc(lib, impls, d)
+    check_fc(lib, impls, d, must_accept=fc_must_accept)
 
 
 @FAST
 @given(d=add_cases)
 def test_add_matches_reference(lib, impls, d):
-    d = dict(d)
-    rng = np.random.default_rng(d.pop("seed"))
-    layer = random_add_layer(rng, **d)
-    a = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
-    b = rng.integers(-128, 128, size=d["size"]).astype(np.int8)
-    opt = compare(lib, impls, layer, [a, b], must_accept=False)
-    if opt is not None:           # in place over the second input too
-        ref = run_layer(lib, reference(layer), [a, b])
-        for delta in in_place_deltas(opt, 1):
-            assert_same(ref, run_layer(lib, opt, [a, b], overlap_delta=delta, overlap_input=1))
+    check_add(lib, impls, d)
 
 
 def test_add_of_the_resnet_scales_is_accepted(lib, impls):
@@ -243,63 +129,39 @@ def test_add_of_the_resnet_scales_is_accepted(lib, impls):
 @SWEEP
 @given(d=conv_cases)
 def test_conv2d_matches_reference_sweep(lib, impls, d):
-    _conv(lib, impls, d)
+    check_conv(lib, impls, d)
 
 
 @pytest.mark.slow
 @SWEEP
 @given(d=dw_cases)
 def test_depthwise_matches_reference_sweep(lib, impls, d):
-    _conv(lib, impls, d, depthwise=True)
+    check_conv(lib, impls, d, depthwise=True)
 
 
 @pytest.mark.slow
 @SWEEP
 @given(d=fc_cases)
 def test_fully_connected_matches_reference_sweep(lib, impls, d):
-    _fc(lib, impls, d)
+    check_fc(lib, impls, d, must_accept=fc_must_accept)
 
 
 # shapes of the MLPerf Tiny models and the kernels' edge cases: partial pixel
 # blocks and channel groups, odd sweeps, transposed planes, K not a multiple of 4
-CONV_SHAPES = [
-    dict(in_h=49, in_w=10, in_c=1, out_c=64, k_h=10, k_w=4, stride=(2, 2), padding="SAME"),
-    dict(in_h=25, in_w=5, in_c=64, out_c=64, k_h=1, k_w=1, padding="SAME"),
-    dict(in_h=9, in_w=9, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
-    dict(in_h=6, in_w=6, in_c=16, out_c=32, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=5, in_w=3, in_c=64, out_c=5, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=3, in_w=3, in_c=256, out_c=7, k_h=1, k_w=1, padding="VALID"),
-    dict(in_h=8, in_w=8, in_c=32, out_c=64, k_h=1, k_w=1, stride=(2, 2), padding="SAME"),
-    dict(in_h=4, in_w=4, in_c=130, out_c=3, k_h=1, k_w=1, padding="VALID"),
-]
-DW_SHAPES = [
-    dict(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=48, in_w=48, in_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
-    dict(in_h=3, in_w=3, in_c=16, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=7, in_w=70, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
-    dict(in_h=70, in_w=7, in_c=3, k_h=3, k_w=3, stride=(2, 2), padding="VALID"),
-    dict(in_h=4, in_w=140, in_c=2, k_h=3, k_w=3, padding="SAME"),
-    dict(in_h=13, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
-]
+CONV_SHAPES = MODEL_CONV_SHAPES
+DW_SHAPES = MODEL_DW_SHAPES + [dict(in_h=13, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME")]
 
 
-@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}-{s['out_c']}k{s['k_h']}{s['k_w']}")
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=conv_shape_id)
 @pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
 def test_conv2d_model_shapes(lib, impls, shape, zps):
-    rng = np.random.default_rng(sum(map(ord, str(shape))))
-    layer = random_conv_layer(rng, in_zp=zps[0], out_zp=zps[1], **shape)
-    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
-    compare(lib, impls, layer, [x])
+    check_shape(lib, impls, shape, zps)
 
 
-@pytest.mark.parametrize("shape", DW_SHAPES, ids=lambda s: f"{s['in_h']}x{s['in_w']}x{s['in_c']}s{s.get('stride', (1, 1))[0]}")
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=dw_shape_id)
 @pytest.mark.parametrize("zps", [(-128, -128), (5, 17)])
 def test_depthwise_model_shapes(lib, impls, shape, zps):
-    rng = np.random.default_rng(sum(map(ord, str(shape))))
-    layer = random_conv_layer(rng, depthwise=True, in_zp=zps[0], out_zp=zps[1], **shape)
-    x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
-    opt = compare(lib, impls, layer, [x])
+    opt = check_shape(lib, impls, shape, zps, depthwise=True)
     assert opt.overlap == {0: (0, 0)}            # depth multiplier 1: exactly in place
     assert any("path: 3x3" in n for n in opt.notes), opt.notes
     tall = shape["in_h"] > shape["in_w"]
@@ -418,67 +280,6 @@ def test_rv_requant_refuses_what_it_cannot_prove():
 
 # -- in the simulator: the rv32imac build against the reference ------------------------------
 
-def build_rv_firmware(cases, workdir: Path, target) -> tuple[Path, list]:
-    """The harness's two-kernels-per-case firmware, compiled and linked for
-    ``target`` with its own flags, startup and linker script, as a build does."""
-    gcc = shutil.which("riscv64-unknown-elf-gcc")
-    if gcc is None:
-        pytest.skip("riscv64-unknown-elf-gcc not installed")
-    src, spans = firmware_source(cases)
-    src = src.replace('#include "tb_cm4.h"\n', "")      # the harness writes it for Cortex-M4
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "cases.c").write_text(src)
-    sources = sorted(REF_DIR.glob("*.c")) + sorted(RV_DIR.glob("*.c"))
-    elf = workdir / "kernels.elf"
-    cmd = [gcc, *target.cflags, "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections",
-           "-ffp-contract=off", f"-I{REF_DIR}", f"-I{RUNTIME}", f"-I{RV_DIR}", "-nostartfiles",
-           "-Wl,--gc-sections", "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
-           *map(str, target.startup_sources), str(RUNTIME / "tb_runtime.c"), *map(str, sources),
-           str(workdir / "cases.c"), "-o", str(elf),
-           "-Wl,--start-group", "-lc", "-lgcc", "-Wl,--end-group"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-    return elf, spans
-
-
-def _ram_need(case) -> int:
-    ref, opt, inputs, delta = case
-    n = output_size(ref)
-    size0 = np.asarray(inputs[0]).size
-    work = opt.scratch_bytes + (0 if delta is None else max(size0, abs(delta) + n + size0) + 32)
-    return 2 * n + work + np.asarray(inputs[0]).size
-
-
-def run_rv_firmware(cases, workdir: Path, ram_budget: int = 20_000):
-    """Simulate the cases on the riscv board, several firmwares when the
-    buffers do not fit its 32 KiB; [(ref bytes, opt bytes, ref instr, opt instr)]."""
-    from tinybuild import plugins
-    pm = plugins.make_plugin_manager()
-    target = plugins.find_target(pm, "riscv")
-    sim = plugins.simulators(pm)[target.default_simulator]
-    groups, current, used = [], [], 0
-    for case in cases:
-        need = _ram_need(case)
-        if current and used + need > ram_budget:
-            groups.append(current)
-            current, used = [], 0
-        current.append(case)
-        used += need
-    if current:
-        groups.append(current)
-    rows = []
-    for g, group in enumerate(groups):
-        elf, spans = build_rv_firmware(group, Path(workdir) / f"fw{g}", target)
-        result = sim.run(elf, target, b"\0\0\0\0", max_instructions=2_000_000_000, timeout_s=600)
-        prof = {layer.index: layer for layer in result.layers}
-        for i, (off, n) in enumerate(spans):
-            rows.append((np.frombuffer(result.output[off:off + n], np.int8),
-                         np.frombuffer(result.output[off + n:off + 2 * n], np.int8),
-                         prof[2 * i].instructions if 2 * i in prof else 0,
-                         prof[2 * i + 1].instructions if 2 * i + 1 in prof else 0))
-    return rows
-
-
 def _sim_cases(impls, seed, count):
     """The model shapes (out of place and in place), then random layers."""
     rng = np.random.default_rng(seed)
@@ -539,7 +340,7 @@ def _sim_cases(impls, seed, count):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kernels_in_the_simulator_match_the_reference(tmp_path, impls, seed):
     cases = _sim_cases(impls, seed, 90)
-    rows = run_rv_firmware(cases, tmp_path)
+    rows = run_firmware(cases, tmp_path, ram_budget=20_000, extra_dirs=(RV_DIR,), target_name="riscv")
     assert len(rows) == len(cases)
     for (ref, opt, _ref_instr, opt_instr), (case, *_rest) in zip(rows, cases):
         assert opt_instr > 0, f"{case.op} {case.shape}: the optimized kernel did not run"

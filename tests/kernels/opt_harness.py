@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 from kernel_harness import AddParams, ConvParams, FcParams, PoolParams
 from tinybuild import quant
@@ -246,6 +247,52 @@ def optimized(layer: Layer, impls: dict) -> Layer | None:
     return out
 
 
+# -- comparing an optimized kernel with the reference ---------------------------------
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def assert_same(ref, got, what=""):
+    diff = np.flatnonzero(ref != got)
+    assert diff.size == 0, (f"{what}: {diff.size}/{ref.size} bytes differ, first at {diff[:8]}: "
+                            f"reference {ref[diff[:8]]} optimized {got[diff[:8]]}")
+
+
+def in_place_deltas(opt, t=0) -> list[int]:
+    """Aligned offsets of the output from input t that the planner may
+    choose: both ends of each allowed interval, their neighbours, and 0."""
+    from tinybuild.planner import ALIGNMENT, intervals
+    deltas = set()
+    for lo, hi in intervals(opt.overlap.get(t)):
+        top = None if hi is None else hi // ALIGNMENT * ALIGNMENT
+        bottom = None if lo is None else -(-lo // ALIGNMENT) * ALIGNMENT
+        if top is not None and bottom is not None and bottom > top:
+            continue
+        for d in (top, bottom, 0, None if top is None else top - ALIGNMENT,
+                  None if bottom is None else bottom + ALIGNMENT):
+            if d is not None and (top is None or d <= top) and (bottom is None or d >= bottom):
+                deltas.add(d)
+    return sorted(deltas)
+
+
+def compare(lib, impls, layer, inputs, must_accept=True):
+    """The layer through its optimized kernel (out of place, then in place at
+    every overlap the kernel declares) against the reference kernel."""
+    opt = optimized(layer, impls)
+    if opt is None:
+        assert not must_accept, f"{layer.op} {layer.shape} not accepted"
+        return None
+    ref = run_layer(lib, reference(layer), inputs)
+    assert_same(ref, run_layer(lib, opt, inputs), f"{layer.op} {layer.shape}")
+    for d in in_place_deltas(opt):
+        assert_same(ref, run_layer(lib, opt, inputs, overlap_delta=d),
+                    f"{layer.op} {layer.shape} in place at {d}")
+    return opt
+
+
 # -- the same comparison in the simulator ----------------------------------------------
 
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2",
@@ -265,10 +312,11 @@ def firmware_source(cases) -> tuple[str, list[tuple[int, int]]]:
     the same data and writes both outputs into the output buffer. ``cases``:
     ``(ref_layer, opt_layer, inputs, overlap_delta)``. Returns the source and
     each case's (offset, size) in the output (reference first, then optimized)."""
-    from tinybuild.codegen import _call_roles, _const_name, _emit_consts
+    from tinybuild.codegen import _call_roles, _const_name, _emit_consts, _prototypes
 
+    # prototypes from the argument types, as the generated model.c declares them
     parts = ['#include <stdint.h>', '#include "tb_kernels.h"', '#include "tb_runtime.h"',
-             '#include "tb_cm4.h"', ""]
+             *_prototypes([opt for _, opt, _, _ in cases]), ""]
     calls, spans, total, arena = [], [], 0, 16
     for i, (ref, opt, inputs, delta) in enumerate(cases):
         ref, opt = replace(ref, index=2 * i), replace(opt, index=2 * i + 1)
@@ -319,26 +367,34 @@ def firmware_source(cases) -> tuple[str, list[tuple[int, int]]]:
     return "\n".join(parts), spans
 
 
-def build_firmware(cases, workdir: Path, extra_dirs=(CM4_DIR,)) -> tuple[Path, list]:
-    import shutil
-    gcc = shutil.which("arm-none-eabi-gcc")
-    if gcc is None:
-        import pytest
-        pytest.skip("arm-none-eabi-gcc not installed")
+def build_firmware(cases, workdir: Path, extra_dirs=(CM4_DIR,),
+                   target_name: str = "cortex-m4") -> tuple[Path, list]:
+    """The cases' firmware, compiled with ``target_name``'s flags and linked
+    with its startup code and linker script as a build links."""
+    import pytest
+
+    from tinybuild import plugins
+    from tinybuild.linkcheck import link_command
+    pm = plugins.make_plugin_manager()
+    target = plugins.find_target(pm, target_name)
+    toolchain = pm.hook.tinybuild_find_toolchain(target=target, explicit_path=None)
+    if toolchain is None:
+        pytest.skip(f"no {target.triple}-gcc here")
     src, spans = firmware_source(cases)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "cases.c").write_text(src)
-    sources = sorted(REF_DIR.glob("*.c"))
+    sources = [*target.startup_sources, RUNTIME / "tb_runtime.c", *sorted(REF_DIR.glob("*.c"))]
     incs = [f"-I{REF_DIR}", f"-I{RUNTIME}"]
     for d in extra_dirs:
         sources += sorted(Path(d).glob("*.c"))
         incs.append(f"-I{d}")
     elf = workdir / "kernels.elf"
-    cmd = [gcc, *ARM_FLAGS, *incs, "-T", str(BOARD / "stm32f407.ld"), "--specs=nano.specs",
-           "--specs=nosys.specs", "-Wl,--gc-sections", "-Wl,--undefined=tb_io_desc",
-           str(BOARD / "startup_stm32f407.c"), str(RUNTIME / "tb_runtime.c"),
-           *map(str, sources), str(workdir / "cases.c"), "-o", str(elf), "-lm"]
+    cmd = link_command(toolchain, target, [*sources, workdir / "cases.c"], elf,
+                       workdir / "kernels.map", "O2")
+    # the link flags repeat most compile flags (a spec file must not come twice)
+    cmd[1:1] = [*(f for f in target.cflags if f not in target.ldflags), "-std=c99",
+                "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", *incs]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
     return elf, spans
@@ -349,15 +405,16 @@ def _ram_need(case) -> int:
     n = output_size(ref)
     size0 = np.asarray(inputs[0]).size
     work = opt.scratch_bytes + (0 if delta is None else max(size0, abs(delta) + n + size0) + 32)
-    return 2 * n + work
+    return 2 * n + work + size0
 
 
-def run_firmware(cases, workdir: Path, ram_budget: int = 90_000):
-    """Build and simulate (several firmwares if the cases' buffers do not fit
-    the board's RAM); returns [(ref_bytes, opt_bytes, ref_instr, opt_instr)]."""
+def run_firmware(cases, workdir: Path, ram_budget: int = 90_000, extra_dirs=(CM4_DIR,),
+                 target_name: str = "cortex-m4"):
+    """Build and simulate on ``target_name`` (several firmwares if the cases'
+    buffers do not fit ``ram_budget``); [(ref_bytes, opt_bytes, ref_instr, opt_instr)]."""
     from tinybuild import plugins
     pm = plugins.make_plugin_manager()
-    target = plugins.find_target(pm, "cortex-m4")
+    target = plugins.find_target(pm, target_name)
     sim = plugins.simulators(pm)[target.default_simulator]
     groups, current, used = [], [], 0
     for case in cases:
@@ -371,7 +428,7 @@ def run_firmware(cases, workdir: Path, ram_budget: int = 90_000):
         groups.append(current)
     rows = []
     for g, group in enumerate(groups):
-        elf, spans = build_firmware(group, Path(workdir) / f"fw{g}")
+        elf, spans = build_firmware(group, Path(workdir) / f"fw{g}", extra_dirs, target_name)
         result = sim.run(elf, target, b"\0\0\0\0", max_instructions=2_000_000_000, timeout_s=600)
         out = result.output
         prof = {l.index: l for l in result.layers}
