@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from kernel_cases import (MODEL_CONV_SHAPES, MODEL_DW_SHAPES, add_cases, check_add,  # noqa: E402
-                          check_conv, check_fc, check_shape, conv_1x1_cases, conv_cases,
-                          conv_shape_id, dw_cases, dw_shape_id, fc_cases)
+from kernel_cases import (MODEL_CONV_SHAPES, MODEL_DW_SHAPES, SIM_KINDS, add_cases,  # noqa: E402
+                          check_add, check_conv, check_fc, check_shape, conv_1x1_cases,
+                          conv_cases, conv_shape_id, dw_cases, dw_shape_id, fc_cases,
+                          random_sim_layer)
 from opt_harness import (FAST, SWEEP, assert_same, build_library, compare,  # noqa: E402
                          in_place_deltas, optimized, random_add_layer, random_conv_layer,
                          random_fc_layer, reference, run_firmware)
@@ -302,36 +303,9 @@ def _sim_cases(impls, seed, count):
                                   out_zp=int(rng.integers(-128, 128)), **shape)
         add(layer, [rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)])
     while len(cases) < count:
-        kind = int(rng.integers(0, 4))
-        act = str(rng.choice(["NONE", "RELU", "RELU6"]))
-        if kind < 2:
-            d = dict(in_h=int(rng.integers(1, 9)), in_w=int(rng.integers(1, 9)), in_c=int(rng.integers(1, 20)),
-                     k_h=int(rng.integers(1, 4)), k_w=int(rng.integers(1, 4)),
-                     stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
-                     dilation=(int(rng.integers(1, 3)), 1), padding="SAME", activation=act,
-                     in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
-                     per_channel=bool(rng.integers(0, 2)))
-            if kind == 0:
-                d["out_c"] = int(rng.integers(1, 9))
-            else:
-                d["depth_multiplier"] = int(rng.choice([1, 1, 2]))
-            layer = random_conv_layer(rng, depthwise=kind == 1, **d)
-            inputs = [rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)]
-        elif kind == 2:
-            d = dict(in_features=int(rng.integers(1, 200)), out_features=int(rng.integers(1, 30)),
-                     per_channel=bool(rng.integers(0, 2)), in_zp=int(rng.integers(-128, 128)),
-                     out_zp=int(rng.integers(-128, 128)), activation=act)
-            layer = random_fc_layer(rng, **d)
-            inputs = [rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)]
-            if optimized(layer, impls) is None:       # per-tensor multiplier >= 0.5
-                continue
-        else:
-            n = int(rng.integers(1, 200))
-            layer = random_add_layer(rng, size=n, s1=float(rng.uniform(0.01, 1)), z1=int(rng.integers(-128, 128)),
-                                     s2=float(rng.uniform(0.01, 1)), z2=int(rng.integers(-128, 128)),
-                                     so=float(rng.uniform(0.01, 1)), zo=int(rng.integers(-128, 128)),
-                                     activation=act)
-            inputs = [rng.integers(-128, 128, size=n).astype(np.int8) for _ in range(2)]
+        layer, inputs = random_sim_layer(rng, SIM_KINDS[int(rng.integers(0, 4))])
+        if layer.op == "FULLY_CONNECTED" and optimized(layer, impls) is None:
+            continue                        # per-tensor multiplier >= 0.5: not taken
         add(layer, inputs)
     return cases
 

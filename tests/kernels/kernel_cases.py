@@ -13,7 +13,8 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from opt_harness import (assert_same, compare, in_place_deltas, random_add_layer,
-                         random_conv_layer, random_fc_layer, reference, run_layer)
+                         random_conv_layer, random_fc_layer, random_pool_layer, reference,
+                         run_layer)
 
 QUANT = dict(in_scale=st.floats(1e-3, 1.0), in_zp=st.integers(-128, 127),
              out_scale=st.floats(1e-3, 2.0), out_zp=st.integers(-128, 127),
@@ -138,3 +139,39 @@ def check_shape(lib, impls, shape, zps, depthwise=False):
     layer = random_conv_layer(rng, depthwise=depthwise, in_zp=zps[0], out_zp=zps[1], **shape)
     x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
     return compare(lib, impls, layer, [x])
+
+
+SIM_KINDS = ("conv", "depthwise", "fc", "add", "avg_pool")
+
+
+def random_sim_layer(rng, kind: str):
+    """A small random layer of ``kind`` and its inputs, for the simulator
+    comparisons (small enough that many fit one firmware)."""
+    act = str(rng.choice(["NONE", "RELU", "RELU6"]))
+    zp = lambda: int(rng.integers(-128, 128))   # noqa: E731
+    if kind in ("conv", "depthwise"):
+        d = dict(in_h=int(rng.integers(1, 9)), in_w=int(rng.integers(1, 9)), in_c=int(rng.integers(1, 20)),
+                 k_h=int(rng.integers(1, 4)), k_w=int(rng.integers(1, 4)),
+                 stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                 dilation=(int(rng.integers(1, 3)), 1), padding="SAME", activation=act,
+                 in_zp=zp(), out_zp=zp(), per_channel=bool(rng.integers(0, 2)))
+        if kind == "conv":
+            d["out_c"] = int(rng.integers(1, 9))
+        else:
+            d["depth_multiplier"] = int(rng.choice([1, 1, 2]))
+        layer = random_conv_layer(rng, depthwise=kind == "depthwise", **d)
+        return layer, [rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)]
+    if kind == "fc":
+        d = dict(in_features=int(rng.integers(1, 200)), out_features=int(rng.integers(1, 30)),
+                 per_channel=bool(rng.integers(0, 2)), in_zp=zp(), out_zp=zp(), activation=act)
+        return random_fc_layer(rng, **d), [rng.integers(-128, 128, size=d["in_features"]).astype(np.int8)]
+    if kind == "add":
+        n = int(rng.integers(1, 200))
+        layer = random_add_layer(rng, size=n, s1=float(rng.uniform(0.01, 1)), z1=zp(),
+                                 s2=float(rng.uniform(0.01, 1)), z2=zp(),
+                                 so=float(rng.uniform(0.01, 1)), zo=zp(), activation=act)
+        return layer, [rng.integers(-128, 128, size=n).astype(np.int8) for _ in range(2)]
+    h, w, c = int(rng.integers(2, 10)), int(rng.integers(2, 10)), int(rng.integers(1, 20))
+    layer = random_pool_layer(rng, in_h=h, in_w=w, c=c, k_h=int(rng.integers(1, 3)),
+                              k_w=int(rng.integers(1, 3)), stride=(1, 2), padding="SAME", zp=zp())
+    return layer, [rng.integers(-128, 128, size=h * w * c).astype(np.int8)]
