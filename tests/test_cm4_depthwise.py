@@ -9,7 +9,8 @@ time, then the rest); rows of every length mod 8 (the store's groups of 8 and
 4, a pair, a single); odd and even row counts and chunks (the stride-1 sweep
 runs two rows at a time, an odd last one alone); every case in place as well
 (output == input). Which orientation a stride-1 layer takes so that its rows
-fit the fixed plane pitch, or the general path when none does. In the
+fit the fixed plane pitch, or the general path when none does; which small
+stride-1 maps put several channels side by side for one sweep. In the
 simulator (slow): the same on the Cortex-M4 build (the assembly).
 """
 from __future__ import annotations
@@ -123,6 +124,34 @@ def test_stride_1_rows_fit_the_fixed_pitch_or_take_the_general_path(lib, impl, s
     assert_same(ref, run_layer(lib, opt, [x], overlap_delta=0), f"{layer.shape} in place")
 
 
+@pytest.mark.parametrize("shape,batch", [((6, 6, 128), 8), ((12, 12, 64), 4), ((4, 5, 12), 4),
+                                         ((8, 4, 8), 4), ((3, 3, 256), 0), ((24, 24, 32), 0),
+                                         ((25, 5, 64), 0), ((2, 13, 8), 0)],
+                         ids=lambda s: "x".join(map(str, s)) if isinstance(s, tuple) else str(s))
+def test_small_stride_1_maps_sweep_channels_side_by_side(lib, impl, shape, batch):
+    """3x3 stride 1 with at most DW_BATCH_STEPS column pairs and an even number of
+    output rows (of the oriented problem: 8x4 runs as 4x8): a multiple of 4
+    channels dividing in_c side by side in one plane row (VWW's 6x6x128: 8 of
+    8 columns; 12x12x64: 4 of 14), one sweep across them; not for odd row
+    counts (3x3), wide rows (24x24, KWS's 25x5 transposed to rows of 25, 13
+    columns)."""
+    module = sys.modules[impl.prepare.__module__]
+    h, w, c = shape
+    rng = np.random.default_rng(h * 1000 + w * 10 + c)
+    layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
+                              padding="SAME", in_zp=-128, out_zp=-128, activation="RELU")
+    p = layer.params
+    path = module.dw_path(p)
+    assert module.dw_s1_batch(module.dw_oriented(p, module.dw_transposed(p, path)), path) == batch
+    opt = prepared(layer, impl)
+    header = next(k for k in opt.consts if k.role == "rq").values[:4]
+    assert (int(header[3]) >> 24) & 0xFF == batch
+    x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
+    ref = run_layer(lib, reference(layer), [x])
+    assert_same(ref, run_layer(lib, opt, [x]), f"{layer.shape}")
+    assert_same(ref, run_layer(lib, opt, [x], overlap_delta=0), f"{layer.shape} in place")
+
+
 @pytest.mark.slow
 def test_plane_kernel_in_the_simulator_matches_reference(tmp_path, impl):
     """The assembly (gather, sweeps, store loops) on row lengths of every residue
@@ -131,11 +160,16 @@ def test_plane_kernel_in_the_simulator_matches_reference(tmp_path, impl):
     cases = []
     shapes = [(25, 5, 64, 1), (6, 6, 16, 1), (7, 9, 8, 1), (5, 10, 4, 2), (9, 7, 12, 2),
               (12, 12, 8, 1), (3, 3, 4, 1), (4, 13, 8, 1), (11, 6, 4, 2), (1, 5, 4, 1),
-              (2, 61, 4, 1), (20, 20, 4, 1), (17, 35, 4, 1), (3, 70, 2, 1), (64, 64, 1, 1)]
+              (2, 61, 4, 1), (20, 20, 4, 1), (17, 35, 4, 1), (3, 70, 2, 1), (64, 64, 1, 1),
+              # channels side by side (dw_s1_batch): 8 of 8 columns, 4 of 14, transposed,
+              # an odd row length, VALID (no pad column)
+              (6, 6, 128, 1), (12, 12, 16, 1), (8, 4, 8, 1), (4, 5, 12, 1), (8, 8, 16, "VALID")]
     for h, w, c, s in shapes:
+        padding = "VALID" if s == "VALID" else "SAME"
+        s = 1 if s == "VALID" else s
         for in_zp, out_zp, act in [(-128, -128, "RELU"), (7, -3, "NONE"), (-128, -128, "RELU6")]:
             layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
-                                      stride=(s, s), padding="SAME", in_zp=in_zp, out_zp=out_zp,
+                                      stride=(s, s), padding=padding, in_zp=in_zp, out_zp=out_zp,
                                       activation=act)
             x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
             opt = prepared(layer, impl)

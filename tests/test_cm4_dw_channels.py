@@ -181,12 +181,15 @@ def test_requantization_edge_cases(lib, impl):
 
 
 def test_weight_layout_is_what_the_kernel_loads(module):
-    """Per group, per tap pair (a, b): (w_a[c], w_b[c]), (w_a[c+2], w_b[c+2]),
-    (w_a[c+1], w_b[c+1]), (w_a[c+3], w_b[c+3]); an odd tap count ends in 0."""
+    """Per group, with an odd tap count first the single first tap t: (w_t[c],
+    w_t[c+2]), (w_t[c+1], w_t[c+3]); then per tap pair (a, b): (w_a[c], w_b[c]),
+    (w_a[c+2], w_b[c+2]), (w_a[c+1], w_b[c+1]), (w_a[c+3], w_b[c+3])."""
     w = np.arange(3 * 8).reshape(3, 8)            # taps x channels: value 8 * tap + channel
-    got = module.channel_words(w).reshape(2, 2, 4, 2)   # group, pair, lane, tap
-    assert got[0, 0].tolist() == [[0, 8], [2, 10], [1, 9], [3, 11]]
-    assert got[1, 1].tolist() == [[20, 0], [22, 0], [21, 0], [23, 0]]
+    got = module.channel_words(w).reshape(2, 12)  # group, its 12 int16
+    assert got[0].tolist() == [0, 2, 1, 3, 8, 16, 10, 18, 9, 17, 11, 19]
+    assert got[1].tolist() == [4, 6, 5, 7, 12, 20, 14, 22, 13, 21, 15, 23]
+    even = module.channel_words(np.arange(2 * 4).reshape(2, 4))
+    assert even.tolist() == [0, 4, 2, 6, 1, 5, 3, 7]
 
 
 def test_which_layers_it_takes(impl, module):
@@ -207,6 +210,7 @@ def test_which_layers_it_takes(impl, module):
     assert take(in_h=12, in_w=12, in_c=64, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
     assert not take(in_h=24, in_w=24, in_c=32, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
     assert not take(in_h=6, in_w=6, in_c=128, k_h=3, k_w=3, padding="SAME")
+    assert not take(in_h=12, in_w=12, in_c=64, k_h=3, k_w=3, padding="SAME")
     assert not take(in_h=25, in_w=5, in_c=64, k_h=3, k_w=3, padding="SAME")
     assert not take(in_h=48, in_w=48, in_c=8, k_h=3, k_w=3, padding="SAME")
     assert not take(in_h=8, in_w=1, in_c=6, k_h=3, k_w=1, padding="VALID")

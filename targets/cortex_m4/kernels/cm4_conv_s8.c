@@ -222,20 +222,83 @@ static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b
   int32_t q;
   for (q = 0; q < n; ++q) {
     const int8_t *r0 = b[q], *r1 = r0 + row_step, *r2 = r1 + row_step;
-    uint32_t *dst = col + q, g;
+    uint32_t *dst = col + q;
+    uint32_t v0, v1, v2, v3, v4, v5, v6, v7, v8, g;
+    /* the loads in two runs, each load after the first one cycle (between
+     * the SXTAB16s, where GCC would put them, each costs two) */
+#ifdef TB_CM4_DSP
+    __asm__ volatile("ldr %0, [%6]\n\t"
+                     "ldr %1, [%6, #4]\n\t"
+                     "ldrb %2, [%6, #8]\n\t"
+                     "ldr %3, [%7]\n\t"
+                     "ldr %4, [%7, #3]\n\t"
+                     "ldr %5, [%7, #7]\n\t"
+                     : "=&r"(v0), "=&r"(v1), "=&r"(v2), "=&r"(v3), "=&r"(v4), "=&r"(v5)
+                     : "r"(r0), "r"(r1)
+                     : "memory");
+#else
+    v0 = tb_ld32(r0), v1 = tb_ld32(r0 + 4), v2 = (uint8_t)r0[8];
+    v3 = tb_ld32(r1), v4 = tb_ld32(r1 + 3), v5 = tb_ld32(r1 + 7);
+#endif
 #define TB_CM4_ROWS9_GROUP(i, expr) \
     g = (expr);                      \
     dst[8 * (i)] = tb_sxtab16(off2, g); \
     dst[8 * (i) + 4] = tb_sxtab16_ror8(off2, g);
-    TB_CM4_ROWS9_GROUP(0, tb_ld32(r0))
-    TB_CM4_ROWS9_GROUP(1, tb_ld32(r0 + 4))
-    TB_CM4_ROWS9_GROUP(2, (uint32_t)(uint8_t)r0[8] | (tb_ld32(r1) << 8))
-    TB_CM4_ROWS9_GROUP(3, tb_ld32(r1 + 3))
-    TB_CM4_ROWS9_GROUP(4, (tb_ld32(r1 + 7) & 0xFFFFu) | (tb_ld32(r2) << 16))
-    TB_CM4_ROWS9_GROUP(5, tb_ld32(r2 + 2))
-    TB_CM4_ROWS9_GROUP(6, tb_ld32(r2 + 6))   /* byte 3 (the next pixel's) meets weight 0 */
+    TB_CM4_ROWS9_GROUP(0, v0)
+    TB_CM4_ROWS9_GROUP(1, v1)
+    TB_CM4_ROWS9_GROUP(2, v2 | (v3 << 8))
+    TB_CM4_ROWS9_GROUP(3, v4)
+#ifdef TB_CM4_DSP
+    __asm__ volatile("ldr %0, [%3]\n\t"
+                     "ldr %1, [%3, #2]\n\t"
+                     "ldr %2, [%3, #6]\n\t"
+                     : "=&r"(v6), "=&r"(v7), "=&r"(v8)
+                     : "r"(r2)
+                     : "memory");
+#else
+    v6 = tb_ld32(r2), v7 = tb_ld32(r2 + 2), v8 = tb_ld32(r2 + 6);
+#endif
+    TB_CM4_ROWS9_GROUP(4, tb_pkhbt16(v5, v6))   /* 2 bytes of row 1, 2 of row 2 */
+    TB_CM4_ROWS9_GROUP(5, v7)
+    TB_CM4_ROWS9_GROUP(6, v8)   /* byte 3 (the next pixel's) meets weight 0 */
 #undef TB_CM4_ROWS9_GROUP
   }
+}
+
+#define TB_CM4_ROWS9_STAGE 12   /* bytes per kernel row in the border stage (9 + slack) */
+
+/* im2col of a border pixel of a 3x3 convolution on 3 channels (rows9): its 3
+ * kernel rows are staged as 9 bytes each, TB_CM4_ROWS9_STAGE apart, the taps
+ * outside the input as the zero point (0 once the offset is added, what the
+ * reference skips), then loaded like an interior pixel's rows. The general
+ * per-pixel path would stage and expand byte by byte (3 channels are not a
+ * whole word). stage: 3 * TB_CM4_ROWS9_STAGE bytes; the rows' last word loads
+ * stay inside it. */
+static __attribute__((noinline)) void tb_cm4_im2col_rows9_border(const tb_conv_params *p,
+                                                                 const int8_t *input,
+                                                                 int32_t iy0, int32_t ix0,
+                                                                 uint32_t off2, uint32_t *dst,
+                                                                 int8_t *stage) {
+  const int8_t zp = (int8_t)(-p->input_offset);
+  const uint32_t zp4 = (uint32_t)(uint8_t)zp * 0x01010101u;
+  const int8_t *row = stage;
+  int32_t ky, kx, i;
+  for (i = 0; i < 3 * TB_CM4_ROWS9_STAGE; i += 4) tb_st32(stage + i, zp4);
+  for (ky = 0; ky < 3; ++ky) {
+    const int32_t iy = iy0 + ky * p->dil_h;
+    if (iy < 0 || iy >= p->in_h) continue;
+    for (kx = 0; kx < 3; ++kx) {
+      const int32_t ix = ix0 + kx;
+      if (ix >= 0 && ix < p->in_w) {
+        const int8_t *src = input + (iy * p->in_w + ix) * 3;
+        int8_t *d = stage + ky * TB_CM4_ROWS9_STAGE + kx * 3;
+        d[0] = src[0];
+        d[1] = src[1];
+        d[2] = src[2];
+      }
+    }
+  }
+  tb_cm4_im2col_rows9(&row, 1, TB_CM4_ROWS9_STAGE, off2, dst);
 }
 
 /* im2col of one output pixel (oy, ox) into slot q of the 4-pixel column.
@@ -623,7 +686,9 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   const int8_t *input_end = input + p->in_h * p->in_w * in_c;
   uint32_t *col = (uint32_t *)scratch;
   int8_t *stage = (int8_t *)(col + TB_CM4_CONV_BLOCK * npairs);
-  int8_t *tail = stage + ((in_c & 3) && !tap4 ? k4 : 0);   /* 4 * out_c bytes */
+  /* rows9: the border stage of 3 kernel rows (cm4_prepare.prepare_conv) */
+  int8_t *tail = stage + (rows9 ? 3 * TB_CM4_ROWS9_STAGE : (in_c & 3) && !tap4 ? k4 : 0);
+  /* tail: 4 * out_c bytes */
   int8_t *plane = tail + ((npix & 3) == 3 ? 4 * out_c : 0);
   const int8_t *src = input;   /* what the blocks read: the input or its plane */
   int32_t p0;
@@ -642,10 +707,31 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   const int backward = (intptr_t)(output - input) > (intptr_t)rq[1];
   const int32_t last = (npix - 1) / TB_CM4_CONV_BLOCK * TB_CM4_CONV_BLOCK;
   const int32_t step = backward ? -TB_CM4_CONV_BLOCK : TB_CM4_CONV_BLOCK;
+#ifdef TB_CM4_DSP
+  /* the assembly loop's state: all but the output pointer is the same for every block */
+  tb_cm4_conv_state st;
+  st.col = (uint32_t)col;
+  st.target = 0;
+  st.pw_skip = 4 - 4 * entry;
+  st.sweep_col = (uint32_t)col + 16u - 16u * (uint32_t)entry;
+  st.px_last = st.sweep_col + 512u * (uint32_t)(sweeps - 1) -
+               ((flags & TB_CM4_RQ_NO_SIGN) ? 0u : 1u);
+  st.o = output;
+  st.stride = out_c;
+  st.pw_end = (const uint32_t *)(const void *)filter + (out_c >> 1) * rec_words;
+  st.entry60 = 60 * entry;
+#endif
   if (plane_w) {   /* the whole input is read here: any overlap is safe from now on */
     tb_cm4_conv_plane(p, input, plane, plane_w, plane_h);
     src = plane + (p->pad_top * plane_w + p->pad_left) * in_c;
   }
+  /* A run: the blocks after an interior block in the same output row that
+   * are interior too (counted once per row): they take the interior path with
+   * no division or bounds checks. run_base: the run's last block's first tap. */
+  const int32_t run_dx = p->stride_w * in_c;
+  const int32_t run_step = step * run_dx;   /* input bytes between blocks */
+  const int8_t *run_base = input;
+  int32_t run_left = 0;
   for (p0 = backward ? last : 0; p0 >= 0 && p0 < npix; p0 += step) {
     const int32_t nb = npix - p0 < TB_CM4_CONV_BLOCK ? npix - p0 : TB_CM4_CONV_BLOCK;
     const uint32_t *rec = (const uint32_t *)(const void *)filter;
@@ -655,6 +741,19 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       tb_cm4_im2col4_1x1(input + p0 * in_c, in_c, off2, col);   /* consecutive pixels */
     } else if (is_1x1) {
       for (q = 0; q < nb; ++q) tb_cm4_expand(input + (p0 + q) * in_c, in_c >> 2, off2, col + q);
+    } else if (run_left > 0) {
+      const int8_t *base[TB_CM4_CONV_BLOCK];
+      --run_left;
+      run_base += run_step;
+      base[0] = run_base;
+      base[1] = base[0] + run_dx;
+      base[2] = base[1] + run_dx;
+      base[3] = base[2] + run_dx;
+      if (rows9) {
+        tb_cm4_im2col_rows9(base, TB_CM4_CONV_BLOCK, row_step, off2, col);
+      } else {
+        tb_cm4_im2col4_inside(base, p->k_h, row_step, segs, seg_step, seg_groups, off2, col);
+      }
     } else {
       /* the 4 pixels' top-left taps; a block whose taps are all inside the
        * input (always, in the plane) takes the fast path */
@@ -672,6 +771,26 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
         if (!plane_w) {
           inside = inside && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
                    ix0 + 3 * p->stride_w + span_w < p->in_w && base[3] + last_off + 4 <= input_end;
+        }
+        if (inside) {
+          /* the run after this block: whole blocks of this row, inside the
+           * input (the window's right end, the last word load) */
+          int32_t x = ox;
+          const int8_t *b = base[0];
+          run_base = b;
+          if (!backward) {
+            while (x + 2 * TB_CM4_CONV_BLOCK <= out_w &&
+                   (plane_w || ((x + TB_CM4_CONV_BLOCK + 3) * p->stride_w - p->pad_left + span_w <
+                                    p->in_w &&
+                                b + run_step + 3 * run_dx + last_off + 4 <= input_end))) {
+              x += TB_CM4_CONV_BLOCK, b += run_step, ++run_left;
+            }
+          } else {
+            while (x >= TB_CM4_CONV_BLOCK &&
+                   (plane_w || (x - TB_CM4_CONV_BLOCK) * p->stride_w - p->pad_left >= 0)) {
+              x -= TB_CM4_CONV_BLOCK, ++run_left;
+            }
+          }
         }
       } else {
         for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
@@ -697,6 +816,8 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
           if (rows9 && iy0 >= 0 && iy0 + span_h < p->in_h && ix0 >= 0 &&
               ix0 + span_w < p->in_w && base[q] + last_off + 4 <= input_end) {
             tb_cm4_im2col_rows9(base + q, 1, row_step, off2, col + q);
+          } else if (rows9) {
+            tb_cm4_im2col_rows9_border(p, input, iy0, ix0, off2, col + q, stage);
           } else {
             tb_cm4_im2col(p, input, y, x, q, k4, off2, col, stage, tap4);
           }
@@ -707,18 +828,8 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
     if (fast && nb >= 3) {
       /* a partial block computes 4 pixels into the scratch tail, then copies */
       int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
-      tb_cm4_conv_state st;
       c = (out_c >> 1) * 2;
-      st.col = (uint32_t)col;
-      st.target = 0;
-      st.pw_skip = 4 - 4 * entry;
-      st.sweep_col = (uint32_t)col + 16u - 16u * (uint32_t)entry;
-      st.px_last = st.sweep_col + 512u * (uint32_t)(sweeps - 1) -
-                   ((flags & TB_CM4_RQ_NO_SIGN) ? 0u : 1u);
       st.o = dst;
-      st.stride = out_c;
-      st.pw_end = rec + (out_c >> 1) * rec_words;
-      st.entry60 = 60 * entry;
       tb_cm4_conv_pairs(&st, rec);
       rec = st.pw_end;
       if (dst != o) {

@@ -60,14 +60,19 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   return tb_clamp(v, p->act_min, p->act_max);
 }
 
-#define TB_CM4_DW_STEPS 32 /* stride 2: output slots per unrolled sweep */
+/* stride 2: output slots per unrolled sweep (cm4_prepare.DW_STEPS); 16, not
+ * 32: the pass bookkeeping is 3% of a step per slot, and the 832 bytes it
+ * saves pay for the batched stride-1 sweep on every model's flash */
+#define TB_CM4_DW_STEPS 16
 
 /* 3x3 stride 1 planes have a fixed pitch, so that the sweeps reach every row
  * with an immediate offset from one pointer (registers are what limits the
  * sweeps): rows of TB_CM4_DW_PITCH int16 values (cm4_prepare.DW_PITCH), sums
  * rows of as many int32. */
 #define TB_CM4_DW_PITCH 64
-#define TB_CM4_DW_S1_STEPS 8 /* column pairs per unrolled pass */
+/* column pairs per unrolled pass: 7, not 8, saves 224 bytes of flash (KWS's
+ * 13-pair rows take 2 passes either way; VWW's 48x48x8 rows 4 instead of 3) */
+#define TB_CM4_DW_S1_STEPS 7
 
 /* One step of the stride-1 sweeps: the word pair (A, B) = (q[x], q[x+1]),
  * (q[x+2], q[x+3]) of one plane row times the filter row (W01, W12) into the
@@ -86,6 +91,24 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   "ldr.w  %[ta], [%[q], #(" #ROW " * 128 + 4 * \\k)]\n\t"                                       \
   "ldr.w  %[tb], [%[q], #(" #ROW " * 128 + 4 * \\k + 4)]\n\t"
 
+/* One step of the two-row stride-1 sweep (inside an assembler macro with
+ * argument k, the step's column pair): 8 LDR, 24 MACs, 4 STR, 144 bytes. */
+#define TB_CM4_DW_ROWS2_STEP                                                                   \
+  TB_CM4_DW_LOAD(0)                                                                            \
+  TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]")                                  \
+  TB_CM4_DW_LOAD(1)                                                                            \
+  TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")                                   \
+  TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]")                                  \
+  TB_CM4_DW_LOAD(2)                                                                            \
+  TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01c]", "%[w12c]")                                   \
+  TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01b]", "%[w12b]")                                   \
+  TB_CM4_DW_LOAD(3)                                                                            \
+  TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01c]", "%[w12c]")                                   \
+  "str.w  %[s0], [%[accp], #(8 * \\k)]\n\t"                                                     \
+  "str.w  %[s1], [%[accp], #(8 * \\k + 4)]\n\t"                                                 \
+  "str.w  %[s2], [%[accp], #(256 + 8 * \\k)]\n\t"                                               \
+  "str.w  %[s3], [%[accp], #(256 + 8 * \\k + 4)]\n\t"
+
 /* Where the stride-1 sweep is between row sweeps (the registers are all taken
  * by the steps). */
 typedef struct {
@@ -101,10 +124,10 @@ typedef struct {
  * a step loads 8 words for 4 outputs (8 LDR, 24 MACs, 4 STR: 40 cycles); an odd
  * last row alone (6 LDR, 12 MACs, 2 STR: 23 cycles for 2). One call for all
  * the rows: between row sweeps the loop state lives in memory. Each row sweep
- * enters its unrolled body so that the first pass does n mod 8 steps; weights
+ * enters its unrolled body so that the first pass does n mod 7 steps; weights
  * in registers (w: W01, W12 of the filter rows). */
 static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_t n, int32_t rows,
-                                                        const uint32_t *w, int32_t *acc) {
+                                                        const int16_t *w, int32_t *acc) {
 #ifdef TB_CM4_DSP
   const int32_t e = (TB_CM4_DW_S1_STEPS - n % TB_CM4_DW_S1_STEPS) % TB_CM4_DW_S1_STEPS;
   uint32_t qp = (uint32_t)q - 4u * (uint32_t)e, accp = (uint32_t)(acc - 2 * e);
@@ -116,20 +139,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
   st.acc_next = 2 * 4 * TB_CM4_DW_PITCH - (st.passes_init - 1) * 8 * TB_CM4_DW_S1_STEPS;
   __asm__ volatile(
       ".macro tb_dw3s1_rows2_step k\n\t"
-      TB_CM4_DW_LOAD(0)
-      TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]")
-      TB_CM4_DW_LOAD(1)
-      TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")
-      TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]")
-      TB_CM4_DW_LOAD(2)
-      TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01c]", "%[w12c]")
-      TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01b]", "%[w12b]")
-      TB_CM4_DW_LOAD(3)
-      TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01c]", "%[w12c]")
-      "str.w  %[s0], [%[accp], #(8 * \\k)]\n\t"
-      "str.w  %[s1], [%[accp], #(8 * \\k + 4)]\n\t"
-      "str.w  %[s2], [%[accp], #(256 + 8 * \\k)]\n\t"
-      "str.w  %[s3], [%[accp], #(256 + 8 * \\k + 4)]\n\t"
+      TB_CM4_DW_ROWS2_STEP
       ".endm\n\t"
       ".macro tb_dw3s1_row_step k\n\t"
       TB_CM4_DW_LOAD(0)
@@ -159,15 +169,15 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       "bx     %[s2]\n\t"
       ".p2align 2\n"
       "1:\n\t"
-      ".irp k, 0,1,2,3,4,5,6,7\n\t"
+      ".irp k, 0,1,2,3,4,5,6\n\t"            /* TB_CM4_DW_S1_STEPS */
       "tb_dw3s1_rows2_step \\k\n\t"
       ".endr\n\t"
       "ldr    %[ta], %[passes]\n\t"
       "subs   %[ta], %[ta], #1\n\t"
       "beq    3f\n\t"
       "str    %[ta], %[passes]\n\t"
-      "add    %[q], %[q], #(4 * 8)\n\t"
-      "add    %[accp], %[accp], #(8 * 8)\n\t"
+      "add    %[q], %[q], #(4 * 7)\n\t"
+      "add    %[accp], %[accp], #(8 * 7)\n\t"
       "b      1b\n"
       "3:\n\t"                      /* a row pair done: the next pair, the odd row, or out */
       "ldr    %[ta], %[q_next]\n\t"
@@ -189,7 +199,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       "bx     %[ta]\n\t"
       ".p2align 2\n"
       "2:\n\t"
-      ".irp k, 0,1,2,3,4,5,6,7\n\t"
+      ".irp k, 0,1,2,3,4,5,6\n\t"            /* TB_CM4_DW_S1_STEPS */
       "tb_dw3s1_row_step \\k\n\t"
       ".endr\n\t"
       ".purgem tb_dw3s1_rows2_step\n\t"
@@ -198,15 +208,15 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       "subs   %[ta], %[ta], #1\n\t"
       "beq    9f\n\t"
       "str    %[ta], %[passes]\n\t"
-      "add    %[q], %[q], #(4 * 8)\n\t"
-      "add    %[accp], %[accp], #(8 * 8)\n\t"
+      "add    %[q], %[q], #(4 * 7)\n\t"
+      "add    %[accp], %[accp], #(8 * 7)\n\t"
       "b      2b\n"
       "9:\n\t"
       : [s0] "+r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
         [tb] "=&r"(tb), [q] "+r"(qp), [accp] "+r"(accp), [passes] "+m"(st.passes),
         [pairs] "+m"(st.pairs), [entry1] "=m"(st.entry1), [entry2] "=m"(st.entry2)
-      : [w01a] "r"(w[0]), [w12a] "r"(w[1]), [w01b] "r"(w[2]), [w12b] "r"(w[3]),
-        [w01c] "r"(w[4]), [w12c] "r"(w[5]), [passes_init] "m"(st.passes_init),
+      : [w01a] "r"(tb_ld32(w)), [w12a] "r"(tb_ld32(w + 2)), [w01b] "r"(tb_ld32(w + 4)), [w12b] "r"(tb_ld32(w + 6)),
+        [w01c] "r"(tb_ld32(w + 8)), [w12c] "r"(tb_ld32(w + 10)), [passes_init] "m"(st.passes_init),
         [odd] "m"(st.odd), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next)
       : "cc", "memory");
 #else
@@ -217,11 +227,115 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       for (r = 0; r < 3; ++r) {
         const uint32_t a = tb_ld32(q + r * TB_CM4_DW_PITCH + 2 * k);
         const uint32_t b = tb_ld32(q + r * TB_CM4_DW_PITCH + 2 * k + 2);
-        s0 = tb_smlabt(b, w[2 * r + 1], tb_smlad(a, w[2 * r], s0));
-        s1 = tb_smlad(b, w[2 * r + 1], tb_smlatb(a, w[2 * r], s1));
+        s0 = tb_smlabt(b, tb_ld32(w + 4 * r + 2), tb_smlad(a, tb_ld32(w + 4 * r), s0));
+        s1 = tb_smlad(b, tb_ld32(w + 4 * r + 2), tb_smlatb(a, tb_ld32(w + 4 * r), s1));
       }
       acc[2 * k] = s0, acc[2 * k + 1] = s1;
     }
+  }
+#endif
+}
+
+/* Column pairs per channel in the batched sweep's unrolled body
+ * (cm4_prepare.DW_BATCH_STEPS): 6 covers VWW's 12x12 and 6x6 maps; each step
+ * is 144 bytes of flash on every model with a depthwise layer. */
+#define TB_CM4_DW_BATCH_STEPS 6
+
+/* Where the channel-batched stride-1 sweep is between channels (the
+ * registers are all taken by the steps and the weights). */
+typedef struct {
+  const int16_t *w, *w_first;    /* the next channel's filter rows; the batch's first */
+  int32_t left, batch;           /* channels left in this row pair; channels per row pair */
+  int32_t pairs;                 /* row pairs left */
+  int32_t q_chan, acc_chan;      /* bytes from one channel's plane columns / sums to the next */
+  int32_t q_next, acc_next;      /* from past the batch's last channel to the next row pair */
+  uint32_t entry;                /* where a channel's steps enter the unrolled body */
+} tb_cm4_dw_batch_state;
+
+/* 3x3 stride 1 on small maps, `batch` channels side by side in one plane
+ * (channel k's columns at k * cw values, its sums at k * cw int32): `rows`
+ * (even) output rows, 1 <= n <= TB_CM4_DW_BATCH_STEPS column pairs per
+ * channel row. Why: on a 6x6 map a channel has 9 two-row steps, and the per-channel
+ * sweep call, its set-up and its per-row-pair bookkeeping cost about as much
+ * as the steps; here one call sweeps the batch, and per channel and row pair
+ * only its 6 weight words are loaded (from the filter: 12 int16 per channel,
+ * W01, W12 of each row) before its steps. The steps are those of
+ * tb_cm4_dw3s1_rows. */
+static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32_t n,
+                                                         int32_t rows, int32_t batch, int32_t cw,
+                                                         const int16_t *filter, int32_t *acc) {
+#ifdef TB_CM4_DSP
+  const int32_t e = TB_CM4_DW_BATCH_STEPS - n;
+  uint32_t qp = (uint32_t)q - 4u * (uint32_t)e, accp = (uint32_t)(acc - 2 * e);
+  uint32_t s0 = (uint32_t)e, s1, s2, s3, ta, tb;
+  uint32_t w01a, w12a, w01b, w12b, w01c, w12c;  /* the channel's filter rows, loaded in the loop */
+  tb_cm4_dw_batch_state st;
+  st.w = st.w_first = filter;
+  st.batch = batch;
+  st.pairs = rows >> 1;
+  st.q_chan = 2 * cw, st.acc_chan = 4 * cw;
+  st.q_next = 2 * 2 * TB_CM4_DW_PITCH - batch * 2 * cw;
+  st.acc_next = 2 * 4 * TB_CM4_DW_PITCH - batch * 4 * cw;
+  __asm__ volatile(
+      ".macro tb_dw3s1_batch_step k\n\t"
+      TB_CM4_DW_ROWS2_STEP
+      ".endm\n\t"
+      /* entry: step e of the body (144 bytes per step) */
+      "add    %[s1], %[s0], %[s0], lsl #3\n\t"
+      "adr.w  %[s2], 1f\n\t"
+      "add    %[s2], %[s2], %[s1], lsl #4\n\t"
+      "orr    %[s2], %[s2], #1\n\t"
+      "str    %[s2], %[entry]\n"
+      "0:\n\t"                      /* a row pair: every channel of the batch */
+      "ldr    %[ta], %[batch]\n\t"
+      "str    %[ta], %[left]\n"
+      "5:\n\t"                      /* a channel: its weights, then its n steps */
+      "ldr    %[ta], %[wp]\n\t"
+      "ldr    %[w01a], [%[ta]]\n\t"
+      "ldr    %[w12a], [%[ta], #4]\n\t"
+      "ldr    %[w01b], [%[ta], #8]\n\t"
+      "ldr    %[w12b], [%[ta], #12]\n\t"
+      "ldr    %[w01c], [%[ta], #16]\n\t"
+      "ldr    %[w12c], [%[ta], #20]\n\t"
+      "adds   %[ta], %[ta], #24\n\t"
+      "str    %[ta], %[wp]\n\t"
+      "ldr    %[ta], %[entry]\n\t"
+      "bx     %[ta]\n\t"
+      ".p2align 2\n"
+      "1:\n\t"
+      ".irp k, 0,1,2,3,4,5\n\t"            /* TB_CM4_DW_BATCH_STEPS */
+      "tb_dw3s1_batch_step \\k\n\t"
+      ".endr\n\t"
+      ".purgem tb_dw3s1_batch_step\n\t"
+      "ldr    %[ta], %[q_chan]\n\t"
+      "ldr    %[tb], %[acc_chan]\n\t"
+      "add    %[q], %[q], %[ta]\n\t"
+      "add    %[accp], %[accp], %[tb]\n\t"
+      "ldr    %[ta], %[left]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "str    %[ta], %[left]\n\t"
+      "bne    5b\n\t"
+      "ldr    %[ta], %[q_next]\n\t"  /* the batch done: the next row pair, or out */
+      "ldr    %[tb], %[acc_next]\n\t"
+      "add    %[q], %[q], %[ta]\n\t"
+      "add    %[accp], %[accp], %[tb]\n\t"
+      "ldr    %[ta], %[w_first]\n\t"
+      "str    %[ta], %[wp]\n\t"
+      "ldr    %[ta], %[pairs]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "str    %[ta], %[pairs]\n\t"
+      "bne    0b\n\t"
+      : [s0] "+r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
+        [tb] "=&r"(tb), [q] "+r"(qp), [accp] "+r"(accp), [w01a] "=&r"(w01a), [w12a] "=&r"(w12a),
+        [w01b] "=&r"(w01b), [w12b] "=&r"(w12b), [w01c] "=&r"(w01c), [w12c] "=&r"(w12c),
+        [wp] "+m"(st.w), [left] "=m"(st.left), [pairs] "+m"(st.pairs), [entry] "=m"(st.entry)
+      : [batch] "m"(st.batch), [w_first] "m"(st.w_first), [q_chan] "m"(st.q_chan),
+        [acc_chan] "m"(st.acc_chan), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next)
+      : "cc", "memory");
+#else
+  int32_t k;
+  for (k = 0; k < batch; ++k) {
+    tb_cm4_dw3s1_rows(q + k * cw, n, rows, filter + 12 * k, acc + k * cw);
   }
 #endif
 }
@@ -231,7 +345,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
  * of the rows. Steps of 52 bytes (6 LDR, 6 MACs, STR). */
 static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32_t off1,
                                                          int32_t off2, int32_t n,
-                                                         const uint32_t *w, int32_t *acc) {
+                                                         const int16_t *w, int32_t *acc) {
 #ifdef TB_CM4_DSP
   const int32_t e = (TB_CM4_DW_STEPS - n % TB_CM4_DW_STEPS) % TB_CM4_DW_STEPS;
   uint32_t p0 = (uint32_t)q - 4u * (uint32_t)e;
@@ -261,7 +375,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "bx     %[s1]\n\t"
       ".p2align 2\n"
       "1:\n\t"
-      ".irp k, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n\t"
+      ".irp k, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n\t"   /* TB_CM4_DW_STEPS */
       "tb_dw3s2_step \\k\n\t"
       ".endr\n\t"
       ".purgem tb_dw3s2_step\n\t"
@@ -269,16 +383,16 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "subs   %[ta], %[ta], #1\n\t"
       "beq    9f\n\t"
       "str    %[ta], %[passes]\n\t"
-      "add    %[p0], %[p0], #128\n\t"
-      "add    %[p1], %[p1], #128\n\t"
-      "add    %[p2], %[p2], #128\n\t"
-      "add    %[accp], %[accp], #128\n\t"
+      "add    %[p0], %[p0], #(4 * 16)\n\t"   /* TB_CM4_DW_STEPS slots */
+      "add    %[p1], %[p1], #(4 * 16)\n\t"
+      "add    %[p2], %[p2], #(4 * 16)\n\t"
+      "add    %[accp], %[accp], #(4 * 16)\n\t"
       "b      1b\n"
       "9:\n\t"
       : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb), [p0] "+r"(p0),
         [p1] "+r"(p1), [p2] "+r"(p2), [accp] "+r"(accp), [passes] "+m"(passes)
-      : [w01a] "r"(w[0]),
-        [w2a] "r"(w[1]), [w01b] "r"(w[2]), [w2b] "r"(w[3]), [w01c] "r"(w[4]), [w2c] "r"(w[5])
+      : [w01a] "r"(tb_ld32(w)),
+        [w2a] "r"(tb_ld32(w + 2)), [w01b] "r"(tb_ld32(w + 4)), [w2b] "r"(tb_ld32(w + 6)), [w01c] "r"(tb_ld32(w + 8)), [w2c] "r"(tb_ld32(w + 10))
       : "cc", "memory");
 #else
   int32_t k;
@@ -289,8 +403,8 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
     for (r = 0; r < 3; ++r) {
       const uint32_t a = tb_ld32(r0 + off[r] + 4 * k);
       const uint32_t b = tb_ld32(r0 + off[r] + 4 * k + 4);
-      s0 = tb_smlad(a, w[2 * r], s0);
-      s0 = tb_smlabb(b, w[2 * r + 1], s0);
+      s0 = tb_smlad(a, tb_ld32(w + 4 * r), s0);
+      s0 = tb_smlabb(b, tb_ld32(w + 4 * r + 2), s0);
     }
     acc[k] = s0;
   }
@@ -491,7 +605,7 @@ typedef struct {
  * row that starts at an odd position copies that pixel alone first, so every
  * plane word is stored aligned (an unaligned STR costs a cycle more). One
  * loop for all the rows: the row state lives in memory. */
-static void tb_cm4_dw_gather4_rows(const int8_t *src, int32_t rows, int32_t n, int32_t src_col,
+static __attribute__((noinline)) void tb_cm4_dw_gather4_rows(const int8_t *src, int32_t rows, int32_t n, int32_t src_col,
                                    int32_t src_row, int16_t *d0, int32_t d_row, int32_t plane) {
   const int32_t lead = n > 0 && ((uintptr_t)d0 & 2) ? 1 : 0;
   if (rows <= 0 || n <= 0) return;
@@ -672,7 +786,7 @@ static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, const 
  * alone, then one store of the chunk. A row's sweep runs over column pairs;
  * an odd out_w computes one column past the row's end, not stored. */
 static void tb_cm4_dw_3x3s1(const int16_t *plane, const tb_cm4_dw_view *v, int32_t rows_per,
-                            const uint32_t *w, int32_t *acc, const int32_t *r, int32_t flags,
+                            const int16_t *w, int32_t *acc, const int32_t *r, int32_t flags,
                             const tb_conv_params *p, int8_t *out) {
   const int32_t pairs = (v->out_w + 1) >> 1;
   tb_cm4_dw_tile t;
@@ -686,11 +800,43 @@ static void tb_cm4_dw_3x3s1(const int16_t *plane, const tb_cm4_dw_view *v, int32
   }
 }
 
+/* 3x3 stride 1 on small maps, `batch` channels (a multiple of 4) at a time
+ * side by side in one plane, cw values apart (cm4_prepare.dw_s1_batch): copy
+ * the batch 4 channels per gather, then per chunk of rows_per output rows one
+ * sweep of the whole batch and each channel's store. */
+static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *input, const tb_cm4_dw_view *v,
+                                    int16_t *plane, int32_t batch, int32_t rows_per,
+                                    const int16_t *filter, int32_t *acc, const int32_t *rq,
+                                    int32_t flags, const tb_conv_params *p, int8_t *out) {
+  const int32_t pairs = (v->out_w + 1) >> 1;
+  const int32_t cw = ((v->pl + v->in_w > 2 * pairs + 2 ? v->pl + v->in_w : 2 * pairs + 2) + 1) & ~1;
+  tb_cm4_dw_tile t;
+  int32_t ic, k, y;
+  t.col_step = v->out_col, t.row_step = v->out_row;
+  t.cols = v->out_w, t.acc_row = TB_CM4_DW_PITCH;
+  for (ic = 0; ic < p->in_c; ic += batch) {
+    for (k = 0; k < batch; k += 4) {
+      tb_cm4_dw_gather4_rows(input + ic + k, v->in_h, v->in_w, v->src_col, v->src_row,
+                             plane + v->pt * TB_CM4_DW_PITCH + v->pl + k * cw, TB_CM4_DW_PITCH,
+                             cw);
+    }
+    for (y = 0; y < v->out_h; y += rows_per) {
+      t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
+      tb_cm4_dw3s1_batch(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw, filter + 12 * ic,
+                         acc);
+      for (k = 0; k < batch; ++k) {
+        tb_cm4_dw_store(acc + k * cw, &t, rq + 4 + 4 * (ic + k), flags, p,
+                        out + ic + k + y * v->out_row);
+      }
+    }
+  }
+}
+
 /* 3x3 stride 2, one channel: wp / 2 output slots per plane row pair (the
  * ones past out_w are computed, not stored); sweeps over rows_per output rows,
- * or pieces of 32 slots of a row when rows_per is 0. */
+ * or pieces of TB_CM4_DW_STEPS slots of a row when rows_per is 0. */
 static void tb_cm4_dw_3x3s2(const int16_t *plane, const tb_cm4_dw_view *v, int32_t wp,
-                            int32_t rows_per, int32_t even_rows, const uint32_t *w,
+                            int32_t rows_per, int32_t even_rows, const int16_t *w,
                             int32_t *acc, const int32_t *r, int32_t flags,
                             const tb_conv_params *p, int8_t *out) {
   const int32_t slots = wp >> 1, off1 = 2 * even_rows * wp, off2 = 2 * wp;
@@ -750,6 +896,8 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
   /* rq[3] bits 8..15: number of planes (1 or 4; 4 when in_c % 4 == 0 and they fit) */
   const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
   const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
+  /* rq[3] bits 24..31: channels side by side per stride-1 sweep (0: one channel per sweep) */
+  const int32_t batch = (rq[3] >> 24) & 0xFF;
   const int32_t in_c = p->in_c, dm = p->depth_multiplier;
   const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1) : 12;
   const int32_t plane_words = (wp * hp + 1) >> 1;
@@ -768,6 +916,11 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
     }
     for (; i < words; ++i) pw32[i] = zz;
   }
+  if (batch) {
+    tb_cm4_dw_3x3s1_batched(input, &v, planes, batch, rows_per, filter, accbuf, rq, flags, p,
+                            output);
+    return;
+  }
   for (ic = 0; ic < in_c; ++ic) {
     int32_t m;
     int16_t *plane = planes + (groups == 4 ? (ic & 3) * plane_words * 2 : 0);
@@ -782,12 +935,10 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
       if (path == TB_CM4_DW_GENERAL) {
         tb_cm4_dw_general(plane, p, wp, wc, r, flags, output + oc);
       } else {
-        uint32_t w[6];
-        for (i = 0; i < 6; ++i) w[i] = tb_ld32(wc + 2 * i);
         if (path == TB_CM4_DW_3X3S1) {
-          tb_cm4_dw_3x3s1(plane, &v, rows_per, w, accbuf, r, flags, p, output + oc);
+          tb_cm4_dw_3x3s1(plane, &v, rows_per, wc, accbuf, r, flags, p, output + oc);
         } else {
-          tb_cm4_dw_3x3s2(plane, &v, wp, rows_per, even_rows, w, accbuf, r, flags, p,
+          tb_cm4_dw_3x3s2(plane, &v, wp, rows_per, even_rows, wc, accbuf, r, flags, p,
                           output + oc);
         }
       }

@@ -20,16 +20,11 @@ from tinybuild.lower import Const, Layer
 from tinybuild.planner import raster_overlap
 
 from .cm4_prepare import (DW_3X3S1, DW_3X3S2, RQ_FAST, RQ_FULLRANGE, _const, _max_abs_input,
-                          dw_path, requant)
+                          dw_oriented, dw_path, dw_s1_batch, dw_transposed, requant)
 
 HERE = Path(__file__).parent
 MAX_TAPS = 32            # the tap list lives on the stack (TB_CM4_DWC_MAX_TAPS)
 PRIORITY = 20            # above the plane kernel (10) wherever it accepts
-
-
-def taps2(p: dict) -> int:
-    """Taps rounded up to even (the kernel runs tap pairs)."""
-    return (p["k_h"] * p["k_w"] + 1) // 2 * 2
 
 
 def has_padding(p: dict) -> bool:
@@ -41,18 +36,22 @@ def has_padding(p: dict) -> bool:
 
 
 def channel_words(w: np.ndarray) -> np.ndarray:
-    """(taps, C) int weights -> int16, per group of 4 channels, per tap pair
-    (a, b): (w_a[c], w_b[c]), (w_a[c+2], w_b[c+2]), (w_a[c+1], w_b[c+1]),
-    (w_a[c+3], w_b[c+3]) -- the order in which the kernel forms the channels'
-    tap pairs (SXTB16 of PKHBT / PKHTB of the taps' words, then with ROR 8).
-    An odd tap count gets a tap of weight 0."""
+    """(taps, C) int weights -> int16, per group of 4 channels: with an odd tap
+    count first the single first tap t as (w_t[c], w_t[c+2]), (w_t[c+1],
+    w_t[c+3]) (SXTB16 / SXTB16 ROR 8 of its word, SMLABB / SMLATT); then per
+    tap pair (a, b): (w_a[c], w_b[c]), (w_a[c+2], w_b[c+2]), (w_a[c+1],
+    w_b[c+1]), (w_a[c+3], w_b[c+3]) -- the order in which the kernel forms the
+    channels' tap pairs (SXTB16 of PKHBT / PKHTB of the taps' words, then with
+    ROR 8)."""
     taps, c = w.shape
-    t2 = (taps + 1) // 2 * 2
-    full = np.zeros((t2, c), np.int64)
-    full[:taps] = w
+    w = np.asarray(w, np.int64)
+    single = taps % 2
+    # (tap, group, lane) -> (group, lane in order 0, 2, 1, 3)
+    first = w[:single].reshape(single, c // 4, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2)
     # (pair, s, group, lane) -> (group, pair, lane in order 0, 2, 1, 3, s)
-    g = full.reshape(t2 // 2, 2, c // 4, 4)[:, :, :, [0, 2, 1, 3]]
-    return g.transpose(2, 0, 3, 1).reshape(-1).astype(np.int16)
+    g = w[single:].reshape((taps - single) // 2, 2, c // 4, 4)[:, :, :, [0, 2, 1, 3]]
+    pairs = g.transpose(2, 0, 3, 1).reshape(c // 4, -1)
+    return np.concatenate([first.reshape(c // 4, -1), pairs], axis=1).reshape(-1).astype(np.int16)
 
 
 def in_place_at_zero(p: dict) -> bool:
@@ -80,21 +79,24 @@ def in_place_at_zero(p: dict) -> bool:
 # -- which kernel is faster: estimates in Cortex-M4 cycles ------------------------------
 # Least-squares fits of the simulator's per-layer cycles (unicorn, cortex-m4 model with
 # the unaligned-access penalties) over the depthwise layers of str_ww, KWS and VWW, each
-# built once with either kernel. This kernel's fit is within 1.5% on every layer, the
+# built once with either kernel. This kernel's fit is within 1.6% on every layer, the
 # plane kernel's within 5% (refitted after its two-row stride-1 sweep, gather and store:
 # 3x3 s1 on 25x5x64, 48x48x8, 24x24x32, 12x12x64, 6x6x128, 3x3x256; 3x3 s2 on
 # 48x48x16, 24x24x32, 12x12x64, 6x6x128); this kernel is taken where it is estimated
 # at least 5% faster (docs/kernels.md; VWW's 12x12x64 stride-2 layer: 11% faster measured,
-# estimated 9%).
+# estimated 9%). The plane kernel's batched stride-1 sweep (several channels side by side,
+# cm4_prepare.dw_s1_batch) has its own fit, on VWW's 6x6x128 and 12x12x64 layers.
 MARGIN = 0.95
 
 
 def channels_cycles(p: dict) -> float:
     """This kernel: per output pixel the call and the tap list, per pixel and group
     of 4 channels the biases, 4 requantizations and stores, per tap pair 15
-    instructions (22-23 cycles)."""
+    instructions (22-23 cycles), the single first tap of an odd count 17 (its 9
+    instructions and the jump to the pairs; refitted on str_ww's and VWW's odd-tap
+    layers, within 1.6%)."""
     pixels, k = p["out_h"] * p["out_w"], p["k_h"] * p["k_w"]
-    return pixels * (224 + 2.55 * k + p["in_c"] // 4 * (56 + 22.76 * (taps2(p) // 2)))
+    return pixels * (224 + 2.55 * k + p["in_c"] // 4 * (56 + 22.76 * (k // 2) + 17 * (k % 2)))
 
 
 def plane_cycles(p: dict) -> float | None:
@@ -104,6 +106,8 @@ def plane_cycles(p: dict) -> float | None:
     kernel on every shape."""
     path = dw_path(p)
     in_px, out_px = p["in_h"] * p["in_w"], p["out_h"] * p["out_w"]
+    if path == DW_3X3S1 and dw_s1_batch(dw_oriented(p, dw_transposed(p, path)), path):
+        return p["in_c"] * (249 + 11.68 * (in_px + out_px))
     if path == DW_3X3S1:
         return p["in_c"] * (499 + 11.1 * (in_px + out_px))
     if path == DW_3X3S2:
@@ -145,7 +149,7 @@ def accepts(layer: Layer) -> bool:
 
 def prepare(layer: Layer) -> Layer:
     p = layer.params
-    c, off = p["out_c"], p["input_offset"]
+    c, off, ntaps = p["out_c"], p["input_offset"], p["k_h"] * p["k_w"]
     w = _const(layer, "filter").astype(np.int64).reshape(p["k_h"] * p["k_w"], c)   # 1HWC
     bias_folded, flags, triples, notes = requantization(layer)
     # the fast form runs on doubled sums (2 * w fits int16; a doubled bias may wrap:
@@ -154,7 +158,7 @@ def prepare(layer: Layer) -> Layer:
     # per group of 4 channels: the 4 folded biases, then {M, B, e} of each channel
     biases = (scale * bias_folded) & 0xFFFFFFFF
     groups = np.concatenate([biases.reshape(-1, 4), triples.reshape(-1, 12)], axis=1)
-    rq = np.concatenate([[flags, taps2(p), 0, 0], groups.reshape(-1)])
+    rq = np.concatenate([[flags, ntaps, 0, 0], groups.reshape(-1)])
     padded = has_padding(p)
     # padded taps read this pixel of zero points (flash, not arena)
     zero_pixel = np.full(c if padded else 4, -off, np.int8)
@@ -168,7 +172,8 @@ def prepare(layer: Layer) -> Layer:
     notes = notes + [
         "channel-parallel: 4 channels per word straight from NHWC (no plane copy); "
         "PKH + SXTB16 pair two taps of each channel, one SMLAD per channel per tap pair",
-        f"filter reordered to {c // 4} groups x {taps2(p) // 2} tap pairs x 4 words; "
+        f"filter reordered to {c // 4} groups x ({'a single first tap x 2 words, ' if ntaps % 2 else ''}"
+        f"{ntaps // 2} tap pairs x 4 words); "
         "input_offset * sum(filter) folded into the bias" +
         ("; weights and biases doubled (the fast form's 2 * acc)" if scale == 2 else ""),
         f"padded taps read a pixel of zero points ({c} B of flash)" if padded else

@@ -27,8 +27,11 @@
  * so 2 PKH and 4 SXTB16 pair the two taps of all 4 channels, and one SMLAD
  * per channel does both taps with the weight word the build stored in exactly
  * that order: per group, per tap pair, (w_a[c], w_b[c]), (w_a[c+2], w_b[c+2]),
- * (w_a[c+1], w_b[c+1]), (w_a[c+3], w_b[c+3]). An odd tap count gets a last
- * tap of weight 0 that reads the previous tap's pixel again.
+ * (w_a[c+1], w_b[c+1]), (w_a[c+3], w_b[c+3]). With an odd tap count the
+ * first tap goes alone, before the pairs: SXTB16 / SXTB16 ROR 8 of its word
+ * are (t[c], t[c+2]), (t[c+1], t[c+3]), and SMLABB / SMLATT with the weight
+ * words (w[c], w[c+2]), (w[c+1], w[c+3]) (13 cycles, where a pair with a
+ * weight-0 tap took 22: the 3x3 layers' 9 taps).
  *
  * With the fast requantization the build doubles weights and biases (int16
  * holds 2 * w), so the sums are 2 * acc: the form SMMLAR(2 * acc, M, B +
@@ -36,8 +39,8 @@
  * partial sums may wrap, the final one is exact mod 2^32).
  *
  * Arguments: params, input, filter (int16 pairs as above, groups of
- * taps2 * 4 words, taps2 = taps rounded up to even, at most
- * TB_CM4_DWC_MAX_TAPS), rq (header {flags, taps2, 0, 0}, then per group of
+ * taps * 2 words: 2 for the single first tap of an odd count, then 4 per
+ * pair; at most TB_CM4_DWC_MAX_TAPS taps), rq (header {flags, taps, 0, 0}, then per group of
  * 4 channels the 4 folded biases (doubled with the fast form) and {M, B, e}
  * (fast form) or {M, shift, 0} per channel), zero_pixel (in flash: in_c bytes of the input zero point if
  * any tap is outside the input, else 4 unused bytes), output. No scratch: the
@@ -68,15 +71,25 @@ TB_INLINE int32_t tb_cm4_dwc_requant(int32_t sum, const int32_t *r, int32_t flag
 }
 
 /* The 4 channels of one group over all taps of one output pixel, from the
- * tap list `taps` (taps2 entries, pointers to the taps' pixels) at byte
- * offset `c` of each pixel. `w`: the group's weight words, `r`: its rq block
+ * tap list `taps` (n entries, pointers to the taps' pixels) at byte offset
+ * `c` of each pixel. `w`: the group's weight words, `r`: its rq block
  * (4 biases, then 4 x {M, B, e}). */
-static void tb_cm4_dwc_group(const int8_t *const *taps, int32_t taps2, int32_t c,
+static void tb_cm4_dwc_group(const int8_t *const *taps, int32_t n, int32_t c,
                              const int16_t *w, const int32_t *r, int32_t flags,
                              const tb_conv_params *p, int8_t *o) {
   int32_t acc0 = r[0], acc1 = r[1], acc2 = r[2], acc3 = r[3];
-  int32_t t;
-  for (t = 0; t < taps2; t += 2, w += 8) {
+  int32_t t = 0;
+  if (n & 1) {  /* an odd count: the first tap alone */
+    const uint32_t a = tb_ld32(taps[0] + c);
+    const uint32_t a02 = tb_sxtb16(a), a13 = tb_sxtb16_ror8(a);
+    const uint32_t w02 = tb_ld32(w), w13 = tb_ld32(w + 2);
+    acc0 = tb_smlabb(a02, w02, acc0);
+    acc2 = tb_smlatt(a02, w02, acc2);
+    acc1 = tb_smlabb(a13, w13, acc1);
+    acc3 = tb_smlatt(a13, w13, acc3);
+    t = 1, w += 4;
+  }
+  for (; t < n; t += 2, w += 8) {
     const uint32_t a = tb_ld32(taps[t] + c), b = tb_ld32(taps[t + 1] + c);
     const uint32_t lo = tb_pkhbt16(a, b), hi = tb_pkhtb16(b, a); /* channels c, c+1 / c+2, c+3 */
     acc0 = tb_smlad(tb_sxtb16(lo), tb_ld32(w), acc0);
@@ -99,17 +112,19 @@ static void tb_cm4_dwc_group(const int8_t *const *taps, int32_t taps2, int32_t c
  *   4 SMLAD
  * 15 instructions of 4 bytes (22 cycles), unrolled TB_CM4_DWC_MAX_TAPS / 2
  * times and entered `pairs` steps before the end (no loop counter: all 14
- * registers hold data). Then per channel LDM {M, B, e}, the fast form on the
+ * registers hold data); with an odd tap count each group first runs the
+ * single-tap step, which then jumps to that entry. Then per channel LDM {M, B, e}, the fast form on the
  * doubled sum (ADD, SMMLAR, ASR, SSAT) and STRB. Registers: r0-r3 the sums of
  * channels c .. c+3, r4 the weights, r5 the tap list, r6 = c, r7-r10 the
  * taps' words and then the channels' tap pairs, r11/r12 weights, lr the rq
  * stream; what does not fit lives on the stack. */
 typedef struct {
-  const int8_t *const *taps;   /* the pixel's tap list (pairs * 2 pointers) */
+  const int8_t *const *taps;   /* the pixel's tap list (single + pairs * 2 pointers) */
   int32_t pairs, in_c;
   const int32_t *rq;           /* the first group's {4 biases, 4 x {M, B, e}} */
   int8_t *out;                 /* the pixel's channel 0 */
   const int16_t *w;            /* the first group's weight words */
+  int32_t single;              /* 1: an odd tap count, the first tap goes alone */
 } tb_cm4_dwc_job;
 
 void tb_cm4_dwc_pixel_fast(const tb_cm4_dwc_job *job);
@@ -131,7 +146,7 @@ __asm__(
     ".type tb_cm4_dwc_pixel_fast, %function\n\t.thumb_func\n"
     "tb_cm4_dwc_pixel_fast:\n\t"
     "push {r4-r11, lr}\n\t"
-    "sub sp, sp, #20\n\t"         /* [sp]: taps, entry, in_c, out (sp stays 8-aligned) */
+    "sub sp, sp, #20\n\t"         /* [sp]: taps, entry, in_c, out, pairs' entry (8-aligned) */
     "ldr r1, [r0, #0]\n\t"
     "str r1, [sp, #0]\n\t"
     "ldr r1, [r0, #4]\n\t"
@@ -140,6 +155,12 @@ __asm__(
     "adr.w r2, 9f\n\t"
     "sub r2, r2, r1\n\t"
     "orr r2, r2, #1\n\t"
+    "str r2, [sp, #16]\n\t"
+    "ldr r1, [r0, #24]\n\t"           /* odd tap count: each group enters at the single tap */
+    "cbz r1, 3f\n\t"
+    "adr.w r2, 8f\n\t"
+    "orr r2, r2, #1\n"
+    "3:\n\t"
     "str r2, [sp, #4]\n\t"
     "ldr r1, [r0, #8]\n\t"
     "str r1, [sp, #8]\n\t"
@@ -152,6 +173,18 @@ __asm__(
     "ldmia lr!, {r0, r1, r2, r3}\n\t"   /* the sums start at the folded biases */
     "ldr r5, [sp, #0]\n\t"
     "ldr r11, [sp, #4]\n\t"
+    "bx r11\n"
+    "8:\n\t"                          /* the first tap alone: (t[c], t[c+2]), (t[c+1], t[c+3]) */
+    "ldr r7, [r5], #4\n\t"
+    "ldr.w r7, [r7, r6]\n\t"
+    "sxtb16 r8, r7\n\t"
+    "sxtb16 r7, r7, ror #8\n\t"
+    "ldmia.w r4!, {r11, r12}\n\t"     /* (w[c], w[c+2]), (w[c+1], w[c+3]) */
+    "smlabb r0, r8, r11, r0\n\t"
+    "smlatt r2, r8, r11, r2\n\t"
+    "smlabb r1, r7, r12, r1\n\t"
+    "smlatt r3, r7, r12, r3\n\t"
+    "ldr r11, [sp, #16]\n\t"
     "bx r11\n\t"
     ".p2align 2\n\t"
     ".rept " TB_CM4_DWC_STR(TB_CM4_DWC_MAX_TAPS) " / 2\n\t"
@@ -187,10 +220,10 @@ __asm__(
 
 void tb_cm4_dw_channels_s8(const tb_conv_params *p, const int8_t *input, const int16_t *filter,
                            const int32_t *rq, const int8_t *zero_pixel, int8_t *output) {
-  const int32_t flags = rq[0], taps2 = rq[1];
+  const int32_t flags = rq[0], ntaps = rq[1];
   const int32_t in_c = p->in_c, in_w = p->in_w, in_h = p->in_h;
   const int32_t kh = p->k_h, kw = p->k_w;
-  const int32_t group_values = 4 * taps2; /* int16 weights of one group */
+  const int32_t group_values = 4 * ntaps; /* int16 weights of one group */
   const int32_t row_step = p->dil_h * in_w * in_c, col_step = p->dil_w * in_c;
   const int8_t *taps[TB_CM4_DWC_MAX_TAPS];
   int32_t oy, ox;
@@ -220,18 +253,17 @@ void tb_cm4_dw_channels_s8(const tb_conv_params *p, const int8_t *input, const i
           }
         }
       }
-      if (n < taps2) taps[n] = taps[n - 1];   /* the weight-0 tap of an odd count */
 #ifdef TB_CM4_DSP
       if (flags == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
         tb_cm4_dwc_job job;
-        job.taps = taps, job.pairs = taps2 >> 1, job.in_c = in_c;
-        job.rq = r, job.out = o, job.w = w;
+        job.taps = taps, job.pairs = ntaps >> 1, job.in_c = in_c;
+        job.rq = r, job.out = o, job.w = w, job.single = ntaps & 1;
         tb_cm4_dwc_pixel_fast(&job);
         continue;
       }
 #endif
       for (c = 0; c < in_c; c += 4, r += 16, w += group_values) {
-        tb_cm4_dwc_group(taps, taps2, c, w, r, flags, p, o + c);
+        tb_cm4_dwc_group(taps, ntaps, c, w, r, flags, p, o + c);
       }
     }
   }

@@ -10,6 +10,7 @@ a copy for the optimized kernel.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ CONV_BLOCK = 4                 # output pixels per register block (tb_cm4_conv2d
 RQ_FAST, RQ_FULLRANGE = 1, 2   # rq[0] flags
 RQ_NO_SIGN = 8                 # conv: a negative accumulator always clamps to -128 (see below)
 CONV_PAIR_RQ = 8               # int32 words after each channel pair's weights
+CONV_ROWS9_STAGE = 3 * 12      # 3x3 on 3 channels: a border pixel's 3 kernel rows, 12 B apart
 
 
 def _const(layer: Layer, role: str) -> np.ndarray | None:
@@ -167,7 +169,9 @@ def prepare_conv(layer: Layer) -> Layer:
     backward, _ = raster_overlap(p, CONV_BLOCK, reads_block_first=True, backward=True)
     limit = (1 << 31) - 1 if forward is None else max(-(1 << 31), min(forward, (1 << 31) - 1))
     mode = 4 if tap4 else 9 if rows9 else 0
-    scratch = CONV_BLOCK * k4 * 2 + (k4 if p["in_c"] % 4 and not tap4 else 0) + \
+    # staging: the general path's K4 bytes, or rows9's border stage of 3 kernel rows
+    stage = CONV_ROWS9_STAGE if rows9 else k4 if p["in_c"] % 4 and not tap4 else 0
+    scratch = CONV_BLOCK * k4 * 2 + stage + \
         (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK == 3 else 0)
     plane_w, plane_h = conv_plane(p, tap4, rows9)
     if plane_w:
@@ -193,6 +197,33 @@ def prepare_conv(layer: Layer) -> Layer:
         [(None, forward), (max(backward, forward + 1), None)]
     return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
                    overlap={layer.inputs[0]: allowed}, notes=notes)
+
+
+# tb_cm4_conv2d_1x1_k<depth>_s8: one entry point per depth in the C file; the
+# build offers the ones below. K 64 and 128 are there too, tested, but cost
+# 4.5 and 8.5 KB of flash for about 1-2% of their layers' cycles (VWW: 91k
+# cycles for 13 KB): add them here to trade flash for speed.
+CONV_SMALLK_ALL_DEPTHS = (8, 16, 32, 64, 128)
+CONV_SMALLK_DEPTHS = (8, 16, 32)
+
+
+def accepts_conv_1x1_smallk(layer: Layer, depth: int) -> bool:
+    """1x1 stride 1 unpadded on ``depth`` input channels, an even number of
+    output channels, whole blocks of 4 pixels, full int8 output range (the
+    kernel hands a layer whose requantization is not the fast form to
+    tb_cm4_conv2d_s8 at run time)."""
+    p = layer.params
+    return layer.op == "CONV_2D" and \
+        (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == \
+        (1, 1, 1, 1, 0, 0) and p["in_c"] == depth and p["out_c"] % 2 == 0 and \
+        (p["out_h"] * p["out_w"]) % CONV_BLOCK == 0 and (p["act_min"], p["act_max"]) == (-128, 127)
+
+
+def prepare_conv_1x1_smallk(layer: Layer) -> Layer:
+    out = prepare_conv(layer)
+    return replace(out, notes=out.notes + [
+        f"shallow 1x1 (K {layer.params['in_c']}): straight-line loop per channel pair, "
+        "no computed entry or sweep test"])
 
 
 # -- DEPTHWISE_CONV_2D ---------------------------------------------------------------
@@ -265,8 +296,10 @@ def dw_plane(p: dict, path: int) -> tuple[int, int, int]:
     return (w + 1) // 2 * 2, h, 0
 
 
-DW_STEPS = 32                     # stride 2: output slots per unrolled sweep (cm4_depthwise_s8.c)
-DW_GROUP_BUDGET = 8192            # scratch for 4 channel planes at once, else one
+DW_STEPS = 16                     # stride 2: output slots per unrolled sweep (cm4_depthwise_s8.c)
+DW_GROUP_BUDGET = 16384           # scratch for 4 channel planes at once, else one (VWW's 24x24x32
+                                  # stride 1: 13 KB, under the arena's peak; its 48x48 layers' 20-26 KB
+                                  # would raise VWW's arena by 15 KB)
 DW_SUMS = 256                     # at most this many int32 sums per sweep
 DW_S1_ROWS = 6                    # 3x3 stride 1: output rows per store (sums rows of DW_PITCH)
 
@@ -281,6 +314,26 @@ def dw_sweep_rows(p: dict, path: int, plane_w: int) -> tuple[int, int]:
         rows = min(p["out_h"], DW_SUMS // (plane_w // 2))
         return (rows, rows * (plane_w // 2)) if rows else (0, DW_STEPS)
     return 0, 0
+
+
+DW_BATCH_STEPS = 6                # column pairs per channel of a batched sweep (TB_CM4_DW_BATCH_STEPS)
+
+
+def dw_s1_batch(p: dict, path: int) -> int:
+    """3x3 stride 1 on small maps (of the oriented problem): how many channels
+    go side by side in one plane of DW_PITCH values per row, each cw values
+    wide, for one sweep across them (0: one channel per sweep). A multiple of
+    4 (the 4-channel copy) dividing in_c, with an even number of output rows
+    (the sweep runs two rows at a time) and at most DW_BATCH_STEPS column pairs
+    per channel row."""
+    if path != DW_3X3S1 or p["depth_multiplier"] != 1 or p["out_h"] % 2:
+        return 0
+    pairs = (p["out_w"] + 1) // 2
+    cw = (max(p["pad_left"] + p["in_w"], 2 * pairs + 2) + 1) // 2 * 2
+    if pairs > DW_BATCH_STEPS:
+        return 0
+    fits = DW_PITCH // cw // 4 * 4
+    return max((b for b in range(4, fits + 1, 4) if p["in_c"] % b == 0), default=0)
 
 
 DW_RQ_NO_SIGN = 8                 # rq[0] flag: the store loop leaves the sign term out
@@ -333,10 +386,11 @@ def prepare_depthwise(layer: Layer) -> Layer:
     plane_w, plane_h, even_rows = dw_plane(dw_oriented(p, transposed), path)
     rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
-    groups = 4 if p["in_c"] % 4 == 0 and p["depth_multiplier"] == 1 and \
+    batch = dw_s1_batch(dw_oriented(p, transposed), path)
+    groups = 4 if p["in_c"] % 4 == 0 and p["depth_multiplier"] == 1 and not batch and \
         4 * plane_bytes <= DW_GROUP_BUDGET else 1
     header = [flags, plane_w | (rows_per << 16), plane_h | (even_rows << 16),
-              path | (groups << 8) | (int(transposed) << 16)]
+              path | (groups << 8) | (int(transposed) << 16) | (batch << 24)]
     rq = np.concatenate([header,
                          np.concatenate([bias_folded[:, None], triples], axis=1).reshape(-1)])
     if np.abs(bias_folded).max(initial=0) >= 1 << 31:
@@ -352,7 +406,10 @@ def prepare_depthwise(layer: Layer) -> Layer:
         *(["rows and columns swapped (the output is taller than wide)"] if transposed else []),
         f"each channel copied into a {plane_w}x{plane_h} int16 plane framed by the zero point "
         f"({groups} at a time, {scratch} B scratch); input_offset * sum(filter) folded into "
-        "the bias",
+        "the bias" if not batch else
+        f"{batch} channels side by side in one {plane_w}x{plane_h} int16 plane framed by the "
+        f"zero point, one sweep across them ({scratch} B scratch); input_offset * sum(filter) "
+        "folded into the bias",
         "in place: a channel is copied before it is overwritten" if overlap else "not in place"]
     return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
                    overlap=overlap, notes=notes)
@@ -483,10 +540,19 @@ def prepare_avgpool(layer: Layer) -> Layer:
     return replace(layer, overlap={layer.inputs[0]: raster_overlap(layer.params)}, notes=notes)
 
 
+def smallk_kernel(depth: int) -> KernelImpl:
+    return KernelImpl("CONV_2D", f"tb_cm4_conv2d_1x1_k{depth}_s8",
+                      (HERE / "cm4_conv_1x1_smallk_s8.c", HERE / "cm4_conv_s8.c"), priority=15,
+                      accepts=partial(accepts_conv_1x1_smallk, depth=depth),
+                      prepare=prepare_conv_1x1_smallk,
+                      name=f"tb_cm4_conv2d_1x1_k{depth}_s8 (DSP, 4x2 block, K {depth})")
+
+
 def kernels() -> list[KernelImpl]:
     from . import cm4_dw_channels  # imported here: it imports this module's helpers
     src = lambda name: (HERE / name,)
     return [
+        *[smallk_kernel(d) for d in CONV_SMALLK_DEPTHS],
         KernelImpl("CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"), priority=10,
                    accepts=accepts_conv, prepare=prepare_conv,
                    name="tb_cm4_conv2d_s8 (DSP, 4x2 block)"),

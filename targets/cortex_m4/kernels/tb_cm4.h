@@ -158,6 +158,16 @@ TB_INLINE int32_t tb_clamp(int32_t v, int32_t lo, int32_t hi) {
  * tables, then the output, then the scratch buffer the planner reserved) ---- */
 void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                       const int32_t *rq, int8_t *output, void *scratch);
+/* 1x1 stride 1 unpadded, in_c 8, 16, 32, 64, 128 (others go to tb_cm4_conv2d_s8); same tables */
+#define TB_CM4_CONV_1X1_DECL(DEPTH)                                                        \
+  void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,       \
+                                       const int8_t *filter, const int32_t *rq,            \
+                                       int8_t *output, void *scratch);
+TB_CM4_CONV_1X1_DECL(8)
+TB_CM4_CONV_1X1_DECL(16)
+TB_CM4_CONV_1X1_DECL(32)
+TB_CM4_CONV_1X1_DECL(64)
+TB_CM4_CONV_1X1_DECL(128)
 void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
                                 const int16_t *filter, const int32_t *rq, int8_t *output,
                                 void *scratch);
