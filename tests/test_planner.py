@@ -178,6 +178,17 @@ def test_a_chain_of_one_way_in_place_layers_drifts_and_the_bound_says_so():
     assert plan.lower_bound == plan.arena_size == 1008 + 112
 
 
+def test_an_upward_one_way_link_drifts_towards_its_output():
+    # the output must start 16 or more bytes above its input: the 17-byte
+    # input at 0, the 1-byte output at 16 fit 32 bytes (hypothesis found a
+    # bound that charged the drift to the input instead)
+    graph = _graph([17, 1], [[0]])
+    layers = [_Layer(0, [0], 1, overlap={0: (16, None)})]
+    plan = plan_memory(graph, layers)
+    _assert_valid(graph, layers, plan)
+    assert plan.arena_size == plan.lower_bound == 32
+
+
 def test_growing_layer_in_place_needs_the_backward_interval():
     # 1000 -> 2000 bytes: forward the output must start 1000 below the input
     # (d <= -1000: the output covers [-1008, 992), with the input 2008 bytes);

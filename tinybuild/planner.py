@@ -261,11 +261,11 @@ def _one_way(pair: Overlap) -> int:
 def _drift_bound(buffers: list[Buffer], pairs, size) -> int:
     """What chains of one-way in-place layers cost: when layer after layer the
     output must start at least ``g`` bytes below (or above) its input, the
-    tensors drift through the arena. Along a chain t_j -> ... -> t_n whose
-    links all overlap, offset(t_j) >= offset(t_n) + sum of the gaps >= that
-    sum, so the arena holds at least size(t_j) + gaps(j..n). A link that does
-    not overlap holds both its tensors at once instead: the bound is the
-    smaller of the two cases."""
+    tensors drift through the arena. Along a downward chain t_j -> ... -> t_n
+    whose links all overlap, offset(t_j) >= offset(t_n) + sum of the gaps >=
+    that sum, so the arena holds at least size(t_j) + gaps(j..n) (upward:
+    gaps(j..n) + size(t_n)). A link that does not overlap holds both its
+    tensors at once instead: the bound is the smaller of the two cases."""
     links = {}
     for p in pairs:
         direction = _one_way(p)
@@ -299,14 +299,22 @@ def _run_bound(run: list, buffers: list[Buffer], size) -> int:
     apart every link costing at most X (more splits never hurt a segment)."""
     apart = [size(buffers[n].size) + size(buffers[o].size) for n, o, _, _ in run]
 
+    downward = run[0][2] < 0
+
     def segments_bound(split: set[int]) -> int:
+        # Downward, the first tensor of a segment sits at least the segment's
+        # drift above offset 0: size(first) + drift. Upward, the last one
+        # sits that far up: drift + size(last). Walk so the drift accumulates
+        # towards the tensor that carries it.
         worst, drift = 0, 0
-        for i in reversed(range(len(run))):
+        order = reversed(range(len(run))) if downward else range(len(run))
+        for i in order:
             if i in split:
                 drift = 0
                 continue
             drift += run[i][3]
-            worst = max(worst, size(buffers[run[i][0]].size) + drift)
+            end = run[i][0] if downward else run[i][1]
+            worst = max(worst, size(buffers[end].size) + drift)
         return worst
 
     best = segments_bound(set())
