@@ -166,6 +166,20 @@ def output_size(layer: Layer) -> int:
     raise ValueError(layer.params_type)
 
 
+def input_size(layer: Layer) -> int:
+    """Bytes of each input tensor the kernel reads."""
+    p = layer.params
+    if layer.params_type == "tb_conv_params":
+        return p["in_h"] * p["in_w"] * p["in_c"]
+    if layer.params_type == "tb_pool_params":
+        return p["in_h"] * p["in_w"] * p["c"]
+    if layer.params_type == "tb_fc_params":
+        return p["in_features"]
+    if layer.params_type == "tb_add_params":
+        return p["size"]
+    raise ValueError(layer.params_type)
+
+
 REF_ROLES = {"tb_conv_params": ["filter", "bias", "out_mul"],
              "tb_fc_params": ["filter", "bias", "out_mul"]}
 
@@ -174,6 +188,10 @@ def run_layer(lib, layer: Layer, inputs: list[np.ndarray], overlap_delta: int | 
               guard: int = 64, seed: int = 0, overlap_input: int = 0) -> np.ndarray:
     """Run the layer's kernel once; return its output bytes (int8). With
     ``overlap_delta``, input ``overlap_input`` and the output share one buffer."""
+    # a short input would let the kernel read whatever memory follows it
+    sizes = [np.asarray(x).size for x in inputs]
+    assert layer.params_type is None or all(n == input_size(layer) for n in sizes), \
+        f"{layer.op}: inputs of {sizes} bytes, the kernel reads {input_size(layer)}"
     roles = layer.args if layer.args is not None else REF_ROLES.get(layer.params_type, [])
     consts = {c.role: np.ascontiguousarray(c.values, dtype=_DTYPES[c.ctype]) for c in layer.consts}
     n_out = output_size(layer)
