@@ -135,8 +135,13 @@ def setup(env, args) -> None:
     """Declare the whole build; called from SConstruct."""
     from SCons.Script import GetOption, Help
 
+    import SCons.Errors
+
     variables = _variables(args)
-    variables.Update(env)
+    try:
+        variables.Update(env)
+    except SCons.Errors.UserError as exc:    # e.g. kernels=fast: one line, no SCons file:line
+        _fail(f"{exc}; `scons -h` lists the variables")
     Help(HELP_INTRO + variables.GenerateHelpText(env), append=False)
     # Content signatures, not timestamps: an edit within the same second as the
     # last build must still rebuild (timestamps have one-second resolution here).
