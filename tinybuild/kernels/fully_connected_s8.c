@@ -9,8 +9,9 @@
  * integer MultiplyByQuantizedMultiplier path is used (optimized TFLite/TFLM). */
 #include "tb_kernels.h"
 
-/* std::round for |v| < 2^30, saturating beyond (outputs are int8 anyway). */
-static int32_t tb_round_half_away(double v) {
+/* std::round for |v| < 2^30, saturating beyond (outputs are int8 anyway);
+ * declared in tb_kernels.h for the targets' FC kernels' tie fallback. */
+int32_t tb_round_half_away(double v) {
   int32_t t;
   double frac;
   if (v >= 1073741824.0) return 1073741824;

@@ -115,6 +115,9 @@ void tb_copy_s8(int32_t size, const int8_t *input, int8_t *output);
 
 /* Shared fixed-point helpers (TFLite's MultiplyByQuantizedMultiplier family). */
 int32_t tb_mul_by_quant_mul(int32_t x, int32_t multiplier, int32_t shift);
+/* std::round(v) for |v| < 2^30, saturating beyond: TFLite's per-tensor FC
+ * rescale rounds double(acc) * real_multiplier this way. */
+int32_t tb_round_half_away(double v);
 /* gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH semantics). */
 int32_t tb_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
 /* gemmlowp RoundingDivideByPOT: round-half-away-from-zero arithmetic right shift, 0 <= exponent <= 31. */

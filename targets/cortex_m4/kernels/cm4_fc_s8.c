@@ -35,22 +35,6 @@
 #define TB_CM4_RQ_FULLRANGE 2
 #define TB_CM4_RQ_DOUBLE 4
 
-/* std::round for |v| < 2^30, saturating beyond, as the reference kernel. */
-static int32_t tb_cm4_round_half_away(double v) {
-  int32_t t;
-  double frac;
-  if (v >= 1073741824.0) return 1073741824;
-  if (v <= -1073741824.0) return -1073741824;
-  t = (int32_t)v;
-  frac = v - (double)t;
-  if (frac >= 0.5) {
-    t += 1;
-  } else if (frac <= -0.5) {
-    t -= 1;
-  }
-  return t;
-}
-
 /* round_half_away(double(acc) * real_multiplier), exactly: a fixed-point
  * product unless it lands within |acc| / 2^(32+t) of a tie (see above).
  * rnd = 2^(31+t) split in words; mask = 2^t - 1. */
@@ -61,7 +45,7 @@ static int32_t tb_cm4_fc_double(int32_t acc, uint32_t r, int32_t t, uint32_t rnd
   const uint32_t lo = (uint32_t)q, hi = (uint32_t)(q >> 32);
   const uint32_t mask = (1u << t) - 1u, m = hi & mask;
   if ((m == 0 && lo < a) || (m == mask && lo + a < lo)) {
-    return tb_cm4_round_half_away((double)acc * real_multiplier);   /* near a tie */
+    return tb_round_half_away((double)acc * real_multiplier);   /* near a tie */
   }
   {
     const int32_t c = (int32_t)(hi >> t);

@@ -24,22 +24,6 @@
  */
 #include "tb_rv.h"
 
-/* std::round for |v| < 2^30, saturating beyond: the reference's helper. */
-static int32_t rv_round_half_away(double v) {
-  int32_t t;
-  double frac;
-  if (v >= 1073741824.0) return 1073741824;
-  if (v <= -1073741824.0) return -1073741824;
-  t = (int32_t)v;
-  frac = v - (double)t;
-  if (frac >= 0.5) {
-    t += 1;
-  } else if (frac <= -0.5) {
-    t -= 1;
-  }
-  return t;
-}
-
 /* round_half_away(double(acc) * real_multiplier), exactly. */
 static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, double real_multiplier) {
   const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
@@ -50,7 +34,7 @@ static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, double real_mult
     const int32_t v = (int32_t)(q >> shift);
     return acc < 0 ? -v : v;
   }
-  return rv_round_half_away((double)acc * real_multiplier);
+  return tb_round_half_away((double)acc * real_multiplier);
 }
 
 #define RV_FC_ROWS 8
