@@ -62,37 +62,20 @@ typedef struct {
   uint32_t col;            /* the column (reloaded after the sign form used its register) */
 } tb_cm4_sk_state;
 
-/* k-pair k of the pair (k >= 1): 5 loads in two pipelined runs, 2 SXTB16, 8 SMLAD */
-#define TB_CM4_SK_STEP(k)                                      \
-  "ldr.w %[w], [%[pw], #(4*" #k ")]\n\t"                       \
-  "ldr.w %[xa], [%[px], #(16*" #k ")]\n\t"                     \
-  "ldr.w %[xb], [%[px], #(16*" #k "+4)]\n\t"                   \
-  "sxtb16 %[wa], %[w]\n\t"                                     \
-  "sxtb16 %[w], %[w], ror #8\n\t"                              \
-  "smlad %[a0], %[xa], %[wa], %[a0]\n\t"                       \
-  "smlad %[b0], %[xa], %[w], %[b0]\n\t"                        \
-  "smlad %[a1], %[xb], %[wa], %[a1]\n\t"                       \
-  "smlad %[b1], %[xb], %[w], %[b1]\n\t"                        \
-  "ldr.w %[xa], [%[px], #(16*" #k "+8)]\n\t"                   \
-  "ldr.w %[xb], [%[px], #(16*" #k "+12)]\n\t"                  \
-  "smlad %[a2], %[xa], %[wa], %[a2]\n\t"                       \
-  "smlad %[b2], %[xa], %[w], %[b2]\n\t"                        \
-  "smlad %[a3], %[xb], %[wa], %[a3]\n\t"                       \
-  "smlad %[b3], %[xb], %[w], %[b3]\n\t"
 
-#define TB_CM4_SK_STEPS_4 TB_CM4_SK_STEP(1) TB_CM4_SK_STEP(2) TB_CM4_SK_STEP(3)
+#define TB_CM4_SK_STEPS_4 TB_CM4_CONV_STEP4(1) TB_CM4_CONV_STEP4(2) TB_CM4_CONV_STEP4(3)
 #define TB_CM4_SK_STEPS_8 \
-  TB_CM4_SK_STEPS_4 TB_CM4_SK_STEP(4) TB_CM4_SK_STEP(5) TB_CM4_SK_STEP(6) TB_CM4_SK_STEP(7)
+  TB_CM4_SK_STEPS_4 TB_CM4_CONV_STEP4(4) TB_CM4_CONV_STEP4(5) TB_CM4_CONV_STEP4(6) TB_CM4_CONV_STEP4(7)
 #define TB_CM4_SK_STEPS_16                                                                   \
-  TB_CM4_SK_STEPS_8 TB_CM4_SK_STEP(8) TB_CM4_SK_STEP(9) TB_CM4_SK_STEP(10) TB_CM4_SK_STEP(11)  \
-  TB_CM4_SK_STEP(12) TB_CM4_SK_STEP(13) TB_CM4_SK_STEP(14) TB_CM4_SK_STEP(15)
+  TB_CM4_SK_STEPS_8 TB_CM4_CONV_STEP4(8) TB_CM4_CONV_STEP4(9) TB_CM4_CONV_STEP4(10) TB_CM4_CONV_STEP4(11)  \
+  TB_CM4_CONV_STEP4(12) TB_CM4_CONV_STEP4(13) TB_CM4_CONV_STEP4(14) TB_CM4_CONV_STEP4(15)
 #define TB_CM4_SK_STEPS_32                                                                   \
-  TB_CM4_SK_STEPS_16 TB_CM4_SK_STEP(16) TB_CM4_SK_STEP(17) TB_CM4_SK_STEP(18)               \
-  TB_CM4_SK_STEP(19) TB_CM4_SK_STEP(20) TB_CM4_SK_STEP(21) TB_CM4_SK_STEP(22)               \
-  TB_CM4_SK_STEP(23) TB_CM4_SK_STEP(24) TB_CM4_SK_STEP(25) TB_CM4_SK_STEP(26)               \
-  TB_CM4_SK_STEP(27) TB_CM4_SK_STEP(28) TB_CM4_SK_STEP(29) TB_CM4_SK_STEP(30)               \
-  TB_CM4_SK_STEP(31)
-#define TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_32 TB_CM4_SK_STEP(32) TB_CM4_SK_STEP(33) TB_CM4_SK_STEP(34) TB_CM4_SK_STEP(35) TB_CM4_SK_STEP(36) TB_CM4_SK_STEP(37) TB_CM4_SK_STEP(38) TB_CM4_SK_STEP(39) TB_CM4_SK_STEP(40) TB_CM4_SK_STEP(41) TB_CM4_SK_STEP(42) TB_CM4_SK_STEP(43) TB_CM4_SK_STEP(44) TB_CM4_SK_STEP(45) TB_CM4_SK_STEP(46) TB_CM4_SK_STEP(47) TB_CM4_SK_STEP(48) TB_CM4_SK_STEP(49) TB_CM4_SK_STEP(50) TB_CM4_SK_STEP(51) TB_CM4_SK_STEP(52) TB_CM4_SK_STEP(53) TB_CM4_SK_STEP(54) TB_CM4_SK_STEP(55) TB_CM4_SK_STEP(56) TB_CM4_SK_STEP(57) TB_CM4_SK_STEP(58) TB_CM4_SK_STEP(59) TB_CM4_SK_STEP(60) TB_CM4_SK_STEP(61) TB_CM4_SK_STEP(62) TB_CM4_SK_STEP(63)
+  TB_CM4_SK_STEPS_16 TB_CM4_CONV_STEP4(16) TB_CM4_CONV_STEP4(17) TB_CM4_CONV_STEP4(18)               \
+  TB_CM4_CONV_STEP4(19) TB_CM4_CONV_STEP4(20) TB_CM4_CONV_STEP4(21) TB_CM4_CONV_STEP4(22)               \
+  TB_CM4_CONV_STEP4(23) TB_CM4_CONV_STEP4(24) TB_CM4_CONV_STEP4(25) TB_CM4_CONV_STEP4(26)               \
+  TB_CM4_CONV_STEP4(27) TB_CM4_CONV_STEP4(28) TB_CM4_CONV_STEP4(29) TB_CM4_CONV_STEP4(30)               \
+  TB_CM4_CONV_STEP4(31)
+#define TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_32 TB_CM4_CONV_STEP4(32) TB_CM4_CONV_STEP4(33) TB_CM4_CONV_STEP4(34) TB_CM4_CONV_STEP4(35) TB_CM4_CONV_STEP4(36) TB_CM4_CONV_STEP4(37) TB_CM4_CONV_STEP4(38) TB_CM4_CONV_STEP4(39) TB_CM4_CONV_STEP4(40) TB_CM4_CONV_STEP4(41) TB_CM4_CONV_STEP4(42) TB_CM4_CONV_STEP4(43) TB_CM4_CONV_STEP4(44) TB_CM4_CONV_STEP4(45) TB_CM4_CONV_STEP4(46) TB_CM4_CONV_STEP4(47) TB_CM4_CONV_STEP4(48) TB_CM4_CONV_STEP4(49) TB_CM4_CONV_STEP4(50) TB_CM4_CONV_STEP4(51) TB_CM4_CONV_STEP4(52) TB_CM4_CONV_STEP4(53) TB_CM4_CONV_STEP4(54) TB_CM4_CONV_STEP4(55) TB_CM4_CONV_STEP4(56) TB_CM4_CONV_STEP4(57) TB_CM4_CONV_STEP4(58) TB_CM4_CONV_STEP4(59) TB_CM4_CONV_STEP4(60) TB_CM4_CONV_STEP4(61) TB_CM4_CONV_STEP4(62) TB_CM4_CONV_STEP4(63)
 
 /* requantize one sum in place: xa = M, xb = B, wa = e, w = 2*bias; the sum
  * becomes t = 2*(sum + bias) with one ADD. Without the sign term no temporary

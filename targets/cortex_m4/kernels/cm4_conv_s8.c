@@ -405,22 +405,6 @@ typedef struct {
   int32_t entry60;        /* 60 * entry step */
 } tb_cm4_conv_state;
 
-#define TB_CM4_STEP4(k)                                        \
-  "ldr.w %[w], [%[pw], #(4*" #k ")]\n\t"                       \
-  "ldr.w %[xa], [%[px], #(16*" #k ")]\n\t"                     \
-  "ldr.w %[xb], [%[px], #(16*" #k "+4)]\n\t"                   \
-  "sxtb16 %[wa], %[w]\n\t"                                     \
-  "sxtb16 %[w], %[w], ror #8\n\t"                              \
-  "smlad %[a0], %[xa], %[wa], %[a0]\n\t"                       \
-  "smlad %[b0], %[xa], %[w], %[b0]\n\t"                        \
-  "smlad %[a1], %[xb], %[wa], %[a1]\n\t"                       \
-  "smlad %[b1], %[xb], %[w], %[b1]\n\t"                        \
-  "ldr.w %[xa], [%[px], #(16*" #k "+8)]\n\t"                   \
-  "ldr.w %[xb], [%[px], #(16*" #k "+12)]\n\t"                  \
-  "smlad %[a2], %[xa], %[wa], %[a2]\n\t"                       \
-  "smlad %[b2], %[xa], %[w], %[b2]\n\t"                        \
-  "smlad %[a3], %[xb], %[wa], %[a3]\n\t"                       \
-  "smlad %[b3], %[xb], %[w], %[b3]\n\t"
 
 /* requantize one sum in place: xa = M, xb = B, wa = e, w = 2*bias, px temp
  * (t = 2 * (sum + bias)); without and with the sign term */
@@ -458,14 +442,14 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
       "add %[px], %[px], #512\n\t"
       "add %[pw], %[pw], #128\n"
       "1:\n\t"
-      TB_CM4_STEP4(0) TB_CM4_STEP4(1) TB_CM4_STEP4(2) TB_CM4_STEP4(3)
-      TB_CM4_STEP4(4) TB_CM4_STEP4(5) TB_CM4_STEP4(6) TB_CM4_STEP4(7)
-      TB_CM4_STEP4(8) TB_CM4_STEP4(9) TB_CM4_STEP4(10) TB_CM4_STEP4(11)
-      TB_CM4_STEP4(12) TB_CM4_STEP4(13) TB_CM4_STEP4(14) TB_CM4_STEP4(15)
-      TB_CM4_STEP4(16) TB_CM4_STEP4(17) TB_CM4_STEP4(18) TB_CM4_STEP4(19)
-      TB_CM4_STEP4(20) TB_CM4_STEP4(21) TB_CM4_STEP4(22) TB_CM4_STEP4(23)
-      TB_CM4_STEP4(24) TB_CM4_STEP4(25) TB_CM4_STEP4(26) TB_CM4_STEP4(27)
-      TB_CM4_STEP4(28) TB_CM4_STEP4(29) TB_CM4_STEP4(30) TB_CM4_STEP4(31)
+      TB_CM4_CONV_STEP4(0) TB_CM4_CONV_STEP4(1) TB_CM4_CONV_STEP4(2) TB_CM4_CONV_STEP4(3)
+      TB_CM4_CONV_STEP4(4) TB_CM4_CONV_STEP4(5) TB_CM4_CONV_STEP4(6) TB_CM4_CONV_STEP4(7)
+      TB_CM4_CONV_STEP4(8) TB_CM4_CONV_STEP4(9) TB_CM4_CONV_STEP4(10) TB_CM4_CONV_STEP4(11)
+      TB_CM4_CONV_STEP4(12) TB_CM4_CONV_STEP4(13) TB_CM4_CONV_STEP4(14) TB_CM4_CONV_STEP4(15)
+      TB_CM4_CONV_STEP4(16) TB_CM4_CONV_STEP4(17) TB_CM4_CONV_STEP4(18) TB_CM4_CONV_STEP4(19)
+      TB_CM4_CONV_STEP4(20) TB_CM4_CONV_STEP4(21) TB_CM4_CONV_STEP4(22) TB_CM4_CONV_STEP4(23)
+      TB_CM4_CONV_STEP4(24) TB_CM4_CONV_STEP4(25) TB_CM4_CONV_STEP4(26) TB_CM4_CONV_STEP4(27)
+      TB_CM4_CONV_STEP4(28) TB_CM4_CONV_STEP4(29) TB_CM4_CONV_STEP4(30) TB_CM4_CONV_STEP4(31)
       "ldr %[xa], %[st_px_last]\n\t"
       "cmp %[px], %[xa]\n\t"
       "bcc 5b\n\t"
