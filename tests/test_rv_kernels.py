@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 from kernel_cases import (MODEL_CONV_SHAPES, MODEL_DW_SHAPES, SIM_KINDS, add_cases,  # noqa: E402
-                          check_add, check_conv, check_fc, check_shape, conv_1x1_cases,
+                          check_add, check_conv, check_requantization_edge_cases, check_fc, check_shape, conv_1x1_cases,
                           conv_cases, conv_shape_id, dw_cases, dw_shape_id, fc_cases,
                           random_sim_layer)
 from opt_harness import (FAST, SWEEP, assert_same, build_library, compare,  # noqa: E402
@@ -171,36 +171,8 @@ def test_depthwise_model_shapes(lib, impls, shape, zps):
 
 @pytest.mark.parametrize("depthwise", [False, True])
 def test_requantization_edge_cases(lib, impls, depthwise):
-    """Power-of-two scales (M = 2^30), tiny multipliers (right shifts near 31),
-    channels whose weights are all 0 with a bias near 2^30 (VWW has them), and
-    a live bias so large that the fast form is not exact (reference arithmetic)."""
-    rng = np.random.default_rng(3)
-    for in_scale, out_scale in [(0.5, 0.25), (2.0 ** -7, 2.0 ** -3), (1e-3, 8.0), (0.9, 0.01)]:
-        layer = random_conv_layer(rng, depthwise=depthwise, in_h=5, in_w=5, in_c=4, out_c=4,
-                                  in_scale=in_scale, out_scale=out_scale, in_zp=-128,
-                                  out_zp=-128)
-        x = rng.integers(-128, 128, size=100).astype(np.int8)
-        compare(lib, impls, layer, [x])
-    for huge_live_bias, form in [(False, "MULH"), (True, "MultiplyByQuantizedMultiplier")]:
-        layer = random_conv_layer(rng, depthwise=depthwise, in_h=4, in_w=4, in_c=4, out_c=4,
-                                  in_zp=-128, out_zp=-128)
-        w = layer.consts[0].values.copy()
-        b = layer.consts[1].values.copy()
-        if depthwise:
-            w.reshape(-1, 4)[:, 1] = 0
-        else:
-            w.reshape(4, -1)[1] = 0
-        b[1] = (1 << 30) + 7               # a dead channel: its output is a constant
-        if huge_live_bias:
-            b[2] = (1 << 29) - 5           # 4 * |acc| may reach 2^31: no fast form
-        layer.consts[0].values, layer.consts[1].values = w, b
-        m = layer.consts[2].values.copy()
-        m[1] = quant.quantize_multiplier(2.0 ** -27 * 0.77)
-        m[3] = (0, 0)
-        layer.consts[2].values = m
-        x = rng.integers(-128, 128, size=64).astype(np.int8)
-        opt = compare(lib, impls, layer, [x])
-        assert any(form in n for n in opt.notes), opt.notes
+    # a live bias of (1 << 29) - 5: 4 * |acc| may reach 2^31: no fast form
+    check_requantization_edge_cases(lib, impls, depthwise, "MULH", (1 << 29) - 5)
 
 
 def test_fully_connected_double_rescale_near_ties(lib, impls):

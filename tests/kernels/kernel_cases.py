@@ -175,3 +175,40 @@ def random_sim_layer(rng, kind: str):
     layer = random_pool_layer(rng, in_h=h, in_w=w, c=c, k_h=int(rng.integers(1, 3)),
                               k_w=int(rng.integers(1, 3)), stride=(1, 2), padding="SAME", zp=zp())
     return layer, [rng.integers(-128, 128, size=h * w * c).astype(np.int8)]
+
+
+def check_requantization_edge_cases(lib, impls, depthwise: bool, fast_form_note: str,
+                                    live_bias: int):
+    """Power-of-two scales (M = 2^30), tiny multipliers (right shifts near 31),
+    channels whose weights are all 0 with a bias near 2^30 (VWW has them), and
+    a live bias (``live_bias``) so large that the kernel's fast requantization
+    is not exact: its notes must name the form it took (``fast_form_note``, or
+    the reference's MultiplyByQuantizedMultiplier)."""
+    from tinybuild import quant
+    rng = np.random.default_rng(3)
+    for in_scale, out_scale in [(0.5, 0.25), (2.0 ** -7, 2.0 ** -3), (1e-3, 8.0), (0.9, 0.01)]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=5, in_w=5, in_c=4, out_c=4,
+                                  in_scale=in_scale, out_scale=out_scale, in_zp=-128,
+                                  out_zp=-128)
+        x = rng.integers(-128, 128, size=100).astype(np.int8)
+        compare(lib, impls, layer, [x])
+    for huge_live_bias, form in [(False, fast_form_note), (True, "MultiplyByQuantizedMultiplier")]:
+        layer = random_conv_layer(rng, depthwise=depthwise, in_h=4, in_w=4, in_c=4, out_c=4,
+                                  in_zp=-128, out_zp=-128)
+        w = layer.consts[0].values.copy()
+        b = layer.consts[1].values.copy()
+        if depthwise:
+            w.reshape(-1, 4)[:, 1] = 0
+        else:
+            w.reshape(4, -1)[1] = 0
+        b[1] = (1 << 30) + 7               # a dead channel: its output is a constant
+        if huge_live_bias:
+            b[2] = live_bias
+        layer.consts[0].values, layer.consts[1].values = w, b
+        m = layer.consts[2].values.copy()
+        m[1] = quant.quantize_multiplier(2.0 ** -27 * 0.77)
+        m[3] = (0, 0)
+        layer.consts[2].values = m
+        x = rng.integers(-128, 128, size=64).astype(np.int8)
+        opt = compare(lib, impls, layer, [x])
+        assert any(form in n for n in opt.notes), opt.notes
