@@ -33,25 +33,6 @@
 #define TB_CM4_SK_PAIR_RQ 8   /* int32 words after each channel pair's weights */
 #define TB_CM4_SK_BLOCK 4     /* output pixels per block */
 
-/* The column of 4 consecutive pixels (in_c a multiple of 4) starting at b:
- * pair j of pixel q at word 4*j + q (as in tb_cm4_conv2d_s8). */
-TB_INLINE void tb_cm4_sk_im2col(const int8_t *b, int32_t in_c, uint32_t off2, uint32_t *dst) {
-  const int8_t *const end = b + in_c;
-  const int32_t in_c2 = 2 * in_c, in_c3 = 3 * in_c;
-  for (; b != end; b += 4, dst += 8) {
-    const uint32_t v0 = tb_ld32(b), v1 = tb_ld32(b + in_c);
-    const uint32_t v2 = tb_ld32(b + in_c2), v3 = tb_ld32(b + in_c3);
-    dst[0] = tb_sxtab16(off2, v0);
-    dst[1] = tb_sxtab16(off2, v1);
-    dst[2] = tb_sxtab16(off2, v2);
-    dst[3] = tb_sxtab16(off2, v3);
-    dst[4] = tb_sxtab16_ror8(off2, v0);
-    dst[5] = tb_sxtab16_ror8(off2, v1);
-    dst[6] = tb_sxtab16_ror8(off2, v2);
-    dst[7] = tb_sxtab16_ror8(off2, v3);
-  }
-}
-
 #ifdef TB_CM4_DSP
 /* State the loop keeps in memory (all 14 registers hold data). */
 typedef struct {
@@ -230,7 +211,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   st.col = (uint32_t)col;
 #endif
   for (p0 = backward ? npix - TB_CM4_SK_BLOCK : 0; p0 >= 0 && p0 < npix; p0 += step) {
-    tb_cm4_sk_im2col(input + p0 * depth, depth, off2, col);
+    tb_cm4_column4_1x1(input + p0 * depth, depth, off2, col);
 #ifdef TB_CM4_DSP
     st.o = output + p0 * out_c;
     if (depth == 8) {

@@ -190,24 +190,11 @@ static __attribute__((noinline)) void tb_cm4_im2col4_inside(const int8_t *const 
   }
 }
 
-/* The column of 4 consecutive pixels of a 1x1 stride-1 convolution (in_c a
- * multiple of 4) starting at b: per group of 4 channels, 4 loads and 8 stores. */
+/* tb_cm4_column4_1x1 (tb_cm4.h), out of line here: the general kernel calls
+ * it once per block, code size matters more than the call. */
 static __attribute__((noinline)) void tb_cm4_im2col4_1x1(const int8_t *b, int32_t in_c,
                                                          uint32_t off2, uint32_t *dst) {
-  const int8_t *const end = b + in_c;
-  const int32_t in_c2 = 2 * in_c, in_c3 = 3 * in_c;
-  for (; b != end; b += 4, dst += 8) {
-    const uint32_t v0 = tb_ld32(b), v1 = tb_ld32(b + in_c);
-    const uint32_t v2 = tb_ld32(b + in_c2), v3 = tb_ld32(b + in_c3);
-    dst[0] = tb_sxtab16(off2, v0);
-    dst[1] = tb_sxtab16(off2, v1);
-    dst[2] = tb_sxtab16(off2, v2);
-    dst[3] = tb_sxtab16(off2, v3);
-    dst[4] = tb_sxtab16_ror8(off2, v0);
-    dst[5] = tb_sxtab16_ror8(off2, v1);
-    dst[6] = tb_sxtab16_ror8(off2, v2);
-    dst[7] = tb_sxtab16_ror8(off2, v3);
-  }
+  tb_cm4_column4_1x1(b, in_c, off2, dst);
 }
 
 /* im2col of n pixels (slots 0..n-1 from col) of a 3x3 convolution of a
