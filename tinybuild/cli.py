@@ -36,14 +36,21 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _simulator_column(target, sims: dict, usable: dict[str, bool]) -> str:
+    """The simulators that run ``target``: usable ones first, the others marked
+    (the simulators table says why)."""
+    runnable = sorted((not usable[s], s) for s, sim in sims.items() if sim.supports(target))
+    return ", ".join(s if usable[s] else f"{s} (not usable here)" for _, s in runnable) or "none (sized only)"
+
+
 def cmd_targets(pm, args) -> int:
     sims = plugins.simulators(pm)
+    usable = {name: sim.available()[0] for name, sim in sims.items()}
     rows = [["target", "board", "clock", "flash/RAM KiB", "simulators", "toolchain"]]
     for name, t in sorted(plugins.targets(pm).items()):
-        runnable = [s for s, sim in sims.items() if sim.supports(t)]
         rows.append([name, t.board, f"{t.clock_hz / 1e6:g} MHz",
                      f"{t.capacity('flash') // 1024}/{t.capacity('ram') // 1024}",
-                     ",".join(runnable) or "none (sized only)", _toolchain_status(pm, t)])
+                     _simulator_column(t, sims, usable), _toolchain_status(pm, t)])
     print(_table(rows))
     return 0
 

@@ -20,11 +20,16 @@ temporary folder per run:
   instructions of virtual time (``emulation RunFor``, blocking), writes the
   PC if it got there without reaching ``tb_exit``, and quits.
 
-Renode runs headless: ``renode --disable-gui --console --plain run.resc``
-(``--disable-xwt`` on Renode before 1.15). The host watches the results file
-and stops Renode as soon as ``tb_exit`` has reported (so a halted core does
-not have to wait out the rest of the virtual time), or when ``timeout_s``
-host seconds have passed.
+Renode runs headless: ``renode --disable-gui --console --plain run.resc``.
+The host watches the results file and stops Renode as soon as ``tb_exit`` has
+reported (so a halted core does not have to wait out the rest of the virtual
+time), or when ``timeout_s`` host seconds have passed.
+
+Version: Renode 1.15.3 runs these scripts unmodified (its instruction counts
+equal unicorn's); before 1.15.2 the monitor has no ``cpu SetRegister``, so
+``renode --version`` is read first and an older (or unreadable) version stops
+the run with one line naming the minimum, and shows as unusable in
+``tinybuild simulators``.
 
 Figures: instructions from ``ExecutedInstructions`` (per inference and per
 layer as differences of the ``tb_mark`` snapshots, as for QEMU); cycles =
@@ -33,9 +38,10 @@ touched by painting. Renode does not fault on unmapped accesses (it logs
 them and reads 0), so a wild pointer shows as wrong output or a runaway.
 
 Renode cannot be installed on the machines this was written on: the
-generated files are tested against the ELF and its linker map, and the run
-itself is tested only where ``renode`` is on PATH (see docs/simulators.md for
-a CI step that installs Renode's portable release).
+generated files are tested against the ELF and its linker map, the driver
+against a stand-in ``renode`` (tests/sim/fake_renode/), and the real run only
+where ``renode`` is on PATH (see docs/simulators.md for a CI step that
+installs Renode's portable release).
 """
 from __future__ import annotations
 
@@ -51,7 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinybuild.errors import TinybuildError
+from tinybuild.errors import TinybuildError, shown
 from tinybuild.target import LayerProfile, RunResult, Target
 
 from sim.unicorn.simulator import ARM_M_CPUS, PATTERN, PATTERN_WORD, ElfImage, load_elf
@@ -126,7 +132,7 @@ def _static(img: ElfImage, addr: int, size: int) -> bytes:
             return s.data[addr - s.vaddr: addr - s.vaddr + size]
         if s.paddr <= addr and addr + size <= s.paddr + len(s.data):
             return s.data[addr - s.paddr: addr - s.paddr + size]
-    raise TinybuildError(f"{img.path}: 0x{addr:08x}+{size} is not initialised in the ELF")
+    raise TinybuildError(f"{shown(img.path, 160)}: 0x{addr:08x}+{size} is not initialised in the ELF")
 
 
 class RunPlan:
@@ -137,16 +143,17 @@ class RunPlan:
         self.target = target
         self.img = load_elf(self.elf)
         if self.img.arch != target.arch:
-            raise TinybuildError(f"{elf} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
+            raise TinybuildError(f"{shown(elf, 160)} is a {self.img.arch} ELF but target {target.name} is "
+                                 f"{target.arch}")
         sym = self.img.symbols
         for name in ("tb_io_desc", "tb_mark", "tb_exit"):
             if name not in sym:
-                raise TinybuildError(f"{elf} has no symbol `{name}`: is it a tinybuild firmware?")
+                raise TinybuildError(f"{shown(elf, 160)} has no symbol `{name}`: is it a tinybuild firmware?")
         words = struct.unpack("<8I", _static(self.img, sym["tb_io_desc"], 32))
         (magic, self.num_layers, self.in_addr, self.in_size, self.out_addr, self.out_size,
          self.arena_addr, self.arena_size) = words
         if magic != 0x31425454:
-            raise TinybuildError(f"{elf}: tb_io_desc has bad magic 0x{magic:08x}")
+            raise TinybuildError(f"{shown(elf, 160)}: tb_io_desc has bad magic 0x{magic:08x}")
         self.mark_addr, self.exit_addr = sym["tb_mark"], sym["tb_exit"]
         self.stack_lo, self.stack_hi = sym.get("__stack_start__"), sym.get("__stack_end__")
         if target.arch == "arm":
@@ -169,16 +176,27 @@ def _set_block(name: str, lines: list[str]) -> str:
     return f'set {name}\n"""\n' + "\n".join(lines) + '\n"""'
 
 
+def monitor_safe(work: Path) -> Path:
+    """``work``, if Renode's monitor can take it in ``@path`` arguments and
+    Python string literals as it is (no spaces, quotes, ``$`` or newlines)."""
+    if re.search(r"[^\w/.+\-]", str(work)):
+        raise TinybuildError(f"sim=renode: the temporary folder {shown(work, 160)} has characters Renode's "
+                             "monitor would read as syntax; set TMPDIR to a plain path")
+    return work
+
+
 def script_resc(plan: RunPlan, work: Path, max_instructions: int) -> str:
-    """The Renode script of one run; files it refers to live in ``work``."""
-    work = Path(work).resolve()
+    """The Renode script of one run. Every file it names lives in ``work``
+    (the ELF is copied there), so a path from the user never becomes
+    monitor syntax."""
+    work = monitor_safe(Path(work).resolve())
     results = work / "results.txt"
     t = plan.target
-    out = [f"# tinybuild: run {plan.elf.name} on target {t.name} in Renode; generated, do not edit.",
+    out = [f"# tinybuild: run firmware.elf on target {t.name} in Renode; generated, do not edit.",
            "using sysbus",
            'mach create "tinybuild"',
            f"machine LoadPlatformDescription @{work / 'board.repl'}",
-           f"sysbus LoadELF @{plan.elf}"]
+           f"sysbus LoadELF @{work / 'firmware.elf'}"]
     if plan.stack_lo is not None and plan.stack_hi is not None and plan.stack_hi > plan.stack_lo:
         out.append(f"sysbus LoadBinary @{work / 'stack_paint.bin'} 0x{plan.stack_lo:08X}")
     if plan.arena_size:
@@ -232,7 +250,8 @@ def script_resc(plan: RunPlan, work: Path, max_instructions: int) -> str:
 def write_run_files(plan: RunPlan, work: Path, input_bytes: bytes, max_instructions: int) -> Path:
     """Write board.repl, run.resc and the binaries they load into ``work``;
     returns run.resc."""
-    work = Path(work)
+    work = monitor_safe(Path(work).resolve())
+    shutil.copyfile(plan.elf, work / "firmware.elf")
     (work / "board.repl").write_text(platform_repl(plan.target))
     if plan.stack_lo is not None and plan.stack_hi is not None and plan.stack_hi > plan.stack_lo:
         (work / "stack_paint.bin").write_bytes(PATTERN * ((plan.stack_hi - plan.stack_lo) // 4))
@@ -268,18 +287,68 @@ def parse_results(text: str) -> dict:
 # -- the simulator -----------------------------------------------------------------------
 
 
+# Renode before 1.15.2 has no `cpu SetRegister` (the generated script sets SP
+# with it); 1.15.3 is the release the backend was run against.
+MIN_VERSION = (1, 15, 2)
+TESTED_VERSION = "1.15.3"
+RELEASES = "https://github.com/renode/renode/releases"
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
 def renode_binary() -> str | None:
     return shutil.which("renode")
 
 
-@functools.lru_cache(maxsize=4)
-def _gui_flag(binary: str) -> str:
-    """``--disable-gui`` (Renode 1.15 on), ``--disable-xwt`` before."""
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from ``renode --version`` output, liberally:
+    "Renode, version 1.15.3.12345 (hash-date)", "Renode v1.15.3.xxxx", "1.15"."""
+    for line in text.splitlines():
+        if "renode" in line.lower() or _VERSION.match(line.strip().lstrip("vV")):
+            m = _VERSION.search(line)
+            if m:
+                return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    return None
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+@functools.lru_cache(maxsize=8)
+def _version_output(binary: str, mtime_ns: int) -> str:
+    """What ``renode --version`` prints (once per binary and modification)."""
     try:
-        text = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        text = ""
-    return "--disable-xwt" if "--disable-xwt" in text and "--disable-gui" not in text else "--disable-gui"
+        proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise TinybuildError(f"sim=renode: {shown(binary, 160)} --version does not run ({e})") from None
+    return (proc.stdout + "\n" + proc.stderr).strip()
+
+
+def renode_version(binary: str) -> tuple[tuple[int, int, int], str]:
+    """(version, its first line), or a TinybuildError naming the minimum when
+    the version is older than MIN_VERSION or cannot be read."""
+    text = _version_output(binary, os.stat(binary).st_mtime_ns)
+    version = parse_version(text)
+    need = f"tinybuild needs Renode {_dotted(MIN_VERSION)} or newer ({TESTED_VERSION} is tested; {RELEASES})"
+    if version is None:
+        first = text.splitlines()[0] if text else "nothing"
+        raise TinybuildError(f"sim=renode: cannot read a version from `{shown(binary, 160)} --version` "
+                             f'(it printed "{shown(first)}"); {need}')
+    if version < MIN_VERSION:
+        raise TinybuildError(f"sim=renode: Renode {_dotted(version)} at {shown(binary, 160)} is too old "
+                             f"(no `cpu SetRegister` before {_dotted(MIN_VERSION)}); {need}")
+    return version, shown(text.splitlines()[0])
+
+
+def usable_renode() -> tuple[str, str]:
+    """(path, version line) of a Renode new enough to run tinybuild's
+    scripts, or a TinybuildError saying what is missing."""
+    binary = renode_binary()
+    if binary is None:
+        raise TinybuildError(f"sim=renode: renode is not on PATH; get Renode {TESTED_VERSION}'s portable "
+                             f"Linux release from {RELEASES} (docs/simulators.md)")
+    return binary, renode_version(binary)[1]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -305,31 +374,23 @@ class RenodeSimulator:
         return target.arch == "riscv32"
 
     def available(self) -> tuple[bool, str]:
-        binary = renode_binary()
-        if binary is None:
-            return False, ("renode not on PATH; get the portable Linux release from "
-                           "https://github.com/renode/renode/releases (docs/simulators.md)")
         try:
-            proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.SubprocessError) as e:
-            return False, f"{binary} does not run: {e}"
-        version = (proc.stdout or proc.stderr).strip().splitlines()
-        return True, f"{version[0] if version else 'renode'} ({binary})"
+            binary, version = usable_renode()
+        except TinybuildError as e:
+            return False, str(e).removeprefix("sim=renode: ")
+        return True, f"{version} ({shown(binary, 160)})"
 
     def run(self, elf: Path, target: Target, input_bytes: bytes, *,
             max_instructions: int = 2_000_000_000, timeout_s: float = 600.0) -> RunResult:
-        binary = renode_binary()
-        if binary is None:
-            raise TinybuildError("sim=renode: renode is not on PATH (see docs/simulators.md for the "
-                                 "portable release)")
+        binary, _ = usable_renode()
         plan = RunPlan(Path(elf), target)
         if len(input_bytes) != plan.in_size:
             raise TinybuildError(f"input is {len(input_bytes)} bytes but the model's input tensor is "
-                                 f"{plan.in_size} bytes (tb_io_desc.input_size in {Path(elf).name})")
+                                 f"{plan.in_size} bytes (tb_io_desc.input_size in {shown(Path(elf).name)})")
         with tempfile.TemporaryDirectory(prefix="tb_renode_") as tmp:
             work = Path(tmp)
             resc = write_run_files(plan, work, bytes(input_bytes), max_instructions)
-            cmd = [binary, _gui_flag(binary), "--console", "--plain", str(resc)]
+            cmd = [binary, "--disable-gui", "--console", "--plain", str(resc)]
             results = work / "results.txt"
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -357,7 +418,7 @@ class RenodeSimulator:
             layer = ("before the first layer (startup)" if not marks else
                      f"layer {len(marks) - 1}" if len(marks) <= plan.num_layers else "after the last layer")
             at = f"PC=0x{pc:08x} in {plan.img.symbol_at(pc)}, " if pc is not None else ""
-            return f"{at}during {layer} (firmware {plan.elf.name}, target {plan.target.name}, sim=renode)"
+            return f"{at}during {layer} (firmware {shown(plan.elf.name)}, target {plan.target.name}, sim=renode)"
 
         if not data.get("done"):
             if "limit_pc" in data:

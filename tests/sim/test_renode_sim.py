@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
+import signal
 import struct
 import sys
 from pathlib import Path
@@ -78,12 +80,92 @@ def test_plugin_registers_the_simulator(target, monkeypatch):
     assert sims[0].supports(target)
     monkeypatch.setenv("PATH", "/nonexistent")
     ok, status = sims[0].available()
-    assert not ok and "renode not on PATH" in status and "releases" in status
+    assert not ok and "renode is not on PATH" in status and "Renode 1.15.3" in status
+    with pytest.raises(TinybuildError, match=r"^sim=renode: renode is not on PATH; get Renode 1\.15\.3"):
+        sims[0].run(Path("firmware.elf"), target, b"")
+
+
+# -- the version --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,version", [
+    ("Renode, version 1.15.3.29366 (6c3ff5fa-202410021410)", (1, 15, 3)),
+    ("Renode v1.15.3.xxxx", (1, 15, 3)),
+    ("some log line\nRenode, version 1.13.3.27141 (0bd7bd7d-202304281400)\n", (1, 13, 3)),
+    ("1.16", (1, 16, 0)),
+    ("v1.15.2", (1, 15, 2)),
+    ("Unexpected options detected: --version\n\nusage: Renode.exe [options] [script]", None),
+    ("Renode (development build)", None),
+    ("mono 6.12.0.200 crashed", None),
+    ("", None)])
+def test_parse_version(text, version):
+    assert R.parse_version(text) == version
 
 
 def test_available_reports_the_version(fake_renode):
     ok, status = R.RenodeSimulator().available()
-    assert ok and status.startswith("Renode, version 0.0.0")
+    assert ok and status.startswith("Renode, version 1.15.3.29366") and str(fake_renode) in status
+
+
+def test_an_old_renode_is_refused_in_one_line(make_fake_renode, mps2, build_mps2):
+    """Renode 1.13.3 has no `cpu SetRegister`: refused before any script runs."""
+    binary = make_fake_renode("Renode, version 1.13.3.27141 (0bd7bd7d-202304281400)")
+    ok, status = R.RenodeSimulator().available()
+    assert not ok and status.startswith(f"Renode 1.13.3 at {binary} is too old")
+    assert "needs Renode 1.15.2 or newer" in status
+    with pytest.raises(TinybuildError) as err:
+        R.RenodeSimulator().run(build_mps2("test_model", ["test_model.c"]), mps2, bytes(64))
+    message = str(err.value)
+    assert message.startswith("sim=renode: Renode 1.13.3 at ") and "\n" not in message
+    assert "needs Renode 1.15.2 or newer (1.15.3 is tested; https://github.com/renode/renode/releases)" in message
+
+
+def test_the_minimum_version_runs(make_fake_renode, mps2, build_mps2):
+    make_fake_renode("Renode v1.15.2.1234")
+    assert R.RenodeSimulator().available()[0]
+    r = R.RenodeSimulator().run(build_mps2("test_model", ["test_model.c"]), mps2, bytes(range(64)))
+    assert r.simulator == "renode" and len(r.layers) == 4
+
+
+@pytest.mark.parametrize("printed,quoted", [
+    ("Unexpected options detected: --version", "Unexpected options detected: --version"),
+    ("Renode \x1b[2J(dev)", "Renode \\x1b[2J(dev)"),        # an escape code is shown, not sent
+    ("", "nothing")])
+def test_an_unreadable_version_is_refused_clearly(make_fake_renode, mps2, build_mps2, printed, quoted):
+    make_fake_renode(printed)
+    ok, status = R.RenodeSimulator().available()
+    assert not ok and status.startswith("cannot read a version from `")
+    with pytest.raises(TinybuildError) as err:
+        R.RenodeSimulator().run(build_mps2("test_model", ["test_model.c"]), mps2, bytes(64))
+    message = str(err.value)
+    assert message.startswith("sim=renode: cannot read a version from `") and "\n" not in message
+    assert f'--version` (it printed "{quoted}"); tinybuild needs Renode 1.15.2 or newer' in message
+    assert "\x1b" not in message
+
+
+def _doctor_lines(capsys) -> tuple[dict[str, str], dict[str, str]]:
+    """`tinybuild doctor`'s target rows and simulator rows, by first word."""
+    from tinybuild import cli
+
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    targets = out.split("\ntargets:\n", 1)[1].split("\nsimulators:\n", 1)
+    rows = lambda text: {line.split()[0]: line for line in text.splitlines()[1:] if line.strip()}
+    return rows(targets[0]), rows(targets[1])
+
+
+@pytest.mark.parametrize("version,usable", [("Renode, version 1.15.3.29366 (6c3ff5fa-202410021410)", True),
+                                            ("Renode, version 1.13.3.27141 (0bd7bd7d-202304281400)", False),
+                                            ("Unexpected options detected: --version", False)])
+def test_doctor_says_whether_renode_can_run(make_fake_renode, capsys, version, usable):
+    make_fake_renode(version)
+    boards, simulators = _doctor_lines(capsys)
+    assert simulators["renode"].split()[1] == ("yes" if usable else "no")
+    for board in ("cortex-m4", "riscv", "mps2-an386"):
+        assert ("renode (not usable here)" in boards[board]) == (not usable)
+        assert "unicorn" in boards[board] and "renode" in boards[board]
+    if not usable:
+        assert "needs Renode 1.15.2 or newer" in simulators["renode"]
 
 
 # -- the platform --------------------------------------------------------------------------
@@ -157,7 +239,8 @@ def test_resc_addresses_come_from_the_elf_and_map(tmp_path, mps2, build_mps2):
     commands, blocks = _resc_commands(resc.read_text())
     assert commands[:4] == ["using sysbus", 'mach create "tinybuild"',
                             f"machine LoadPlatformDescription @{tmp_path.resolve() / 'board.repl'}",
-                            f"sysbus LoadELF @{elf.resolve()}"]
+                            f"sysbus LoadELF @{tmp_path.resolve() / 'firmware.elf'}"]
+    assert (tmp_path / "firmware.elf").read_bytes() == elf.read_bytes()   # a copy: no user path in the script
     assert commands[-3:] == ['emulation RunFor "0.400000"', "python $tb_limit_report", "quit"]
     assert parse_repl((tmp_path / "board.repl").read_text())           # the platform is there too
     loads = {Path(m.group(1)).name: int(m.group(2), 16) for m in
@@ -195,6 +278,23 @@ def test_resc_addresses_come_from_the_elf_and_map(tmp_path, mps2, build_mps2):
         assert "results.txt" in body
 
 
+def test_user_paths_never_become_monitor_commands(tmp_path, mps2, build_mps2):
+    """An ELF path with a newline and a monitor command stays data: the script
+    names only the copy in its own folder, and a folder Renode would misread
+    is refused."""
+    evil = tmp_path / "m\nquit\n$x.elf"
+    evil.write_bytes(build_mps2("test_model", ["test_model.c"]).read_bytes())
+    work = tmp_path / "work"
+    work.mkdir()
+    commands, _ = _resc_commands(R.write_run_files(R.RunPlan(evil, mps2), work, bytes(64), 1000).read_text())
+    assert commands.count("quit") == 1 and commands[-1] == "quit"
+    assert not any("$x" in c for c in commands)
+    spaced = tmp_path / "a b"
+    spaced.mkdir()
+    with pytest.raises(TinybuildError, match=r"^sim=renode: the temporary folder .*a b.* set TMPDIR"):
+        R.write_run_files(R.RunPlan(evil, mps2), spaced, bytes(64), 1000)
+
+
 def test_run_for_covers_the_instruction_limit(mps2, target, model_elf, build_mps2):
     plan = R.RunPlan(build_mps2("test_model", ["test_model.c"]), mps2)
     assert plan.run_for_seconds(2_000_000_000) == 80.0               # 25 MIPS
@@ -222,22 +322,43 @@ def test_results_become_a_run_result(mps2, build_mps2):
 
 
 @pytest.fixture
-def fake_renode(monkeypatch, tmp_path):
-    """Puts a `renode` on PATH that runs fake_renode/fake_renode.py with this Python."""
-    bin_dir = tmp_path / "fake_bin"
-    bin_dir.mkdir()
-    (bin_dir / "renode").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    (bin_dir / "renode").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+def make_fake_renode(monkeypatch, tmp_path):
+    """make_fake_renode(version_text=None) puts a `renode` first on PATH that runs
+    fake_renode/fake_renode.py with this Python and prints version_text for
+    `--version` (None: what Renode 1.15.3 prints); returns its path. Each call
+    makes a new file, so a cached version of an earlier one does not apply."""
+    made = []
+
+    def make(version_text: str | None = None) -> Path:
+        bin_dir = tmp_path / f"fake_bin{len(made)}"
+        bin_dir.mkdir()
+        version = "" if version_text is None else f"FAKE_RENODE_VERSION={shlex.quote(version_text)} "
+        (bin_dir / "renode").write_text(f'#!/bin/sh\n{version}exec "{sys.executable}" "{FAKE}" "$@"\n')
+        (bin_dir / "renode").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        made.append(bin_dir / "renode")
+        return made[-1]
+
     monkeypatch.setenv("FAKE_RENODE_ROOT", str(ROOT))
+    return make
 
 
-def test_driver_stops_renode_once_tb_exit_reported(fake_renode, mps2, build_mps2):
+@pytest.fixture
+def fake_renode(make_fake_renode) -> Path:
+    """A stand-in Renode 1.15.3 first on PATH (see make_fake_renode)."""
+    return make_fake_renode()
+
+
+def test_driver_stops_renode_once_tb_exit_reported(fake_renode, monkeypatch, mps2, build_mps2, tmp_path):
     from sim.unicorn.simulator import UnicornSimulator
 
+    # The fake idles 30 s after reporting, far less than the host time limit:
+    # only the driver can have stopped it (a signal), not the limit.
+    log = tmp_path / "fake_renode.log"
+    monkeypatch.setenv("FAKE_RENODE_LOG", str(log))
     elf = build_mps2("test_model", ["test_model.c"])
-    r = R.RenodeSimulator().run(elf, mps2, bytes(range(64)), timeout_s=50)
-    assert r.wall_seconds < 20                                    # did not wait out the fake's 60 s
+    r = R.RenodeSimulator().run(elf, mps2, bytes(range(64)), timeout_s=600)
+    assert log.read_text() == f"stopped by signal {signal.SIGTERM.value}\n"
     u = UnicornSimulator().run(elf, mps2, bytes(range(64)))
     assert r.output == u.output and r.instructions == u.instructions
     assert [l.instructions for l in r.layers] == [l.instructions for l in u.layers]
@@ -251,11 +372,11 @@ def test_driver_reports_a_runaway(fake_renode, monkeypatch, mps2, build_mps2):
         R.RenodeSimulator().run(elf, mps2, bytes(64), max_instructions=1000)
 
 
-def test_driver_host_time_limit(fake_renode, monkeypatch, mps2, build_mps2, tmp_path):
+def test_driver_host_time_limit(monkeypatch, mps2, build_mps2, tmp_path):
     # a "renode" that never reports
     slow = tmp_path / "bin"
     slow.mkdir()
-    (slow / "renode").write_text('#!/bin/sh\ncase "$1" in --help|--version) echo "--disable-gui"; exit 0;; esac\n'
+    (slow / "renode").write_text('#!/bin/sh\ncase "$1" in --version) echo "Renode v1.15.3.1"; exit 0;; esac\n'
                                  "sleep 30\n")
     (slow / "renode").chmod(0o755)
     monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
