@@ -167,6 +167,55 @@ def regression_section() -> list[str]:
             f"filled: {cached:.1f} s (results retrieved from the SCons cache).", ""]
 
 
+def speed_test_firmware(out: Path) -> tuple[Path, object] | None:
+    """tests/sim/firmware/test_model.c with its dense layer repeated 20,000
+    times (145 M instructions), linked for the cortex-m4 board as the simulator
+    tests link it; (elf, target), or None without arm-none-eabi-gcc."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        return None
+    from tinybuild import plugins
+    target = plugins.targets(plugins.make_plugin_manager())["cortex-m4"]
+    runtime, firmware = ROOT / "tinybuild" / "runtime", ROOT / "tests" / "sim" / "firmware"
+    elf = out / "speed.elf"
+    subprocess.run([gcc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2",
+                    "-ffunction-sections", "-fdata-sections", "-nostartfiles", "--specs=nano.specs",
+                    "-Wl,--gc-sections", "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
+                    f"-I{runtime}", "-DTB_TEST_REPEAT=20000", *map(str, target.startup_sources),
+                    str(runtime / "tb_runtime.c"), str(firmware / "test_model.c"), "-o", str(elf)],
+                   check=True)
+    return elf, target
+
+
+def simulator_speed_section() -> list[str]:
+    """Unicorn's speed on a long run (best of 2) with per-layer profiling on
+    and off, with and without the misaligned-access watch (``detail``, on for
+    the run a report shows): what tests/sim/test_unicorn_sim.py once asserted
+    (>= 50 M instructions/s with profiling) and host speed cannot promise."""
+    sys.path.insert(0, str(ROOT))
+    from sim.unicorn.simulator import UnicornSimulator
+    with tempfile.TemporaryDirectory() as tmp:
+        built = speed_test_firmware(Path(tmp))
+        if built is None:
+            return ["### Simulator speed", "", "Not measured: arm-none-eabi-gcc is not installed.", ""]
+        elf, target = built
+        rates = {}
+        for detail in (False, True):
+            for profile in (True, False):
+                sim = UnicornSimulator(layer_profile=profile)
+                run = min((sim.run(elf, target, bytes(range(64)), detail=detail) for _ in range(2)),
+                          key=lambda r: r.wall_seconds)
+                rates[detail, profile] = f"{run.total_instructions / run.wall_seconds / 1e6:.0f} M/s"
+    return ["### Simulator speed (unicorn, a long run)", "",
+            f"`tests/sim/firmware/test_model.c` with `-DTB_TEST_REPEAT=20000` on cortex-m4, "
+            f"{run.total_instructions:,} instructions from reset to `tb_exit`, simulated instructions per "
+            "host second, best of 2 (design goal: 50 M/s or more with per-layer profiling):", "",
+            "| run | per-layer profiling on | off |", "| --- | ---: | ---: |",
+            f"| validation runs (`detail=False`) | {rates[False, True]} | {rates[False, False]} |",
+            f"| the report's run (`detail=True`: every access watched for misalignment) | "
+            f"{rates[True, True]} | {rates[True, False]} |", ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", action="append", help="target(s); default cortex-m4")
@@ -207,6 +256,7 @@ def main() -> None:
             lines += ["TFLM with CMSIS-NN on the same simulated Cortex-M4F (figures from "
                       "`../shared/models/mlperf_tiny/README.md`) beside tinybuild's:", ""]
             lines += tflm_table(rows) + [""]
+    lines += simulator_speed_section()
     if not args.no_extras:
         print("[bench] target=all and the regression matrix", file=sys.stderr, flush=True)
         lines += all_boards_section() + regression_section()

@@ -6,7 +6,7 @@
  *   2: output[i] = input[i] * 3 + i, then output[14] = (int)(1.5f * input[0]
  *      * 4) (an FPU check) and output[15] = the checksum from layer 0;
  *   3: a dense-like int8 multiply-accumulate loop, repeated TB_TEST_REPEAT
- *      times (default 1; the speed test builds it with a large count).
+ *      times (default 1; bench/run.py builds it with 20000 to time the simulator).
  * -DTB_TEST_FAULT reads unmapped memory in layer 1; -DTB_TEST_HANG spins
  * forever in layer 1; -DTB_TEST_STACK_OVERFLOW calls, in layer 1, a function
  * with a 16 KiB local array (the boards reserve 4 KiB of stack);
