@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import TinybuildError
+from .errors import TinybuildError, shown
 from .target import RunResult, Target
 
 
@@ -110,23 +110,58 @@ def run_to_json(r: RunResult) -> dict:
             "misaligned_accesses": r.misaligned_accesses}
 
 
-def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path) -> dict:
-    runs = read_json(run_json)["runs"]
+def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path,
+             diagnosis=None) -> dict:
+    """Compare every simulated output with TFLite's; on a mismatch (or with
+    ``debug=layers``) compare layer by layer (tinybuild.diagnose.Context) and
+    write layers.json beside ``record``."""
+    run = read_json(run_json)
     expected = split(outputs_bin.read_bytes(), output_bytes)
-    results = []
-    for i, (run, want) in enumerate(zip(runs, expected)):
-        got = bytes.fromhex(run["output"])
-        diffs = [j for j in range(len(want)) if j >= len(got) or got[j] != want[j]]
-        results.append({"input": i, "match": not diffs, "mismatched_bytes": len(diffs),
-                        "first_mismatch": diffs[0] if diffs else None})
-    ok = len(runs) == len(expected) and all(r["match"] for r in results)
-    data = {"match": ok, "inputs": len(expected), "results": results,
+    if len(run["runs"]) != len(expected):
+        raise TinybuildError(f"{run_json} holds {len(run['runs'])} runs for {len(expected)} reference "
+                             "outputs: it is stale; build again")
+    results = [output_result(i, bytes.fromhex(r["output"]), want)
+               for i, (r, want) in enumerate(zip(run["runs"], expected))]
+    bad = next((r for r in results if not r["match"]), None)
+    data = {"match": bad is None, "inputs": len(expected), "results": results,
             "reference": "tf.lite.Interpreter, OpResolverType.BUILTIN_REF"}
+    explained = compare_layers(diagnosis, bad, expected, data, Path(record), run["simulator"])
     write_json(record, data)
-    if not ok:
-        bad = next(r for r in results if not r["match"])
+    if bad is not None:
         raise TinybuildError(
-            f"simulated output differs from the TFLite reference on input {bad['input']}: "
-            f"{bad['mismatched_bytes']} of {output_bytes} bytes differ (first at byte "
-            f"{bad['first_mismatch']}). See {record}")
+            f"simulated output differs from the TFLite reference on input {bad['input']} "
+            f"({bad['mismatched_bytes']:,} of {output_bytes:,} bytes, first at byte "
+            f"{bad['first_mismatch']}). {explained or f'See {shown(record, 200)}'}")
     return data
+
+
+def diagnosis(**fields):
+    """What validate needs to compare layer by layer (a tinybuild.diagnose.Context)."""
+    from .diagnose import Context
+    return Context(**fields)
+
+
+def compare_layers(diagnosis, bad: dict | None, expected: list[bytes], data: dict, record: Path,
+                   build_simulator: str) -> str:
+    """On a mismatch, or with debug=layers, the per-layer comparison: writes
+    layers.json beside ``record`` (and, for debug=layers, its table into
+    ``data`` for the report); returns the sentences a mismatch error adds."""
+    from . import diagnose
+    layers_json = record.with_name(diagnose.LAYERS_JSON)
+    layers_json.unlink(missing_ok=True)          # never a comparison left from an earlier build
+    if diagnosis is None or (bad is None and diagnosis.debug != "layers"):
+        return ""
+    which = bad["input"] if bad else 0
+    findings, explained = diagnose.attempt(diagnosis, which, expected[which], layers_json,
+                                           build_simulator)
+    if findings is not None and diagnosis.debug == "layers":
+        data["layer_comparison"] = diagnose.table(findings, layers_json)
+    if bad is None:
+        log("validate", diagnose.debug_line(findings, explained, layers_json))
+    return explained
+
+
+def output_result(index: int, got: bytes, want: bytes) -> dict:
+    diffs = [j for j in range(len(want)) if j >= len(got) or got[j] != want[j]]
+    return {"input": index, "match": not diffs, "mismatched_bytes": len(diffs),
+            "first_mismatch": diffs[0] if diffs else None}

@@ -13,7 +13,31 @@ import json
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from .errors import shown
+
 SVG_NAME = "layers.svg"
+
+
+def cell(text) -> str:
+    """A name from a model or a plugin, safe in a Markdown table cell."""
+    return shown(text).replace("|", "\\|")
+
+
+def is_reference(layer: dict) -> bool:
+    from .kernel_registry import REFERENCE
+    return layer["kernel"] in REFERENCE.values()
+
+
+def plugin_name(layer: dict) -> str:
+    """Who gave a layer's kernel: "reference", the plugin's short name, or ""
+    when plan.json does not say (a plan from before plugins were recorded)."""
+    if is_reference(layer):
+        return "reference"
+    label = layer.get("plugin") or ""
+    name = label.split(" (")[0].removesuffix(".plugin")
+    for prefix in ("tinybuild_builtin_targets_", "tinybuild_builtin_", "tinybuild_user_"):
+        name = name.removeprefix(prefix)
+    return name
 
 
 def build_record(*, target, toolchain, model, opt, size, run, validation, plan, conversion) -> dict:
@@ -24,6 +48,8 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
     for layer in plan["layers"]:
         prof = by_index.get(layer["index"], {"instructions": 0, "cycles": 0})
         layers.append({**{k: layer[k] for k in ("index", "op", "shape", "kernel", "macs")},
+                       "kernel_label": layer.get("kernel_label", layer["kernel"]),
+                       "plugin": layer.get("plugin", ""),
                        "instructions": prof["instructions"], "cycles": prof["cycles"],
                        "cycles_share": round(prof["cycles"] / cycles, 4) if cycles else 0,
                        "macs_per_cycle": round(layer["macs"] / prof["cycles"], 3) if prof["cycles"] else 0,
@@ -79,7 +105,7 @@ def _ram_touched(r: dict) -> str:
 
 def markdown(r: dict) -> str:
     inf, t = r["inference"], r["target"]
-    lines = [f"# {r['model']['name']} on {t['name']}", "",
+    lines = [f"# {shown(r['model']['name'])} on {t['name']}", "",
              f"Board: {t['board']} ({t['cpu']}, {t['clock_hz'] / 1e6:g} MHz). Toolchain: "
              f"{r['toolchain']['triple']}-gcc {r['toolchain']['version']} ({r['toolchain']['source']}), -{r['opt']}.",
              "", "| figure | value |", "| --- | --- |",
@@ -103,13 +129,15 @@ def markdown(r: dict) -> str:
                      f"agreement {conv['top1_agreement']:.3f}, max abs diff {conv['max_abs_diff']:.4g}, "
                      f"mean {conv['mean_abs_diff']:.4g} |")
     lines += ["", "## Layers", "", f"![cycles per layer]({SVG_NAME})", "",
-              "| # | op | shape | kernel | MACs | instructions | cycles | share | MACs/cycle | flash B |",
-              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| # | op | shape | kernel | plugin | MACs | instructions | cycles | share | MACs/cycle | flash B |",
+              "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for l in r["layers"]:
         share = l.get("cycles_share", 0)
-        lines.append(f"| {l['index']} | {l['op']} | {l['shape']} | {l['kernel']} | {l['macs']:,} | "
+        lines.append(f"| {l['index']} | {l['op']} | {l['shape']} | {cell(l.get('kernel_label') or l['kernel'])} | "
+                     f"{cell(plugin_name(l) or '-')} | {l['macs']:,} | "
                      f"{l['instructions']:,} | {l['cycles']:,} | {100 * share:.1f}% | {l['macs_per_cycle']} | "
                      f"{l['flash_bytes']:,} |")
+    lines += layer_comparison_md(r["validation"].get("layer_comparison"))
     lines += ["", "## Arena", "",
               f"{r['arena']['bytes']:,} B, lower bound {r['arena']['lower_bound']:,} B: every tensor a box, "
               "layer steps across, arena offset down (written by code generation).", "",
@@ -121,6 +149,27 @@ def markdown(r: dict) -> str:
     for s in r["sections"]:
         lines.append(f"| {s['name']} | 0x{s['address']:08x} | {s['flash']:,} | {s['ram']:,} |")
     return "\n".join(lines) + "\n"
+
+
+def layer_comparison_md(comparison: dict | None) -> list[str]:
+    """The debug=layers table: every layer's output against TFLite's tensor."""
+    if not comparison:
+        return []
+    first = comparison["first_differing_layer"]
+    verdict = ("every layer matches" if first is None else f"layer {first} is the first that differs")
+    lines = ["", "## Layers against TFLite (debug=layers)", "",
+             f"Input {comparison['input']}: {verdict}. Each output tensor was read right after its "
+             f"layer and compared with TFLite's (BUILTIN_REF); \"reference kernels\" is the same layer "
+             f"built with the portable kernels on the host. Details: `{shown(Path(comparison['file']).name)}`.",
+             "", "| # | op | tensor | kernel | bytes | differing bytes | first at | max diff | inputs | "
+             "reference kernels |", "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    yes_no = lambda v: "-" if v is None else ("match" if v else "DIFFER")
+    for l in comparison["layers"]:
+        lines.append(f"| {l['index']} | {l['op']} | {cell(l['name'])} | {cell(l['kernel_label'] or l['kernel'])} | "
+                     f"{l['bytes']:,} | {l['mismatched_bytes'] or 0:,} | "
+                     f"{'-' if l['first_mismatch'] is None else l['first_mismatch']} | {l['max_abs_diff'] or 0} | "
+                     f"{yes_no(l['inputs_match'])} | {yes_no(l['reference_kernels_match'])} |")
+    return lines
 
 
 def write(json_path: Path, md_path: Path, **parts) -> dict:
@@ -166,7 +215,7 @@ def layers_svg(r: dict) -> str:
     step = _nice_step(peak)
     axis_max = step * max(1, -(-peak // step))
     scale = bar_w / axis_max
-    title = f"{r['model']['name']} on {r['target']['name']}: cycles per layer"
+    title = f"{shown(r['model']['name'])} on {r['target']['name']}: cycles per layer"
     subtitle = (f"{inf['cycles']:,} cycles per inference ({_cycles_note(inf)}), "
                 f"{inf['instructions']:,} instructions; simulator {inf['simulator']}")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -212,8 +261,8 @@ def summary(r: dict, report_md: str | None = None) -> str:
     slow = sorted(r["layers"], key=lambda l: -l["cycles"])[:3]
     total = inf["cycles"] or 1
     lines = [
-        f"tinybuild: {r['model']['name']} on {t['name']} - {t['board']}",
-        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {tc['bin_dir']}), -{r['opt']}",
+        f"tinybuild: {shown(r['model']['name'])} on {t['name']} - {t['board']}",
+        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {shown(tc['bin_dir'], 200)}), -{r['opt']}",
         f"  flash       {r['flash']['used']:>9,} B of {r['flash']['capacity']:,} ({_pct(r['flash']['used'], r['flash']['capacity'])})",
         f"  RAM         {r['ram']['used']:>9,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])})"
         f": {r['ram']['used'] - r['stack']['reserved_bytes']:,} static + {r['stack']['reserved_bytes']:,} stack"
@@ -223,9 +272,29 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f"({'icount' if inf.get('cycle_model', '').startswith('qemu') else 'est.'}) = "
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
+        f"  kernels     {kernels_line(r['layers'])}",
         f"  output matches TFLite reference: {'yes' if r['validation']['match'] else 'NO'} "
         f"({r['validation']['inputs']} inputs)",
     ]
     if report_md:
-        lines.append(f"  report      {report_md}")
+        lines.append(f"  report      {shown(report_md, 200)}")
     return "\n".join(lines)
+
+
+def kernels_line(layers: list[dict]) -> str:
+    """Who ran the layers: "12 layers: 9 cortex_m4 (cm4_conv_s8 x5, ...), 3 reference"."""
+    groups: dict[str, dict[str, int]] = {}
+    for l in layers:
+        who = plugin_name(l) or "plugin kernels"
+        kernels = groups.setdefault(who, {})
+        kernels[l["kernel"]] = kernels.get(l["kernel"], 0) + 1
+    parts = []
+    for who, kernels in sorted(groups.items(), key=lambda g: (g[0] == "reference", -sum(g[1].values()))):
+        count = sum(kernels.values())
+        if who == "reference":
+            parts.append(f"{count} reference")
+            continue
+        used = ", ".join(f"{shown(k, 40)} x{n}" if n > 1 else shown(k, 40)
+                         for k, n in sorted(kernels.items(), key=lambda kv: (-kv[1], kv[0])))
+        parts.append(f"{count} {shown(who, 40)} ({used})")
+    return f"{len(layers)} layers: " + ", ".join(parts)

@@ -26,6 +26,13 @@ not sit at the bottom of a RAM does not fault on an overflow). ``max_instruction
 block in the native hook) and ``timeout_s`` (host time, Unicorn's own timer)
 stop a runaway firmware the same way.
 
+``UnicornSimulator.run_reading_arena`` runs the same way and also copies
+parts of the arena when the firmware calls given ``tb_mark`` ids: before layer
+k runs (its inputs; the outputs of layer k-1) or at ``TB_MARK_END`` (after the
+last layer). The per-layer diagnosis (tinybuild/diagnose.py) reads every
+layer's tensors that way, each right after the layer that writes it, so
+tensors that later layers overwrite in place are still seen as written.
+
 ``UnicornSimulator(layer_profile=False)`` registers no ``tb_mark`` hook: no
 per-layer figures, and the per-inference ones are those of the whole run. It
 exists to measure what profiling costs (the snapshot hook fires once per
@@ -49,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybuild.errors import TinybuildError
+from tinybuild.errors import TinybuildError, shown
 from tinybuild.target import LayerProfile, RunResult, Target
 
 from . import native, timing
@@ -117,19 +124,19 @@ def load_elf(path: Path) -> ElfImage:
     try:
         f = open(path, "rb")
     except OSError as e:
-        raise TinybuildError(f"cannot open firmware ELF {path}: {e}") from e
+        raise TinybuildError(f"cannot open firmware ELF {shown(path, 200)}: {e}") from e
     with f:
         try:
             elf = ELFFile(f)
         except Exception as e:   # ELFError and friends
-            raise TinybuildError(f"{path} is not an ELF file: {e}") from e
+            raise TinybuildError(f"{shown(path, 200)} is not an ELF file: {e}") from e
         machine = elf["e_machine"]
         if machine == "EM_ARM":
             arch = "arm"
         elif machine == "EM_RISCV" and elf.elfclass == 32:
             arch = "riscv32"
         else:
-            raise TinybuildError(f"{path}: the unicorn simulator runs 32-bit ARM or RISC-V ELFs, not {machine}/{elf.elfclass}-bit")
+            raise TinybuildError(f"{shown(path, 200)}: the unicorn simulator runs 32-bit ARM or RISC-V ELFs, not {machine}/{elf.elfclass}-bit")
         segments = []
         for seg in elf.iter_segments():
             if seg["p_type"] != "PT_LOAD" or seg["p_memsz"] == 0:
@@ -190,6 +197,18 @@ def load_elf(path: Path) -> ElfImage:
             data_ranges.append((open_at, max(hi, open_at)))
         img.text_base, img.text = lo, bytes(buf)
     return img
+
+
+def layer_ops(elf: Path) -> dict[int, str]:
+    """Layer index -> op, from the plan.json that code generation writes
+    beside a tinybuild firmware (empty for other ELFs): error messages name
+    the layer's op, which the ELF does not hold."""
+    import json
+    try:
+        plan = json.loads((Path(elf).parent / "plan.json").read_text())
+        return {int(l["index"]): shown(l["op"]) for l in plan["layers"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 @functools.lru_cache(maxsize=16)
@@ -256,12 +275,28 @@ class UnicornSimulator:
         return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s,
                     layer_profile=self.layer_profile, detail=detail).execute()
 
+    def run_reading_arena(self, elf: Path, target: Target, input_bytes: bytes,
+                          reads: list[tuple[int, int, int]], *,
+                          max_instructions: int = 2_000_000_000,
+                          timeout_s: float = 600.0) -> tuple[RunResult, list[bytes]]:
+        """Run like :meth:`run` (without ``detail``) and return, with the
+        result, the arena bytes each ``(mark, offset, size)`` of ``reads``
+        names: ``size`` bytes at ``offset`` in the model's arena, copied when
+        the firmware first calls ``tb_mark(mark)`` (before layer ``mark``
+        runs; ``MARK_END``: after the last layer)."""
+        run = _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s,
+                   layer_profile=True, detail=False, arena_reads=reads)
+        result = run.execute()
+        return result, run.arena_copies()
+
 
 class _Run:
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
                  max_instructions: int, timeout_s: float, layer_profile: bool = True,
-                 detail: bool = True):
+                 detail: bool = True, arena_reads: list[tuple[int, int, int]] = ()):
         self.layer_profile = layer_profile
+        self.arena_reads = list(arena_reads)
+        self.copies: dict[int, bytes] = {}            # index in arena_reads -> bytes
         self.detail = detail
         self.elf_path = elf
         self.target = target
@@ -269,10 +304,10 @@ class _Run:
         self.max_instructions = max_instructions
         self.timeout_s = timeout_s
         if not self.elf_path.exists():
-            raise TinybuildError(f"firmware ELF not found: {elf}")
+            raise TinybuildError(f"firmware ELF not found: {shown(elf, 200)}")
         self.img, self.tables = prepare(elf, target.timing_model)
         if self.img.arch != target.arch:
-            raise TinybuildError(f"{elf} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
+            raise TinybuildError(f"{shown(elf, 200)} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
         self.marks: list[tuple[int, int, int]] = []   # (id, insns, cycles)
         self.fault: tuple[int, int, int] | None = None
 
@@ -281,21 +316,40 @@ class _Run:
         v = self.img.symbols.get(name)
         if v is None and required:
             raise TinybuildError(
-                f"{self.elf_path} has no symbol `{name}`: is it a tinybuild firmware "
+                f"{shown(self.elf_path, 200)} has no symbol `{name}`: is it a tinybuild firmware "
                 f"(linked with tinybuild/runtime/tb_runtime.c)?")
         return v
 
     def current_layer(self) -> str:
+        """Where the firmware was, as a phrase that follows a PC: "during
+        startup, before the first layer", "in layer 3 (CONV_2D)", "after the
+        last layer"."""
         if not self.marks:
-            return "before the first layer (startup)"
+            return "during startup, before the first layer"
         last = self.marks[-1][0]
         if last == MARK_END:
             return "after the last layer"
-        return f"layer {last}"
+        op = layer_ops(self.elf_path).get(last)
+        return f"in layer {last} ({op})" if op else f"in layer {last}"
 
     def context(self, pc: int) -> str:
-        return (f"PC=0x{pc:08x} in {self.img.symbol_at(pc)}, during {self.current_layer()} "
-                f"(firmware {self.elf_path.name}, target {self.target.name})")
+        return (f"PC=0x{pc:08x} in {self.img.symbol_at(pc)}, {self.current_layer()} "
+                f"(firmware {shown(self.elf_path.name)}, target {self.target.name})")
+
+    def arena_copies(self) -> list[bytes]:
+        missing = sorted({m for i, (m, _, _) in enumerate(self.arena_reads) if i not in self.copies})
+        if missing:
+            names = ", ".join("TB_MARK_END" if m == MARK_END else str(m) for m in missing)
+            raise TinybuildError(f"{shown(self.elf_path.name)} never called tb_mark({names}), so "
+                                 "the arena could not be read there")
+        return [self.copies[i] for i in range(len(self.arena_reads))]
+
+    def check_arena_reads(self) -> None:
+        for mark, offset, size in self.arena_reads:
+            if offset < 0 or size < 0 or offset + size > self.arena_size:
+                raise TinybuildError(
+                    f"arena read of {size} bytes at offset {offset} (at tb_mark {mark}) is outside "
+                    f"the {self.arena_size:,}-byte arena of {shown(self.elf_path.name)}")
 
     # -- setup --
     def setup(self):
@@ -336,7 +390,7 @@ class _Run:
             region = t.region_of(s.paddr)
             if region is None or s.paddr + len(s.data) > region.end:
                 raise TinybuildError(
-                    f"{self.elf_path}: segment at 0x{s.paddr:08x}..0x{s.paddr + len(s.data):08x} "
+                    f"{shown(self.elf_path, 200)}: segment at 0x{s.paddr:08x}..0x{s.paddr + len(s.data):08x} "
                     f"lies outside target {t.name}'s memory map "
                     f"({', '.join(f'{m.name} 0x{m.origin:08x}+0x{m.length:x}' for m in t.memory)})")
             uc.mem_write(s.paddr, s.data)
@@ -348,18 +402,19 @@ class _Run:
         words = struct.unpack("<8I", bytes(uc.mem_read(desc_addr, 32)))
         magic, self.num_layers, in_addr, in_size, out_addr, out_size, arena, arena_size = words
         if magic != 0x31425454:
-            raise TinybuildError(f"{self.elf_path}: tb_io_desc at 0x{desc_addr:08x} has bad magic "
+            raise TinybuildError(f"{shown(self.elf_path, 200)}: tb_io_desc at 0x{desc_addr:08x} has bad magic "
                                  f"0x{magic:08x} (expected 0x31425454, 'TTB1')")
         if len(self.input) != in_size:
             raise TinybuildError(
                 f"input is {len(self.input)} bytes but the model's input tensor is {in_size} bytes "
-                f"(tb_io_desc.input_size in {self.elf_path.name})")
+                f"(tb_io_desc.input_size in {shown(self.elf_path.name)})")
         for name, addr, size in (("input", in_addr, in_size), ("output", out_addr, out_size)):
             reg = t.region_of(addr)
             if size and (reg is None or addr + size > reg.end):
-                raise TinybuildError(f"{self.elf_path}: tb_io_desc.{name} 0x{addr:08x}+{size} is outside the memory map")
+                raise TinybuildError(f"{shown(self.elf_path, 200)}: tb_io_desc.{name} 0x{addr:08x}+{size} is outside the memory map")
         self.out_addr, self.out_size = out_addr, out_size
         self.arena_addr, self.arena_size = arena, arena_size
+        self.check_arena_reads()
         if in_size:
             uc.mem_write(in_addr, self.input)
 
@@ -369,7 +424,7 @@ class _Run:
             vt = flash[0].origin if flash else 0
             sp, pc = struct.unpack("<II", bytes(uc.mem_read(vt, 8)))
             if not pc & 1:
-                raise TinybuildError(f"{self.elf_path}: reset vector 0x{pc:08x} at 0x{vt + 4:08x} is not a Thumb address")
+                raise TinybuildError(f"{shown(self.elf_path, 200)}: reset vector 0x{pc:08x} at 0x{vt + 4:08x} is not a Thumb address")
             uc.reg_write(self.reg_sp, sp)
             self.start = pc
             self.pc0 = pc & ~1
@@ -405,8 +460,16 @@ class _Run:
         reg_a0 = self.reg_a0
         marks = self.marks
 
+        pending = {}                                  # mark id -> indices into arena_reads
+        for i, (mark, _, _) in enumerate(self.arena_reads):
+            pending.setdefault(mark, []).append(i)
+
         def on_mark(uc_, address, size, user):
-            marks.append((uc_.reg_read(reg_a0), c.insns, c.cycles))
+            mark = uc_.reg_read(reg_a0)
+            marks.append((mark, c.insns, c.cycles))
+            for i in pending.pop(mark, ()):
+                _, offset, nbytes = self.arena_reads[i]
+                self.copies[i] = bytes(uc_.mem_read(self.arena_addr + offset, nbytes))
 
         if self.layer_profile:
             uc.hook_add(U.UC_HOOK_CODE, on_mark, begin=self.mark_addr, end=self.mark_addr)
@@ -528,7 +591,7 @@ class _Run:
                 f"stack overflow: the firmware wrote the lowest word of its {hi - lo:,}-byte stack "
                 f"(0x{lo:08x}..0x{hi:08x}), so it used all of it and most likely more; reserve more "
                 f"with -Wl,--defsym=STACK_SIZE=<bytes> in the target's ldflags "
-                f"(firmware {self.elf_path.name}, target {self.target.name})")
+                f"(firmware {shown(self.elf_path.name)}, target {self.target.name})")
         return RunResult(
             simulator="unicorn", output=output,
             instructions=inf_insns, cycles=inf_cycles, layers=layers,

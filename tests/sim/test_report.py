@@ -99,3 +99,51 @@ def test_qemu_cycles_are_not_called_estimates():
     assert "QEMU icount, 1 per instruction: no timing model" in report.markdown(r)
     assert "cycles (icount)" in report.summary(r)
     assert "(est.)" not in report.summary(r)
+
+
+CM4 = "tinybuild_builtin_targets_cortex_m4.plugin (/repo/targets/cortex_m4/plugin.py)"
+
+
+def _with_kernels(parts):
+    """Layers 0 and 1 from the cortex-m4 plugin, 2 and 3 the reference kernels."""
+    kernels = [("cm4_conv_s8", "cm4_conv_s8", CM4), ("cm4_dw_s8", "cm4_dw_s8", CM4),
+               ("tb_copy_s8", "tb_copy_s8 (reference)", None),
+               ("tb_fully_connected_s8", "tb_fully_connected_s8 (reference)", None)]
+    for layer, (function, label, plugin) in zip(parts["plan"]["layers"], kernels):
+        layer.update(kernel=function, kernel_label=label, **({"plugin": plugin} if plugin else {}))
+    return parts
+
+
+def test_report_and_summary_say_which_kernel_and_plugin_ran_each_layer():
+    r = report.build_record(**_with_kernels(_parts()))
+    assert [l["plugin"] for l in r["layers"]] == [CM4, CM4, "", ""]
+    md = report.markdown(r)
+    assert "| # | op | shape | kernel | plugin | MACs |" in md
+    assert "| 0 | CONV_2D | shape 0 <&> | cm4_conv_s8 | cortex_m4 | 9,000 |" in md
+    assert "| 3 | FULLY_CONNECTED | shape 3 <&> | tb_fully_connected_s8 (reference) | reference |" in md
+    assert "  kernels     4 layers: 2 cortex_m4 (cm4_conv_s8, cm4_dw_s8), 2 reference" in report.summary(r)
+
+
+def test_kernels_line_counts_repeated_kernels_and_unrecorded_plugins():
+    layers = [{"kernel": "k_conv"}, {"kernel": "k_conv"}, {"kernel": "k_fc"},
+              {"kernel": "tb_softmax_s8"}]
+    assert report.kernels_line(layers) == "4 layers: 3 plugin kernels (k_conv x2, k_fc), 1 reference"
+
+
+def test_debug_layers_table_escapes_names_from_the_model():
+    parts = _parts()
+    parts["validation"]["layer_comparison"] = {
+        "file": "/b/layers.json", "input": 0, "first_differing_layer": 1,
+        "layers": [{"index": 0, "op": "CONV_2D", "name": "conv|1\nforged", "kernel": "tb_conv2d_s8",
+                    "kernel_label": "tb_conv2d_s8 (reference)", "plugin": "", "bytes": 3200,
+                    "match": True, "mismatched_bytes": 0, "first_mismatch": None, "max_abs_diff": 0,
+                    "inputs_match": True, "reference_kernels_match": True},
+                   {"index": 1, "op": "SOFTMAX", "name": "sm", "kernel": "bad", "kernel_label": "bad",
+                    "plugin": "p", "bytes": 12, "match": False, "mismatched_bytes": 2,
+                    "first_mismatch": 1, "max_abs_diff": 1, "inputs_match": True,
+                    "reference_kernels_match": None}]}
+    md = report.markdown(report.build_record(**parts))
+    assert "Input 0: layer 1 is the first that differs." in md and "`layers.json`" in md
+    assert "| 0 | CONV_2D | conv\\|1\\x0aforged | tb_conv2d_s8 (reference) | 3,200 | 0 | - | 0 | match | match |" in md
+    assert "| 1 | SOFTMAX | sm | bad | 12 | 2 | 1 | 1 | match | - |" in md
+    assert "layers against TFLite" not in report.markdown(report.build_record(**_parts())).lower()
