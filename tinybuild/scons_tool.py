@@ -69,6 +69,9 @@ def _variables(args):
         ("cachedir", "shared SCons cache folder (CacheDir) for CI", ""),
         ("build_dir", "where outputs go", "build"),
         BoolVariable("verbose", "print full compiler command lines", False),
+        EnumVariable("debug", "'layers': compare every layer's tensors with TFLite's and write "
+                     "layers.json even when the output matches (a mismatch always does)", "",
+                     allowed_values=("", "layers")),
         *scons_regress.variables(),
     )
     return v
@@ -346,9 +349,14 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                 simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0],
                 *limits), "simulate"))
         validation = env.Command(
-            str(tdir / "validation.json"), [run_json, ref_bin, ref_json],
+            str(tdir / "validation.json"),
+            [run_json, ref_bin, ref_json, elf, inputs_bin, plan_json, int8,
+             env.Value(f"debug={env.get('debug', '')}")],
             _action(lambda t, s, e: pipeline.validate(
-                s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0]), "validate"))
+                s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0], pipeline.diagnosis(
+                    elf=s[3], inputs_bin=s[4], reference_json=s[2], plan_json=s[5], tflite=s[6],
+                    target=target, simulators=plugins.simulators(pm), limits=limits,
+                    debug=env.get("debug", ""))), "validate"))
         report = env.Command(
             [str(tdir / "report.json"), str(tdir / "report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
