@@ -179,7 +179,7 @@ def _context(tmp_path, simulators, debug=""):
 
 @pytest.fixture
 def fakes(monkeypatch):
-    monkeypatch.setattr(diagnose, "tflite_tensors", lambda tflite, data, indices: {i: TFLITE[i] for i in indices})
+    monkeypatch.setattr(diagnose, "reference_tensors", lambda tflite, data, indices: {i: TFLITE[i] for i in indices})
     monkeypatch.setattr(diagnose, "host_reference_outputs",
                         lambda tflite, data: {l["index"]: TFLITE[l["output"]["tensor"]][1] for l in PLAN_LAYERS})
 
@@ -209,7 +209,7 @@ def test_without_unicorn_the_mismatch_says_why_there_is_no_comparison(tmp_path, 
     def no_tensorflow(*args):
         raise AssertionError("TensorFlow run although the comparison cannot be made")
 
-    monkeypatch.setattr(diagnose, "tflite_tensors", no_tensorflow)
+    monkeypatch.setattr(diagnose, "reference_tensors", no_tensorflow)
     _build_files(tmp_path, bytes(4))
     (tmp_path / "layers.json").write_text("{}")               # from an earlier build
     with pytest.raises(TinybuildError, match=r"\(4 of 4 bytes, first at byte 0\)\. No per-layer "
@@ -233,7 +233,7 @@ def test_a_match_compares_nothing_unless_debug_layers(tmp_path, fakes, capsys):
 
 
 def test_a_failing_diagnosis_does_not_hide_the_mismatch(tmp_path, monkeypatch):
-    monkeypatch.setattr(diagnose, "tflite_tensors", lambda *a: 1 / 0)
+    monkeypatch.setattr(diagnose, "reference_tensors", lambda *a: 1 / 0)
     _build_files(tmp_path, bytes(4))
     with pytest.raises(TinybuildError, match=r"differs from the TFLite reference on input 0 .*"
                                              r"the diagnosis failed \(ZeroDivisionError"):

@@ -18,8 +18,9 @@ there tells a wrong plugin kernel (reference matches) from a tinybuild bug
 (reference differs too) without a second cross build. Everything goes to
 ``layers.json`` beside validation.json.
 
-TensorFlow is imported only inside :func:`tflite_tensors`, which only a
-mismatch or ``debug=layers`` reaches.
+TensorFlow is imported only inside :func:`tflite_tensors`, which runs in a
+child process (:mod:`tinybuild.isolated`) that only a mismatch or
+``debug=layers`` starts.
 """
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ class Context:
 
 
 # -- the three sources of tensors ---------------------------------------------------
+
+def reference_tensors(tflite: Path, data: bytes, indices) -> dict[int, tuple[str, bytes]]:
+    """:func:`tflite_tensors` in a child process: TensorFlow never enters the
+    build's process, and a TFLite crash is one error line."""
+    from . import isolated
+    return isolated.run("validate", tflite, tflite_tensors, (Path(tflite), bytes(data), list(indices)),
+                        engine="TensorFlow Lite",
+                        advice="it ran this model at the reference step, so the cause is keeping its "
+                               "intermediate tensors. Fix: rebuild with kernels=reference to compare")
+
 
 def tflite_tensors(tflite: Path, data: bytes, indices) -> dict[int, tuple[str, bytes]]:
     """TFLite tensor index -> (name, bytes) after one BUILTIN_REF inference on ``data``."""
@@ -277,7 +288,7 @@ def diagnose(ctx: Context, input_index: int, expected_output: bytes, out: Path,
     blob = Path(ctx.inputs_bin).read_bytes()
     data = blob[input_index * size:(input_index + 1) * size]
     tensors = sorted({t for l in layers for t in [l["output"]["tensor"], *(i["tensor"] for i in l["inputs"])]})
-    want = tflite_tensors(ctx.tflite, data, tensors)
+    want = reference_tensors(ctx.tflite, data, tensors)
     got, output = simulated_tensors(sim, ctx, data, layers, {t: len(b) for t, (_, b) in want.items()})
     reference, note = _reference_outputs(ctx.tflite, data)
     rows = compare_layers(layers, want, got, reference)
