@@ -148,7 +148,7 @@ def test_a_model_too_big_for_the_board_names_needed_and_available_bytes(tmp_path
     model = mlperf_model("kws_ref_model.tflite")
     result = scons(tmp_path / "build", "target=tiny-m4", f"model={model}", plugins=plugins)
     assert result.returncode != 0
-    assert "bytes of RAM, board has 8192" in result.stderr
+    assert "RAM region RAM (8,192 B at 0x20000000, one of 2 RAM regions" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tbtest import ROOT, mlperf_model
-from tinybuild import plugins
+from tinybuild import linkcheck, plugins
 
 if str(ROOT) not in sys.path:          # the built-in sim/ folder is not an installed package
     sys.path.insert(0, str(ROOT))
@@ -72,25 +72,16 @@ def test_new_boards_come_from_their_plugins(known):
     assert known["nrf52840"].memory[0].origin == 0 and known["nrf52840"].capacity("ram") == 256 * 1024
 
 
-def _memory_block(script: Path) -> dict[str, tuple[int, int]]:
-    text = re.sub(r"/\*.*?\*/", "", script.read_text(), flags=re.S)
-    block = re.search(r"MEMORY\s*\{(.*?)\}", text, flags=re.S).group(1)
-    regions = {}
-    for name, origin, length in re.findall(
-            r"(\w+)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*(\w+)\s*,\s*LENGTH\s*=\s*(\w+)", block):
-        size = int(length[:-1]) * {"K": 1024, "M": 1024 * 1024}[length[-1]] \
-            if length[-1] in "KM" else int(length, 0)
-        regions[name] = (int(origin, 0), size)
-    return regions
-
-
-@pytest.mark.parametrize("name", ["riscv", "esp32c3", "esp32", "esp32s3", "nrf52840", "cortex-m4"])
+@pytest.mark.parametrize("name", ["riscv", "esp32c3", "esp32", "esp32s3", "nrf52840", "cortex-m4",
+                                  "mps2-an386"])
 def test_linker_script_follows_the_conventions(known, name):
     """Regions named and sized as the plugin's memory map; .noinit, .stack
     with __stack_start__/__stack_end__, and the symbols the startup copies."""
     target = known[name]
     script = target.linker_script.read_text()
-    assert _memory_block(target.linker_script) == {r.name: (r.origin, r.length) for r in target.memory}
+    assert linkcheck.script_memory(target.linker_script) == \
+        {r.name: (r.origin, r.length) for r in target.memory}
+    assert target.problems() == [] and linkcheck.script_problems(target) == []
     for needle in (".noinit (NOLOAD)", "__stack_start__", "__stack_end__", "_sidata", "_sbss",
                    "_ebss", "ENTRY("):
         assert needle in script, (name, needle)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import plugins
-from .errors import TinybuildError
+from .errors import TinybuildError, shown
 
 
 def _toolchain_status(pm, target) -> str:
@@ -69,7 +69,7 @@ def cmd_doctor(pm, args) -> int:
           f" on Python {sys.version.split()[0]}")
     print("\nplugins:")
     for name, plugin in pm.list_name_plugin():
-        print(f"  {name}" + (f"  ({plugin.__file__})" if getattr(plugin, "__file__", None) else ""))
+        print(f"  {name}" + (f"  ({shown(plugin.__file__, 300)})" if getattr(plugin, "__file__", None) else ""))
     print("\npackages:")
     for pkg in ("scons", "pluggy", "unicorn", "pyelftools", "tflite", "numpy", "tensorflow-cpu",
                 "tensorflow", "tf-keras"):
@@ -81,9 +81,13 @@ def cmd_doctor(pm, args) -> int:
         print("  tensorflow: missing (needed to convert .h5/.keras and for the reference run): "
               "pip install tensorflow-cpu tf-keras")
     print("\ntargets:")
-    cmd_targets(pm, args)
+    try:                        # a broken board plugin is reported; the rest is still checked
+        targets_ok = cmd_targets(pm, args) == 0
+    except TinybuildError as exc:
+        print(f"  error: {exc}")
+        targets_ok = False
     print("\nsimulators:")
-    return cmd_simulators(pm, args)
+    return max(cmd_simulators(pm, args), 0 if targets_ok else 2)
 
 
 def _installed() -> bool:

@@ -6,7 +6,9 @@ rejected when plugins load. Plugins come, in this order, from the built-in
 ``targets/`` and ``sim/`` folders, from installed packages' entry points
 (group ``tinybuild``) and from ``.py`` files in ``plugins/`` (or the folders
 named by the ``TINYBUILD_PLUGINS`` environment variable / ``plugins=``
-build variable).
+build variable). The list-returning hooks are called one plugin at a time
+through pluggy (``tinybuild.plugins.collect``), so ``TINYBUILD_TRACE=1`` shows
+every call and a plugin that raises is named.
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ def tinybuild_targets():
     be unique across all plugins: two plugins claiming one name stop the build
     with an error naming both. The core never names a board itself; everything
     it knows about a board comes from here.
+
+    Each board is checked as it is collected (``Target.problems()``: name,
+    clock, flags, memory map; then ``tinybuild.linkcheck.script_problems``:
+    the linker script's MEMORY regions against ``memory``); the first problem
+    stops every command with one line naming the plugin, the board and the fix.
     """
 
 
@@ -84,10 +91,15 @@ def tinybuild_kernels(target):
 
     Called once per build, before code generation. Return a list of
     :class:`tinybuild.kernel_registry.KernelImpl` (op name, C function, sources,
-    priority and an ``accepts(layer)`` predicate). For each layer the code
-    generator picks the accepting implementation with the highest priority and
-    falls back to the portable reference kernel. Return ``[]`` for targets this
-    plugin does not optimize.
+    priority and an ``accepts(layer)`` predicate). ``op`` must be a key of
+    ``kernel_registry.REFERENCE``: an unknown op (or a function that is not a C
+    identifier, a missing source) stops the build naming the plugin and the
+    function. For each layer the code generator picks the accepting
+    implementation with the highest priority; a tie goes to the plugin loaded
+    first, then to the function name in alphabetical order; it falls back to
+    the portable reference kernel. The plugin manager fills in
+    ``KernelImpl.plugin``, recorded per layer in plan.json. Return ``[]`` for
+    targets this plugin does not optimize.
 
     An implementation may also give ``prepare(layer) -> layer``, run at build
     time for every layer it was chosen for, to do work once on the host

@@ -3,13 +3,17 @@
 The portable reference kernels (``tinybuild/kernels/*.c``) cover every
 supported op. Target plugins may contribute faster implementations through
 the ``tinybuild_kernels`` hook; for each layer the code generator takes the
-accepting implementation with the highest priority, else the reference one.
+best accepting implementation (:func:`choose`: highest priority, then the
+plugin loaded first, then the function name), else the reference one.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from .errors import shown
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
 RUNTIME_DIR = Path(__file__).parent / "runtime"
@@ -21,8 +25,18 @@ class KernelImpl:
 
     ``function`` is the C function; ``sources`` are the C files that define
     it; ``accepts(layer)`` gets a :class:`tinybuild.lower.Layer` and says
-    whether this implementation is correct for its shapes and parameters;
-    higher ``priority`` wins.
+    whether this implementation is correct for its shapes and parameters.
+    ``op`` must be a key of :data:`REFERENCE` (an unknown op stops the build
+    naming the plugin and the function).
+
+    Choice among the implementations that accept a layer: the higher
+    ``priority`` wins; on a tie, the one from the plugin loaded first (built-in
+    ``targets/`` and ``sim/`` plugins, then installed packages, then
+    ``plugins/`` and ``plugins=`` folders, each in file-name order); then the
+    function name in alphabetical order; then ``name``. The reference kernels
+    have priority -1. ``plugin`` is filled in by the plugin manager (the
+    plugin's name and file) and recorded on each layer (``kernel_plugin``,
+    in plan.json).
 
     Without ``prepare`` the function has the reference kernel's C signature
     (see tb_kernels.h). ``prepare(layer) -> Layer`` runs once at build time
@@ -57,6 +71,7 @@ class KernelImpl:
     accepts: Callable[[object], bool] = field(default=lambda layer: True, compare=False)
     name: str = ""
     prepare: Callable[[object], object] | None = field(default=None, compare=False)
+    plugin: str = ""                     # filled in by tinybuild.plugins.kernels
 
     @property
     def label(self) -> str:
@@ -105,26 +120,55 @@ def _reference_prepare(layer):
     return layer
 
 
+REFERENCE_PLUGIN = "tinybuild (reference kernels)"
+C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def reference_impl(op: str) -> KernelImpl:
     return KernelImpl(op, REFERENCE[op], tuple(reference_sources()), -1,
-                      name=f"{REFERENCE[op]} (reference)", prepare=_reference_prepare)
+                      name=f"{REFERENCE[op]} (reference)", prepare=_reference_prepare,
+                      plugin=REFERENCE_PLUGIN)
+
+
+def problems(impl: KernelImpl) -> list[str]:
+    """What makes a contributed implementation unusable, each with its fix."""
+    if impl.op not in REFERENCE:
+        return [f"op '{shown(impl.op)}' is not one tinybuild compiles; known ops: "
+                f"{', '.join(REFERENCE)}"]
+    if not isinstance(impl.function, str) or not C_IDENTIFIER.fullmatch(impl.function):
+        return ["function must be the C function's name (letters, digits, '_')"]
+    if not isinstance(impl.priority, int) or isinstance(impl.priority, bool):
+        return [f"priority must be an int, not {type(impl.priority).__name__}"]
+    if not callable(impl.accepts) or (impl.prepare is not None and not callable(impl.prepare)):
+        return ["accepts and prepare must be callables taking a tinybuild.lower.Layer"]
+    missing = [str(p) for p in impl.sources if not Path(p).is_file()]
+    if missing:
+        return [f"source {shown(missing[0], 200)} does not exist"]
+    return []
 
 
 def choose(layer, contributed: list[KernelImpl]) -> KernelImpl:
+    """The implementation for ``layer``: among those for its op that accept it,
+    the highest priority, then the plugin that appears first in
+    ``contributed`` (plugin load order), then the function name, then the
+    label; the reference kernel when none accepts."""
+    plugin_order = {}
+    for impl in contributed:
+        plugin_order.setdefault(impl.plugin, len(plugin_order))
     candidates = [k for k in contributed if k.op == layer.op and k.accepts(layer)]
     if not candidates:
         return reference_impl(layer.op)
-    return max(candidates, key=lambda k: k.priority)
+    return min(candidates, key=lambda k: (-k.priority, plugin_order[k.plugin], k.function, k.label))
 
 
 def select_kernels(layers: list, contributed: list[KernelImpl]) -> list:
-    """Choose each layer's kernel and let it prepare the layer (build-time work)."""
+    """Choose each layer's kernel and let it prepare the layer (build-time
+    work); the layer records the function, its label and its plugin."""
     out = []
     for layer in layers:
         impl = choose(layer, contributed)
-        layer.kernel, layer.kernel_label = impl.function, impl.label
         if impl.prepare is not None:
             layer = impl.prepare(layer)
-            layer.kernel, layer.kernel_label = impl.function, impl.label
+        layer.kernel, layer.kernel_label, layer.kernel_plugin = impl.function, impl.label, impl.plugin
         out.append(layer)
     return out

@@ -46,6 +46,7 @@ class Layer:
     shape: str = ""                  # human-readable summary for reports
     kernel: str = ""                 # C function, set by kernel selection
     kernel_label: str = ""
+    kernel_plugin: str = ""          # the plugin that gave the kernel (KernelImpl.plugin)
     aliased: bool = False            # RESHAPE whose output shares its input's bytes
     # Set by the chosen kernel's ``prepare`` (tinybuild.kernel_registry.KernelImpl):
     args: list[str] | None = None    # roles of the consts passed after the inputs, in order

@@ -4,7 +4,8 @@ Order: the core's own providers (toolchain discovery), the built-in plugin
 folders ``targets/*/plugin.py`` and ``sim/*/plugin.py``, installed packages'
 entry points (group ``tinybuild``), then ``*.py`` files in ``plugins/`` and in
 the folders listed in ``TINYBUILD_PLUGINS`` (``os.pathsep``-separated).
-``TINYBUILD_TRACE=1`` prints every hook call.
+``TINYBUILD_TRACE=1`` prints every hook call (to stderr), and before each
+call of a list-returning hook the plugin it goes to.
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pluggy
 
-from . import hookspecs
-from .errors import TinybuildError
+from . import hookspecs, kernel_registry, linkcheck
+from .errors import TinybuildError, shown
+from .kernel_registry import KernelImpl
 from .target import Target
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +47,8 @@ def _load_file(pm: pluggy.PluginManager, path: Path, prefix: str) -> None:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(mod_name, None)
-        raise TinybuildError(f"plugin {path} failed to load: {type(exc).__name__}: {exc}") from None
+        raise TinybuildError(f"plugin {shown(path, 300)} failed to load: {type(exc).__name__}: "
+                             f"{shown(exc, 300)}") from None
     pm.register(module, name=mod_name)
 
 
@@ -85,7 +89,8 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
     try:
         pm.load_setuptools_entrypoints("tinybuild")
     except Exception as exc:
-        raise TinybuildError(f"an installed tinybuild plugin failed to load: {exc}") from None
+        raise TinybuildError(f"an installed tinybuild plugin failed to load: {type(exc).__name__}: "
+                             f"{shown(exc, 300)}") from None
     env_dirs = [Path(p) for p in os.environ.get("TINYBUILD_PLUGINS", "").split(os.pathsep) if p]
     for folder in [*USER_DIRS, *env_dirs, *(extra_dirs or [])]:
         for path in _plugin_files(Path(folder)):
@@ -93,7 +98,7 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise TinybuildError(f"plugin {plugin_label(pm, exc.plugin)}: {exc}") from None
+        raise TinybuildError(f"plugin {plugin_label(pm, exc.plugin)}: {shown(exc, 300)}") from None
     if os.environ.get("TINYBUILD_TRACE"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
@@ -103,57 +108,106 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
 def plugin_label(pm: pluggy.PluginManager, plugin) -> str:
     name = pm.get_name(plugin) or repr(plugin)
     path = getattr(plugin, "__file__", None)
-    return f"{name} ({path})" if path else name
+    return shown(f"{name} ({path})" if path else name, 300)
 
 
-def collect(pm: pluggy.PluginManager, hook_name: str, *args, **kwargs) -> list[tuple[str, object]]:
-    """Call each implementation of a list-returning hook on its own, so a plugin
-    that raises is named in the error instead of aborting with a traceback."""
+def collect(pm: pluggy.PluginManager, hook_name: str, **kwargs) -> list[tuple[str, object]]:
+    """``(plugin label, item)`` for every item every plugin returns from a
+    list-returning hook, in plugin load order. Each plugin is called through
+    pluggy on its own (a subset hook caller: ``TINYBUILD_TRACE=1`` shows the
+    call), so a plugin that raises or returns something else than a list is
+    named in the error instead of aborting with a traceback. A dict (model
+    importers) is one item."""
     results = []
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    trace = pm.trace.root.get("collect")
+    for impl in impls:
+        label = plugin_label(pm, impl.plugin)
+        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+        trace(f"{hook_name} of {label}")
         try:
-            value = impl.function(*args, **kwargs)
+            values = pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
         except TinybuildError:
             raise
         except Exception as exc:
-            raise TinybuildError(f"plugin {plugin_label(pm, impl.plugin)} failed in {hook_name}: "
-                                 f"{type(exc).__name__}: {exc}") from None
-        for item in value or []:
-            results.append((plugin_label(pm, impl.plugin), item))
+            raise TinybuildError(f"plugin {label} failed in {hook_name}: "
+                                 f"{type(exc).__name__}: {shown(exc, 300)}") from None
+        value = values[0] if values else None      # pluggy drops a None result
+        results += [(label, item) for item in _items(value, label, hook_name)]
     return results
 
 
+def _items(value, label: str, hook_name: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise TinybuildError(f"plugin {label}: {hook_name} returned a {type(value).__name__}, "
+                             "not a list: return [item, ...]")
+    return list(value)
+
+
 def targets(pm: pluggy.PluginManager) -> dict[str, Target]:
+    """Every board, checked: its description (``Target.problems``) and its
+    linker script's MEMORY regions against its memory map."""
     found: dict[str, Target] = {}
     for label, target in collect(pm, "tinybuild_targets"):
+        target = _checked_target(target, label)
         if target.name in found:
             raise TinybuildError(f"target '{target.name}' is provided by two plugins: "
                                  f"{found[target.name].plugin} and {label}; rename or remove one")
-        found[target.name] = _with_plugin(target, label)
+        found[target.name] = target
     return found
 
 
-def _with_plugin(target: Target, label: str) -> Target:
-    from dataclasses import replace
-    return replace(target, plugin=label)
+def _checked_target(target, label: str) -> Target:
+    if not isinstance(target, Target):
+        raise TinybuildError(f"plugin {label}: tinybuild_targets returned a "
+                             f"{type(target).__name__}, not a tinybuild.target.Target")
+    if not isinstance(target.linker_script, (str, Path)):
+        problems = ["linker_script must be a path (pathlib.Path or str)"]
+    else:
+        target = replace(target, plugin=label, linker_script=Path(target.linker_script))
+        problems = target.problems()
+        problems = problems or linkcheck.script_problems(target)
+    if problems:
+        raise TinybuildError(f"plugin {label}: target '{shown(target.name)}' "
+                             f"({shown(target.board)}): {problems[0]}")
+    return target
 
 
 def simulators(pm: pluggy.PluginManager) -> dict[str, object]:
     found = {}
     for label, sim in collect(pm, "tinybuild_simulators"):
+        missing = [a for a in ("name", "supports", "available", "run") if not hasattr(sim, a)]
+        if missing or not isinstance(sim.name, str):
+            raise TinybuildError(f"plugin {label}: a simulator lacks {', '.join(missing) or 'a str name'}"
+                                 " (see tinybuild_simulators in tinybuild/hookspecs.py)")
         if sim.name in found:
-            raise TinybuildError(f"simulator '{sim.name}' is provided twice (again by {label})")
+            raise TinybuildError(f"simulator '{shown(sim.name)}' is provided twice (again by {label})")
         found[sim.name] = sim
     return found
 
 
-def kernels(pm: pluggy.PluginManager, target: Target) -> list:
-    return [k for _, k in collect(pm, "tinybuild_kernels", target=target)]
+def kernels(pm: pluggy.PluginManager, target: Target) -> list[KernelImpl]:
+    """The plugins' kernels for ``target`` in plugin load order, each checked
+    (kernel_registry.problems) and labelled with its plugin."""
+    found = []
+    for label, impl in collect(pm, "tinybuild_kernels", target=target):
+        if not isinstance(impl, KernelImpl):
+            raise TinybuildError(f"plugin {label}: tinybuild_kernels returned a "
+                                 f"{type(impl).__name__}, not a tinybuild.kernel_registry.KernelImpl")
+        problems = kernel_registry.problems(impl)
+        if problems:
+            raise TinybuildError(f"plugin {label}: kernel '{shown(impl.function)}': {problems[0]}")
+        found.append(replace(impl, plugin=label))
+    return found
 
 
 def find_target(pm: pluggy.PluginManager, name: str) -> Target:
     known = targets(pm)
     if name not in known:
-        raise TinybuildError(f"unknown target '{name}'. Known targets: {', '.join(sorted(known))}. "
+        raise TinybuildError(f"unknown target '{shown(name)}'. Known targets: {', '.join(sorted(known))}. "
                              "Add a board as a .py file in plugins/ (see README, 'Add a board')")
     return known[name]

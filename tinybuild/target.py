@@ -5,8 +5,20 @@ name or imports SCons.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import shown
+
+ADDRESS_SPACE = 1 << 32                  # every supported core has 32-bit addresses
+MEMORY_KINDS = ("flash", "ram")
+# A target name becomes a folder name and the value of `target=`: no path
+# separators, shell or SCons metacharacters, nothing that `target=all` means.
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RESERVED_TARGET_NAMES = ("all",)
+REGION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")     # a linker-script MEMORY name
+TOOL_PREFIX = re.compile(r"[A-Za-z0-9._-]+")              # e.g. arm-none-eabi
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,22 @@ class MemoryRegion:
 
     def contains(self, address: int) -> bool:
         return self.origin <= address < self.end
+
+    def problems(self) -> list[str]:
+        """What is wrong with this region, each with its fix ([] if nothing)."""
+        where = f"memory region {_show(self.name)}"
+        if not isinstance(self.name, str) or not REGION_NAME.fullmatch(self.name):
+            return [f"{where}: the name must be a linker-script region name (letters, digits, '_')"]
+        if self.kind not in MEMORY_KINDS:
+            return [f"{where}: kind {_show(self.kind)} is neither 'flash' nor 'ram'"]
+        if not _is_int(self.origin) or not _is_int(self.length):
+            return [f"{where}: origin and length must be integers (bytes)"]
+        if self.length <= 0:
+            return [f"{where}: length {self.length} must be more than 0 bytes"]
+        if self.origin < 0 or self.end > ADDRESS_SPACE:
+            return [f"{where}: 0x{self.origin:x} + {self.length} bytes is outside the 32-bit "
+                    "address space"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,56 @@ class Target:
 
     def region_of(self, address: int) -> MemoryRegion | None:
         return next((r for r in self.memory if r.contains(address)), None)
+
+    def problems(self) -> list[str]:
+        """What makes this description unusable, each phrase with its fix ([]:
+        none). Checked when the plugin loads, before anything is compiled,
+        sized or simulated on a wrong memory map."""
+        name_ok = isinstance(self.name, str) and TARGET_NAME.fullmatch(self.name) \
+            and self.name not in RESERVED_TARGET_NAMES
+        if not name_ok:
+            return ["name must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or "
+                    "digit, and not 'all' (it becomes a folder name and the value of target=)"]
+        if not _is_int(self.clock_hz) or self.clock_hz <= 0:
+            return [f"clock_hz={_show(self.clock_hz)}: give the core clock in Hz, e.g. 64_000_000"]
+        if not isinstance(self.triple, str) or not TOOL_PREFIX.fullmatch(self.triple):
+            return [f"triple={_show(self.triple)}: give the GCC prefix, e.g. 'arm-none-eabi'"]
+        for field_name in ("cflags", "ldflags"):
+            flags = getattr(self, field_name)
+            if not isinstance(flags, (tuple, list)) or not all(isinstance(f, str) for f in flags):
+                return [f"{field_name} must be a tuple of strings, e.g. ('-mcpu=cortex-m4',)"]
+        return self._memory_problems()
+
+    def _memory_problems(self) -> list[str]:
+        regions = self.memory
+        if not isinstance(regions, (tuple, list)) or \
+                not all(isinstance(r, MemoryRegion) for r in regions):
+            return ["memory must be a tuple of tinybuild.target.MemoryRegion"]
+        for region in regions:
+            if region.problems():
+                return region.problems()
+        names = [r.name for r in regions]
+        if len(set(names)) != len(names):
+            return [f"memory names a region twice ({', '.join(names)}): give each a unique name"]
+        if not self.regions("flash") or not self.regions("ram"):
+            return ["memory needs at least one 'flash' region (code, weights) and one 'ram' region "
+                    f"(arena, stack); it has {', '.join(f'{r.name} ({r.kind})' for r in regions)}"]
+        ordered = sorted(regions, key=lambda r: r.origin)
+        for low, high in zip(ordered, ordered[1:]):
+            if high.origin < low.end:
+                return [f"memory regions {low.name} (0x{low.origin:08x}-0x{low.end - 1:08x}) and "
+                        f"{high.name} (0x{high.origin:08x}-0x{high.end - 1:08x}) overlap: "
+                        "correct the origins and lengths from the board's datasheet"]
+        return []
+
+
+def _show(value) -> str:
+    """A plugin-given value quoted for one terminal line."""
+    return f"'{shown(value)}'" if isinstance(value, str) else shown(repr(value))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
