@@ -237,7 +237,8 @@ def how_to_set_stack(target: Target, size: int) -> str:
 def link_command(toolchain: Toolchain, target: Target, objects, elf: Path, map_file: Path,
                  opt: str) -> list[str]:
     return [toolchain.tool("gcc"), *target.ldflags, f"-{opt}", "-nostartfiles",
-            "-Wl,--gc-sections", f"-Wl,-Map={map_file}",
+            # -Xlinker passes the path whole: -Wl, would split it at a comma
+            "-Wl,--gc-sections", "-Xlinker", f"-Map={map_file}",
             # simulators read the descriptor; nothing on the device references it
             "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
             "-o", str(elf), *map(str, objects), "-Wl,--start-group", "-lc", "-lgcc",
@@ -368,7 +369,7 @@ def _partial_image(toolchain: Toolchain, cmd: list[str]) -> _Image | None:
         out = Path(tmp) / "partial.elf"
         partial = list(cmd)
         partial[partial.index("-o") + 1] = str(out)
-        partial = [f"-Wl,-Map={Path(tmp) / 'partial.map'}" if a.startswith("-Wl,-Map=") else a
+        partial = [f"-Map={Path(tmp) / 'partial.map'}" if a.startswith("-Map=") else a
                    for a in partial]
         partial.insert(1, "-Wl,--noinhibit-exec")
         try:

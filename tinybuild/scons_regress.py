@@ -8,7 +8,6 @@ regress`` does) so one broken case does not stop the others.
 """
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ def declare(env, root: Path, pm) -> None:
     known = plugins.targets(pm)
     manifest = regress.load_manifest(_path(root, env["manifest"]), set(known))
     cases = regress.shard(manifest.cases, env["shard"]) if env["shard"] else manifest.cases
-    env["inputs"] = str(manifest.inputs)
+    env["inputs"] = manifest.inputs
     sims = plugins.simulators(pm)
     nodes, errors = {}, {}
     for case in cases:
@@ -50,12 +49,12 @@ def declare(env, root: Path, pm) -> None:
             scons_tool.check_board_files(target)
             contributed = plugins.kernels(pm, target) if case.kernels == "optimized" else []
             calibration = scons_tool._calibration("", case.model, root)
+            # declare_build checks names and kernel sources before declaring anything
+            _, _, nodes[case.key] = scons_tool.declare_build(
+                env, root, target, case.model, toolchain, simulator, calibration, contributed, pm,
+                kernels=case.kernels)
         except TinybuildError as exc:
             errors[case.key] = str(exc).splitlines()[0]
-            continue
-        _, _, node = scons_tool.declare_build(env, root, target, case.model, toolchain, simulator,
-                                              calibration, contributed, pm, kernels=case.kernels)
-        nodes[case.key] = node
     env.Alias("regress", list(nodes.values()))
     out = _path(root, env["regress_out"]) if env["regress_out"] else root / env["build_dir"] / "regression"
     _evaluate_at_exit(env, root, manifest, cases, nodes, errors, out)
@@ -77,7 +76,8 @@ def _evaluate_at_exit(env, root, manifest, cases, nodes, errors, out) -> None:
     update = env["update_baseline"]
 
     def evaluate():
-        if GetOption("clean") or GetOption("help") or GetOption("no_exec"):
+        if GetOption("clean") or GetOption("help") or GetOption("no_exec") \
+                or scons_tool.INTERRUPTED.is_set():
             return
         failures = {Path(str(f.node)).resolve(): f.errstr for f in GetBuildFailures()}
         for case in cases:
@@ -104,4 +104,4 @@ def _evaluate_at_exit(env, root, manifest, cases, nodes, errors, out) -> None:
         if any(r.failed and not (update and r.status == "regressed") for r in results):
             os._exit(1)
 
-    atexit.register(evaluate)
+    scons_tool.at_exit(evaluate)

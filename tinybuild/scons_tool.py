@@ -17,18 +17,33 @@ model is converted once for all of them), skips the others with a one-line
 reason and prints one comparison table at the end. A board no simulator can
 run (e.g. Xtensa) is built, linked and sized; its report says it was not
 simulated.
+
+Untrusted names stay data: paths reach SCons as file nodes (never
+``$``-substituted), and the compiler and linker run from argument lists,
+never through a shell. A failed step removes what it and the steps after it
+made earlier, so no earlier success stays on disk.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
+import difflib
+import errno
+import fcntl
+import hashlib
+import inspect
 import json
+import math
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from . import pipeline, plugins, regress, scons_regress
-from .errors import TinybuildError
+from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
 CORE_DIR = Path(__file__).parent
@@ -61,14 +76,17 @@ def _variables(args):
                      "layer, or the portable reference ones only (outputs go to "
                      "<target>/<model>-reference-kernels)", "optimized",
                      allowed_values=("optimized", "reference")),
-        ("inputs", "number of inputs validated against the TFLite reference", "4"),
-        ("seed", "seed of the random validation inputs", "1"),
-        ("max_instructions", "simulator instruction limit per run", "2000000000"),
-        ("sim_timeout", "simulator host-time limit per run, seconds", "600"),
+        ("inputs", "number of inputs validated against the TFLite reference, 1..1000", "4"),
+        ("seed", "seed of the random validation inputs, 0..4294967295", "1"),
+        ("max_instructions", "simulator instruction limit per run (a positive integer, 2e9 style "
+                             "allowed)", "2000000000"),
+        ("sim_timeout", "simulator host-time limit per run, seconds (> 0)", "600"),
+        ("compile_timeout", "time limit for one C compile, seconds (> 0)", "300"),
         ("plugins", "extra plugin folders or files, separated by ':'", ""),
         ("cachedir", "shared SCons cache folder (CacheDir) for CI", ""),
         ("build_dir", "where outputs go", "build"),
-        BoolVariable("verbose", "print full compiler command lines", False),
+        BoolVariable("verbose", "print full compiler command lines (and a failing step's traceback)",
+                     False),
         EnumVariable("debug", "'layers': compare every layer's tensors with TFLite's and write "
                      "layers.json even when the output matches (a mismatch always does)", "",
                      allowed_values=("", "layers")),
@@ -83,59 +101,143 @@ def _fail(message: str) -> None:
     Exit(2)
 
 
-def resolve_model(spec: str, root: Path) -> Path:
-    p = Path(spec)
-    candidates = [p] if p.is_absolute() else [root / p, root / "models" / p]
-    for c in candidates:
-        if c.exists():
-            if c.suffix.lower() not in MODEL_SUFFIXES:
-                raise TinybuildError(f"model={spec}: unsupported format '{c.suffix}'; use "
-                                     f"{', '.join(MODEL_SUFFIXES)}")
-            return c.resolve()
-    known = sorted(x.name for x in (root / "models").glob("*") if x.suffix in MODEL_SUFFIXES)
-    raise TinybuildError(f"model={spec}: no such file (looked in {', '.join(map(str, candidates))}). "
-                         f"Models in models/: {', '.join(known) or 'none'}")
+def _p(path) -> str:
+    """A user's path for one terminal line: escaped, never cut."""
+    return shown(path, 0)
 
 
-# Output folder -> the message of the step that failed there (for summaries
-# of multi-build runs such as `scons regress`).
-STEP_ERRORS: dict[Path, str] = {}
+# -- checking the command line --------------------------------------------------------
+
+def reject_unknown_variables(variables) -> None:
+    """A misspelled variable (targt=riscv) must not be ignored silently."""
+    unknown = sorted(variables.UnknownVariables())
+    if not unknown:
+        return
+    known = sorted(variables.keys())
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"'{shown(name)}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise TinybuildError(f"unknown build variable {', '.join(parts)}; `scons -h` lists the variables")
 
 
-class _Step:
-    """A build step as an SCons function action.
-
-    SCons signs a callable object by its ``__call__`` code alone, not by the
-    objects a closure would capture (plugin objects have no stable pickle),
-    so every input that matters is passed to the command as a source: files,
-    or ``env.Value`` strings for settings. A TinybuildError ends the build
-    with its message only, no traceback.
-    """
-
-    def __init__(self, fn, label):
-        self.fn, self.label = fn, label
-
-    def __call__(self, target, source, env):
+def _whole(text: str, low: int, high: int, exponent: bool = False) -> int | None:
+    """``text`` as an integer in [low, high] ("2e9" too with ``exponent``), else None."""
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        if not exponent:
+            return None
         try:
-            self.fn([Path(str(t)) for t in target], [Path(str(s)) for s in source], env)
-        except TinybuildError as exc:
-            print(f"tinybuild: error: {exc}", file=sys.stderr)
-            STEP_ERRORS[Path(str(target[0])).resolve().parent] = f"{self.label}: {exc}"
-            return 1
-        return 0
-
-    def strfunction(self, target, source, env):
-        return f"[{self.label}] {Path(str(target[0])).parent}"
+            number = float(text)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or number != int(number):
+            return None
+        value = int(number)
+    return value if low <= value <= high else None
 
 
-def _action(fn, label):
-    from SCons.Action import Action
-    step = _Step(fn, label)
-    return Action(step, step.strfunction)
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
+
+# variable: (what it accepts, parser returning the value or None)
+NUMBER_VARIABLES = {
+    "inputs": ("a whole number from 1 to 1000", lambda s: _whole(s, 1, 1000)),
+    "seed": ("a whole number from 0 to 4294967295", lambda s: _whole(s, 0, 2**32 - 1)),
+    "max_instructions": ("a positive whole number of instructions (2e9 style allowed)",
+                         lambda s: _whole(s, 1, 2**63 - 1, exponent=True)),
+    "sim_timeout": ("a positive, finite number of seconds", _seconds),
+    "compile_timeout": ("a positive, finite number of seconds", _seconds),
+}
+
+
+def check_numbers(env) -> None:
+    """Parse the numeric variables into ``env`` (ints and floats), before
+    anything is declared; a bad one stops with one line saying what it takes."""
+    for name, (accepts, parse) in NUMBER_VARIABLES.items():
+        value = parse(str(env[name]))
+        if value is None:
+            raise TinybuildError(f"{name}={shown(env[name])}: must be {accepts}")
+        env[name] = value
+
+
+def check_tool_path(path: Path, what: str) -> None:
+    """Folders named after user input reach the compiler, the linker and the
+    linker map the size step reads line by line: a newline (or any control
+    character) there would split a map line and charge bytes to the wrong
+    object, so such a name is refused instead."""
+    bad = next((ch for ch in str(path) if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        raise TinybuildError(f"{what}: the name {_p(path)} holds a control character "
+                             f"({shown(bad)}), which the C compiler's and linker's output (the "
+                             "linker map) cannot carry. Fix: rename it without newlines or "
+                             "control characters")
+
+
+# -- the build folder: writable, one build at a time ---------------------------------
+
+_LOCK: dict = {}
+
+
+def prepare_build_folder(build_root: Path, spec: str) -> None:
+    """Create ``build_root`` and hold an exclusive lock on it for this SCons
+    run: two builds in one folder would share intermediate files. A second
+    build waits (saying for whom); the lock goes with the process."""
+    check_tool_path(build_root, f"build_dir={shown(spec)}")
+    try:
+        build_root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(build_root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise TinybuildError(f"build_dir={shown(spec)}: cannot create or write {_p(build_root)} "
+                             f"({exc.strerror}). Fix: choose a writable folder with build_dir=")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        print(f"tinybuild: waiting for another tinybuild build in {_p(spec)} (pid {shown(holder)})",
+              file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        raise TinybuildError(os_error_message(exc, build_root / ".lock"))
+    _LOCK["fd"] = fd             # held, open, until this process exits
+
+
+def os_error_message(exc: OSError, default: Path) -> str:
+    """One line for a failed file operation: what, where, and the fix."""
+    where = _p(exc.filename if exc.filename else default)
+    if exc.errno == errno.ENOSPC:
+        return f"disk full writing {where}. Fix: free some space, or build elsewhere (build_dir=)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where} ({exc.strerror}). Fix: choose a writable build_dir="
+    return f"{exc.strerror or exc} ({where})"
+
+
+# -- setup ---------------------------------------------------------------------------
 
 def setup(env, args) -> None:
     """Declare the whole build; called from SConstruct."""
+    atexit.register(_say_interrupted)     # registered first: runs last, after any summary
+    try:
+        _setup(env, args)
+    except TinybuildError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        INTERRUPTED.set()
+        from SCons.Script import Exit
+        Exit(2)
+
+
+def _setup(env, args) -> None:
     from SCons.Script import GetOption, Help
 
     import SCons.Errors
@@ -144,23 +246,204 @@ def setup(env, args) -> None:
     try:
         variables.Update(env)
     except SCons.Errors.UserError as exc:    # e.g. kernels=fast: one line, no SCons file:line
-        _fail(f"{exc}; `scons -h` lists the variables")
+        raise TinybuildError(f"{exc}; `scons -h` lists the variables") from None
     Help(HELP_INTRO + variables.GenerateHelpText(env), append=False)
+    if GetOption("help"):
+        return
+    reject_unknown_variables(variables)
+    check_numbers(env)
     # Content signatures, not timestamps: an edit within the same second as the
     # last build must still rebuild (timestamps have one-second resolution here).
     env.Decider("content")
     build_root = Path(env.Dir("#").abspath) / env["build_dir"]
-    build_root.mkdir(parents=True, exist_ok=True)
-    env.SConsignFile(str(build_root / ".sconsign"))
+    prepare_build_folder(build_root, env["build_dir"])
+    import SCons.SConsign
+    SCons.SConsign.File(str(build_root / ".sconsign"))   # what SConsignFile does, minus `$` expansion
     if env["cachedir"]:
-        env.CacheDir(env["cachedir"])
-    if GetOption("help"):
-        return
-    try:
-        _declare(env)
-    except TinybuildError as exc:
-        _fail(str(exc))
+        env.CacheDir(_literal(env["cachedir"], "cachedir"))
+    _declare(env)
 
+
+def _literal(text, variable: str = "") -> str:
+    """``text`` for an SCons call that substitutes ``$``: a path stays that
+    path. SCons has no escape for ``$(`` and ``$)`` (its signature markers)."""
+    text = str(text)
+    if "$(" in text or "$)" in text:
+        raise TinybuildError(f"{variable or 'name'}={_p(text)}: SCons cannot take '$(' or '$)' here. "
+                             "Fix: rename it")
+    return text.replace("$", "$$")
+
+
+def _file(env, path):
+    """A file node SCons never substitutes (``model=/m/w${CC}.tflite`` is that file)."""
+    return env.fs.File(str(path))
+
+
+def _dir(env, path):
+    return env.fs.Dir(str(path))
+
+
+def resolve_model(spec: str, root: Path) -> Path:
+    p = Path(spec)
+    candidates = [p] if p.is_absolute() else [root / p, root / "models" / p]
+    for c in candidates:
+        if c.exists():
+            if c.suffix.lower() not in MODEL_SUFFIXES:
+                raise TinybuildError(f"model={_p(spec)}: unsupported format '{shown(c.suffix)}'; use "
+                                     f"{', '.join(MODEL_SUFFIXES)}")
+            return c.resolve()
+    known = sorted(x.name for x in (root / "models").glob("*") if x.suffix in MODEL_SUFFIXES)
+    raise TinybuildError(f"model={_p(spec)}: no such file (looked in {', '.join(map(_p, candidates))}). "
+                         f"Models in models/: {', '.join(known) or 'none'}")
+
+
+# -- steps ----------------------------------------------------------------------------
+
+# Output folder -> the message of the step that failed there (for summaries
+# of multi-build runs such as `scons regress`).
+STEP_ERRORS: dict[Path, str] = {}
+INTERRUPTED = threading.Event()
+
+
+class _Step:
+    """A build step as an SCons function action.
+
+    SCons signs a callable object by its ``__call__`` code alone, not by the
+    objects a closure would capture (plugin objects have no stable pickle),
+    so every input that matters is passed to the command as a source: files,
+    or ``env.Value`` strings for settings. Any failure ends the step with one
+    line, no traceback (``verbose=1`` adds it for unexpected exceptions), and
+    removes the step's targets and ``downstream()`` files (what later steps
+    made from earlier results), except files the error message points to.
+    """
+
+    def __init__(self, fn, label, downstream=None, describe=None):
+        self.fn, self.label = fn, label
+        self.downstream = downstream or (lambda: [])
+        self.describe = describe
+
+    def __call__(self, target, source, env):
+        targets = [Path(str(t)) for t in target]
+        record = ""                  # a TinybuildError may point at a record the step wrote
+        try:
+            with _interruptible():
+                self.fn(targets, [Path(str(s)) for s in source], env)
+            return 0
+        except KeyboardInterrupt:
+            _stop_scons()
+            message = None
+        except TinybuildError as exc:
+            message = record = str(exc)
+        except OSError as exc:
+            message = f"{self.label}: {os_error_message(exc, targets[0].parent)}"
+        except Exception as exc:  # a bug somewhere: still one line, the traceback on request
+            if env.get("verbose"):
+                import traceback
+                traceback.print_exc()
+            message = (f"{self.label}: internal error: {type(exc).__name__}: {exc} (verbose=1 "
+                       "shows the traceback)")
+        remove_stale(targets, self.downstream(), keep_named_in=record)
+        if message is None:
+            return 2
+        print(f"tinybuild: error: {message}", file=sys.stderr)
+        STEP_ERRORS[targets[0].resolve().parent] = f"{self.label}: {message}"
+        return 1
+
+    def strfunction(self, target, source, env):
+        if self.describe:
+            return self.describe(target, source)
+        return f"[{self.label}] {_p(Path(str(target[0])).parent)}"
+
+
+def _action(fn, label, downstream=None, describe=None):
+    from SCons.Action import Action
+    step = _Step(fn, label, downstream, describe)
+    return Action(step, step.strfunction)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """SCons's SIGINT handler only stops new steps from starting: a long step
+    (a simulation) would run to its end. In the main thread (-j1), Ctrl-C
+    also raises KeyboardInterrupt inside the running step."""
+    scons_handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(scons_handler):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        scons_handler(signum, frame)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, scons_handler)
+
+
+def _stop_scons() -> None:
+    """Stop the whole build (SCons's own interrupt handling: no new steps, the
+    .sconsign is written, exit status 2), whichever thread saw the interrupt."""
+    INTERRUPTED.set()
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler not in (signal.default_int_handler,):
+        handler(signal.SIGINT, None)
+
+
+def _say_interrupted() -> None:
+    if not INTERRUPTED.is_set():
+        return
+    sys.stdout.flush()
+    print("tinybuild: interrupted", file=sys.stderr, flush=True)
+    if _scons_exit_status() == 0:
+        os._exit(130)
+
+
+def _scons_exit_status() -> int:
+    import SCons.Script.Main
+    return SCons.Script.Main.exit_status
+
+
+def remove_stale(targets: list[Path], downstream: list[Path], keep_named_in: str = "") -> None:
+    """Remove a failed step's targets and the files later steps made from
+    earlier results (report.json saying "matches: yes"), so no earlier success
+    outlives a failure; a file the error message names (validation.json with
+    the mismatch) stays."""
+    for path in [*targets, *downstream]:
+        if keep_named_in and any(text in keep_named_in for text in (str(path), _p(path),
+                                                                     str(path.resolve()))):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+# Files of one build folder in the order the steps make them; a failed step
+# removes its own and every later one.
+RESULT_FILES = {
+    "codegen": ("model.c", "model.h", "plan.json", "arena.svg"),
+    "cc": ("model.o",),
+    "link": ("firmware.elf", "firmware.map"),
+    "size": ("size.json",),
+    "simulate": ("run.json",),
+    "validate": ("validation.json", "layers.json", "layers.svg"),
+    "report": ("report.json", "report.md"),
+}
+
+
+def results_after(tdirs: list[Path], step: str | None) -> list[Path]:
+    """The files of the build folders ``tdirs`` that steps after ``step``
+    make (all of them for ``step`` None: a model or shared-object step)."""
+    order = list(RESULT_FILES)
+    later = order[order.index(step) + 1:] if step else order
+    return [tdir / name for tdir in tdirs for s in later for name in RESULT_FILES[s]]
+
+
+def _downstream(tdirs: list[Path], step: str | None = None):
+    return lambda: results_after(tdirs, step)
+
+
+# -- declaring builds -----------------------------------------------------------------
 
 def _declare(env) -> None:
     root = Path(env.Dir("#").abspath)
@@ -203,8 +486,17 @@ def check_board_files(target) -> None:
     for kind, path in [("linker script", target.linker_script),
                        *(("startup source", p) for p in target.startup_sources)]:
         if not Path(path).is_file():
-            raise TinybuildError(f"target '{target.name}' ({target.plugin}): its {kind} {path} "
+            raise TinybuildError(f"target '{target.name}' ({target.plugin}): its {kind} {_p(path)} "
                                  "does not exist")
+
+
+def check_kernel_sources(contributed) -> None:
+    """A kernel plugin's C sources must exist (else SCons's raw 'not found')."""
+    for k in contributed:
+        for path in k.sources:
+            if not Path(path).is_file():
+                raise TinybuildError(f"kernel {shown(k.function)} ({shown(k.plugin or k.label)}): its "
+                                     f"source {_p(path)} does not exist")
 
 
 def choose_simulator(requested: str, target, sims: dict):
@@ -217,7 +509,7 @@ def choose_simulator(requested: str, target, sims: dict):
     runnable = sorted(n for n, sim in sims.items() if sim.supports(target))
     if requested:
         if requested not in sims:
-            raise TinybuildError(f"sim={requested}: unknown simulator; known: "
+            raise TinybuildError(f"sim={shown(requested)}: unknown simulator; known: "
                                  f"{', '.join(sorted(sims)) or 'none'}")
         if not sims[requested].supports(target):
             raise TinybuildError(f"sim={requested} cannot run target '{target.name}' ({target.arch}, "
@@ -241,7 +533,8 @@ def _declare_all(env, root, pm) -> None:
     sims = plugins.simulators(pm)
     requested = env["sim"]
     if requested and requested not in sims:
-        raise TinybuildError(f"sim={requested}: unknown simulator; known: {', '.join(sorted(sims))}")
+        raise TinybuildError(f"sim={shown(requested)}: unknown simulator; known: "
+                             f"{', '.join(sorted(sims))}")
     calibration = _calibration(env["calibration"], model, root)
     built, skipped = [], []
     for name, target in sorted(plugins.targets(pm).items()):
@@ -274,33 +567,38 @@ def _calibration(spec: str, model: Path, root: Path) -> Path | None:
     if spec:
         p = Path(spec) if Path(spec).is_absolute() else root / spec
         if not p.exists():
-            raise TinybuildError(f"calibration={spec}: no such file")
+            raise TinybuildError(f"calibration={_p(spec)}: no such file")
         return p.resolve()
     beside = model.with_name(model.stem + "_calib.npy")
     return beside if beside.exists() else None
 
 
 _MODEL_NODES: dict = {}
+# (build folder, model) -> the build folders of every board building it, so a
+# failed conversion removes their results too.
+_MODEL_BUILDS: dict = {}
 
 
 def _model_nodes(env, build, model, calibration, pm, count, seed):
     """Conversion and TFLite reference, declared once per model however many
     boards build it (their outputs do not depend on the board)."""
     key = (str(build), str(model), count, seed)
+    builds = _MODEL_BUILDS.setdefault((str(build), str(model)), [])
     if key not in _MODEL_NODES:
         mdir = build / "models" / model.stem
-        calib_src = [str(calibration)] if calibration else []
-        int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm)
+        calib_src = [_file(env, calibration)] if calibration else []
+        int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm, builds)
         inputs_bin, ref_bin, ref_json = env.Command(
             # Named by count and seed, so a regression run (its own input count)
             # and an ordinary build share the folder without redoing each other.
-            [str(mdir / f"{stem}-n{count}-s{seed}.{ext}")
+            [_file(env, mdir / f"{stem}-n{count}-s{seed}.{ext}")
              for stem, ext in (("inputs", "bin"), ("reference", "bin"), ("reference", "json"))],
             [int8, env.Value(f"count={count} seed={seed}")] + calib_src,
             _action(lambda t, s, e: pipeline.reference(s[0], t[0], t[1], t[2], count, seed,
-                                                       calibration), "reference"))
+                                                       calibration), "reference",
+                    _downstream(builds, "size")))
         _MODEL_NODES[key] = (int8, conv_json, inputs_bin, ref_bin, ref_json)
-    return _MODEL_NODES[key]
+    return _MODEL_NODES[key], builds
 
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
@@ -313,67 +611,122 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     build = root / env["build_dir"]
     tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"])
     odir = build / target.name / "obj"
+    check_tool_path(Path(model.name), f"model={_p(model)}")
+    check_kernel_sources(contributed)
     count, seed = int(env["inputs"]), int(env["seed"])
-    int8, conv_json, inputs_bin, ref_bin, ref_json = _model_nodes(env, build, model, calibration,
-                                                                  pm, count, seed)
+    (int8, conv_json, inputs_bin, ref_bin, ref_json), model_builds = _model_nodes(
+        env, build, model, calibration, pm, count, seed)
+    model_builds.append(tdir)
+    F = lambda name: _file(env, tdir / name)  # noqa: E731 - the build folder's files as nodes
 
-    kernel_labels = sorted(f"{k.op}:{k.label}:{k.priority}" for k in contributed)
     model_c, model_h, plan_json, _arena_svg = env.Command(
-        [str(tdir / f) for f in ("model.c", "model.h", "plan.json", "arena.svg")],
-        [int8, env.Value(json.dumps(kernel_labels))] + sorted(str(p) for p in CORE_DIR.glob("*.py"))
-        + sorted({str(p) for k in contributed for p in k.build_files}),
-        _action(lambda t, s, e: pipeline.generate(s[0], t[0].parent, contributed, name), "codegen"))
+        [F(f) for f in RESULT_FILES["codegen"]],
+        [int8] + codegen_inputs(env, pm, target, contributed),
+        _action(lambda t, s, e: generate(s[0], t[0].parent, target, contributed, name), "codegen",
+                _downstream([tdir], "codegen")))
 
-    elf, map_file = _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contributed)
-    size_json = env.Command(str(tdir / "size.json"),
+    elf, map_file = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed)
+    size_json = env.Command(F("size.json"),
                             [elf, map_file, env.Value(repr(target.memory))],
                             _action(lambda t, s, e: pipeline.write_json(
-                                t[0], _size(s[0], s[1], target)), "size"))
+                                t[0], _size(s[0], s[1], target)), "size", _downstream([tdir], "size")))
     tool_info = {"triple": toolchain.triple, "version": toolchain.version,
                  "source": toolchain.source, "bin_dir": str(toolchain.bin_dir)}
     settings = env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model),
                                      "target": repr(target), "note": note}))
     if simulator is None:
         report = env.Command(
-            [str(tdir / "report.json"), str(tdir / "report.md")],
+            [F("report.json"), F("report.md")],
             [size_json, plan_json, conv_json, settings],
             _action(lambda t, s, e: _report_unsimulated(t, s, target, tool_info, model, env["opt"],
-                                                        note), "report"))
+                                                        note), "report", _downstream([tdir], "report")))
     else:
         limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
         run_json = env.Command(
-            str(tdir / "run.json"),
+            F("run.json"),
             [elf, inputs_bin, ref_json,
              env.Value(f"{simulator.name} {limits} {target!r} {code_signature(simulator)}")],
             _action(lambda t, s, e: pipeline.simulate(
                 simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0],
-                *limits), "simulate"))
+                *limits), "simulate", _downstream([tdir], "simulate")))
         validation = env.Command(
-            str(tdir / "validation.json"),
+            F("validation.json"),
             [run_json, ref_bin, ref_json, elf, inputs_bin, plan_json, int8,
              env.Value(f"debug={env.get('debug', '')}")],
             _action(lambda t, s, e: pipeline.validate(
                 s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0], pipeline.diagnosis(
                     elf=s[3], inputs_bin=s[4], reference_json=s[2], plan_json=s[5], tflite=s[6],
                     target=target, simulators=plugins.simulators(pm), limits=limits,
-                    debug=env.get("debug", ""))), "validate"))
+                    debug=env.get("debug", ""))), "validate", _downstream([tdir], "validate")))
         report = env.Command(
-            [str(tdir / "report.json"), str(tdir / "report.md")],
+            [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
-            _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report"))
+            _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report",
+                    _downstream([tdir], "report")))
     env.Default(report)
-    env.Alias(f"{target.name}-{tdir.name}", report)
-    env.Clean(report, [str(tdir), str(odir)])
+    if "$(" not in tdir.name and "$)" not in tdir.name:     # an alias is a convenience only
+        env.Alias(_literal(f"{target.name}-{tdir.name}"), report)
+    env.Clean(report, [_dir(env, tdir), _dir(env, odir)])
     return target, tdir, report[0]
+
+
+def generate(tflite: Path, out_dir: Path, target, contributed, name: str) -> None:
+    """Code generation, then the arena against the board's RAM: a model that
+    cannot fit stops here, before anything is compiled for it."""
+    from .linkcheck import check_arena_fits
+    plan = pipeline.generate(tflite, out_dir, contributed, name)
+    memory = plan["memory"]
+    check_arena_fits(target, memory["arena_size"], None, lower_bound=memory["lower_bound"])
+
+
+def codegen_inputs(env, pm, target, contributed) -> list:
+    """Everything that decides the generated code, as sources of the codegen
+    step, so changing any of it regenerates model.c: each contributed kernel's
+    op, function, label, priority and plugin; its C sources; the files that
+    define its ``accepts`` and ``prepare``; the kernel plugins' files; the
+    core's code and reference kernels; the board's memory map and linker
+    script (the arena check)."""
+    files = {*CORE_DIR.glob("*.py"), *KERNEL_DIR.glob("*.[ch]"), Path(target.linker_script),
+             *kernel_plugin_files(pm)}
+    records = []
+    for k in contributed:
+        code = [f for f in (source_file(k.accepts), source_file(k.prepare)) if f]
+        files |= {*map(Path, k.sources), *code, *map(Path, k.build_files)}
+        records.append({"op": k.op, "function": k.function, "label": k.label,
+                        "priority": k.priority, "plugin": getattr(k, "plugin", ""),
+                        "sources": [str(p) for p in k.sources], "code": [str(p) for p in code]})
+    return ([env.Value(json.dumps(records)), env.Value(repr(target.memory))]
+            + [_file(env, p) for p in sorted(files)])
+
+
+def kernel_plugin_files(pm) -> list[Path]:
+    """The files of the plugins that implement ``tinybuild_kernels``."""
+    found = (source_file(impl.plugin) for impl in pm.hook.tinybuild_kernels.get_hookimpls())
+    return sorted({f for f in found if f})
+
+
+def source_file(obj) -> Path | None:
+    """The Python file defining ``obj`` (a function, partial, module, class or
+    instance), or None where there is none (builtins, None)."""
+    if obj is None:
+        return None
+    obj = getattr(obj, "func", obj)                    # functools.partial
+    if not (inspect.ismodule(obj) or inspect.isclass(obj) or callable(obj)):
+        obj = type(obj)
+    for candidate in (inspect.unwrap(obj) if callable(obj) else obj, type(obj)):
+        try:
+            path = inspect.getsourcefile(candidate)
+        except TypeError:
+            continue
+        if path and Path(path).is_file():
+            return Path(path).resolve()
+    return None
 
 
 def code_signature(obj) -> str:
     """A digest of the source folder of the module that defines ``obj``'s
     class, so results re-derive when a plugin's code (say, a simulator's
     timing tables) changes."""
-    import hashlib
-    import inspect
-
     digest = hashlib.sha256()
     try:
         folder = Path(inspect.getsourcefile(type(obj))).parent
@@ -385,7 +738,7 @@ def code_signature(obj) -> str:
     return digest.hexdigest()[:16]
 
 
-def _convert(env, model, mdir, calib_src, calibration, pm):
+def _convert(env, model, mdir, calib_src, calibration, pm, builds):
     importers = {}
     for _, mapping in plugins.collect(pm, "tinybuild_model_importers"):
         importers.update(mapping if isinstance(mapping, dict) else {})
@@ -393,47 +746,137 @@ def _convert(env, model, mdir, calib_src, calibration, pm):
         from . import convert as conv
         importers = {s: conv.convert_model for s in MODEL_SUFFIXES}
     return env.Command(
-        [str(mdir / "model.int8.tflite"), str(mdir / "convert.json")],
-        [str(model)] + calib_src,
-        _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers), "convert"))
+        [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
+        [_file(env, model)] + calib_src,
+        _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers), "convert",
+                _downstream(builds)))
 
 
-_TARGET_OBJECTS: dict = {}
+# -- compile and link: argument lists, never a shell -----------------------------------
+
+_BOARD_OBJECTS: dict = {}
 
 
-def _target_objects(env, target, toolchain, odir, contributed):
-    """The cross environment and the kernel, runtime and startup objects of a
-    board: declared once per board however many models link them."""
-    key = (str(odir), target.name)
-    if key not in _TARGET_OBJECTS:
-        xenv = env.Clone(
-            CC=toolchain.tool("gcc"), AS=toolchain.tool("gcc"), AR=toolchain.tool("ar"),
-            RANLIB=toolchain.tool("ranlib"), OBJSUFFIX=".o",
-            CCFLAGS=list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
-                                           "-ffunction-sections", "-fdata-sections",
-                                           "-ffp-contract=off"],
-            CPPPATH=[str(KERNEL_DIR), str(RUNTIME_DIR)] + [str(p) for p in target.include_dirs])
-        if not env["verbose"]:
-            xenv["CCCOMSTR"] = f"[cc] {target.name}: $SOURCE"
-        sources = list(reference_sources()) + [RUNTIME_DIR / "tb_runtime.c"] + list(target.startup_sources)
-        for impl in contributed:
-            sources += [p for p in impl.sources if p not in sources]
-        objs = [xenv.Object(str(odir / (src.stem + ".o")), str(src)) for src in sources]
-        _TARGET_OBJECTS[key] = (xenv, objs)
-    return _TARGET_OBJECTS[key]
+def _board_objects(env, target, toolchain, odir):
+    """A board's compile settings and its objects by source: each C file is
+    declared once per board however many models (and kernel sets) link it."""
+    key = str(odir)
+    if key not in _BOARD_OBJECTS:
+        include_dirs = [KERNEL_DIR, RUNTIME_DIR, *map(Path, target.include_dirs)]
+        flags = list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
+                                       "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"]
+        compiler = {"gcc": toolchain.tool("gcc"), "version": toolchain.version, "flags": flags,
+                    "include_dirs": include_dirs, "target": target.name, "builds": []}
+        _BOARD_OBJECTS[key] = (compiler, {})
+    return _BOARD_OBJECTS[key]
 
 
-def _compile_and_link(env, root, target, toolchain, tdir, odir, model_c, contributed):
-    xenv, shared_objs = _target_objects(env, target, toolchain, odir, contributed)
-    model_obj = xenv.Object(str(tdir / "model.o"), model_c, CPPPATH=xenv["CPPPATH"] + [str(tdir)])
+def _object(env, compiler, src: Path, obj: Path, include_dirs: list[Path], downstream):
+    """Declare ``obj`` compiled from ``src``: a Python action running the
+    compiler from an argument list (with a time limit), the C scanner so a
+    header edit recompiles, and the whole command line (compiler, version,
+    flags, include folders) in the signature so a flag change recompiles."""
+    check_tool_path(src, "C source")
+    argv = [compiler["gcc"], *compiler["flags"], *(f"-I{d}" for d in include_dirs)]
+    timeout, verbose, board = env["compile_timeout"], env["verbose"], compiler["target"]
+    node = env.Command(
+        _file(env, obj), _file(env, src),
+        _action(lambda t, s, e: compile_c(argv, s[0], t[0], timeout, verbose), "cc", downstream,
+                describe=lambda t, s: f"[cc] {board}: {_p(s[0])}"),
+        source_scanner=_c_scanner(), CPPPATH=[_dir(env, d) for d in include_dirs])
+    env.Depends(node, env.Value(json.dumps([argv, compiler["version"]])))
+    return node[0]
+
+
+_SCANNER: list = []
+
+
+def _c_scanner():
+    """SCons's C #include scanner (one for the run): follows includes through
+    the step's CPPPATH folders, given as nodes so no `$` is substituted."""
+    if not _SCANNER:
+        from SCons.Scanner.C import CScanner
+        _SCANNER.append(CScanner())
+    return _SCANNER[0]
+
+
+def _board_object(env, compiler, objects: dict, odir: Path, src: Path):
+    src = Path(src)
+    if src not in objects:
+        stems = {p.stem for p in objects}
+        # Same file name from two folders: the second gets a folder of its own.
+        folder = hashlib.sha1(str(src.parent).encode()).hexdigest()[:8]
+        sub = odir / folder if src.stem in stems else odir
+        objects[src] = _object(env, compiler, src, sub / f"{src.stem}.o", compiler["include_dirs"],
+                               _downstream(compiler["builds"], "cc"))
+    return objects[src]
+
+
+def link_sources(target, contributed) -> list[Path]:
+    """The C files one build links: reference kernels, runtime, startup, and
+    the sources of exactly the kernels it was given (a source a plugin no
+    longer lists leaves the link)."""
+    sources = [*reference_sources(), RUNTIME_DIR / "tb_runtime.c", *map(Path, target.startup_sources)]
+    for impl in contributed:
+        sources += [Path(p) for p in impl.sources if Path(p) not in sources]
+    return sources
+
+
+def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed):
+    compiler, objects = _board_objects(env, target, toolchain, odir)
+    compiler["builds"].append(tdir)
+    shared = [_board_object(env, compiler, objects, odir, src) for src in link_sources(target, contributed)]
+    # model.c is the codegen step's target: the same node, so the dependency is there.
+    model_obj = _object(env, compiler, tdir / "model.c", tdir / "model.o",
+                        [*compiler["include_dirs"], tdir], _downstream([tdir], "cc"))
     link_settings = env.Value(json.dumps([toolchain.tool("gcc"), toolchain.version,
                                           list(target.ldflags), env["opt"]]))
-    elf, map_file = xenv.Command(
-        [str(tdir / "firmware.elf"), str(tdir / "firmware.map")],
-        shared_objs + [model_obj, str(target.linker_script), link_settings],
-        _action(lambda t, s, e: link(toolchain, target, [p for p in s if p.suffix == ".o"],
-                                     t[0], t[1], env["opt"]), "link"))
+    opt = env["opt"]
+    # model.o first among the sources: SCons then generates and compiles the
+    # model (and its arena check) before the board's objects; the link order
+    # itself stays kernels, runtime, startup, model.
+    elf, map_file = env.Command(
+        [_file(env, tdir / "firmware.elf"), _file(env, tdir / "firmware.map")],
+        [model_obj, *shared, _file(env, target.linker_script), link_settings],
+        _action(lambda t, s, e: link(toolchain, target, [*(p for p in s[1:] if p.suffix == ".o"), s[0]],
+                                     t[0], t[1], opt), "link", _downstream([tdir], "link")))
     return elf, map_file
+
+
+def compile_c(argv: list[str], source: Path, obj: Path, timeout: float, verbose: bool = False) -> None:
+    """Run the C compiler on one file (no shell); one clear line if it fails,
+    cannot start, or runs past ``timeout`` seconds."""
+    cmd = [*argv, "-c", str(source), "-o", str(obj)]
+    if verbose:
+        print(shlex.join(cmd), flush=True)
+    compiler = _p(argv[0])
+    try:
+        code, err = run_tool(cmd, timeout)
+    except subprocess.TimeoutExpired:
+        raise TinybuildError(f"compiling {_p(source)}: {compiler} did not finish within {timeout:g} s "
+                             "(compile_timeout=); the compiler hangs or the machine is overloaded")
+    except OSError as exc:
+        raise TinybuildError(f"compiling {_p(source)}: cannot run {compiler}: {exc.strerror}")
+    if err:
+        sys.stderr.write(err)
+    if code != 0:
+        raise TinybuildError(f"compiling {_p(source)} failed ({compiler} exited with {code}; its "
+                             "messages are above)")
+
+
+def run_tool(cmd: list[str], timeout: float) -> tuple[int, str]:
+    """Run ``cmd`` in its own process group; on timeout or Ctrl-C the whole
+    group (gcc and its cc1/as children) is killed, not only the driver."""
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return proc.returncode, out.decode(errors="replace")
 
 
 def link(toolchain, target, objects, elf: Path, map_file: Path, opt: str) -> None:
@@ -509,20 +952,43 @@ def summary_unsimulated(r: dict, report_md: str | None = None) -> str:
     return "\n".join(lines)
 
 
+
+def build_succeeded() -> bool:
+    """At exit: no step failed, SCons exits 0, nobody pressed Ctrl-C (a
+    summary must never follow a failure)."""
+    from SCons.Script import GetBuildFailures
+    return not GetBuildFailures() and _scons_exit_status() == 0 and not INTERRUPTED.is_set()
+
+
+def at_exit(fn) -> None:
+    """Run ``fn`` when SCons is done; should it fail, one line and exit 2
+    (an exception in an atexit handler would otherwise leave exit status 0)."""
+    def run():
+        try:
+            fn()
+        except Exception as exc:
+            sys.stdout.flush()
+            print(f"tinybuild: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            os._exit(2)
+
+    atexit.register(run)
+
+
 def _print_summary_at_exit(built) -> None:
-    from SCons.Script import GetBuildFailures, GetOption
+    from SCons.Script import GetOption
 
     report_json = built[1] / "report.json"
 
     def show():
-        if GetOption("clean") or GetOption("help") or GetBuildFailures() or not report_json.exists():
+        if GetOption("clean") or GetOption("no_exec") or not build_succeeded() \
+                or not report_json.exists():
             return
         from . import report
         r = pipeline.read_json(report_json)
-        md = str(report_json.with_suffix(".md"))
+        md = _p(report_json.with_suffix(".md"))
         print(report.summary(r, md) if r.get("inference") else summary_unsimulated(r, md))
 
-    atexit.register(show)
+    at_exit(show)
 
 
 def comparison_table(model_name: str, rows: list[tuple[str, dict | None, str]]) -> str:
@@ -558,7 +1024,7 @@ def _print_table_at_exit(model_name: str, built, skipped) -> None:
     from SCons.Script import GetBuildFailures, GetOption
 
     def show():
-        if GetOption("clean") or GetOption("help"):
+        if GetOption("clean") or GetOption("help") or INTERRUPTED.is_set():
             return
         import SCons.Node
 
@@ -579,4 +1045,4 @@ def _print_table_at_exit(model_name: str, built, skipped) -> None:
             print(f"  skipped {name}: {why}")
         print(f"  reports     {built[0][1].parent.parent}/<target>/{built[0][1].name}/report.md")
 
-    atexit.register(show)
+    at_exit(show)

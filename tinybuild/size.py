@@ -21,8 +21,9 @@ _LAYER_SYMBOL = re.compile(r"^tb_L(\d+)_")
 
 
 def _group_of(obj: str) -> str:
-    name = Path(obj.split("(")[0]).name
-    if "(" in obj or name.endswith(".a"):
+    member = re.fullmatch(r"(.*\.a)\((.*)\)", obj)   # lib.a(member.o); "(" may be in a folder name
+    name = Path(member.group(1) if member else obj).name
+    if member or name.endswith(".a"):
         return "libc" if "libc" in name or "libnosys" in name or "libm" in name else "libgcc"
     if name == "model.o":
         return "model"

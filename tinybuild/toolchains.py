@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import TinybuildError
+from .errors import TinybuildError, shown
 from .hookspecs import hookimpl
 from .target import Target, Toolchain
 
@@ -28,7 +28,7 @@ def gcc_version(gcc: Path) -> str:
     try:
         out = subprocess.run([str(gcc), "-dumpfullversion"], capture_output=True, text=True,
                              timeout=20).stdout.strip()
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):   # not runnable here: no version, no traceback
         return ""
     return out
 
@@ -49,8 +49,11 @@ class ExplicitPathProvider:
 
 
 def find_explicit(target: Target, explicit_path) -> Toolchain | None:
+    """The toolchain the user named; an error naming where the value came
+    from (``toolchain=`` or ``TINYBUILD_TOOLCHAIN``) when there is none there."""
+    origin = "toolchain"
     if not explicit_path:
-        explicit_path = os.environ.get("TINYBUILD_TOOLCHAIN")
+        explicit_path, origin = os.environ.get("TINYBUILD_TOOLCHAIN"), "TINYBUILD_TOOLCHAIN"
     if not explicit_path:
         return None
     p = Path(explicit_path).expanduser()
@@ -59,8 +62,9 @@ def find_explicit(target: Target, explicit_path) -> Toolchain | None:
         found = _toolchain_in(folder, target.triple, "explicit")
         if found:
             return found
-    raise TinybuildError(f"toolchain={explicit_path}: no {target.triple}-gcc there (looked in "
-                         f"{', '.join(map(str, candidates))}). Point it at the toolchain's bin folder")
+    raise TinybuildError(f"{origin}={shown(explicit_path, 0)}: no {target.triple}-gcc there (looked in "
+                         f"{', '.join(shown(c, 0) for c in candidates)}). Point it at the toolchain's "
+                         "bin folder")
 
 
 def xpack_bin_dirs(target: Target, home: Path | None = None) -> list[Path]:
