@@ -191,11 +191,12 @@ def test_a_failing_compiler_shows_its_messages_and_one_line(tmp_path):
     assert "error: simulated" in result.stderr
 
 
-def test_ctrl_c_during_a_step_ends_with_interrupted_and_no_traceback(tmp_path):
+@pytest.mark.parametrize("jobs", ["-j1", "-j2"])     # the step in the main thread, or a worker
+def test_ctrl_c_during_a_step_ends_with_interrupted_and_no_traceback(tmp_path, jobs):
     pid_file = tmp_path / "gcc.pid"
     tools = fake_toolchain(tmp_path / "tc", f'echo $$ > "{pid_file}"\nexec sleep 600\n')
     build = tmp_path / "build"
-    cmd = [str(SCONS), "-C", str(ROOT), "-Q", f"build_dir={build}", f"model={TINY}",
+    cmd = [str(SCONS), "-C", str(ROOT), "-Q", jobs, f"build_dir={build}", f"model={TINY}",
            f"toolchain={tools}", str(build / "cortex-m4" / "tiny_int8" / "firmware.elf")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import pipeline, plugins, regress, scons_regress
@@ -193,6 +194,8 @@ def prepare_build_folder(build_root: Path, spec: str) -> None:
     check_tool_path(build_root, f"build_dir={shown(spec)}")
     try:
         build_root.mkdir(parents=True, exist_ok=True)
+        if not os.access(build_root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
         fd = os.open(build_root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise TinybuildError(f"build_dir={shown(spec)}: cannot create or write {_p(build_root)} "
@@ -389,6 +392,20 @@ def _stop_scons() -> None:
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and handler not in (signal.default_int_handler,):
         handler(signal.SIGINT, None)
+
+
+def scons_interrupted() -> bool:
+    """Whether Ctrl-C was pressed: SCons's SIGINT handler (SCons/Taskmaster/
+    Job.py, ``handler(signum, stack, self=Jobs, ...)``) only sets its jobs'
+    flag, which a step waiting on a tool in a worker thread must read."""
+    if INTERRUPTED.is_set():
+        return True
+    jobs = (getattr(signal.getsignal(signal.SIGINT), "__defaults__", None) or (None,))[0]
+    flag = getattr(getattr(jobs, "job", None), "interrupted", None)
+    try:
+        return bool(flag()) if callable(flag) else False
+    except Exception:
+        return False
 
 
 def _say_interrupted() -> None:
@@ -867,10 +884,19 @@ def compile_c(argv: list[str], source: Path, obj: Path, timeout: float, verbose:
 def run_tool(cmd: list[str], timeout: float) -> tuple[int, str]:
     """Run ``cmd`` in its own process group; on timeout or Ctrl-C the whole
     group (gcc and its cc1/as children) is killed, not only the driver."""
+    deadline = time.monotonic() + timeout
     with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, start_new_session=True) as proc:
         try:
-            out, _ = proc.communicate(timeout=timeout)
+            while True:
+                try:
+                    out, _ = proc.communicate(timeout=min(0.5, max(deadline - time.monotonic(), 0)))
+                    break
+                except subprocess.TimeoutExpired:
+                    if scons_interrupted():          # Ctrl-C seen by SCons (a -j worker thread)
+                        raise KeyboardInterrupt from None
+                    if time.monotonic() >= deadline:
+                        raise
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
