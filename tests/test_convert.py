@@ -71,7 +71,8 @@ def tiny(tmp_path_factory):
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, tinybuild.convert, tinybuild.reference; "
+    code = ("import sys, tinybuild.convert, tinybuild.reference, tinybuild.importer, "
+            "tinybuild.flatbuffer_check, tinybuild.isolated, tinybuild.pipeline; "
             "sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
@@ -246,3 +247,72 @@ def test_project_kws_h5_agreement(tmp_path):
     assert report["calibration"].endswith("kws_calib.npy")
     assert report["num_samples"] == 100
     assert report["top1_agreement"] >= 0.95
+
+
+# -- calibration files that are not arrays ------------------------------------------------
+
+def test_text_file_named_npy_is_not_an_array_file(tmp_path):
+    f = tmp_path / "samples.npy"
+    f.write_text("0.1, 0.2, 0.3\n0.4, 0.5, 0.6\n")
+    with pytest.raises(TinybuildError) as info:
+        load_calibration(f, (3,))
+    message = str(info.value)
+    assert message.startswith(f"{f}: not a .npy array file")
+    assert "np.save('calib.npy', samples)" in message and "allow_pickle" not in message
+
+
+def test_pickled_object_array_is_never_loaded(tmp_path):
+    f = tmp_path / "objects.npy"
+    np.save(f, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(TinybuildError) as info:
+        load_calibration(f, (1,))
+    message = str(info.value)
+    assert "holds Python objects (pickled data), which tinybuild never loads" in message
+    assert "allow_pickle" not in message and "np.save(" in message
+
+
+def test_calibration_messages_escape_the_path(tmp_path):
+    f = tmp_path / "bad\x1b[2Kname.npy"
+    f.write_bytes(b"junk")
+    with pytest.raises(TinybuildError) as info:
+        load_calibration(f, (1,))
+    assert "\x1b" not in str(info.value) and "bad\\x1b[2Kname.npy" in str(info.value)
+
+
+# -- Keras layers TFLite keeps in float ---------------------------------------------------
+
+@pytest.mark.slow
+def test_elu_layer_is_named_as_float_leftover(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=SAMPLE_SHAPE)
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.ELU(name="my_elu")(x)
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(x))
+    src = tmp_path / "elu.keras"
+    keras.Model(inp, out).save(src)
+    dst = tmp_path / "elu.tflite"
+    with pytest.raises(TinybuildError) as info:
+        convert_model(src, dst, None, None, num_calibration=4)
+    message = str(info.value)
+    assert message.startswith(f"{src}: TFLite could not quantize every operator to int8: ELU (layer ")
+    assert "my_elu" in message and "stayed float" in message
+    assert "tinybuild compiles int8 TFLite builtin operators only for now" in message
+    assert ".tmp" not in message and "give tinybuild the float model" not in message
+    assert not dst.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_lstm_layer_is_refused_before_the_converter(tmp_path):
+    import keras
+
+    inp = keras.Input(shape=(10, 4))
+    out = keras.layers.Dense(3)(keras.layers.LSTM(5, name="my_lstm")(inp))
+    src = tmp_path / "lstm.keras"
+    keras.Model(inp, out).save(src)
+    with pytest.raises(TinybuildError) as info:
+        convert_model(src, tmp_path / "lstm.tflite", None, None, num_calibration=4)
+    message = str(info.value)
+    assert "recurrent layer(s) 'my_lstm' (LSTM) have no int8 TFLite builtin operator" in message
+    assert "CONV_2D" in message and "Fix:" in message

@@ -37,6 +37,7 @@ this module costs nothing (the build system imports it on every run).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -48,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from tinybuild.errors import TinybuildError
+from tinybuild import flatbuffer_check
+from tinybuild.errors import TinybuildError, shown
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 CALIB_SEED = 0
@@ -98,11 +100,11 @@ def _import_tf():
             import tensorflow as tf
 
             tf.constant(0.0) + 1.0  # initializes the devices (the cuInit notice) now
-    except ImportError as e:
+    except Exception as e:  # ImportError, or a broken install failing at import
         raise TinybuildError(
-            f"converting a model needs TensorFlow, which cannot be imported ({e}). "
-            "Fix: install it (./tb installs tensorflow-cpu and tf-keras, or "
-            "pip install 'tinybuild[convert]').") from e
+            f"converting a model needs TensorFlow, which cannot be imported ({type(e).__name__}: "
+            f"{_short(e)}). Fix: install it (./tb installs tensorflow-cpu and tf-keras, or "
+            "pip install 'tinybuild[convert]').") from None
 
     try:
         tf.get_logger().setLevel("ERROR")
@@ -115,113 +117,153 @@ def _import_tf():
 
 
 # --------------------------------------------------------------------------
-# .tflite inspection (no TensorFlow needed: the `tflite` flatbuffer package)
+# .tflite inspection (no TensorFlow: tinybuild.flatbuffer_check's checked walk)
 # --------------------------------------------------------------------------
 
-_TFLITE_TYPE_NAMES: dict[int, str] | None = None
+def _p(path) -> str:
+    """A user path as printed in a message (control characters escaped, never cut)."""
+    return shown(str(path), limit=0)
 
 
-def _type_name(code: int) -> str:
-    global _TFLITE_TYPE_NAMES
-    if _TFLITE_TYPE_NAMES is None:
-        import tflite
-
-        _TFLITE_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items()
-                              if not k.startswith("_") and isinstance(v, int)}
-    return _TFLITE_TYPE_NAMES.get(code, str(code))
-
-
-def read_tflite(path: Path):
-    """Parse a .tflite file; raise TinybuildError when it is not one."""
-    import tflite
-
-    path = Path(path)
-    try:
-        buf = path.read_bytes()
-    except OSError as e:
-        raise TinybuildError(f"{path}: cannot read the model file ({e.strerror or e}).") from e
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        hint = _lfs_hint(buf)
-        raise TinybuildError(
-            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier){hint}. "
-            "Fix: point tinybuild at a valid .tflite file, or at the float model (.h5/.keras/SavedModel) "
-            "to convert it.")
-    try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
-        if model.SubgraphsLength() < 1:
-            raise ValueError("no subgraph")
-        model.Subgraphs(0).TensorsLength()
-    except Exception as e:
-        raise TinybuildError(f"{path}: corrupt TFLite flatbuffer ({e}). Fix: re-export the model.") from e
-    return model
+def guarded(what: str):
+    """Decorator for the readers: an unexpected exception (a bug tinybuild has not met
+    yet) becomes one TinybuildError line naming the file, its first argument."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except TinybuildError:
+                raise
+            except Exception as exc:
+                path = args[0] if args else next(iter(kwargs.values()), "?")
+                raise TinybuildError(
+                    f"{_p(path)}: {what} failed ({type(exc).__name__}: {_short(exc)}). Fix: check "
+                    "the file; if it is valid, please report this tinybuild bug with it") from None
+        return inner
+    return wrap
 
 
-def tflite_io(path: Path) -> dict[str, Any]:
-    """Input/output shape, type, scale and zero point of a .tflite's subgraph 0."""
-    model = read_tflite(path)
-    g = model.Subgraphs(0)
+@guarded("reading the TFLite model")
+def read_tflite(path: Path) -> dict:
+    """Read and check a .tflite (every offset, index and quantization parameter, see
+    tinybuild.flatbuffer_check); return the decoded model or raise TinybuildError."""
+    return flatbuffer_check.check_file(Path(path))
 
-    def describe(idx: int) -> dict[str, Any]:
-        t = g.Tensors(idx)
-        q = t.Quantization()
-        scale = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else None
-        zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
-        return {
-            "name": (t.Name() or b"").decode(errors="replace"),
-            "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-            "type": _type_name(t.Type()),
-            "scale": float(scale[0]) if scale is not None else None,
-            "zero_point": int(zp[0]) if zp is not None else None,
-        }
 
+def _describe(tensor: dict) -> dict[str, Any]:
+    q = tensor["quantization"]
+    has_scale = q is not None and q["scale"] is not None and len(q["scale"]) > 0
+    has_zp = q is not None and q["zero_point"] is not None and len(q["zero_point"]) > 0
     return {
-        "inputs": [describe(g.Inputs(i)) for i in range(g.InputsLength())],
-        "outputs": [describe(g.Outputs(i)) for i in range(g.OutputsLength())],
+        "name": (tensor["name"] or b"").decode(errors="replace"),
+        "shape": [] if tensor["shape"] is None else [int(d) for d in tensor["shape"]],
+        "type": flatbuffer_check.TENSOR_TYPES[tensor["type"]][0],
+        "scale": float(q["scale"][0]) if has_scale else None,
+        "zero_point": int(q["zero_point"][0]) if has_zp else None,
     }
 
 
+@guarded("reading the model's inputs and outputs")
+def tflite_io(path: Path) -> dict[str, Any]:
+    """Input/output shape, type, scale and zero point of a .tflite's subgraph 0
+    (``name`` is raw: print it with tinybuild.errors.shown)."""
+    graph = read_tflite(path)["subgraphs"][0]
+    tensors = graph["tensors"] or []
+    return {kind: [_describe(tensors[int(i)]) for i in (graph[kind] if graph[kind] is not None else [])]
+            for kind in ("inputs", "outputs")}
+
+
+_FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+
+
+def _type_of(tensor: dict) -> str:
+    return flatbuffer_check.TENSOR_TYPES[tensor["type"]][0]
+
+
+def _not_int8(model: dict) -> list[str]:
+    """What keeps a checked model from being fully int8, one phrase each."""
+    problems = []
+    for graph in model["subgraphs"]:
+        tensors = graph["tensors"] or []
+        for kind in ("input", "output"):
+            for i in graph[kind + "s"] if graph[kind + "s"] is not None else []:
+                t = tensors[int(i)]
+                if _type_of(t) != "INT8":
+                    problems.append(f"{kind} '{shown(t['name'] or b'')}' is {_type_of(t)}")
+        problems += [f"tensor '{shown(t['name'] or b'')}' is {_type_of(t)}"
+                     for t in tensors if _type_of(t) in _FLOAT_TYPES]
+    return problems
+
+
+@guarded("checking the model is fully int8")
 def check_fully_int8(path: Path) -> None:
     """Raise TinybuildError unless the .tflite is fully int8.
 
     Fully int8 means: int8 input(s) and output(s), and no float tensor
     anywhere (weights int8, biases int32, activations int8).
     """
-    model = read_tflite(path)
-    problems = []
-    for s in range(model.SubgraphsLength()):
-        g = model.Subgraphs(s)
-        for kind, n, get in (("input", g.InputsLength(), g.Inputs),
-                             ("output", g.OutputsLength(), g.Outputs)):
-            for i in range(n):
-                t = g.Tensors(get(i))
-                if _type_name(t.Type()) != "INT8":
-                    problems.append(f"{kind} '{(t.Name() or b'').decode(errors='replace')}' is "
-                                    f"{_type_name(t.Type())}")
-        for i in range(g.TensorsLength()):
-            t = g.Tensors(i)
-            tn = _type_name(t.Type())
-            if tn in ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"):
-                problems.append(f"tensor '{(t.Name() or b'').decode(errors='replace')}' is {tn}")
+    problems = _not_int8(read_tflite(path))
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        listed = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
         raise TinybuildError(
-            f"{path}: not a fully int8 TFLite model ({shown}). tinybuild compiles int8 models only. "
+            f"{_p(path)}: not a fully int8 TFLite model ({listed}). tinybuild compiles int8 models only. "
             "Fix: give tinybuild the float model (.h5, .keras or SavedModel directory) with calibration "
             "data so it quantizes it itself, or re-export with full-integer quantization "
             "(TFLITE_BUILTINS_INT8, inference_input_type/inference_output_type = tf.int8).")
 
 
-def _lfs_hint(buf: bytes) -> str:
-    if buf.startswith(b"version https://git-lfs"):
-        return " - it is a Git LFS pointer, not the model (run `git lfs pull`)"
-    if not buf:
-        return " - the file is empty"
-    return ""
+def float_operators(model: dict) -> list[str]:
+    """The operators of a converted model that still touch float tensors, as
+    ``ELU (layer 3, output 'model/elu/Elu')``; QUANTIZE/DEQUANTIZE only when
+    nothing else is float (they are the converter's glue around a float op)."""
+    graph = model["subgraphs"][0]
+    tensors = graph["tensors"] or []
+    found, glue = [], []
+    for i, op in enumerate(graph["operators"] or []):
+        touched = [int(t) for key in ("inputs", "outputs", "intermediates")
+                   for t in (op[key] if op[key] is not None else []) if t >= 0]
+        if not any(_type_of(tensors[t]) in _FLOAT_TYPES for t in touched):
+            continue
+        name = flatbuffer_check.op_name(flatbuffer_check.builtin_code(
+            model["operator_codes"][op["opcode_index"]]))
+        outputs = op["outputs"] if op["outputs"] is not None else []
+        where = f"layer {i}" + (f", output '{shown(tensors[int(outputs[0])]['name'] or b'')}'"
+                                if len(outputs) else "")
+        (glue if name in ("QUANTIZE", "DEQUANTIZE") else found).append(f"{name} ({where})")
+    return found or glue
 
 
 # --------------------------------------------------------------------------
 # calibration data
 # --------------------------------------------------------------------------
+
+_NPY_MAGIC, _NPZ_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+_SAVE_HINT = ("Fix: save the samples as a float32 array [N, *input shape] with "
+              "np.save('calib.npy', samples) (or np.savez for .npz)")
+
+
+def _read_array(path: Path) -> np.ndarray:
+    """The array in a .npy file, or the first array of a .npz file; never unpickles."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith((_NPY_MAGIC, _NPZ_MAGIC)):
+        raise TinybuildError(f"{_p(path)}: not a .npy array file (no numpy header; it starts with "
+                             f"{shown(head)!s}). {_SAVE_HINT}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return data
+        with data:
+            if not data.files:
+                raise TinybuildError(f"{_p(path)}: the .npz file holds no array. {_SAVE_HINT}.")
+            return data[data.files[0]]
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise
+        raise TinybuildError(f"{_p(path)}: the array holds Python objects (pickled data), which "
+                             f"tinybuild never loads (unpickling can run code). {_SAVE_HINT}.") from None
+
 
 def load_calibration(path: Path, sample_shape: tuple[int, ...], limit: int | None = None) -> np.ndarray:
     """Load calibration samples as float32 ``[N, *sample_shape]`` from .npy / .npz.
@@ -231,38 +273,35 @@ def load_calibration(path: Path, sample_shape: tuple[int, ...], limit: int | Non
     """
     path = Path(path)
     if not path.is_file():
-        raise TinybuildError(f"{path}: calibration file not found. Fix: give an existing .npy or .npz file.")
+        raise TinybuildError(f"{_p(path)}: calibration file not found. Fix: give an existing .npy or .npz file.")
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                if not data.files:
-                    raise TinybuildError(f"{path}: the .npz file holds no array. "
-                                         "Fix: save the calibration samples with np.savez(path, x=samples).")
-                arr = data[data.files[0]]
-        else:
-            arr = data
+        arr = _read_array(path)
     except TinybuildError:
         raise
     except Exception as e:
-        raise TinybuildError(f"{path}: cannot read calibration data ({e}). "
-                             "Fix: save a float array [N, *input shape] with np.save (.npy) or np.savez (.npz).") from e
-    sample_shape = tuple(int(d) for d in sample_shape)
+        raise TinybuildError(f"{_p(path)}: cannot read calibration data ({type(e).__name__}: {_short(e)}). "
+                             f"{_SAVE_HINT}.") from None
+    return _checked_samples(path, arr, tuple(int(d) for d in sample_shape), limit)
+
+
+def _checked_samples(path: Path, arr: np.ndarray, sample_shape: tuple[int, ...],
+                     limit: int | None) -> np.ndarray:
     expected = "[N, " + ", ".join(str(d) for d in sample_shape) + "]"
     if arr.ndim != len(sample_shape) + 1 or tuple(arr.shape[1:]) != sample_shape:
         raise TinybuildError(
-            f"{path}: calibration data has shape {list(arr.shape)}, but the model expects {expected} "
+            f"{_p(path)}: calibration data has shape {list(arr.shape)}, but the model expects {expected} "
             f"(N samples of the input shape {list(sample_shape)}). Fix: reshape the samples to {expected}.")
     if arr.shape[0] == 0:
-        raise TinybuildError(f"{path}: calibration data holds no sample (shape {list(arr.shape)}). "
+        raise TinybuildError(f"{_p(path)}: calibration data holds no sample (shape {list(arr.shape)}). "
                              f"Fix: save at least one sample, as {expected}.")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise TinybuildError(f"{path}: calibration data has dtype {arr.dtype}; expected real numbers (float32).")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise TinybuildError(f"{path}: calibration data contains NaN or infinite values. Fix: clean the samples.")
+        raise TinybuildError(f"{_p(path)}: calibration data has dtype {arr.dtype}; expected real numbers "
+                             f"(float32). {_SAVE_HINT}.")
     if limit is not None:
         arr = arr[:limit]
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise TinybuildError(f"{_p(path)}: calibration data contains NaN or infinite values. Fix: clean the samples.")
     return arr
 
 
@@ -305,21 +344,43 @@ def _check_sample_shape(src: Path, shape) -> tuple[int, ...]:
     dims = list(shape)[1:]
     if any(d is None or d < 0 for d in dims):
         raise TinybuildError(
-            f"{src}: the model's input shape {list(shape)} has unknown dimensions besides the batch. "
+            f"{_p(src)}: the model's input shape {list(shape)} has unknown dimensions besides the batch. "
             "Fix: build the model with a fully defined input shape (e.g. keras.Input(shape=(49, 10, 1))).")
     return tuple(int(d) for d in dims)
 
 
+# Keras layers that TFLite turns into recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM, WHILE
+# loops) with float parts; its converter can even crash on them.
+_RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D",
+                     "ConvLSTM2D", "ConvLSTM3D")
+
+
+def _refuse_recurrent_layers(src: Path, model) -> None:
+    try:
+        layers = list(model._flatten_layers(include_self=False))
+    except Exception:  # another Keras: the top-level layers are enough to tell
+        layers = list(getattr(model, "layers", []))
+    found = [f"'{shown(layer.name)}' ({type(layer).__name__})" for layer in layers
+             if type(layer).__name__ in _RECURRENT_LAYERS]
+    if found:
+        from tinybuild.lower import SUPPORTED
+        raise TinybuildError(
+            f"{_p(src)}: recurrent layer(s) {', '.join(found[:5])} have no int8 TFLite builtin "
+            f"operator that tinybuild compiles; tinybuild compiles int8 {', '.join(SUPPORTED)} only "
+            "for now. Fix: replace them (e.g. with Conv1D/Conv2D over time), or leave them out")
+
+
 def _from_keras(tf, src: Path, model, loader: str) -> _FloatModel:
+    _refuse_recurrent_layers(src, model)
     inputs = model.inputs
     outputs = model.outputs
     if len(inputs) != 1:
         raise TinybuildError(
-            f"{src}: the model has {len(inputs)} inputs; tinybuild supports models with exactly one input. "
+            f"{_p(src)}: the model has {len(inputs)} inputs; tinybuild supports models with exactly one input. "
             "Fix: merge the inputs into one tensor (e.g. concatenate them) before exporting the model.")
     if len(outputs) != 1:
         raise TinybuildError(
-            f"{src}: the model has {len(outputs)} outputs; tinybuild supports models with exactly one output. "
+            f"{_p(src)}: the model has {len(outputs)} outputs; tinybuild supports models with exactly one output. "
             "Fix: keep only the output the firmware needs (keras.Model(inputs, outputs[i])).")
     sample_shape = _check_sample_shape(src, inputs[0].shape)
     spec = tf.TensorSpec([1, *sample_shape], tf.float32, name="input")
@@ -374,9 +435,9 @@ def _load_keras(tf, src: Path) -> _FloatModel:
         head = src.read_bytes()[:64]
     except OSError:
         head = b""
-    hint = _lfs_hint(head)
+    hint = flatbuffer_check.lfs_hint(head)
     raise TinybuildError(
-        f"{src}: cannot load the Keras model{hint} ({'; '.join(errors)}). "
+        f"{_p(src)}: cannot load the Keras model{hint} ({'; '.join(errors)}). "
         "Fix: check that the file is a complete Keras .h5/.keras file (re-save it with model.save), "
         "or export the model as a SavedModel directory or a fully int8 .tflite.")
 
@@ -385,22 +446,22 @@ def _load_saved_model(tf, src: Path) -> _FloatModel:
     try:
         loaded = tf.saved_model.load(str(src))
     except Exception as e:
-        raise TinybuildError(f"{src}: cannot load the SavedModel ({type(e).__name__}: {_short(e)}). "
+        raise TinybuildError(f"{_p(src)}: cannot load the SavedModel ({type(e).__name__}: {_short(e)}). "
                              "Fix: re-export it with tf.saved_model.save or model.export.") from e
     sigs = getattr(loaded, "signatures", {})
     if "serving_default" not in sigs:
-        raise TinybuildError(f"{src}: the SavedModel has no 'serving_default' signature "
+        raise TinybuildError(f"{_p(src)}: the SavedModel has no 'serving_default' signature "
                              f"(it has: {sorted(sigs) or 'none'}). Fix: export it with a serving signature.")
     sig = sigs["serving_default"]
     _, kwspec = sig.structured_input_signature
     if len(kwspec) != 1:
         raise TinybuildError(
-            f"{src}: the model has {len(kwspec)} inputs ({', '.join(sorted(kwspec))}); tinybuild supports "
+            f"{_p(src)}: the model has {len(kwspec)} inputs ({shown(', '.join(sorted(kwspec)))}); tinybuild supports "
             "models with exactly one input. Fix: merge the inputs into one tensor before exporting.")
     outs = sig.structured_outputs
     if len(outs) != 1:
         raise TinybuildError(
-            f"{src}: the model has {len(outs)} outputs ({', '.join(sorted(outs))}); tinybuild supports models "
+            f"{_p(src)}: the model has {len(outs)} outputs ({shown(', '.join(sorted(outs)))}); tinybuild supports models "
             "with exactly one output. Fix: export a signature that returns only the output the firmware needs.")
     (in_name, in_spec), = kwspec.items()
     (out_name,) = outs.keys()
@@ -418,8 +479,8 @@ def _load_saved_model(tf, src: Path) -> _FloatModel:
 
 
 def _short(e: BaseException, n: int = 300) -> str:
-    s = " ".join(str(e).split())
-    return s if len(s) <= n else s[: n - 3] + "..."
+    """An exception's text on one line, escaped: it may quote names from the model."""
+    return shown(" ".join(str(e).split()), limit=n)
 
 
 # --------------------------------------------------------------------------
@@ -444,7 +505,7 @@ def _quantize(tf, src: Path, fm: _FloatModel, calib: np.ndarray) -> bytes:
         log = [ln for ln in native_log().splitlines() if "error" in ln.lower()]
         detail = (" Converter log: " + _short(" | ".join(log[-5:]), 600)) if log else ""
         raise TinybuildError(
-            f"{src}: TFLite int8 conversion failed ({type(e).__name__}: {_short(e, 600)}).{detail} "
+            f"{_p(src)}: TFLite int8 conversion failed ({type(e).__name__}: {_short(e, 600)}).{detail} "
             "Fix: the model uses an op with no int8 TFLite builtin kernel; replace that layer "
             "(tinybuild supports TFLITE_BUILTINS_INT8 ops only).") from e
 
@@ -492,6 +553,7 @@ def agreement(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, float]:
     }
 
 
+@guarded("converting the model")
 def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_path: Path | None = None,
                   num_calibration: int = 100) -> dict:
     """Convert ``src`` into a fully int8 ``.tflite`` at ``dst``; return the report dict.
@@ -502,75 +564,111 @@ def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_
     quantized models ``calibration`` (where the samples came from), ``num_samples``,
     ``top1_agreement``, ``max_abs_diff``, ``mean_abs_diff`` (float model vs the int8
     model run with TFLite's reference kernels on the calibration samples).
+    ``dst`` is written only when every check passed.
     """
     src, dst = Path(src), Path(dst)
     if num_calibration < 1:
         raise TinybuildError(f"num_calibration must be at least 1 (got {num_calibration}).")
     if not src.exists():
-        raise TinybuildError(f"{src}: model file not found. Fix: check the path (model=...).")
-    suffix = src.suffix.lower()
+        raise TinybuildError(f"{_p(src)}: model file not found. Fix: check the path (model=...).")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_file() and src.suffix.lower() == ".tflite":
+        report = _copy_int8_tflite(src, dst)
+    else:
+        report = _quantize_float_model(src, dst, calibration, num_calibration)
+    _write_report(report, report_path)
+    return report
 
-    if src.is_file() and suffix == ".tflite":
-        _log(f"checking {src} is fully int8 ...")
-        check_fully_int8(src)
-        io = tflite_io(src)
-        _check_io_count(src, io)
-        if src.resolve() != dst.resolve():
-            shutil.copyfile(src, dst)
-        report = {"source": str(src), "output": str(dst), "mode": "copied", "loader": None,
-                  "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
-                  "calibration": None, "num_samples": 0,
-                  "top1_agreement": None, "max_abs_diff": None, "mean_abs_diff": None}
-        _write_report(report, report_path)
-        _log(f"{src.name} is already fully int8: copied to {dst}")
-        return report
 
+def _copy_int8_tflite(src: Path, dst: Path) -> dict:
+    from tinybuild.importer import load_graph
+
+    _log(f"checking {_p(src)} is fully int8 ...")
+    check_fully_int8(src)
+    io = tflite_io(src)
+    _check_io_count(src, io)
+    load_graph(src)  # operator options too, before TensorFlow ever reads the file
+    if src.resolve() != dst.resolve():
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    _log(f"{shown(src.name)} is already fully int8: copied to {_p(dst)}")
+    return {"source": str(src), "output": str(dst), "mode": "copied", "loader": None,
+            "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
+            "calibration": None, "num_samples": 0,
+            "top1_agreement": None, "max_abs_diff": None, "mean_abs_diff": None}
+
+
+def _quantize_float_model(src: Path, dst: Path, calibration: Path | None, num_calibration: int) -> dict:
     is_saved_model = src.is_dir() and ((src / "saved_model.pb").is_file()
                                        or (src / "saved_model.pbtxt").is_file())
     if src.is_dir() and not is_saved_model:
-        raise TinybuildError(f"{src}: a directory that is not a SavedModel (no saved_model.pb). "
+        raise TinybuildError(f"{_p(src)}: a directory that is not a SavedModel (no saved_model.pb). "
                              "Fix: point at the SavedModel directory or at a .h5/.keras/.tflite file.")
-    if not is_saved_model and suffix not in KERAS_SUFFIXES:
+    if not is_saved_model and src.suffix.lower() not in KERAS_SUFFIXES:
         raise TinybuildError(
-            f"{src}: unsupported model format '{src.suffix or '(no suffix)'}'. Fix: give a .tflite (fully int8), "
-            ".h5 or .keras (Keras) file, or a SavedModel directory.")
-
-    _log(f"loading {src} ...")
+            f"{_p(src)}: unsupported model format '{shown(src.suffix) or '(no suffix)'}'. Fix: give a "
+            ".tflite (fully int8), .h5 or .keras (Keras) file, or a SavedModel directory.")
+    _log(f"loading {_p(src)} ...")
     tf = _import_tf()
     fm = _load_saved_model(tf, src) if is_saved_model else _load_keras(tf, src)
     calib, calib_src = _calibration(src, calibration, fm.sample_shape, num_calibration)
-    _log(f"calibrating on {len(calib)} samples ({calib_src}) ...")
-    tfl = _quantize(tf, src, fm, calib)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(tfl)
+    _log(f"calibrating on {len(calib)} samples ({_p(calib_src)}) ...")
+    _install_int8(src, dst, _quantize(tf, src, fm, calib))
     try:
-        check_fully_int8(tmp)
-    except TinybuildError as e:  # pragma: no cover - the converter settings guarantee int8
-        tmp.unlink(missing_ok=True)
-        raise TinybuildError(f"{src}: conversion did not give a fully int8 model: {e}") from e
-    os.replace(tmp, dst)
+        report = _compare(tf, src, dst, fm, calib)
+    except BaseException:
+        dst.unlink(missing_ok=True)  # no int8 model on disk without its check
+        raise
+    report["calibration"] = calib_src
+    return report
 
+
+def _install_int8(src: Path, dst: Path, tflite: bytes) -> None:
+    """Write the converter's output to ``dst`` once it is checked and fully int8."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.write_bytes(tflite)
+    try:
+        model = read_tflite(tmp)
+        if _not_int8(model):
+            raise _float_left_error(src, model)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _float_left_error(src: Path, model: dict) -> TinybuildError:
+    from tinybuild.lower import SUPPORTED
+
+    ops = float_operators(model) or _not_int8(model)
+    listed = "; ".join(ops[:5]) + (f"; ... ({len(ops)} in all)" if len(ops) > 5 else "")
+    return TinybuildError(
+        f"{_p(src)}: TFLite could not quantize every operator to int8: {listed} stayed float. "
+        f"tinybuild compiles int8 TFLite builtin operators only for now ({', '.join(SUPPORTED)}). "
+        "Fix: replace those layers with ones TFLite quantizes to int8 (e.g. ReLU for ELU), "
+        "or leave them out")
+
+
+def _compare(tf, src: Path, dst: Path, fm: _FloatModel, calib: np.ndarray) -> dict:
     _log(f"checking float vs int8 on {len(calib)} samples ...")
     float_out = fm.run_batch(calib).reshape(len(calib), -1)
     int8_out = run_int8(tf, dst, calib)
     io = tflite_io(dst)
     report = {"source": str(src), "output": str(dst), "mode": "quantized", "loader": fm.loader,
               "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
-              "calibration": calib_src, "num_samples": int(len(calib)),
+              "calibration": None, "num_samples": int(len(calib)),
               **agreement(float_out, int8_out)}
-    _write_report(report, report_path)
-    _log(f"wrote {dst} ({dst.stat().st_size} B): top-1 agreement {report['top1_agreement']:.3f}, "
+    _log(f"wrote {_p(dst)} ({dst.stat().st_size} B): top-1 agreement {report['top1_agreement']:.3f}, "
          f"max |diff| {report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.4g}")
     return report
 
 
 def _check_io_count(src: Path, io: dict) -> None:
     if len(io["inputs"]) != 1:
-        raise TinybuildError(f"{src}: the model has {len(io['inputs'])} inputs; tinybuild supports models with "
+        raise TinybuildError(f"{_p(src)}: the model has {len(io['inputs'])} inputs; tinybuild supports models with "
                              "exactly one input. Fix: merge the inputs into one tensor before exporting.")
     if len(io["outputs"]) != 1:
-        raise TinybuildError(f"{src}: the model has {len(io['outputs'])} outputs; tinybuild supports models "
+        raise TinybuildError(f"{_p(src)}: the model has {len(io['outputs'])} outputs; tinybuild supports models "
                              "with exactly one output. Fix: export only the output the firmware needs.")
 
 

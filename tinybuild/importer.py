@@ -1,7 +1,10 @@
 """Read an int8 ``.tflite`` flatbuffer into a :class:`tinybuild.graph.Graph`.
 
-Uses the ``tflite`` package's generated schema readers, not TensorFlow, so
-code generation never pays TensorFlow's import.
+The file is walked and checked by :mod:`tinybuild.flatbuffer_check` (every
+offset in bounds, indices in range, quantization consistent), and the graph is
+built from what that walk decoded: no TensorFlow, and no unchecked flatbuffer
+reads, so code generation never pays TensorFlow's import and a damaged file is
+one error line.
 """
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TinybuildError
+from . import flatbuffer_check as fb
+from .errors import TinybuildError, shown
 from .graph import Graph, Operator, Tensor
 
 # TFLite TensorType enum -> numpy dtype name (the types an int8 model carries).
@@ -17,102 +21,120 @@ _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64",
                  7: "int16", 9: "int8", 10: "float64"}
 
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH",
-                5: "SIGN_BIT", 6: "SIGN_BIT"}
+                5: "SIGN_BIT"}
 _PADDING = {0: "SAME", 1: "VALID"}
 
 
 def load_graph(path: Path) -> Graph:
-    import tflite  # the flatbuffer readers: a few hundred small modules
-
     path = Path(path)
     try:
-        buf = path.read_bytes()
-        if len(buf) < 8 or buf[4:8] != b"TFL3":
-            raise ValueError("no TFL3 file identifier")
-        model = tflite.Model.GetRootAsModel(buf, 0)
-        if model.SubgraphsLength() != 1:
-            raise TinybuildError(
-                f"{path}: the model has {model.SubgraphsLength()} subgraphs; tinybuild "
-                "compiles single-subgraph models (no control flow ops)")
-        sub = model.Subgraphs(0)
-        tensors = [_read_tensor(model, sub.Tensors(i), i) for i in range(sub.TensorsLength())]
-        ops = [_read_operator(tflite, model, sub.Operators(i), i)
-               for i in range(sub.OperatorsLength())]
-        inputs = [int(i) for i in sub.InputsAsNumpy()]
-        outputs = [int(i) for i in sub.OutputsAsNumpy()]
+        buf = fb.read_model_file(path)
+        return _graph(path, buf, fb.check(buf, path))
     except TinybuildError:
         raise
-    except Exception as exc:  # a truncated or foreign file fails deep in flatbuffers
+    except Exception as exc:  # a reader bug must still be one line, not a traceback
         raise TinybuildError(
-            f"{path}: not a readable TensorFlow Lite model ({exc}). Re-export it with "
-            "tf.lite.TFLiteConverter, or pass the Keras .h5/.keras file instead") from None
+            f"{shown(str(path), limit=0)}: cannot import the model ({type(exc).__name__}: "
+            f"{shown(' '.join(str(exc).split()), limit=200)}). Fix: re-export it with "
+            "tf.lite.TFLiteConverter; if TFLite runs it, please report this tinybuild bug") from None
+
+
+def _graph(path: Path, buf: bytes, model: dict) -> Graph:
+    if len(model["subgraphs"]) != 1:
+        raise TinybuildError(
+            f"{shown(str(path), limit=0)}: the model has {len(model['subgraphs'])} subgraphs; "
+            "tinybuild compiles single-subgraph models (no control flow ops)")
+    sub = model["subgraphs"][0]
+    tensors = [_read_tensor(path, buf, model, t, i) for i, t in enumerate(sub["tensors"] or [])]
+    ops = [_read_operator(path, model, op, i) for i, op in enumerate(sub["operators"] or [])]
     name = path.name.split(".")[0]
-    return Graph(name=name, tensors=tensors, operators=ops, inputs=inputs, outputs=outputs)
+    return Graph(name=name, tensors=tensors, operators=ops, inputs=_ints(sub["inputs"]),
+                 outputs=_ints(sub["outputs"]))
 
 
-def _read_tensor(model, t, index: int) -> Tensor:
-    dtype = _TENSOR_TYPES.get(t.Type(), f"type{t.Type()}")
-    shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+def _ints(vector) -> list[int]:
+    return [] if vector is None else [int(v) for v in vector]
+
+
+def _read_tensor(path: Path, buf: bytes, model: dict, t: dict, index: int) -> Tensor:
+    shape = tuple(_ints(t["shape"]))
+    name = t["name"].decode("utf-8", errors="backslashreplace") if t["name"] else f"t{index}"
     scales, zps, qdim = (), (), 0
-    q = t.Quantization()
-    if q is not None and q.ScaleLength():
-        scales = tuple(float(s) for s in q.ScaleAsNumpy())
-        zps = tuple(int(z) for z in q.ZeroPointAsNumpy())
-        qdim = int(q.QuantizedDimension())
+    q = t["quantization"]
+    if q is not None and q["scale"] is not None and len(q["scale"]):
+        scales = tuple(float(s) for s in q["scale"])
+        zps = tuple(int(z) for z in q["zero_point"])
+        qdim = int(q["quantized_dimension"])
+    dtype = _TENSOR_TYPES.get(t["type"], f"type{t['type']}")
     data = None
-    buffer = model.Buffers(t.Buffer())
-    if buffer is not None and buffer.DataLength():
-        data = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
-    name = t.Name().decode() if t.Name() else f"t{index}"
+    span = model["buffers"][t["buffer"]]["data"]
+    if span is not None and span[1]:
+        if t["type"] not in _TENSOR_TYPES:
+            raise TinybuildError(
+                f"{shown(str(path), limit=0)}: constant tensor {index} '{shown(name)}' is "
+                f"{fb.TENSOR_TYPES[t['type']][0]}; tinybuild compiles int8 models (int8 weights, "
+                "int32 biases). Fix: convert the model to full int8")
+        start, length = span
+        data = np.frombuffer(buf, dtype=dtype, count=length // np.dtype(dtype).itemsize,
+                             offset=start).reshape(shape)
     return Tensor(index, name, shape, dtype, scales, zps, qdim, data)
 
 
-def _opcode_name(tflite, model, op) -> str:
-    code = model.OperatorCodes(op.OpcodeIndex())
-    # Schema 3a: small opcodes live in the deprecated byte, large ones in the int.
-    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-    if builtin == 32:  # CUSTOM
-        return "CUSTOM:" + (code.CustomCode() or b"?").decode()
-    return tflite.opcode2name(builtin)
+def _opcode_name(path: Path, model: dict, op: dict) -> str:
+    code = model["operator_codes"][op["opcode_index"]]
+    builtin = fb.builtin_code(code)
+    if builtin == fb.CUSTOM:  # kept raw, as tensor names are: messages print it with shown()
+        return "CUSTOM:" + code["custom_code"].decode("utf-8", errors="backslashreplace")
+    return fb.op_name(builtin)
 
 
-def _read_operator(tflite, model, op, index: int) -> Operator:
-    name = _opcode_name(tflite, model, op)
-    inputs = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
-    outputs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-    return Operator(index, name, inputs, outputs, _read_options(tflite, name, op))
+def _read_operator(path: Path, model: dict, op: dict, index: int) -> Operator:
+    name = _opcode_name(path, model, op)
+    return Operator(index, name, _ints(op["inputs"]), _ints(op["outputs"]),
+                    _read_options(path, name, op, index))
 
 
-def _read_options(tflite, name: str, op) -> dict:
-    table = op.BuiltinOptions()
-    reader = _OPTION_READERS.get(name)
-    if table is None or reader is None:
+def _read_options(path: Path, name: str, op: dict, index: int) -> dict:
+    table = op["builtin_options"]
+    fields = _OPTION_FIELDS.get(name)
+    if table is None or fields is None:
         return {}
-    cls_name, fields = reader
-    opts = getattr(tflite, cls_name)()
-    opts.Init(table.Bytes, table.Pos)
     out = {}
-    for key in fields:
-        value = getattr(opts, key)()
+    for key, field in fields:
+        value = table[field]
         if key == "FusedActivationFunction":
-            value = _ACTIVATIONS.get(value, str(value))
+            value = _known(path, _ACTIVATIONS, value, index, name, "fused activation")
         elif key == "Padding":
-            value = _PADDING[value]
+            value = _known(path, _PADDING, value, index, name, "padding")
+        elif key == "KeepNumDims":
+            value = bool(value)
         out[key] = value
     return out
 
 
-_CONV = ("Padding", "StrideW", "StrideH", "DilationWFactor", "DilationHFactor",
-         "FusedActivationFunction")
-_OPTION_READERS = {
-    "CONV_2D": ("Conv2DOptions", _CONV),
-    "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptions", _CONV + ("DepthMultiplier",)),
-    "AVERAGE_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
-                                          "FilterHeight", "FusedActivationFunction")),
-    "MAX_POOL_2D": ("Pool2DOptions", ("Padding", "StrideW", "StrideH", "FilterWidth",
-                                      "FilterHeight", "FusedActivationFunction")),
-    "FULLY_CONNECTED": ("FullyConnectedOptions", ("FusedActivationFunction", "KeepNumDims",
-                                                  "WeightsFormat")),
-    "ADD": ("AddOptions", ("FusedActivationFunction",)),
-    "SOFTMAX": ("SoftmaxOptions", ("Beta",)),
+def _known(path: Path, names: dict, value: int, index: int, op: str, what: str) -> str:
+    if value not in names:
+        raise TinybuildError(
+            f"{shown(str(path), limit=0)}: layer {index} ({op}) has {what} code {value}, which TFLite "
+            f"does not define (known: {', '.join(f'{k} {v}' for k, v in names.items())}). "
+            "Fix: re-export the model")
+    return names[value]
+
+
+_CONV = (("Padding", "padding"), ("StrideW", "stride_w"), ("StrideH", "stride_h"),
+         ("DilationWFactor", "dilation_w_factor"), ("DilationHFactor", "dilation_h_factor"),
+         ("FusedActivationFunction", "fused_activation_function"))
+_POOL = (("Padding", "padding"), ("StrideW", "stride_w"), ("StrideH", "stride_h"),
+         ("FilterWidth", "filter_width"), ("FilterHeight", "filter_height"),
+         ("FusedActivationFunction", "fused_activation_function"))
+# Operator -> (Graph option key, flatbuffer_check field) pairs.
+_OPTION_FIELDS = {
+    "CONV_2D": _CONV,
+    "DEPTHWISE_CONV_2D": _CONV + (("DepthMultiplier", "depth_multiplier"),),
+    "AVERAGE_POOL_2D": _POOL,
+    "MAX_POOL_2D": _POOL,
+    "FULLY_CONNECTED": (("FusedActivationFunction", "fused_activation_function"),
+                        ("KeepNumDims", "keep_num_dims"), ("WeightsFormat", "weights_format")),
+    "ADD": (("FusedActivationFunction", "fused_activation_function"),),
+    "SOFTMAX": (("Beta", "beta"),),
 }

@@ -32,27 +32,65 @@ def read_json(path: Path):
 # -- model side (target independent) ------------------------------------------
 
 def convert(src: Path, dst: Path, calibration: Path | None, record: Path, importers: dict) -> None:
+    """The model's importer (TensorFlow for Keras models) in a child process
+    (tinybuild.isolated): a crash there is one error line; nothing is left on
+    disk unless the whole step succeeded."""
+    from . import isolated
     importer = importers.get(src.suffix.lower())
     if importer is None:
-        raise TinybuildError(f"{src}: unsupported model format '{src.suffix}'. tinybuild reads "
-                             f"{', '.join(sorted(importers))}")
+        raise TinybuildError(f"{shown(str(src), limit=0)}: unsupported model format "
+                             f"'{shown(src.suffix)}'. tinybuild reads {', '.join(sorted(importers))}")
     started = time.time()
-    result = importer(src, dst, calibration, None) or {}
-    result["seconds"] = round(time.time() - started, 2)
-    write_json(record, result)
+    try:
+        result = isolated.run("convert", src, importer, (src, dst, calibration, None),
+                              engine="TensorFlow", advice=CONVERT_CRASH_ADVICE) or {}
+        result["seconds"] = round(time.time() - started, 2)
+        write_json(record, result)
+    except BaseException:
+        _remove(dst, dst.with_name(dst.name + ".tmp"), record)
+        raise
+
+
+CONVERT_CRASH_ADVICE = ("the model probably has a layer TensorFlow cannot quantize to int8 "
+                        "(tinybuild compiles int8 TFLite builtin operators only for now). "
+                        "Fix: replace that layer, or give a fully int8 .tflite")
+REFERENCE_CRASH_ADVICE = ("the file passed tinybuild's checks but TFLite cannot run it. "
+                          "Fix: re-export the model")
 
 
 def reference(tflite: Path, inputs_bin: Path, outputs_bin: Path, record: Path, count: int,
               seed: int, calibration: Path | None) -> None:
-    from . import reference as ref
+    """Validation inputs and TFLite's reference outputs for them, computed in a
+    child process (tinybuild.isolated): the file is checked there before
+    TensorFlow Lite sees it, and a TFLite crash is one error line."""
+    from . import isolated
+    if count < 1:
+        raise TinybuildError(f"inputs={count}: validate at least one input (inputs=1 or more)")
     log("reference", f"tf.lite.Interpreter (BUILTIN_REF kernels) on {count} inputs")
+    try:
+        inputs, outputs = isolated.run("reference", tflite, reference_io,
+                                       (tflite, count, seed, calibration), engine="TensorFlow Lite",
+                                       advice=REFERENCE_CRASH_ADVICE)
+        inputs_bin.write_bytes(b"".join(inputs))
+        outputs_bin.write_bytes(b"".join(outputs))
+        write_json(record, {"count": len(inputs), "input_bytes": len(inputs[0]),
+                            "output_bytes": len(outputs[0]), "seed": seed,
+                            "resolver": "BUILTIN_REF", "calibration": str(calibration or "")})
+    except BaseException:
+        _remove(inputs_bin, outputs_bin, record)
+        raise
+
+
+def reference_io(tflite: Path, count: int, seed: int, calibration: Path | None):
+    """The reference step's work, run in the child: (inputs, TFLite's outputs) as raw bytes."""
+    from . import reference as ref
     inputs = ref.make_inputs(tflite, count, seed, calibration)
-    outputs = ref.reference_outputs(tflite, inputs)
-    inputs_bin.write_bytes(b"".join(inputs))
-    outputs_bin.write_bytes(b"".join(outputs))
-    write_json(record, {"count": len(inputs), "input_bytes": len(inputs[0]),
-                        "output_bytes": len(outputs[0]), "seed": seed,
-                        "resolver": "BUILTIN_REF", "calibration": str(calibration or "")})
+    return inputs, ref.reference_outputs(tflite, inputs)
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def split(blob: bytes, size: int) -> list[bytes]:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybuild.convert import (_import_tf, default_calibration_path, load_calibration, make_interpreter,
-                               tflite_io)
-from tinybuild.errors import TinybuildError
+from tinybuild.convert import (_import_tf, _p, _short, default_calibration_path, guarded, load_calibration,
+                               make_interpreter, tflite_io)
+from tinybuild.errors import TinybuildError, shown
 
 _NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32}
 
@@ -30,15 +30,16 @@ _NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.
 def _input_spec(tflite_path: Path) -> dict:
     io = tflite_io(tflite_path)
     if len(io["inputs"]) != 1:
-        raise TinybuildError(f"{tflite_path}: the model has {len(io['inputs'])} inputs; tinybuild supports "
+        raise TinybuildError(f"{_p(tflite_path)}: the model has {len(io['inputs'])} inputs; tinybuild supports "
                              "models with exactly one input.")
     spec = io["inputs"][0]
     if spec["type"] not in _NP_TYPES:
-        raise TinybuildError(f"{tflite_path}: input tensor '{spec['name']}' is {spec['type']}; tinybuild "
+        raise TinybuildError(f"{_p(tflite_path)}: input tensor '{shown(spec['name'])}' is {spec['type']}; tinybuild "
                              "validates integer (int8) models only. Fix: convert the model to full int8.")
     return spec
 
 
+@guarded("making the validation inputs")
 def make_inputs(tflite_path: Path, count: int, seed: int, calibration: Path | None = None) -> list[bytes]:
     """``count`` deterministic validation inputs (raw bytes of the input tensor).
 
@@ -74,7 +75,7 @@ def make_inputs(tflite_path: Path, count: int, seed: int, calibration: Path | No
         x = load_calibration(Path(calibration), sample_shape, n_cal)
         scale, zp = spec["scale"], spec["zero_point"]
         if not scale:
-            raise TinybuildError(f"{tflite_path}: the input tensor has no quantization scale, so calibration "
+            raise TinybuildError(f"{_p(tflite_path)}: the input tensor has no quantization scale, so calibration "
                                  "samples cannot be quantized. Fix: convert the model to full int8.")
         q = np.clip(np.round(x / scale) + (zp or 0), info.min, info.max).astype(dtype)
         inputs.extend(sample.reshape(shape).tobytes() for sample in q)
@@ -87,6 +88,7 @@ def make_inputs(tflite_path: Path, count: int, seed: int, calibration: Path | No
     return inputs
 
 
+@guarded("running TFLite's reference kernels")
 def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
     """Run each input (raw bytes of the input tensor) through TFLite's reference
     kernels; return the raw bytes of the output tensor for each.
@@ -97,13 +99,14 @@ def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
     tflite_path = Path(tflite_path)
     io = tflite_io(tflite_path)  # a clear error for a missing/corrupt file before TF
     if len(io["inputs"]) != 1 or len(io["outputs"]) != 1:
-        raise TinybuildError(f"{tflite_path}: the model has {len(io['inputs'])} inputs and "
+        raise TinybuildError(f"{_p(tflite_path)}: the model has {len(io['inputs'])} inputs and "
                              f"{len(io['outputs'])} outputs; tinybuild supports exactly one of each.")
     tf = _import_tf()
     try:
         interp = make_interpreter(tf, tflite_path)
     except Exception as e:
-        raise TinybuildError(f"{tflite_path}: TFLite cannot load the model ({type(e).__name__}: {e}).") from e
+        raise TinybuildError(f"{_p(tflite_path)}: TFLite cannot load the model ({type(e).__name__}: "
+                             f"{_short(e)}). Fix: re-export the model") from None
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     in_dtype = np.dtype(inp["dtype"])
@@ -113,10 +116,14 @@ def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
     for i, raw in enumerate(inputs):
         if len(raw) != expected:
             raise TinybuildError(
-                f"{tflite_path}: validation input {i} has {len(raw)} bytes; the input tensor "
+                f"{_p(tflite_path)}: validation input {i} has {len(raw)} bytes; the input tensor "
                 f"{list(in_shape)} {in_dtype} needs {expected}.")
         interp.reset_all_variables()
         interp.set_tensor(inp["index"], np.frombuffer(raw, dtype=in_dtype).reshape(in_shape))
-        interp.invoke()
+        try:
+            interp.invoke()
+        except Exception as e:
+            raise TinybuildError(f"{_p(tflite_path)}: TFLite cannot run the model on validation input {i} "
+                                 f"({type(e).__name__}: {_short(e)}). Fix: re-export the model") from None
         results.append(np.ascontiguousarray(interp.get_tensor(out["index"])).tobytes())
     return results
