@@ -364,8 +364,8 @@ def test_intrinsic_fallbacks_equal_the_cortex_m4_instructions(tmp_path):
     fw.write_text("\n".join([
         INTRINSICS_C, '#include "tb_runtime.h"', arr("A", a), arr("B", b), arr("C", c),
         f"static uint32_t result[{12 * a.size}] TB_NOINIT;", "static int8_t dummy[4] TB_NOINIT;",
-        f"const tb_io_desc_t tb_io_desc = {{TB_IO_MAGIC, 1, dummy, 4, (int8_t *)result, {48 * a.size}, "
-        f"(uint8_t *)result, {48 * a.size}}};",
+        f"const tb_io_desc_t tb_io_desc = TB_IO_DESC_1_1(1, dummy, 4, result, {48 * a.size}, "
+        f"result, {48 * a.size});",
         "void tb_model_invoke(void) {", "  tb_mark(0);",
         f"  tb_check_intrinsics(A, B, C, {a.size}, result);", "  tb_mark(TB_MARK_END);", "}"]))
     elf = tmp_path / "fw.elf"

@@ -3,27 +3,34 @@
 Output files (one build directory per target and model):
   model.c    weights, biases, requantization tables and kernel parameters as
              ``static const`` data; the arena; ``tb_io_desc``; tb_model_invoke()
-  model.h    sizes and the input/output quantization, for application code
+  model.h    sizes, types and quantization of every input and output, for
+             application code
   plan.json  layers, chosen kernels, MACs, tensor placement (for reports)
   arena.svg  the arena as a picture: every buffer a box, step on x, offset on y
 Symbols are named ``tb_L<layer>_<role>`` so size analysis can charge every
-flash byte to its layer.
+flash byte to its layer. Every call is ``kernel(&params, inputs..., consts...,
+outputs...[, scratch])`` with pointers typed by the tensors' element types.
+
+``tb_io_desc`` (tinybuild/runtime/tb_runtime.h) tells simulators where the
+inputs and outputs are; :func:`read_io_desc` reads it back from a firmware.
 """
 from __future__ import annotations
 
 import json
+import re
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .graph import Graph
+from .errors import TinybuildError, shown
+from .graph import Graph, Tensor
 from .lower import CDouble, Layer
 from .planner import MemoryPlan
 
-_CALLS = {
-    "tb_conv_params": ("filter", "bias", "out_mul"),
-    "tb_fc_params": ("filter", "bias", "out_mul"),
-}
+C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+           "float32": "float"}
 
 
 def c_literal(value) -> str:
@@ -34,6 +41,18 @@ def c_literal(value) -> str:
     if isinstance(value, (tuple, list)):
         return "{" + ", ".join(c_literal(v) for v in value) + "}"
     return str(int(value))
+
+
+def c_comment(text) -> str:
+    """``text`` (a name from a model or a plugin) safe inside a C comment."""
+    return shown(text, 120).replace("*/", "*\\/")
+
+
+def c_type(tensor: Tensor) -> str:
+    if tensor.dtype not in C_TYPES:
+        raise TinybuildError(f"tensor '{shown(tensor.name)}' is {tensor.dtype}; generated code handles "
+                             f"{', '.join(C_TYPES)} (a tinybuild bug: its op should have refused it)")
+    return C_TYPES[tensor.dtype]
 
 
 def _array_body(values: np.ndarray, ctype: str) -> str:
@@ -55,130 +74,226 @@ def _const_name(layer: Layer, role: str) -> str:
 
 
 def _emit_consts(layer: Layer) -> list[str]:
+    if layer.aliased:                # no call: nothing to pass
+        return []
     out = []
     for c in layer.consts:
         count = len(c.values) if c.ctype == "tb_quant_mul" else c.values.size
         out.append(f"static const {c.ctype} {_const_name(layer, c.role)}[{count}] "
                    f"__attribute__((aligned(4))) = {{\n  {_array_body(c.values, c.ctype)}\n}};")
     if layer.params_type:
-        fields = dict(layer.params)
-        if "exp_table" in {c.role for c in layer.consts}:
-            fields["exp_table"] = _const_name(layer, "exp_table")
         body = ",\n  ".join(f".{k} = {v if isinstance(v, str) else c_literal(v)}"
-                            for k, v in fields.items())
+                            for k, v in layer.params.items())
         out.append(f"static const {layer.params_type} {_const_name(layer, 'params')} = {{\n  {body}\n}};")
     return out
 
 
-def _tensor_ref(plan: MemoryPlan, tensor: int, const: bool) -> str:
-    qual = "const int8_t *" if const else "int8_t *"
-    return f"({qual})(tb_arena + {plan.offsets[tensor]})"
+def _tensor_ref(graph: Graph, plan: MemoryPlan, tensor: int, const: bool) -> str:
+    qual = "const " if const else ""
+    return f"({qual}{c_type(graph.tensors[tensor])} *)(tb_arena + {plan.offsets[tensor]})"
 
 
 def _call_roles(layer: Layer) -> list[str]:
-    return list(layer.args) if layer.args is not None else list(_CALLS.get(layer.params_type, ()))
+    return list(layer.args) if layer.args is not None else [c.role for c in layer.consts]
 
 
-def _emit_call(layer: Layer, plan: MemoryPlan) -> str:
-    ins = [_tensor_ref(plan, t, True) for t in layer.inputs]
-    out = _tensor_ref(plan, layer.output, False)
-    if layer.op == "RESHAPE":
-        if layer.aliased:
-            return "  /* RESHAPE: output aliases input, no data moves */"
-        return f"  {layer.kernel}({layer.params['size']}, {ins[0]}, {out});"
+def _emit_call(layer: Layer, graph: Graph, plan: MemoryPlan) -> str:
+    if layer.aliased:
+        return f"  /* {layer.op}: output aliases input, no data moves */"
     params = [f"&{_const_name(layer, 'params')}"] if layer.params_type else []
+    ins = [_tensor_ref(graph, plan, t, True) for t in layer.inputs]
     extra = [_const_name(layer, role) for role in _call_roles(layer)]
+    outs = [_tensor_ref(graph, plan, t, False) for t in layer.outputs]
     scratch = [f"(void *)(tb_arena + {plan.scratch[layer.index]})"] if layer.scratch_bytes else []
-    args = ", ".join(params + ins + extra + [out] + scratch)
-    return f"  {layer.kernel}({args});"
+    return f"  {layer.kernel}({', '.join(params + ins + extra + outs + scratch)});"
 
 
-def _prototype(layer: Layer) -> str:
-    """The C declaration of a plugin kernel, from the arguments the call passes."""
-    if layer.op == "RESHAPE":
-        types = ["int32_t", "const int8_t *", "int8_t *"]
-    else:
-        ctypes = {c.role: c.ctype for c in layer.consts}
-        types = ([f"const {layer.params_type} *"] if layer.params_type else []) + \
-            ["const int8_t *"] * len(layer.inputs) + \
-            [f"const {ctypes[role]} *" for role in _call_roles(layer)] + ["int8_t *"] + \
-            (["void *"] if layer.scratch_bytes else [])
+def _prototype(layer: Layer, graph: Graph) -> str:
+    """The C declaration of a kernel no header declares, from the arguments the call passes."""
+    ctypes = {c.role: c.ctype for c in layer.consts}
+    types = ([f"const {layer.params_type} *"] if layer.params_type else []) + \
+        [f"const {c_type(graph.tensors[t])} *" for t in layer.inputs] + \
+        [f"const {ctypes[role]} *" for role in _call_roles(layer)] + \
+        [f"{c_type(graph.tensors[t])} *" for t in layer.outputs] + \
+        (["void *"] if layer.scratch_bytes else [])
     return f"void {layer.kernel}({', '.join(types)});"
 
 
-def _prototypes(layers: list[Layer]) -> list[str]:
-    from .kernel_registry import REFERENCE
+def _prototypes(layers: list[Layer], graph: Graph) -> list[str]:
+    from . import ops
+    declared = ops.declared_kernels()
     seen: dict[str, str] = {}
     for layer in layers:
-        if layer.kernel in REFERENCE.values() or not layer.kernel:
+        if layer.kernel in declared or not layer.kernel or layer.aliased:
             continue
-        proto = _prototype(layer)
+        proto = _prototype(layer, graph)
         if seen.setdefault(layer.kernel, proto) != proto:
-            from .errors import TinybuildError
             raise TinybuildError(f"kernel {layer.kernel} is called with two different argument lists:"
                                  f" {seen[layer.kernel]} and {proto}")
     return list(seen.values())
 
 
+_INCLUDABLE = re.compile(r"[\w/.+\-]+")
+
+
+def _plugin_includes(layers: list[Layer]) -> list[str]:
+    """``#include`` lines for the plugin ops' headers the layers use."""
+    from . import ops
+    headers = ops.plugin_headers()
+    paths = sorted({str(headers[l.kernel].resolve()) for l in layers if l.kernel in headers})
+    for path in paths:
+        if not _INCLUDABLE.fullmatch(path):
+            raise TinybuildError(f"op header {shown(path, 200)}: its path has characters an #include "
+                                 "cannot hold; move it to a plain path (letters, digits, / . _ + -)")
+    return [f'#include "{p}"' for p in paths]
+
+
 def generate(graph: Graph, layers: list[Layer], plan: MemoryPlan, source_name: str) -> tuple[str, str]:
-    inp, outp = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     for layer in layers:
-        if layer.op == "RESHAPE":
-            layer.aliased = plan.offsets[layer.inputs[0]] == plan.offsets[layer.output]
+        layer.aliased = layer.view and plan.offsets[layer.inputs[0]] == plan.offsets[layer.output]
     header = _header(graph, plan, len(layers))
-    parts = [f"/* Generated by tinybuild from {source_name}; do not edit. */",
+    parts = [f"/* Generated by tinybuild from {c_comment(source_name)}; do not edit. */",
              "#include <stdint.h>", '#include "tb_kernels.h"', '#include "tb_runtime.h"',
-             '#include "model.h"', "",
+             '#include "model.h"', *_plugin_includes(layers), "",
              "static uint8_t tb_arena[TB_ARENA_SIZE] __attribute__((aligned(16))) TB_NOINIT;", ""]
-    protos = _prototypes(layers)
+    protos = _prototypes(layers, graph)
     if protos:
-        parts += ["/* kernels contributed by target plugins */", *protos, ""]
+        parts += ["/* kernels contributed by plugins */", *protos, ""]
     for layer in layers:
-        parts.append(f"/* layer {layer.index}: {layer.op} {layer.shape} */")
+        parts.append(f"/* layer {layer.index}: {layer.op} {c_comment(layer.shape)} */")
         parts.extend(_emit_consts(layer))
-    parts += ["", "const tb_io_desc_t tb_io_desc = {",
-              f"  TB_IO_MAGIC, TB_NUM_LAYERS,",
-              f"  (int8_t *)(tb_arena + {plan.offsets[inp.index]}), TB_INPUT_SIZE,",
-              f"  (int8_t *)(tb_arena + {plan.offsets[outp.index]}), TB_OUTPUT_SIZE,",
-              "  tb_arena, TB_ARENA_SIZE,", "};", "", "void tb_model_invoke(void) {"]
+    parts += ["", *_io_desc(graph, plan), "", "void tb_model_invoke(void) {"]
     for layer in layers:
-        parts.append(f"  tb_mark({layer.index}); /* {layer.op} {layer.shape} via {layer.kernel_label} */")
-        parts.append(_emit_call(layer, plan))
+        parts.append(f"  tb_mark({layer.index}); /* {layer.op} {c_comment(layer.shape)} via "
+                     f"{c_comment(layer.kernel_label)} */")
+        parts.append(_emit_call(layer, graph, plan))
     parts += ["  tb_mark(TB_MARK_END);", "}", ""]
     return "\n".join(parts), header
 
 
+def _io_desc(graph: Graph, plan: MemoryPlan) -> list[str]:
+    """tb_io_desc: the inputs, then the outputs, each an arena address and a size."""
+    entries = [f"    {{tb_arena + {plan.offsets[t]}, TB_INPUT{i}_SIZE}},"
+               for i, t in enumerate(graph.inputs)]
+    entries += [f"    {{tb_arena + {plan.offsets[t]}, TB_OUTPUT{i}_SIZE}},"
+                for i, t in enumerate(graph.outputs)]
+    return ["const tb_io_desc_t tb_io_desc = {",
+            "  TB_IO_MAGIC, TB_NUM_LAYERS, tb_arena, TB_ARENA_SIZE, TB_NUM_INPUTS, TB_NUM_OUTPUTS,",
+            "  {", *entries, "  },", "};"]
+
+
+def _io_macros(kind: str, i: int, t: Tensor) -> list[str]:
+    """TB_INPUT<i>_SIZE/_SCALE/_ZERO_POINT (or OUTPUT), the type in a comment."""
+    shape = "x".join(map(str, t.shape))
+    return [f"#define TB_{kind}{i}_SIZE {t.size_bytes}u  /* {t.dtype} {shape} '{c_comment(t.name)}' */",
+            f"#define TB_{kind}{i}_SCALE {c_literal(t.scale)}",
+            f"#define TB_{kind}{i}_ZERO_POINT ({t.zero_point})"]
+
+
 def _header(graph: Graph, plan: MemoryPlan, num_layers: int) -> str:
-    inp, outp = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    guard = "TB_MODEL_H"
-    return "\n".join([
-        f"/* Generated by tinybuild for model {graph.name}; do not edit. */",
-        f"#ifndef {guard}", f"#define {guard}",
-        f"#define TB_ARENA_SIZE {plan.arena_size}u",
-        f"#define TB_NUM_LAYERS {num_layers}u",
-        f"#define TB_INPUT_SIZE {inp.size_bytes}u  /* int8 {'x'.join(map(str, inp.shape))} */",
-        f"#define TB_INPUT_SCALE {c_literal(inp.scale)}",
-        f"#define TB_INPUT_ZERO_POINT ({inp.zero_point})",
-        f"#define TB_OUTPUT_SIZE {outp.size_bytes}u  /* int8 {'x'.join(map(str, outp.shape))} */",
-        f"#define TB_OUTPUT_SCALE {c_literal(outp.scale)}",
-        f"#define TB_OUTPUT_ZERO_POINT ({outp.zero_point})",
-        "#endif", ""])
+    inputs = [graph.tensors[t] for t in graph.inputs]
+    outputs = [graph.tensors[t] for t in graph.outputs]
+    lines = [f"/* Generated by tinybuild for model {c_comment(graph.name)}; do not edit. */",
+             "#ifndef TB_MODEL_H", "#define TB_MODEL_H",
+             f"#define TB_ARENA_SIZE {plan.arena_size}u",
+             f"#define TB_NUM_LAYERS {num_layers}u",
+             f"#define TB_NUM_INPUTS {len(inputs)}u",
+             f"#define TB_NUM_OUTPUTS {len(outputs)}u"]
+    for i, t in enumerate(inputs):
+        lines += _io_macros("INPUT", i, t)
+    for i, t in enumerate(outputs):
+        lines += _io_macros("OUTPUT", i, t)
+    lines += ["/* input 0 and output 0 under their single-tensor names */",
+              "#define TB_INPUT_SIZE TB_INPUT0_SIZE", "#define TB_INPUT_SCALE TB_INPUT0_SCALE",
+              "#define TB_INPUT_ZERO_POINT TB_INPUT0_ZERO_POINT",
+              "#define TB_OUTPUT_SIZE TB_OUTPUT0_SIZE", "#define TB_OUTPUT_SCALE TB_OUTPUT0_SCALE",
+              "#define TB_OUTPUT_ZERO_POINT TB_OUTPUT0_ZERO_POINT", "#endif", ""]
+    return "\n".join(lines)
+
+
+# -- tb_io_desc as simulators read it ----------------------------------------------------
+
+IO_MAGIC = 0x32425454            # "TTB2" little endian: TB_IO_MAGIC in tb_runtime.h
+IO_HEADER_BYTES = 24             # magic, layers, arena, arena size, inputs, outputs
+MAX_IO_TENSORS = 1024
+
+
+@dataclass
+class IoDesc:
+    """tb_io_desc of a firmware: ``inputs``/``outputs`` are ``(address, size)``."""
+
+    num_layers: int
+    arena: int
+    arena_size: int
+    inputs: list[tuple[int, int]]
+    outputs: list[tuple[int, int]]
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(size for _, size in self.inputs)
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(size for _, size in self.outputs)
+
+    def check_input(self, data: bytes, where: str) -> None:
+        """``data`` must be every input's bytes, one after the other."""
+        if len(data) != self.input_bytes:
+            what = ("input tensor is" if len(self.inputs) == 1 else
+                    f"{len(self.inputs)} input tensors are")
+            raise TinybuildError(f"input is {len(data)} bytes but the model's {what} "
+                                 f"{self.input_bytes} bytes (tb_io_desc in {where})")
+
+    def input_parts(self, data: bytes) -> list[tuple[int, bytes]]:
+        """``(address, bytes)`` of each input in ``data`` (concatenated inputs)."""
+        parts, at = [], 0
+        for addr, size in self.inputs:
+            parts.append((addr, data[at:at + size]))
+            at += size
+        return parts
+
+
+def read_io_desc(read, address: int, where: str) -> IoDesc:
+    """Parse tb_io_desc at ``address``; ``read(address, count) -> bytes`` reads
+    the firmware's memory (or ELF), ``where`` names it in errors."""
+    magic, layers, arena, arena_size, n_in, n_out = struct.unpack("<6I", bytes(read(address, IO_HEADER_BYTES)))
+    if magic != IO_MAGIC:
+        raise TinybuildError(f"{where}: tb_io_desc has magic 0x{magic:08x}, not 0x{IO_MAGIC:08x} ('TTB2'): "
+                             "a firmware from another tinybuild version (or not tinybuild's). "
+                             "Fix: build it again")
+    if n_in + n_out > MAX_IO_TENSORS:
+        raise TinybuildError(f"{where}: tb_io_desc lists {n_in} inputs and {n_out} outputs: it is damaged. "
+                             "Fix: build it again")
+    words = struct.unpack(f"<{2 * (n_in + n_out)}I",
+                          bytes(read(address + IO_HEADER_BYTES, 8 * (n_in + n_out))))
+    pairs = list(zip(words[0::2], words[1::2]))
+    return IoDesc(layers, arena, arena_size, pairs[:n_in], pairs[n_in:])
+
+
+def _io_record(t: Tensor) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale,
+            "zero_point": t.zero_point, "bytes": t.size_bytes}
+
+
+def _placed(graph: Graph, plan: MemoryPlan, t: int) -> dict:
+    return {"tensor": t, "offset": plan.offsets[t], "bytes": graph.tensors[t].size_bytes}
 
 
 def plan_record(graph: Graph, layers: list[Layer], plan: MemoryPlan) -> dict:
-    inp, outp = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    io = lambda t: {"name": t.name, "shape": list(t.shape), "scale": t.scale,
-                    "zero_point": t.zero_point, "bytes": t.size_bytes}
+    """plan.json: the model's inputs and outputs (``input``/``output``: the
+    first of each), every layer's kernel, tensors and placement, the memory plan."""
+    inputs = [_io_record(graph.tensors[t]) for t in graph.inputs]
+    outputs = [_io_record(graph.tensors[t]) for t in graph.outputs]
     return {
         "model": graph.name,
-        "input": io(inp), "output": io(outp),
+        "input": inputs[0], "output": outputs[0], "inputs": inputs, "outputs": outputs,
         "macs": sum(l.macs for l in layers),
-        "layers": [{"index": l.index, "op": l.op, "shape": l.shape, "kernel": l.kernel,
-                    "kernel_label": l.kernel_label, "plugin": l.kernel_plugin,
+        "layers": [{"index": l.index, "op": l.op, "op_index": l.op_index, "shape": l.shape,
+                    "kernel": l.kernel, "kernel_label": l.kernel_label, "plugin": l.kernel_plugin,
                     "macs": l.macs, "aliased": l.aliased,
                     "inputs": [{"tensor": t, "offset": plan.offsets[t]} for t in l.inputs],
-                    "output": {"tensor": l.output, "offset": plan.offsets[l.output],
-                               "bytes": graph.tensors[l.output].size_bytes},
+                    "output": _placed(graph, plan, l.output),
+                    "outputs": [_placed(graph, plan, t) for t in l.outputs],
                     "const_bytes": int(sum(c.values.nbytes for c in l.consts)),
                     "scratch_bytes": l.scratch_bytes,
                     **({"scratch_offset": plan.scratch[l.index]} if l.scratch_bytes else {}),

@@ -1,11 +1,14 @@
 """Static memory planning: one arena, every activation tensor at an offset.
 
-A tensor is live from the step that writes it to the last step that reads it
-(the model's input from step -1, its outputs to the end). Two buffers may
+A step is one kernel call (a :class:`tinybuild.lower.Layer`; ops folded at
+build time have none). A tensor is live from the step that writes it to the
+last step that reads it (the model's inputs from step -1, its outputs to the
+end). Every buffer starts at a multiple of ``ALIGNMENT`` (16), so tensors of
+any element type (int8 to float32, int32) are aligned. Two buffers may
 share bytes only if their lifetimes are disjoint, with two exceptions:
 
-* aliasing: RESHAPE never moves data, so its output *is* its input (one
-  buffer, one lifetime);
+* aliasing: a view (RESHAPE; ``OpDef.view``) never moves data, so its output
+  *is* its input (one buffer, one lifetime);
 * overlap (in-place operators): when a layer's input dies at that layer, the
   kernel may declare how its output may overlap that input. ``Layer.overlap``
   maps the input tensor to an interval ``(lo, hi)`` of allowed
@@ -15,7 +18,8 @@ share bytes only if their lifetimes are disjoint, with two exceptions:
   ``(None, D)`` with ``D`` from :func:`raster_overlap`, usually slightly
   negative (the output starts a little below the input); a depthwise kernel
   that copies a whole channel before writing it allows exactly ``(0, 0)``.
-  An output overlaps at most one of its inputs.
+  An output overlaps at most one of its inputs; with several outputs,
+  ``Layer.overlap`` is about the first.
 
 Kernels may also need scratch memory for one step (``Layer.scratch_bytes``,
 e.g. an im2col buffer): a buffer live at that step only, which may overlap a
@@ -40,7 +44,6 @@ from dataclasses import dataclass, field
 from .graph import Graph
 
 ALIGNMENT = 16
-ALIAS_OPS = {"RESHAPE"}
 SHUFFLES = 48
 
 
@@ -150,11 +153,32 @@ def _align(n: int) -> int:
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
+def _calls(graph: Graph, layers) -> list[tuple[int, list[int], list[int], bool]]:
+    """``(step, inputs, outputs, view)`` of every kernel call, in order: the
+    layers when given (folded ops run nothing), else one per operator."""
+    if layers is None:
+        views = view_ops()
+        return [(op.index, op.inputs, op.outputs, op.op in views) for op in graph.operators]
+    return [(layer.index, list(layer.inputs), list(getattr(layer, "outputs", None) or [layer.output]),
+             getattr(layer, "view", False)) for layer in layers]
+
+
+def view_ops() -> set[str]:
+    """Ops whose output is their input's bytes (tinybuild.ops: ``OpDef.view``)."""
+    from . import ops
+    return {name for name, opdef in ops.registry().items() if opdef.view}
+
+
 def buffers_with_lifetimes(graph: Graph, layers=None) -> list[Buffer]:
-    """Tensor buffers (aliases merged), then one scratch buffer per layer that asks."""
-    steps = len(graph.operators)
+    """Tensor buffers (a view's output shares its input's), then one scratch
+    buffer per layer that asks. A tensor lives from the step that writes it (the
+    model's inputs: -1) to the last step that reads it (its outputs: the end)."""
+    calls = _calls(graph, layers)
     owner: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
+
+    def activation(t: int) -> bool:
+        return t >= 0 and not graph.tensors[t].is_constant
 
     def buffer_of(t: int, step: int) -> Buffer:
         if t not in owner:
@@ -164,19 +188,19 @@ def buffers_with_lifetimes(graph: Graph, layers=None) -> list[Buffer]:
 
     for t in graph.inputs:
         buffer_of(t, -1)
-    for op in graph.operators:
-        for t in op.inputs:
-            if t >= 0 and not graph.tensors[t].is_constant:
-                buffer_of(t, op.index).last = op.index
-        if op.op in ALIAS_OPS and not graph.tensors[op.outputs[0]].is_constant:
-            shared = buffer_of(op.inputs[0], op.index)
-            shared.tensors.append(op.outputs[0])
-            owner[op.outputs[0]] = shared
+    for step, inputs, outputs, view in calls:
+        for t in filter(activation, inputs):
+            buffer_of(t, step).last = step
+        if view and inputs and activation(inputs[0]) and activation(outputs[0]):
+            shared = buffer_of(inputs[0], step)
+            shared.tensors.append(outputs[0])
+            owner[outputs[0]] = shared
             continue
-        for t in op.outputs:
-            buffer_of(t, op.index).last = max(owner.get(t, buffer_of(t, op.index)).last, op.index)
+        for t in filter(activation, outputs):
+            written = buffer_of(t, step)
+            written.last = max(written.last, step)
     for t in graph.outputs:
-        buffer_of(t, steps).last = steps
+        buffer_of(t, len(calls)).last = len(calls)
     for layer in layers or ():
         if getattr(layer, "scratch_bytes", 0):
             buffers.append(Buffer([], int(layer.scratch_bytes), layer.index, layer.index,

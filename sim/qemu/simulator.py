@@ -10,12 +10,12 @@ plugins enabled):
   ``-icount shift=0`` (deterministic: the virtual clock advances one
   nanosecond per instruction, no host-time dependence) and Arm semihosting
   (``-semihosting-config enable=on,target=native``) routed to a file.
-- The input tensor is placed at ``tb_io_desc.input`` before reset by QEMU's
+- Each input tensor is placed where ``tb_io_desc`` says before reset by QEMU's
   generic loader (``-device loader,file=...,addr=...,force-raw=on``).
 - The firmware's ``tb_exit`` (the target's startup code overrides the
   runtime's weak one) writes ``TB_STACK <addr>`` (the lowest stack word no
   longer holding the paint its Reset_Handler put there) and
-  ``TB_OUTPUT <hex>`` and exits through semihosting SYS_EXIT_EXTENDED; a
+  ``TB_OUTPUT <hex>`` (every output, in order) and exits through semihosting SYS_EXIT_EXTENDED; a
   fault handler writes ``TB_FAULT pc=...``. (The stack cannot be painted
   from outside: QEMU's ELF loader zero-fills the NOLOAD stack segment and
   refuses a second ROM blob over it.)
@@ -56,6 +56,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinybuild.codegen import read_io_desc
 from tinybuild.errors import TinybuildError
 from tinybuild.target import LayerProfile, RunResult, Target
 
@@ -238,15 +239,10 @@ class _QemuRun:
 
     def command(self, work: Path, plugin: Path) -> list[str]:
         b = self.board
-        desc = self.sym("tb_io_desc")
-        words = struct.unpack("<8I", read_static(self.img, desc, 32))
-        magic, self.num_layers, in_addr, in_size, out_addr, out_size, _, _ = words
-        if magic != 0x31425454:
-            raise TinybuildError(f"{self.elf}: tb_io_desc has bad magic 0x{magic:08x}")
-        if len(self.input) != in_size:
-            raise TinybuildError(
-                f"input is {len(self.input)} bytes but the model's input tensor is {in_size} bytes "
-                f"(tb_io_desc.input_size in {self.elf.name})")
+        desc = read_io_desc(lambda a, n: read_static(self.img, a, n), self.sym("tb_io_desc"),
+                            str(self.elf))
+        self.num_layers = desc.num_layers
+        desc.check_input(self.input, self.elf.name)
         if not semihosts(self.img):
             raise TinybuildError(
                 f"{self.elf.name} makes no semihosting call, so QEMU cannot return the output or "
@@ -259,9 +255,10 @@ class _QemuRun:
                 "-icount", "shift=0", "-kernel", str(self.elf)]
         if b.start_at_entry:
             args += ["-device", f"loader,addr=0x{self.img.entry:x},cpu-num=0"]
-        if in_size:
-            (work / "input.bin").write_bytes(self.input)
-            args += ["-device", f"loader,file={work / 'input.bin'},addr=0x{in_addr:x},force-raw=on"]
+        for i, (addr, data) in enumerate(desc.input_parts(self.input)):
+            if data:
+                (work / f"input{i}.bin").write_bytes(data)
+                args += ["-device", f"loader,file={work / f'input{i}.bin'},addr=0x{addr:x},force-raw=on"]
         self.stack_end = self.img.symbols.get("__stack_end__")
         limit = max(0, self.max_instructions)
         args += ["-plugin", f"{plugin},mark=0x{self.sym('tb_mark'):x},exit=0x{self.sym('tb_exit'):x},"

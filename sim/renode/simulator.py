@@ -11,11 +11,11 @@ temporary folder per run:
   cycle: Renode's virtual time is instructions / MIPS);
 - ``run.resc``: creates the machine, loads the platform and the ELF
   (``sysbus LoadELF``), paints the stack and the arena with the same word the
-  other simulators use (``sysbus LoadBinary``), places the input tensor at
-  ``tb_io_desc.input``, points the core at the reset vector, adds a Python
+  other simulators use (``sysbus LoadBinary``), places each input tensor where
+  ``tb_io_desc`` says, points the core at the reset vector, adds a Python
   hook on ``tb_mark`` (appends ``cpu.ExecutedInstructions`` to a results
-  file) and on ``tb_exit`` (appends the count, the output tensor read with
-  ``SystemBus.ReadBytes``, the stack's low-water mark and the arena bytes
+  file) and on ``tb_exit`` (appends the count, the outputs read with
+  ``SystemBus.ReadBytes``, one after the other, the stack's low-water mark and the arena bytes
   touched, then halts the core), runs for at most ``max_instructions``
   instructions of virtual time (``emulation RunFor``, blocking), writes the
   PC if it got there without reaching ``tb_exit``, and quits.
@@ -57,6 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tinybuild.codegen import read_io_desc
 from tinybuild.errors import TinybuildError, shown
 from tinybuild.target import LayerProfile, RunResult, Target
 
@@ -149,11 +150,9 @@ class RunPlan:
         for name in ("tb_io_desc", "tb_mark", "tb_exit"):
             if name not in sym:
                 raise TinybuildError(f"{shown(elf, 160)} has no symbol `{name}`: is it a tinybuild firmware?")
-        words = struct.unpack("<8I", _static(self.img, sym["tb_io_desc"], 32))
-        (magic, self.num_layers, self.in_addr, self.in_size, self.out_addr, self.out_size,
-         self.arena_addr, self.arena_size) = words
-        if magic != 0x31425454:
-            raise TinybuildError(f"{shown(elf, 160)}: tb_io_desc has bad magic 0x{magic:08x}")
+        self.io = read_io_desc(lambda a, n: _static(self.img, a, n), sym["tb_io_desc"], shown(elf, 160))
+        self.num_layers = self.io.num_layers
+        self.arena_addr, self.arena_size = self.io.arena, self.io.arena_size
         self.mark_addr, self.exit_addr = sym["tb_mark"], sym["tb_exit"]
         self.stack_lo, self.stack_hi = sym.get("__stack_start__"), sym.get("__stack_end__")
         if target.arch == "arm":
@@ -201,8 +200,9 @@ def script_resc(plan: RunPlan, work: Path, max_instructions: int) -> str:
         out.append(f"sysbus LoadBinary @{work / 'stack_paint.bin'} 0x{plan.stack_lo:08X}")
     if plan.arena_size:
         out.append(f"sysbus LoadBinary @{work / 'arena_paint.bin'} 0x{plan.arena_addr:08X}")
-    if plan.in_size:
-        out.append(f"sysbus LoadBinary @{work / 'input.bin'} 0x{plan.in_addr:08X}")
+    for i, (addr, size) in enumerate(plan.io.inputs):
+        if size:
+            out.append(f"sysbus LoadBinary @{work / f'input{i}.bin'} 0x{addr:08X}")
     if plan.vector_table is not None:
         out.append(f"cpu VectorTableOffset 0x{plan.vector_table:08X}")
     if plan.reset_sp is not None and t.arch == "arm":
@@ -213,7 +213,9 @@ def script_resc(plan: RunPlan, work: Path, max_instructions: int) -> str:
                  "f.close()"]
     exit_hook = [f"f = open(r'{results}', 'a')",
                  "f.write('TB_EXIT %d\\n' % self.ExecutedInstructions)",
-                 f"data = machine.SystemBus.ReadBytes(0x{plan.out_addr:X}, {plan.out_size})",
+                 "data = []",
+                 *(f"data += list(machine.SystemBus.ReadBytes(0x{addr:X}, {size}))"
+                   for addr, size in plan.io.outputs if size),
                  "f.write('TB_OUTPUT %s\\n' % ''.join(['%02x' % int(b) for b in data]))"]
     if plan.stack_lo is not None and plan.stack_hi is not None and plan.stack_hi > plan.stack_lo:
         n = (plan.stack_hi - plan.stack_lo) // 4
@@ -257,8 +259,9 @@ def write_run_files(plan: RunPlan, work: Path, input_bytes: bytes, max_instructi
         (work / "stack_paint.bin").write_bytes(PATTERN * ((plan.stack_hi - plan.stack_lo) // 4))
     if plan.arena_size:
         (work / "arena_paint.bin").write_bytes((PATTERN * (plan.arena_size // 4 + 1))[: plan.arena_size])
-    if plan.in_size:
-        (work / "input.bin").write_bytes(input_bytes)
+    for i, (_, data) in enumerate(plan.io.input_parts(input_bytes)):
+        if data:
+            (work / f"input{i}.bin").write_bytes(data)
     resc = work / "run.resc"
     resc.write_text(script_resc(plan, work, max_instructions))
     return resc
@@ -384,9 +387,7 @@ class RenodeSimulator:
             max_instructions: int = 2_000_000_000, timeout_s: float = 600.0) -> RunResult:
         binary, _ = usable_renode()
         plan = RunPlan(Path(elf), target)
-        if len(input_bytes) != plan.in_size:
-            raise TinybuildError(f"input is {len(input_bytes)} bytes but the model's input tensor is "
-                                 f"{plan.in_size} bytes (tb_io_desc.input_size in {shown(Path(elf).name)})")
+        plan.io.check_input(input_bytes, shown(Path(elf).name))
         with tempfile.TemporaryDirectory(prefix="tb_renode_") as tmp:
             work = Path(tmp)
             resc = write_run_files(plan, work, bytes(input_bytes), max_instructions)

@@ -6,13 +6,13 @@ and native.py for how the counting hook is built):
 1. Maps the target's memory regions (plus, on Cortex-M, the System Control
    Space page at 0xE000E000 so the startup's CPACR write lands), paints every
    RAM byte with PATTERN, loads the ELF's PT_LOAD segments at their load
-   (physical) addresses, writes the input tensor at ``tb_io_desc.input`` and
+   (physical) addresses, writes the inputs where ``tb_io_desc`` says and
    resets the core like the hardware (Cortex-M: SP and PC from the vector
    table at the flash origin; RV32: PC = ELF entry).
 2. Counts instructions and cycles per basic block in native code
    (UC_HOOK_BLOCK), snapshots the counters at every ``tb_mark`` call (a narrow
    Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``.
-3. Reads the output tensor, the peak stack (distance from ``__stack_end__``
+3. Reads the outputs (concatenated, in the model's order), the peak stack (distance from ``__stack_end__``
    to the lowest word no longer holding the pattern), the RAM touched (bytes
    no longer holding the pattern) and, of those, the ones inside the model's
    planned arena (``tb_io_desc.arena``/``arena_size``).
@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinybuild.codegen import read_io_desc
 from tinybuild.errors import TinybuildError, shown
 from tinybuild.target import LayerProfile, RunResult, Target
 
@@ -397,26 +398,22 @@ class _Run:
             if region.kind == "ram":
                 self.loaded_ram.append((s.paddr, s.paddr + len(s.data)))
 
-        # The model's I/O descriptor and the input tensor.
-        desc_addr = self.sym("tb_io_desc")
-        words = struct.unpack("<8I", bytes(uc.mem_read(desc_addr, 32)))
-        magic, self.num_layers, in_addr, in_size, out_addr, out_size, arena, arena_size = words
-        if magic != 0x31425454:
-            raise TinybuildError(f"{shown(self.elf_path, 200)}: tb_io_desc at 0x{desc_addr:08x} has bad magic "
-                                 f"0x{magic:08x} (expected 0x31425454, 'TTB1')")
-        if len(self.input) != in_size:
-            raise TinybuildError(
-                f"input is {len(self.input)} bytes but the model's input tensor is {in_size} bytes "
-                f"(tb_io_desc.input_size in {shown(self.elf_path.name)})")
-        for name, addr, size in (("input", in_addr, in_size), ("output", out_addr, out_size)):
+        # The model's I/O descriptor and its inputs (concatenated in self.input).
+        desc = read_io_desc(lambda a, n: uc.mem_read(a, n), self.sym("tb_io_desc"),
+                            shown(self.elf_path, 200))
+        self.num_layers = desc.num_layers
+        desc.check_input(self.input, shown(self.elf_path.name))
+        tensors = [("input", *io) for io in desc.inputs] + [("output", *io) for io in desc.outputs]
+        for name, addr, size in tensors:
             reg = t.region_of(addr)
             if size and (reg is None or addr + size > reg.end):
-                raise TinybuildError(f"{shown(self.elf_path, 200)}: tb_io_desc.{name} 0x{addr:08x}+{size} is outside the memory map")
-        self.out_addr, self.out_size = out_addr, out_size
-        self.arena_addr, self.arena_size = arena, arena_size
+                raise TinybuildError(f"{shown(self.elf_path, 200)}: tb_io_desc {name} 0x{addr:08x}+{size} is outside the memory map")
+        self.outputs = desc.outputs
+        self.arena_addr, self.arena_size = desc.arena, desc.arena_size
         self.check_arena_reads()
-        if in_size:
-            uc.mem_write(in_addr, self.input)
+        for addr, data in desc.input_parts(self.input):
+            if data:
+                uc.mem_write(addr, data)
 
         # Reset.
         if img.arch == "arm":
@@ -568,7 +565,7 @@ class _Run:
 
     def result(self, wall: float, exit_code: int) -> RunResult:
         uc, c = self.uc, self.counters
-        output = bytes(uc.mem_read(self.out_addr, self.out_size)) if self.out_size else b""
+        output = b"".join(bytes(uc.mem_read(a, n)) for a, n in self.outputs if n)
         layers: list[LayerProfile] = []
         marks = self.marks
         begin = next((i for i, m in enumerate(marks) if m[0] == 0), None)

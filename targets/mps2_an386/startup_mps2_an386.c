@@ -102,14 +102,16 @@ __attribute__((noinline, used, noreturn)) void tb_exit_report(int code, uint32_t
   *p = 0;
   semihost(SYS_WRITE0, line);
   p = put_str(line, "TB_OUTPUT ");
-  const uint8_t *out = (const uint8_t *)tb_io_desc.output;
-  for (uint32_t i = 0; i < tb_io_desc.output_size; i++) {
-    if (p - line > (long)sizeof line - 4) {   /* flush a full buffer */
-      *p = 0;
-      semihost(SYS_WRITE0, line);
-      p = line;
+  for (uint32_t k = 0; k < tb_io_desc.num_outputs; k++) {   /* every output, in order */
+    const uint8_t *out = TB_IO_OUTPUT(k).data;
+    for (uint32_t i = 0; i < TB_IO_OUTPUT(k).size; i++) {
+      if (p - line > (long)sizeof line - 4) {   /* flush a full buffer */
+        *p = 0;
+        semihost(SYS_WRITE0, line);
+        p = line;
+      }
+      p = put_hex8(p, out[i]);
     }
-    p = put_hex8(p, out[i]);
   }
   *p++ = '\n';
   *p = 0;

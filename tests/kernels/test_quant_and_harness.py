@@ -208,9 +208,9 @@ ARM_FLAGS = ["-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard"
 SOURCES = sorted(KERNEL_DIR.glob("*.c"))
 LIBM = {"exp", "expf", "log", "logf", "pow", "powf", "round", "roundf", "floor",
         "floorf", "frexp", "ldexp", "sqrt", "sqrtf", "lround", "rint", "nearbyint"}
-# Only FULLY_CONNECTED uses (soft-float, IEEE-exact) double arithmetic: TF 2.21's
+# Only FULLY_CONNECTED and QUANTIZE/DEQUANTIZE use (soft-float, IEEE-exact) double arithmetic: TF 2.21's
 # reference FC rescales in double. Everything else must be integer-only.
-SOFT_DOUBLE_OK = {"fully_connected_s8.c"}
+SOFT_DOUBLE_OK = {"fully_connected.c", "quantize.c"}
 
 
 @pytest.mark.skipif(shutil.which(ARM_CC) is None, reason="arm-none-eabi-gcc not installed")

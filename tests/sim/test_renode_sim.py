@@ -246,21 +246,22 @@ def test_resc_addresses_come_from_the_elf_and_map(tmp_path, mps2, build_mps2):
     loads = {Path(m.group(1)).name: int(m.group(2), 16) for m in
              (re.match(r"sysbus LoadBinary @(\S+) 0x(\w+)$", c) for c in commands) if m}
     # painted first, then the input over the painted arena
-    assert list(loads) == ["stack_paint.bin", "arena_paint.bin", "input.bin"]
+    assert list(loads) == ["stack_paint.bin", "arena_paint.bin", "input0.bin"]
     stack_lo, stack_hi = map_symbol(map_text, "__stack_start__"), map_symbol(map_text, "__stack_end__")
     desc = map_symbol(map_text, "tb_io_desc")
-    # tb_io_desc's words, read from the ELF by hand: magic, layers, input, size, output, size, arena, size
+    # tb_io_desc's words, read from the ELF by hand: magic, layers, arena, size, inputs, outputs,
+    # then input 0's address and size, output 0's address and size
     with open(elf, "rb") as f:
         from elftools.elf.elffile import ELFFile
         e = ELFFile(f)
         sec = next(s for s in e.iter_sections() if s["sh_addr"] <= desc < s["sh_addr"] + s["sh_size"])
-        words = struct.unpack("<8I", sec.data()[desc - sec["sh_addr"]: desc - sec["sh_addr"] + 32])
-    assert loads["input.bin"] == words[2]
+        words = struct.unpack("<10I", sec.data()[desc - sec["sh_addr"]: desc - sec["sh_addr"] + 40])
+    assert words[4:6] == (1, 1) and loads["input0.bin"] == words[6]
     assert loads["stack_paint.bin"] == stack_lo
-    assert loads["arena_paint.bin"] == words[6]
+    assert loads["arena_paint.bin"] == words[2]
     assert (tmp_path / "stack_paint.bin").stat().st_size == stack_hi - stack_lo
-    assert (tmp_path / "arena_paint.bin").stat().st_size == words[7]
-    assert (tmp_path / "input.bin").read_bytes() == bytes(64)
+    assert (tmp_path / "arena_paint.bin").stat().st_size == words[3]
+    assert (tmp_path / "input0.bin").read_bytes() == bytes(64)
     hooks = {c.split()[3]: int(c.split()[2], 16) for c in commands if c.startswith("cpu AddHook")}
     assert hooks == {"$tb_mark_hook": map_symbol(map_text, "tb_mark"),
                      "$tb_exit_hook": map_symbol(map_text, "tb_exit")}
@@ -271,8 +272,8 @@ def test_resc_addresses_come_from_the_elf_and_map(tmp_path, mps2, build_mps2):
     assert f"cpu PC 0x{vt[1] & ~1:08X}" in commands
     # the hooks read what tb_io_desc names, and are valid Python
     exit_hook = blocks["tb_exit_hook"]
-    assert f"ReadBytes(0x{words[4]:X}, {words[5]})" in exit_hook
-    assert f"ReadBytes(0x{words[6]:X}, {words[7]})" in exit_hook
+    assert f"ReadBytes(0x{words[8]:X}, {words[9]})" in exit_hook
+    assert f"ReadBytes(0x{words[2]:X}, {words[3]})" in exit_hook
     for name, body in blocks.items():
         compile(body, name, "exec")
         assert "results.txt" in body

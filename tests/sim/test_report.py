@@ -107,7 +107,7 @@ CM4 = "tinybuild_builtin_targets_cortex_m4.plugin (/repo/targets/cortex_m4/plugi
 def _with_kernels(parts):
     """Layers 0 and 1 from the cortex-m4 plugin, 2 and 3 the reference kernels."""
     kernels = [("cm4_conv_s8", "cm4_conv_s8", CM4), ("cm4_dw_s8", "cm4_dw_s8", CM4),
-               ("tb_copy_s8", "tb_copy_s8 (reference)", None),
+               ("tb_copy", "tb_copy (reference)", None),
                ("tb_fully_connected_s8", "tb_fully_connected_s8 (reference)", None)]
     for layer, (function, label, plugin) in zip(parts["plan"]["layers"], kernels):
         layer.update(kernel=function, kernel_label=label, **({"plugin": plugin} if plugin else {}))

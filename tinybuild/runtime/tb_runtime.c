@@ -15,17 +15,25 @@ __attribute__((weak, noinline, used, noreturn)) void tb_exit(int code) {
 }
 
 #ifdef TB_HOST
-/* Host build (tests, native validation): the input tensor's bytes arrive on
- * stdin, the output tensor's bytes leave on stdout, one inference per run. */
+/* Host build (tests, native validation): the inputs' bytes arrive on stdin,
+ * one after the other, the outputs' bytes leave on stdout the same way; one
+ * inference per run. */
 #include <stdio.h>
 
 int main(void) {
-  if (fread(tb_io_desc.input, 1, tb_io_desc.input_size, stdin) != tb_io_desc.input_size) {
-    fprintf(stderr, "tb_host: expected %u input bytes on stdin\n", (unsigned)tb_io_desc.input_size);
-    return 2;
+  uint32_t i;
+  for (i = 0; i < tb_io_desc.num_inputs; ++i) {
+    const tb_io_tensor_t in = TB_IO_INPUT(i);
+    if (fread(in.data, 1, in.size, stdin) != in.size) {
+      fprintf(stderr, "tb_host: expected %u bytes for input %u on stdin\n", (unsigned)in.size,
+              (unsigned)i);
+      return 2;
+    }
   }
   tb_model_invoke();
-  fwrite(tb_io_desc.output, 1, tb_io_desc.output_size, stdout);
+  for (i = 0; i < tb_io_desc.num_outputs; ++i) {
+    fwrite(TB_IO_OUTPUT(i).data, 1, TB_IO_OUTPUT(i).size, stdout);
+  }
   return 0;
 }
 #else

@@ -43,8 +43,8 @@ from tinybuild.target import MemoryRegion, Target  # noqa: E402
 
 elf = re.search(r"^sysbus LoadELF @(.+)$", resc, re.M).group(1)
 results = Path(re.search(r"open\(r'([^']+)'", resc).group(1))
-inp = re.search(r"^sysbus LoadBinary @(\S+/input\.bin) 0x", resc, re.M)
-data = Path(inp.group(1)).read_bytes() if inp else b""
+data = b"".join(Path(m).read_bytes()      # the inputs, in order
+               for m in re.findall(r"^sysbus LoadBinary @(\S+/input\d+\.bin) 0x", resc, re.M))
 repl = Path(re.search(r"LoadPlatformDescription @(.+)$", resc, re.M).group(1)).read_text()
 memory = tuple(MemoryRegion(m.group(1).upper(), int(m.group(2), 16), int(m.group(3), 16),
                             "flash" if m.group(1) == "flash" else "ram")

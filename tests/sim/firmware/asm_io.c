@@ -4,6 +4,5 @@
 
 __attribute__((section(".noinit"), aligned(16))) static uint8_t arena[64];
 
-__attribute__((used)) const tb_io_desc_t tb_io_desc = {
-    TB_IO_MAGIC, 5, (int8_t *)arena, 16, (int8_t *)arena + 32, 16, arena, sizeof arena,
-};
+__attribute__((used)) const tb_io_desc_t tb_io_desc =
+    TB_IO_DESC_1_1(5, arena, 16, arena + 32, 16, arena, sizeof arena);

@@ -33,7 +33,7 @@ tb_model_invoke:
     ldr     r1, =tb_io_desc     @ 2
     ldr     r2, [r1, #0]        @ 2: its address comes from the previous load
     ldr     r3, [r1, #4]        @ 1: pipelined
-    ldr     r0, [r1, #8]        @ 1: pipelined (r0 = input tensor address)
+    ldr     r0, [r1, #8]        @ 1: pipelined (r0 = the arena, where the input is)
     ldr     r2, [r0, #0]        @ 2: address from the previous load
     str     r2, [r0, #4]        @ 1
     ldr     r3, [r0, #8]        @ 2: nothing pipelines after a store
@@ -73,8 +73,8 @@ tb_model_invoke:
 
     @ output[i] = input[i] + 1 for the 16 bytes
     ldr     r1, =tb_io_desc
-    ldr     r2, [r1, #8]        @ input
-    ldr     r3, [r1, #16]       @ output
+    ldr     r2, [r1, #24]       @ input (tensors[0].data)
+    ldr     r3, [r1, #32]       @ output (tensors[1].data)
     movs    r1, #0
 3:  ldrb    r0, [r2, r1]
     adds    r0, r0, #1

@@ -4,7 +4,6 @@
 
 __attribute__((section(".noinit"), aligned(16))) uint8_t tb_cycles_arena[128];
 
-__attribute__((used)) const tb_io_desc_t tb_io_desc = {
-    TB_IO_MAGIC, 12, (int8_t *)tb_cycles_arena, 64, (int8_t *)tb_cycles_arena + 64, 16,
-    tb_cycles_arena, sizeof tb_cycles_arena,
-};
+__attribute__((used)) const tb_io_desc_t tb_io_desc =
+    TB_IO_DESC_1_1(12, tb_cycles_arena, 64, tb_cycles_arena + 64, 16, tb_cycles_arena,
+                   sizeof tb_cycles_arena);

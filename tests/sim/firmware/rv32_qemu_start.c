@@ -60,8 +60,8 @@ __attribute__((noinline, used, noreturn)) void tb_exit_report(int code, uint32_t
   p = line;
   s = "TB_OUTPUT ";
   while (*s) *p++ = *s++;
-  const uint8_t *out = (const uint8_t *)tb_io_desc.output;
-  for (uint32_t i = 0; i < tb_io_desc.output_size && i < 40; i++) p = put_hex8(p, out[i]);
+  const uint8_t *out = TB_IO_OUTPUT(0).data;
+  for (uint32_t i = 0; i < TB_IO_OUTPUT(0).size && i < 40; i++) p = put_hex8(p, out[i]);
   *p++ = '\n';
   *p = 0;
   semihost(SYS_WRITE0, line);

@@ -27,12 +27,8 @@ __attribute__((section(".noinit"), aligned(16))) static uint8_t arena[ARENA_SIZE
 /* The build links with -Wl,--undefined=tb_io_desc: --gc-sections would
  * otherwise drop the descriptor once the compiler has constant-folded every
  * use of it (Debian's arm-none-eabi binutils ignores `retain`). */
-__attribute__((used)) const tb_io_desc_t tb_io_desc = {
-    TB_IO_MAGIC, 4,
-    (int8_t *)arena, INPUT_SIZE,
-    (int8_t *)arena + 128, OUTPUT_SIZE,
-    arena, ARENA_SIZE,
-};
+__attribute__((used)) const tb_io_desc_t tb_io_desc =
+    TB_IO_DESC_1_1(4, arena, INPUT_SIZE, arena + 128, OUTPUT_SIZE, arena, ARENA_SIZE);
 
 volatile float tb_test_scale = 1.5f;
 volatile int32_t tb_test_float_result;
@@ -98,8 +94,8 @@ __attribute__((noinline)) static void layer_dense(const int8_t *in, int32_t *acc
 }
 
 void tb_model_invoke(void) {
-  const int8_t *in = tb_io_desc.input;
-  int8_t *out = tb_io_desc.output;
+  const int8_t *in = (const int8_t *)TB_IO_INPUT(0).data;
+  int8_t *out = (int8_t *)TB_IO_OUTPUT(0).data;
   tb_mark(0);
   int32_t acc = layer_checksum(in);
   tb_mark(1);

@@ -10,7 +10,7 @@
 #include "tb_kernels.h"
 
 /* std::round for |v| < 2^30, saturating beyond (outputs are int8 anyway);
- * declared in tb_kernels.h for the targets' FC kernels' tie fallback. */
+ * declared in tb_common.h for QUANTIZE and the targets' FC kernels' tie fallback. */
 int32_t tb_round_half_away(double v) {
   int32_t t;
   double frac;

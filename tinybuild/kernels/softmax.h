@@ -1,0 +1,33 @@
+/* SOFTMAX (tinybuild/ops/softmax.py, softmax.c). */
+#ifndef TB_SOFTMAX_H
+#define TB_SOFTMAX_H
+#include "tb_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SOFTMAX on the last axis of an [outer][depth] int8 tensor. The host
+ * precomputes whatever TFLite's reference Prepare step precomputes; see
+ * tb_softmax_s8's definition for the exact fields.
+ * TFLite's BUILTIN_REF softmax (SoftmaxPrepare/Eval<kReference>) takes the
+ * integer gemmlowp path for int8 -> int8: only outer, depth, input_multiplier,
+ * input_left_shift and diff_min are used (tinybuild.quant.softmax_params);
+ * output_offset is fixed at -128 by TFLite, exp_table/output_inv_scale are
+ * unused by the reference kernel (set them to 0). */
+typedef struct {
+  int32_t outer, depth;
+  int32_t input_multiplier;
+  int32_t input_left_shift;
+  int32_t diff_min;
+  int32_t output_offset; /* output zero point, -128 for TFLite's int8 softmax */
+  const float *exp_table; /* 256 entries when the reference uses a lookup table, else 0 */
+  float output_inv_scale;
+} tb_softmax_params;
+
+void tb_softmax_s8(const tb_softmax_params *p, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

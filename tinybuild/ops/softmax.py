@@ -1,0 +1,32 @@
+"""SOFTMAX: int8 -> int8 on the last axis (output scale 1/256, zero point
+-128 as TFLite requires), any beta. Kernel: tinybuild/kernels/softmax.c."""
+from __future__ import annotations
+
+from .. import quant
+from ..lower import Layer
+from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
+from ._common import elements, tensor
+
+OPTIONS = Options("SoftmaxOptions", (OptionField("Beta", "beta", 0, "f32", 0.0),))
+
+
+def lower(graph, op) -> Layer:
+    x = tensor(graph, op, op.inputs[0], "input")
+    y = tensor(graph, op, op.outputs[0], "output")
+    try:
+        params = quant.softmax_params(x.scale, x.zero_point, y.scale, y.zero_point,
+                                      float(op.options.get("Beta", 1.0)))
+    except ValueError as exc:
+        raise unsupported(op, str(exc)) from None
+    # BUILTIN_REF's int8 softmax is the integer gemmlowp path: no lookup table,
+    # and the input zero point cancels in x - max(x).
+    for unused in ("exp_table", "input_zero_point"):
+        params.pop(unused, None)
+    depth = x.shape[-1]
+    params.update(outer=elements(x) // depth, depth=depth)
+    return Layer(op.index, op.op, "tb_softmax_params", params, [op.inputs[0]], [op.outputs[0]],
+                 [], 0, f"{depth} classes")
+
+
+OPS = [OpDef("SOFTMAX", lower, "tb_softmax_s8", KERNEL_DIR / "softmax.c", "tb_softmax_params",
+             OPTIONS, doc="int8 -> int8 on the last axis, any beta")]
