@@ -241,3 +241,15 @@ def _schema_field(f: OptionField) -> tuple:
 def options_of(name: str) -> Options | None:
     opdef = registry().get(name)
     return opdef.options if opdef is not None else None
+
+
+OPS_DOC = Path(__file__).resolve().parents[2] / "docs" / "ops.md"
+TABLE_BEGIN, TABLE_END = "<!-- ops-table:begin -->\n", "<!-- ops-table:end -->"
+
+
+def write_ops_table(doc: Path = OPS_DOC) -> None:
+    """Rewrite the op table of docs/ops.md from the registry
+    (``./tb python -m tinybuild.ops``)."""
+    text = doc.read_text()
+    start, end = text.index(TABLE_BEGIN) + len(TABLE_BEGIN), text.index(TABLE_END)
+    doc.write_text(text[:start] + ops_table() + text[end:])

@@ -1,0 +1,81 @@
+"""RESHAPE (tinybuild/ops/reshape.py): a view the planner aliases, a copy
+otherwise, folded when its input is constant."""
+import numpy as np
+import pytest
+
+from harness import Case, build_host, check, rng_for
+from tflite_builder import ModelBuilder
+from tinybuild import codegen, kernel_registry, lower, planner
+from tinybuild.host import run_host_model
+from tinybuild.importer import load_graph
+
+
+def reshape_model(in_shape=(1, 4, 4, 2), out_shape=(1, 32), dtype="int8") -> bytes:
+    b = ModelBuilder()
+    q = (0.05, 3) if dtype != "float32" else (None, None)
+    x = b.input(in_shape, dtype, *q)
+    shape = b.const(np.array(out_shape, np.int32), "int32")
+    y = b.tensor(out_shape, dtype, *q)
+    b.op("RESHAPE", [x, shape], [y], b.options("ReshapeOptions", newShape=list(out_shape)))
+    return b.build([y])
+
+
+def conv_reshape_fc_model() -> bytes:
+    """CONV_2D -> RESHAPE -> FULLY_CONNECTED whose weights are a constant RESHAPE (folded)."""
+    rng = rng_for("conv_reshape_fc")
+    b = ModelBuilder()
+    x = b.input((1, 4, 4, 2), "int8", 0.05, 0)
+    w = b.const(rng.integers(-127, 128, (3, 1, 1, 2)), "int8", [0.02] * 3, [0] * 3)
+    bias = b.const(np.zeros(3, np.int32), "int32", [0.001] * 3, [0] * 3)
+    c = b.tensor((1, 4, 4, 3), "int8", 0.1, -4)
+    b.op("CONV_2D", [x, w, bias], [c], b.options("Conv2DOptions", padding="SAME", strideH=1, strideW=1),
+         version=3)
+    flat = b.tensor((1, 48), "int8", 0.1, -4)
+    b.op("RESHAPE", [c, b.const(np.array([1, 48], np.int32), "int32")], [flat])
+    raw = b.const(rng.integers(-127, 128, (5, 6, 8)), "int8", 0.01, 0)
+    fc_w = b.tensor((5, 48), "int8", 0.01, 0)
+    b.op("RESHAPE", [raw, b.const(np.array([5, 48], np.int32), "int32")], [fc_w])
+    y = b.tensor((1, 5), "int8", 0.2, 1)
+    b.op("FULLY_CONNECTED", [flat, fc_w, -1], [y], b.options("FullyConnectedOptions"), version=4)
+    return b.build([y])
+
+
+CASES = [
+    Case("RESHAPE 4-D to 2-D (the output aliases the input)", lambda: reshape_model()),
+    Case("RESHAPE float32", lambda: reshape_model((1, 6), (1, 2, 3), "float32")),
+    Case("RESHAPE between layers, constant RESHAPE folded", conv_reshape_fc_model),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_reshape(case):
+    check(case)
+
+
+def test_constant_reshape_is_folded_and_views_cost_no_copy(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(conv_reshape_fc_model())
+    graph = load_graph(path)
+    layers = lower.lower_graph(graph)
+    assert [l.op for l in layers] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]   # one RESHAPE folded
+    assert [l.op_index for l in layers] == [0, 1, 3] and [l.index for l in layers] == [0, 1, 2]
+    plan = planner.plan_memory(graph, kernel_registry.select_kernels(layers, []))
+    model_c, _ = codegen.generate(graph, layers, plan, "test")
+    assert layers[1].aliased and "tb_copy(" not in model_c
+
+
+def test_a_view_the_planner_keeps_apart_is_copied(tmp_path):
+    """tb_copy in the call convention: move the output away from its input by hand."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(reshape_model((1, 3, 5, 2), (1, 30)))
+    graph = load_graph(path)
+    layers = kernel_registry.select_kernels(lower.lower_graph(graph), [])
+    plan = planner.plan_memory(graph, layers)
+    out = graph.outputs[0]
+    plan.offsets[out] = plan.arena_size
+    plan.arena_size += 32
+    codegen.write_model(tmp_path, graph, layers, plan, "test")
+    assert "tb_copy(&tb_L0_params, (const int8_t *)(tb_arena + 0), (int8_t *)(tb_arena + " \
+        in (tmp_path / "model.c").read_text()
+    data = bytes(range(30))
+    assert run_host_model(build_host(tmp_path), data) == data
