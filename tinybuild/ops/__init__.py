@@ -227,10 +227,14 @@ def option_tables() -> dict[str, dict]:
     for opdef in registry().values():
         if opdef.options is None or opdef.name.startswith("CUSTOM:"):
             continue
+        union = getattr(BuiltinOptions, opdef.options.table, None)
+        code = getattr(BuiltinOperator, opdef.name, None)
+        if union is None or code is None:       # a typo in an OpDef: say so before any model loads
+            raise RuntimeError(f"OpDef {opdef.name}: the tflite package knows no "
+                               f"{'operator ' + opdef.name if code is None else opdef.options.table}")
         entry = tables.setdefault(opdef.options.table, {
-            "union": getattr(BuiltinOptions, opdef.options.table),
-            "fields": tuple(_schema_field(f) for f in opdef.options.fields), "ops": []})
-        entry["ops"].append(getattr(BuiltinOperator, opdef.name))
+            "union": union, "fields": tuple(_schema_field(f) for f in opdef.options.fields), "ops": []})
+        entry["ops"].append(code)
     return tables
 
 
