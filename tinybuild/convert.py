@@ -182,18 +182,37 @@ def _type_of(tensor: dict) -> str:
 
 
 def _not_int8(model: dict) -> list[str]:
-    """What keeps a checked model from being fully int8, one phrase each."""
+    """What keeps a checked model from being fully int8, one phrase each. An
+    "int8 inside" model's interface is fine: float32/uint8 inputs read only by
+    QUANTIZE, outputs written by DEQUANTIZE or QUANTIZE (tinybuild.ops.quantize)."""
     problems = []
     for graph in model["subgraphs"]:
         tensors = graph["tensors"] or []
+        edges = _interface_edges(model, graph)
         for kind in ("input", "output"):
             for i in graph[kind + "s"] if graph[kind + "s"] is not None else []:
                 t = tensors[int(i)]
-                if _type_of(t) != "INT8":
+                if _type_of(t) != "INT8" and int(i) not in edges:
                     problems.append(f"{kind} '{shown(t['name'] or b'')}' is {_type_of(t)}")
         problems += [f"tensor '{shown(t['name'] or b'')}' is {_type_of(t)}"
-                     for t in tensors if _type_of(t) in _FLOAT_TYPES]
+                     for i, t in enumerate(tensors) if _type_of(t) in _FLOAT_TYPES and i not in edges]
     return problems
+
+
+def _interface_edges(model: dict, graph: dict) -> set[int]:
+    """Inputs read by QUANTIZE ops only and outputs written by DEQUANTIZE or QUANTIZE."""
+    names, readers, writer = [], {}, {}
+    for op in graph["operators"] or []:
+        code = model["operator_codes"][op["opcode_index"]]
+        name = flatbuffer_check.op_name(flatbuffer_check.builtin_code(code))
+        for t in op["inputs"] if op["inputs"] is not None else []:
+            readers.setdefault(int(t), []).append(name)
+        for t in op["outputs"] if op["outputs"] is not None else []:
+            writer[int(t)] = name
+    inputs = [int(i) for i in graph["inputs"]] if graph["inputs"] is not None else []
+    outputs = [int(i) for i in graph["outputs"]] if graph["outputs"] is not None else []
+    return ({i for i in inputs if readers.get(i) and set(readers[i]) == {"QUANTIZE"}}
+            | {o for o in outputs if writer.get(o) in ("DEQUANTIZE", "QUANTIZE")})
 
 
 @guarded("checking the model is fully int8")
@@ -664,12 +683,11 @@ def _compare(tf, src: Path, dst: Path, fm: _FloatModel, calib: np.ndarray) -> di
 
 
 def _check_io_count(src: Path, io: dict) -> None:
-    if len(io["inputs"]) != 1:
-        raise TinybuildError(f"{_p(src)}: the model has {len(io['inputs'])} inputs; tinybuild supports models with "
-                             "exactly one input. Fix: merge the inputs into one tensor before exporting.")
-    if len(io["outputs"]) != 1:
-        raise TinybuildError(f"{_p(src)}: the model has {len(io['outputs'])} outputs; tinybuild supports models "
-                             "with exactly one output. Fix: export only the output the firmware needs.")
+    """A .tflite may have several inputs and outputs (the firmware's tb_io_desc lists them)."""
+    for kind in ("inputs", "outputs"):
+        if not io[kind]:
+            raise TinybuildError(f"{_p(src)}: the model has no {kind}; tinybuild compiles models that "
+                                 "map inputs to outputs. Fix: re-export it with its inputs and outputs")
 
 
 def _io_summary(t: dict) -> dict:

@@ -77,8 +77,11 @@ def tflite_tensors(tflite: Path, data: bytes, indices) -> dict[int, tuple[str, b
             model_path=str(tflite), experimental_preserve_all_tensors=True,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    interp.set_tensor(inp["index"], np.frombuffer(data, dtype=inp["dtype"]).reshape(inp["shape"]))
+    at = 0
+    for inp in interp.get_input_details():           # data: every input, one after the other
+        size = int(np.prod(inp["shape"])) * np.dtype(inp["dtype"]).itemsize
+        interp.set_tensor(inp["index"], np.frombuffer(data[at:at + size], dtype=inp["dtype"]).reshape(inp["shape"]))
+        at += size
     interp.invoke()
     names = {d["index"]: d["name"] for d in interp.get_tensor_details()}
     return {i: (names.get(i, f"t{i}"), interp.get_tensor(i).tobytes()) for i in indices}

@@ -140,6 +140,19 @@ _SYMMETRIC_WEIGHTS = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED"
 OPTIONS_OF_OP = {3: 1, 4: 2, 1: 5, 17: 5, 9: 8, 25: 9, 0: 11, 22: 17}
 
 
+def _add_registered_options() -> None:
+    """The options tables of every op tinybuild.ops registers (one place per op)."""
+    from .ops import option_tables
+    for table, entry in option_tables().items():
+        _BUILTIN_OPTIONS.setdefault(entry["union"], table)
+        SCHEMA.setdefault(table, entry["fields"])
+        for code in entry["ops"]:
+            OPTIONS_OF_OP.setdefault(code, entry["union"])
+
+
+_add_registered_options()
+
+
 class Corrupt(Exception):
     """A structural fault; ``str()`` says which part and why (no file name)."""
 

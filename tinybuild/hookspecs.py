@@ -114,3 +114,28 @@ def tinybuild_kernels(target):
     ``KernelImpl`` and docs/kernels.md. The result must be bit-exact with the
     reference kernel.
     """
+
+
+@hookspec
+def tinybuild_ops():
+    """Return whole operators this plugin teaches tinybuild to compile.
+
+    Called once when the plugin manager loads (before any build). Return a
+    list of :class:`tinybuild.ops.OpDef`, each with its ``name`` (a TFLite
+    builtin tinybuild does not compile yet, or ``"CUSTOM:<custom code>"`` for
+    a custom operator), ``lower(graph, op) -> tinybuild.lower.Layer`` (checks,
+    build-time constants; raise ``tinybuild.ops.unsupported(op, why)`` for
+    what it cannot compile), ``kernel`` (the portable C function that runs
+    it, bit-exact with what TFLite computes for it), ``source`` (the C file
+    defining it: compiled into every firmware and host build) and, when the
+    layers carry a ``params_type`` struct, ``header`` (the header declaring
+    the struct and the function; without one the generated code declares the
+    function from the call's argument types). The call is ``kernel(&params,
+    inputs..., consts..., outputs...[, scratch])``; see docs/ops.md.
+
+    An op tinybuild or an earlier plugin already compiles, a function name
+    that is not a C identifier or a missing file stops every command with one
+    line naming the plugin and the op. Target plugins may then give faster
+    kernels for the op through ``tinybuild_kernels``. A custom operator no
+    plugin compiles stops the build naming its custom code and its layer.
+    """

@@ -95,20 +95,23 @@ def _read_operator(path: Path, model: dict, op: dict, index: int) -> Operator:
 
 
 def _read_options(path: Path, name: str, op: dict, index: int) -> dict:
-    table = op["builtin_options"]
-    fields = _OPTION_FIELDS.get(name)
-    if table is None or fields is None:
+    """The options the op's lowering reads, as its OpDef lists them (tinybuild.ops)."""
+    from . import ops
+    table, options = op["builtin_options"], ops.options_of(name)
+    if table is None or options is None:
         return {}
     out = {}
-    for key, field in fields:
-        value = table[field]
-        if key == "FusedActivationFunction":
+    for f in options.fields:
+        value = table[f.field]
+        if f.key == "FusedActivationFunction":
             value = _known(path, _ACTIVATIONS, value, index, name, "fused activation")
-        elif key == "Padding":
+        elif f.key == "Padding":
             value = _known(path, _PADDING, value, index, name, "padding")
-        elif key == "KeepNumDims":
+        elif f.kind == "bool":
             value = bool(value)
-        out[key] = value
+        elif isinstance(f.kind, tuple):
+            value = [] if value is None else [int(v) for v in value]
+        out[f.key] = value
     return out
 
 
@@ -119,22 +122,3 @@ def _known(path: Path, names: dict, value: int, index: int, op: str, what: str) 
             f"does not define (known: {', '.join(f'{k} {v}' for k, v in names.items())}). "
             "Fix: re-export the model")
     return names[value]
-
-
-_CONV = (("Padding", "padding"), ("StrideW", "stride_w"), ("StrideH", "stride_h"),
-         ("DilationWFactor", "dilation_w_factor"), ("DilationHFactor", "dilation_h_factor"),
-         ("FusedActivationFunction", "fused_activation_function"))
-_POOL = (("Padding", "padding"), ("StrideW", "stride_w"), ("StrideH", "stride_h"),
-         ("FilterWidth", "filter_width"), ("FilterHeight", "filter_height"),
-         ("FusedActivationFunction", "fused_activation_function"))
-# Operator -> (Graph option key, flatbuffer_check field) pairs.
-_OPTION_FIELDS = {
-    "CONV_2D": _CONV,
-    "DEPTHWISE_CONV_2D": _CONV + (("DepthMultiplier", "depth_multiplier"),),
-    "AVERAGE_POOL_2D": _POOL,
-    "MAX_POOL_2D": _POOL,
-    "FULLY_CONNECTED": (("FusedActivationFunction", "fused_activation_function"),
-                        ("KeepNumDims", "keep_num_dims"), ("WeightsFormat", "weights_format")),
-    "ADD": (("FusedActivationFunction", "fused_activation_function"),),
-    "SOFTMAX": (("Beta", "beta"),),
-}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import ops
 from .errors import shown
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -90,34 +91,22 @@ class KernelImpl:
             return ()
 
 
-REFERENCE = {
-    "CONV_2D": "tb_conv2d_s8",
-    "DEPTHWISE_CONV_2D": "tb_depthwise_conv2d_s8",
-    "FULLY_CONNECTED": "tb_fully_connected_s8",
-    "AVERAGE_POOL_2D": "tb_avg_pool2d_s8",
-    "MAX_POOL_2D": "tb_max_pool2d_s8",
-    "ADD": "tb_add_s8",
-    "SOFTMAX": "tb_softmax_s8",
-    "RESHAPE": "tb_copy_s8",
-}
+# op -> reference C function, always current with tinybuild.ops (plugin ops included)
+REFERENCE = ops.ReferenceKernels()
 
 
 def reference_sources() -> list[Path]:
-    return sorted(KERNEL_DIR.glob("*.c"))
+    """The C files of every registered op's reference kernel and their helpers."""
+    return ops.c_sources()
 
 
 def _reference_prepare(layer):
-    """What the reference kernels allow in place: ADD reads element i of both
-    inputs before writing element i; the convolutions and pools write each
-    output pixel in raster order while reading its receptive field."""
+    """What the reference kernel allows in place: its OpDef's ``in_place``."""
     from dataclasses import replace
-
-    from .planner import raster_overlap
-    if layer.op == "ADD":
-        return replace(layer, overlap={t: (None, 0) for t in layer.inputs})
-    if layer.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        return replace(layer, overlap={layer.inputs[0]: raster_overlap(layer.params)})
-    return layer
+    opdef = ops.registry().get(layer.op)
+    if opdef is None or opdef.in_place is None:
+        return layer
+    return replace(layer, overlap=opdef.in_place(layer))
 
 
 REFERENCE_PLUGIN = "tinybuild (reference kernels)"

@@ -71,11 +71,15 @@ def reference(tflite: Path, inputs_bin: Path, outputs_bin: Path, record: Path, c
         inputs, outputs = isolated.run("reference", tflite, reference_io,
                                        (tflite, count, seed, calibration), engine="TensorFlow Lite",
                                        advice=REFERENCE_CRASH_ADVICE)
+        from .reference import io_record
         inputs_bin.write_bytes(b"".join(inputs))
         outputs_bin.write_bytes(b"".join(outputs))
+        # input_bytes/output_bytes: one validation input's bytes (every model
+        # input, one after the other) and its outputs'; each tensor in the lists
         write_json(record, {"count": len(inputs), "input_bytes": len(inputs[0]),
                             "output_bytes": len(outputs[0]), "seed": seed,
-                            "resolver": "BUILTIN_REF", "calibration": str(calibration or "")})
+                            "resolver": "BUILTIN_REF", "calibration": str(calibration or ""),
+                            **io_record(tflite)})
     except BaseException:
         _remove(inputs_bin, outputs_bin, record)
         raise
@@ -149,28 +153,40 @@ def run_to_json(r: RunResult) -> dict:
 
 
 def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path,
-             diagnosis=None) -> dict:
+             diagnosis=None, outputs: list[dict] | None = None) -> dict:
     """Compare every simulated output with TFLite's; on a mismatch (or with
     ``debug=layers``) compare layer by layer (tinybuild.diagnose.Context) and
-    write layers.json beside ``record``."""
+    write layers.json beside ``record``. ``output_bytes`` is one run's bytes
+    (every output, one after the other); ``outputs`` (reference.json's) names
+    each output and its size, so a mismatch names the output that differs."""
     run = read_json(run_json)
     expected = split(outputs_bin.read_bytes(), output_bytes)
     if len(run["runs"]) != len(expected):
         raise TinybuildError(f"{run_json} holds {len(run['runs'])} runs for {len(expected)} reference "
                              "outputs: it is stale; build again")
-    results = [output_result(i, bytes.fromhex(r["output"]), want)
+    parts = outputs or [{"name": "", "bytes": output_bytes}]
+    results = [output_result(i, bytes.fromhex(r["output"]), want, parts)
                for i, (r, want) in enumerate(zip(run["runs"], expected))]
     bad = next((r for r in results if not r["match"]), None)
     data = {"match": bad is None, "inputs": len(expected), "results": results,
+            "outputs": [{"name": o["name"], "bytes": o["bytes"]} for o in parts],
             "reference": "tf.lite.Interpreter, OpResolverType.BUILTIN_REF"}
     explained = compare_layers(diagnosis, bad, expected, data, Path(record), run["simulator"])
     write_json(record, data)
     if bad is not None:
-        raise TinybuildError(
-            f"simulated output differs from the TFLite reference on input {bad['input']} "
-            f"({bad['mismatched_bytes']:,} of {output_bytes:,} bytes, first at byte "
-            f"{bad['first_mismatch']}). {explained or f'See {shown(record, 200)}'}")
+        raise TinybuildError(f"simulated output differs from the TFLite reference on input {bad['input']}"
+                             f"{_which_output(bad, parts)}. {explained or f'See {shown(record, 200)}'}")
     return data
+
+
+def _which_output(bad: dict, parts: list[dict]) -> str:
+    """`` (2 of 12 bytes, first at byte 9)``, with the output named when there are several."""
+    if len(parts) == 1:
+        return (f" ({bad['mismatched_bytes']:,} of {parts[0]['bytes']:,} bytes, first at byte "
+                f"{bad['first_mismatch']})")
+    k, out = next((k, o) for k, o in enumerate(bad["outputs"]) if not o["match"])
+    return (f", output {k} '{shown(parts[k]['name'])}' ({out['mismatched_bytes']:,} of "
+            f"{parts[k]['bytes']:,} bytes, first at byte {out['first_mismatch']})")
 
 
 def diagnosis(**fields):
@@ -199,7 +215,19 @@ def compare_layers(diagnosis, bad: dict | None, expected: list[bytes], data: dic
     return explained
 
 
-def output_result(index: int, got: bytes, want: bytes) -> dict:
+def output_result(index: int, got: bytes, want: bytes, parts: list[dict] | None = None) -> dict:
+    """How one run's output bytes differ from TFLite's, over all outputs and, with
+    several (``parts``: each output's ``bytes``), output by output."""
+    result = {"input": index, **_byte_diff(got, want)}
+    if parts and len(parts) > 1:
+        result["outputs"], at = [], 0
+        for part in parts:
+            size = part["bytes"]
+            result["outputs"].append(_byte_diff(got[at:at + size], want[at:at + size]))
+            at += size
+    return result
+
+
+def _byte_diff(got: bytes, want: bytes) -> dict:
     diffs = [j for j in range(len(want)) if j >= len(got) or got[j] != want[j]]
-    return {"input": index, "match": not diffs, "mismatched_bytes": len(diffs),
-            "first_mismatch": diffs[0] if diffs else None}
+    return {"match": not diffs, "mismatched_bytes": len(diffs), "first_mismatch": diffs[0] if diffs else None}

@@ -102,6 +102,8 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
     if os.environ.get("TINYBUILD_TRACE"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
+    from . import ops
+    ops.set_plugin_ops(collect(pm, "tinybuild_ops"))    # the ops this plugin set compiles
     return pm
 
 

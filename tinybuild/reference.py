@@ -1,17 +1,23 @@
 """The reference a firmware's outputs are validated against: TFLite itself.
 
 * ``make_inputs(tflite_path, count, seed, calibration)`` makes the validation
-  inputs, as raw bytes of the model's (int8) input tensor.
+  inputs: for each, the raw bytes of every model input, one after the other
+  (the model's order).
 * ``reference_outputs(tflite_path, inputs)`` runs them through
   ``tf.lite.Interpreter`` with TFLite's *reference* kernels
-  (``OpResolverType.BUILTIN_REF``) and returns the raw bytes of the output
-  tensor. The default resolver adds the XNNPACK delegate, whose int8 results
-  are not always those of the reference kernels (up to 12 apart on
-  pretrainedResnet_quant), so it is never used here.
+  (``OpResolverType.BUILTIN_REF``) and returns, for each, the raw bytes of
+  every output, one after the other. The default resolver adds the XNNPACK
+  delegate, whose int8 results are not always those of the reference kernels
+  (up to 12 apart on pretrainedResnet_quant), so it is never used here.
+* ``io_record(tflite_path)`` names, shapes, types and byte sizes of the
+  inputs and outputs (what reference.json records).
 
-Input shape, type and quantization are read straight from the flatbuffer with
-the ``tflite`` package, so ``make_inputs`` needs no TensorFlow;
-``reference_outputs`` imports TensorFlow lazily (importing this module is free).
+Inputs may be int8, uint8, int16, int32 or float32 (a float interface
+through QUANTIZE); outputs are compared byte for byte whatever their type
+(float ones come from a DEQUANTIZE, which is exact). Shapes, types and
+quantization are read straight from the flatbuffer, so ``make_inputs`` needs
+no TensorFlow; ``reference_outputs`` imports TensorFlow lazily (importing this
+module is free).
 """
 
 from __future__ import annotations
@@ -24,106 +30,160 @@ from tinybuild.convert import (_import_tf, _p, _short, default_calibration_path,
                                make_interpreter, tflite_io)
 from tinybuild.errors import TinybuildError, shown
 
-_NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32}
+_NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
+             "FLOAT32": np.float32}
 
 
-def _input_spec(tflite_path: Path) -> dict:
-    io = tflite_io(tflite_path)
-    if len(io["inputs"]) != 1:
-        raise TinybuildError(f"{_p(tflite_path)}: the model has {len(io['inputs'])} inputs; tinybuild supports "
-                             "models with exactly one input.")
-    spec = io["inputs"][0]
-    if spec["type"] not in _NP_TYPES:
-        raise TinybuildError(f"{_p(tflite_path)}: input tensor '{shown(spec['name'])}' is {spec['type']}; tinybuild "
-                             "validates integer (int8) models only. Fix: convert the model to full int8.")
-    return spec
+def _specs(tflite_path: Path, kind: str) -> list[dict]:
+    """The model's inputs or outputs (tflite_io), each with its numpy dtype and byte size."""
+    specs = tflite_io(tflite_path)[kind]
+    for spec in specs:
+        if spec["type"] not in _NP_TYPES:
+            raise TinybuildError(f"{_p(tflite_path)}: {kind[:-1]} tensor '{shown(spec['name'])}' is "
+                                 f"{spec['type']}; tinybuild validates {', '.join(_NP_TYPES)} tensors. "
+                                 "Fix: convert the model with int8 or float32 inputs and outputs.")
+        spec["dtype"] = np.dtype(_NP_TYPES[spec["type"]])
+        spec["bytes"] = int(np.prod(spec["shape"], dtype=np.int64)) * spec["dtype"].itemsize
+    return specs
+
+
+def io_record(tflite_path: Path) -> dict:
+    """``{"inputs": [...], "outputs": [...]}``: name, shape, dtype and byte size of each."""
+    return {kind: [{"name": s["name"], "shape": s["shape"], "dtype": s["dtype"].name, "bytes": s["bytes"]}
+                   for s in _specs(tflite_path, kind)]
+            for kind in ("inputs", "outputs")}
 
 
 @guarded("making the validation inputs")
 def make_inputs(tflite_path: Path, count: int, seed: int, calibration: Path | None = None) -> list[bytes]:
-    """``count`` deterministic validation inputs (raw bytes of the input tensor).
+    """``count`` deterministic validation inputs, each the raw bytes of every
+    model input, one after the other.
 
     * Calibration data is ``calibration`` (a ``.npy`` ``[N, *input shape]`` or
       ``.npz``, first array) or, when that is None, ``<stem>_calib.npy`` beside
-      the ``.tflite`` if it exists.
+      the ``.tflite`` if it exists; it is for single-input models.
     * With calibration data, the first ``min(N, ceil(count / 2))`` inputs are the
-      first calibration samples, quantized with the model's input scale and zero
-      point (``clip(round(x / scale) + zero_point)``): realistic activations.
-    * The rest (all of them without calibration data) are uniform random integers
-      over the input type's full range (int8: -128..127) from
-      ``numpy.random.default_rng(seed)``: they exercise saturation and rounding
-      everywhere.
+      first calibration samples: as they are for a float32 input, else quantized
+      with the input's scale and zero point (``clip(round(x / scale) + zero_point)``):
+      realistic activations.
+    * The rest (all of them without calibration data) come from
+      ``numpy.random.default_rng(seed)``, input after input: uniform random
+      integers over an integer input's full range (int8: -128..127), which
+      exercise saturation and rounding everywhere; normal noise for a float32
+      input, centred on the range its QUANTIZE represents and a quarter of it wide.
 
     The same (file, count, seed, calibration) always gives the same bytes.
     """
     tflite_path = Path(tflite_path)
     if count < 0:
         raise TinybuildError(f"make_inputs: count must be >= 0 (got {count}).")
-    spec = _input_spec(tflite_path)
-    dtype = np.dtype(_NP_TYPES[spec["type"]])
-    info = np.iinfo(dtype)
-    shape = tuple(spec["shape"])
-    sample_shape = shape[1:] if len(shape) > 1 else shape
+    specs = _specs(tflite_path, "inputs")
+    calibration = _calibration_for(tflite_path, calibration, specs)
+    samples = [[] for _ in range(count)]
+    n_cal = 0
+    if calibration is not None and count > 0:
+        cal = _calibration_samples(tflite_path, Path(calibration), specs[0], (count + 1) // 2)
+        n_cal = len(cal)
+        for k, data in enumerate(cal):
+            samples[k].append(data)
+    rng = np.random.default_rng(seed)
+    for i, spec in enumerate(specs):
+        first = n_cal if i == 0 else 0           # calibration samples fill input 0's first slots
+        for k, data in enumerate(_random_samples(tflite_path, i, spec, rng, count - first)):
+            samples[first + k].append(data)
+    return [b"".join(parts) for parts in samples]
 
+
+def _calibration_for(tflite_path: Path, calibration: Path | None, specs: list[dict]) -> Path | None:
     if calibration is None:
         beside = default_calibration_path(tflite_path)
         calibration = beside if beside.is_file() else None
+    if calibration is not None and len(specs) != 1:
+        raise TinybuildError(f"{_p(tflite_path)}: the model has {len(specs)} inputs, so calibration data "
+                             f"({_p(calibration)}) cannot say which it is for. Fix: leave calibration out "
+                             "(the inputs are then seeded random data) or remove that file")
+    return calibration
 
-    inputs: list[bytes] = []
-    if calibration is not None and count > 0:
-        n_cal = (count + 1) // 2
-        x = load_calibration(Path(calibration), sample_shape, n_cal)
-        scale, zp = spec["scale"], spec["zero_point"]
-        if not scale:
-            raise TinybuildError(f"{_p(tflite_path)}: the input tensor has no quantization scale, so calibration "
-                                 "samples cannot be quantized. Fix: convert the model to full int8.")
-        q = np.clip(np.round(x / scale) + (zp or 0), info.min, info.max).astype(dtype)
-        inputs.extend(sample.reshape(shape).tobytes() for sample in q)
 
-    rng = np.random.default_rng(seed)
-    n_rand = count - len(inputs)
-    if n_rand > 0:
-        r = rng.integers(info.min, int(info.max) + 1, size=(n_rand, *shape), dtype=np.int64).astype(dtype)
-        inputs.extend(sample.tobytes() for sample in r)
-    return inputs
+def _calibration_samples(tflite_path: Path, calibration: Path, spec: dict, limit: int) -> list[bytes]:
+    shape = tuple(spec["shape"])
+    x = load_calibration(calibration, shape[1:] if len(shape) > 1 else shape, limit)
+    if spec["dtype"] == np.float32:
+        return [sample.astype(np.float32).reshape(shape).tobytes() for sample in x]
+    scale, zp = spec["scale"], spec["zero_point"]
+    if not scale:
+        raise TinybuildError(f"{_p(tflite_path)}: the input tensor has no quantization scale, so calibration "
+                             "samples cannot be quantized. Fix: convert the model to full int8.")
+    info = np.iinfo(spec["dtype"])
+    q = np.clip(np.round(x / scale) + (zp or 0), info.min, info.max).astype(spec["dtype"])
+    return [sample.reshape(shape).tobytes() for sample in q]
+
+
+def _random_samples(tflite_path: Path, index: int, spec: dict, rng, n: int) -> list[bytes]:
+    if n <= 0:
+        return []
+    shape, dtype = tuple(spec["shape"]), spec["dtype"]
+    if dtype == np.float32:
+        centre, width = _float_input_range(tflite_path, index)
+        r = (centre + width / 4 * rng.standard_normal(size=(n, *shape))).astype(np.float32)
+    else:
+        info = np.iinfo(dtype)
+        r = rng.integers(info.min, int(info.max) + 1, size=(n, *shape), dtype=np.int64).astype(dtype)
+    return [sample.tobytes() for sample in r]
+
+
+def _float_input_range(tflite_path: Path, index: int) -> tuple[float, float]:
+    """Centre and width of the values the QUANTIZE reading float input ``index``
+    represents; (0, 4) when no QUANTIZE reads it."""
+    from tinybuild.importer import load_graph
+    graph = load_graph(tflite_path)
+    tensor = graph.inputs[index]
+    for op in graph.operators:
+        if op.op == "QUANTIZE" and op.inputs and op.inputs[0] == tensor:
+            out = graph.tensors[op.outputs[0]]
+            if out.scale and out.dtype in ("int8", "uint8", "int16"):
+                info = np.iinfo(out.dtype)
+                lo, hi = (info.min - out.zero_point) * out.scale, (info.max - out.zero_point) * out.scale
+                return (lo + hi) / 2, hi - lo
+    return 0.0, 4.0
 
 
 @guarded("running TFLite's reference kernels")
 def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
-    """Run each input (raw bytes of the input tensor) through TFLite's reference
-    kernels; return the raw bytes of the output tensor for each.
+    """Run each input (every model input's bytes, one after the other) through
+    TFLite's reference kernels; return, for each, every output's bytes one
+    after the other.
 
     Every input is run from a fresh state (variables reset), so results do not
     depend on the order of the inputs.
     """
     tflite_path = Path(tflite_path)
-    io = tflite_io(tflite_path)  # a clear error for a missing/corrupt file before TF
-    if len(io["inputs"]) != 1 or len(io["outputs"]) != 1:
-        raise TinybuildError(f"{_p(tflite_path)}: the model has {len(io['inputs'])} inputs and "
-                             f"{len(io['outputs'])} outputs; tinybuild supports exactly one of each.")
+    specs = _specs(tflite_path, "inputs")  # a clear error for a missing/corrupt file before TF
+    _specs(tflite_path, "outputs")
     tf = _import_tf()
     try:
         interp = make_interpreter(tf, tflite_path)
     except Exception as e:
         raise TinybuildError(f"{_p(tflite_path)}: TFLite cannot load the model ({type(e).__name__}: "
                              f"{_short(e)}). Fix: re-export the model") from None
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
-    in_dtype = np.dtype(inp["dtype"])
-    in_shape = tuple(int(d) for d in inp["shape"])
-    expected = int(np.prod(in_shape)) * in_dtype.itemsize
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    expected = sum(s["bytes"] for s in specs)
     results = []
     for i, raw in enumerate(inputs):
         if len(raw) != expected:
-            raise TinybuildError(
-                f"{_p(tflite_path)}: validation input {i} has {len(raw)} bytes; the input tensor "
-                f"{list(in_shape)} {in_dtype} needs {expected}.")
+            described = ", ".join(f"{s['shape']} {s['dtype']}" for s in specs)
+            raise TinybuildError(f"{_p(tflite_path)}: validation input {i} has {len(raw)} bytes; the "
+                                 f"model's inputs ({described}) need {expected}.")
         interp.reset_all_variables()
-        interp.set_tensor(inp["index"], np.frombuffer(raw, dtype=in_dtype).reshape(in_shape))
+        at = 0
+        for detail, spec in zip(ins, specs):
+            data = np.frombuffer(raw[at:at + spec["bytes"]], dtype=spec["dtype"])
+            interp.set_tensor(detail["index"], data.reshape(spec["shape"]))
+            at += spec["bytes"]
         try:
             interp.invoke()
         except Exception as e:
             raise TinybuildError(f"{_p(tflite_path)}: TFLite cannot run the model on validation input {i} "
                                  f"({type(e).__name__}: {_short(e)}). Fix: re-export the model") from None
-        results.append(np.ascontiguousarray(interp.get_tensor(out["index"])).tobytes())
+        results.append(b"".join(np.ascontiguousarray(interp.get_tensor(d["index"])).tobytes() for d in outs))
     return results

@@ -57,7 +57,8 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
                        "output_bytes": layer["output"]["bytes"]})
     return {
         "model": {"path": str(model), "name": Path(model).stem, "input": plan["input"],
-                  "output": plan["output"], "macs": plan["macs"]},
+                  "output": plan["output"], "inputs": plan.get("inputs", [plan["input"]]),
+                  "outputs": plan.get("outputs", [plan["output"]]), "macs": plan["macs"]},
         "target": {"name": target.name, "board": target.board, "cpu": target.cpu,
                    "clock_hz": target.clock_hz, "plugin": target.plugin},
         "toolchain": toolchain, "opt": opt,
@@ -103,6 +104,14 @@ def _ram_touched(r: dict) -> str:
     return text
 
 
+def _tensors(tensors: list[dict]) -> str:
+    """``'name' int8 1x49x10x1`` for each model input or output."""
+    def one(t: dict) -> str:
+        name = shown(t.get("name", "")).replace("|", "\\|")      # a table cell
+        return f"'{name}' {t.get('dtype', 'int8')} {'x'.join(map(str, t.get('shape', [])))}"
+    return "; ".join(one(t) for t in tensors)
+
+
 def markdown(r: dict) -> str:
     inf, t = r["inference"], r["target"]
     lines = [f"# {shown(r['model']['name'])} on {t['name']}", "",
@@ -116,6 +125,8 @@ def markdown(r: dict) -> str:
              f"| peak stack | {r['stack']['peak_bytes']:,} B of {r['stack']['reserved_bytes']:,} reserved "
              f"({_pct(r['stack']['peak_bytes'], r['stack']['reserved_bytes'])}) |",
              f"| RAM touched | {_ram_touched(r)} |",
+             f"| inputs | {_tensors(r['model'].get('inputs', [r['model']['input']]))} |",
+             f"| outputs | {_tensors(r['model'].get('outputs', [r['model']['output']]))} |",
              f"| MACs | {r['model']['macs']:,} |",
              f"| instructions / inference | {inf['instructions']:,} ({inf['instructions_per_mac']} per MAC) |",
              f"| cycles / inference | {inf['cycles']:,} ({inf['cycles_per_mac']} per MAC, "

@@ -43,7 +43,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import pipeline, plugins, regress, scons_regress
+from . import ops, pipeline, plugins, regress, scons_regress
 from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -674,7 +674,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                 s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0], pipeline.diagnosis(
                     elf=s[3], inputs_bin=s[4], reference_json=s[2], plan_json=s[5], tflite=s[6],
                     target=target, simulators=plugins.simulators(pm), limits=limits,
-                    debug=env.get("debug", ""))), "validate", _downstream([tdir], "validate")))
+                    debug=env.get("debug", "")), outputs=pipeline.read_json(s[2]).get("outputs")),
+                "validate", _downstream([tdir], "validate")))
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
@@ -704,7 +705,7 @@ def codegen_inputs(env, pm, target, contributed) -> list:
     core's code and reference kernels; the board's memory map and linker
     script (the arena check)."""
     files = {*CORE_DIR.glob("*.py"), *KERNEL_DIR.glob("*.[ch]"), Path(target.linker_script),
-             *kernel_plugin_files(pm)}
+             *kernel_plugin_files(pm), *ops.build_files()}
     records = []
     for k in contributed:
         code = [f for f in (source_file(k.accepts), source_file(k.prepare)) if f]
