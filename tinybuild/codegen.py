@@ -30,6 +30,7 @@ from .lower import CDouble, Layer
 from .planner import MemoryPlan
 
 C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t",
+           "int64": "int64_t",
            "float32": "float"}
 
 

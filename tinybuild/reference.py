@@ -31,6 +31,7 @@ from tinybuild.convert import (_import_tf, _p, _short, default_calibration_path,
 from tinybuild.errors import TinybuildError, shown
 
 _NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
+             "INT64": np.int64,
              "FLOAT32": np.float32}
 
 

@@ -11,6 +11,8 @@
 #include "fully_connected.h"
 #include "pool.h"
 #include "quantize.h"
+#include "reduce.h"
 #include "reshape.h"
+#include "resize.h"
 #include "softmax.h"
 #endif

@@ -1,0 +1,69 @@
+"""RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR (tinybuild/ops/resize.py) against
+TFLite's reference kernels."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import FAST, SWEEP, Case, check
+from tflite_builder import ModelBuilder
+
+TABLES = {"RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
+          "RESIZE_BILINEAR": "ResizeBilinearOptions"}
+
+
+def resize_model(op="RESIZE_BILINEAR", in_hw=(3, 4), out_hw=(6, 8), c=2, align=False, half=False,
+                 q=(0.05, -3)) -> bytes:
+    b = ModelBuilder()
+    x = b.input((1, *in_hw, c), "int8", *q)
+    size = b.const(np.array(out_hw, np.int32), "int32")
+    y = b.tensor((1, *out_hw, c), "int8", *q)
+    b.op(op, [x, size], [y], b.options(TABLES[op], alignCorners=align, halfPixelCenters=half),
+         version=3)
+    return b.build([y])
+
+
+NN, BI = "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"
+CASES = [
+    Case("BILINEAR 2x up", lambda: resize_model()),
+    Case("BILINEAR half_pixel_centers 2x up", lambda: resize_model(half=True)),
+    Case("BILINEAR align_corners odd sizes", lambda: resize_model(in_hw=(5, 3), out_hw=(7, 11), align=True)),
+    Case("BILINEAR down-scale, half pixel", lambda: resize_model(in_hw=(9, 7), out_hw=(4, 3), half=True)),
+    Case("BILINEAR to 1x1, align_corners", lambda: resize_model(in_hw=(4, 4), out_hw=(1, 1), align=True)),
+    Case("NEAREST 2x up", lambda: resize_model(NN)),
+    Case("NEAREST half_pixel_centers 3x", lambda: resize_model(NN, (2, 3), (6, 9), half=True)),
+    Case("NEAREST align_corners odd sizes", lambda: resize_model(NN, (5, 3), (7, 11), align=True)),
+    Case("NEAREST down-scale", lambda: resize_model(NN, (9, 7), (4, 3), c=3)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_resize(case):
+    check(case)
+
+
+@st.composite
+def resize_params(draw, op):
+    mode = draw(st.sampled_from(["asymmetric", "align", "half"]))
+    dims = st.integers(1, 9)
+    return dict(op=op, in_hw=(draw(dims), draw(dims)), out_hw=(draw(dims), draw(dims)),
+                c=draw(st.integers(1, 4)), align=mode == "align", half=mode == "half",
+                q=(draw(st.floats(0.005, 1.0)), draw(st.integers(-128, 127))))
+
+
+@FAST
+@given(resize_params(BI))
+def test_resize_bilinear_property(params):
+    check(resize_model(**params), inputs=2)
+
+
+@FAST
+@given(resize_params(NN))
+def test_resize_nearest_property(params):
+    check(resize_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(st.sampled_from([BI, NN]).flatmap(resize_params))
+def test_resize_sweep(params):
+    check(resize_model(**params), inputs=2)

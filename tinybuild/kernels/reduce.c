@@ -1,0 +1,73 @@
+/* Reductions over any axes of an int8 tensor, bit-exact with the code paths
+ * TF 2.21's reduce.cc runs under BUILTIN_REF (see tinybuild/ops/reduce.py).
+ * Sums are int32, exact in any order, so each output is reduced at once
+ * (TFLite's temp_sum buffer is not needed). */
+#include "tb_kernels.h"
+
+/* Step a row-major odometer over dims/strides; returns the offset change. */
+static int32_t next_offset(int32_t rank, const int32_t *dims, const int32_t *strides,
+                           int32_t *index) {
+  int32_t d, delta = 0;
+  for (d = rank - 1; d >= 0; --d) {
+    delta += strides[d];
+    if (++index[d] < dims[d]) return delta;
+    delta -= strides[d] * dims[d];
+    index[d] = 0;
+  }
+  return delta;
+}
+
+static int32_t clamp(int32_t v, int32_t lo, int32_t hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* One output: its count input values at in[offsets of the inner walk]. */
+static int8_t reduce_one(const tb_reduce_params *p, const int8_t *in) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t i, off = 0, sum = 0, best = in[0], rescaled;
+  for (i = 0; i < p->count; ++i) {
+    const int32_t v = p->mode == TB_REDUCE_SUM_U8 ? (int32_t)(uint8_t)in[off] : in[off];
+    sum += v;
+    if (p->mode == TB_REDUCE_MAX ? v > best : v < best) best = v;
+    off += next_offset(p->inner_rank, p->inner_dims, p->inner_strides, index);
+  }
+  if (p->mode == TB_REDUCE_MAX || p->mode == TB_REDUCE_MIN) return (int8_t)best;
+  rescaled = tb_mul_by_quant_mul(sum - p->input_zero_point * p->count, p->mul.multiplier,
+                                 p->mul.shift) + p->output_zero_point;
+  if (p->mode == TB_REDUCE_SUM_U8) return (int8_t)(uint8_t)clamp(rescaled, 0, 255);
+  return (int8_t)clamp(rescaled, -128, 127);
+}
+
+void tb_reduce_s8(const tb_reduce_params *p, const int8_t *input, int8_t *output) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t o, off = 0;
+  for (o = 0; o < p->outputs; ++o) {
+    output[o] = reduce_one(p, input + off);
+    off += next_offset(p->outer_rank, p->outer_dims, p->outer_strides, index);
+  }
+}
+
+/* Ties keep the first index (std::greater / std::less are strict). */
+static int32_t arg_one(const tb_arg_params *p, const int8_t *in) {
+  int32_t i, best = 0, value = in[0];
+  for (i = 1; i < p->axis; ++i) {
+    const int32_t v = in[i * p->inner];
+    if (p->is_max ? v > value : v < value) {
+      value = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+void tb_arg_min_max_s8(const tb_arg_params *p, const int8_t *input, void *output) {
+  int32_t o, i;
+  for (o = 0; o < p->outer; ++o) {
+    for (i = 0; i < p->inner; ++i) {
+      const int32_t at = o * p->inner + i;
+      const int32_t best = arg_one(p, input + o * p->axis * p->inner + i);
+      if (p->int64_output) ((int64_t *)output)[at] = best;
+      else ((int32_t *)output)[at] = best;
+    }
+  }
+}
