@@ -6,6 +6,7 @@
 #ifndef TB_KERNELS_H
 #define TB_KERNELS_H
 #include "tb_common.h"
+#include "activation.h"
 #include "add.h"
 #include "conv.h"
 #include "fully_connected.h"
@@ -15,4 +16,5 @@
 #include "reshape.h"
 #include "resize.h"
 #include "softmax.h"
+#include "unary.h"
 #endif

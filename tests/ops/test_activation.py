@@ -1,0 +1,169 @@
+"""Activations (tinybuild/ops/activation.py): RELU, RELU6, RELU_N1_TO_1,
+LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, ELU against TFLite's reference kernels,
+byte for byte. Each op is a 256-entry table, so the property tests feed every
+int8 value (check_all_values) through tensors of random rank and shape."""
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import FAST, SWEEP, Case, check, first_difference, tinybuild_outputs
+from tflite_builder import ModelBuilder
+
+# (op, options table, fields, version) for an int8 model TFLite's resolver takes
+INT8_VERSION = {"RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 1, "LEAKY_RELU": 2, "HARD_SWISH": 1,
+                "LOGISTIC": 2, "TANH": 2, "ELU": 1, "ABS": 2, "NEG": 1, "RSQRT": 2}
+SHAPES_OF_256 = [(256,), (1, 256), (2, 128), (1, 16, 16), (4, 8, 8), (1, 4, 8, 8), (1, 2, 4, 4, 8),
+                 (2, 2, 2, 2, 16)]
+
+
+def unary_model(op: str, shape=(1, 256), q_in=(0.05, 0), q_out=(0.05, 0), alpha=None) -> bytes:
+    """One int8 -> int8 elementwise op."""
+    b = ModelBuilder()
+    x = b.input(shape, "int8", *q_in)
+    y = b.tensor(shape, "int8", *q_out)
+    options = None if alpha is None else b.options("LeakyReluOptions", alpha=alpha)
+    b.op(op, [x], [y], options, version=INT8_VERSION[op])
+    return b.build([y])
+
+
+def check_all_values(model: bytes, resolver=None) -> None:
+    """Every int8 value (the model's input holds 256 elements) through TFLite and
+    tinybuild: the whole table is compared. ``resolver="builtin"``: TFLite's
+    default kernels (for ELU, which BUILTIN_REF does not register)."""
+    from tinybuild.reference import io_record, reference_outputs
+    with tempfile.TemporaryDirectory(prefix="tb-op-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model)
+        data = [np.arange(-128, 128, dtype=np.int8).tobytes()]
+        want = builtin_output(model, data[0]) if resolver == "builtin" else reference_outputs(path, data)[0]
+        got = tinybuild_outputs(path, data, Path(tmp) / "build")[0]
+        assert first_difference(got, want, io_record(path)["outputs"]) is None, \
+            first_difference(got, want, io_record(path)["outputs"])
+
+
+def builtin_output(model: bytes, data: bytes) -> bytes:
+    """The output of a one-input int8 model run by TFLite's default (BUILTIN) kernels."""
+    import tensorflow as tf
+    interpreter = tf.lite.Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    spec = interpreter.get_input_details()[0]
+    interpreter.set_tensor(spec["index"], np.frombuffer(data, np.int8).reshape(spec["shape"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).tobytes()
+
+
+def test_elu_is_missing_from_builtin_ref():
+    """Why ELU is compared with TFLite's default kernels: BUILTIN_REF has none
+    (when this fails, TFLite gained one: compare ELU with it like the rest)."""
+    from tinybuild.reference import reference_outputs
+    from tinybuild.errors import TinybuildError
+    with tempfile.TemporaryDirectory(prefix="tb-op-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(unary_model("ELU"))
+        with pytest.raises(TinybuildError, match="ELU"):
+            reference_outputs(path, [bytes(256)])
+
+
+LOGISTIC_OUT = (1 / 256, -128)
+CASES = [
+    Case("RELU same quantization", lambda: unary_model("RELU", (1, 7, 5, 3), (0.05, -3), (0.05, -3))),
+    Case("RELU rescaled", lambda: unary_model("RELU", (1, 40), (0.1, 10), (0.03, -128))),
+    Case("RELU6 rescaled", lambda: unary_model("RELU6", (1, 4, 4, 8), (0.1, 10), (6 / 255, -128))),
+    Case("RELU6 rank 1", lambda: unary_model("RELU6", (33,), (0.05, 0), (0.05, 0))),
+    Case("RELU_N1_TO_1", lambda: unary_model("RELU_N1_TO_1", (1, 9, 3), (0.02, 5), (1 / 127, 0))),
+    Case("LEAKY_RELU alpha 0.2", lambda: unary_model("LEAKY_RELU", (1, 6, 6, 4), (0.05, 3), (0.04, 20),
+                                                     alpha=0.2)),
+    Case("LEAKY_RELU alpha 0", lambda: unary_model("LEAKY_RELU", (2, 50), (0.05, 3), (0.05, 3), alpha=0.0)),
+    Case("HARD_SWISH MobileNetV3-like", lambda: unary_model("HARD_SWISH", (1, 5, 5, 16), (0.047, -1),
+                                                            (0.0255, -113))),
+    Case("LOGISTIC", lambda: unary_model("LOGISTIC", (1, 7, 7, 3), (0.08, 4), LOGISTIC_OUT)),
+    Case("TANH", lambda: unary_model("TANH", (1, 3, 3, 2, 5), (0.03, -7), (1 / 128, 0))),
+    Case("every value: LOGISTIC wide input", lambda: unary_model("LOGISTIC", (1, 256), (0.2, 0),
+                                                                 LOGISTIC_OUT), 1),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_activation(case):
+    check(case)
+
+
+def test_every_value_of_each_op():
+    for op, q_out in [("RELU", (0.05, -128)), ("RELU6", (6 / 255, -128)), ("RELU_N1_TO_1", (1 / 127, 0)),
+                      ("HARD_SWISH", (0.03, -100)), ("LOGISTIC", LOGISTIC_OUT), ("TANH", (1 / 128, 0))]:
+        check_all_values(unary_model(op, (1, 256), (0.07, 3), q_out))
+    check_all_values(unary_model("ELU", (1, 256), (0.07, 3), (0.06, -10)), "builtin")
+    check_all_values(unary_model("LEAKY_RELU", (1, 256), (0.07, 3), (0.05, 10), alpha=0.3))
+
+
+@st.composite
+def quantization(draw, zero_points=st.integers(-128, 127)):
+    return draw(st.floats(0.001, 0.5)), draw(zero_points)
+
+
+@st.composite
+def activation_case(draw, op):
+    q_in = draw(quantization())
+    if op == "LOGISTIC":
+        q_out = LOGISTIC_OUT
+    elif op == "HARD_SWISH":      # TFLite needs output scale >= input scale / 128
+        q_out = (q_in[0] * draw(st.floats(0.01, 4.0)), draw(st.integers(-128, 127)))
+    else:
+        q_out = draw(quantization())
+    alpha = draw(st.floats(0.0, 1.0)) if op == "LEAKY_RELU" else None
+    return unary_model(op, draw(st.sampled_from(SHAPES_OF_256)), q_in, q_out, alpha)
+
+
+ACTIVATIONS = ["RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH", "ELU"]
+
+
+def _property(op, settings=FAST):
+    resolver = "builtin" if op == "ELU" else None
+
+    @settings
+    @given(activation_case(op))
+    def run(model):
+        check_all_values(model, resolver)
+    return run
+
+
+test_relu_property = _property("RELU")
+test_relu6_property = _property("RELU6")
+test_relu_n1_to_1_property = _property("RELU_N1_TO_1")
+test_leaky_relu_property = _property("LEAKY_RELU")
+test_hard_swish_property = _property("HARD_SWISH")
+test_logistic_property = _property("LOGISTIC")
+test_tanh_property = _property("TANH")
+test_elu_property = _property("ELU")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ACTIVATIONS)
+def test_activation_sweep(op):
+    _property(op, SWEEP)()
+
+
+def test_unsupported_quantization_is_one_line(tmp_path):
+    """LOGISTIC with an output TFLite would refuse, HARD_SWISH with an output
+    scale below input/128, a float32 RELU: one line naming op and reason."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    for model, why in [(unary_model("LOGISTIC", (1, 8), (0.05, 0), (0.01, 0)), "1/256"),
+                       (unary_model("HARD_SWISH", (1, 8), (0.5, 0), (0.001, 0)), "input scale / 128"),
+                       (_float_relu(), "int8")]:
+        path = tmp_path / "m.tflite"
+        path.write_bytes(model)
+        with pytest.raises(TinybuildError) as err:
+            generate(path, tmp_path / "out", [])
+        assert why in str(err.value) and "\n" not in str(err.value)
+
+
+def _float_relu() -> bytes:
+    b = ModelBuilder()
+    x = b.input((1, 8), "float32")
+    y = b.tensor((1, 8), "float32")
+    b.op("RELU", [x], [y])
+    return b.build([y])

@@ -1,0 +1,115 @@
+"""Unary math (tinybuild/ops/unary.py): ABS, NEG, RSQRT (int8 tables, every
+int8 value compared) and CAST between int8, uint8, int16, int32 and float32,
+against TFLite's reference kernels byte for byte."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import FAST, SWEEP, Case, check
+from test_activation import SHAPES_OF_256, check_all_values, quantization, unary_model
+from tflite_builder import ModelBuilder
+
+
+def _q(dtype: str):
+    """Integer tensors carry a quantization (the model check wants one; CAST ignores it)."""
+    return (None, None) if dtype in ("float32", "int32") else (1.0, 0)
+
+
+def cast_model(src: str, dst: str, shape=(1, 5, 7)) -> bytes:
+    """CAST from ``src`` to ``dst``."""
+    b = ModelBuilder()
+    x = b.input(shape, src, *_q(src))
+    y = b.tensor(shape, dst, *_q(dst))
+    b.op("CAST", [x], [y])
+    return b.build([y])
+
+
+CASTS = [("int8", "int32"), ("int32", "int8"), ("uint8", "int8"), ("int8", "uint8"), ("int8", "float32"),
+         ("float32", "int8"), ("float32", "int32"), ("float32", "uint8"), ("float32", "int16"),
+         ("int16", "float32"), ("int32", "float32"), ("int16", "int8"), ("uint8", "float32"),
+         ("int32", "int16")]
+
+CASES = [
+    Case("ABS same quantization", lambda: unary_model("ABS", (1, 7, 5, 3), (0.05, -3), (0.05, -3))),
+    Case("ABS rescaled", lambda: unary_model("ABS", (2, 33), (0.05, 20), (0.03, -128))),
+    Case("NEG", lambda: unary_model("NEG", (1, 4, 4, 3), (0.05, 7), (0.05, -2))),
+    Case("NEG different scales", lambda: unary_model("NEG", (2, 9), (0.05, 7), (0.1, 0))),
+    Case("RSQRT", lambda: unary_model("RSQRT", (1, 40), (0.02, -128), (0.05, -100))),
+    *[Case(f"CAST {src} -> {dst}", lambda s=src, d=dst: cast_model(s, d)) for src, dst in CASTS],
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_unary(case):
+    check(case)
+
+
+def test_every_value():
+    check_all_values(unary_model("ABS", (1, 256), (0.07, 3), (0.05, -128)))
+    check_all_values(unary_model("NEG", (1, 256), (0.07, 3), (0.07, -5)))
+    check_all_values(unary_model("RSQRT", (1, 256), (0.003, -128), (0.02, -128)))
+
+
+EDGES = np.array([np.nan, -np.inf, -1e10, -2.0 ** 31, -32769.0, -129.5, -128.9, -0.7, 0.0, 0.7, 127.9,
+                  255.5, 300.0, 32768.5, 2.0 ** 31, 1e10, np.inf], np.float32)
+
+
+@pytest.mark.parametrize("dst", ["int8", "uint8", "int16", "int32"])
+def test_cast_float_edges(dst, tmp_path):
+    """NaN, infinities and out-of-range floats: tb_cast (host build) and
+    fold_cast (numpy, for constants) give TFLite's bytes."""
+    from harness import tinybuild_outputs
+    from tinybuild.ops.unary import cast_values
+    from tinybuild.reference import reference_outputs
+    path = tmp_path / "m.tflite"
+    path.write_bytes(cast_model("float32", dst, (len(EDGES),)))
+    want = reference_outputs(path, [EDGES.tobytes()])[0]
+    assert tinybuild_outputs(path, [EDGES.tobytes()], tmp_path / "build")[0] == want
+    assert cast_values(EDGES, dst).tobytes() == want
+
+
+@st.composite
+def abs_neg_rsqrt_case(draw, op):
+    shape = draw(st.sampled_from(SHAPES_OF_256))
+    if op == "RSQRT":           # TFLite stops on inputs below the zero point: feed none
+        return unary_model(op, shape, (draw(st.floats(0.0005, 0.5)), -128), draw(quantization()))
+    return unary_model(op, shape, draw(quantization()), draw(quantization()))
+
+
+def _property(op, settings=FAST):
+    @settings
+    @given(abs_neg_rsqrt_case(op))
+    def run(model):
+        check_all_values(model)
+    return run
+
+
+test_abs_property = _property("ABS")
+test_neg_property = _property("NEG")
+test_rsqrt_property = _property("RSQRT")
+
+
+@st.composite
+def cast_case(draw):
+    src, dst = draw(st.sampled_from(CASTS))
+    rank = draw(st.integers(1, 5))
+    return cast_model(src, dst, tuple(draw(st.integers(1, 4)) for _ in range(rank)))
+
+
+@FAST
+@given(cast_case())
+def test_cast_property(model):
+    check(model, inputs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["ABS", "NEG", "RSQRT"])
+def test_unary_sweep(op):
+    _property(op, SWEEP)()
+
+
+@pytest.mark.slow
+@SWEEP
+@given(cast_case())
+def test_cast_sweep(model):
+    check(model, inputs=2)

@@ -1,0 +1,27 @@
+/* CAST (tinybuild/ops/unary.py, unary.c). */
+#ifndef TB_UNARY_H
+#define TB_UNARY_H
+#include "tb_common.h"
+#include "quantize.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TB_DTYPE_INT32 4 /* beside quantize.h's TB_DTYPE_INT8/UINT8/INT16/FLOAT32 */
+
+typedef struct {
+  int32_t size;              /* elements */
+  int32_t in_type, out_type; /* TB_DTYPE_* */
+} tb_cast_params;
+
+/* CAST as TFLite's cast.cc does it on x86-64 (quantization ignored): integer
+ * to integer wraps; float32 to int32 saturates (NaN -> INT32_MAX); to int16 or
+ * uint8 clamps first (NaN -> 0); to int8 truncates to int32 (INT32_MIN outside
+ * its range) and wraps. */
+void tb_cast(const tb_cast_params *p, const void *input, void *output);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,282 @@
+"""Activations, int8 -> int8: RELU, RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH,
+LOGISTIC, TANH, ELU (and, in tinybuild/ops/unary.py, ABS, NEG, RSQRT).
+
+An int8 elementwise function has 256 possible inputs, so each layer becomes
+one 256-entry table in flash, built here by evaluating TFLite's own per-value
+computation (BUILTIN_REF, TF 2.21) on every int8 value:
+
+* LOGISTIC, TANH, ELU: TFLite's Prepare builds this very table
+  (PopulateLookupTable / LUTPopulate: float32 math, std::exp/std::tanh from
+  the C library, which :func:`libm` calls too, so host and table agree);
+* RELU, RELU6, RELU_N1_TO_1 (ReluX), LEAKY_RELU (QuantizeLeakyRelu),
+  HARD_SWISH (reference_ops::HardSwish, int16 gemmlowp fixed point): integer
+  math re-done here on Python ints with the same wrap, saturation and rounding.
+
+The device kernel is ``tb_lut_s8`` (tinybuild/kernels/activation.c): one load
+per element, bit-exact by construction.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+
+import numpy as np
+
+from .. import quant
+from ..lower import Const, Layer
+from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
+from ._common import elements, tensor
+
+INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
+LUT_SOURCE = KERNEL_DIR / "activation.c"
+F32 = np.float32
+
+
+# -- the layer every table op becomes ---------------------------------------------------------
+
+def lut_layer(graph, op, function) -> Layer:
+    """The int8 -> int8 layer computing ``function(x, y, v)`` (x, y: the input and
+    output tensors; v: an int8 input value) for every element, as a table."""
+    x = tensor(graph, op, op.inputs[0], "input")
+    y = tensor(graph, op, op.outputs[0], "output")
+    for t, what in ((x, "input"), (y, "output")):
+        if len(t.scales) != 1:
+            raise unsupported(op, f"{what} has {len(t.scales)} scales (per-tensor quantization only)",
+                              graph)
+    if x.shape != y.shape:
+        raise unsupported(op, f"output shape {y.shape} differs from input shape {x.shape}", graph)
+    table = np.array([function(x, y, int(v)) for v in INT8_VALUES], dtype=np.int64)
+    return Layer(op.index, op.op, "tb_lut_params", {"size": elements(x)}, [op.inputs[0]],
+                 [op.outputs[0]], [Const("lut", "int8_t", lut_order(table))], 0,
+                 f"{elements(x)} values")
+
+
+def lut_order(table_by_value: np.ndarray) -> np.ndarray:
+    """Entries for inputs -128..127 reordered so the kernel indexes by (uint8_t)x."""
+    return np.roll(np.clip(table_by_value, -128, 127).astype(np.int8), -128)
+
+
+def elementwise_in_place(layer: Layer) -> dict:
+    """The kernel reads element i before it writes element i."""
+    return {layer.inputs[0]: (None, 0)}
+
+
+# -- float32 math as TFLite's PopulateLookupTable does it -------------------------------------
+
+def libm():
+    """The C library's float functions: std::exp(float) / std::tanh(float) in
+    TFLite's Prepare call these, so the table matches the host's TFLite."""
+    lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    for name in ("expf", "tanhf", "expm1f"):
+        getattr(lib, name).restype = ctypes.c_float
+        getattr(lib, name).argtypes = [ctypes.c_float]
+    return lib
+
+
+_LIBM = None
+
+
+def _libm():
+    global _LIBM
+    if _LIBM is None:
+        _LIBM = libm()
+    return _LIBM
+
+
+def populated(transform):
+    """TFLite's PopulateLookupTable<int8_t> entry for one input value (float32 math)."""
+    def entry(x, y, v: int) -> int:
+        dequantized = F32(x.scale) * F32(v - x.zero_point)
+        transformed = F32(transform(dequantized))
+        rescaled = F32(quant.tflite_round(float(transformed * (F32(1) / F32(y.scale)))))
+        total = F32(rescaled + F32(y.zero_point))
+        if not math.isfinite(total):
+            return 127 if total > 0 else -128
+        return int(total)                   # static_cast<int32_t>: truncates (it is integral)
+    return entry
+
+
+def _sigmoid(value):
+    return F32(1) / (F32(1) + F32(_libm().expf(float(-value))))
+
+
+def _tanh(value):
+    return F32(_libm().tanhf(float(value)))
+
+
+def _elu(value):
+    return F32(_libm().expf(float(value))) - F32(1) if value < 0 else value
+
+
+def check_logistic(graph, op):
+    y = graph.tensor(op.outputs[0])
+    if y is not None and (F32(y.scale), y.zero_point) != (F32(1 / 256), -128):
+        raise unsupported(op, f"output quantization scale {y.scale}, zero point {y.zero_point} "
+                              "(TFLite requires 1/256 and -128)", graph)
+
+
+def lower_logistic(graph, op) -> Layer:
+    check_logistic(graph, op)
+    return lut_layer(graph, op, populated(_sigmoid))
+
+
+def lower_tanh(graph, op) -> Layer:
+    return lut_layer(graph, op, populated(_tanh))
+
+
+def lower_elu(graph, op) -> Layer:
+    return lut_layer(graph, op, populated(_elu))
+
+
+# -- ReluX (RELU, RELU6, RELU_N1_TO_1) ---------------------------------------------------------
+
+def relu_x(act_min: float, act_max: float | None):
+    """QuantizedReluX: requantize by input/output scale, clamp to the activation
+    range (roundf(act / output scale) in float32, + zero point)."""
+    def entry(x, y, v: int) -> int:
+        m, s = quant.quantize_multiplier(float(F32(x.scale) / F32(y.scale)))   # float division
+        lo = max(-128, y.zero_point + _roundf(F32(act_min) / F32(y.scale)))
+        hi = 127 if act_max is None else min(127, y.zero_point + _roundf(F32(act_max) / F32(y.scale)))
+        out = y.zero_point + quant.mul_by_quant_mul(v - x.zero_point, m, s)
+        return min(max(out, lo), hi)
+    return entry
+
+
+def _roundf(value) -> int:
+    return int(quant.tflite_round(float(value)))
+
+
+def lower_relu(graph, op) -> Layer:
+    return lut_layer(graph, op, relu_x(0.0, None))
+
+
+def lower_relu6(graph, op) -> Layer:
+    return lut_layer(graph, op, relu_x(0.0, 6.0))
+
+
+def lower_relu_n1_to_1(graph, op) -> Layer:
+    return lut_layer(graph, op, relu_x(-1.0, 1.0))
+
+
+# -- LEAKY_RELU ---------------------------------------------------------------------------------
+
+LEAKY_OPTIONS = Options("LeakyReluOptions", (OptionField("Alpha", "alpha", 0, "f32", 0.0),))
+
+
+def lower_leaky_relu(graph, op) -> Layer:
+    alpha = F32(op.options.get("Alpha", 0.0))
+    if not math.isfinite(alpha):
+        raise unsupported(op, f"alpha {alpha}", graph)
+
+    def entry(x, y, v: int) -> int:
+        # LeakyReluPrepare: float input scale * alpha / output scale, then double.
+        alpha_m = quant.quantize_multiplier(float(F32(x.scale) * alpha / F32(y.scale)))
+        identity_m = quant.quantize_multiplier(float(F32(x.scale) / F32(y.scale)))
+        value = v - x.zero_point
+        m, s = identity_m if value >= 0 else alpha_m
+        return y.zero_point + quant.mul_by_quant_mul(value, m, s)
+    return lut_layer(graph, op, entry)
+
+
+# -- HARD_SWISH (reference_ops::HardSwish, int16 fixed point) -----------------------------------
+
+_I16_MIN, _I16_MAX = -32768, 32767
+
+
+def _sat16(v: int) -> int:
+    return min(max(v, _I16_MIN), _I16_MAX)
+
+
+def _wrap16(v: int) -> int:
+    return (v + 32768) % 65536 - 32768
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def srdhm16(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul for int16."""
+    if a == b == _I16_MIN:
+        return _I16_MAX
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    return _wrap16(_trunc_div(ab + nudge, 1 << 15))
+
+
+def sdhm16(a: int, b: int) -> int:
+    """TFLite's SaturatingDoublingHighMul for int16 (truncating, no rounding)."""
+    if a == b == _I16_MIN:
+        return _I16_MAX
+    return _wrap16(_trunc_div(a * b, 1 << 15))
+
+
+def rdbp(x: int, exponent: int) -> int:
+    """gemmlowp RoundingDivideByPOT: round half away from zero."""
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if (x & mask) > threshold else 0)
+
+
+def _downscale_int16(m32: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    if m32 >= (1 << 31) - 1 - (1 << 15):
+        return _I16_MAX
+    return (m32 + (1 << 15)) >> 16
+
+
+def hard_swish_params(op, graph, x, y) -> dict:
+    """HardSwishPrepare (float32 scales, QuantizeMultiplier, int16 multipliers)."""
+    hires = F32(1.0 / 128.0) * F32(x.scale)
+    out_m, out_e = quant.quantize_multiplier(float(hires / F32(y.scale)))
+    if out_e > 0:
+        raise unsupported(op, f"output scale {y.scale} below input scale / 128 = "
+                              f"{float(hires)} (TFLite's HARD_SWISH refuses it too)", graph)
+    relu_m, relu_e = quant.quantize_multiplier(float(hires / F32(3.0 / 32768.0)))
+    return dict(out_m=_downscale_int16(out_m), out_e=out_e, relu_m=_downscale_int16(relu_m),
+                relu_e=relu_e)
+
+
+def hard_swish_value(p: dict, in_zp: int, out_zp: int, v: int) -> int:
+    hires = _wrap16((v - in_zp) * 128)
+    preshift_out = srdhm16(hires, p["out_m"])
+    reluish = hires
+    if p["relu_e"] > 0:
+        reluish = _sat16(reluish * (1 << (p["relu_e"] - 1)))
+    reluish = srdhm16(reluish, p["relu_m"])
+    if p["relu_e"] > 0:
+        reluish = _sat16(reluish * 2)
+    if p["relu_e"] < 0:
+        reluish = rdbp(reluish, -p["relu_e"])
+    reluish = _wrap16((reluish + (1 << 15)) >> 1)
+    out = rdbp(sdhm16(reluish, preshift_out), -p["out_e"]) + out_zp
+    return min(max(_wrap16(out), -128), 127)
+
+
+def lower_hard_swish(graph, op) -> Layer:
+    x = tensor(graph, op, op.inputs[0], "input")
+    y = tensor(graph, op, op.outputs[0], "output")
+    params = hard_swish_params(op, graph, x, y)
+    return lut_layer(graph, op, lambda x, y, v: hard_swish_value(params, x.zero_point,
+                                                                 y.zero_point, v))
+
+
+def _lut_op(name: str, lower, doc: str, options=None) -> OpDef:
+    return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", options,
+                 in_place=elementwise_in_place, doc=doc)
+
+
+OPS = [
+    _lut_op("RELU", lower_relu, "int8, any input/output quantization (ReluX), as a 256-entry table"),
+    _lut_op("RELU6", lower_relu6, "int8, any input/output quantization (ReluX), as a 256-entry table"),
+    _lut_op("RELU_N1_TO_1", lower_relu_n1_to_1, "int8 (ReluX), as a 256-entry table"),
+    _lut_op("LEAKY_RELU", lower_leaky_relu, "int8, any alpha (QuantizeLeakyRelu), as a 256-entry table",
+            LEAKY_OPTIONS),
+    _lut_op("HARD_SWISH", lower_hard_swish,
+            "int8 (reference HardSwish fixed point; output scale >= input scale / 128), as a table"),
+    _lut_op("LOGISTIC", lower_logistic, "int8, output 1/256 and -128: TFLite's int8 lookup table"),
+    _lut_op("TANH", lower_tanh, "int8: TFLite's int8 lookup table"),
+    _lut_op("ELU", lower_elu, "int8: TFLite's int8 lookup table"),
+]
