@@ -1,5 +1,5 @@
-"""RESHAPE (tinybuild/ops/reshape.py): a view the planner aliases, a copy
-otherwise, folded when its input is constant."""
+"""RESHAPE, SQUEEZE, EXPAND_DIMS (tinybuild/ops/reshape.py): views the planner
+aliases, a copy otherwise, folded when their input is constant."""
 import numpy as np
 import pytest
 
@@ -40,7 +40,27 @@ def conv_reshape_fc_model() -> bytes:
     return b.build([y])
 
 
+def squeeze_expand_model(shape=(1, 3, 1, 4), squeeze_dims=(2,), axis=-1, dtype="int8") -> bytes:
+    """EXPAND_DIMS then SQUEEZE, then a TRANSPOSE reading the view (a real consumer)."""
+    b = ModelBuilder()
+    q = (0.05, 3) if dtype != "float32" else (None, None)
+    x = b.input(shape, dtype, *q)
+    a = axis % (len(shape) + 1)
+    expanded = [*shape[:a], 1, *shape[a:]]
+    e = b.tensor(expanded, dtype, *q)
+    b.op("EXPAND_DIMS", [x, b.const(np.array(axis, np.int32), "int32")], [e])
+    dims = [d % len(expanded) for d in squeeze_dims] or [i for i, d in enumerate(expanded) if d == 1]
+    squeezed = [d for i, d in enumerate(expanded) if i not in dims]
+    s = b.tensor(squeezed, dtype, *q)
+    b.op("SQUEEZE", [e], [s], b.options("SqueezeOptions", squeezeDims=list(squeeze_dims)))
+    y = b.tensor(squeezed[::-1], dtype, *q)
+    b.op("TRANSPOSE", [s, b.const(np.arange(len(squeezed))[::-1].astype(np.int32), "int32")], [y])
+    return b.build([y])
+
+
 CASES = [
+    Case("EXPAND_DIMS then SQUEEZE (views)", lambda: squeeze_expand_model()),
+    Case("SQUEEZE of every size-1 dim, float32", lambda: squeeze_expand_model((1, 5, 1), (), 0, "float32")),
     Case("RESHAPE 4-D to 2-D (the output aliases the input)", lambda: reshape_model()),
     Case("RESHAPE float32", lambda: reshape_model((1, 6), (1, 2, 3), "float32")),
     Case("RESHAPE between layers, constant RESHAPE folded", conv_reshape_fc_model),
@@ -79,3 +99,15 @@ def test_a_view_the_planner_keeps_apart_is_copied(tmp_path):
         in (tmp_path / "model.c").read_text()
     data = bytes(range(30))
     assert run_host_model(build_host(tmp_path), data) == data
+
+
+def test_squeeze_and_expand_dims_cost_no_copy(tmp_path):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(squeeze_expand_model())
+    graph = load_graph(path)
+    layers = kernel_registry.select_kernels(lower.lower_graph(graph), [])
+    plan = planner.plan_memory(graph, layers)
+    model_c, _ = codegen.generate(graph, layers, plan, "test")
+    assert [l.op for l in layers] == ["EXPAND_DIMS", "SQUEEZE", "TRANSPOSE"]
+    assert layers[0].aliased and layers[1].aliased and "tb_copy(" not in model_c
+    assert len({plan.offsets[t] for t in (graph.inputs[0], layers[0].output, layers[1].output)}) == 1

@@ -10,6 +10,7 @@
 #include "add.h"
 #include "conv.h"
 #include "fully_connected.h"
+#include "movement.h"
 #include "pool.h"
 #include "quantize.h"
 #include "reduce.h"

@@ -1,4 +1,4 @@
-"""RESHAPE: a view. The planner gives its output its input's bytes, so it
+"""RESHAPE, SQUEEZE, EXPAND_DIMS: views. The planner gives its output its input's bytes, so it
 runs no code; ``tb_copy`` (tinybuild/kernels/reshape.c) copies when they
 are apart. A constant input is folded."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lower import Layer
-from . import KERNEL_DIR, OpDef, unsupported
+from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
 from ._common import tensor
 
 VIEW_TYPES = ("int8", "uint8", "int16", "int32", "float32")
@@ -27,5 +27,14 @@ def fold(graph, op) -> dict:
     return {y: np.asarray(x.data).reshape(graph.tensors[y].shape)}
 
 
-OPS = [OpDef("RESHAPE", lower, "tb_copy", KERNEL_DIR / "reshape.c", "tb_copy_params",
-             fold=fold, view=True, doc="any type: no copy (the output aliases the input)")]
+def view_op(name: str, options=None) -> OpDef:
+    """An op whose output is its input's bytes under another shape (taken from
+    the output tensor, which TFLite's converter writes static)."""
+    return OpDef(name, lower, "tb_copy", KERNEL_DIR / "reshape.c", "tb_copy_params", options,
+                 fold=fold, view=True, doc="any type: no copy (the output aliases the input)")
+
+
+OPS = [view_op("RESHAPE"),
+       view_op("SQUEEZE", Options("SqueezeOptions",
+                                  (OptionField("SqueezeDims", "squeeze_dims", 0, ("vec", "i32")),))),
+       view_op("EXPAND_DIMS")]
