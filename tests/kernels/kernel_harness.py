@@ -58,7 +58,8 @@ class AddParams(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int32) for n in (
         "size", "input1_offset", "input2_offset", "output_offset", "left_shift")] + [
             ("input1", QuantMul), ("input2", QuantMul), ("output", QuantMul),
-            ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32)]
+            ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32),
+            ("shape", ctypes.c_int32 * 20)]      # tb_bcast, all zero: same shapes
 
 
 class SoftmaxParams(ctypes.Structure):

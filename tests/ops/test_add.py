@@ -1,9 +1,16 @@
-"""ADD (tinybuild/ops/add.py) against TFLite's reference kernels."""
+"""ADD (tinybuild/ops/add.py) against TFLite's reference kernels: same shapes
+(the form the target kernels take), every broadcast form and constant operands
+(shared with the elementwise family: tests/ops/test_elementwise.py)."""
 import pytest
 from hypothesis import given, strategies as st
 
 from harness import FAST, SWEEP, Case, check
+from test_elementwise import binary_model, binary_params, cases, check_or_refused
 from tflite_builder import ModelBuilder
+
+from tinybuild.errors import TinybuildError
+from tinybuild.graph import Graph, Operator, Tensor
+from tinybuild.lower import lower_graph
 
 
 def add_model(shape=(1, 4, 4, 3), q1=(0.05, 0), q2=(0.05, 0), qo=(0.1, 0), activation="NONE") -> bytes:
@@ -20,6 +27,7 @@ CASES = [
     Case("ADD different scales and zero points, RELU", lambda: add_model(
         (1, 3, 5, 2), (0.02, -7), (0.09, 30), (0.1, -5), "RELU")),
     Case("ADD 2-D, RELU6", lambda: add_model((1, 37), (0.2, 127), (0.01, -128), (0.05, 0), "RELU6")),
+    *cases("ADD"),
 ]
 
 
@@ -42,8 +50,49 @@ def test_add_property(params):
     check(add_model(**params), inputs=2)
 
 
+@FAST
+@given(binary_params("ADD"))
+def test_add_broadcast_property(params):
+    check_or_refused(binary_model(**params))
+
+
 @pytest.mark.slow
 @SWEEP
 @given(add_params())
 def test_add_sweep(params):
     check(add_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(binary_params("ADD"))
+def test_add_broadcast_sweep(params):
+    check_or_refused(binary_model(**params))
+
+
+def graph_of(s1, s2, out, const=None) -> Graph:
+    """An ADD graph for the lowering alone (no TFLite run)."""
+    import numpy as np
+    t = lambda i, shape: Tensor(i, f"t{i}", shape, "int8", (0.1,), (0,),  # noqa: E731
+                                data=np.zeros(shape, np.int8) if i == const else None)
+    tensors = [t(0, s1), t(1, s2), t(2, out)]
+    return Graph(name="add", tensors=tensors, operators=[Operator(0, "ADD", [0, 1], [2], {})],
+                 inputs=[i for i in (0, 1) if i != const], outputs=[2])
+
+
+def test_same_shape_add_keeps_the_target_kernels_form():
+    """Two same-shape activations: params without 'shape' (the cortex-m4 and
+    riscv ADD kernels accept only those); broadcast and constant forms have it."""
+    same, = lower_graph(graph_of((1, 4, 3), (1, 4, 3), (1, 4, 3)))
+    bcast, = lower_graph(graph_of((1, 4, 3), (3,), (1, 4, 3)))
+    const, = lower_graph(graph_of((1, 4, 3), (1, 4, 3), (1, 4, 3), const=0))
+    assert "shape" not in same.params and same.params["size"] == 12
+    assert bcast.params["shape"][0] == 1 and const.params["shape"][:2] == (0, 1)
+    assert const.inputs == [1] and [c.role for c in const.consts] == ["input1"]
+
+
+def test_shapes_that_do_not_broadcast_are_refused_in_one_line():
+    with pytest.raises(TinybuildError) as info:
+        lower_graph(graph_of((1, 4, 3), (1, 2, 3), (1, 4, 3)))
+    assert "shapes 1x4x3 and 1x2x3 do not broadcast" in str(info.value)
+    assert "\n" not in str(info.value)

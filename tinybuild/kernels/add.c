@@ -1,16 +1,19 @@
-/* ADD int8 (same shapes), matches TFLite's add.cc general 8-bit path
- * (reference AddElementwise): both inputs are shifted left by left_shift (20)
- * for headroom, rescaled to a common scale with multipliers < 1, summed, then
+/* ADD int8, matches TFLite's add.cc general 8-bit path (reference AddElementwise,
+ * BroadcastAdd6DSlow): both inputs are shifted left by left_shift (20) for
+ * headroom, rescaled to a common scale with multipliers < 1, summed, then
  * rescaled to the output. Every multiplier has shift <= 0 here, so
- * tb_mul_by_quant_mul equals MultiplyByQuantizedMultiplierSmallerThanOneExp. */
+ * tb_mul_by_quant_mul equals MultiplyByQuantizedMultiplierSmallerThanOneExp.
+ * SUB runs the same row with input 2's multiplier negated, as sub.cc does.
+ * Also the broadcast walk (tb_binary_s8) every elementwise op uses. */
 #include "tb_kernels.h"
 
-void tb_add_s8(const tb_add_params *p, const int8_t *input1,
-               const int8_t *input2, int8_t *output) {
+static void add_row(const void *params, const int8_t *x, int32_t x_step, const int8_t *y,
+                    int32_t y_step, int8_t *output, int32_t n) {
+  const tb_add_params *p = (const tb_add_params *)params;
   int32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const int32_t v1 = p->input1_offset + input1[i];
-    const int32_t v2 = p->input2_offset + input2[i];
+  for (i = 0; i < n; ++i, x += x_step, y += y_step) {
+    const int32_t v1 = p->input1_offset + *x;
+    const int32_t v2 = p->input2_offset + *y;
     const int32_t s1 = tb_mul_by_quant_mul(v1 * ((int32_t)1 << p->left_shift),
                                            p->input1.multiplier, p->input1.shift);
     const int32_t s2 = tb_mul_by_quant_mul(v2 * ((int32_t)1 << p->left_shift),
@@ -20,5 +23,34 @@ void tb_add_s8(const tb_add_params *p, const int8_t *input1,
     if (out < p->act_min) out = p->act_min;
     if (out > p->act_max) out = p->act_max;
     output[i] = (int8_t)out;
+  }
+}
+
+void tb_add_s8(const tb_add_params *p, const int8_t *input1,
+               const int8_t *input2, int8_t *output) {
+  tb_binary_s8(&p->shape, p->size, p, add_row, input1, input2, output);
+}
+
+void tb_binary_s8(const tb_bcast *s, int32_t size, const void *p, tb_row_fn row,
+                  const int8_t *a, const int8_t *b, int8_t *output) {
+  const int32_t n = s->dims[TB_BCAST_RANK - 1];
+  const int32_t a_step = s->stride1[TB_BCAST_RANK - 1], b_step = s->stride2[TB_BCAST_RANK - 1];
+  int32_t index[TB_BCAST_RANK - 1] = {0};
+  int32_t rows = 1, r, d;
+  if (!s->broadcast) { /* same shapes: one run (ADD's target kernels take these layers) */
+    if (s->swap) row(p, b, 1, a, 1, output, size);
+    else row(p, a, 1, b, 1, output, size);
+    return;
+  }
+  for (d = 0; d < TB_BCAST_RANK - 1; ++d) rows *= s->dims[d];
+  for (r = 0; r < rows; ++r, output += n) {
+    int32_t at_a = 0, at_b = 0;
+    for (d = 0; d < TB_BCAST_RANK - 1; ++d) {
+      at_a += index[d] * s->stride1[d];
+      at_b += index[d] * s->stride2[d];
+    }
+    if (s->swap) row(p, b + at_b, b_step, a + at_a, a_step, output, n);
+    else row(p, a + at_a, a_step, b + at_b, b_step, output, n);
+    for (d = TB_BCAST_RANK - 2; d >= 0 && ++index[d] == s->dims[d]; --d) index[d] = 0;
   }
 }

@@ -9,6 +9,7 @@
 #include "activation.h"
 #include "add.h"
 #include "conv.h"
+#include "elementwise.h"
 #include "fully_connected.h"
 #include "movement.h"
 #include "pool.h"

@@ -491,7 +491,7 @@ def prepare_fc(layer: Layer) -> Layer:
 
 
 def accepts_add(layer: Layer) -> bool:
-    if layer.op != "ADD":
+    if layer.op != "ADD" or "shape" in layer.params:   # broadcast or a constant operand
         return False
     p = layer.params
     return quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)]) is not None

@@ -355,7 +355,8 @@ def add_constants(p: dict):
 
 
 def accepts_add(layer: Layer) -> bool:
-    return layer.op == "ADD" and add_constants(layer.params) is not None
+    return (layer.op == "ADD" and "shape" not in layer.params       # not broadcast/constant
+            and add_constants(layer.params) is not None)
 
 
 def prepare_add(layer: Layer) -> Layer:

@@ -1,0 +1,274 @@
+"""SUB, MUL, SQUARED_DIFFERENCE, MAXIMUM, MINIMUM, DIV and PRELU
+(tinybuild/ops/elementwise.py) against TFLite's reference kernels, and the
+broadcast and constant-operand forms ADD shares with them."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import FAST, SWEEP, Case, check, rng_for
+from tflite_builder import ModelBuilder
+
+from tinybuild.errors import TinybuildError
+from tinybuild.graph import Graph, Operator, Tensor
+from tinybuild.lower import lower_graph
+
+OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions"}
+VERSION = {"ADD": 2, "SUB": 3, "MUL": 4, "SQUARED_DIFFERENCE": 2, "MAXIMUM": 2, "MINIMUM": 2,
+           "DIV": 1, "PRELU": 1}
+RANK = {"ADD": 6, "SUB": 6, "MUL": 6, "SQUARED_DIFFERENCE": 6, "MAXIMUM": 5, "MINIMUM": 5,
+        "DIV": 5, "PRELU": 4}
+
+
+def binary_model(op="ADD", s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0),
+                 activation="NONE", const=None) -> bytes:
+    """One ``op`` on two int8 operands; ``const``: 1 or 2 makes that operand a
+    seeded constant (2 for both)."""
+    b = ModelBuilder()
+    out = tuple(np.broadcast_shapes(s1, s2))
+    if op in ("MAXIMUM", "MINIMUM"):
+        q2 = qo = q1                     # the converter gives them one quantization
+    operands = []
+    for k, (shape, q) in enumerate(((s1, q1), (s2, q2)), 1):
+        if const in (k, "both"):
+            data = rng_for(op, shape, k).integers(-128, 128, size=shape, dtype=np.int8)
+            operands.append(b.const(data, "int8", *q))
+        else:
+            operands.append(b.input(shape, "int8", *q))
+    y = b.tensor(out, "int8", *qo)
+    options = (b.options(OPTIONS[op], fusedActivationFunction=activation) if op in OPTIONS
+               else None)
+    b.op(op, operands, [y], options, version=VERSION[op])
+    return b.build([y])
+
+
+def cases(op: str) -> list:
+    """Every broadcast form: same shapes, scalar, one axis, both sides, ranks 1..max."""
+    act = "RELU" if op in OPTIONS else "NONE"
+    rows = [
+        (f"{op} same shapes", dict(s1=(1, 3, 5, 2), s2=(1, 3, 5, 2))),
+        (f"{op} rank 1", dict(s1=(7,), s2=(7,))),
+        (f"{op} scalar second", dict(s1=(1, 4, 4, 3), s2=())),
+        (f"{op} scalar first", dict(s1=(1,), s2=(1, 2, 6))),
+        (f"{op} per-channel vector", dict(s1=(1, 4, 4, 3), s2=(3,))),
+        (f"{op} both broadcast", dict(s1=(1, 4, 1, 3), s2=(1, 1, 5, 1))),
+        (f"{op} lower rank second", dict(s1=(2, 3, 4), s2=(3, 1))),
+        (f"{op} different zero points, {act}", dict(
+            s1=(1, 2, 3, 4), s2=(1, 1, 3, 1), q1=(0.02, -7), q2=(0.09, 30), qo=(0.1, -5),
+            activation=act)),
+        (f"{op} constant second", dict(s1=(1, 3, 3, 4), s2=(4,), const=2)),
+        (f"{op} constant first", dict(s1=(1, 1, 4), s2=(1, 3, 4), const=1)),
+        (f"{op} constant first, same shapes", dict(s1=(1, 6), s2=(1, 6), const=1)),
+    ]
+    if RANK[op] >= 5:
+        rows.append((f"{op} rank 5", dict(s1=(2, 1, 3, 1, 2), s2=(1, 2, 1, 4, 1))))
+    if RANK[op] >= 6:
+        rows.append((f"{op} rank 6", dict(s1=(2, 1, 3, 1, 2, 2), s2=(1, 2, 1, 4, 1, 1))))
+    if op in OPTIONS:
+        rows.append((f"{op} RELU6", dict(s1=(1, 37), s2=(1, 37), q1=(0.2, 127), q2=(0.01, -128),
+                                          qo=(0.05, 0), activation="RELU6")))
+    return [Case(name, lambda op=op, kw=kw: binary_model(op, **kw)) for name, kw in rows]
+
+
+BINARY = ["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "DIV"]
+CASES = [c for op in BINARY[1:-1] for c in cases(op)]      # DIV: DIV_CASES
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_elementwise(case):
+    check(case)
+
+
+def div_model(s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0), activation="NONE",
+              divisor=None, const1=False) -> bytes:
+    """DIV whose divisor is a constant without raw zeros (TFLite's int8 DIV stops
+    on a raw 0 in the divisor, div.cc: 'data[i] != 0')."""
+    b = ModelBuilder()
+    if divisor is None:
+        divisor = rng_for("div", s2).integers(1, 128, size=s2) * rng_for("sign", s2).choice([-1, 1], s2)
+    x = b.const(rng_for("x", s1).integers(-128, 128, size=s1), "int8", *q1) if const1 else \
+        b.input(s1, "int8", *q1)
+    d = b.const(np.asarray(divisor, dtype=np.int8), "int8", *q2)
+    y = b.tensor(tuple(np.broadcast_shapes(s1, s2)), "int8", *qo)
+    b.op("DIV", [x, d], [y], b.options("DivOptions", fusedActivationFunction=activation))
+    return b.build([y])
+
+
+DIV_CASES = [
+    Case("DIV same shapes", lambda: div_model((1, 3, 4, 2), (1, 3, 4, 2))),
+    Case("DIV scalar divisor", lambda: div_model((1, 4, 4, 3), ())),
+    Case("DIV per-channel divisor, RELU", lambda: div_model((1, 4, 4, 3), (3,), (0.02, -7),
+                                                            (0.09, 30), (0.1, -5), "RELU")),
+    Case("DIV rank 5", lambda: div_model((2, 1, 3, 1, 2), (1, 2, 1, 4, 1))),
+    Case("DIV RELU6, divisor at its zero point", lambda: div_model(
+        (1, 37), (37,), (0.2, 127), (0.01, 5), (0.05, 0), "RELU6",
+        divisor=np.arange(-18, 19) + 5 * (np.arange(-18, 19) == 0))),
+]
+
+
+@pytest.mark.parametrize("case", DIV_CASES, ids=str)
+def test_div(case):
+    check(case)
+
+
+def prelu_model(shape=(1, 4, 4, 3), alpha_shape=(3,), q=(0.05, 3), qa=(0.01, -20), qo=(0.04, -1),
+                alpha_const=True) -> bytes:
+    b = ModelBuilder()
+    x = b.input(shape, "int8", *q)
+    if alpha_const:
+        a = b.const(rng_for("alpha", alpha_shape).integers(-128, 128, size=alpha_shape), "int8", *qa)
+    else:
+        a = b.input(alpha_shape, "int8", *qa)
+    y = b.tensor(shape, "int8", *qo)
+    b.op("PRELU", [x, a], [y])
+    return b.build([y])
+
+
+PRELU_CASES = [
+    Case("PRELU per-channel alpha", lambda: prelu_model()),
+    Case("PRELU shared axes (1x1xC)", lambda: prelu_model((1, 5, 3, 4), (1, 1, 4))),
+    Case("PRELU full alpha", lambda: prelu_model((1, 2, 3, 4), (1, 2, 3, 4))),
+    Case("PRELU scalar alpha", lambda: prelu_model((1, 6, 2), ())),
+    Case("PRELU rank 2, big scales", lambda: prelu_model((1, 30), (30,), (0.5, -100), (0.3, 40),
+                                                         (0.02, 7))),
+    Case("PRELU alpha not constant", lambda: prelu_model((1, 3, 4), (1, 4), alpha_const=False)),
+]
+
+
+@pytest.mark.parametrize("case", PRELU_CASES, ids=str)
+def test_prelu(case):
+    check(case)
+
+
+# -- property tests: random broadcast shapes and quantization ------------------------------
+
+@st.composite
+def quant(draw):
+    return draw(st.floats(0.005, 1.0)), draw(st.integers(-128, 127))
+
+
+@st.composite
+def broadcast_shapes(draw, max_rank):
+    """Two shapes that broadcast: an output shape, each input dropping leading
+    dimensions and setting others to 1."""
+    out = draw(st.lists(st.integers(1, 5), min_size=1, max_size=max_rank))
+    shapes = []
+    for _ in range(2):
+        keep = draw(st.integers(0, len(out)))
+        ones = draw(st.lists(st.booleans(), min_size=keep, max_size=keep))
+        shapes.append(tuple(1 if one else d for d, one in zip(out[len(out) - keep:], ones)))
+    return shapes
+
+
+@st.composite
+def binary_params(draw, op):
+    s1, s2 = draw(broadcast_shapes(RANK[op]))
+    return dict(op=op, s1=s1, s2=s2, q1=draw(quant()), q2=draw(quant()), qo=draw(quant()),
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])) if op in OPTIONS
+                else "NONE", const=draw(st.sampled_from([None, None, 1, 2])))
+
+
+@st.composite
+def div_params(draw):
+    s1, s2 = draw(broadcast_shapes(RANK["DIV"]))
+    return dict(s1=s1, s2=s2, q1=draw(quant()), q2=draw(quant()), qo=draw(quant()),
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])))
+
+
+@st.composite
+def prelu_params(draw):
+    shape, alpha = draw(broadcast_shapes(RANK["PRELU"]))
+    shape = tuple(np.broadcast_shapes(shape, alpha))      # alpha broadcasts to the input
+    return dict(shape=shape, alpha_shape=alpha, q=draw(quant()), qa=draw(quant()),
+                qo=draw(quant()), alpha_const=draw(st.booleans()))
+
+
+def check_or_refused(model: bytes) -> None:
+    """Equal to TFLite, or refused with one line for scales TFLite's kernel refuses."""
+    try:
+        check(model, inputs=2)
+    except TinybuildError as exc:
+        assert "unsupported" in str(exc) and "\n" not in str(exc), exc
+
+
+@pytest.mark.parametrize("op", BINARY[1:-1])
+@FAST
+@given(data=st.data())
+def test_binary_property(op, data):
+    check_or_refused(binary_model(**data.draw(binary_params(op))))
+
+
+@FAST
+@given(div_params())
+def test_div_property(params):
+    check_or_refused(div_model(**params))
+
+
+@FAST
+@given(prelu_params())
+def test_prelu_property(params):
+    check(prelu_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", BINARY[1:-1])
+@SWEEP
+@given(data=st.data())
+def test_binary_sweep(op, data):
+    check_or_refused(binary_model(**data.draw(binary_params(op))))
+
+
+@pytest.mark.slow
+@SWEEP
+@given(div_params())
+def test_div_sweep(params):
+    check_or_refused(div_model(**params))
+
+
+@pytest.mark.slow
+@SWEEP
+@given(prelu_params())
+def test_prelu_sweep(params):
+    check(prelu_model(**params), inputs=2)
+
+
+# -- end to end and refusals ---------------------------------------------------------------
+
+MODEL = Path(__file__).resolve().parents[1] / "data" / "elementwise_int8.tflite"
+
+
+def test_keras_model_with_every_broadcast_form():
+    """tests/data/make_elementwise.py's model: PRELU, MUL, SUB, SQUARED_DIFFERENCE,
+    MAXIMUM, MINIMUM, ADD between conv, pooling and dense layers."""
+    check(MODEL.read_bytes())
+
+
+def one_op_graph(op, shapes, scales=((0.1,), (0.1,), (0.1,)), data=(None, None, None)) -> Graph:
+    """A one-op graph for the lowering alone (no TFLite run)."""
+    tensors = [Tensor(i, f"t{i}\x1b[31m", shape, "int8", s, (0,) * len(s), data=d)
+               for i, (shape, s, d) in enumerate(zip(shapes, scales, data))]
+    return Graph(name="one", tensors=tensors, operators=[Operator(0, op, [0, 1], [2], {})],
+                 inputs=[i for i in (0, 1) if data[i] is None], outputs=[2])
+
+
+@pytest.mark.parametrize("op, shapes, data, why", [
+    ("MAXIMUM", [(1, 2, 1, 2, 1, 2)] * 3, (None,) * 3,
+     "first input of rank 6 (TFLite's reference MAXIMUM handles rank 5 at most)"),
+    ("PRELU", [(1, 4), (3, 4), (3, 4)], (None,) * 3, "alpha 3x4 broadcasts the input 1x4"),
+    ("SUB", [(1, 4, 3), (1, 2, 3), (1, 4, 3)], (None,) * 3, "shapes 1x4x3 and 1x2x3 do not broadcast"),
+    ("MUL", [(1, 4, 3), (3,), (1, 4, 4)], (None,) * 3, "output shape 1x4x4 is not the broadcast"),
+    ("DIV", [(1, 4), (4,), (1, 4)], (None, np.full(4, 1, np.int8), None), "left shift"),
+])
+def test_refused_in_one_line(op, shapes, data, why):
+    scales = ((0.1,), (0.1,), (1e-9,)) if op == "DIV" else ((0.1,),) * 3
+    with pytest.raises(TinybuildError) as info:
+        lower_graph(one_op_graph(op, shapes, scales, data))
+    message = str(info.value)
+    assert why in message and f"unsupported {op} at layer 0" in message, message
+    assert "\n" not in message and "\x1b" not in message      # the tensor name is escaped
+
+
+def test_per_channel_operand_refused():
+    with pytest.raises(TinybuildError, match="per channel"):
+        lower_graph(one_op_graph("MUL", [(1, 2), (1, 2), (1, 2)], ((0.1, 0.2), (0.1,), (0.1,))))

@@ -1,0 +1,57 @@
+/* Elementwise binary ops: SUB, MUL, SQUARED_DIFFERENCE, MAXIMUM, MINIMUM, DIV,
+ * PRELU (tinybuild/ops/elementwise.py, elementwise.c). Each takes its two
+ * operands in call order (activations first, then constants) and walks them
+ * with tb_binary_s8 (add.h), which undoes the swap. */
+#ifndef TB_ELEMENTWISE_H
+#define TB_ELEMENTWISE_H
+#include "tb_common.h"
+#include "add.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  int32_t size;
+  tb_bcast shape;
+  int32_t input1_offset, input2_offset, output_offset;
+  tb_quant_mul output;
+  int32_t act_min, act_max;
+} tb_mul_params;
+
+typedef struct {
+  int32_t size;
+  tb_bcast shape;
+  int32_t input1_offset, input2_offset, output_offset;
+  tb_quant_mul output; /* input1 scale / (input2 scale * output scale) */
+  int32_t act_min, act_max;
+} tb_div_params;
+
+typedef struct {
+  int32_t size;
+  tb_bcast shape;
+} tb_minmax_params;
+
+typedef struct {
+  int32_t size;
+  tb_bcast shape;
+  int32_t input_offset, alpha_offset, output_offset;
+  tb_quant_mul identity; /* input scale / output scale: x >= 0 */
+  tb_quant_mul alpha;    /* input scale * alpha scale / output scale: x < 0 */
+} tb_prelu_params;
+
+/* SUB: ADD's params with input 2's multiplier negated (sub.cc). */
+void tb_sub_s8(const tb_add_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+void tb_mul_s8(const tb_mul_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+/* SQUARED_DIFFERENCE: ADD's params with left_shift 7 and the square's rescale. */
+void tb_squared_difference_s8(const tb_add_params *p, const int8_t *a, const int8_t *b,
+                              int8_t *output);
+void tb_maximum_s8(const tb_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+void tb_minimum_s8(const tb_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+void tb_div_s8(const tb_div_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+void tb_prelu_s8(const tb_prelu_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
