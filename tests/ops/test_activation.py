@@ -15,7 +15,7 @@ from tflite_builder import ModelBuilder
 # (op, options table, fields, version) for an int8 model TFLite's resolver takes
 INT8_VERSION = {"RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 1, "LEAKY_RELU": 2, "HARD_SWISH": 1,
                 "LOGISTIC": 2, "TANH": 2, "ELU": 1, "ABS": 2, "NEG": 1, "RSQRT": 2}
-SHAPES_OF_256 = [(256,), (1, 256), (2, 128), (1, 16, 16), (4, 8, 8), (1, 4, 8, 8), (1, 2, 4, 4, 8),
+SHAPES_OF_256 = [(256,), (1, 256), (2, 128), (1, 16, 16), (4, 8, 8), (1, 4, 8, 8), (2, 4, 4, 8), (1, 2, 4, 4, 8),
                  (2, 2, 2, 2, 16)]
 
 
@@ -81,6 +81,8 @@ CASES = [
                                                             (0.0255, -113))),
     Case("LOGISTIC", lambda: unary_model("LOGISTIC", (1, 7, 7, 3), (0.08, 4), LOGISTIC_OUT)),
     Case("TANH", lambda: unary_model("TANH", (1, 3, 3, 2, 5), (0.03, -7), (1 / 128, 0))),
+    Case("Keras model (tests/data/make_activations.py)",
+         lambda: (Path(__file__).parents[1] / "data" / "activations_int8.tflite").read_bytes()),
     Case("every value: LOGISTIC wide input", lambda: unary_model("LOGISTIC", (1, 256), (0.2, 0),
                                                                  LOGISTIC_OUT), 1),
 ]

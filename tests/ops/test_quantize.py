@@ -74,3 +74,57 @@ def test_quantize_property(params):
 @given(edge_params())
 def test_quantize_sweep(params):
     check(edges_model(**params), inputs=3)
+
+
+# -- one QUANTIZE or DEQUANTIZE between every pair of types TFLite's reference kernels take ---------
+
+REQUANTIZE_PAIRS = [("int8", "int8"), ("int8", "uint8"), ("uint8", "int8"), ("uint8", "uint8"),
+                    ("int16", "int8"), ("int16", "int16")]
+DEQUANTIZE_TYPES = ["int8", "uint8", "int16"]
+_ZERO_POINTS = {"int8": st.integers(-128, 127), "uint8": st.integers(0, 255), "int16": st.just(0)}
+
+
+def single_op_model(op: str, src: str, dst: str, q_in, q_out, shape) -> bytes:
+    b = ModelBuilder()
+    x = b.input(shape, src, *q_in)
+    y = b.tensor(shape, dst, *q_out)
+    b.op(op, [x], [y], version=2 if op == "DEQUANTIZE" else 1)
+    return b.build([y])
+
+
+@st.composite
+def single_op_params(draw):
+    op = draw(st.sampled_from(["QUANTIZE", "DEQUANTIZE"]))
+    src, dst = (draw(st.sampled_from(REQUANTIZE_PAIRS)) if op == "QUANTIZE"
+                else (draw(st.sampled_from(DEQUANTIZE_TYPES)), "float32"))
+    scale = st.floats(0.0001, 0.01) if src == "int16" else st.floats(0.001, 1.0)
+    q_in = (draw(scale), draw(_ZERO_POINTS[src]))
+    q_out = (None, None) if dst == "float32" else (
+        draw(st.floats(0.0001, 0.01) if dst == "int16" else st.floats(0.001, 1.0)), draw(_ZERO_POINTS[dst]))
+    shape = tuple(draw(st.integers(1, 4)) for _ in range(draw(st.integers(1, 5))))
+    return dict(op=op, src=src, dst=dst, q_in=q_in, q_out=q_out, shape=shape)
+
+
+@pytest.mark.parametrize("src,dst", REQUANTIZE_PAIRS)
+def test_requantize_between_types(src, dst):
+    q = {"int8": (0.05, -3), "uint8": (0.07, 120), "int16": (0.002, 0)}
+    check(single_op_model("QUANTIZE", src, dst, q[src], (q[dst][0] * 1.3, q[dst][1]), (1, 37)), inputs=2)
+
+
+@pytest.mark.parametrize("src", DEQUANTIZE_TYPES)
+def test_dequantize_from_each_type(src):
+    q = {"int8": (0.05, -3), "uint8": (0.07, 120), "int16": (0.002, 0)}
+    check(single_op_model("DEQUANTIZE", src, "float32", q[src], (None, None), (2, 3, 7)), inputs=2)
+
+
+@FAST
+@given(single_op_params())
+def test_single_quantize_or_dequantize_property(params):
+    check(single_op_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(single_op_params())
+def test_single_quantize_or_dequantize_sweep(params):
+    check(single_op_model(**params), inputs=2)

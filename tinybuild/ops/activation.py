@@ -35,11 +35,20 @@ F32 = np.float32
 
 # -- the layer every table op becomes ---------------------------------------------------------
 
+def elementwise_tensor(graph, op, index: int, what: str, dtypes=("int8",)):
+    """``tensor`` without its batch-1 rule: an elementwise op does not care
+    how the elements are grouped."""
+    t = graph.tensor(index)
+    if t is not None and t.dtype in dtypes:
+        return t
+    return tensor(graph, op, index, what, dtypes)        # raises, naming what it got
+
+
 def lut_layer(graph, op, function) -> Layer:
     """The int8 -> int8 layer computing ``function(x, y, v)`` (x, y: the input and
     output tensors; v: an int8 input value) for every element, as a table."""
-    x = tensor(graph, op, op.inputs[0], "input")
-    y = tensor(graph, op, op.outputs[0], "output")
+    x = elementwise_tensor(graph, op, op.inputs[0], "input")
+    y = elementwise_tensor(graph, op, op.outputs[0], "output")
     for t, what in ((x, "input"), (y, "output")):
         if len(t.scales) != 1:
             raise unsupported(op, f"{what} has {len(t.scales)} scales (per-tensor quantization only)",
@@ -256,8 +265,8 @@ def hard_swish_value(p: dict, in_zp: int, out_zp: int, v: int) -> int:
 
 
 def lower_hard_swish(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input")
-    y = tensor(graph, op, op.outputs[0], "output")
+    x = elementwise_tensor(graph, op, op.inputs[0], "input")
+    y = elementwise_tensor(graph, op, op.outputs[0], "output")
     params = hard_swish_params(op, graph, x, y)
     return lut_layer(graph, op, lambda x, y, v: hard_swish_value(params, x.zero_point,
                                                                  y.zero_point, v))

@@ -9,7 +9,8 @@ import numpy as np
 from .. import quant
 from ..lower import Layer
 from . import KERNEL_DIR, OpDef, unsupported
-from ._common import elements, tensor
+from ._common import elements
+from .activation import elementwise_tensor
 
 # TB_DTYPE_* in tinybuild/kernels/quantize.h
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "float32": 3}
@@ -23,8 +24,8 @@ def _per_tensor(op, t, what: str) -> None:
 
 
 def lower_quantize(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input", ("float32",) + INTEGER)
-    y = tensor(graph, op, op.outputs[0], "output", INTEGER)
+    x = elementwise_tensor(graph, op, op.inputs[0], "input", ("float32",) + INTEGER)
+    y = elementwise_tensor(graph, op, op.outputs[0], "output", INTEGER)
     _per_tensor(op, y, "output")
     params = _params(x, y)
     if x.dtype == "float32":
@@ -37,8 +38,8 @@ def lower_quantize(graph, op) -> Layer:
 
 
 def lower_dequantize(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input", INTEGER)
-    y = tensor(graph, op, op.outputs[0], "output", ("float32",))
+    x = elementwise_tensor(graph, op, op.inputs[0], "input", INTEGER)
+    y = elementwise_tensor(graph, op, op.outputs[0], "output", ("float32",))
     _per_tensor(op, x, "input")
     params = _params(x, y)
     params["scale"] = float(x.scale)

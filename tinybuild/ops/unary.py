@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import quant
 from . import KERNEL_DIR, OpDef, unsupported
-from ._common import elements, tensor
-from .activation import F32, LUT_SOURCE, elementwise_in_place, lut_layer, rdbp
+from ._common import elements
+from .activation import F32, LUT_SOURCE, elementwise_in_place, elementwise_tensor, lut_layer, rdbp
 from ..lower import Layer
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -109,8 +109,8 @@ _INT_BITS = {"int8": 8, "uint8": 8, "int16": 16, "int32": 32}
 
 
 def lower_cast(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input", tuple(CAST_TYPES))
-    y = tensor(graph, op, op.outputs[0], "output", tuple(CAST_TYPES))
+    x = elementwise_tensor(graph, op, op.inputs[0], "input", tuple(CAST_TYPES))
+    y = elementwise_tensor(graph, op, op.outputs[0], "output", tuple(CAST_TYPES))
     return Layer(op.index, op.op, "tb_cast_params",
                  {"size": elements(x), "in_type": CAST_TYPES[x.dtype], "out_type": CAST_TYPES[y.dtype]},
                  [op.inputs[0]], [op.outputs[0]], [], 0, f"{elements(x)} {x.dtype} -> {y.dtype}")
