@@ -11,6 +11,7 @@
 #include "conv.h"
 #include "elementwise.h"
 #include "fully_connected.h"
+#include "matmul.h"
 #include "movement.h"
 #include "pool.h"
 #include "quantize.h"
@@ -18,5 +19,6 @@
 #include "reshape.h"
 #include "resize.h"
 #include "softmax.h"
+#include "transpose_conv.h"
 #include "unary.h"
 #endif

@@ -1,0 +1,78 @@
+"""TRANSPOSE_CONV (tinybuild/ops/transpose_conv.py) against TFLite's reference kernels."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from harness import FAST, SWEEP, Case, check, rng_for
+
+
+def out_size(size, k, stride, mode):
+    return size * stride if mode == "SAME" else (size - 1) * stride + k
+
+
+def transpose_conv_model(in_hw=(3, 4), in_c=3, out_c=2, k=(3, 3), stride=(2, 2), mode="SAME",
+                         per_channel=True, with_bias=True, activation="NONE", qx=(0.05, -3),
+                         qy=(0.1, 4), out_hw=None) -> bytes:
+    from tflite_builder import ModelBuilder
+    rng = rng_for(in_hw, in_c, out_c, k, stride, mode)
+    out_hw = out_hw or tuple(out_size(s, kk, st_, mode) for s, kk, st_ in zip(in_hw, k, stride))
+    b = ModelBuilder()
+    x = b.input((1, *in_hw, in_c), "int8", *qx)
+    shape = b.const(np.array((1, *out_hw, out_c), np.int32), "int32")
+    scales = (rng.uniform(0.002, 0.02, out_c) if per_channel else 0.01)
+    w = b.const(rng.integers(-127, 128, (out_c, *k, in_c)), "int8", scales,
+                np.zeros(out_c if per_channel else 1, np.int64), axis=0)
+    inputs = [shape, w, x]
+    if with_bias:
+        bias_scale = qx[0] * np.atleast_1d(scales)
+        inputs.append(b.const(rng.integers(-2000, 2000, out_c), "int32",
+                              np.broadcast_to(bias_scale, (out_c,)), np.zeros(out_c, np.int64)))
+    y = b.tensor((1, *out_hw, out_c), "int8", *qy)
+    b.op("TRANSPOSE_CONV", inputs, [y], b.options(
+        "TransposeConvOptions", padding=mode, strideH=stride[0], strideW=stride[1],
+        fusedActivationFunction=activation), version=4)
+    return b.build([y])
+
+
+CASES = [
+    Case("TRANSPOSE_CONV 3x3 s2 SAME per-channel with bias", lambda: transpose_conv_model()),
+    Case("TRANSPOSE_CONV 2x2 s2 VALID per-tensor, no bias", lambda: transpose_conv_model(
+        k=(2, 2), mode="VALID", per_channel=False, with_bias=False)),
+    Case("TRANSPOSE_CONV 3x3 s1 SAME RELU", lambda: transpose_conv_model(stride=(1, 1), activation="RELU")),
+    Case("TRANSPOSE_CONV 4x3 s(3,2) VALID RELU6", lambda: transpose_conv_model(
+        (2, 3), 4, 5, (4, 3), (3, 2), "VALID", activation="RELU6")),
+    Case("TRANSPOSE_CONV 5x5 s2 SAME odd output size", lambda: transpose_conv_model(
+        (3, 3), 2, 3, (5, 5), (2, 2), "SAME", out_hw=(5, 6))),
+    Case("TRANSPOSE_CONV 1x1 s1 VALID", lambda: transpose_conv_model(
+        (4, 4), 8, 4, (1, 1), (1, 1), "VALID")),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_transpose_conv(case):
+    check(case)
+
+
+@st.composite
+def transpose_conv_params(draw):
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    q = lambda: (draw(st.floats(0.01, 0.5)), draw(st.integers(-128, 127)))  # noqa: E731
+    return dict(in_hw=(draw(st.integers(1, 5)), draw(st.integers(1, 5))), in_c=draw(st.integers(1, 4)),
+                out_c=draw(st.integers(1, 4)), k=k, stride=stride,
+                mode=draw(st.sampled_from(["SAME", "VALID"])), per_channel=draw(st.booleans()),
+                with_bias=draw(st.booleans()),
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])), qx=q(), qy=q())
+
+
+@FAST
+@given(transpose_conv_params())
+def test_transpose_conv_property(params):
+    check(transpose_conv_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(transpose_conv_params())
+def test_transpose_conv_sweep(params):
+    check(transpose_conv_model(**params), inputs=2)
