@@ -1,15 +1,14 @@
 """Data movement (tinybuild/ops/movement.py, gather.py) against TFLite's reference
 kernels: PAD, PADV2, CONCATENATION, SPLIT, SPLIT_V, PACK, UNPACK, STRIDED_SLICE,
 SLICE, TRANSPOSE, FILL, GATHER; SHAPE and constant chains folded at build time."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from harness import FAST, SWEEP, Case, check, rng_for
 from tflite_builder import ModelBuilder
-from tinybuild import lower
-from tinybuild.errors import TinybuildError
-from tinybuild.importer import load_graph
 
 Q = (0.05, 3)
 
@@ -361,3 +360,12 @@ test_gather_property = property_test(FAST, "GATHER")
 @pytest.mark.parametrize("name", sorted(PROPERTIES))
 def test_movement_sweep(name):
     property_test(SWEEP, name)()
+
+
+MODEL = Path(__file__).resolve().parents[1] / "data" / "movement_int8.tflite"
+
+
+def test_keras_model_with_the_movement_ops():
+    """tests/data/make_movement.py's model: SPLIT, TRANSPOSE, CONCATENATION, PAD,
+    PADV2, STRIDED_SLICE, GATHER, UNPACK, PACK and a folded dynamic flatten."""
+    check(MODEL.read_bytes(), inputs=4)

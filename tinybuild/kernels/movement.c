@@ -10,33 +10,44 @@ static void fill(uint8_t *out, int32_t count, int32_t size, int32_t value) {
   else for (i = 0; i < count; ++i) ((int32_t *)out)[i] = value;
 }
 
-/* Copy n elements from src to dst stepping by the given element strides. */
-static void copy_line(const uint8_t *src, uint8_t *dst, int32_t n, int32_t s, int32_t d,
-                      int32_t size) {
-  int32_t i;
-  if (size == 1) {
-    for (i = 0; i < n; ++i) ((int8_t *)dst)[i * d] = ((const int8_t *)src)[i * s];
-  } else if (size == 2) {
-    for (i = 0; i < n; ++i) ((int16_t *)dst)[i * d] = ((const int16_t *)src)[i * s];
-  } else {
-    for (i = 0; i < n; ++i) ((int32_t *)dst)[i * d] = ((const int32_t *)src)[i * s];
-  }
+/* The last two dimensions of a copy, by element type: rows of n1 elements,
+ * pointers stepped (no multiplications per element). */
+#define TB_MOVE_PLANE(type)                                                     \
+  do {                                                                          \
+    const type *from = (const type *)src;                                       \
+    type *to = (type *)dst;                                                     \
+    for (r = 0; r < n0; ++r, from += s0, to += d0) {                            \
+      if (s1 == 1 && d1 == 1) {                                                 \
+        for (i = 0; i < n1; ++i) to[i] = from[i];                               \
+      } else {                                                                  \
+        const type *f = from;                                                   \
+        type *t = to;                                                           \
+        for (i = 0; i < n1; ++i, f += s1, t += d1) *t = *f;                     \
+      }                                                                         \
+    }                                                                           \
+  } while (0)
+
+static void copy_plane(const uint8_t *src, uint8_t *dst, const int32_t *n, const int32_t *s,
+                       const int32_t *d, int32_t size) {
+  int32_t r, i, n0 = n[0], n1 = n[1], s0 = s[0], s1 = s[1], d0 = d[0], d1 = d[1];
+  if (size == 1) TB_MOVE_PLANE(int8_t);
+  else if (size == 2) TB_MOVE_PLANE(int16_t);
+  else TB_MOVE_PLANE(int32_t);
 }
 
 static void copy_block(const int32_t *row, const uint8_t *src, uint8_t *dst, int32_t size) {
   const int32_t *n = row + 4, *s = n + TB_MOVE_RANK, *d = s + TB_MOVE_RANK;
-  int32_t i0, i1, i2, i3, i4;
-  src += (int32_t)row[2] * size;
-  dst += (int32_t)row[3] * size;
+  int32_t i0, i1, i2, i3;
+  src += row[2] * size;
+  dst += row[3] * size;
   for (i0 = 0; i0 < n[0]; ++i0)
     for (i1 = 0; i1 < n[1]; ++i1)
       for (i2 = 0; i2 < n[2]; ++i2)
-        for (i3 = 0; i3 < n[3]; ++i3)
-          for (i4 = 0; i4 < n[4]; ++i4) {
-            int32_t from = i0 * s[0] + i1 * s[1] + i2 * s[2] + i3 * s[3] + i4 * s[4];
-            int32_t to = i0 * d[0] + i1 * d[1] + i2 * d[2] + i3 * d[3] + i4 * d[4];
-            copy_line(src + from * size, dst + to * size, n[5], s[5], d[5], size);
-          }
+        for (i3 = 0; i3 < n[3]; ++i3) {
+          int32_t from = i0 * s[0] + i1 * s[1] + i2 * s[2] + i3 * s[3];
+          int32_t to = i0 * d[0] + i1 * d[1] + i2 * d[2] + i3 * d[3];
+          copy_plane(src + from * size, dst + to * size, n + 4, s + 4, d + 4, size);
+        }
 }
 
 /* Argument k after the params: the varying argument list is walked again
