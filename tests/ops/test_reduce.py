@@ -1,5 +1,7 @@
 """MEAN, SUM, REDUCE_MAX, REDUCE_MIN, ARG_MAX, ARG_MIN (tinybuild/ops/reduce.py)
 against TFLite's reference kernels."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -177,3 +179,13 @@ def test_mean_hw_sweep(params):
 @given(st.sampled_from(["ARG_MAX", "ARG_MIN"]).flatmap(arg_params))
 def test_arg_sweep(params):
     check(arg_model(**params), inputs=2)
+
+
+MODEL = Path(__file__).resolve().parents[1] / "data" / "reduce_resize_int8.tflite"
+
+
+def test_keras_model_with_the_family():
+    """tests/data/make_reduce_resize.py's model: TRANSPOSE_CONV, RESIZE_BILINEAR,
+    RESIZE_NEAREST_NEIGHBOR, MEAN, two BATCH_MATMULs (attention), REDUCE_MAX, SUM
+    between conv, softmax and dense layers."""
+    check(MODEL.read_bytes())
