@@ -29,15 +29,16 @@ def unary_model(op: str, shape=(1, 256), q_in=(0.05, 0), q_out=(0.05, 0), alpha=
     return b.build([y])
 
 
-def check_all_values(model: bytes, resolver=None) -> None:
+def check_all_values(model: bytes, resolver=None, lowest: int = -128) -> None:
     """Every int8 value (the model's input holds 256 elements) through TFLite and
     tinybuild: the whole table is compared. ``resolver="builtin"``: TFLite's
-    default kernels (for ELU, which BUILTIN_REF does not register)."""
+    default kernels (for ELU, which BUILTIN_REF does not register). ``lowest``:
+    only values from there up (repeated to fill the 256 elements)."""
     from tinybuild.reference import io_record, reference_outputs
     with tempfile.TemporaryDirectory(prefix="tb-op-") as tmp:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(model)
-        data = [np.arange(-128, 128, dtype=np.int8).tobytes()]
+        data = [np.resize(np.arange(lowest, 128), 256).astype(np.int8).tobytes()]
         want = builtin_output(model, data[0]) if resolver == "builtin" else reference_outputs(path, data)[0]
         got = tinybuild_outputs(path, data, Path(tmp) / "build")[0]
         assert first_difference(got, want, io_record(path)["outputs"]) is None, \
@@ -91,6 +92,29 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_activation(case):
     check(case)
+
+
+def folded_model(op: str, values, q=(0.05, 3), q_out=(0.05, 3)) -> bytes:
+    """input + OP(constant): the op's output is computed at build time."""
+    b = ModelBuilder()
+    x = b.input((1, len(values)), "int8", *q_out)
+    c = b.const(np.asarray([values], np.int8), "int8", *q)
+    t = b.tensor((1, len(values)), "int8", *q_out)
+    y = b.tensor((1, len(values)), "int8", *q_out)
+    b.op(op, [c], [t], version=INT8_VERSION[op])
+    b.op("ADD", [x, t], [y])
+    return b.build([y])
+
+
+@pytest.mark.parametrize("op", ["RELU6", "TANH", "HARD_SWISH", "ABS", "NEG"])
+def test_constant_input_is_folded(op, tmp_path):
+    from tinybuild.importer import load_graph
+    from tinybuild.lower import lower_graph
+    model = folded_model(op, list(range(-128, 128, 5)))
+    check(model, inputs=2)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    assert [layer.op for layer in lower_graph(load_graph(path))] == ["ADD"]
 
 
 def test_every_value_of_each_op():

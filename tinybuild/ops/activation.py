@@ -66,6 +66,17 @@ def lut_order(table_by_value: np.ndarray) -> np.ndarray:
     return np.roll(np.clip(table_by_value, -128, 127).astype(np.int8), -128)
 
 
+def fold_by_table(lower):
+    """OpDef.fold for a table op: a constant input's outputs through the layer's table."""
+    def fold(graph, op) -> dict | None:
+        x = graph.tensors[op.inputs[0]]
+        if x.dtype != "int8" or x.data is None:
+            return None
+        table = lower(graph, op).consts[0].values
+        return {op.outputs[0]: table[np.asarray(x.data).astype(np.int8).view(np.uint8)]}
+    return fold
+
+
 def elementwise_in_place(layer: Layer) -> dict:
     """The kernel reads element i before it writes element i."""
     return {layer.inputs[0]: (None, 0)}
@@ -274,7 +285,7 @@ def lower_hard_swish(graph, op) -> Layer:
 
 def _lut_op(name: str, lower, doc: str, options=None) -> OpDef:
     return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", options,
-                 in_place=elementwise_in_place, doc=doc)
+                 fold=fold_by_table(lower), in_place=elementwise_in_place, doc=doc)
 
 
 OPS = [

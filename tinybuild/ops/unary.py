@@ -14,7 +14,8 @@ import numpy as np
 from .. import quant
 from . import KERNEL_DIR, OpDef, unsupported
 from ._common import elements
-from .activation import F32, LUT_SOURCE, elementwise_in_place, elementwise_tensor, lut_layer, rdbp
+from .activation import (F32, LUT_SOURCE, elementwise_in_place, elementwise_tensor, fold_by_table,
+                         lut_layer, rdbp)
 from ..lower import Layer
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -152,8 +153,8 @@ def fold_cast(graph, op) -> dict | None:
 
 
 def _lut_op(name: str, lower, doc: str) -> OpDef:
-    return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", in_place=elementwise_in_place,
-                 doc=doc)
+    return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", fold=fold_by_table(lower),
+                 in_place=elementwise_in_place, doc=doc)
 
 
 OPS = [
