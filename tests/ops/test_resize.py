@@ -67,3 +67,18 @@ def test_resize_nearest_property(params):
 @given(st.sampled_from([BI, NN]).flatmap(resize_params))
 def test_resize_sweep(params):
     check(resize_model(**params), inputs=2)
+
+
+def test_refused_in_one_line():
+    from tinybuild.errors import TinybuildError
+    from tinybuild.graph import Graph, Operator, Tensor
+    from tinybuild.lower import lower_graph
+    tensors = [Tensor(0, "in", (1, 2, 2, 1), "int8", (0.1,), (0,)),
+               Tensor(1, "size", (2,), "int32"),                     # not a constant
+               Tensor(2, "out\n\x1b[31m", (1, 4, 4, 1), "int8", (0.1,), (0,))]
+    op = Operator(0, BI, [0, 1], [2], {"AlignCorners": False, "HalfPixelCenters": False})
+    with pytest.raises(TinybuildError) as info:
+        lower_graph(Graph("g", tensors, [op], [0, 1], [2]))
+    message = str(info.value)
+    assert "unsupported RESIZE_BILINEAR at layer 0" in message and "constant int32" in message
+    assert "\n" not in message and "\x1b" not in message

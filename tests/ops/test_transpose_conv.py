@@ -76,3 +76,20 @@ def test_transpose_conv_property(params):
 @given(transpose_conv_params())
 def test_transpose_conv_sweep(params):
     check(transpose_conv_model(**params), inputs=2)
+
+
+def test_filter_zero_point_refused_in_one_line():
+    from tinybuild.errors import TinybuildError
+    from tinybuild.graph import Graph, Operator, Tensor
+    from tinybuild.lower import lower_graph
+    tensors = [Tensor(0, "shape", (4,), "int32", data=np.array([1, 4, 4, 1], np.int32)),
+               Tensor(1, "w", (1, 2, 2, 1), "int8", (0.1,), (3,), data=np.ones((1, 2, 2, 1), np.int8)),
+               Tensor(2, "in", (1, 2, 2, 1), "int8", (0.1,), (0,)),
+               Tensor(3, "out\x1b[31m", (1, 4, 4, 1), "int8", (0.1,), (0,))]
+    op = Operator(0, "TRANSPOSE_CONV", [0, 1, 2], [3],
+                  {"Padding": "SAME", "StrideW": 2, "StrideH": 2, "FusedActivationFunction": "NONE"})
+    with pytest.raises(TinybuildError) as info:
+        lower_graph(Graph("g", tensors, [op], [2], [3]))
+    message = str(info.value)
+    assert "unsupported TRANSPOSE_CONV at layer 0" in message and "filter zero point" in message
+    assert "\x1b" not in message

@@ -66,9 +66,10 @@ def lower(graph, op) -> Layer:
     if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[3] != y.shape[3]:
         raise unsupported(op, f"input {list(x.shape)} and output {list(y.shape)} are not NHWC "
                               "images of the same depth")
-    out_h, out_w = (int(v) for v in np.asarray(size.data).reshape(-1)[:2])
-    if (out_h, out_w) != tuple(y.shape[1:3]) or min(out_h, out_w, *x.shape[1:3]) <= 0:
-        raise unsupported(op, f"size {out_h}x{out_w} does not match the output {list(y.shape)}")
+    size_values = [int(v) for v in np.asarray(size.data).reshape(-1)]
+    if size_values != list(y.shape[1:3]) or min(*size_values, *x.shape[1:3]) <= 0:
+        raise unsupported(op, f"size {size_values} does not match the output {list(y.shape)}")
+    out_h, out_w = size_values
     align, half = bool(op.options["AlignCorners"]), bool(op.options["HalfPixelCenters"])
     if align and half:
         raise unsupported(op, "align_corners and half_pixel_centers both set (TFLite refuses it)")
