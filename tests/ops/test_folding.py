@@ -139,11 +139,10 @@ def two_scales_concat_model() -> bytes:
     (runtime_paddings_model, ["unsupported PAD at layer 0", "paddings computed at run time"]),
     (two_scales_concat_model, ["unsupported CONCATENATION", "right\\x1b[31m", "same scale and zero point"]),
     (lambda: mv.gather_model((3, 2), [0, 3]), ["unsupported GATHER", "index 3 outside 0..2"]),
-    (lambda: mv.gather_model((3, 2), np.zeros(2, np.int64), index_type="int64", runtime_indices=True),
-     ["unsupported GATHER", "indices of type int64 computed at run time"]),
+    (lambda: mv.transpose_model((2, 3), (0, 0)), ["unsupported TRANSPOSE", "permutation [0, 0]"]),
     (lambda: mv.split_v_model((1, 6), 1, [2, 2, 3]), ["unsupported SPLIT_V", "size_splits [2, 2, 3]"]),
 ], ids=["run-time paddings", "concatenation of two scales", "gather index out of range",
-        "run-time int64 indices", "split sizes"])
+        "bad permutation", "split sizes"])
 def test_what_is_not_compiled_is_one_line(model, words, tmp_path):
     message = error_of(model(), tmp_path)
     for word in words:

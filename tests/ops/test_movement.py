@@ -58,6 +58,17 @@ def concat_model(shapes, axis, dtype="int8", const_inputs=()) -> bytes:
                   dtype, const_inputs=const_inputs)
 
 
+def self_concat_model() -> bytes:
+    """One tensor concatenated with itself, then packed with itself."""
+    b = ModelBuilder()
+    x = b.input((2, 3), "int8", *Q)
+    y = b.tensor((2, 6), "int8", *Q)
+    b.op("CONCATENATION", [x, x], [y], b.options("ConcatenationOptions", axis=1))
+    z = b.tensor((2, 2, 6), "int8", *Q)
+    b.op("PACK", [y, y], [z], b.options("PackOptions", valuesCount=2, axis=1), version=2)
+    return b.build([z])
+
+
 def split_model(shape, axis, parts, dtype="int8") -> bytes:
     b = ModelBuilder()
     q = quant(dtype)
@@ -151,8 +162,8 @@ def check_runtime_indices(model: bytes, axis_size: int, count=3) -> None:
         record = io_record(tflite)
         data = []
         for k, raw in enumerate(make_inputs(tflite, count, 1)):
-            idx_bytes = record["inputs"][-1]["bytes"]
-            valid = rng_for("indices", k).integers(0, axis_size, idx_bytes // 4).astype(np.int32)
+            idx_bytes, dtype = record["inputs"][-1]["bytes"], np.dtype(record["inputs"][-1]["dtype"])
+            valid = rng_for("indices", k).integers(0, axis_size, idx_bytes // dtype.itemsize).astype(dtype)
             data.append(raw[:len(raw) - idx_bytes] + valid.tobytes())
         want = reference_outputs(tflite, data)
         got = tinybuild_outputs(tflite, data, Path(tmp) / "build")
@@ -169,8 +180,12 @@ CASES = [
                                                "int16")),
     Case("CONCATENATION channels", lambda: concat_model([(1, 2, 3, 4), (1, 2, 3, 1), (1, 2, 3, 5)], -1)),
     Case("CONCATENATION axis 1 int32", lambda: concat_model([(2, 3), (2, 4)], 1, "int32")),
+    Case("CONCATENATION int64 with a constant", lambda: concat_model(
+        [(2, 3), (2, 2)], -1, "int64", const_inputs=[(1, np.arange(4) - 2)])),
+    Case("PAD int64", lambda: pad_model((2, 3), ((1, 0), (0, 2)), "int64")),
     Case("CONCATENATION axis 0 with a constant", lambda: concat_model(
         [(1, 4), (2, 4)], 0, const_inputs=[(1, np.arange(8) - 4)])),
+    Case("CONCATENATION and PACK of one tensor with itself", self_concat_model),
     Case("SPLIT 3 ways on channels", lambda: split_model((1, 2, 2, 6), -1, 3)),
     Case("SPLIT_V with -1", lambda: split_v_model((1, 7, 3), 1, [2, -1, 1])),
     Case("PACK axis 1", lambda: pack_model((2, 3), 3, 1)),
@@ -196,10 +211,11 @@ def test_movement(case):
     check(case)
 
 
-@pytest.mark.parametrize("const_params", [False, True], ids=["params input", "constant table"])
-def test_gather_with_runtime_indices(const_params):
+@pytest.mark.parametrize("const_params, index_type", [(False, "int32"), (True, "int32"), (True, "int64")],
+                         ids=["params input", "constant table", "constant table, int64 indices"])
+def test_gather_with_runtime_indices(const_params, index_type):
     check_runtime_indices(gather_model((10, 4), np.zeros((2, 3), np.int32), const_params=const_params,
-                                       runtime_indices=True), 10)
+                                       index_type=index_type, runtime_indices=True), 10)
 
 
 # -- property tests: random shapes, parameters and types -------------------------------------

@@ -84,14 +84,17 @@ void tb_move(const tb_move_params *p, ...) {
 void tb_gather(const tb_gather_params *p, const void *first, const void *second, void *output) {
   const uint8_t *params = (const uint8_t *)(p->indices_first ? second : first);
   const int32_t *indices = (const int32_t *)(p->indices_first ? first : second);
+  const int64_t *wide = (const int64_t *)(const void *)indices;   /* index_size 8 */
   uint8_t *out = (uint8_t *)output;
   int32_t b, o, i, k, line = p->inner * p->elem_size;
   for (b = 0; b < p->batch; ++b)
     for (o = 0; o < p->outer; ++o)
       for (i = 0; i < p->coords; ++i) {
-        int32_t at = indices[b * p->coords + i];
-        int valid = at >= 0 && at < p->axis_size;
-        const uint8_t *from = params + ((b * p->outer + o) * p->axis_size + (valid ? at : 0)) * line;
+        int32_t n = b * p->coords + i;
+        int64_t at64 = p->index_size == 8 ? wide[n] : indices[n];
+        int valid = at64 >= 0 && at64 < p->axis_size;
+        int32_t at = valid ? (int32_t)at64 : 0;
+        const uint8_t *from = params + ((b * p->outer + o) * p->axis_size + at) * line;
         for (k = 0; k < line; ++k) out[k] = valid ? from[k] : 0;
         out += line;
       }

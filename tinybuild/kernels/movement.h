@@ -26,12 +26,14 @@ typedef struct {
 } tb_move_params;
 
 /* tb_move(&params, input 0.., const int32_t *table, const source 0..,
- * output 0..): sources are numbered inputs first, then constants. */
+ * output 0..): sources are numbered inputs first, then constants. int64
+ * tensors are moved as pairs of int32 (the table says so). */
 void tb_move(const tb_move_params *p, ...);
 
 typedef struct {
   int32_t elem_size;      /* bytes per element of params and output: 1, 2 or 4 */
   int32_t indices_first;  /* 1: the call passes (indices, params), else (params, indices) */
+  int32_t index_size;     /* bytes per index: 4 (int32) or 8 (int64) */
   int32_t batch;          /* product of the batch_dims leading dimensions */
   int32_t outer;          /* product of the dimensions between batch and axis */
   int32_t axis_size;      /* params' size along axis */
@@ -42,6 +44,7 @@ typedef struct {
 /* GATHER: output[b][o][i][inner] = params[b][o][indices[b][i]][inner]; an index
  * outside 0..axis_size-1 (TFLite: an error) gives zeros. */
 void tb_gather(const tb_gather_params *p, const void *first, const void *second, void *output);
+/* int64 params/outputs are moved as 8-byte elements (elem_size 8). */
 
 #ifdef __cplusplus
 }

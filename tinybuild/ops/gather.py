@@ -1,6 +1,6 @@
 """GATHER: slices of ``params`` picked by ``indices`` along ``axis``, with
 ``batch_dims`` (TFLite's reference Gather). Params and indices may each be a
-constant or an activation (int64 indices only as constants: they become int32);
+constant or an activation (constant int64 indices become int32);
 both constant: folded. Kernel: ``tb_gather`` (tinybuild/kernels/movement.c)."""
 from __future__ import annotations
 
@@ -53,11 +53,10 @@ def lower(graph, op) -> Layer:
         if t.dtype not in MOVE_TYPES or t.dtype != y.dtype:
             raise unsupported(op, f"tensor '{shown(t.name)}' of type {t.dtype} (params and output: one "
                                   f"of {', '.join(MOVE_TYPES)})")
-    if indices.dtype not in ("int32", "int64") or (indices.dtype == "int64" and not indices.is_constant):
-        raise unsupported(op, f"indices of type {indices.dtype} computed at run time "
-                              "(int32, or constant int32/int64)" if not indices.is_constant
-                              else f"indices of type {indices.dtype}")
-    params = {"elem_size": np.dtype(y.dtype).itemsize, "indices_first": 0, **g}
+    if indices.dtype not in ("int32", "int64"):
+        raise unsupported(op, f"indices of type {indices.dtype} (int32 or int64 expected)")
+    params = {"elem_size": np.dtype(y.dtype).itemsize, "indices_first": 0,
+              "index_size": 8 if indices.dtype == "int64" and not indices.is_constant else 4, **g}
     from ..codegen import C_TYPES
     if indices.is_constant:
         inputs, consts = [op.inputs[0]], [Const("indices", "int32_t",
@@ -73,5 +72,5 @@ def lower(graph, op) -> Layer:
 
 OPS = [OpDef("GATHER", lower, "tb_gather", KERNEL_DIR / "movement.c", "tb_gather_params",
              Options("GatherOptions", (OptionField("Axis", "axis", 0), OptionField("BatchDims", "batch_dims", 1))),
-             fold=fold, doc="any axis, batch_dims, constant or run-time params and int32 indices "
-             "(int64 when constant); a run-time index out of range gives zeros (TFLite: an error)")]
+             fold=fold, doc="any axis, batch_dims, constant or run-time params and int32/int64 "
+             "indices; a run-time index out of range gives zeros (TFLite: an error)")]

@@ -12,8 +12,8 @@ like each tensor). From that one description come
   value for PAD.
 
 Values are copied as they are (TFLite's reference kernels for these ops copy
-bytes; none requantizes int8), so any element type of 1, 2 or 4 bytes works,
-int32 shape tensors included. SHAPE always folds (shapes are static).
+bytes; none requantizes int8), so any element type works: 1, 2 or 4 bytes,
+int64 as pairs of int32, int32 shape tensors included. SHAPE always folds (shapes are static).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from . import KERNEL_DIR, Folded, OpDef, OptionField, Options, unsupported
 from ._common import ACTIVATION
 
 SOURCE = KERNEL_DIR / "movement.c"
-MOVE_TYPES = ("int8", "uint8", "int16", "int32", "float32")
+MOVE_TYPES = ("int8", "uint8", "int16", "int32", "float32", "int64")
 MAX_RANK = 6                      # the kernel's loop nest; TFLite's TRANSPOSE allows 6 too
 ROW = 4 + 3 * MAX_RANK            # src, dst, src offset, dst offset, dims, src strides, dst strides
 
@@ -314,14 +314,18 @@ def movement_layer(graph, op, move: Movement) -> Layer:
     activations = [t for t in move.sources if not graph.tensors[t].is_constant]
     constants = [t for t in move.sources if graph.tensors[t].is_constant]
     order = activations + constants                      # the kernel numbers sources this way
-    rows = [copy_row(op, order.index(move.sources[c.src]), c) for c in move.copies]
-    rows = [r for r in rows if r is not None]
     itemsize = np.dtype(dtype).itemsize
-    params = {"elem_size": itemsize, "inputs": len(activations), "consts": len(constants),
+    copies = move.copies if itemsize < 8 else [as_int32_pairs(c) for c in move.copies]
+    rows = [copy_row(op, order.index(move.sources[c.src]), c) for c in copies]
+    rows = [r for r in rows if r is not None]
+    params = {"elem_size": min(itemsize, 4), "inputs": len(activations), "consts": len(constants),
               "copies": len(rows), "fill_count": 0, "fill": 0}
     if move.fill is not None:
         params["fill_count"] = int(np.prod(graph.tensors[move.outputs[0]].shape, dtype=np.int64))
         params["fill"] = fill_bits(move.fill, dtype)
+        params["fill_count"] *= itemsize // params["elem_size"]
+        if itemsize == 8 and move.fill != 0:
+            raise unsupported(op, f"an int64 padding value other than 0 ({move.fill})")
     from ..codegen import C_TYPES
     consts = [_const("copies", "int32_t", np.array(rows, np.int32).reshape(-1))]
     consts += [_const(f"source{k}", C_TYPES[dtype], np.asarray(graph.tensors[t].data).reshape(-1))
@@ -335,11 +339,17 @@ def _const(role, ctype, values):
     return Const(role, ctype, values)
 
 
+def as_int32_pairs(c: Copy) -> Copy:
+    """An int64 copy as one of int32 halves (the kernel moves 1, 2 or 4 bytes)."""
+    pair = lambda view: (view[..., None] * 2 + np.array([0, 1])).reshape(*view.shape, 2)  # noqa: E731
+    return Copy(c.src, c.dst, pair(c.src_view), pair(c.dst_view))
+
+
 def fill_bits(value, dtype: str) -> int:
     """The fill value as the kernel's int32 (a float32 by its bits)."""
     if dtype == "float32":
         return int(np.array(value, np.float32).view(np.int32))
-    return int(np.array(value).astype(dtype))
+    return int(np.array(value).astype(dtype)) if dtype != "int64" else 0
 
 
 def copy_row(op, src: int, c: Copy) -> list[int] | None:
