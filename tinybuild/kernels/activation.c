@@ -7,6 +7,17 @@
 
 void tb_lut_s8(const tb_lut_params *p, const int8_t *input, const int8_t *lut,
                int8_t *output) {
-  int32_t i;
-  for (i = 0; i < p->size; ++i) output[i] = lut[(uint8_t)input[i]];
+  int32_t i = 0;
+  /* Four at a time (about half the instructions on Cortex-M4 and RV32). The
+   * four inputs are read before any output is written, so an output placed
+   * at or before its input (the planner's in-place rule) is still correct. */
+  for (; i + 4 <= p->size; i += 4) {
+    const int8_t a = lut[(uint8_t)input[i]], b = lut[(uint8_t)input[i + 1]];
+    const int8_t c = lut[(uint8_t)input[i + 2]], d = lut[(uint8_t)input[i + 3]];
+    output[i] = a;
+    output[i + 1] = b;
+    output[i + 2] = c;
+    output[i + 3] = d;
+  }
+  for (; i < p->size; ++i) output[i] = lut[(uint8_t)input[i]];
 }
