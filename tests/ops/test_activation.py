@@ -193,3 +193,27 @@ def _float_relu() -> bytes:
     y = b.tensor((1, 8), "float32")
     b.op("RELU", [x], [y])
     return b.build([y])
+
+
+BAD_QUANTIZATIONS = [((0.0, 0), (0.05, 0)), ((0.05, 0), (0.0, 0)), ((-0.05, 0), (0.05, 0)),
+                     ((float("nan"), 0), (0.05, 0)), ((0.05, 0), (float("inf"), 0)),
+                     ((1e-30, 0), (1e30, 0)), ((1e30, 0), (1e-30, 0)), ((0.05, 300), (0.05, 0))]
+
+
+@pytest.mark.parametrize("op", sorted(INT8_VERSION))
+def test_damaged_quantization_is_one_line_or_builds(op, tmp_path):
+    """Zero, negative, NaN, infinite or extreme scales and an out-of-range zero
+    point: the build either compiles the op or stops with one TinybuildError
+    line, never another exception or a numpy warning."""
+    import warnings
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    for k, (q_in, q_out) in enumerate(BAD_QUANTIZATIONS):
+        path = tmp_path / f"m{k}.tflite"
+        path.write_bytes(unary_model(op, (1, 8), q_in, q_out, alpha=0.2 if op == "LEAKY_RELU" else None))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                generate(path, tmp_path / f"out{k}", [])
+            except TinybuildError as err:
+                assert "\n" not in str(err)

@@ -53,9 +53,16 @@ def lut_layer(graph, op, function) -> Layer:
         if len(t.scales) != 1:
             raise unsupported(op, f"{what} has {len(t.scales)} scales (per-tensor quantization only)",
                               graph)
+        if not 0.0 < t.scale < math.inf:
+            raise unsupported(op, f"{what} scale {t.scale} (a positive number expected)", graph)
     if x.shape != y.shape:
         raise unsupported(op, f"output shape {y.shape} differs from input shape {x.shape}", graph)
-    table = np.array([function(x, y, int(v)) for v in INT8_VALUES], dtype=np.int64)
+    try:
+        with np.errstate(all="ignore"):
+            table = np.array([function(x, y, int(v)) for v in INT8_VALUES], dtype=np.int64)
+    except (ArithmeticError, ValueError):        # e.g. QuantizeMultiplier of an infinite ratio
+        raise unsupported(op, f"input scale {x.scale} and output scale {y.scale} (their ratio is "
+                              "beyond what TFLite's fixed point holds)", graph) from None
     return Layer(op.index, op.op, "tb_lut_params", {"size": elements(x)}, [op.inputs[0]],
                  [op.outputs[0]], [Const("lut", "int8_t", lut_order(table))], 0,
                  f"{elements(x)} values")
@@ -278,7 +285,12 @@ def hard_swish_value(p: dict, in_zp: int, out_zp: int, v: int) -> int:
 def lower_hard_swish(graph, op) -> Layer:
     x = elementwise_tensor(graph, op, op.inputs[0], "input")
     y = elementwise_tensor(graph, op, op.outputs[0], "output")
-    params = hard_swish_params(op, graph, x, y)
+    try:
+        with np.errstate(all="ignore"):
+            params = hard_swish_params(op, graph, x, y)
+    except (ArithmeticError, ValueError):
+        raise unsupported(op, f"input scale {x.scale} and output scale {y.scale} (their ratio is "
+                              "beyond what TFLite's fixed point holds)", graph) from None
     return lut_layer(graph, op, lambda x, y, v: hard_swish_value(params, x.zero_point,
                                                                  y.zero_point, v))
 
