@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -91,24 +92,15 @@ def elementwise_in_place(layer: Layer) -> dict:
 
 # -- float32 math as TFLite's PopulateLookupTable does it -------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def libm():
-    """The C library's float functions: std::exp(float) / std::tanh(float) in
+    """The C library's expf and tanhf: std::exp(float) / std::tanh(float) in
     TFLite's Prepare call these, so the table matches the host's TFLite."""
     lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-    for name in ("expf", "tanhf", "expm1f"):
+    for name in ("expf", "tanhf"):
         getattr(lib, name).restype = ctypes.c_float
         getattr(lib, name).argtypes = [ctypes.c_float]
     return lib
-
-
-_LIBM = None
-
-
-def _libm():
-    global _LIBM
-    if _LIBM is None:
-        _LIBM = libm()
-    return _LIBM
 
 
 def populated(transform):
@@ -125,15 +117,15 @@ def populated(transform):
 
 
 def _sigmoid(value):
-    return F32(1) / (F32(1) + F32(_libm().expf(float(-value))))
+    return F32(1) / (F32(1) + F32(libm().expf(float(-value))))
 
 
 def _tanh(value):
-    return F32(_libm().tanhf(float(value)))
+    return F32(libm().tanhf(float(value)))
 
 
 def _elu(value):
-    return F32(_libm().expf(float(value))) - F32(1) if value < 0 else value
+    return F32(libm().expf(float(value))) - F32(1) if value < 0 else value
 
 
 def check_logistic(graph, op):
