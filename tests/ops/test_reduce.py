@@ -1,5 +1,6 @@
 """MEAN, SUM, REDUCE_MAX, REDUCE_MIN, ARG_MAX, ARG_MIN (tinybuild/ops/reduce.py)
 against TFLite's reference kernels."""
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,15 @@ def test_reduce(case):
 def test_arg_max_ties_take_the_first_index():
     # int8 inputs span the full range, so a 1-value axis of 300 has many ties
     check(arg_model(shape=(1, 300), axis=1, q=(1.0, 0)), inputs=3)
+
+
+def test_empty_axis_list_is_refused_in_one_line():
+    from tinybuild import importer, lower
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.tflite"
+        path.write_bytes(reduce_model(shape=(2, 3), axes=()))
+        with pytest.raises(TinybuildError, match="unsupported MEAN at layer 0 .*an empty axis list"):
+            lower.lower_graph(importer.load_graph(path))
 
 
 def test_reduce_max_with_requantization_is_refused():

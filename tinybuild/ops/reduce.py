@@ -27,6 +27,8 @@ MODES = {"MEAN": 0, "SUM": 1, "REDUCE_MAX": 2, "REDUCE_MIN": 3}   # TB_REDUCE_* 
 def constant_axes(graph, op, rank: int) -> list[int]:
     """The raw axis values (a constant int32/int64 vector), each checked in range."""
     axis = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
+    if axis is not None and 0 in axis.shape:
+        raise unsupported(op, "an empty axis list (the op copies its input; re-export without it)")
     if axis is None or axis.data is None or axis.dtype not in ("int32", "int64"):
         raise unsupported(op, "the axis must be a constant int32 (or int64) tensor")
     raw = [int(a) for a in np.asarray(axis.data).reshape(-1)]
