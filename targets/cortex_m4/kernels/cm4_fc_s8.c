@@ -9,7 +9,9 @@
  * Weights are reordered at build time into blocks of 4 rows: for every group
  * of 4 inputs the 4 rows' words follow each other, so one LDM brings 16
  * weights and SXTB16 / SXTB16 ROR #8 split each row's word into the same
- * pairs. Per 16 MACs: 2 LDM, 8 SXTB16, 8 SMLAD.
+ * pairs. Per 16 MACs: 2 LDM, 8 SXTB16, 8 SMLAD. A last block of one row
+ * (out_features % 4 == 1, e.g. a single output) is that row's K4 bytes alone,
+ * run by a one-row loop: a padded block of 4 would cost 4 rows for 1.
  *
  * Requantization per output:
  *  - per-channel weights: TFLite's fixed-point MultiplyByQuantizedMultiplier,
@@ -114,6 +116,24 @@ static void tb_cm4_fc_rows4(const uint32_t *px, const uint32_t *pw, int32_t nq, 
 #endif
 }
 
+/* One row's dot product with the expanded input: per group of 4 inputs one
+ * weight word, two SXTB16 and two SMLAD (two groups per iteration). */
+static int32_t tb_cm4_fc_row1(const uint32_t *px, const uint32_t *pw, int32_t nq, int32_t acc) {
+  int32_t a = acc, b = 0, g;
+  for (g = 0; g + 2 <= nq; g += 2, px += 4) {
+    const uint32_t w0 = pw[g], w1 = pw[g + 1];
+    a = tb_smlad(tb_sxtb16(w0), px[0], a);
+    b = tb_smlad(tb_sxtb16_ror8(w0), px[1], b);
+    a = tb_smlad(tb_sxtb16(w1), px[2], a);
+    b = tb_smlad(tb_sxtb16_ror8(w1), px[3], b);
+  }
+  if (g < nq) {
+    a = tb_smlad(tb_sxtb16(pw[g]), px[0], a);
+    b = tb_smlad(tb_sxtb16_ror8(pw[g]), px[1], b);
+  }
+  return a + b;
+}
+
 void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                                const int8_t *weights, const int32_t *rq, int8_t *output,
                                void *scratch) {
@@ -155,7 +175,11 @@ void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
       int32_t acc[4], j;
       const int32_t n = rows - o < 4 ? rows - o : 4;
       acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
-      tb_cm4_fc_rows4(px, pw, nq, acc);
+      if (n == 1) {
+        acc[0] = tb_cm4_fc_row1(px, pw, nq, acc[0]);   /* the last row, alone */
+      } else {
+        tb_cm4_fc_rows4(px, pw, nq, acc);
+      }
       if (flags & TB_CM4_RQ_DOUBLE) {
         for (j = 0; j < n; ++j) {
           const int32_t v = tb_cm4_fc_double(acc[j], r_mul, t_shift, rnd_lo, rnd_hi,

@@ -430,19 +430,50 @@ def accepts_depthwise_folded(layer: Layer) -> bool:
     return bool(np.abs(b).max(initial=0) < 1 << 31)
 
 
+# A depthwise layer on one input channel is a convolution: its depth_multiplier
+# output channels are filters over that channel (MicroSpeech: 49x40x1, 8 of
+# 10x8, stride 2). The plane kernel's general path runs it at about 8
+# instructions per MAC, the convolution at 1.2-1.4.
+DW_AS_CONV_PRIORITY = 30       # above both depthwise kernels wherever it accepts
+
+
+def depthwise_as_conv(layer: Layer) -> Layer:
+    """The layer with its 1HW(M) filter as a convolution's OHWI (I = 1); the
+    params (tb_conv_params, in_c 1, out_c M) and the other consts are the same."""
+    p = layer.params
+    filt = _const(layer, "filter").reshape(p["k_h"] * p["k_w"], p["out_c"]).T
+    consts = [Const("filter", "int8_t", np.ascontiguousarray(filt).reshape(-1)) if c.role == "filter"
+              else c for c in layer.consts]
+    return replace(layer, consts=consts)
+
+
+def accepts_depthwise_as_conv(layer: Layer) -> bool:
+    return layer.op == "DEPTHWISE_CONV_2D" and layer.params["in_c"] == 1 and \
+        layer.params["depth_multiplier"] > 1
+
+
+def prepare_depthwise_as_conv(layer: Layer) -> Layer:
+    out = prepare_conv(depthwise_as_conv(layer))
+    return replace(out, notes=[f"one input channel: run as a convolution with {layer.params['out_c']} "
+                               "output channels (tb_cm4_conv2d_s8)", *out.notes])
+
+
 # -- FULLY_CONNECTED -----------------------------------------------------------------
 
 RQ_DOUBLE = 4
 
 
 def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
-    """[out][in] int8 -> blocks of 4 rows; per group of 4 inputs the 4 rows' words."""
+    """[out][in] int8 -> blocks of 4 rows; per group of 4 inputs the 4 rows' words.
+    A last block of one row is that row alone (K4 bytes): the kernel runs it
+    with its one-row loop instead of 4 rows of which 3 are zero."""
     k4 = (k + 3) // 4 * 4
-    r4 = (rows + 3) // 4 * 4
-    full = np.zeros((r4, k4), np.int8)
+    r4 = (rows + 3) // 4 * 4 if rows % 4 != 1 else rows - 1
+    full = np.zeros((max(r4, rows), k4), np.int8)
     full[:rows, :k] = np.asarray(w, np.int8).reshape(rows, k)
     # (block, row, group, byte) -> (block, group, row, byte)
-    return full.reshape(r4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1).copy()
+    blocks = full[:r4].reshape(r4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([blocks, full[r4:].reshape(-1)]).copy()
 
 
 def accepts_fc(layer: Layer) -> bool:
@@ -479,7 +510,8 @@ def prepare_fc(layer: Layer) -> Layer:
     consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), rows, k)),
               Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
     scratch = (k + 3) // 4 * 4 * 2
-    notes = notes + [f"weights in blocks of 4 rows x 4 inputs ({r4} rows), input expanded once "
+    notes = notes + [f"weights in blocks of 4 rows x 4 inputs ({r4} rows"
+                     f"{'; the last row alone' if rows % 4 == 1 else ''}), input expanded once "
                      f"to int16 in {scratch} B of scratch (back to front: it may overlap the "
                      "input)", "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
     return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
@@ -541,31 +573,37 @@ def prepare_avgpool(layer: Layer) -> Layer:
 
 
 def smallk_kernel(depth: int) -> KernelImpl:
+    from . import cm4_cost
     return KernelImpl("CONV_2D", f"tb_cm4_conv2d_1x1_k{depth}_s8",
                       (HERE / "cm4_conv_1x1_smallk_s8.c", HERE / "cm4_conv_s8.c"), priority=15,
-                      accepts=partial(accepts_conv_1x1_smallk, depth=depth),
+                      accepts=partial(cm4_cost.accepts_conv_1x1_smallk_faster, depth=depth),
                       prepare=prepare_conv_1x1_smallk,
                       name=f"tb_cm4_conv2d_1x1_k{depth}_s8 (DSP, 4x2 block, K {depth})")
 
 
 def kernels() -> list[KernelImpl]:
-    from . import cm4_dw_channels  # imported here: it imports this module's helpers
+    # imported here: they import this module's helpers
+    from . import cm4_cost, cm4_dw_channels
     src = lambda name: (HERE / name,)
     return [
         *[smallk_kernel(d) for d in CONV_SMALLK_DEPTHS],
         KernelImpl("CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"), priority=10,
-                   accepts=accepts_conv, prepare=prepare_conv,
+                   accepts=cm4_cost.accepts_conv_faster, prepare=prepare_conv,
                    name="tb_cm4_conv2d_s8 (DSP, 4x2 block)"),
+        KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"),
+                   priority=DW_AS_CONV_PRIORITY, accepts=cm4_cost.accepts_depthwise_as_conv_faster,
+                   prepare=prepare_depthwise_as_conv,
+                   name="tb_cm4_conv2d_s8 (DSP, 4x2 block; depthwise on one input channel)"),
         cm4_dw_channels.KERNEL,  # priority 20, above the plane kernel where it accepts
         KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_depthwise_conv2d_s8", src("cm4_depthwise_s8.c"),
-                   priority=10, accepts=accepts_depthwise_folded, prepare=prepare_depthwise,
+                   priority=10, accepts=cm4_cost.accepts_plane_faster, prepare=prepare_depthwise,
                    name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),
         KernelImpl("FULLY_CONNECTED", "tb_cm4_fully_connected_s8", src("cm4_fc_s8.c"),
-                   priority=10, accepts=accepts_fc, prepare=prepare_fc,
+                   priority=10, accepts=cm4_cost.accepts_fc_faster, prepare=prepare_fc,
                    name="tb_cm4_fully_connected_s8 (DSP, 4 rows)"),
         KernelImpl("ADD", "tb_cm4_add_s8", src("cm4_add_pool_s8.c"), priority=10,
                    accepts=accepts_add, prepare=prepare_add, name="tb_cm4_add_s8 (tables)"),
         KernelImpl("AVERAGE_POOL_2D", "tb_cm4_avg_pool2d_s8", src("cm4_add_pool_s8.c"),
-                   priority=10, accepts=accepts_avgpool, prepare=prepare_avgpool,
+                   priority=10, accepts=cm4_cost.accepts_avgpool_faster, prepare=prepare_avgpool,
                    name="tb_cm4_avg_pool2d_s8 (DSP, 16-bit lanes)"),
     ]

@@ -5,7 +5,9 @@
  * Rows go in blocks of 8: one input load serves 8 weight loads and 8
  * multiply-adds. Weights were reordered at build time to [row block][K][8]
  * (zero rows for the padding) and input_offset * sum(w) was folded into the
- * bias.
+ * bias. A remainder of at most 4 rows (rv_prepare.fc_blocked_rows: a single
+ * output, 10 = 8 + 2 classes) runs row by row from [K] rows after the blocks:
+ * a padded block would cost 8 rows for them.
  *
  * Requantization per output:
  *  - per-channel weights (real_multiplier == 0): MultiplyByQuantizedMultiplier
@@ -38,6 +40,7 @@ static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, double real_mult
 }
 
 #define RV_FC_ROWS 8
+#define RV_FC_SINGLE_ROWS 4   /* rv_prepare.FC_SINGLE_ROWS */
 
 /* 8 rows' dot products with x over k inputs; w is [k][8]. Every weight is
  * used once, so a MAC costs at least its load, MUL and ADD; one input load
@@ -65,26 +68,44 @@ static void rv_fc_block(const int8_t *x, const int8_t *w, int32_t k, int32_t *ac
   acc[4] = s4; acc[5] = s5; acc[6] = s6; acc[7] = s7;
 }
 
+/* One row's dot product: 4 inputs per iteration (2 loads, MUL, ADD each). */
+static int32_t rv_fc_row(const int8_t *x, const int8_t *w, int32_t k) {
+  int32_t s0 = 0, s1 = 0, i;
+  for (i = 0; i + 4 <= k; i += 4) {
+    s0 += x[i] * w[i];
+    s1 += x[i + 1] * w[i + 1];
+    s0 += x[i + 2] * w[i + 2];
+    s1 += x[i + 3] * w[i + 3];
+  }
+  for (; i < k; ++i) s0 += x[i] * w[i];
+  return s0 + s1;
+}
+
+/* Output row r from its accumulated sum, requantized as the reference does. */
+static int8_t rv_fc_out(const tb_fc_params *p, const int32_t *rq, int32_t r, int32_t acc) {
+  const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4) + r;
+  const int32_t sum = acc + q->bias;
+  int32_t v;
+  if (rq[0] & TB_RV_RQ_DOUBLE) {
+    v = rv_fc_double(sum, (uint32_t)rq[1], rq[2], p->real_multiplier) + p->output_offset;
+    return (int8_t)tb_rv_clamp(v, p->act_min, p->act_max);
+  }
+  return (int8_t)tb_rv_requant(sum, q, rq[0] & TB_RV_RQ_FAST, p->output_offset, p->act_min,
+                               p->act_max);
+}
+
 void tb_rv_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                               const int8_t *filter, const int32_t *rq, int8_t *output) {
-  const int32_t flags = rq[0], k = p->in_features, rows = p->out_features;
-  const tb_rv_chan *chan = (const tb_rv_chan *)(rq + 4);
+  const int32_t k = p->in_features, rows = p->out_features;
+  const int32_t tail = rows % RV_FC_ROWS;
+  const int32_t blocked = tail <= RV_FC_SINGLE_ROWS ? rows - tail : rows;
   int32_t acc[RV_FC_ROWS];
   int32_t r0, j;
-  for (r0 = 0; r0 < rows; r0 += RV_FC_ROWS) {
+  for (r0 = 0; r0 < blocked; r0 += RV_FC_ROWS) {
     rv_fc_block(input, filter + r0 * k, k, acc);
-    for (j = 0; j < RV_FC_ROWS && r0 + j < rows; ++j) {
-      const tb_rv_chan *q = chan + r0 + j;
-      const int32_t sum = acc[j] + q->bias;
-      int32_t v;
-      if (flags & TB_RV_RQ_DOUBLE) {
-        v = rv_fc_double(sum, (uint32_t)rq[1], rq[2], p->real_multiplier) + p->output_offset;
-        v = tb_rv_clamp(v, p->act_min, p->act_max);
-      } else {
-        v = tb_rv_requant(sum, q, flags & TB_RV_RQ_FAST, p->output_offset, p->act_min,
-                          p->act_max);
-      }
-      output[r0 + j] = (int8_t)v;
-    }
+    for (j = 0; j < RV_FC_ROWS && r0 + j < rows; ++j) output[r0 + j] = rv_fc_out(p, rq, r0 + j, acc[j]);
+  }
+  for (r0 = blocked; r0 < rows; ++r0) {
+    output[r0] = rv_fc_out(p, rq, r0, rv_fc_row(input, filter + r0 * k, k));
   }
 }

@@ -276,15 +276,56 @@ def prepare_depthwise(layer: Layer) -> Layer:
                    overlap=overlap, notes=notes)
 
 
+# A depthwise layer on one input channel is a convolution: its depth_multiplier
+# output channels are filters over that channel (MicroSpeech: 49x40x1, 8 of 10x8,
+# stride 2), which the 4x4 register block runs with 4 channels per input load.
+
+
+def depthwise_as_conv(layer: Layer) -> Layer:
+    """The layer with its 1HW(M) filter as a convolution's OHWI (I = 1); the
+    params (tb_conv_params, in_c 1, out_c M) and the other consts are the same."""
+    p = layer.params
+    filt = _const(layer, "filter").reshape(p["k_h"] * p["k_w"], p["out_c"]).T
+    consts = [Const("filter", "int8_t", np.ascontiguousarray(filt).reshape(-1)) if c.role == "filter"
+              else c for c in layer.consts]
+    return replace(layer, consts=consts)
+
+
+def accepts_depthwise_as_conv(layer: Layer) -> bool:
+    return layer.op == "DEPTHWISE_CONV_2D" and layer.params["in_c"] == 1 and \
+        layer.params["depth_multiplier"] > 1 and \
+        _fits_int32(_folded_bias(_conv_weights(depthwise_as_conv(layer)), _const(layer, "bias"),
+                                 layer.params["input_offset"]))
+
+
+def prepare_depthwise_as_conv(layer: Layer) -> Layer:
+    out = prepare_conv(depthwise_as_conv(layer))
+    return replace(out, notes=[f"one input channel: run as a convolution with {layer.params['out_c']} "
+                               "output channels (tb_rv_conv2d_s8)", *out.notes])
+
+
 # -- FULLY_CONNECTED -------------------------------------------------------------------------
 
 
+FC_SINGLE_ROWS = 4         # a remainder of up to this many rows runs row by row
+
+
+def fc_blocked_rows(rows: int) -> int:
+    """Rows in blocks of 8 (the last one padded with zero rows), the others
+    (a remainder of at most FC_SINGLE_ROWS) run one by one: a padded block
+    costs 8 rows whatever it holds, a single row about 1.5 block rows."""
+    tail = rows % FC_ROWS
+    return rows - tail if tail <= FC_SINGLE_ROWS else _round_up(rows, FC_ROWS)
+
+
 def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
-    """[rows][k] int8 -> [row block of 8][k][8], zero rows padding the last block."""
-    r8 = _round_up(rows, FC_ROWS)
-    full = np.zeros((r8, k), np.int8)
+    """[rows][k] int8 -> [row block of 8][k][8] (zero rows padding the last
+    block), then the rows that run one by one, each [k]."""
+    blocked = fc_blocked_rows(rows)
+    full = np.zeros((max(blocked, rows), k), np.int8)
     full[:rows] = np.asarray(w, np.int8).reshape(rows, k)
-    return full.reshape(r8 // FC_ROWS, FC_ROWS, k).transpose(0, 2, 1).reshape(-1).copy()
+    blocks = full[:blocked].reshape(blocked // FC_ROWS, FC_ROWS, k).transpose(0, 2, 1)
+    return np.concatenate([blocks.reshape(-1), full[blocked:].reshape(-1)]).copy()
 
 
 def _fc_weights(layer: Layer) -> np.ndarray:
@@ -326,8 +367,10 @@ def prepare_fc(layer: Layer) -> Layer:
     rq = np.concatenate([header, stream.reshape(-1)])
     consts = [Const("filter", "int8_t", fc_weight_layout(w, rows, k)),
               Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
-    notes = notes + [f"weights in blocks of 8 rows ({padded_rows} rows), input_offset * sum(w) folded "
-                     "into the bias; 1 input load per 8 multiply-adds"]
+    single = rows - min(fc_blocked_rows(rows), rows)
+    notes = notes + [f"weights in blocks of 8 rows ({min(fc_blocked_rows(rows), padded_rows)} rows)"
+                     f"{f' and {single} row(s) one by one' if single else ''}, input_offset * sum(w) "
+                     "folded into the bias; 1 input load per 8 multiply-adds"]
     return replace(layer, consts=consts, args=["filter", "rq"], notes=notes)
 
 
@@ -370,14 +413,19 @@ def prepare_add(layer: Layer) -> Layer:
 
 
 def kernels() -> list[KernelImpl]:
+    from . import rv_cost  # imported here: it imports this module's helpers
     src = lambda name: (HERE / name,)
     return [
         KernelImpl("CONV_2D", "tb_rv_conv2d_s8", src("rv_conv_s8.c"), priority=10,
-                   accepts=accepts_conv, prepare=prepare_conv,
+                   accepts=rv_cost.accepts_conv_faster, prepare=prepare_conv,
                    name="tb_rv_conv2d_s8 (RV32IM, 4x4 block)"),
+        KernelImpl("DEPTHWISE_CONV_2D", "tb_rv_conv2d_s8", src("rv_conv_s8.c"), priority=20,
+                   accepts=rv_cost.accepts_depthwise_as_conv_faster,
+                   prepare=prepare_depthwise_as_conv,
+                   name="tb_rv_conv2d_s8 (RV32IM, 4x4 block; depthwise on one input channel)"),
         KernelImpl("DEPTHWISE_CONV_2D", "tb_rv_depthwise_conv2d_s8", src("rv_depthwise_s8.c"),
-                   priority=10, accepts=accepts_depthwise, prepare=prepare_depthwise,
-                   name="tb_rv_depthwise_conv2d_s8 (RV32IM, planar)"),
+                   priority=10, accepts=rv_cost.accepts_depthwise_faster,
+                   prepare=prepare_depthwise, name="tb_rv_depthwise_conv2d_s8 (RV32IM, planar)"),
         KernelImpl("FULLY_CONNECTED", "tb_rv_fully_connected_s8", src("rv_fc_s8.c"),
                    priority=10, accepts=accepts_fc, prepare=prepare_fc,
                    name="tb_rv_fully_connected_s8 (RV32IM, 8 rows)"),
