@@ -21,18 +21,35 @@ static int32_t clamp(int32_t v, int32_t lo, int32_t hi) {
   return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* One output: its count input values at in[offsets of the inner walk]. */
-static int8_t reduce_one(const tb_reduce_params *p, const int8_t *in) {
+/* Global pooling after merging: one reduced dim, a plain strided sum. */
+static int32_t strided_sum(const int8_t *in, int32_t count, int32_t stride) {
+  int32_t i, acc = 0;
+  for (i = 0; i < count; ++i, in += stride) acc += *in;
+  return acc;
+}
+
+/* The sum (mode SUM_U8: of the bytes as uint8) or the max/min of one output's
+ * count input values, found at in[offsets of the inner walk]. */
+static int32_t gather(const tb_reduce_params *p, const int8_t *in) {
   int32_t index[TB_REDUCE_MAX_DIMS] = {0};
-  int32_t i, off = 0, sum = 0, best = in[0], rescaled;
+  int32_t i, off = 0, acc = p->mode == TB_REDUCE_MAX || p->mode == TB_REDUCE_MIN ? in[0] : 0;
+  if (p->mode == TB_REDUCE_MEAN && p->inner_rank == 1)
+    return strided_sum(in, p->count, p->inner_strides[0]);
   for (i = 0; i < p->count; ++i) {
     const int32_t v = p->mode == TB_REDUCE_SUM_U8 ? (int32_t)(uint8_t)in[off] : in[off];
-    sum += v;
-    if (p->mode == TB_REDUCE_MAX ? v > best : v < best) best = v;
+    if (p->mode == TB_REDUCE_MAX) acc = v > acc ? v : acc;
+    else if (p->mode == TB_REDUCE_MIN) acc = v < acc ? v : acc;
+    else acc += v;
     off += next_offset(p->inner_rank, p->inner_dims, p->inner_strides, index);
   }
-  if (p->mode == TB_REDUCE_MAX || p->mode == TB_REDUCE_MIN) return (int8_t)best;
-  rescaled = tb_mul_by_quant_mul(sum - p->input_zero_point * p->count, p->mul.multiplier,
+  return acc;
+}
+
+static int8_t reduce_one(const tb_reduce_params *p, const int8_t *in) {
+  const int32_t acc = gather(p, in);
+  int32_t rescaled;
+  if (p->mode == TB_REDUCE_MAX || p->mode == TB_REDUCE_MIN) return (int8_t)acc;
+  rescaled = tb_mul_by_quant_mul(acc - p->input_zero_point * p->count, p->mul.multiplier,
                                  p->mul.shift) + p->output_zero_point;
   if (p->mode == TB_REDUCE_SUM_U8) return (int8_t)(uint8_t)clamp(rescaled, 0, 255);
   return (int8_t)clamp(rescaled, -128, 127);
