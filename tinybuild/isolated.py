@@ -53,7 +53,11 @@ def run(step: str, subject: Path, fn, args: tuple = (), *, engine: str, advice: 
         request.write_bytes(pickle.dumps({"sys_path": list(sys.path), "modules": _module_files(fn),
                                           "call": pickle.dumps((fn, tuple(args)))}))
         proc = subprocess.Popen([sys.executable, "-m", "tinybuild.isolated", str(request), str(result)],
-                                stdin=subprocess.DEVNULL, env=_child_env())
+                                stdin=subprocess.DEVNULL, env=_child_env(),
+                                # its own session: a terminal's Ctrl-C reaches only the build,
+                                # which kills the child (a child still importing would print
+                                # a KeyboardInterrupt traceback)
+                                start_new_session=True)
         code = _wait(proc)
         return _outcome(step, subject, engine, advice, code, result)
 
