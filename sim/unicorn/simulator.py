@@ -50,6 +50,7 @@ import bisect
 import functools
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,6 +292,9 @@ class UnicornSimulator:
         return result, run.arena_copies()
 
 
+_EMULATION_LOCK = threading.Lock()
+
+
 class _Run:
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
                  max_instructions: int, timeout_s: float, layer_profile: bool = True,
@@ -479,6 +483,14 @@ class _Run:
 
     # -- run --
     def execute(self) -> RunResult:
+        # One emulation at a time per process: Unicorn instances are not safe to
+        # run side by side in threads (unicorn-engine/unicorn#636, #1355), and
+        # `scons -j2` runs two simulate steps in two threads. Seen here: a run
+        # stopped mid-layer, without error, when a second one started.
+        with _EMULATION_LOCK:
+            return self._execute()
+
+    def _execute(self) -> RunResult:
         import unicorn as U
         self.setup()
         self.hooks()
