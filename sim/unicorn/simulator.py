@@ -295,6 +295,19 @@ class UnicornSimulator:
 _EMULATION_LOCK = threading.Lock()
 
 
+def _page_spans(memory) -> list[tuple[int, int]]:
+    """The board's regions widened to Unicorn's 4 KiB pages, with spans that
+    touch or overlap merged: two regions may share a page (a boot ROM and a
+    RAM bank back to back), but Unicorn maps a page only once."""
+    spans: list[tuple[int, int]] = []
+    for lo, hi in sorted((_align_down(r.origin), _align_up(r.end)) for r in memory):
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
 class _Run:
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
                  max_instructions: int, timeout_s: float, layer_profile: bool = True,
@@ -373,11 +386,9 @@ class _Run:
             uc = U.Uc(U.UC_ARCH_RISCV, U.UC_MODE_RISCV32)
             self.reg_pc, self.reg_sp, self.reg_a0 = R.UC_RISCV_REG_PC, R.UC_RISCV_REG_SP, R.UC_RISCV_REG_A0
         self.uc = uc
-        mapped: list[tuple[int, int]] = []
-        for r in t.memory:
-            lo, hi = _align_down(r.origin), _align_up(r.end)
+        mapped = _page_spans(t.memory)
+        for lo, hi in mapped:
             uc.mem_map(lo, hi - lo, U.UC_PROT_ALL)
-            mapped.append((lo, hi))
         if img.arch == "arm" and not any(lo <= SCS_BASE < hi for lo, hi in mapped):
             # System Control Space (CPACR at 0xE000ED88, SCB, NVIC, SysTick): plain
             # RAM here, so the startup's FPU-enable write lands. Unicorn's FPU for

@@ -367,3 +367,11 @@ def test_a_misaligned_load_on_a_core_that_traps_is_a_fault(simulator, rv32_misal
 def test_an_aligned_rv32_run_counts_no_misaligned_access(simulator, rv32_build):
     elf, target = rv32_build
     assert simulator.run(elf, target, bytes(range(64))).misaligned_accesses == 0
+
+
+def test_regions_sharing_a_page_are_mapped_once():
+    from sim.unicorn.simulator import _page_spans
+    from tinybuild.target import MemoryRegion as R
+    spans = _page_spans([R("RAM2", 0x2000_0800, 0x800, "ram"), R("RAM1", 0x2000_0000, 0x800, "ram"),
+                         R("FLASH", 0x0800_0000, 0x1_0000, "flash")])
+    assert spans == [(0x0800_0000, 0x0801_0000), (0x2000_0000, 0x2000_1000)]
