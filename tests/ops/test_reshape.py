@@ -2,8 +2,9 @@
 aliases, a copy otherwise, folded when their input is constant."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
-from harness import Case, build_host, check, rng_for
+from harness import FAST, SWEEP, Case, build_host, check, rng_for
 from tflite_builder import ModelBuilder
 from tinybuild import codegen, kernel_registry, lower, planner
 from tinybuild.host import run_host_model
@@ -43,7 +44,7 @@ def conv_reshape_fc_model() -> bytes:
 def squeeze_expand_model(shape=(1, 3, 1, 4), squeeze_dims=(2,), axis=-1, dtype="int8") -> bytes:
     """EXPAND_DIMS then SQUEEZE, then a TRANSPOSE reading the view (a real consumer)."""
     b = ModelBuilder()
-    q = (0.05, 3) if dtype != "float32" else (None, None)
+    q = {"float32": (None, None), "int16": (0.05, 0)}.get(dtype, (0.05, 3))
     x = b.input(shape, dtype, *q)
     a = axis % (len(shape) + 1)
     expanded = [*shape[:a], 1, *shape[a:]]
@@ -111,3 +112,29 @@ def test_squeeze_and_expand_dims_cost_no_copy(tmp_path):
     assert [l.op for l in layers] == ["EXPAND_DIMS", "SQUEEZE", "TRANSPOSE"]
     assert layers[0].aliased and layers[1].aliased and "tb_copy(" not in model_c
     assert len({plan.offsets[t] for t in (graph.inputs[0], layers[0].output, layers[1].output)}) == 1
+
+
+@st.composite
+def squeeze_expand_params(draw):
+    shape = tuple(draw(st.lists(st.sampled_from([1, 1, 2, 3]), max_size=3))) + (2,)  # never a scalar
+    axis = draw(st.integers(-len(shape) - 1, len(shape)))
+    expanded = list(shape)
+    expanded.insert(axis % (len(shape) + 1), 1)
+    ones = [i for i, d in enumerate(expanded) if d == 1]
+    chosen = draw(st.lists(st.sampled_from(ones), unique=True, max_size=len(ones)))
+    negative = [d - len(expanded) if draw(st.booleans()) else d for d in chosen]
+    return dict(shape=shape, squeeze_dims=tuple(negative), axis=axis,
+                dtype=draw(st.sampled_from(["int8", "int16", "float32"])))
+
+
+@FAST
+@given(squeeze_expand_params())
+def test_squeeze_expand_property(params):
+    check(squeeze_expand_model(**params), inputs=2)
+
+
+@pytest.mark.slow
+@SWEEP
+@given(squeeze_expand_params())
+def test_squeeze_expand_sweep(params):
+    check(squeeze_expand_model(**params), inputs=2)

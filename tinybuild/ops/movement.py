@@ -258,6 +258,8 @@ def strided_index(graph, op, shape) -> tuple:
         if opt.get("Offset", False):
             e = b + e
         if bit("ShrinkAxisMask", i):
+            if bit("BeginMask", i):          # TFLite's start for a masked begin, as for a slice
+                b = 0 if s > 0 else shape[dim] - 1
             at = b + shape[dim] if b < 0 else b
             if not 0 <= at < shape[dim]:
                 raise unsupported(op, f"index {b} outside dimension {dim} of size {shape[dim]}")

@@ -7,19 +7,26 @@ import numpy as np
 
 from ..lower import Layer
 from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
-from ._common import tensor
 
-VIEW_TYPES = ("int8", "uint8", "int16", "int32", "float32")
+VIEW_TYPES = ("int8", "uint8", "int16", "int32", "int64", "float32")
 
 
 def lower(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input", VIEW_TYPES)
-    y = tensor(graph, op, op.outputs[0], "output", VIEW_TYPES)
+    x, y = view_tensor(graph, op, op.inputs[0], "input"), view_tensor(graph, op, op.outputs[0], "output")
     if x.dtype != y.dtype or x.size_bytes != y.size_bytes:     # TFLite copies the bytes as they are
         raise unsupported(op, f"input {x.dtype} {list(x.shape)} and output {y.dtype} "
                               f"{list(y.shape)} differ in type or size")
     return Layer(op.index, op.op, "tb_copy_params", {"bytes": x.size_bytes}, [op.inputs[0]],
                  [op.outputs[0]], [], 0, f"{x.size_bytes} bytes")
+
+
+def view_tensor(graph, op, index: int, what: str):
+    """A view's tensor: any type the code generator knows, any batch (no data moves)."""
+    t = graph.tensor(index)
+    if t is None or t.dtype not in VIEW_TYPES:
+        raise unsupported(op, f"{what} must be {' or '.join(VIEW_TYPES)}, got "
+                              f"{'nothing' if t is None else t.dtype}")
+    return t
 
 
 def fold(graph, op) -> dict:
