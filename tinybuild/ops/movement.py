@@ -257,6 +257,10 @@ def strided_index(graph, op, shape) -> tuple:
             raise unsupported(op, f"{len(begin)} slice entries for a rank-{len(shape)} tensor")
         if opt.get("Offset", False):
             e = b + e
+            if not 0 <= b <= e <= shape[dim] or s < 0 or bit("BeginMask", i) or bit("EndMask", i):
+                raise unsupported(op, f"offset slice [{b}:{e}:{s}] of dimension {dim} (size "
+                                      f"{shape[dim]}) with masks: compiled only inside the tensor, "
+                                      "positive strides and no begin/end masks (TFLite reads past it)")
         if bit("ShrinkAxisMask", i):
             if bit("BeginMask", i):          # TFLite's start for a masked begin, as for a slice
                 b = 0 if s > 0 else shape[dim] - 1
