@@ -29,7 +29,7 @@ CORPUS = ROOT / "models" / "corpus"
 # unless it does not fit there).
 TINYMAIX_MODELS = {
     "cifar10_q": "cortex-m4",
-    "mbnet128_0.25_q": "cortex-m4",
+    "mbnet128_0.25_q": "mps2-an386",   # arena 133 KB > the STM32F407's 128 KB SRAM
     "mbnet96_0.25_q": "cortex-m4",
     "mnist_arduino_q": "cortex-m4",
     "mnist_dw_q": "cortex-m4",
@@ -43,6 +43,7 @@ ALL_TARGETS = ("cortex-m4", "riscv", "esp32c3")
 # models/corpus/<name>.tflite -> the boards it is built for (riscv: 32 KiB of RAM).
 CORPUS_MODELS = {
     "attention": ALL_TARGETS,
+    "attention_conv1d": ALL_TARGETS,
     "mobilenetv3_block": ALL_TARGETS,
     "unet_decoder": ALL_TARGETS,
     "padding": ALL_TARGETS,
@@ -56,6 +57,14 @@ CORPUS_MODELS = {
 }
 # Outputs each model has where it is not one (validation must compare all).
 OUTPUTS = {"two_in_two_out": 2}
+# Known gaps that are not a missing operator: model -> why it fails today
+# (xfail, strict: the mark must go when the gap is closed).
+KNOWN_GAPS = {
+    "two_in_two_out": "per-channel FULLY_CONNECTED rescales in Q31 fixed point, TF 2.21's BUILTIN_REF "
+                      "in double: off by one on near-ties (input 2, layer 'classes')",
+    "attention": "FULLY_CONNECTED over an 8x16 input (Dense on a sequence) is refused: only batch 1",
+    "argmax": "an int32 model output (ARG_MAX's) is refused: 'not a fully int8 TFLite model'",
+}
 
 OPERATOR_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -72,19 +81,24 @@ def operators(path: Path) -> set[str]:
 
 
 def expected_failure(path: Path) -> list:
-    """xfail(strict) naming the operators tinybuild does not compile yet, if any."""
+    """xfail(strict) naming the operators tinybuild does not compile yet, or the
+    model's known gap, if any."""
     if not path.exists():
         return []
     missing = sorted(operators(path) - set(registry()))
-    if not missing:
+    if missing:
+        reason = f"unsupported {', '.join(missing)} (not in tinybuild.ops yet)"
+    elif path.stem in KNOWN_GAPS:
+        reason = KNOWN_GAPS[path.stem]
+    else:
         return []
-    return [pytest.mark.xfail(strict=True, reason=f"unsupported {', '.join(missing)} (not in tinybuild.ops yet)")]
+    return [pytest.mark.xfail(strict=True, reason=reason)]
 
 
 def build_and_check(model: Path, target: str, build_dir: Path, outputs: int = 1) -> dict:
-    result = scons(build_dir, f"target={target}", f"model={model}", "inputs=2")
+    result = scons(build_dir, f"target={target}", f"model={model}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "output matches TFLite reference: yes (2 inputs)" in result.stdout
+    assert "output matches TFLite reference: yes (4 inputs)" in result.stdout
     report = json.loads((build_dir / target / model.stem / "report.json").read_text())
     assert report["validation"]["match"] and len(report["validation"]["outputs"]) == outputs
     assert report["inference"]["instructions"] > 0

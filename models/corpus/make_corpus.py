@@ -40,21 +40,30 @@ def _tf():
     return tf
 
 
-def attention():
-    """Single-head self-attention: LayerNorm, Q/K/V projections, Q.K^T (BATCH_MATMUL
-    with an explicit TRANSPOSE), SOFTMAX, .V, output projection, residual ADD."""
+def _attention(name: str, projection):
     keras, tf = _keras(), _tf()
     x = keras.Input((8, 16), batch_size=1, name="tokens")
     h = keras.layers.LayerNormalization()(x)
-    q = keras.layers.Dense(16)(h)
-    k = keras.layers.Dense(16)(h)
-    v = keras.layers.Dense(16)(h)
+    q, k, v = projection()(h), projection()(h), projection()(h)
     kt = tf.transpose(k, perm=[0, 2, 1])
     scores = tf.matmul(q, kt) * 0.25
     weights = keras.layers.Softmax(axis=-1)(scores)
     context = tf.matmul(weights, v)
-    y = keras.layers.Add()([x, keras.layers.Dense(16)(context)])
-    return keras.Model(x, y, name="attention")
+    y = keras.layers.Add()([x, projection()(context)])
+    return keras.Model(x, y, name=name)
+
+
+def attention():
+    """Single-head self-attention over 8 tokens of 16: LayerNormalization, Q/K/V
+    Dense projections (FULLY_CONNECTED over 8 rows), Q.K^T (BATCH_MATMUL with an
+    explicit TRANSPOSE), SOFTMAX, .V, output projection, residual ADD."""
+    return _attention("attention", lambda: _keras().layers.Dense(16))
+
+
+def attention_conv1d():
+    """The same block with Conv1D(16, 1) projections (EXPAND_DIMS/CONV_2D/RESHAPE
+    in TFLite instead of a FULLY_CONNECTED over several rows)."""
+    return _attention("attention_conv1d", lambda: _keras().layers.Conv1D(16, 1))
 
 
 def _hard_sigmoid(x):
@@ -196,6 +205,7 @@ def argmax():
 # name -> (builder, inference_input_type, inference_output_type); None: float32
 MODELS = {
     "attention": (attention, "int8", "int8"),
+    "attention_conv1d": (attention_conv1d, "int8", "int8"),
     "mobilenetv3_block": (mobilenetv3_block, "int8", "int8"),
     "unet_decoder": (unet_decoder, "int8", "int8"),
     "padding": (padding, "int8", "int8"),
