@@ -130,8 +130,8 @@ def check_same_quantization(graph, op, t: int, y: int) -> None:
     if a.dtype in ("int8", "uint8", "int16") and (a.scales[:1], a.zero_points[:1]) != \
             (b.scales[:1], b.zero_points[:1]):
         raise unsupported(op, f"input '{shown(a.name)}' quantized ({a.scale:g}, {a.zero_point}) unlike the "
-                              f"output ({b.scale:g}, {b.zero_point}); TFLite's int8 concatenation "
-                              "requires the same scale and zero point")
+                              f"output ({b.scale:g}, {b.zero_point}); only the same scale and zero point "
+                              "is compiled (TFLite's int8 and int16 kernels require it too)")
 
 
 def split_along(graph, op, x: int, axis: int, sizes: list[int]) -> Movement:
