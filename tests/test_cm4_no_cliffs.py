@@ -154,7 +154,7 @@ def test_fully_connected_one_row_tail_matches_reference(lib, every, rows, k, per
     opt = compare(lib, impls, layer, [rng.integers(-128, 128, size=k).astype(np.int8)],
                   must_accept=False)
     assume(opt is not None)
-    assert any("the last row alone" in n for n in opt.notes) == (rows % 4 == 1)
+    assert any("the first row alone" in n for n in opt.notes) == (rows % 4 == 1)
 
 
 # -- in the simulator: a fixed sample of the sweep ------------------------------------------------

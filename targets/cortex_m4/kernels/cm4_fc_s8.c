@@ -9,9 +9,9 @@
  * Weights are reordered at build time into blocks of 4 rows: for every group
  * of 4 inputs the 4 rows' words follow each other, so one LDM brings 16
  * weights and SXTB16 / SXTB16 ROR #8 split each row's word into the same
- * pairs. Per 16 MACs: 2 LDM, 8 SXTB16, 8 SMLAD. A last block of one row
- * (out_features % 4 == 1, e.g. a single output) is that row's K4 bytes alone,
- * run by a one-row loop: a padded block of 4 would cost 4 rows for 1.
+ * pairs. Per 16 MACs: 2 LDM, 8 SXTB16, 8 SMLAD. With out_features % 4 == 1
+ * (a single output, 5, 9...) the first row is its K4 bytes alone, run by a
+ * one-row loop before the blocks: a padded block of 4 would cost 4 rows for 1.
  *
  * Requantization per output:
  *  - per-channel weights: TFLite's fixed-point MultiplyByQuantizedMultiplier,
@@ -40,7 +40,8 @@
 /* round_half_away(double(acc) * real_multiplier), exactly: a fixed-point
  * product unless it lands within |acc| / 2^(32+t) of a tie (see above).
  * rnd = 2^(31+t) split in words; mask = 2^t - 1. */
-static int32_t tb_cm4_fc_double(int32_t acc, uint32_t r, int32_t t, uint32_t rnd_lo,
+static inline __attribute__((always_inline)) int32_t tb_cm4_fc_double(int32_t acc, uint32_t r,
+                                                                    int32_t t, uint32_t rnd_lo,
                                 uint32_t rnd_hi, double real_multiplier) {
   const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
   const uint64_t q = (uint64_t)a * r + (((uint64_t)rnd_hi << 32) | rnd_lo);
@@ -134,10 +135,39 @@ static int32_t tb_cm4_fc_row1(const uint32_t *px, const uint32_t *pw, int32_t nq
   return a + b;
 }
 
+/* Requantize the n sums acc[0..n-1] of outputs o.. (r: output o's {bias, M,
+ * B, e} / {bias, M, shift, 0}) into output[o..]. A macro over the caller's
+ * locals: the block loop and the single first row share it, and neither
+ * reloads the parameters after each output store (the output may alias them). */
+#define TB_CM4_FC_STORE(n)                                                                   \
+  do {                                                                                       \
+    int32_t j;                                                                               \
+    if (flags & TB_CM4_RQ_DOUBLE) {                                                          \
+      for (j = 0; j < (n); ++j) {                                                            \
+        const int32_t v = tb_cm4_fc_double(acc[j], r_mul, t_shift, rnd_lo, rnd_hi,            \
+                                           p->real_multiplier) + zp;                          \
+        output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));                  \
+      }                                                                                      \
+    } else if (flags & TB_CM4_RQ_FAST) {                                                     \
+      for (j = 0; j < (n); ++j) {                                                            \
+        const int32_t *rj = r + 4 * j;                                                       \
+        const int32_t v = tb_rq(acc[j], rj[1], rj[2], rj[3]);                                \
+        output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));                  \
+      }                                                                                      \
+    } else {                                                                                 \
+      for (j = 0; j < (n); ++j) {                                                            \
+        const int32_t *rj = r + 4 * j;                                                       \
+        output[o + j] = (int8_t)tb_clamp(tb_mul_by_quant_mul(acc[j], rj[1], rj[2]) + zp, lo, \
+                                         hi);                                                \
+      }                                                                                      \
+    }                                                                                        \
+  } while (0)
+
 void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                                const int8_t *weights, const int32_t *rq, int8_t *output,
                                void *scratch) {
   const int32_t k = p->in_features, rows = p->out_features;
+  const int32_t blocked = (rows & 3) == 1 ? rows - 1 : rows;   /* rows in blocks of 4 */
   const int32_t nq = (k + 3) >> 2;
   const int32_t flags = rq[0];
   const uint32_t r_mul = (uint32_t)rq[1];
@@ -145,10 +175,12 @@ void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
   const uint32_t rnd_lo = t_shift == 0 ? 0x80000000u : 0u;
   const uint32_t rnd_hi = t_shift == 0 ? 0u : 1u << (t_shift - 1);
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+  const int full = (flags & TB_CM4_RQ_FULLRANGE) != 0;
   uint32_t *px = (uint32_t *)scratch;
   const uint32_t *pw = (const uint32_t *)(const void *)weights;
   const int32_t *r = rq + 4;
-  int32_t i, o;
+  int32_t acc[4], i, o;
   /* Expand the input back to front (the pad of K to K4 meets zero weights):
    * group g's bytes are read before words 2g, 2g+1 are written, so the
    * scratch may start at the input itself. */
@@ -168,36 +200,16 @@ void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
     px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
     px[i >> 1] = tb_sxtab16(off2, v);
   }
-  {
-    const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
-    const int full = (flags & TB_CM4_RQ_FULLRANGE) != 0;
-    for (o = 0; o < rows; o += 4, pw += 4 * nq, r += 16) {
-      int32_t acc[4], j;
-      const int32_t n = rows - o < 4 ? rows - o : 4;
-      acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
-      if (n == 1) {
-        acc[0] = tb_cm4_fc_row1(px, pw, nq, acc[0]);   /* the last row, alone */
-      } else {
-        tb_cm4_fc_rows4(px, pw, nq, acc);
-      }
-      if (flags & TB_CM4_RQ_DOUBLE) {
-        for (j = 0; j < n; ++j) {
-          const int32_t v = tb_cm4_fc_double(acc[j], r_mul, t_shift, rnd_lo, rnd_hi,
-                                             p->real_multiplier) + zp;
-          output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));
-        }
-      } else if (flags & TB_CM4_RQ_FAST) {
-        for (j = 0; j < n; ++j) {
-          const int32_t *rj = r + 4 * j;
-          const int32_t v = tb_rq(acc[j], rj[1], rj[2], rj[3]);
-          output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));
-        }
-      } else {
-        for (j = 0; j < n; ++j) {
-          const int32_t *rj = r + 4 * j;
-          output[o + j] = (int8_t)tb_clamp(tb_mul_by_quant_mul(acc[j], rj[1], rj[2]) + zp, lo, hi);
-        }
-      }
-    }
+  o = 0;
+  if (blocked < rows) {   /* the first row, alone: its K4 bytes come first */
+    acc[0] = tb_cm4_fc_row1(px, pw, nq, r[0]);
+    TB_CM4_FC_STORE(1);
+    o = 1, pw += nq, r += 4;
+  }
+  for (; o < rows; o += 4, pw += 4 * nq, r += 16) {
+    const int32_t n = rows - o < 4 ? rows - o : 4;
+    acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
+    tb_cm4_fc_rows4(px, pw, nq, acc);
+    TB_CM4_FC_STORE(n);
   }
 }

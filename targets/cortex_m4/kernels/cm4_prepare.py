@@ -465,15 +465,16 @@ RQ_DOUBLE = 4
 
 def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
     """[out][in] int8 -> blocks of 4 rows; per group of 4 inputs the 4 rows' words.
-    A last block of one row is that row alone (K4 bytes): the kernel runs it
-    with its one-row loop instead of 4 rows of which 3 are zero."""
+    With out % 4 == 1 the first row comes alone first (K4 bytes): the kernel
+    runs it with its one-row loop instead of a block of 4 rows, 3 of them zero."""
     k4 = (k + 3) // 4 * 4
-    r4 = (rows + 3) // 4 * 4 if rows % 4 != 1 else rows - 1
-    full = np.zeros((max(r4, rows), k4), np.int8)
+    single = int(rows % 4 == 1)
+    r4 = (rows - single + 3) // 4 * 4
+    full = np.zeros((single + r4, k4), np.int8)
     full[:rows, :k] = np.asarray(w, np.int8).reshape(rows, k)
     # (block, row, group, byte) -> (block, group, row, byte)
-    blocks = full[:r4].reshape(r4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
-    return np.concatenate([blocks, full[r4:].reshape(-1)]).copy()
+    blocks = full[single:].reshape(r4 // 4, 4, k4 // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([full[:single].reshape(-1), blocks]).copy()
 
 
 def accepts_fc(layer: Layer) -> bool:
@@ -511,7 +512,7 @@ def prepare_fc(layer: Layer) -> Layer:
               Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
     scratch = (k + 3) // 4 * 4 * 2
     notes = notes + [f"weights in blocks of 4 rows x 4 inputs ({r4} rows"
-                     f"{'; the last row alone' if rows % 4 == 1 else ''}), input expanded once "
+                     f"{'; the first row alone' if rows % 4 == 1 else ''}), input expanded once "
                      f"to int16 in {scratch} B of scratch (back to front: it may overlap the "
                      "input)", "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
     return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,

@@ -81,8 +81,9 @@ static int32_t rv_fc_row(const int8_t *x, const int8_t *w, int32_t k) {
   return s0 + s1;
 }
 
-/* Output row r from its accumulated sum, requantized as the reference does. */
-static int8_t rv_fc_out(const tb_fc_params *p, const int32_t *rq, int32_t r, int32_t acc) {
+/* Output row r from its accumulated sum, requantized as the reference does
+ * (inlined: a call per output would cost more than the requantization). */
+static inline __attribute__((always_inline)) int8_t rv_fc_out(const tb_fc_params *p, const int32_t *rq, int32_t r, int32_t acc) {
   const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4) + r;
   const int32_t sum = acc + q->bias;
   int32_t v;
