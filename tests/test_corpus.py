@@ -60,8 +60,6 @@ OUTPUTS = {"two_in_two_out": 2}
 # Known gaps that are not a missing operator: model -> why it fails today
 # (xfail, strict: the mark must go when the gap is closed).
 KNOWN_GAPS = {
-    "two_in_two_out": "per-channel FULLY_CONNECTED rescales in Q31 fixed point, TF 2.21's BUILTIN_REF "
-                      "in double: off by one on near-ties (input 2, layer 'classes')",
     "attention": "FULLY_CONNECTED over an 8x16 input (Dense on a sequence) is refused: only batch 1",
     "argmax": "an int32 model output (ARG_MAX's) is refused: 'not a fully int8 TFLite model'",
 }

@@ -177,12 +177,24 @@ def test_fully_connected_double_rescale_near_ties(lib, impls):
     lands on and next to .5 (exact powers of two), where a fixed-point
     shortcut would round the other way."""
     rng = np.random.default_rng(11)
-    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3)]:
+    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3),
+                                         (0.5, 0.04296875, 1.0)]:   # 11/512: exact ties
         layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=in_scale,
                                 w_scale=w_scale, out_scale=out_scale, in_zp=0, out_zp=0)
         for _ in range(20):
             x = rng.integers(-4, 5, size=16).astype(np.int8)
             compare(lib, impls, layer, [x])
+
+
+def test_fully_connected_per_channel_left_to_the_reference(lib, impls):
+    """Per-channel FC rescales each row in double with its own multiplier (TF
+    2.21's reference, exact ties included: 11/512 * 2^k); this kernel has one
+    multiplier per layer, so the reference kernel runs such layers."""
+    rng = np.random.default_rng(13)
+    layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=0.5,
+                            w_scale=0.04296875, out_scale=1.0, per_channel=True)
+    assert compare(lib, impls, layer, [rng.integers(-128, 128, 16).astype(np.int8)],
+                   must_accept=False) is None
 
 
 @FAST

@@ -81,7 +81,7 @@ def fc_must_accept(layer) -> bool:
     """Per-tensor FC: TFLite's double rescale has a fast exact form for
     multipliers below 0.5; the kernel must take every such layer."""
     rm = float(layer.params["real_multiplier"])
-    return rm == 0.0 or quant.fc_double_fast(rm) is not None
+    return rm != 0.0 and quant.fc_double_fast(rm) is not None
 
 
 @FAST
@@ -180,12 +180,24 @@ def test_fully_connected_double_rescale_near_ties(lib, impls):
     lands on and next to .5, where a fixed-point shortcut would round the other
     way; the kernel must fall back to the double expression there."""
     rng = np.random.default_rng(11)
-    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3)]:
+    for in_scale, w_scale, out_scale in [(0.5, 0.25, 1.0), (0.125, 0.0625, 0.5), (0.1, 0.01, 0.3),
+                                         (0.5, 0.04296875, 1.0)]:   # 11/512: exact ties
         layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=in_scale,
                                 w_scale=w_scale, out_scale=out_scale, in_zp=0, out_zp=0)
         for _ in range(20):
             x = rng.integers(-4, 5, size=16).astype(np.int8)
             compare(lib, impls, layer, [x])
+
+
+def test_fully_connected_per_channel_left_to_the_reference(lib, impls):
+    """Per-channel FC rescales each row in double with its own multiplier (TF
+    2.21's reference, exact ties included: 11/512 * 2^k); this kernel has one
+    multiplier per layer, so the reference kernel runs such layers."""
+    rng = np.random.default_rng(13)
+    layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=0.5,
+                            w_scale=0.04296875, out_scale=1.0, per_channel=True)
+    assert compare(lib, impls, layer, [rng.integers(-128, 128, 16).astype(np.int8)],
+                   must_accept=False) is None
 
 
 def test_fully_connected_double_rescale_at_every_tie(lib, impls):
@@ -313,7 +325,10 @@ def test_models_with_the_rv_kernels_match_tflite(tmp_path, target, model):
     report = _build(tmp_path, target, path)
     assert report["validation"]["match"] is True
     kernels = {layer["kernel"] for layer in report["layers"]}
-    assert {"tb_rv_conv2d_s8", "tb_rv_depthwise_conv2d_s8", "tb_rv_fully_connected_s8"} <= kernels
+    expected = {"tb_rv_conv2d_s8", "tb_rv_depthwise_conv2d_s8"}
+    if model != "kws.h5":   # kws.h5's FC is per-channel: TFLite rescales each row in double
+        expected.add("tb_rv_fully_connected_s8")   # with its own multiplier (reference kernel)
+    assert expected <= kernels
     assert report["arena"]["bytes"] == report["arena"]["lower_bound"]
 
 

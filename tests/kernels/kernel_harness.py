@@ -96,7 +96,8 @@ class Kernels:
         sig = {
             "tb_conv2d_s8": [P(ConvParams), i8p, i8p, i32p, P(QuantMul), i8p],
             "tb_depthwise_conv2d_s8": [P(ConvParams), i8p, i8p, i32p, P(QuantMul), i8p],
-            "tb_fully_connected_s8": [P(FcParams), i8p, i8p, i32p, P(QuantMul), i8p],
+            "tb_fully_connected_s8": [P(FcParams), i8p, i8p, i32p, P(QuantMul),
+                                      P(ctypes.c_double), i8p],
             "tb_avg_pool2d_s8": [P(PoolParams), i8p, i8p],
             "tb_max_pool2d_s8": [P(PoolParams), i8p, i8p],
             "tb_add_s8": [P(AddParams), i8p, i8p, i8p],
@@ -132,7 +133,7 @@ class Kernels:
         self.lib.tb_fully_connected_s8(ctypes.byref(p), _ptr(x, ctypes.c_int8),
                                        _ptr(w, ctypes.c_int8),
                                        None if b is None else _ptr(b, ctypes.c_int32),
-                                       _qmuls(muls), _ptr(out, ctypes.c_int8))
+                                       _qmuls(muls), None, _ptr(out, ctypes.c_int8))
         return out.reshape(1, -1)
 
     def pool(self, fn, p: PoolParams, x):

@@ -130,8 +130,10 @@ def random_fc_layer(rng, *, in_features=8, out_features=5, in_scale=0.05, in_zp=
                                           quant.fc_real_multiplier(in_scale, w_scale, out_scale)))
     muls = quant.conv_output_multipliers(in_scale, w_scales, out_scale, out_features,
                                          op="FULLY_CONNECTED")
+    real_muls = [quant.fc_real_multiplier(in_scale, s, out_scale) for s in w_scales]
     consts = [Const("filter", "int8_t", w.reshape(-1)), Const("bias", "int32_t", bias),
-              Const("out_mul", "tb_quant_mul", np.array(muls, np.int32))]
+              Const("out_mul", "tb_quant_mul", np.array(muls, np.int32)),
+              Const("real_mul", "double", np.array(real_muls, np.float64))]
     return Layer(0, "FULLY_CONNECTED", "tb_fc_params", params, [0], 1, consts,
                  in_features * out_features, f"{in_features} -> {out_features}")
 
@@ -176,7 +178,8 @@ def _params_struct(layer: Layer):
 
 
 _DTYPES = {"int8_t": np.int8, "int32_t": np.int32, "tb_quant_mul": np.int32, "float": np.float32,
-           "int16_t": np.int16, "uint8_t": np.uint8, "uint32_t": np.uint32}
+           "int16_t": np.int16, "uint8_t": np.uint8, "uint32_t": np.uint32,
+           "double": np.float64}
 
 
 def output_size(layer: Layer) -> int:
@@ -207,7 +210,7 @@ def input_size(layer: Layer) -> int:
 
 
 REF_ROLES = {"tb_conv_params": ["filter", "bias", "out_mul"],
-             "tb_fc_params": ["filter", "bias", "out_mul"]}
+             "tb_fc_params": ["filter", "bias", "out_mul", "real_mul"]}
 
 
 def run_layer(lib, layer: Layer, inputs: list[np.ndarray], overlap_delta: int | None = None,

@@ -1,12 +1,14 @@
-/* FULLY_CONNECTED int8 (batch 1, per-tensor weights, optional weights_offset).
- * TF 2.21's BUILTIN_REF int8 kernel (reference_integer_ops::FullyConnected
- * taking input/filter/output scales) rescales the int32 accumulator in double
- * precision, verified against the interpreter (the double-rounding fixed-point
- * path mismatches it on near-ties). With p->real_multiplier != 0 we do the same:
- * one IEEE double multiply per output (soft-float on Cortex-M4, still
- * correctly rounded, so bit-identical to x86-64 SSE2) and an exact
- * round-half-away-from-zero without libm. With real_multiplier == 0 the
- * integer MultiplyByQuantizedMultiplier path is used (optimized TFLite/TFLM). */
+/* FULLY_CONNECTED int8 (batch 1, per-tensor or per-channel weights, optional
+ * weights_offset). TF 2.21's BUILTIN_REF int8 kernel rescales the int32
+ * accumulator in double precision for per-tensor and per-channel weights
+ * alike, verified against the interpreter on exact .5 ties (power-of-two
+ * multipliers) and near-ties: the Q31 double-rounding path mismatches both.
+ * We do the same: one IEEE double multiply per output (soft-float on
+ * Cortex-M4, still correctly rounded, so bit-identical to x86-64 SSE2) and an
+ * exact round-half-away-from-zero without libm. The multiplier is
+ * p->real_multiplier when set (per-tensor), else real_mul[o] (per-channel);
+ * with neither (real_mul NULL) the integer MultiplyByQuantizedMultiplier path
+ * runs (TFLite Micro / optimized TFLite behaviour, for kernel tests). */
 #include "tb_kernels.h"
 
 /* std::round for |v| < 2^30, saturating beyond (outputs are int8 anyway);
@@ -28,7 +30,8 @@ int32_t tb_round_half_away(double v) {
 
 void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                            const int8_t *weights, const int32_t *bias,
-                           const tb_quant_mul *out_mul, int8_t *output) {
+                           const tb_quant_mul *out_mul, const double *real_mul,
+                           int8_t *output) {
   int32_t o, i;
   for (o = 0; o < p->out_features; ++o) {
     const int8_t *w = weights + o * p->in_features;
@@ -38,8 +41,10 @@ void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
              ((int32_t)input[i] + p->input_offset);
     }
     if (bias) acc += bias[o];
-    if (p->real_multiplier != 0.0) {
-      acc = tb_round_half_away((double)acc * p->real_multiplier);
+    double rm = p->real_multiplier != 0.0 ? p->real_multiplier
+                : (real_mul ? real_mul[o] : 0.0);
+    if (rm != 0.0) {
+      acc = tb_round_half_away((double)acc * rm);
     } else {
       acc = tb_mul_by_quant_mul(acc, out_mul[o].multiplier, out_mul[o].shift);
     }

@@ -13,17 +13,19 @@ typedef struct {
   int32_t weights_offset; /* -weights_zero_point, normally 0 for int8 */
   int32_t output_offset;
   int32_t act_min, act_max;
-  /* TF 2.21's reference int8 FULLY_CONNECTED (per-tensor) does not use the
-   * fixed-point multiplier: it rounds double(acc) * real_multiplier half away
-   * from zero, real_multiplier = double(in_scale) * double(w_scale) /
-   * double(out_scale) (tinybuild.quant.fc_real_multiplier). 0.0 selects the
-   * integer out_mul path instead (TFLite optimized / TFLite Micro behaviour). */
+  /* TF 2.21's reference int8 FULLY_CONNECTED does not use the fixed-point
+   * multiplier: it rounds double(acc) * real_multiplier half away from zero,
+   * real_multiplier = double(in_scale) * double(w_scale) / double(out_scale)
+   * (tinybuild.quant.fc_real_multiplier). Set for per-tensor weights; 0.0 for
+   * per-channel ones, whose multipliers are the kernel's real_mul[out_features]
+   * (with real_mul NULL too: the integer out_mul path, TFLite Micro's). */
   double real_multiplier;
 } tb_fc_params;
 
 void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                            const int8_t *weights, const int32_t *bias,
-                           const tb_quant_mul *out_mul, int8_t *output);
+                           const tb_quant_mul *out_mul, const double *real_mul,
+                           int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -27,25 +27,28 @@ def lower(graph, op) -> Layer:
                               "features (only batch 1 is compiled)")
     act_min, act_max = quant.activation_range(op.options.get("FusedActivationFunction", "NONE"),
                                               y.scale, y.zero_point)
-    # TFLite's reference FULLY_CONNECTED rescales per-tensor weights in double
-    # (the kernel does so when real_multiplier is set) and per-channel weights
-    # in Q31 fixed point per output (real_multiplier 0: the out_mul table).
-    per_channel = len(w.scales) > 1
+    # TF 2.21's reference FULLY_CONNECTED rescales in double for per-tensor and
+    # per-channel weights alike: round_half_away(acc * in * w[o] / out) (probed
+    # against BUILTIN_REF on exact ties; the Q31 out_mul path rounds them
+    # differently). real_multiplier: the per-tensor value the targets' fast
+    # kernels use, 0.0 for per-channel (then the kernel reads real_mul[o]).
+    real_muls = [quant.fc_real_multiplier(x.scale, s, y.scale) for s in w.scales]
+    per_channel = len(real_muls) > 1
     params = dict(in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
                   weights_offset=-w.zero_point, output_offset=y.zero_point,
                   act_min=act_min, act_max=act_max,
-                  real_multiplier=CDouble(0.0 if per_channel else
-                                          quant.fc_real_multiplier(x.scale, w.scale, y.scale)))
+                  real_multiplier=CDouble(0.0 if per_channel else real_muls[0]))
     muls = quant.conv_output_multipliers(x.scale, list(w.scales), y.scale, out_f,
                                          op="FULLY_CONNECTED")
     consts = [Const("filter", "int8_t", np.asarray(w.data).reshape(-1)),
               Const("bias", "int32_t", bias(graph, op, out_f)),
-              Const("out_mul", "tb_quant_mul", mul_array(muls))]
+              Const("out_mul", "tb_quant_mul", mul_array(muls)),
+              Const("real_mul", "double", np.asarray(real_muls, np.float64))]
     return Layer(op.index, op.op, "tb_fc_params", params, [op.inputs[0]], [op.outputs[0]],
                  consts, in_f * out_f, f"{in_f} -> {out_f}")
 
 
 OPS = [OpDef("FULLY_CONNECTED", lower, "tb_fully_connected_s8", KERNEL_DIR / "fully_connected.c",
              "tb_fc_params", OPTIONS,
-             doc="int8, batch 1, per-tensor (double rescale as TFLite) or per-channel weights, "
+             doc="int8, batch 1, per-tensor or per-channel weights (double rescale as TFLite), "
                  "fused NONE/RELU/RELU6")]

@@ -481,8 +481,8 @@ def accepts_fc(layer: Layer) -> bool:
     p = layer.params
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
-    rm = float(p["real_multiplier"])
-    return rm == 0.0 or quant.fc_double_fast(rm) is not None
+    rm = float(p["real_multiplier"])   # 0.0: per-channel, rescaled in double per row: not here
+    return rm != 0.0 and quant.fc_double_fast(rm) is not None
 
 
 def prepare_fc(layer: Layer) -> Layer:

@@ -338,7 +338,7 @@ def accepts_fc(layer: Layer) -> bool:
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
     rm = float(p["real_multiplier"])
-    if rm != 0.0 and quant.fc_double_fast(rm) is None:
+    if rm == 0.0 or quant.fc_double_fast(rm) is None:   # 0.0: per-channel, double per row
         return False
     return _fits_int32(_folded_bias(_fc_weights(layer), _const(layer, "bias"),
                                     p["input_offset"]))
