@@ -133,7 +133,8 @@ def conv_output_multipliers(
     A single (per-tensor) filter scale is broadcast to ``out_channels`` entries.
 
     * ``op="CONV_2D"`` or ``"DEPTHWISE_CONV_2D"`` (and per-channel
-      FULLY_CONNECTED): PopulateConvolutionQuantizationParams,
+      FULLY_CONNECTED's out_mul, which TF 2.21's reference does not use:
+      see ``fc_real_multiplier``): PopulateConvolutionQuantizationParams,
       ``double(in) * double(filter) / double(out)``.
     * ``op="FULLY_CONNECTED"`` with one filter scale:
       GetQuantizedConvolutionMultipler,
@@ -165,12 +166,14 @@ def fc_output_multiplier(input_scale: float, filter_scale: float,
 
 def fc_real_multiplier(input_scale: float, filter_scale: float,
                        output_scale: float) -> float:
-    """``tb_fc_params.real_multiplier`` for per-tensor int8 FULLY_CONNECTED.
+    """``tb_fc_params.real_multiplier`` (per-tensor) or one entry of the
+    ``real_mul`` const (per-channel: one per output row) of int8 FULLY_CONNECTED.
 
     TF 2.21's reference int8 FULLY_CONNECTED kernel rescales the accumulator
-    in double: ``round_half_away(double(acc) * in * w / out)`` with the float32
-    scales widened to double (established against the BUILTIN_REF interpreter;
-    the fixed-point ``fc_output_multiplier`` path differs on near-ties).
+    in double for per-tensor and per-channel weights alike:
+    ``round_half_away(double(acc) * in * w / out)`` with the float32 scales
+    widened to double (established against the BUILTIN_REF interpreter on
+    exact and near ties; the fixed-point out_mul path differs there).
     """
     return f32(input_scale) * f32(filter_scale) / f32(output_scale)
 
