@@ -4,9 +4,11 @@
 
 Accepted sources
 ----------------
-* ``.tflite``  copied as is when it is already fully int8 (int8 input and
-  output, no float tensors anywhere); anything else is refused with a
-  TinybuildError (convert the original float model instead).
+* ``.tflite``  copied as is when it is already int8 inside: no float tensor
+  but a float32 input read by QUANTIZE or an output written by DEQUANTIZE
+  (see ``_not_int8``); other types (uint8, int16, int32/int64 outputs of
+  ARG_MAX, ...) are the op lowerings' to accept or refuse. A float model is
+  refused with a TinybuildError (convert the original float model instead).
 * ``.h5`` / ``.keras``  loaded with Keras 3 (``keras``) and, if that fails,
   with ``tf_keras`` (Keras 2: the MLPerf Tiny ``.h5`` files, whose
   DepthwiseConv2D configs carry a ``groups`` argument Keras 3 refuses).
@@ -182,21 +184,26 @@ def _type_of(tensor: dict) -> str:
 
 
 def _not_int8(model: dict) -> list[str]:
-    """What keeps a checked model from being fully int8, one phrase each. An
-    "int8 inside" model's interface is fine: float32/uint8 inputs read only by
-    QUANTIZE, outputs written by DEQUANTIZE or QUANTIZE (tinybuild.ops.quantize)."""
+    """What keeps a checked model from being "int8 inside", one phrase each: a
+    float tensor anywhere but at the edges (a float32 input read only by
+    QUANTIZE, an output written by DEQUANTIZE or QUANTIZE). Every other tensor
+    type (uint8, int16, int32/int64 ARG_MAX or SHAPE outputs, bool) is left to the
+    op lowerings, which refuse, naming op and tensor, a type none of them
+    compiles: one rule that cannot drift from what the ops accept."""
     problems = []
     for graph in model["subgraphs"]:
         tensors = graph["tensors"] or []
         edges = _interface_edges(model, graph)
-        for kind in ("input", "output"):
-            for i in graph[kind + "s"] if graph[kind + "s"] is not None else []:
-                t = tensors[int(i)]
-                if _type_of(t) != "INT8" and int(i) not in edges:
-                    problems.append(f"{kind} '{shown(t['name'] or b'')}' is {_type_of(t)}")
-        problems += [f"tensor '{shown(t['name'] or b'')}' is {_type_of(t)}"
+        problems += [f"{_role(graph, i)} '{shown(t['name'] or b'')}' is {_type_of(t)}"
                      for i, t in enumerate(tensors) if _type_of(t) in _FLOAT_TYPES and i not in edges]
     return problems
+
+
+def _role(graph: dict, index: int) -> str:
+    for kind in ("input", "output"):
+        if index in (int(i) for i in (graph[kind + "s"] if graph[kind + "s"] is not None else [])):
+            return kind
+    return "tensor"
 
 
 def _interface_edges(model: dict, graph: dict) -> set[int]:
@@ -217,11 +224,8 @@ def _interface_edges(model: dict, graph: dict) -> set[int]:
 
 @guarded("checking the model is fully int8")
 def check_fully_int8(path: Path) -> None:
-    """Raise TinybuildError unless the .tflite is fully int8.
-
-    Fully int8 means: int8 input(s) and output(s), and no float tensor
-    anywhere (weights int8, biases int32, activations int8).
-    """
+    """Raise TinybuildError unless the .tflite is int8 inside: no float tensor
+    but at its edges (see _not_int8); the op lowerings check the other types."""
     problems = _not_int8(read_tflite(path))
     if problems:
         listed = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
@@ -602,7 +606,7 @@ def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_
 def _copy_int8_tflite(src: Path, dst: Path) -> dict:
     from tinybuild.importer import load_graph
 
-    _log(f"checking {_p(src)} is fully int8 ...")
+    _log(f"checking {_p(src)} is int8 inside ...")
     check_fully_int8(src)
     io = tflite_io(src)
     _check_io_count(src, io)
@@ -611,7 +615,7 @@ def _copy_int8_tflite(src: Path, dst: Path) -> dict:
         tmp = dst.with_name(dst.name + ".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
-    _log(f"{shown(src.name)} is already fully int8: copied to {_p(dst)}")
+    _log(f"{shown(src.name)} is already int8 inside: copied to {_p(dst)}")
     return {"source": str(src), "output": str(dst), "mode": "copied", "loader": None,
             "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
             "calibration": None, "num_samples": 0,

@@ -85,6 +85,38 @@ def reference(tflite: Path, inputs_bin: Path, outputs_bin: Path, record: Path, c
         raise
 
 
+VALIDATION_SKIPPED = "validation skipped (validate=no)"
+
+
+def inputs_only(tflite: Path, inputs_bin: Path, record: Path, count: int, seed: int,
+                calibration: Path | None) -> None:
+    """validate=no: the validation inputs alone (the simulator still runs them),
+    no TFLite; ``record`` has the reference record's input fields."""
+    from .reference import io_record, make_inputs
+    if count < 1:
+        raise TinybuildError(f"inputs={count}: simulate at least one input (inputs=1 or more)")
+    log("inputs", f"{count} inputs, not validated against TFLite ({VALIDATION_SKIPPED})")
+    try:
+        inputs = make_inputs(tflite, count, seed, calibration)
+        inputs_bin.write_bytes(b"".join(inputs))
+        write_json(record, {"count": len(inputs), "input_bytes": len(inputs[0]), "seed": seed,
+                            "calibration": str(calibration or ""), "validate": "no", **io_record(tflite)})
+    except BaseException:
+        _remove(inputs_bin, record)
+        raise
+
+
+def skip_validation(run_json: Path, record: Path) -> dict:
+    """validate=no: validation.json says the comparison was skipped at the user's
+    request (``match`` None, never True); the simulated runs are kept in run.json."""
+    runs = len(read_json(run_json)["runs"])
+    data = {"match": None, "validate": "no", "skipped": VALIDATION_SKIPPED, "inputs": 0,
+            "simulated_inputs": runs, "reference": None}
+    write_json(record, data)
+    log("validate", f"{VALIDATION_SKIPPED}: {runs} simulated outputs not compared with TFLite")
+    return data
+
+
 def reference_io(tflite: Path, count: int, seed: int, calibration: Path | None):
     """The reference step's work, run in the child: (inputs, TFLite's outputs) as raw bytes."""
     from . import reference as ref

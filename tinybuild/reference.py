@@ -12,9 +12,10 @@
 * ``io_record(tflite_path)`` names, shapes, types and byte sizes of the
   inputs and outputs (what reference.json records).
 
-Inputs may be int8, uint8, int16, int32 or float32 (a float interface
-through QUANTIZE); outputs are compared byte for byte whatever their type
-(float ones come from a DEQUANTIZE, which is exact). Shapes, types and
+Inputs may be int8, uint8, int16, int32, int64, bool or float32 (a float
+interface through QUANTIZE); outputs (int32/int64 from ARG_MAX, say) are
+compared byte for byte whatever their type (float ones come from a
+DEQUANTIZE, which is exact). Shapes, types and
 quantization are read straight from the flatbuffer, so ``make_inputs`` needs
 no TensorFlow; ``reference_outputs`` imports TensorFlow lazily (importing this
 module is free).
@@ -22,6 +23,7 @@ module is free).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,7 @@ from tinybuild.convert import (_import_tf, _p, _short, default_calibration_path,
 from tinybuild.errors import TinybuildError, shown
 
 _NP_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
-             "INT64": np.int64,
-             "FLOAT32": np.float32}
+             "INT64": np.int64, "BOOL": np.bool_, "FLOAT32": np.float32}
 
 
 def _specs(tflite_path: Path, kind: str) -> list[dict]:
@@ -127,6 +128,8 @@ def _random_samples(tflite_path: Path, index: int, spec: dict, rng, n: int) -> l
     if dtype == np.float32:
         centre, width = _float_input_range(tflite_path, index)
         r = (centre + width / 4 * rng.standard_normal(size=(n, *shape))).astype(np.float32)
+    elif dtype == np.bool_:
+        r = rng.integers(0, 2, size=(n, *shape)).astype(np.bool_)
     else:
         info = np.iinfo(dtype)
         r = rng.integers(info.min, int(info.max) + 1, size=(n, *shape), dtype=np.int64).astype(dtype)
@@ -149,6 +152,29 @@ def _float_input_range(tflite_path: Path, index: int) -> tuple[float, float]:
     return 0.0, 4.0
 
 
+SKIP_HINT = ("Fix: re-export the model, or build it without validation against TFLite: validate=no "
+             "(the firmware is still built, sized and simulated)")
+# TFLite's resolver errors: "Didn't find op for builtin opcode 'ELU' version '1'" and
+# "Didn't find custom op for name 'X'" (tensorflow/lite/core/interpreter_builder.cc).
+_NO_BUILTIN = re.compile(r"Didn't find op for builtin opcode '([^']*)' version '(\d+)'")
+_NO_CUSTOM = re.compile(r"Didn't find custom op for name '([^']*)'")
+
+
+def refused(tflite_path: Path, exc: BaseException) -> str:
+    """One line: what TFLite's BUILTIN_REF interpreter refused (the op, escaped,
+    when it names one) and that validate=no builds the model without it."""
+    text = str(exc)
+    builtin, custom = _NO_BUILTIN.search(text), _NO_CUSTOM.search(text)
+    if builtin:
+        what = (f"its reference kernels (BUILTIN_REF) have no {shown(builtin[1])} (version "
+                f"{builtin[2]}), which tinybuild compiles")
+    elif custom:
+        what = f"it has no kernel for the custom op '{shown(custom[1])}'"
+    else:
+        what = f"{type(exc).__name__}: {_short(exc)}"
+    return f"{_p(tflite_path)}: TFLite cannot load the model to validate it ({what}). {SKIP_HINT}"
+
+
 @guarded("running TFLite's reference kernels")
 def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
     """Run each input (every model input's bytes, one after the other) through
@@ -165,8 +191,7 @@ def reference_outputs(tflite_path: Path, inputs: list[bytes]) -> list[bytes]:
     try:
         interp = make_interpreter(tf, tflite_path)
     except Exception as e:
-        raise TinybuildError(f"{_p(tflite_path)}: TFLite cannot load the model ({type(e).__name__}: "
-                             f"{_short(e)}). Fix: re-export the model") from None
+        raise TinybuildError(refused(tflite_path, e)) from None
     ins, outs = interp.get_input_details(), interp.get_output_details()
     expected = sum(s["bytes"] for s in specs)
     results = []

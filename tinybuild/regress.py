@@ -180,9 +180,17 @@ def compare(case: Case, report: dict | None, baseline: dict | None, tolerances: 
         return Result(case, "broken", message=error or "build failed (no report.json)")
     now = figures(report)
     result = Result(case, "pass", now, baseline or {}, layers=report.get("layers", []))
+    if report["validation"].get("validate") == "no":     # the user's choice: figures still count
+        result = _against_baseline(result, now, baseline, tolerances)
+        result.message = "; ".join(filter(None, (result.message, report["validation"]["skipped"])))
+        return result
     if not report["validation"]["match"]:
         result.status, result.message = "mismatch", "output differs from the TFLite reference"
         return result
+    return _against_baseline(result, now, baseline, tolerances)
+
+
+def _against_baseline(result: Result, now: dict, baseline: dict | None, tolerances: dict) -> Result:
     if not baseline:
         result.status, result.message = "new", "no baseline yet"
         return result

@@ -132,8 +132,7 @@ def markdown(r: dict) -> str:
              f"| cycles / inference | {inf['cycles']:,} ({inf['cycles_per_mac']} per MAC, "
              f"{inf.get('macs_per_cycle', 0)} MACs per cycle) = {inf['ms']} ms; {_cycles_note(inf)} |",
              f"| simulator | {inf['simulator']}, {inf['simulated_instructions_per_second'] / 1e6:.1f} M instr/s |",
-             f"| output matches TFLite reference | {'yes' if r['validation']['match'] else 'NO'} "
-             f"({r['validation']['inputs']} inputs, {r['validation']['reference']}) |"]
+             _validation_row(r["validation"])]
     conv = r.get("conversion") or {}
     if conv.get("top1_agreement") is not None:
         lines.append(f"| float vs int8 on {conv.get('num_samples', '?')} calibration samples | top-1 "
@@ -284,12 +283,26 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
         f"  kernels     {kernels_line(r['layers'])}",
-        f"  output matches TFLite reference: {'yes' if r['validation']['match'] else 'NO'} "
-        f"({r['validation']['inputs']} inputs)",
+        validation_line(r["validation"]),
     ]
     if report_md:
         lines.append(f"  report      {shown(report_md, 200)}")
     return "\n".join(lines)
+
+
+def _validation_row(v: dict) -> str:
+    if v.get("validate") == "no":
+        return (f"| output vs TFLite reference | **{v['skipped']}**: not compared, as asked "
+                f"({v.get('simulated_inputs', 0)} inputs simulated) |")
+    return (f"| output matches TFLite reference | {'yes' if v['match'] else 'NO'} "
+            f"({v['inputs']} inputs, {v['reference']}) |")
+
+
+def validation_line(v: dict) -> str:
+    """The summary's verdict; with validate=no it says the check was the user's choice to skip."""
+    if v.get("validate") == "no":
+        return f"  output      {v['skipped']}: not compared with TFLite, at your request"
+    return f"  output matches TFLite reference: {'yes' if v['match'] else 'NO'} ({v['inputs']} inputs)"
 
 
 def kernels_line(layers: list[dict]) -> str:

@@ -79,6 +79,9 @@ def _variables(args):
                      allowed_values=("optimized", "reference")),
         ("inputs", "number of inputs validated against the TFLite reference, 1..1000", "4"),
         ("seed", "seed of the random validation inputs, 0..4294967295", "1"),
+        EnumVariable("validate", "'no': build, size and simulate without comparing the output with "
+                     "TFLite's (for a model TFLite's reference kernels cannot run); reports say "
+                     "'validation skipped (validate=no)'", "yes", allowed_values=("yes", "no")),
         ("max_instructions", "simulator instruction limit per run (a positive integer, 2e9 style "
                              "allowed)", "2000000000"),
         ("sim_timeout", "simulator host-time limit per run, seconds (> 0)", "600"),
@@ -255,6 +258,9 @@ def _setup(env, args) -> None:
         return
     reject_unknown_variables(variables)
     check_numbers(env)
+    if env["validate"] == "no" and env["debug"]:
+        raise TinybuildError("debug=layers compares every layer with TFLite's; validate=no skips "
+                             "TFLite. Fix: leave one of them out")
     # Content signatures, not timestamps: an edit within the same second as the
     # last build must still rebuild (timestamps have one-second resolution here).
     env.Decider("content")
@@ -597,14 +603,20 @@ _MODEL_BUILDS: dict = {}
 
 
 def _model_nodes(env, build, model, calibration, pm, count, seed):
-    """Conversion and TFLite reference, declared once per model however many
-    boards build it (their outputs do not depend on the board)."""
-    key = (str(build), str(model), count, seed)
+    """Conversion and TFLite reference (validate=no: the inputs only), declared
+    once per model however many boards build it (their outputs do not depend on
+    the board)."""
+    validating = env["validate"] == "yes"
+    key = (str(build), str(model), count, seed, validating)
     builds = _MODEL_BUILDS.setdefault((str(build), str(model)), [])
     if key not in _MODEL_NODES:
         mdir = build / "models" / model.stem
         calib_src = [_file(env, calibration)] if calibration else []
         int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm, builds)
+        if not validating:
+            _MODEL_NODES[key] = (int8, conv_json, *_unvalidated_inputs(env, mdir, int8, calib_src,
+                                                                      calibration, count, seed, builds))
+            return _MODEL_NODES[key], builds
         inputs_bin, ref_bin, ref_json = env.Command(
             # Named by count and seed, so a regression run (its own input count)
             # and an ordinary build share the folder without redoing each other.
@@ -616,6 +628,17 @@ def _model_nodes(env, build, model, calibration, pm, count, seed):
                     _downstream(builds, "size")))
         _MODEL_NODES[key] = (int8, conv_json, inputs_bin, ref_bin, ref_json)
     return _MODEL_NODES[key], builds
+
+
+def _unvalidated_inputs(env, mdir, int8, calib_src, calibration, count, seed, builds):
+    """validate=no: the simulation's inputs (no TensorFlow), no reference outputs:
+    ``(inputs.bin, None, inputs.json)`` in place of the reference step's nodes."""
+    inputs_bin, inputs_json = env.Command(
+        [_file(env, mdir / f"inputs-only-n{count}-s{seed}.{ext}") for ext in ("bin", "json")],
+        [int8, env.Value(f"count={count} seed={seed}")] + calib_src,
+        _action(lambda t, s, e: pipeline.inputs_only(s[0], t[0], t[1], count, seed, calibration),
+                "inputs", _downstream(builds, "size")))
+    return inputs_bin, None, inputs_json
 
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
@@ -666,16 +689,14 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
             _action(lambda t, s, e: pipeline.simulate(
                 simulator, s[0], target, s[1], pipeline.read_json(s[2])["input_bytes"], t[0],
                 *limits), "simulate", _downstream([tdir], "simulate")))
-        validation = env.Command(
-            F("validation.json"),
-            [run_json, ref_bin, ref_json, elf, inputs_bin, plan_json, int8,
-             env.Value(f"debug={env.get('debug', '')}")],
-            _action(lambda t, s, e: pipeline.validate(
-                s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0], pipeline.diagnosis(
-                    elf=s[3], inputs_bin=s[4], reference_json=s[2], plan_json=s[5], tflite=s[6],
-                    target=target, simulators=plugins.simulators(pm), limits=limits,
-                    debug=env.get("debug", "")), outputs=pipeline.read_json(s[2]).get("outputs")),
-                "validate", _downstream([tdir], "validate")))
+        if ref_bin is None:          # validate=no: the record says so, never "matches"
+            validation = env.Command(
+                F("validation.json"), [run_json, env.Value("validate=no")],
+                _action(lambda t, s, e: pipeline.skip_validation(s[0], t[0]), "validate",
+                        _downstream([tdir], "validate")))
+        else:
+            validation = _validation(env, F, tdir, target, pm, limits,
+                                     (run_json, ref_bin, ref_json, elf, inputs_bin, plan_json, int8))
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
@@ -686,6 +707,18 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         env.Alias(_literal(f"{target.name}-{tdir.name}"), report)
     env.Clean(report, [_dir(env, tdir), _dir(env, odir)])
     return target, tdir, report[0]
+
+
+def _validation(env, F, tdir, target, pm, limits, sources):
+    """validation.json: the simulated outputs against TFLite's reference outputs."""
+    return env.Command(
+        F("validation.json"), [*sources, env.Value(f"debug={env.get('debug', '')}")],
+        _action(lambda t, s, e: pipeline.validate(
+            s[0], s[1], pipeline.read_json(s[2])["output_bytes"], t[0], pipeline.diagnosis(
+                elf=s[3], inputs_bin=s[4], reference_json=s[2], plan_json=s[5], tflite=s[6],
+                target=target, simulators=plugins.simulators(pm), limits=limits,
+                debug=env.get("debug", "")), outputs=pipeline.read_json(s[2]).get("outputs")),
+            "validate", _downstream([tdir], "validate")))
 
 
 def generate(tflite: Path, out_dir: Path, target, contributed, name: str) -> None:
@@ -1035,7 +1068,7 @@ def comparison_table(model_name: str, rows: list[tuple[str, dict | None, str]]) 
             name, r["target"]["board"].split(" (")[0], f"{r['flash']['used']:,}", f"{r['ram']['used']:,}",
             f"{inf['instructions']:,}" if inf else "-", f"{inf['cycles']:,}" if inf else "-",
             f"{inf['ms']:g} @ {clock}" if inf else f"- @ {clock}",
-            "yes" if match else ("not simulated" if match is None else "NO")])
+            _match_cell(r["validation"])])
         if not inf:
             notes.append(f"  {name}: {r['validation']['skipped']}")
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -1045,6 +1078,14 @@ def comparison_table(model_name: str, rows: list[tuple[str, dict | None, str]]) 
         out.append("  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
                                     for i, (c, w) in enumerate(zip(row, widths))).rstrip())
     return "\n".join(out + notes)
+
+
+def _match_cell(validation: dict) -> str:
+    if validation.get("match"):
+        return "yes"
+    if validation.get("validate") == "no":
+        return validation["skipped"]
+    return "not simulated" if validation.get("match", False) is None else "NO"
 
 
 def _print_table_at_exit(model_name: str, built, skipped) -> None:
