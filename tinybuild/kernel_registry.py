@@ -157,7 +157,9 @@ def select_kernels(layers: list, contributed: list[KernelImpl]) -> list:
     for layer in layers:
         impl = choose(layer, contributed)
         if impl.prepare is not None:
+            lowering_notes = layer.notes        # e.g. "PAD fused": kept when a prepare replaces notes
             layer = impl.prepare(layer)
+            layer.notes = lowering_notes + [n for n in layer.notes if n not in lowering_notes]
         layer.kernel, layer.kernel_label, layer.kernel_plugin = impl.function, impl.label, impl.plugin
         out.append(layer)
     return out

@@ -7,7 +7,8 @@ operator needs lives with it in its op family module (:mod:`tinybuild.ops`);
 :func:`lower_graph` walks the graph and asks the registry. Ops whose inputs
 are all constant are evaluated here (folded) and run no code. Unsupported
 operators and parameter combinations stop the build with the op's name, its
-layer and its output tensor.
+layer and its output tensor. Then :mod:`tinybuild.ops.fuse` folds a PAD into
+the convolution that reads it, where TFLite's result stays the same.
 """
 from __future__ import annotations
 
@@ -90,8 +91,10 @@ def __getattr__(name: str):
 
 def lower_graph(graph: Graph) -> list[Layer]:
     """The graph's kernel calls, in order. Constant-input ops are folded into
-    constants first; every other op is lowered by its OpDef."""
+    constants first; every other op is lowered by its OpDef; then PADs are
+    fused into the convolutions that read them (tinybuild.ops.fuse)."""
     from . import ops                # ops' modules import Layer from here
+    from .ops.fuse import fuse_pads
     known = ops.registry()
     layers: list[Layer] = []
     for op in graph.operators:
@@ -100,7 +103,7 @@ def lower_graph(graph: Graph) -> list[Layer]:
             raise ops.unsupported(op, _no_kernel(op), graph)
         layers += _lowered(graph, op, opdef, len(layers))
     _check_outputs(graph)
-    return layers
+    return fuse_pads(graph, layers)
 
 
 def _no_kernel(op: Operator) -> str:
