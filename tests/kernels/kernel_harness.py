@@ -126,14 +126,18 @@ class Kernels:
                               _ptr(out, ctypes.c_int8))
         return out.reshape(1, p.out_h, p.out_w, p.out_c)
 
-    def fc(self, p: FcParams, x, w, bias, muls):
+    def fc(self, p: FcParams, x, w, bias, muls, real_mul=None):
+        """``real_mul``: per-row double multipliers (per-channel), else None."""
         out = np.zeros(p.out_features, dtype=np.int8)
         x, w = _i8(x), _i8(w)
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+        rm = None if real_mul is None else np.ascontiguousarray(real_mul, np.float64)
         self.lib.tb_fully_connected_s8(ctypes.byref(p), _ptr(x, ctypes.c_int8),
                                        _ptr(w, ctypes.c_int8),
                                        None if b is None else _ptr(b, ctypes.c_int32),
-                                       _qmuls(muls), None, _ptr(out, ctypes.c_int8))
+                                       _qmuls(muls),
+                                       None if rm is None else _ptr(rm, ctypes.c_double),
+                                       _ptr(out, ctypes.c_int8))
         return out.reshape(1, -1)
 
     def pool(self, fn, p: PoolParams, x):
@@ -336,8 +340,8 @@ def case_fc(k: Kernels, rng, *, in_features=8, out_features=5, use_bias=True,
     """fixed_point=True runs the kernel's integer out_mul path (real_multiplier
     0), which TF 2.21's reference per-tensor FC does not use; tests expect
     mismatches. per_channel=True gives every output its own weight scale:
-    TFLite's reference then requantizes per channel in Q31 fixed point, which
-    is the kernel's out_mul path."""
+    TFLite's reference then rescales each row in double with its own
+    multiplier (the kernel's real_mul)."""
     S = _schema()
     w = rng.integers(-127, 128, size=(out_features, in_features), dtype=np.int8)
     x = rng.integers(-128, 128, size=(1, in_features), dtype=np.int8)
@@ -367,7 +371,9 @@ def case_fc(k: Kernels, rng, *, in_features=8, out_features=5, use_bias=True,
     p.act_min, p.act_max = quant.activation_range(activation, out_scale, out_zp)
     muls = quant.conv_output_multipliers(in_scale, w_scales, out_scale, out_features,
                                          op="FULLY_CONNECTED")
-    got = k.fc(p, x, w, bias, muls)
+    real_mul = ([quant.fc_real_multiplier(in_scale, s, out_scale) for s in w_scales]
+                if per_channel and not fixed_point else None)
+    got = k.fc(p, x, w, bias, muls, real_mul)
     return got, expected
 
 
