@@ -5,7 +5,7 @@ neighbours, and the paths added for them, byte for byte against the reference.
 On the host: a depthwise layer on one input channel with a depth multiplier
 (MicroSpeech's 49x40x1 -> 25x20x8, 10x8 filter) runs as a convolution
 (hypothesis over that path's shapes, in place too); the fully connected
-kernel's one-row tail; the cost estimates (cm4_cost) keep the reference kernel
+kernel's single row; the cost estimates (cm4_cost) keep the reference kernel
 on the shapes where the sweep found the optimized ones slower and keep the
 optimized kernels on the MLPerf Tiny layers. In the simulator (slow): a fixed
 sample of bench/sweep.py's shapes, where the kernel a build picks never runs

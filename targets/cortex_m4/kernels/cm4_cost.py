@@ -27,7 +27,6 @@ from tinybuild.lower import Layer
 
 from .cm4_prepare import (DW_3X3S1, DW_3X3S2, DW_GENERAL, RQ_FAST, RQ_FULLRANGE, _const,
                           _max_abs_input, accepts_avgpool, accepts_conv, accepts_conv_1x1_smallk,
-                          accepts_fc,
                           accepts_depthwise_as_conv, accepts_depthwise_folded, conv_plane,
                           depthwise_as_conv, dw_oriented, dw_path, dw_plane, dw_s1_batch,
                           dw_transposed, requant)
@@ -215,16 +214,3 @@ def accepts_avgpool_faster(layer: Layer) -> bool:
     10-15% slower than the reference, 2 channels about as fast)."""
     return accepts_avgpool(layer) and layer.params["c"] >= AVGPOOL_MIN_CHANNELS
 
-
-FC_ONE_ROW_MIN_INPUTS = 16   # one per-channel output: below this the call costs more than the MACs
-
-
-@within(accepts_fc)
-def accepts_fc_faster(layer: Layer) -> bool:
-    """tb_cm4_fully_connected_s8 except one per-channel output of fewer than 16
-    inputs: the reference's integer path is then faster than the input
-    expansion and set-up (measured: 3 inputs 195 instructions against 164)."""
-    p = layer.params
-    tiny = p["out_features"] == 1 and p["in_features"] < FC_ONE_ROW_MIN_INPUTS and \
-        float(p["real_multiplier"]) == 0.0
-    return accepts_fc(layer) and not tiny

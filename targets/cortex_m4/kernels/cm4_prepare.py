@@ -600,7 +600,7 @@ def kernels() -> list[KernelImpl]:
                    priority=10, accepts=cm4_cost.accepts_plane_faster, prepare=prepare_depthwise,
                    name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),
         KernelImpl("FULLY_CONNECTED", "tb_cm4_fully_connected_s8", src("cm4_fc_s8.c"),
-                   priority=10, accepts=cm4_cost.accepts_fc_faster, prepare=prepare_fc,
+                   priority=10, accepts=accepts_fc, prepare=prepare_fc,
                    name="tb_cm4_fully_connected_s8 (DSP, 4 rows)"),
         KernelImpl("ADD", "tb_cm4_add_s8", src("cm4_add_pool_s8.c"), priority=10,
                    accepts=accepts_add, prepare=prepare_add, name="tb_cm4_add_s8 (tables)"),
