@@ -61,7 +61,6 @@ OUTPUTS = {"two_in_two_out": 2}
 # (xfail, strict: the mark must go when the gap is closed).
 KNOWN_GAPS = {
     "attention": "FULLY_CONNECTED over an 8x16 input (Dense on a sequence) is refused: only batch 1",
-    "argmax": "an int32 model output (ARG_MAX's) is refused: 'not a fully int8 TFLite model'",
 }
 
 OPERATOR_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
