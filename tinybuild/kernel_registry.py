@@ -122,8 +122,11 @@ def reference_impl(op: str) -> KernelImpl:
 def problems(impl: KernelImpl) -> list[str]:
     """What makes a contributed implementation unusable, each with its fix."""
     if impl.op not in REFERENCE:
-        return [f"op '{shown(impl.op)}' is not one tinybuild compiles; known ops: "
-                f"{', '.join(REFERENCE)}"]
+        import difflib
+        close = difflib.get_close_matches(str(impl.op), list(REFERENCE), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return [f"op '{shown(impl.op)}' is not one tinybuild compiles{hint}; known ops: "
+                f"{', '.join(sorted(REFERENCE))}"]
     if not isinstance(impl.function, str) or not C_IDENTIFIER.fullmatch(impl.function):
         return ["function must be the C function's name (letters, digits, '_')"]
     if not isinstance(impl.priority, int) or isinstance(impl.priority, bool):
