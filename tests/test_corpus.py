@@ -29,7 +29,7 @@ CORPUS = ROOT / "models" / "corpus"
 # unless it does not fit there).
 TINYMAIX_MODELS = {
     "cifar10_q": "cortex-m4",
-    "mbnet128_0.25_q": "mps2-an386",   # arena 133 KB > the STM32F407's 128 KB SRAM
+    "mbnet128_0.25_q": "cortex-m4",    # fits since PAD is fused into its convolutions (75 KB arena)
     "mbnet96_0.25_q": "cortex-m4",
     "mnist_arduino_q": "cortex-m4",
     "mnist_dw_q": "cortex-m4",
@@ -60,7 +60,12 @@ OUTPUTS = {"two_in_two_out": 2}
 # Known gaps that are not a missing operator: model -> why it fails today
 # (xfail, strict: the mark must go when the gap is closed).
 KNOWN_GAPS = {
-    "attention": "FULLY_CONNECTED over an 8x16 input (Dense on a sequence) is refused: only batch 1",
+}
+# A gap on one target only: (model, target) -> cause.
+KNOWN_TARGET_GAPS = {
+    ("attention", "cortex-m4"): "the unicorn simulator faults (invalid instruction, PC in the arena) "
+    "returning from __aeabi_dcmpge's IT block when the misalignment memory hook is on; "
+    "the firmware matches TFLite with detail=False",
 }
 
 OPERATOR_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
@@ -120,7 +125,9 @@ def corpus_params():
     for name, targets in CORPUS_MODELS.items():
         marks = expected_failure(CORPUS / f"{name}.tflite")
         for target in targets:
-            yield pytest.param(name, target, id=f"{name}-{target}", marks=marks)
+            gap = KNOWN_TARGET_GAPS.get((name, target))
+            yield pytest.param(name, target, id=f"{name}-{target}",
+                               marks=[pytest.mark.xfail(strict=True, reason=gap)] if gap else marks)
 
 
 @pytest.mark.parametrize("name, target", list(corpus_params()))

@@ -51,7 +51,8 @@ class PoolParams(ctypes.Structure):
 class FcParams(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int32) for n in (
         "in_features", "out_features", "input_offset", "weights_offset",
-        "output_offset", "act_min", "act_max")] + [("real_multiplier", ctypes.c_double)]
+        "output_offset", "act_min", "act_max")] + [("real_multiplier", ctypes.c_double),
+                                                  ("rows", ctypes.c_int32)]   # 0 reads as 1
 
 
 class AddParams(ctypes.Structure):

@@ -8,13 +8,20 @@ from tflite_builder import ModelBuilder
 
 
 def fc_model(in_shape=(1, 8), out_f=5, per_channel=False, activation="NONE", in_q=(0.05, 3),
-             w_scale=0.01, out_q=(0.1, -2), bias=True, dyadic=0) -> bytes:
+             w_scale=0.01, out_q=(0.1, -2), bias=True, dyadic=0, rows=1,
+             keep_num_dims=False) -> bytes:
     """``dyadic`` n > 0: per-channel scales ``w_scale * 2^(o % n)`` instead of
     random ones (1: all equal), so dyadic scales give exact multipliers and
-    exact .5 ties."""
+    exact .5 ties. ``rows``: the input holds that many rows of in_features
+    (TFLite's batches); ``keep_num_dims``: the output keeps the input's leading
+    dims (rows then = their product), else it is [rows, out_f]."""
     key = (in_shape, out_f, per_channel, in_q, w_scale, out_q, bias)
-    rng = rng_for(*key, dyadic) if dyadic else rng_for(*key)   # older cases keep their data
-    in_f = int(np.prod(in_shape))
+    extra = (dyadic,) if dyadic else ()
+    extra += (rows, keep_num_dims) if rows > 1 or keep_num_dims else ()
+    rng = rng_for(*key, *extra)   # older cases keep their data
+    if keep_num_dims:
+        rows = int(np.prod(in_shape[:-1]))
+    in_f = int(np.prod(in_shape)) // rows
     if not per_channel:
         scales = np.array([w_scale])
     elif dyadic:
@@ -26,9 +33,11 @@ def fc_model(in_shape=(1, 8), out_f=5, per_channel=False, activation="NONE", in_
     w = b.const(rng.integers(-127, 128, (out_f, in_f)), "int8", scales, [0] * len(scales))
     bias_t = b.const(rng.integers(-3000, 3000, out_f), "int32",
                      (np.float32(in_q[0]) * scales.astype(np.float32)), [0] * len(scales)) if bias else -1
-    y = b.tensor((1, out_f), "int8", *out_q)
+    out_shape = tuple(in_shape[:-1]) + (out_f,) if keep_num_dims else (rows, out_f)
+    y = b.tensor(out_shape, "int8", *out_q)
     b.op("FULLY_CONNECTED", [x, w, bias_t], [y],
-         b.options("FullyConnectedOptions", fusedActivationFunction=activation), version=4)
+         b.options("FullyConnectedOptions", fusedActivationFunction=activation,
+                   keepNumDims=keep_num_dims), version=5 if keep_num_dims else 4)
     return b.build([y])
 
 
@@ -51,6 +60,23 @@ CASES = [
                           out_q=(0.25, 5), dyadic=1, activation="RELU"), inputs=8),
     Case("FULLY_CONNECTED per-tensor 1 -> 9, exact ties", lambda: fc_model(
         (1, 1), 9, in_q=(0.5, 0), w_scale=0.04296875, out_q=(1.0, 0)), inputs=8),
+] + [
+    # Several rows (a Dense over a sequence): every row computed as TFLite does.
+    Case(f"FULLY_CONNECTED [{n},6] -> 4 rows, {'per-channel' if pc else 'per-tensor'}"
+         f"{'' if bias else ', no bias'}",
+         lambda n=n, pc=pc, bias=bias: fc_model((n, 6), 4, per_channel=pc, bias=bias, rows=n))
+    for n in (2, 3, 7) for pc in (False, True) for bias in (True, False)
+] + [
+    Case(f"FULLY_CONNECTED [1,5,8] -> 3, keep_num_dims {keep}, "
+         f"{'per-channel' if pc else 'per-tensor'}{'' if bias else ', no bias'}",
+         lambda keep=keep, pc=pc, bias=bias: fc_model(
+             (1, 5, 8), 3, per_channel=pc, bias=bias, rows=5, keep_num_dims=keep,
+             activation="RELU"))
+    for keep in (True, False) for pc in (False, True) for bias in (True, False)
+] + [
+    Case("FULLY_CONNECTED per-channel 4 rows, exact ties", lambda: fc_model(
+        (4, 2), 8, per_channel=True, in_q=(0.5, -3), w_scale=0.03125, out_q=(0.25, 5),
+        dyadic=1, rows=4), inputs=4),
 ]
 
 
@@ -64,11 +90,20 @@ def dyadic(draw, low: int, high: int, odd: int = 1) -> float:
     return (draw(st.integers(0, odd // 2)) * 2 + 1) / 2.0 ** draw(st.integers(low, high))
 
 
+def row_shape(draw, max_in_f: int) -> dict:
+    """1..8 rows of up to max_in_f features: [rows, K], or [1, rows, K] with or
+    without keep_num_dims."""
+    rows, in_f = draw(st.integers(1, 8)), draw(st.integers(1, max_in_f))
+    layout = draw(st.sampled_from(["2d", "3d", "3d keep"]))
+    shape = (rows, in_f) if layout == "2d" else (1, rows, in_f)
+    return dict(in_shape=shape, rows=rows, keep_num_dims=layout == "3d keep")
+
+
 @st.composite
 def fc_tie_params(draw):
     """Exact power-of-two scales (weights: an odd multiple): exact multipliers,
     so accumulators hit exact .5 ties of the rescale."""
-    return dict(in_shape=(1, draw(st.integers(1, 6))), out_f=draw(st.integers(1, 12)),
+    return dict(**row_shape(draw, 6), out_f=draw(st.integers(1, 12)),
                 per_channel=draw(st.booleans()), bias=draw(st.booleans()),
                 dyadic=draw(st.integers(1, 4)),
                 activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])),
@@ -79,7 +114,7 @@ def fc_tie_params(draw):
 
 @st.composite
 def fc_params(draw):
-    return dict(in_shape=(1, draw(st.integers(1, 40))), out_f=draw(st.integers(1, 12)),
+    return dict(**row_shape(draw, 40), out_f=draw(st.integers(1, 12)),
                 per_channel=draw(st.booleans()), bias=draw(st.booleans()),
                 activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])),
                 in_q=(draw(st.floats(0.005, 0.5)), draw(st.integers(-128, 127))),
@@ -104,3 +139,51 @@ def test_fully_connected_ties_property(params):
 @given(st.one_of(fc_params(), fc_tie_params()))
 def test_fully_connected_sweep(params):
     check(fc_model(**params), inputs=2)
+
+
+def test_input_not_whole_rows_is_refused_in_one_line(tmp_path):
+    """7 input values for 3 input features: no whole number of rows."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.importer import load_graph
+    from tinybuild.lower import lower_graph
+    b = ModelBuilder()
+    x = b.input((1, 7), "int8", 0.05, 0)
+    w = b.const(np.ones((4, 3)), "int8", [0.01], [0])
+    y = b.tensor((1, 4), "int8", 0.1, 0)
+    b.op("FULLY_CONNECTED", [x, w, -1], [y], b.options("FullyConnectedOptions"), version=4)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b.build([y]))
+    with pytest.raises(TinybuildError) as info:
+        lower_graph(load_graph(path))
+    assert "input of 7 values is not a whole number of rows of 3 input features" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_rows_are_lowered_and_the_targets_one_row_kernels_refuse_them():
+    """[1, 5, 8] with keep_num_dims: 5 rows, 5x the MACs; cortex-m4's and
+    riscv's FC kernels compute one row, so the reference kernel runs it."""
+    import tempfile
+    from pathlib import Path
+    from tinybuild.importer import load_graph
+    from tinybuild.lower import lower_graph
+    cm4_prepare = module_at("targets/cortex_m4/kernels/cm4_prepare.py")
+    rv_prepare = module_at("targets/riscv/kernels/rv_prepare.py")
+    with tempfile.TemporaryDirectory(prefix="tb-fc-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(fc_model((1, 5, 8), 3, rows=5, keep_num_dims=True))
+        layer, = lower_graph(load_graph(path))
+    assert layer.params["rows"] == 5 and layer.macs == 5 * 8 * 3
+    assert not cm4_prepare.accepts_fc(layer) and not rv_prepare.accepts_fc(layer)
+    layer.params["rows"] = 1
+    assert cm4_prepare.accepts_fc(layer) and rv_prepare.accepts_fc(layer)
+
+
+def module_at(relative: str):
+    """A target plugin's module by its path in the repository."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / relative
+    spec = importlib.util.spec_from_file_location(path.stem + "_fc_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,4 +1,4 @@
-/* FULLY_CONNECTED int8 (batch 1, per-tensor or per-channel weights, optional
+/* FULLY_CONNECTED int8 (p->rows rows of in_features inputs, per-tensor or per-channel weights, optional
  * weights_offset). TF 2.21's BUILTIN_REF int8 kernel rescales the int32
  * accumulator in double precision for per-tensor and per-channel weights
  * alike, verified against the interpreter on exact .5 ties (power-of-two
@@ -28,10 +28,10 @@ int32_t tb_round_half_away(double v) {
   return t;
 }
 
-void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
-                           const int8_t *weights, const int32_t *bias,
-                           const tb_quant_mul *out_mul, const double *real_mul,
-                           int8_t *output) {
+/* One row: out_features outputs from in_features inputs. */
+static void fc_row(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                   const int32_t *bias, const tb_quant_mul *out_mul,
+                   const double *real_mul, int8_t *output) {
   int32_t o, i;
   for (o = 0; o < p->out_features; ++o) {
     const int8_t *w = weights + o * p->in_features;
@@ -52,5 +52,17 @@ void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
     if (acc < p->act_min) acc = p->act_min;
     if (acc > p->act_max) acc = p->act_max;
     output[o] = (int8_t)acc;
+  }
+}
+
+void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
+                           const int8_t *weights, const int32_t *bias,
+                           const tb_quant_mul *out_mul, const double *real_mul,
+                           int8_t *output) {
+  const int32_t rows = p->rows > 0 ? p->rows : 1;
+  int32_t r;
+  for (r = 0; r < rows; ++r) {
+    fc_row(p, input + r * p->in_features, weights, bias, out_mul, real_mul,
+           output + r * p->out_features);
   }
 }

@@ -20,6 +20,9 @@ typedef struct {
    * per-channel ones, whose multipliers are the kernel's real_mul[out_features]
    * (with real_mul NULL too: the integer out_mul path, TFLite Micro's). */
   double real_multiplier;
+  /* Rows of in_features inputs (TFLite's batches), each giving out_features
+   * outputs; 0 reads as 1 (params written before rows existed). */
+  int32_t rows;
 } tb_fc_params;
 
 void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,

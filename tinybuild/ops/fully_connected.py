@@ -1,6 +1,7 @@
-"""FULLY_CONNECTED: int8 input (batch 1, any shape of in_features values),
-constant int8 weights (per-tensor or per-channel), int32 bias, fused
-NONE/RELU/RELU6. Kernel: tinybuild/kernels/fully_connected.c."""
+"""FULLY_CONNECTED: int8 input of any shape holding rows x in_features values
+(TFLite's batches; keep_num_dims only shapes the output), constant int8
+weights (per-tensor or per-channel), int32 bias, fused NONE/RELU/RELU6.
+Kernel: tinybuild/kernels/fully_connected.c."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,7 @@ def lower(graph, op) -> Layer:
     if w.data is None:
         raise unsupported(op, "non-constant weights")
     out_f, in_f = w.shape
-    if elements(x) != in_f:
-        raise unsupported(op, f"input of {elements(x)} values for {in_f} input "
-                              "features (only batch 1 is compiled)")
+    rows = fc_rows(op, elements(x), in_f, elements(y), out_f)
     act_min, act_max = quant.activation_range(op.options.get("FusedActivationFunction", "NONE"),
                                               y.scale, y.zero_point)
     # TF 2.21's reference FULLY_CONNECTED rescales in double for per-tensor and
@@ -34,7 +33,7 @@ def lower(graph, op) -> Layer:
     # kernels use, 0.0 for per-channel (then the kernel reads real_mul[o]).
     real_muls = [quant.fc_real_multiplier(x.scale, s, y.scale) for s in w.scales]
     per_channel = len(real_muls) > 1
-    params = dict(in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
+    params = dict(rows=rows, in_features=in_f, out_features=out_f, input_offset=-x.zero_point,
                   weights_offset=-w.zero_point, output_offset=y.zero_point,
                   act_min=act_min, act_max=act_max,
                   real_multiplier=CDouble(0.0 if per_channel else real_muls[0]))
@@ -45,10 +44,24 @@ def lower(graph, op) -> Layer:
               Const("out_mul", "tb_quant_mul", mul_array(muls)),
               Const("real_mul", "double", np.asarray(real_muls, np.float64))]
     return Layer(op.index, op.op, "tb_fc_params", params, [op.inputs[0]], [op.outputs[0]],
-                 consts, in_f * out_f, f"{in_f} -> {out_f}")
+                 consts, rows * in_f * out_f,
+                 f"{in_f} -> {out_f}" + (f" x {rows} rows" if rows > 1 else ""))
+
+
+def fc_rows(op, in_values: int, in_f: int, out_values: int, out_f: int) -> int:
+    """The rows (TFLite's batches) the input holds: every row of in_f values
+    gives out_f outputs, as the reference kernel computes them."""
+    if in_f == 0 or in_values % in_f:
+        raise unsupported(op, f"input of {in_values} values is not a whole number of "
+                              f"rows of {in_f} input features")
+    rows = in_values // in_f
+    if out_values != rows * out_f:
+        raise unsupported(op, f"output of {out_values} values for {rows} rows of "
+                              f"{out_f} outputs")
+    return rows
 
 
 OPS = [OpDef("FULLY_CONNECTED", lower, "tb_fully_connected_s8", KERNEL_DIR / "fully_connected.c",
              "tb_fc_params", OPTIONS,
-             doc="int8, batch 1, per-tensor or per-channel weights (double rescale as TFLite), "
-                 "fused NONE/RELU/RELU6")]
+             doc="int8, any rows (batches, keep_num_dims), per-tensor or per-channel weights "
+                 "(double rescale as TFLite), fused NONE/RELU/RELU6")]

@@ -481,6 +481,8 @@ def accepts_fc(layer: Layer) -> bool:
     p = layer.params
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
+    if p.get("rows", 1) > 1:   # this kernel computes one row of inputs
+        return False
     rm = float(p["real_multiplier"])   # 0.0: per-channel, rescaled in double per row: not here
     return rm != 0.0 and quant.fc_double_fast(rm) is not None
 
