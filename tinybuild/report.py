@@ -92,7 +92,9 @@ def _cycles_note(inf: dict) -> str:
     model = inf.get("cycle_model", "")
     if model.startswith("qemu icount"):
         return "QEMU icount, 1 per instruction: no timing model"
-    return f"estimated, {model} timing model" if model else "estimated"
+    model, _, caveat = model.partition(" | ")
+    note = f"estimated, {model} timing model" if model else "estimated"
+    return f"{note}; {caveat}" if caveat else note
 
 
 def _ram_touched(r: dict) -> str:

@@ -375,3 +375,39 @@ def test_regions_sharing_a_page_are_mapped_once():
     spans = _page_spans([R("RAM2", 0x2000_0800, 0x800, "ram"), R("RAM1", 0x2000_0000, 0x800, "ram"),
                          R("FLASH", 0x0800_0000, 0x1_0000, "flash")])
     assert spans == [(0x0800_0000, 0x0801_0000), (0x2000_0000, 0x2000_1000)]
+
+
+def _fake_runs(monkeypatch, *, detail_fails: bool, plain_fails: bool, traps: bool):
+    import types
+
+    import sim.unicorn.simulator as S
+    from tinybuild.errors import TinybuildError
+    from tinybuild.target import RunResult
+
+    class FakeRun:
+        def __init__(self, elf, target, data, max_i, timeout, layer_profile=True, detail=True):
+            self.detail = detail
+            self.tables = types.SimpleNamespace(model=types.SimpleNamespace(traps_misaligned=traps))
+
+        def execute(self):
+            if (detail_fails if self.detail else plain_fails):
+                raise TinybuildError("firmware fault: invalid instruction; PC=0x20000100")
+            return RunResult("unicorn", b"\x01", 10, 12, cycle_model="cortex-m4")
+
+    monkeypatch.setattr(S, "_Run", FakeRun)
+    return S.UnicornSimulator()
+
+
+def test_a_fault_only_under_the_memory_watch_reruns_without_it_and_says_so(monkeypatch, capsys):
+    sim = _fake_runs(monkeypatch, detail_fails=True, plain_fails=False, traps=False)
+    result = sim.run("fw.elf", None, b"\x00")
+    assert result.cycle_model.startswith("cortex-m4 | misaligned-access penalties not counted")
+    assert "without the memory-access watch the same firmware runs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plain_fails,traps", [(True, False), (False, True)])
+def test_a_real_fault_or_a_trapping_core_is_not_retried_away(monkeypatch, plain_fails, traps):
+    from tinybuild.errors import TinybuildError
+    sim = _fake_runs(monkeypatch, detail_fails=True, plain_fails=plain_fails, traps=traps)
+    with pytest.raises(TinybuildError, match="invalid instruction"):
+        sim.run("fw.elf", None, b"\x00")
