@@ -287,7 +287,7 @@ def reference(layer: Layer) -> Layer:
 
 def condition(accepts):
     """What a kernel computes correctly: an accepts function that adds a cost
-    estimate to a condition records it as ``condition`` (cm4_cost.within)."""
+    estimate to a condition records it as ``condition`` (tinybuild.kernel_cost.within)."""
     if isinstance(accepts, partial):
         inner = getattr(accepts.func, "condition", None)
         return partial(inner, *accepts.args, **accepts.keywords) if inner else accepts

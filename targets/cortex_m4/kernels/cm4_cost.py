@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinybuild.kernel_cost import (clearly_faster, estimate, inside, reference_features,
+                                   within)
 from tinybuild.lower import Layer
 
 from .cm4_prepare import (DW_3X3S1, DW_3X3S2, DW_GENERAL, RQ_FAST, RQ_FULLRANGE, _const,
@@ -31,9 +33,6 @@ from .cm4_prepare import (DW_3X3S1, DW_3X3S2, DW_GENERAL, RQ_FAST, RQ_FULLRANGE,
                           depthwise_as_conv, dw_oriented, dw_path, dw_plane, dw_s1_batch,
                           dw_transposed, requant)
 
-MARGIN = 0.8     # taken where estimated at most 0.8x the reference's instructions and cycles
-SMALL = 20_000   # below this many reference instructions (a few outputs) the estimates are
-SMALL_MARGIN = 0.6   # least sure: there the kernel must be estimated at most 0.6x
 
 # (instructions, cycles) coefficients of each model's features
 REFERENCE_CONV = ((121.2, 101.2, 13.66, 10.72, 12.54, 6.048),
@@ -50,30 +49,10 @@ PLANE = ((446.7, 106.6, 0.3036, 18.97, 33.35, 60.1, 13.3, 7.607, 16.65, 10.71),
 # -- counts ------------------------------------------------------------------------------
 
 
-def taps_inside(out: int, stride: int, pad: int, dil: int, k: int, size: int) -> list[int]:
-    """Per output position along one axis, how many of its k taps fall inside the input."""
-    return [sum(1 for t in range(k) if 0 <= o * stride - pad + t * dil < size) for o in range(out)]
-
-
-def _inside(p: dict) -> tuple[list[int], list[int]]:
-    return (taps_inside(p["out_h"], p["stride_h"], p["pad_top"], p["dil_h"], p["k_h"], p["in_h"]),
-            taps_inside(p["out_w"], p["stride_w"], p["pad_left"], p["dil_w"], p["k_w"], p["in_w"]))
-
-
 def border_pixels(p: dict) -> int:
     """Output pixels with a tap outside the input."""
-    rows, cols = _inside(p)
+    rows, cols = inside(p)
     return sum(1 for a in rows for b in cols if a < p["k_h"] or b < p["k_w"])
-
-
-def reference_features(p: dict, depthwise: bool) -> list[int]:
-    """tb_conv2d_s8 / tb_depthwise_conv2d_s8: per output (requantization), per
-    kernel row, per tap of a row inside the input, per tap inside, per MAC."""
-    rows, cols = _inside(p)
-    pixels, oc = p["out_h"] * p["out_w"], p["out_c"]
-    inside = sum(rows) * sum(cols)
-    f = [1, pixels * oc, pixels * oc * p["k_h"], oc * sum(rows) * p["out_w"] * p["k_w"], oc * inside]
-    return f if depthwise else f + [oc * inside * p["in_c"]]
 
 
 def conv_features(p: dict, fast: bool) -> list[int]:
@@ -112,16 +91,6 @@ def plane_features(p: dict, fast: bool) -> list[int]:
             0 if fast else oc * pixels]
 
 
-def estimate(model, features) -> tuple[float, float]:
-    """(instructions, cycles)."""
-    return tuple(float(np.dot(c, features)) for c in model)
-
-
-def clearly_faster(opt: tuple[float, float], ref: tuple[float, float]) -> bool:
-    margin = MARGIN if ref[0] >= SMALL else SMALL_MARGIN
-    return opt[0] <= margin * ref[0] and opt[1] <= margin * ref[1]
-
-
 def fast_full_range(layer: Layer, weights: np.ndarray) -> bool:
     """Does the layer requantize in the fast exact form with the full int8
     range (the kernels' assembly paths)? ``weights``: [out_c][taps]."""
@@ -158,16 +127,6 @@ def reference_estimate(layer: Layer) -> tuple[float, float]:
 
 
 # -- accepts -----------------------------------------------------------------------------
-
-
-def within(condition):
-    """Records on an accepts function the ``condition`` it adds its estimate to
-    (the layers the kernel computes correctly): the tests run the kernel on
-    all of those."""
-    def mark(accepts):
-        accepts.condition = condition
-        return accepts
-    return mark
 
 
 @within(accepts_conv)

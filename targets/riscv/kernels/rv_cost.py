@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinybuild.kernel_cost import (clearly_faster, estimate, inside, reference_features,
+                                   within)
 from tinybuild.lower import Layer
 
 from .rv_prepare import (DW_3X3S1, DW_3X3S2, DW_GENERAL, _bounds, _const, _dw_weights,
@@ -30,9 +32,6 @@ from .rv_prepare import (DW_3X3S1, DW_3X3S2, DW_GENERAL, _bounds, _const, _dw_we
                          depthwise_as_conv, dw_path, dw_plane, is_direct_1x1,
                          rv_requant_constants)
 
-MARGIN = 0.8     # taken where estimated at most 0.8x the reference's instructions and cycles
-SMALL = 20_000   # below this many reference instructions (a few outputs) the estimates are
-SMALL_MARGIN = 0.6   # least sure: there the kernel must be estimated at most 0.6x
 
 # (instructions, cycles) coefficients of each model's features
 REFERENCE_CONV = ((148.1, 103.7, 6.989, 7.844, 11.32, 8.055),
@@ -45,26 +44,6 @@ DEPTHWISE = ((258.6, 4.338, 8.999, 2.875, 44.39, 25.26, 21.74, 7.881, 170.8),
              (270.3, 3.909, 9.577, 3.842, 44.83, 27.6, 22.98, 8.798, 185.4))
 
 # -- counts ------------------------------------------------------------------------------
-
-
-def taps_inside(out: int, stride: int, pad: int, dil: int, k: int, size: int) -> list[int]:
-    """Per output position along one axis, how many of its k taps fall inside the input."""
-    return [sum(1 for t in range(k) if 0 <= o * stride - pad + t * dil < size) for o in range(out)]
-
-
-def _inside(p: dict) -> tuple[list[int], list[int]]:
-    return (taps_inside(p["out_h"], p["stride_h"], p["pad_top"], p["dil_h"], p["k_h"], p["in_h"]),
-            taps_inside(p["out_w"], p["stride_w"], p["pad_left"], p["dil_w"], p["k_w"], p["in_w"]))
-
-
-def reference_features(p: dict, depthwise: bool) -> list[int]:
-    """tb_conv2d_s8 / tb_depthwise_conv2d_s8: per output (requantization), per
-    kernel row, per tap of a row inside the input, per tap inside, per MAC."""
-    rows, cols = _inside(p)
-    pixels, oc = p["out_h"] * p["out_w"], p["out_c"]
-    inside = sum(rows) * sum(cols)
-    f = [1, pixels * oc, pixels * oc * p["k_h"], oc * sum(rows) * p["out_w"] * p["k_w"], oc * inside]
-    return f if depthwise else f + [oc * inside * p["in_c"]]
 
 
 def conv_features(p: dict) -> list[int]:
@@ -99,16 +78,6 @@ def depthwise_features(p: dict, fast: bool) -> list[int]:
             oc * lines]
 
 
-def estimate(model, features) -> tuple[float, float]:
-    """(instructions, cycles)."""
-    return tuple(float(np.dot(c, features)) for c in model)
-
-
-def clearly_faster(opt: tuple[float, float], ref: tuple[float, float]) -> bool:
-    margin = MARGIN if ref[0] >= SMALL else SMALL_MARGIN
-    return opt[0] <= margin * ref[0] and opt[1] <= margin * ref[1]
-
-
 def fast_form(layer: Layer, weights: np.ndarray) -> bool:
     """Does the layer requantize in the fast exact form? ``weights``: [out_c][taps]."""
     p = layer.params
@@ -134,16 +103,6 @@ def reference_estimate(layer: Layer) -> tuple[float, float]:
 
 
 # -- accepts -----------------------------------------------------------------------------
-
-
-def within(condition):
-    """Records on an accepts function the ``condition`` it adds its estimate to
-    (the layers the kernel computes correctly): the tests run the kernel on
-    all of those."""
-    def mark(accepts):
-        accepts.condition = condition
-        return accepts
-    return mark
 
 
 @within(accepts_conv)
