@@ -109,18 +109,58 @@ def test_int8_tflite_is_copied(tiny, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["mode"] == "copied"
 
 
-def test_float_tflite_is_refused(tiny, tmp_path):
-    import keras
+def _float_tflite(tiny, path, dynamic_range=False):
+    """The tiny Keras model as a float .tflite (or, with ``dynamic_range``, with
+    int8 weights and float activations: no representative dataset)."""
     import tensorflow as tf
 
-    model = keras.models.load_model(tiny[0], compile=False)
-    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, *SAMPLE_SHAPE], tf.float32)])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
-    flt = tmp_path / "float.tflite"
-    flt.write_bytes(conv.convert())
-    with pytest.raises(TinybuildError, match=r"float\.tflite.*not a fully int8.*FLOAT32"):
-        convert_model(flt, tmp_path / "out.tflite", None, None)
+    from tinybuild import convert
+    fm = convert._load_keras(tf, tiny[0])        # its variables frozen as tinybuild does
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fm.concrete_fn], fm.trackable)
+    if dynamic_range:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    path.write_bytes(conv.convert())
+    return path
+
+
+def test_float_tflite_is_copied_as_float32_and_quant_on_it_is_refused(tiny, tmp_path):
+    flt = _float_tflite(tiny, tmp_path / "float.tflite")
+    report = convert_model(flt, tmp_path / "out.tflite", None, None)
+    assert report["mode"] == "copied" and report["quant"] == "float32"
+    with pytest.raises(TinybuildError, match=r"quant=int16x8: .*float\.tflite is a \.tflite, which "
+                                             r"keeps the types.*\(float32 inside\)"):
+        convert_model(flt, tmp_path / "out2.tflite", None, None, quant="int16x8")
+    assert not (tmp_path / "out2.tflite").exists()
+
+
+def test_dynamic_range_tflite_is_refused_saying_what_it_is(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)          # TFLite leaves weights under 1024 values float
+    inp = keras.Input(shape=(32,))
+    keras.Model(inp, keras.layers.Dense(64)(inp)).save(tmp_path / "dense.keras")
+    path = _float_tflite([tmp_path / "dense.keras"], tmp_path / "hybrid.tflite", dynamic_range=True)
+    with pytest.raises(TinybuildError, match=r"hybrid\.tflite: a dynamic-range \(hybrid\).*"
+                                             r"FULLY_CONNECTED \(layer 0\).*Fix: export with a "
+                                             r"representative"):
+        convert_model(path, tmp_path / "out.tflite", None, None)
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_unknown_quant_is_one_line(tiny, tmp_path):
+    with pytest.raises(TinybuildError, match=r"quant=int4: not a quantization.*int8, int16x8, float32"):
+        convert_model(tiny[0], tmp_path / "out.tflite", None, None, quant="int4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant,dtype", [("int16x8", "INT16"), ("float32", "FLOAT32")])
+def test_keras_model_converted_with_quant(tiny, tmp_path, quant, dtype):
+    from tinybuild.convert import read_tflite, tflite_kind
+    out = tmp_path / f"{quant}.tflite"
+    report = convert_model(tiny[0], out, tiny[1], None, num_calibration=8, quant=quant)
+    assert report["quant"] == quant and report["input"]["type"] == dtype
+    assert tflite_kind(read_tflite(out)) == quant
+    assert report["top1_agreement"] is not None and report["max_abs_diff"] >= 0
 
 
 def test_tf_keras_h5_fallback_and_default_calibration_beside_model(tmp_path, capsys):
@@ -298,7 +338,7 @@ def test_elu_layer_is_named_as_float_leftover(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{src}: TFLite could not quantize every operator to int8: ELU (layer ")
     assert "my_elu" in message and "stayed float" in message
-    assert "tinybuild compiles int8 TFLite builtin operators only for now" in message
+    assert "quant=float32" in message
     assert ".tmp" not in message and "give tinybuild the float model" not in message
     assert not dst.exists() and not list(tmp_path.glob("*.tmp"))
 

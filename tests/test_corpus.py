@@ -96,7 +96,7 @@ def expected_failure(path: Path) -> list:
 def build_and_check(model: Path, target: str, build_dir: Path, outputs: int = 1) -> dict:
     result = scons(build_dir, f"target={target}", f"model={model}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "output matches TFLite reference: yes (4 inputs)" in result.stdout
+    assert "output matches TFLite reference: yes, byte for byte (4 inputs)" in result.stdout
     report = json.loads((build_dir / target / model.stem / "report.json").read_text())
     assert report["validation"]["match"] and len(report["validation"]["outputs"]) == outputs
     assert report["inference"]["instructions"] > 0

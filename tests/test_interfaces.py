@@ -108,7 +108,7 @@ def test_argmax_output_builds_and_matches_through_scons(tmp_path, out):
     run = subprocess.run([str(SCONS), "-C", str(ROOT), "-Q", f"build_dir={build}", "target=cortex-m4",
                           f"model={model}"], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "output matches TFLite reference: yes (4 inputs)" in run.stdout
+    assert "output matches TFLite reference: yes, byte for byte (4 inputs)" in run.stdout
     report = json.loads((build / "cortex-m4" / model.stem / "report.json").read_text())
     assert report["validation"]["match"] is True
     validation = json.loads((build / "cortex-m4" / model.stem / "validation.json").read_text())

@@ -213,7 +213,7 @@ def test_riscv_boards_build_simulate_validate_kws_then_rebuild_nothing(tmp_path,
     build = tmp_path / "build"
     first = scons(build, f"target={target}", "model=kws.h5")
     assert first.returncode == 0, first.stderr
-    assert "output matches TFLite reference: yes (4 inputs)" in first.stdout
+    assert "output matches TFLite reference: yes, byte for byte (4 inputs)" in first.stdout
     r = _report(build, target, "kws")
     assert r["validation"]["match"] and r["toolchain"]["triple"] == "riscv64-unknown-elf"
     assert r["inference"]["instructions"] > r["model"]["macs"]

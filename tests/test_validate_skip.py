@@ -77,7 +77,7 @@ def test_summary_and_report_md_say_skipped_never_matches():
     for text in (line, row):
         assert VALIDATION_SKIPPED in text and "matches" not in text and "yes" not in text
     assert "at your request" in line
-    assert report.validation_line({"match": True, "inputs": 4}).endswith("yes (4 inputs)")
+    assert report.validation_line({"match": True, "inputs": 4}).endswith("yes, byte for byte (4 inputs)")
 
 
 def test_target_all_table_says_skipped():

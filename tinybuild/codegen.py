@@ -291,7 +291,7 @@ def plan_record(graph: Graph, layers: list[Layer], plan: MemoryPlan) -> dict:
         "macs": sum(l.macs for l in layers),
         "layers": [{"index": l.index, "op": l.op, "op_index": l.op_index, "shape": l.shape,
                     "kernel": l.kernel, "kernel_label": l.kernel_label, "plugin": l.kernel_plugin,
-                    "macs": l.macs, "aliased": l.aliased,
+                    "macs": l.macs, "aliased": l.aliased, "dtype": l.dtype,
                     "inputs": [{"tensor": t, "offset": plan.offsets[t]} for t in l.inputs],
                     "output": _placed(graph, plan, l.output),
                     "outputs": [_placed(graph, plan, t) for t in l.outputs],

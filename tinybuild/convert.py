@@ -1,22 +1,25 @@
-"""Model conversion: any supported model file -> a fully int8 ``.tflite``.
+"""Model conversion: any supported model file -> the ``.tflite`` tinybuild compiles.
 
-``convert_model(src, dst, calibration, report_path)`` is the one entry point.
+``convert_model(src, dst, calibration, report_path, quant=)`` is the one entry point.
 
 Accepted sources
 ----------------
-* ``.tflite``  copied as is when it is already int8 inside: no float tensor
-  but a float32 input read by QUANTIZE or an output written by DEQUANTIZE
-  (see ``_not_int8``); other types (uint8, int16, int32/int64 outputs of
-  ARG_MAX, ...) are the op lowerings' to accept or refuse. A float model is
-  refused with a TinybuildError (convert the original float model instead).
+* ``.tflite``  copied as is, keeping the types it was written with: int8
+  inside (a float32 input read by QUANTIZE or an output written by
+  DEQUANTIZE allowed, see ``_not_int8``), 16x8 (int16 activations) or float32;
+  the op lowerings accept or refuse each op's types. A dynamic-range
+  ("hybrid") or float16-weight model is refused saying so (``tflite_kind``).
 * ``.h5`` / ``.keras``  loaded with Keras 3 (``keras``) and, if that fails,
   with ``tf_keras`` (Keras 2: the MLPerf Tiny ``.h5`` files, whose
   DepthwiseConv2D configs carry a ``groups`` argument Keras 3 refuses).
 * a SavedModel directory (its ``serving_default`` signature).
 
-Quantization is TFLite's full-integer post-training quantization
-(``Optimize.DEFAULT`` + representative dataset, ``TFLITE_BUILTINS_INT8`` only,
-int8 input and output), with a fixed batch of 1.
+``quant`` (the ``quant=`` build variable) decides what a float model becomes,
+with a fixed batch of 1: "int8", TFLite's full-integer post-training
+quantization (``Optimize.DEFAULT`` + representative dataset,
+``TFLITE_BUILTINS_INT8`` only, int8 input and output); "int16x8", its 16x8
+mode (int16 activations, int8 weights, int16 input and output); "float32",
+no quantization.
 
 Calibration data, in order of preference
 ----------------------------------------
@@ -27,7 +30,7 @@ Calibration data, in order of preference
    input shape, with a warning: real data quantizes much better.
 At most ``num_calibration`` samples (the first ones) are used.
 
-After conversion the float model and the int8 model (TFLite's reference
+After conversion the float model and the converted model (TFLite's reference
 kernels, ``BUILTIN_REF``) are run on the same calibration samples; the
 returned dict (also written as JSON to ``report_path``) holds the top-1
 agreement and the max / mean absolute difference of the dequantized outputs.
@@ -510,27 +513,50 @@ def _short(e: BaseException, n: int = 300) -> str:
 # conversion
 # --------------------------------------------------------------------------
 
-def _quantize(tf, src: Path, fm: _FloatModel, calib: np.ndarray) -> bytes:
+# quant= : what the converter makes of a float model.
+QUANT_MODES = ("int8", "int16x8", "float32")
+
+
+def _configure(tf, converter, quant: str, calib: np.ndarray) -> None:
+    """TFLite's settings for ``quant``: full-integer int8, 16x8 (int16
+    activations, int8 weights: TFLite's EXPERIMENTAL 16x8 op set, int16 I/O), or
+    no quantization at all (float32 kept)."""
+    if quant == "float32":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return
+
     def representative_dataset():
         for sample in calib:
             yield [sample[None, ...].astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fm.concrete_fn], fm.trackable)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if quant == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int16
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+
+
+def _quantize(tf, src: Path, fm: _FloatModel, calib: np.ndarray, quant: str = "int8") -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fm.concrete_fn], fm.trackable)
+    _configure(tf, converter, quant, calib)
     try:
         with _quiet_native_stderr() as native_log:
             return converter.convert()
     except Exception as e:
         log = [ln for ln in native_log().splitlines() if "error" in ln.lower()]
         detail = (" Converter log: " + _short(" | ".join(log[-5:]), 600)) if log else ""
+        fix = {"int8": "the model uses an op with no int8 TFLite builtin kernel; replace that layer "
+                       "(tinybuild supports TFLITE_BUILTINS_INT8 ops only).",
+               "int16x8": "TFLite's 16x8 mode does not cover one of the model's ops; build it with "
+                          "quant=int8 or quant=float32, or replace that layer.",
+               "float32": "the model uses an op with no TFLite builtin kernel; replace that layer."}
         raise TinybuildError(
-            f"{_p(src)}: TFLite int8 conversion failed ({type(e).__name__}: {_short(e, 600)}).{detail} "
-            "Fix: the model uses an op with no int8 TFLite builtin kernel; replace that layer "
-            "(tinybuild supports TFLITE_BUILTINS_INT8 ops only).") from e
+            f"{_p(src)}: TFLite {quant} conversion failed ({type(e).__name__}: {_short(e, 600)})."
+            f"{detail} Fix: {fix[quant]}") from e
 
 
 def make_interpreter(tf, tflite_path: Path):
@@ -553,15 +579,22 @@ def run_int8(tf, tflite_path: Path, x: np.ndarray) -> np.ndarray:
     out = interp.get_output_details()[0]
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = out["quantization"]
-    info = np.iinfo(inp["dtype"])
     results = []
     for sample in x:
-        q = np.clip(np.round(sample / in_scale) + in_zp, info.min, info.max).astype(inp["dtype"])
+        q = _quantized(sample, inp["dtype"], in_scale, in_zp)
         interp.set_tensor(inp["index"], q.reshape(inp["shape"]))
         interp.invoke()
         y = interp.get_tensor(out["index"]).astype(np.float32)
-        results.append((y - out_zp) * out_scale)
+        results.append((y - out_zp) * out_scale if out_scale else y)
     return np.stack(results).reshape(len(x), -1)
+
+
+def _quantized(sample: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """A float sample as the model's input type takes it (float inputs as they are)."""
+    if np.issubdtype(dtype, np.floating) or not scale:
+        return sample.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(sample / scale) + zero_point, info.min, info.max).astype(dtype)
 
 
 def agreement(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, float]:
@@ -578,8 +611,13 @@ def agreement(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, float]:
 
 @guarded("converting the model")
 def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_path: Path | None = None,
-                  num_calibration: int = 100) -> dict:
-    """Convert ``src`` into a fully int8 ``.tflite`` at ``dst``; return the report dict.
+                  num_calibration: int = 100, quant: str = "int8") -> dict:
+    """Convert ``src`` into a ``.tflite`` at ``dst``; return the report dict.
+
+    ``quant`` (the ``quant=`` build variable) says what a float model becomes:
+    "int8" (full-integer), "int16x8" (int16 activations, int8 weights) or
+    "float32" (not quantized). A ``.tflite`` keeps the types it was written with
+    (int8, 16x8 or float32 inside); a dynamic-range ("hybrid") one is refused.
 
     Report keys: ``source``, ``output``, ``mode`` ("quantized" or "copied"), ``loader``,
     ``input`` / ``output_tensor`` (shape, type, scale, zero point of the int8 model's
@@ -590,24 +628,35 @@ def convert_model(src: Path, dst: Path, calibration: Path | None = None, report_
     ``dst`` is written only when every check passed.
     """
     src, dst = Path(src), Path(dst)
+    if quant not in QUANT_MODES:
+        raise TinybuildError(f"quant={shown(quant)}: not a quantization tinybuild makes. Fix: quant= one "
+                             f"of {', '.join(QUANT_MODES)}")
     if num_calibration < 1:
         raise TinybuildError(f"num_calibration must be at least 1 (got {num_calibration}).")
     if not src.exists():
         raise TinybuildError(f"{_p(src)}: model file not found. Fix: check the path (model=...).")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_file() and src.suffix.lower() == ".tflite":
-        report = _copy_int8_tflite(src, dst)
+        report = _copy_tflite(src, dst, quant)
     else:
-        report = _quantize_float_model(src, dst, calibration, num_calibration)
+        report = _quantize_float_model(src, dst, calibration, num_calibration, quant)
+        report["quant"] = quant
     _write_report(report, report_path)
     return report
 
 
-def _copy_int8_tflite(src: Path, dst: Path) -> dict:
+def _copy_tflite(src: Path, dst: Path, quant: str) -> dict:
     from tinybuild.importer import load_graph
 
-    _log(f"checking {_p(src)} is int8 inside ...")
-    check_fully_int8(src)
+    _log(f"checking {_p(src)} ...")
+    model = read_tflite(src)
+    kind = tflite_kind(model)
+    if kind == "hybrid":
+        raise _hybrid_error(src, model)
+    if quant != "int8":
+        raise TinybuildError(
+            f"quant={quant}: {_p(src)} is a .tflite, which keeps the types it was written with "
+            f"({kind} inside). Fix: leave quant= out for a .tflite, or give the float Keras model")
     io = tflite_io(src)
     _check_io_count(src, io)
     load_graph(src)  # operator options too, before TensorFlow ever reads the file
@@ -615,14 +664,15 @@ def _copy_int8_tflite(src: Path, dst: Path) -> dict:
         tmp = dst.with_name(dst.name + ".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
-    _log(f"{shown(src.name)} is already int8 inside: copied to {_p(dst)}")
-    return {"source": str(src), "output": str(dst), "mode": "copied", "loader": None,
+    _log(f"{shown(src.name)} is {kind} inside: copied to {_p(dst)}")
+    return {"source": str(src), "output": str(dst), "mode": "copied", "loader": None, "quant": kind,
             "input": _io_summary(io["inputs"][0]), "output_tensor": _io_summary(io["outputs"][0]),
             "calibration": None, "num_samples": 0,
             "top1_agreement": None, "max_abs_diff": None, "mean_abs_diff": None}
 
 
-def _quantize_float_model(src: Path, dst: Path, calibration: Path | None, num_calibration: int) -> dict:
+def _quantize_float_model(src: Path, dst: Path, calibration: Path | None, num_calibration: int,
+                          quant: str = "int8") -> dict:
     is_saved_model = src.is_dir() and ((src / "saved_model.pb").is_file()
                                        or (src / "saved_model.pbtxt").is_file())
     if src.is_dir() and not is_saved_model:
@@ -636,8 +686,9 @@ def _quantize_float_model(src: Path, dst: Path, calibration: Path | None, num_ca
     tf = _import_tf()
     fm = _load_saved_model(tf, src) if is_saved_model else _load_keras(tf, src)
     calib, calib_src = _calibration(src, calibration, fm.sample_shape, num_calibration)
-    _log(f"calibrating on {len(calib)} samples ({_p(calib_src)}) ...")
-    _install_int8(src, dst, _quantize(tf, src, fm, calib))
+    _log(f"calibrating on {len(calib)} samples ({_p(calib_src)}) ..." if quant != "float32"
+         else "converting to float32 TFLite (no quantization) ...")
+    _install(src, dst, _quantize(tf, src, fm, calib, quant), quant)
     try:
         report = _compare(tf, src, dst, fm, calib)
     except BaseException:
@@ -647,29 +698,77 @@ def _quantize_float_model(src: Path, dst: Path, calibration: Path | None, num_ca
     return report
 
 
-def _install_int8(src: Path, dst: Path, tflite: bytes) -> None:
-    """Write the converter's output to ``dst`` once it is checked and fully int8."""
+def _install(src: Path, dst: Path, tflite: bytes, quant: str = "int8") -> None:
+    """Write the converter's output to ``dst`` once it is checked and, when
+    quantized, has no float tensor left inside."""
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.write_bytes(tflite)
     try:
         model = read_tflite(tmp)
-        if _not_int8(model):
-            raise _float_left_error(src, model)
+        if quant != "float32" and _not_int8(model):
+            raise _float_left_error(src, model, quant)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _float_left_error(src: Path, model: dict) -> TinybuildError:
-    from tinybuild.lower import SUPPORTED
-
+def _float_left_error(src: Path, model: dict, quant: str = "int8") -> TinybuildError:
     ops = float_operators(model) or _not_int8(model)
     listed = "; ".join(ops[:5]) + (f"; ... ({len(ops)} in all)" if len(ops) > 5 else "")
     return TinybuildError(
-        f"{_p(src)}: TFLite could not quantize every operator to int8: {listed} stayed float. "
-        f"tinybuild compiles int8 TFLite builtin operators only for now ({', '.join(SUPPORTED)}). "
-        "Fix: replace those layers with ones TFLite quantizes to int8 (e.g. ReLU for ELU), "
-        "or leave them out")
+        f"{_p(src)}: TFLite could not quantize every operator to {quant}: {listed} stayed float "
+        "(tinybuild does not mix float and integer layers). Fix: replace those layers with ones "
+        "TFLite quantizes (e.g. ReLU for ELU), or build the whole model in float: quant=float32")
+
+
+def tflite_kind(model: dict) -> str:
+    """What a checked .tflite computes in: "int8", "int16x8" (int16 activations),
+    "float32", or "hybrid" (float activations with int8/float16 weights that TFLite
+    dequantizes at run time: dynamic-range or float16 quantization)."""
+    if _hybrid_ops(model):
+        return "hybrid"
+    if not _not_int8(model):
+        graph = model["subgraphs"][0]
+        tensors = graph["tensors"] or []
+        return "int16x8" if any(_type_of(t) == "INT16" for t in tensors) else "int8"
+    return "float32"
+
+
+def _hybrid_ops(model: dict) -> list[str]:
+    """Operators reading a float activation together with quantized or float16
+    weights (what dynamic-range and float16 quantization write)."""
+    graph = model["subgraphs"][0]
+    tensors = graph["tensors"] or []
+    buffers = model["buffers"] or []
+    found = []
+    for i, op in enumerate(graph["operators"] or []):
+        ins = [tensors[int(t)] for t in (op["inputs"] if op["inputs"] is not None else []) if t >= 0]
+        constant = [t for t in ins if _is_constant(t, buffers)]
+        float_activation = any(_type_of(t) in _FLOAT_TYPES for t in ins if t not in constant)
+        compact_weights = any(_type_of(t) in ("INT8", "UINT8", "FLOAT16") for t in constant)
+        name = flatbuffer_check.op_name(flatbuffer_check.builtin_code(
+            model["operator_codes"][op["opcode_index"]]))
+        if name == "DEQUANTIZE" and any(_type_of(t) == "FLOAT16" for t in constant):
+            found.append(f"DEQUANTIZE (layer {i}, float16 weights)")
+        elif float_activation and compact_weights and name != "QUANTIZE":
+            found.append(f"{name} (layer {i})")
+    return found
+
+
+def _is_constant(tensor: dict, buffers: list) -> bool:
+    data = buffers[tensor["buffer"]]["data"] if tensor["buffer"] < len(buffers) else None
+    return data is not None and bool(data[1])
+
+
+def _hybrid_error(src: Path, model: dict) -> TinybuildError:
+    ops = _hybrid_ops(model)
+    listed = ", ".join(ops[:3]) + (f", ... ({len(ops)} in all)" if len(ops) > 3 else "")
+    return TinybuildError(
+        f"{_p(src)}: a dynamic-range (hybrid) or float16-weight model: {listed} read float "
+        "activations with int8/float16 weights that TFLite dequantizes at run time; tinybuild "
+        "compiles full-integer (int8, 16x8) or float32 models. Fix: export with a representative "
+        "dataset for full-integer quantization (or give the Keras model with quant=int8), or "
+        "without optimizations for float32 (quant=float32)")
 
 
 def _compare(tf, src: Path, dst: Path, fm: _FloatModel, calib: np.ndarray) -> dict:

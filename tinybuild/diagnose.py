@@ -244,8 +244,8 @@ def _inputs_phrase(row: dict) -> str:
 
 
 def _reference_phrase(row: dict, note: str) -> str:
-    from .kernel_registry import REFERENCE as REFERENCE_KERNELS
-    is_reference = row["kernel"] in REFERENCE_KERNELS.values()
+    from .ops import reference_kernel_names
+    is_reference = row["kernel"] in reference_kernel_names()
     ref = row["reference_kernels_match"]
     if ref is None:
         return f"Rebuild with kernels=reference to compare ({note or 'the host check did not run'})."

@@ -64,9 +64,14 @@ def tinybuild_model_importers():
     """Return model front ends as a dict ``{suffix: convert_callable}``.
 
     Called when a model is converted. ``convert_callable(src, dst, calibration,
-    report_path) -> dict`` writes an int8 ``.tflite`` to ``dst`` and returns the
-    conversion record (float-vs-int8 agreement). Suffixes include the dot
-    (``".h5"``). A later plugin overrides an earlier one for the same suffix.
+    report_path) -> dict`` writes a ``.tflite`` to ``dst`` and returns the
+    conversion record (float-vs-quantized agreement). With a ``quant=`` build
+    variable other than int8 it is called with ``quant="int16x8"`` or
+    ``quant="float32"`` as a keyword too (what the model is converted to; raise
+    TinybuildError for one the importer does not make). It runs in a child
+    process (tinybuild.isolated): a crash is one error line. Suffixes include
+    the dot (``".h5"``). A later plugin overrides an earlier one for the same
+    suffix.
     """
 
 

@@ -72,6 +72,7 @@ def _child_env() -> dict:
 def _module_files(fn) -> list[tuple[str, str]]:
     """The module defining ``fn`` and its file, for a plugin module that was loaded
     from a file (not importable by name in a fresh interpreter)."""
+    fn = getattr(fn, "func", fn)                  # a functools.partial: its function
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     path = getattr(module, "__file__", None)
     return [(module.__name__, path)] if path else []

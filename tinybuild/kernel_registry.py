@@ -73,6 +73,8 @@ class KernelImpl:
     name: str = ""
     prepare: Callable[[object], object] | None = field(default=None, compare=False)
     plugin: str = ""                     # filled in by tinybuild.plugins.kernels
+    dtypes: tuple[str, ...] = ("int8",)  # the Layer.dtype values it computes ("int8", "int16",
+                                         # "float32"); layers of other types never reach accepts
 
     @property
     def label(self) -> str:
@@ -113,10 +115,11 @@ REFERENCE_PLUGIN = "tinybuild (reference kernels)"
 C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def reference_impl(op: str) -> KernelImpl:
-    return KernelImpl(op, REFERENCE[op], tuple(reference_sources()), -1,
-                      name=f"{REFERENCE[op]} (reference)", prepare=_reference_prepare,
-                      plugin=REFERENCE_PLUGIN)
+def reference_impl(op: str, dtype: str = "int8") -> KernelImpl:
+    function = ops.registry()[op].kernel_for(dtype)
+    return KernelImpl(op, function, tuple(reference_sources()), -1,
+                      name=f"{function} (reference)", prepare=_reference_prepare,
+                      plugin=REFERENCE_PLUGIN, dtypes=(dtype,))
 
 
 def problems(impl: KernelImpl) -> list[str]:
@@ -129,6 +132,8 @@ def problems(impl: KernelImpl) -> list[str]:
                 f"{', '.join(sorted(REFERENCE))}"]
     if not isinstance(impl.function, str) or not C_IDENTIFIER.fullmatch(impl.function):
         return ["function must be the C function's name (letters, digits, '_')"]
+    if not isinstance(impl.dtypes, tuple) or not set(impl.dtypes) <= {"int8", "int16", "float32"}:
+        return ["dtypes must be a tuple of \"int8\", \"int16\", \"float32\""]
     if not isinstance(impl.priority, int) or isinstance(impl.priority, bool):
         return [f"priority must be an int, not {type(impl.priority).__name__}"]
     if not callable(impl.accepts) or (impl.prepare is not None and not callable(impl.prepare)):
@@ -147,9 +152,11 @@ def choose(layer, contributed: list[KernelImpl]) -> KernelImpl:
     plugin_order = {}
     for impl in contributed:
         plugin_order.setdefault(impl.plugin, len(plugin_order))
-    candidates = [k for k in contributed if k.op == layer.op and k.accepts(layer)]
+    dtype = getattr(layer, "dtype", "int8")
+    candidates = [k for k in contributed
+                  if k.op == layer.op and dtype in k.dtypes and k.accepts(layer)]
     if not candidates:
-        return reference_impl(layer.op)
+        return reference_impl(layer.op, dtype)
     return min(candidates, key=lambda k: (-k.priority, plugin_order[k.plugin], k.function, k.label))
 
 

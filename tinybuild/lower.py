@@ -66,6 +66,10 @@ class Layer:
     notes: list[str] = field(default_factory=list)   # what the kernel did at build time
     view: bool = False               # OpDef.view: the planner gives output and input one buffer
     op_index: int = -1               # the TFLite operator it comes from; set by lower_graph
+    dtype: str = "int8"              # the arithmetic it runs in: "int8", "int16" (TFLite's 16x8:
+                                     # int16 activations, int8 weights) or "float32"; picks the
+                                     # reference kernel (OpDef.kernel / OpDef.typed) and which
+                                     # plugin kernels may take it (KernelImpl.dtypes)
 
     def __post_init__(self):
         if isinstance(self.outputs, (int, np.integer)):    # Layer(..., output_tensor, ...)
@@ -92,9 +96,10 @@ def __getattr__(name: str):
 def lower_graph(graph: Graph) -> list[Layer]:
     """The graph's kernel calls, in order. Constant-input ops are folded into
     constants first; every other op is lowered by its OpDef; then PADs are
-    fused into the convolutions that read them (tinybuild.ops.fuse)."""
+    fused into the convolutions that read them and TRANSPOSEs folded away
+    (tinybuild.ops.fuse)."""
     from . import ops                # ops' modules import Layer from here
-    from .ops.fuse import fuse_pads
+    from .ops.fuse import fuse_pads, fuse_transposes
     known = ops.registry()
     layers: list[Layer] = []
     for op in graph.operators:
@@ -103,7 +108,7 @@ def lower_graph(graph: Graph) -> list[Layer]:
             raise ops.unsupported(op, _no_kernel(op), graph)
         layers += _lowered(graph, op, opdef, len(layers))
     _check_outputs(graph)
-    return fuse_pads(graph, layers)
+    return fuse_transposes(graph, fuse_pads(graph, layers))
 
 
 def _no_kernel(op: Operator) -> str:

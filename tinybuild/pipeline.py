@@ -6,6 +6,7 @@ that need it (conversion and the reference run).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import json
@@ -31,10 +32,13 @@ def read_json(path: Path):
 
 # -- model side (target independent) ------------------------------------------
 
-def convert(src: Path, dst: Path, calibration: Path | None, record: Path, importers: dict) -> None:
+def convert(src: Path, dst: Path, calibration: Path | None, record: Path, importers: dict,
+            quant: str = "int8") -> None:
     """The model's importer (TensorFlow for Keras models) in a child process
     (tinybuild.isolated): a crash there is one error line; nothing is left on
-    disk unless the whole step succeeded."""
+    disk unless the whole step succeeded. ``quant`` (the build variable) reaches
+    the importer as a keyword only when it is not the default int8, so an
+    importer written before quant= existed keeps working for int8."""
     from . import isolated
     importer = importers.get(src.suffix.lower())
     if importer is None:
@@ -42,7 +46,8 @@ def convert(src: Path, dst: Path, calibration: Path | None, record: Path, import
                              f"'{shown(src.suffix)}'. tinybuild reads {', '.join(sorted(importers))}")
     started = time.time()
     try:
-        result = isolated.run("convert", src, importer, (src, dst, calibration, None),
+        call = importer if quant == "int8" else functools.partial(importer, quant=quant)
+        result = isolated.run("convert", src, call, (src, dst, calibration, None),
                               engine="TensorFlow", advice=CONVERT_CRASH_ADVICE) or {}
         result["seconds"] = round(time.time() - started, 2)
         write_json(record, result)
@@ -201,14 +206,31 @@ def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path,
                for i, (r, want) in enumerate(zip(run["runs"], expected))]
     bad = next((r for r in results if not r["match"]), None)
     data = {"match": bad is None, "inputs": len(expected), "results": results,
-            "outputs": [{"name": o["name"], "bytes": o["bytes"]} for o in parts],
-            "reference": "tf.lite.Interpreter, OpResolverType.BUILTIN_REF"}
+            "outputs": [{"name": o["name"], "bytes": o["bytes"], **_dtype(o)} for o in parts],
+            "reference": "tf.lite.Interpreter, OpResolverType.BUILTIN_REF",
+            **_tolerance_summary(results)}
     explained = compare_layers(diagnosis, bad, expected, data, Path(record), run["simulator"])
     write_json(record, data)
     if bad is not None:
         raise TinybuildError(f"simulated output differs from the TFLite reference on input {bad['input']}"
                              f"{_which_output(bad, parts)}. {explained or f'See {shown(record, 200)}'}")
     return data
+
+
+def _dtype(part: dict) -> dict:
+    return {"dtype": part["dtype"]} if part.get("dtype") else {}
+
+
+def _tolerance_summary(results: list[dict]) -> dict:
+    """When some float32 output matched only within FLOAT_TOLERANCE: the largest
+    differences seen (the report states them); {} when every byte matched."""
+    diffs = [o for r in results for o in r.get("outputs", [r]) if o.get("within_tolerance")]
+    if not diffs:
+        return {}
+    rel = [o["max_rel_diff"] for o in diffs if o["max_rel_diff"] is not None]
+    return {"exact": False, "float_tolerance": FLOAT_TOLERANCE,
+            "max_abs_diff": max(o["max_abs_diff"] for o in diffs),
+            "max_rel_diff": max(rel) if rel else None}
 
 
 def _which_output(bad: dict, parts: list[dict]) -> str:
@@ -247,17 +269,47 @@ def compare_layers(diagnosis, bad: dict | None, expected: list[bytes], data: dic
     return explained
 
 
+# A float32 output that is not bit-exact (a transcendental function's last bit
+# differs between the board's libm and glibc, say) passes when every element is
+# within this fraction of the output's largest magnitude; the report states the
+# observed differences.
+FLOAT_TOLERANCE = 1e-4
+
+
 def output_result(index: int, got: bytes, want: bytes, parts: list[dict] | None = None) -> dict:
     """How one run's output bytes differ from TFLite's, over all outputs and, with
-    several (``parts``: each output's ``bytes``), output by output."""
+    several (``parts``: each output's ``bytes`` and ``dtype``), output by output;
+    float32 outputs that differ are compared within FLOAT_TOLERANCE."""
+    parts = parts or [{"bytes": len(want)}]
+    outputs, at = [], 0
+    for part in parts:
+        size = part["bytes"]
+        outputs.append(_output_diff(got[at:at + size], want[at:at + size], part.get("dtype")))
+        at += size
     result = {"input": index, **_byte_diff(got, want)}
-    if parts and len(parts) > 1:
-        result["outputs"], at = [], 0
-        for part in parts:
-            size = part["bytes"]
-            result["outputs"].append(_byte_diff(got[at:at + size], want[at:at + size]))
-            at += size
+    if any(o.get("within_tolerance") for o in outputs):
+        result["match"] = all(o["match"] for o in outputs)
+        result["exact"] = False
+    if len(parts) > 1:
+        result["outputs"] = outputs
+    elif "within_tolerance" in outputs[0]:
+        result.update({k: v for k, v in outputs[0].items() if k not in ("match",)})
     return result
+
+
+def _output_diff(got: bytes, want: bytes, dtype: str | None) -> dict:
+    diff = _byte_diff(got, want)
+    if diff["match"] or dtype != "float32" or len(got) != len(want) or len(want) % 4:
+        return diff
+    import numpy as np
+    g, w = np.frombuffer(got, np.float32), np.frombuffer(want, np.float32)
+    both_nan = np.isnan(g) & np.isnan(w)
+    err = np.where(both_nan, 0.0, np.abs(g.astype(np.float64) - w))
+    scale = float(np.nanmax(np.abs(w))) if w.size and not np.isnan(w).all() else 0.0
+    max_abs = float(np.max(err)) if err.size else 0.0
+    within = bool(np.isfinite(max_abs) and max_abs <= FLOAT_TOLERANCE * scale)
+    return {**diff, "match": within, "within_tolerance": within, "max_abs_diff": max_abs,
+            "max_rel_diff": max_abs / scale if scale else None, "tolerance": FLOAT_TOLERANCE}
 
 
 def _byte_diff(got: bytes, want: bytes) -> dict:

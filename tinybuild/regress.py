@@ -44,10 +44,12 @@ DEFAULT_TOLERANCE = {"abs": 0, "rel": 0.0}
 KERNEL_CHOICES = ("optimized", "reference")
 
 
-def variant_name(model_stem: str, kernels: str = "optimized") -> str:
+def variant_name(model_stem: str, kernels: str = "optimized", quant: str = "int8") -> str:
     """A build's folder under build/<target>/: the model's name, with a suffix
-    for the portable reference kernels (``kernels=reference``)."""
-    return model_stem if kernels == "optimized" else f"{model_stem}-reference-kernels"
+    for another quantization than int8 (``quant=``) and one for the portable
+    reference kernels (``kernels=reference``)."""
+    name = model_stem if quant == "int8" else f"{model_stem}-{quant}"
+    return name if kernels == "optimized" else f"{name}-reference-kernels"
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ def cell(text) -> str:
 
 
 def is_reference(layer: dict) -> bool:
-    from .kernel_registry import REFERENCE
-    return layer["kernel"] in REFERENCE.values()
+    from .ops import reference_kernel_names
+    return layer["kernel"] in reference_kernel_names()
 
 
 def plugin_name(layer: dict) -> str:
@@ -296,15 +296,28 @@ def _validation_row(v: dict) -> str:
     if v.get("validate") == "no":
         return (f"| output vs TFLite reference | **{v['skipped']}**: not compared, as asked "
                 f"({v.get('simulated_inputs', 0)} inputs simulated) |")
-    return (f"| output matches TFLite reference | {'yes' if v['match'] else 'NO'} "
+    return (f"| output matches TFLite reference | {'yes' if v['match'] else 'NO'}{_how_close(v)} "
             f"({v['inputs']} inputs, {v['reference']}) |")
+
+
+def _how_close(v: dict) -> str:
+    """", byte for byte" or how far a float output was from TFLite's (within the tolerance)."""
+    if not v["match"]:
+        return ""
+    if v.get("exact", True):
+        return ", byte for byte"
+    rel = v.get("max_rel_diff")
+    return (f", float32 within tolerance {v['float_tolerance']:g} of the largest magnitude "
+            f"(max |diff| {v['max_abs_diff']:.3g}" + (f", relative {rel:.3g}" if rel is not None else "")
+            + ")")
 
 
 def validation_line(v: dict) -> str:
     """The summary's verdict; with validate=no it says the check was the user's choice to skip."""
     if v.get("validate") == "no":
         return f"  output      {v['skipped']}: not compared with TFLite, at your request"
-    return f"  output matches TFLite reference: {'yes' if v['match'] else 'NO'} ({v['inputs']} inputs)"
+    return (f"  output matches TFLite reference: {'yes' if v['match'] else 'NO'}{_how_close(v)} "
+            f"({v['inputs']} inputs)")
 
 
 def kernels_line(layers: list[dict]) -> str:

@@ -71,6 +71,10 @@ def _variables(args):
         ("sim", "simulator backend; empty = the board's default", ""),
         ("calibration", "calibration samples (.npy/.npz) for int8 quantization; empty = "
                         "<model>_calib.npy beside the model, else seeded noise", ""),
+        EnumVariable("quant", "what a Keras model is converted to: int8 (full-integer), int16x8 "
+                     "(int16 activations, int8 weights) or float32 (not quantized); a .tflite keeps "
+                     "its own types (outputs go to <target>/<model>-<quant>)", "int8",
+                     allowed_values=("int8", "int16x8", "float32")),
         ("toolchain", "toolchain bin folder; overrides xPack and PATH (also TINYBUILD_TOOLCHAIN)", ""),
         EnumVariable("opt", "C optimization level", "O2", allowed_values=("O0", "O1", "O2", "O3", "Os")),
         EnumVariable("kernels", "int8 kernels: the target plugins' optimized ones where they accept a "
@@ -607,10 +611,10 @@ def _model_nodes(env, build, model, calibration, pm, count, seed):
     once per model however many boards build it (their outputs do not depend on
     the board)."""
     validating = env["validate"] == "yes"
-    key = (str(build), str(model), count, seed, validating)
+    key = (str(build), str(model), count, seed, validating, env["quant"])
     builds = _MODEL_BUILDS.setdefault((str(build), str(model)), [])
     if key not in _MODEL_NODES:
-        mdir = build / "models" / model.stem
+        mdir = build / "models" / regress.variant_name(model.stem, quant=env["quant"])
         calib_src = [_file(env, calibration)] if calibration else []
         int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm, builds)
         if not validating:
@@ -649,7 +653,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     report carries ``note`` (why it was not simulated)."""
     name = model.stem
     build = root / env["build_dir"]
-    tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"])
+    tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"], env["quant"])
     odir = build / target.name / "obj"
     check_tool_path(Path(model.name), f"model={_p(model)}")
     check_kernel_sources(contributed)
@@ -798,8 +802,9 @@ def _convert(env, model, mdir, calib_src, calibration, pm, builds):
         importers = {s: conv.convert_model for s in MODEL_SUFFIXES}
     return env.Command(
         [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
-        [_file(env, model)] + calib_src,
-        _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers), "convert",
+        [_file(env, model), env.Value(f"quant={env['quant']}")] + calib_src,
+        _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers,
+                                                 env["quant"]), "convert",
                 _downstream(builds)))
 
 

@@ -48,18 +48,24 @@ class Case:
     name: str
     model: Callable[[], bytes]
     inputs: int = 3                  # validation inputs (seeded)
+    float_tolerance: float | None = None   # see check()
 
     def __str__(self) -> str:
         return self.name
 
 
 def check(case_or_model, inputs: int = 3, seed: int = 1, workdir: Path | None = None,
-          kernels=()) -> None:
+          kernels=(), float_tolerance: float | None = None) -> None:
     """Assert tinybuild's outputs equal TFLite's byte for byte on ``inputs``
     seeded inputs; the failure names the output, the first differing element and
-    both values. ``kernels``: plugin KernelImpls to offer (default: reference only)."""
+    both values. ``kernels``: plugin KernelImpls to offer (default: reference only).
+    ``float_tolerance``: None compares float32 outputs byte for byte too; a
+    number lets each float32 element differ by that fraction of the output's
+    largest magnitude (only for transcendental functions, whose last bit differs
+    between C libraries: say why where you use it)."""
     if isinstance(case_or_model, Case):
         model, inputs = case_or_model.model(), case_or_model.inputs
+        float_tolerance = case_or_model.float_tolerance if float_tolerance is None else float_tolerance
     else:
         model = case_or_model
     with tempfile.TemporaryDirectory(prefix="tb-op-") as tmp:
@@ -72,7 +78,7 @@ def check(case_or_model, inputs: int = 3, seed: int = 1, workdir: Path | None = 
         got = tinybuild_outputs(tflite, data, folder / "build", kernels)
         outputs = io_record(tflite)["outputs"]
         for i, (g, w) in enumerate(zip(got, want)):
-            problem = first_difference(g, w, outputs)
+            problem = first_difference(g, w, outputs, float_tolerance)
             assert problem is None, f"input {i}: {problem}"
 
 
@@ -83,8 +89,10 @@ def tinybuild_outputs(tflite: Path, inputs: list[bytes], folder: Path, kernels=(
     return [run_host_model(exe, data) for data in inputs]
 
 
-def first_difference(got: bytes, want: bytes, outputs: list[dict]) -> str | None:
-    """None when equal, else which output differs and where (values by its dtype)."""
+def first_difference(got: bytes, want: bytes, outputs: list[dict],
+                     float_tolerance: float | None = None) -> str | None:
+    """None when equal (float32 outputs: within ``float_tolerance`` of their
+    largest magnitude, when given), else which output differs and where."""
     at = 0
     for k, out in enumerate(outputs):
         g, w = got[at:at + out["bytes"]], want[at:at + out["bytes"]]
@@ -95,6 +103,10 @@ def first_difference(got: bytes, want: bytes, outputs: list[dict]) -> str | None
         if len(g) != len(w):
             return f"output {k} '{out['name']}': {len(g)} bytes, TFLite has {len(w)}"
         a, b = np.frombuffer(g, dtype), np.frombuffer(w, dtype)
+        if float_tolerance is not None and dtype == np.float32:
+            limit = float_tolerance * float(np.max(np.abs(b))) if b.size else 0.0
+            if np.all(np.abs(a.astype(np.float64) - b) <= limit):
+                continue
         bad = np.flatnonzero(a != b)
         e = int(bad[0])
         return (f"output {k} '{out['name']}' ({dtype}) differs at element {e} (byte {e * dtype.itemsize}"

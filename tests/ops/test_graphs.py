@@ -112,7 +112,7 @@ def test_a_float_interface_model_with_two_inputs_and_outputs_builds_and_validate
                            "target=cortex-m4", f"model={model}"], capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "output matches TFLite reference: yes (4 inputs)" in proc.stdout
+    assert "output matches TFLite reference: yes, byte for byte (4 inputs)" in proc.stdout
     report = json.loads((tmp_path / "build" / "cortex-m4" / "two_io" / "report.json").read_text())
     assert [o["name"] for o in report["model"]["outputs"]] == ["pooled", "sum"]
     assert [o["bytes"] for o in report["validation"]["outputs"]] == [32, 32]

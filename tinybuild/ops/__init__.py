@@ -88,6 +88,19 @@ class OpDef:
     doc: str = ""                       # one line for the op table in docs/ops.md
     header: Path | None = None          # plugin ops: the header declaring kernel and params_type
     plugin: str = field(default="", compare=False)   # set for ops from the tinybuild_ops hook
+    typed: dict = field(default_factory=dict, compare=False)
+    # dtype -> the reference C function for layers of that Layer.dtype other than
+    # "int8" (e.g. {"float32": "tb_conv_f32", "int16": "tb_conv_s16"}), defined in
+    # ``source`` and declared in the family's header like ``kernel``
+
+    def kernel_for(self, dtype: str) -> str:
+        """The reference C function for a layer of ``dtype``."""
+        if dtype == "int8":
+            return self.kernel
+        if dtype not in self.typed:
+            raise TinybuildError(f"op {self.name}: a {dtype} layer but no {dtype} kernel (the "
+                                 "lowering should have refused it: a tinybuild bug)")
+        return self.typed[dtype]
 
 
 def unsupported(op, why: str, graph=None) -> TinybuildError:
@@ -204,7 +217,13 @@ def plugin_headers() -> dict[str, Path]:
 def declared_kernels() -> set[str]:
     """The kernels a header declares (tb_kernels.h or a plugin op's header): the
     generated code needs no prototype for them."""
-    return {o.kernel for o in builtin().values()} | set(plugin_headers())
+    return {k for o in builtin().values() for k in (o.kernel, *o.typed.values())} | \
+        set(plugin_headers())
+
+
+def reference_kernel_names() -> set[str]:
+    """Every reference C function, of every type (reports mark them as such)."""
+    return {k for o in registry().values() for k in (o.kernel, *o.typed.values())}
 
 
 def ops_table() -> str:
