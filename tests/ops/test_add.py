@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from harness import FAST, SWEEP, Case, check
-from test_elementwise import binary_model, binary_params, cases, check_or_refused
+from test_elementwise import (binary_model, binary_params, cases, check_or_refused, typed_cases,
+                              typed_params)
 from tflite_builder import ModelBuilder
 
 from tinybuild.errors import TinybuildError
@@ -34,6 +35,40 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_add(case):
     check(case)
+
+
+TYPED_CASES = typed_cases("ADD", "float32") + typed_cases("ADD", "int16") + [
+    Case("ADD int16 general path, output scale below the inputs'", lambda: binary_model(
+        "ADD", (1, 5, 3), (1, 5, 3), (0.004, 0), (0.0007, 0), (0.0001, 0), dtype="int16", pot=False)),
+    Case("ADD int16 power-of-two scales broadcast: general path", lambda: binary_model(
+        "ADD", (1, 4, 3), (3,), (1 / 1024, 0), (1 / 1024, 0), (1 / 512, 0), dtype="int16", pot=False)),
+]
+
+
+@pytest.mark.parametrize("case", TYPED_CASES, ids=str)
+def test_add_typed(case):
+    check(case)
+
+
+@FAST
+@given(st.sampled_from(["float32", "int16"]), st.data())
+def test_add_typed_property(dtype, data):
+    check(binary_model(**data.draw(typed_params("ADD", dtype))), inputs=2)
+
+
+def test_int16_power_of_two_broadcast_is_refused_in_one_line():
+    """TFLite's power-of-two int16 ADD kernel takes equal shapes only."""
+    from tinybuild.importer import load_graph
+    import tempfile
+    from pathlib import Path
+    model = binary_model("ADD", (1, 4, 3), (3,), (1 / 1024, 0), (1 / 1024, 0), (1 / 512, 0),
+                         dtype="int16", pot=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.tflite"
+        path.write_bytes(model)
+        with pytest.raises(TinybuildError) as info:
+            lower_graph(load_graph(path))
+    assert "int16 power-of-two path" in str(info.value) and "\n" not in str(info.value)
 
 
 @st.composite

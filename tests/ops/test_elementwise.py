@@ -22,25 +22,39 @@ RANK = {"ADD": 6, "SUB": 6, "MUL": 6, "SQUARED_DIFFERENCE": 6, "MAXIMUM": 5, "MI
 
 
 def binary_model(op="ADD", s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0),
-                 activation="NONE", const=None) -> bytes:
-    """One ``op`` on two int8 operands; ``const``: 1 or 2 makes that operand a
-    seeded constant (2 for both)."""
+                 activation="NONE", const=None, dtype="int8", pot=None) -> bytes:
+    """One ``op`` on two operands of ``dtype`` (float32: the q's are ignored);
+    ``const``: 1 or 2 makes that operand a seeded constant (2 for both);
+    ``pot``: ADD/SUB's pot_scale_int16 option (None: the schema default, true)."""
     b = ModelBuilder()
     out = tuple(np.broadcast_shapes(s1, s2))
     if op in ("MAXIMUM", "MINIMUM"):
         q2 = qo = q1                     # the converter gives them one quantization
+    if dtype == "float32":
+        q1 = q2 = qo = (None, None)
     operands = []
     for k, (shape, q) in enumerate(((s1, q1), (s2, q2)), 1):
         if const in (k, "both"):
-            data = rng_for(op, shape, k).integers(-128, 128, size=shape, dtype=np.int8)
-            operands.append(b.const(data, "int8", *q))
+            operands.append(b.const(constant_data(dtype, rng_for(op, shape, k), shape), dtype, *q))
         else:
-            operands.append(b.input(shape, "int8", *q))
-    y = b.tensor(out, "int8", *qo)
-    options = (b.options(OPTIONS[op], fusedActivationFunction=activation) if op in OPTIONS
-               else None)
-    b.op(op, operands, [y], options, version=VERSION[op])
+            operands.append(b.input(shape, dtype, *q))
+    y = b.tensor(out, dtype, *qo)
+    fields = {} if pot is None else {"potScaleInt16": pot}
+    options = (b.options(OPTIONS[op], fusedActivationFunction=activation, **fields)
+               if op in OPTIONS else None)
+    b.op(op, operands, [y], options, version=VERSION[op] if dtype == "int8" else TYPED_VERSION[op])
     return b.build([y])
+
+
+# operator versions TFLite's resolver takes for int16 (and float32) models
+TYPED_VERSION = {"ADD": 3, "SUB": 3, "MUL": 5, "MAXIMUM": 4, "MINIMUM": 4}
+
+
+def constant_data(dtype: str, rng, shape) -> np.ndarray:
+    if dtype == "float32":
+        return rng.standard_normal(shape).astype(np.float32)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape, dtype=dtype)
 
 
 def cases(op: str) -> list:
@@ -78,6 +92,69 @@ CASES = [c for op in BINARY[1:-1] for c in cases(op)]      # DIV: DIV_CASES
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_elementwise(case):
     check(case)
+
+
+# -- float32 and int16 (16x8): ADD, SUB, MUL, MAXIMUM, MINIMUM --------------------------------
+
+Q16 = (1 / 2048, 0)          # 16x8: symmetric int16 (zero point 0)
+
+
+def typed_cases(op: str, dtype: str) -> list:
+    """float32 (bit-exact: one IEEE operation and a clamp per element) or int16
+    rows: same shapes, broadcast forms, constants, fused activations, and for
+    ADD/SUB both of TFLite's int16 paths (general and power-of-two)."""
+    q = dict(q1=(0.0004, 0), q2=(0.0007, 0), qo=(0.001, 0)) if dtype == "int16" else {}
+    general = dict(pot=False) if dtype == "int16" and op in ("ADD", "SUB") else {}
+    act = "RELU" if op in OPTIONS else "NONE"
+    rows = [
+        ("same shapes", dict(s1=(1, 3, 5, 2), s2=(1, 3, 5, 2))),
+        ("scalar second", dict(s1=(1, 4, 4, 3), s2=())),
+        ("per-channel vector", dict(s1=(1, 4, 4, 3), s2=(3,))),
+        ("both broadcast", dict(s1=(1, 4, 1, 3), s2=(1, 1, 5, 1))),
+        (f"fused {act}", dict(s1=(1, 2, 3, 4), s2=(1, 1, 3, 1), activation=act)),
+        ("constant first", dict(s1=(1, 1, 4), s2=(1, 3, 4), const=1)),
+        ("constant second, same shapes", dict(s1=(1, 6), s2=(1, 6), const=2)),
+        ("rank 5", dict(s1=(2, 1, 3, 1, 2), s2=(1, 2, 1, 4, 1))),
+    ]
+    if op in OPTIONS:
+        rows.append(("RELU6", dict(s1=(1, 37), s2=(1, 37), activation="RELU6")))
+    if dtype == "int16" and op in ("ADD", "SUB"):
+        rows += [("power-of-two scales", dict(s1=(1, 3, 7), s2=(1, 3, 7), q1=(1 / 4096, 0),
+                                              q2=(1 / 1024, 0), qo=(1 / 1024, 0), pot=True)),
+                 ("power-of-two scales, first input shifted, RELU", dict(
+                     s1=(1, 20), s2=(1, 20), q1=(1 / 512, 0), q2=(1 / 128, 0), qo=(1 / 128, 0),
+                     pot=True, activation="RELU"))]
+    return [Case(f"{op} {dtype} {name}", lambda op=op, kw=kw: binary_model(
+        op, **{**q, **general, **kw}, dtype=dtype)) for name, kw in rows]
+
+
+TYPED_OPS = ["SUB", "MUL", "MAXIMUM", "MINIMUM"]
+TYPED_CASES = [c for op in TYPED_OPS for dtype in ("float32", "int16") for c in typed_cases(op, dtype)]
+
+
+@pytest.mark.parametrize("case", TYPED_CASES, ids=str)
+def test_elementwise_typed(case):
+    check(case)
+
+
+@st.composite
+def typed_params(draw, op: str, dtype: str):
+    """Random broadcastable shapes (rank <= 4), constant operands, activations;
+    int16 scales drawn around 16x8's (zero point 0)."""
+    params = draw(binary_params(op))
+    params["dtype"] = dtype
+    if dtype == "int16":
+        scale = lambda: draw(st.floats(1e-5, 0.01))         # noqa: E731
+        params.update(q1=(scale(), 0), q2=(scale(), 0), qo=(scale(), 0))
+        if op in ("ADD", "SUB"):
+            params["pot"] = False
+    return params
+
+
+@FAST
+@given(st.sampled_from(TYPED_OPS), st.sampled_from(["float32", "int16"]), st.data())
+def test_elementwise_typed_property(op, dtype, data):
+    check(binary_model(**data.draw(typed_params(op, dtype))), inputs=2)
 
 
 def div_model(s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0), activation="NONE",

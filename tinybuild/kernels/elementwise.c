@@ -184,3 +184,89 @@ static void prelu_row(const void *params, const int8_t *x, int32_t x_step, const
 void tb_prelu_s8(const tb_prelu_params *p, const int8_t *a, const int8_t *b, int8_t *output) {
   tb_binary_s8(&p->shape, p->size, p, prelu_row, a, b, output);
 }
+
+/* -- float32 (reference_ops Add/SubWithActivation/Mul, MaximumMinimumBroadcastSlow) ------ */
+
+#define TB_F32_ROW(name, expr)                                                                  \
+  static void name(const void *params, const void *x, int32_t x_step, const void *y,           \
+                   int32_t y_step, void *out, int32_t n) {                                     \
+    const tb_binary_f32_params *p = (const tb_binary_f32_params *)params;                      \
+    const float *a = (const float *)x, *b = (const float *)y;                                  \
+    float *o = (float *)out;                                                                   \
+    int32_t i;                                                                                 \
+    (void)p;                                                                                   \
+    for (i = 0; i < n; ++i, a += x_step, b += y_step) o[i] = (expr);                           \
+  }
+
+TB_F32_ROW(sub_f32_row, tb_clamp_f32(*a - *b, p->act_min, p->act_max))
+TB_F32_ROW(mul_f32_row, tb_clamp_f32(*a * *b, p->act_min, p->act_max))
+TB_F32_ROW(maximum_f32_row, *a > *b ? *a : *b)
+TB_F32_ROW(minimum_f32_row, *a < *b ? *a : *b)
+
+void tb_sub_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, sub_f32_row, a, b, output);
+}
+
+void tb_mul_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, mul_f32_row, a, b, output);
+}
+
+void tb_maximum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, maximum_f32_row, a, b, output);
+}
+
+void tb_minimum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, minimum_f32_row, a, b, output);
+}
+
+/* -- int16 (16x8) ------------------------------------------------------------------------- */
+
+void tb_sub_s16(const tb_add_s16_params *p, const int16_t *a, const int16_t *b, int16_t *output) {
+  tb_add_s16(p, a, b, output);
+}
+
+static void mul_s16_row(const void *params, const void *x, int32_t x_step, const void *y,
+                        int32_t y_step, void *out, int32_t n) {
+  const tb_mul_params *p = (const tb_mul_params *)params;
+  const int16_t *a = (const int16_t *)x, *b = (const int16_t *)y;
+  int16_t *o = (int16_t *)out;
+  int32_t i;
+  for (i = 0; i < n; ++i, a += x_step, b += y_step) {
+    const int32_t product = (p->input1_offset + *a) * (p->input2_offset + *b);
+    const int32_t v = p->output_offset + tb_mul_by_quant_mul(product, p->output.multiplier,
+                                                             p->output.shift);
+    o[i] = (int16_t)(v < p->act_min ? p->act_min : v > p->act_max ? p->act_max : v);
+  }
+}
+
+void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int16_t *output) {
+  tb_binary_any(&p->shape, p->size, 2, p, mul_s16_row, a, b, output);
+}
+
+static void maximum_s16_row(const void *p, const void *x, int32_t x_step, const void *y,
+                            int32_t y_step, void *out, int32_t n) {
+  const int16_t *a = (const int16_t *)x, *b = (const int16_t *)y;
+  int16_t *o = (int16_t *)out;
+  int32_t i;
+  (void)p;
+  for (i = 0; i < n; ++i, a += x_step, b += y_step) o[i] = *a > *b ? *a : *b;
+}
+
+static void minimum_s16_row(const void *p, const void *x, int32_t x_step, const void *y,
+                            int32_t y_step, void *out, int32_t n) {
+  const int16_t *a = (const int16_t *)x, *b = (const int16_t *)y;
+  int16_t *o = (int16_t *)out;
+  int32_t i;
+  (void)p;
+  for (i = 0; i < n; ++i, a += x_step, b += y_step) o[i] = *a < *b ? *a : *b;
+}
+
+void tb_maximum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
+                    int16_t *output) {
+  tb_binary_any(&p->shape, p->size, 2, p, maximum_s16_row, a, b, output);
+}
+
+void tb_minimum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
+                    int16_t *output) {
+  tb_binary_any(&p->shape, p->size, 2, p, minimum_s16_row, a, b, output);
+}

@@ -51,6 +51,20 @@ void tb_minimum_s8(const tb_minmax_params *p, const int8_t *a, const int8_t *b, 
 void tb_div_s8(const tb_div_params *p, const int8_t *a, const int8_t *b, int8_t *output);
 void tb_prelu_s8(const tb_prelu_params *p, const int8_t *a, const int8_t *b, int8_t *output);
 
+/* float32 (tb_binary_f32_params, add.h) and int16 (16x8) versions. SUB int16
+ * takes ADD's int16 params with input 2's multiplier negated (or pot_sign -1);
+ * MUL int16 takes tb_mul_params; MAXIMUM/MINIMUM compare raw values. */
+void tb_sub_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+void tb_mul_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+void tb_maximum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+void tb_minimum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+void tb_sub_s16(const tb_add_s16_params *p, const int16_t *a, const int16_t *b, int16_t *output);
+void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int16_t *output);
+void tb_maximum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
+                    int16_t *output);
+void tb_minimum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
+                    int16_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import quant
 from ..lower import Const, Layer
-from . import KERNEL_DIR, OpDef, Options, unsupported
+from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
 from ._common import ACTIVATION, elements
 
 BCAST_RANK = 6          # TB_BCAST_RANK in elementwise.h
@@ -36,12 +36,15 @@ class Operands:
     shape: tuple                 # the tb_bcast initializer
 
 
-def operands(graph, op, names=("first input", "second input")) -> Operands:
-    """Both inputs and the output of a binary int8 op, refused unless TFLite's
-    reference kernel computes them (types, per-tensor quantization, rank,
-    broadcastable shapes)."""
-    a, b = (_int8(graph, op, t, what) for t, what in zip(op.inputs[:2], names))
-    y = _int8(graph, op, op.outputs[0], "output")
+def operands(graph, op, names=("first input", "second input"), dtypes=("int8",)) -> Operands:
+    """Both inputs and the output of a binary op, refused unless TFLite's
+    reference kernel computes them (one type among ``dtypes`` throughout,
+    per-tensor quantization, rank, broadcastable shapes)."""
+    a, b = (_operand(graph, op, t, what, dtypes) for t, what in zip(op.inputs[:2], names))
+    y = _operand(graph, op, op.outputs[0], "output", dtypes)
+    if not a.dtype == b.dtype == y.dtype:
+        raise unsupported(op, f"{names[0]} {a.dtype}, {names[1]} {b.dtype} and output {y.dtype} "
+                              "(TFLite's kernels take one type throughout)")
     limit = MAX_RANK[op.op]
     for t, what in ((a, names[0]), (b, names[1]), (y, "output")):
         if len(t.shape) > limit:
@@ -56,18 +59,24 @@ def operands(graph, op, names=("first input", "second input")) -> Operands:
     fixed = [o for o in order if o[0].is_constant]
     call = live + fixed
     swap = int(call[0][2] == "input2")
-    consts = [Const(role, "int8_t", t.data.astype(np.int8).reshape(-1)) for t, _, role in fixed]
+    ctype, numpy_type = C_TYPES[y.dtype], np.dtype(y.dtype)
+    consts = [Const(role, ctype, t.data.astype(numpy_type).reshape(-1)) for t, _, role in fixed]
     broadcast = int(tuple(a.shape) != tuple(b.shape))
     walk = broadcast_walk(out, call[0][0].shape, call[1][0].shape)
     return Operands(a, b, y, [i for _, i, _ in live], consts, swap, (broadcast, swap, *walk))
 
 
-def _int8(graph, op, index: int, what: str):
+C_TYPES = {"int8": "int8_t", "int16": "int16_t", "float32": "float"}
+TYPED = ("int8", "int16", "float32")       # what ADD, SUB, MUL, MAXIMUM and MINIMUM compile
+
+
+def _operand(graph, op, index: int, what: str, dtypes):
     t = graph.tensor(index)
-    if t is None or t.dtype != "int8":
+    if t is None or t.dtype not in dtypes:
         got = "nothing" if t is None else t.dtype
-        raise unsupported(op, f"{what} must be int8, got {got} (convert with full-integer "
-                              "quantization: int8 inside)")
+        hint = (" (convert with full-integer quantization: int8 inside)" if dtypes == ("int8",)
+                else "")
+        raise unsupported(op, f"{what} must be {' or '.join(dtypes)}, got {got}{hint}")
     if len(t.scales) > 1:
         raise unsupported(op, f"{what} is quantized per channel ({len(t.scales)} scales); "
                               "TFLite's reference kernel takes one scale")
@@ -136,16 +145,49 @@ def binary_layer(op, ops: Operands, params_type: str, params: dict, macs_per: in
 
 
 def activation(op, y) -> tuple[int, int]:
+    if y.dtype == "int16":
+        return quant.activation_range(op.options.get("FusedActivationFunction", "NONE"), y.scale,
+                                      y.zero_point, INT16_MIN, INT16_MAX)
     return quant.activation_range(op.options.get("FusedActivationFunction", "NONE"), y.scale,
                                   y.zero_point)
+
+
+# -- float32 and int16 ---------------------------------------------------------------------
+
+INT16_MIN, INT16_MAX = -32768, 32767
+FLT_MAX = float(np.finfo(np.float32).max)
+# CalculateActivationRange<float>: NONE is numeric_limits<float>::lowest()..max()
+FLOAT_RANGES = {"NONE": (-FLT_MAX, FLT_MAX), "RELU": (0.0, FLT_MAX), "RELU6": (0.0, 6.0),
+                "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def float_layer(op, ops: Operands, macs_per: int = 1) -> Layer:
+    """A float32 binary layer (tb_binary_f32_params): the fused activation's
+    float range, as TFLite's float kernels clamp."""
+    act = op.options.get("FusedActivationFunction", "NONE")
+    if act not in FLOAT_RANGES:
+        raise unsupported(op, f"fused activation {act}")
+    lo, hi = FLOAT_RANGES[act]
+    layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": lo, "act_max": hi}, macs_per)
+    layer.dtype = "float32"
+    return layer
+
+
+def typed_layer(layer: Layer, dtype: str) -> Layer:
+    layer.dtype = dtype
+    return layer
 
 
 # -- the ops -------------------------------------------------------------------------------
 
 def lower_sub(graph, op) -> Layer:
     """SUB is TFLite's ADD with input 2's multiplier negated (sub.cc)."""
-    ops = operands(graph, op)
-    from .add import add_params
+    ops = operands(graph, op, dtypes=TYPED)
+    from .add import add_params, add_s16_layer
+    if ops.y.dtype == "float32":
+        return float_layer(op, ops, 0)
+    if ops.y.dtype == "int16":
+        return add_s16_layer(op, ops, sign=-1)
     p = add_params(op, ops.a, ops.b, ops.y)
     m, s = p["input2"]
     p["input2"] = (-m, s)
@@ -153,14 +195,16 @@ def lower_sub(graph, op) -> Layer:
 
 
 def lower_mul(graph, op) -> Layer:
-    ops = operands(graph, op)
+    ops = operands(graph, op, dtypes=TYPED)
+    if ops.y.dtype == "float32":
+        return float_layer(op, ops)
     # mul.cc: input1 scale * input2 scale / output scale, in float32 (TfLiteQuantizationParams)
     real = quant.f32(quant.f32(quant.f32(ops.a.scale) * quant.f32(ops.b.scale)) / quant.f32(ops.y.scale))
     act_min, act_max = activation(op, ops.y)
-    return binary_layer(op, ops, "tb_mul_params", {
+    return typed_layer(binary_layer(op, ops, "tb_mul_params", {
         "input1_offset": -ops.a.zero_point, "input2_offset": -ops.b.zero_point,
         "output_offset": ops.y.zero_point, "output": quant.quantize_multiplier(real),
-        "act_min": act_min, "act_max": act_max}, macs_per=1)
+        "act_min": act_min, "act_max": act_max}, macs_per=1), ops.y.dtype)
 
 
 def lower_squared_difference(graph, op) -> Layer:
@@ -181,9 +225,14 @@ def lower_squared_difference(graph, op) -> Layer:
 
 
 def lower_min_max(graph, op) -> Layer:
-    """TFLite compares the raw int8 values (it does not requantize; the
-    converter gives inputs and output one quantization)."""
-    return binary_layer(op, operands(graph, op), "tb_minmax_params", {})
+    """TFLite compares the raw int8/int16 values (it does not requantize; the
+    converter gives inputs and output one quantization); float32 as
+    ``a > b ? a : b`` (``a < b ? a : b``)."""
+    ops = operands(graph, op, dtypes=TYPED)
+    if ops.y.dtype == "float32":
+        layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": -FLT_MAX, "act_max": FLT_MAX})
+        return typed_layer(layer, "float32")
+    return typed_layer(binary_layer(op, ops, "tb_minmax_params", {}), ops.y.dtype)
 
 
 def lower_div(graph, op) -> Layer:
@@ -246,19 +295,28 @@ def _options(table: str, fields=(ACTIVATION,)) -> Options:
 
 
 SOURCE = KERNEL_DIR / "elementwise.c"
+# sub_options: fused activation, then pot_scale_int16 (int16: TFLite's power-of-two path)
+POT_SCALE_INT16 = OptionField("PotScaleInt16", "pot_scale_int16", 1, "bool", True)
+SUB_FIELDS = (ACTIVATION, POT_SCALE_INT16)
 SHAPES = "every broadcast form"
 
 OPS = [
-    OpDef("SUB", lower_sub, "tb_sub_s8", SOURCE, "tb_add_params", _options("SubOptions"),
-          in_place=in_place, doc=f"int8, {SHAPES} (rank <= 6), constant operands, fused NONE/RELU/RELU6"),
+    OpDef("SUB", lower_sub, "tb_sub_s8", SOURCE, "tb_add_params", _options("SubOptions", SUB_FIELDS),
+          in_place=in_place, typed={"float32": "tb_sub_f32", "int16": "tb_sub_s16"},
+          doc=f"int8, int16 (16x8), float32, {SHAPES} (rank <= 6), constant operands, fused "
+              "NONE/RELU/RELU6"),
     OpDef("MUL", lower_mul, "tb_mul_s8", SOURCE, "tb_mul_params", _options("MulOptions"),
-          in_place=in_place, doc=f"int8, {SHAPES} (rank <= 6), constant operands, fused NONE/RELU/RELU6"),
+          in_place=in_place, typed={"float32": "tb_mul_f32", "int16": "tb_mul_s16"},
+          doc=f"int8, int16 (16x8), float32, {SHAPES} (rank <= 6), constant operands, fused "
+              "NONE/RELU/RELU6"),
     OpDef("SQUARED_DIFFERENCE", lower_squared_difference, "tb_squared_difference_s8", SOURCE,
           "tb_add_params", in_place=in_place, doc=f"int8, {SHAPES} (rank <= 6), constant operands"),
     OpDef("MAXIMUM", lower_min_max, "tb_maximum_s8", SOURCE, "tb_minmax_params",
-          in_place=in_place, doc=f"int8 (raw values, as TFLite), {SHAPES} (rank <= 5), constant operands"),
+          in_place=in_place, typed={"float32": "tb_maximum_f32", "int16": "tb_maximum_s16"},
+          doc=f"int8/int16 (raw values, as TFLite), float32, {SHAPES} (rank <= 5), constant operands"),
     OpDef("MINIMUM", lower_min_max, "tb_minimum_s8", SOURCE, "tb_minmax_params",
-          in_place=in_place, doc=f"int8 (raw values, as TFLite), {SHAPES} (rank <= 5), constant operands"),
+          in_place=in_place, typed={"float32": "tb_minimum_f32", "int16": "tb_minimum_s16"},
+          doc=f"int8/int16 (raw values, as TFLite), float32, {SHAPES} (rank <= 5), constant operands"),
     OpDef("DIV", lower_div, "tb_div_s8", SOURCE, "tb_div_params", _options("DivOptions"),
           in_place=in_place, doc=f"int8, {SHAPES} (rank <= 5), constant operands, fused NONE/RELU/RELU6"),
     OpDef("PRELU", lower_prelu, "tb_prelu_s8", SOURCE, "tb_prelu_params", in_place=in_place,
