@@ -48,6 +48,7 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
     for layer in plan["layers"]:
         prof = by_index.get(layer["index"], {"instructions": 0, "cycles": 0})
         layers.append({**{k: layer[k] for k in ("index", "op", "shape", "kernel", "macs")},
+                       "dtype": layer.get("dtype", "int8"),
                        "kernel_label": layer.get("kernel_label", layer["kernel"]),
                        "plugin": layer.get("plugin", ""),
                        "instructions": prof["instructions"], "cycles": prof["cycles"],
@@ -60,7 +61,9 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
                   "output": plan["output"], "inputs": plan.get("inputs", [plan["input"]]),
                   "outputs": plan.get("outputs", [plan["output"]]), "macs": plan["macs"]},
         "target": {"name": target.name, "board": target.board, "cpu": target.cpu,
-                   "clock_hz": target.clock_hz, "plugin": target.plugin},
+                   "clock_hz": target.clock_hz, "plugin": target.plugin,
+                   "float_arithmetic": target.float_arithmetic()},
+        "types": sorted({l.get("dtype", "int8") for l in plan["layers"]}),
         "toolchain": toolchain, "opt": opt,
         "conversion": conversion,
         "flash": size["flash"], "ram": size["ram"],
@@ -130,6 +133,7 @@ def markdown(r: dict) -> str:
              f"| inputs | {_tensors(r['model'].get('inputs', [r['model']['input']]))} |",
              f"| outputs | {_tensors(r['model'].get('outputs', [r['model']['output']]))} |",
              f"| MACs | {r['model']['macs']:,} |",
+             f"| arithmetic | {types_text(r)} |",
              f"| instructions / inference | {inf['instructions']:,} ({inf['instructions_per_mac']} per MAC) |",
              f"| cycles / inference | {inf['cycles']:,} ({inf['cycles_per_mac']} per MAC, "
              f"{inf.get('macs_per_cycle', 0)} MACs per cycle) = {inf['ms']} ms; {_cycles_note(inf)} |",
@@ -137,7 +141,8 @@ def markdown(r: dict) -> str:
              _validation_row(r["validation"])]
     conv = r.get("conversion") or {}
     if conv.get("top1_agreement") is not None:
-        lines.append(f"| float vs int8 on {conv.get('num_samples', '?')} calibration samples | top-1 "
+        lines.append(f"| float vs {conv.get('quant', 'int8')} on {conv.get('num_samples', '?')} "
+                     "calibration samples | top-1 "
                      f"agreement {conv['top1_agreement']:.3f}, max abs diff {conv['max_abs_diff']:.4g}, "
                      f"mean {conv['mean_abs_diff']:.4g} |")
     lines += ["", "## Layers", "", f"![cycles per layer]({SVG_NAME})", "",
@@ -285,11 +290,24 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
         f"  kernels     {kernels_line(r['layers'])}",
+        *([f"  arithmetic  {types_text(r)}"] if r.get("types", ["int8"]) != ["int8"] else []),
         validation_line(r["validation"]),
     ]
     if report_md:
         lines.append(f"  report      {shown(report_md, 200)}")
     return "\n".join(lines)
+
+
+def types_text(r: dict) -> str:
+    """"int8", "int16 (16x8), int8" or "float32 (soft float (libgcc): in the figures)"."""
+    names = {"int16": "int16 (16x8: int16 activations, int8 weights)"}
+    parts = [names.get(t, t) for t in r.get("types", ["int8"])]
+    how = r["target"].get("float_arithmetic")
+    if "float32" in r.get("types", []) and how:
+        parts = [p + (f" on the {how}" if p == "float32" and how.startswith("hardware") else
+                      f" in {how}: its cost is in the figures" if p == "float32" else "")
+                 for p in parts]
+    return ", ".join(parts)
 
 
 def _validation_row(v: dict) -> str:

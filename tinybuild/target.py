@@ -83,6 +83,20 @@ class Target:
     xpack_package: str = ""             # e.g. "@xpack-dev-tools/arm-none-eabi-gcc"
     plugin: str = ""                     # filled in by the plugin manager
 
+    def float_arithmetic(self) -> str:
+        """How float32 layers run, from the compile flags: "hardware FPU (...)" or
+        "soft float (libgcc)"; "" when the flags do not say (e.g. Xtensa)."""
+        flags = " ".join(self.cflags)
+        if self.arch == "arm":
+            fpu = next((f.split("=", 1)[1] for f in self.cflags if f.startswith("-mfpu=")), "")
+            hard = "-mfloat-abi=hard" in flags or "-mfloat-abi=softfp" in flags
+            return f"hardware FPU ({fpu})" if hard and fpu else "soft float (libgcc)"
+        march = next((f.split("=", 1)[1] for f in self.cflags if f.startswith("-march=rv")), "")
+        if march:
+            letters = march[4:].split("_")[0]
+            return "hardware FPU (F extension)" if set(letters) & set("fdg") else "soft float (libgcc)"
+        return ""
+
     def regions(self, kind: str) -> list[MemoryRegion]:
         return [r for r in self.memory if r.kind == kind]
 

@@ -147,3 +147,34 @@ def test_debug_layers_table_escapes_names_from_the_model():
     assert "| 0 | CONV_2D | conv\\|1\\x0aforged | tb_conv2d_s8 (reference) | 3,200 | 0 | - | 0 | match | match |" in md
     assert "| 1 | SOFTMAX | sm | bad | 12 | 2 | 1 | 1 | match | - |" in md
     assert "layers against TFLite" not in report.markdown(report.build_record(**_parts())).lower()
+
+
+def test_float_layers_say_how_the_board_computes_them():
+    parts = _parts()
+    parts["plan"]["layers"][3]["dtype"] = "float32"
+    r = report.build_record(**parts)
+    assert r["types"] == ["float32", "int8"] and r["layers"][3]["dtype"] == "float32"
+    assert "arithmetic  float32 on the hardware FPU (fpv4-sp-d16), int8" in report.summary(r)
+    r["target"]["float_arithmetic"] = "soft float (libgcc)"
+    assert "float32 in soft float (libgcc): its cost is in the figures" in report.markdown(r)
+    plain = report.build_record(**_parts())
+    assert "arithmetic" not in report.summary(plain) and "| arithmetic | int8 |" in report.markdown(plain)
+
+
+def test_float_output_within_tolerance_passes_and_says_so(tmp_path):
+    import numpy as np
+    want = np.array([0.25, 1.5, -3.0], np.float32)
+    close = want.copy()
+    close[1] = np.nextafter(close[1], np.float32(2))            # one ULP off
+    far = want + np.float32(0.01)
+    parts = [{"name": "y", "bytes": 12, "dtype": "float32"}]
+    ok = pipeline.output_result(0, close.tobytes(), want.tobytes(), parts)
+    assert ok["match"] and ok["exact"] is False and ok["max_abs_diff"] > 0
+    assert not pipeline.output_result(0, far.tobytes(), want.tobytes(), parts)["match"]
+    exact = pipeline.output_result(0, want.tobytes(), want.tobytes(), parts)
+    assert exact["match"] and "exact" not in exact
+    int8 = [{"name": "q", "bytes": 3, "dtype": "int8"}]
+    assert not pipeline.output_result(0, b"\x01\x02\x03", b"\x01\x02\x04", int8)["match"]
+    v = {"match": True, "inputs": 4, **pipeline._tolerance_summary([ok])}
+    assert "float32 within tolerance 0.0001" in report.validation_line(v)
+    assert report.validation_line({"match": True, "inputs": 4}).endswith("yes, byte for byte (4 inputs)")
