@@ -45,6 +45,7 @@ class Operator:
     inputs: list[int]                # tensor indices, -1 for an omitted optional input
     outputs: list[int]
     options: dict = field(default_factory=dict)
+    intermediates: list[int] = field(default_factory=list)   # tensors some ops (LSTM) read scales from
 
     @property
     def label(self) -> str:

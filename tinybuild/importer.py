@@ -91,7 +91,7 @@ def _opcode_name(path: Path, model: dict, op: dict) -> str:
 def _read_operator(path: Path, model: dict, op: dict, index: int) -> Operator:
     name = _opcode_name(path, model, op)
     return Operator(index, name, _ints(op["inputs"]), _ints(op["outputs"]),
-                    _read_options(path, name, op, index))
+                    _read_options(path, name, op, index), _ints(op["intermediates"]))
 
 
 def _read_options(path: Path, name: str, op: dict, index: int) -> dict:

@@ -15,6 +15,7 @@
 #include "movement.h"
 #include "pool.h"
 #include "quantize.h"
+#include "recurrent.h"
 #include "reduce.h"
 #include "reshape.h"
 #include "resize.h"

@@ -1,0 +1,84 @@
+"""Recurrent layers (tinybuild/ops/recurrent.py) against TFLite's BUILTIN_REF:
+UNIDIRECTIONAL_SEQUENCE_LSTM int8 (the 8x8_16 kernel TFLite's quantizer
+targets: int16 cell state, 5 intermediates) and float32, SVDF int8 and float32.
+One-op models written with ModelBuilder, state tensors marked variable as the
+converter writes them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import FAST, Case, check, rng_for
+from hypothesis import given
+from hypothesis import strategies as st
+from tflite_builder import ModelBuilder
+
+from tinybuild.errors import TinybuildError
+
+
+def _variable(b: ModelBuilder, shape, dtype, scale=None, zero_point=None) -> int:
+    t = b.tensor(shape, dtype, scale, zero_point)
+    b.tensors[t].isVariable = True
+    return t
+
+
+def lstm_s8_model(n_batch=1, n_time=4, n_input=3, n_cell=5, time_major=False, in_q=(0.05, 3),
+                  state_q=(0.008, -12), cell_log2=-15, hidden_q=None, cell_clip=10.0,
+                  peephole=False, seed=0) -> bytes:
+    """A one-op int8 LSTM as TF 2.21's converter writes a tf_keras LSTM."""
+    rng = rng_for("lstm", n_batch, n_time, n_input, n_cell, seed)
+    b = ModelBuilder()
+    shape = (n_time, n_batch, n_input) if time_major else (n_batch, n_time, n_input)
+    x = b.input(shape, "int8", *in_q)
+    ins = [x]
+    for cols in [n_input] * 4 + [n_cell] * 4:
+        ins.append(b.const(rng.integers(-127, 128, (n_cell, cols)), "int8",
+                           float(rng.uniform(0.002, 0.02)), 0))
+    ins += [b.const(rng.integers(-1, 1, n_cell), "int16", 0.001, 0) if peephole else -1
+            for _ in range(3)]
+    for _ in range(4):
+        ins.append(b.const(rng.integers(-3000, 3000, n_cell), "int32", 1e-5, 0))
+    ins += [-1, -1]
+    ins.append(_variable(b, (n_batch, n_cell), "int8", *state_q))
+    ins.append(_variable(b, (n_batch, n_cell), "int16", 2.0 ** cell_log2, 0))
+    ins += [-1] * 4
+    inter = [b.tensor((0,), "float32") for _ in range(4)]
+    inter.append(b.tensor((0,), "int8", *(hidden_q or state_q)))
+    out_shape = shape[:2] + (n_cell,)
+    y = b.tensor(out_shape, "int8", *state_q)
+    b.op("UNIDIRECTIONAL_SEQUENCE_LSTM", ins, [y],
+         b.options("UnidirectionalSequenceLSTMOptions", fusedActivationFunction=4, cellClip=cell_clip,
+                   projClip=0.0, timeMajor=time_major))
+    b.operators[-1].intermediates = np.array(inter, dtype=np.int32)
+    return b.build([y])
+
+
+LSTM_S8 = [
+    Case("LSTM int8 4 steps 3 -> 5", lambda: lstm_s8_model()),
+    Case("LSTM int8 time major, 2 batches", lambda: lstm_s8_model(n_batch=2, time_major=True)),
+    Case("LSTM int8 2 batches, batch major", lambda: lstm_s8_model(n_batch=2, n_time=3)),
+    Case("LSTM int8 cell 2^-11, no clip", lambda: lstm_s8_model(cell_log2=-11, cell_clip=0.0)),
+    Case("LSTM int8 cell 2^-16 (TFLite skips the tanh)", lambda: lstm_s8_model(cell_log2=-16)),
+    Case("LSTM int8 hidden zero point apart", lambda: lstm_s8_model(hidden_q=(0.01, 20))),
+    Case("LSTM int8 16 steps 8 -> 16", lambda: lstm_s8_model(n_time=16, n_input=8, n_cell=16)),
+]
+
+
+@pytest.mark.parametrize("case", LSTM_S8, ids=str)
+def test_lstm_s8(case):
+    check(case)
+
+
+@FAST
+@given(st.integers(1, 2), st.integers(1, 6), st.integers(1, 6), st.integers(1, 9), st.booleans(),
+       st.integers(-16, -9), st.integers(-20, 20), st.integers(0, 5))
+def test_lstm_s8_property(n_batch, n_time, n_input, n_cell, time_major, cell_log2, zp, seed):
+    check(lstm_s8_model(n_batch, n_time, n_input, n_cell, time_major, state_q=(0.01, zp),
+                        cell_log2=cell_log2, seed=seed), inputs=2)
+
+
+def test_lstm_peephole_refused(tmp_path):
+    from tinybuild import pipeline
+    model = tmp_path / "peephole.tflite"
+    model.write_bytes(lstm_s8_model(peephole=True))
+    with pytest.raises(TinybuildError, match="peephole LSTM"):
+        pipeline.generate(model, tmp_path / "build", [])
