@@ -50,6 +50,7 @@ def test_manifest_loads_with_defaults(tmp_path):
     ("[[models]]\npath = 'm.tflite'\n[[models]]\ntargets = []\n", "has no path"),
     ("this is = = not toml", "not valid TOML"),
     (BASIC + 'kernels = ["fast"]\n', "kernels for m.tflite must be a list of optimized / reference"),
+    (BASIC + 'quant = ["int4"]\n', "quant for m.tflite must be a list of int8 / int16x8 / float32"),
 ])
 def test_manifest_errors_name_the_problem(tmp_path, body, message):
     with pytest.raises(TinybuildError, match=message):
@@ -61,6 +62,13 @@ def test_a_model_may_run_with_both_kernel_sets(tmp_path):
     m = regress.load_manifest(_manifest(tmp_path, body), {"cortex-m4"})
     assert [c.key for c in m.cases] == ["cortex-m4/m", "cortex-m4/m-reference-kernels"]
     assert [c.kernels for c in m.cases] == ["optimized", "reference"]
+
+
+def test_a_model_may_run_in_several_quantizations(tmp_path):
+    body = BASIC + 'quant = ["int8", "float32"]\nkernels = ["optimized", "reference"]\n'
+    m = regress.load_manifest(_manifest(tmp_path, body), {"cortex-m4"})
+    assert [c.key for c in m.cases] == ["cortex-m4/m", "cortex-m4/m-reference-kernels",
+                                        "cortex-m4/m-float32", "cortex-m4/m-float32-reference-kernels"]
 
 
 def test_optional_missing_model_is_skipped(tmp_path):

@@ -21,6 +21,7 @@ Manifest format (``regress.toml``)::
     targets = ["cortex-m4", "riscv"]
     optional = false                # true: skip (not fail) when the file is absent
     kernels = ["optimized"]         # and/or "reference": the portable kernels only
+    quant = ["int8"]                # and/or "int16x8", "float32": what a Keras model becomes
 
 Metrics: flash, ram, arena, stack (peak), instructions, cycles. A case fails
 when a figure grows past its tolerance, when its output stops matching the
@@ -42,6 +43,7 @@ DEFAULT_TOLERANCE = {"abs": 0, "rel": 0.0}
 
 
 KERNEL_CHOICES = ("optimized", "reference")
+QUANT_CHOICES = ("int8", "int16x8", "float32")
 
 
 def variant_name(model_stem: str, kernels: str = "optimized", quant: str = "int8") -> str:
@@ -57,10 +59,11 @@ class Case:
     target: str
     model: Path
     kernels: str = "optimized"
+    quant: str = "int8"
 
     @property
     def variant(self) -> str:
-        return variant_name(self.model.stem, self.kernels)
+        return variant_name(self.model.stem, self.kernels, self.quant)
 
     @property
     def key(self) -> str:
@@ -118,11 +121,15 @@ def load_manifest(path: Path, known_targets: set[str] | None = None) -> Manifest
         if not isinstance(kernels, list) or not kernels or set(kernels) - set(KERNEL_CHOICES):
             raise TinybuildError(f"manifest {path}: kernels for {entry['path']} must be a list of "
                                  f"{' / '.join(KERNEL_CHOICES)}, got {kernels!r}")
+        quants = entry.get("quant", ["int8"])
+        if not isinstance(quants, list) or not quants or set(quants) - set(QUANT_CHOICES):
+            raise TinybuildError(f"manifest {path}: quant for {entry['path']} must be a list of "
+                                 f"{' / '.join(QUANT_CHOICES)}, got {quants!r}")
         for target in entry.get("targets", default_targets):
             if known_targets is not None and target not in known_targets:
                 raise TinybuildError(f"manifest {path}: unknown target '{target}' for {entry['path']}; "
                                      f"known: {', '.join(sorted(known_targets))}")
-            cases += [Case(target, model, k) for k in kernels]
+            cases += [Case(target, model, k, q) for q in quants for k in kernels]
     return Manifest(path, cases, inputs, tolerances, skipped)
 
 

@@ -52,7 +52,7 @@ def declare(env, root: Path, pm) -> None:
             # declare_build checks names and kernel sources before declaring anything
             _, _, nodes[case.key] = scons_tool.declare_build(
                 env, root, target, case.model, toolchain, simulator, calibration, contributed, pm,
-                kernels=case.kernels)
+                kernels=case.kernels, quant=case.quant)
         except TinybuildError as exc:
             errors[case.key] = str(exc).splitlines()[0]
     env.Alias("regress", list(nodes.values()))
@@ -85,7 +85,8 @@ def _evaluate_at_exit(env, root, manifest, cases, nodes, errors, out) -> None:
             if node is None or node.get_state() in (SCons.Node.executed, SCons.Node.up_to_date):
                 continue
             own = [d.resolve() for d in (build_dir / case.target / case.variant,
-                                         build_dir / "models" / case.model.stem)]
+                                         build_dir / "models" / regress.variant_name(
+                                             case.model.stem, quant=case.quant))]
             why = next((" ".join(scons_tool.STEP_ERRORS[d].split()) for d in own
                         if d in scons_tool.STEP_ERRORS), None)
             why = why or next((f"{p.name}: {e}" for p, e in failures.items()

@@ -606,17 +606,17 @@ _MODEL_NODES: dict = {}
 _MODEL_BUILDS: dict = {}
 
 
-def _model_nodes(env, build, model, calibration, pm, count, seed):
+def _model_nodes(env, build, model, calibration, pm, count, seed, quant):
     """Conversion and TFLite reference (validate=no: the inputs only), declared
     once per model however many boards build it (their outputs do not depend on
     the board)."""
     validating = env["validate"] == "yes"
-    key = (str(build), str(model), count, seed, validating, env["quant"])
+    key = (str(build), str(model), count, seed, validating, quant)
     builds = _MODEL_BUILDS.setdefault((str(build), str(model)), [])
     if key not in _MODEL_NODES:
-        mdir = build / "models" / regress.variant_name(model.stem, quant=env["quant"])
+        mdir = build / "models" / regress.variant_name(model.stem, quant=quant)
         calib_src = [_file(env, calibration)] if calibration else []
-        int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm, builds)
+        int8, conv_json = _convert(env, model, mdir, calib_src, calibration, pm, builds, quant)
         if not validating:
             _MODEL_NODES[key] = (int8, conv_json, *_unvalidated_inputs(env, mdir, int8, calib_src,
                                                                       calibration, count, seed, builds))
@@ -646,20 +646,22 @@ def _unvalidated_inputs(env, mdir, int8, calib_src, calibration, count, seed, bu
 
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
-                  note="", kernels=None):
+                  note="", kernels=None, quant=None):
     """Declare one board's build of one model; returns ``(target, tdir, report node)``.
+    ``kernels`` and ``quant`` default to the build variables (a regression case sets them).
 
     With ``simulator`` None the build stops after link and size, and the
     report carries ``note`` (why it was not simulated)."""
     name = model.stem
     build = root / env["build_dir"]
-    tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"], env["quant"])
+    quant = quant or env["quant"]
+    tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"], quant)
     odir = build / target.name / "obj"
     check_tool_path(Path(model.name), f"model={_p(model)}")
     check_kernel_sources(contributed)
     count, seed = int(env["inputs"]), int(env["seed"])
     (int8, conv_json, inputs_bin, ref_bin, ref_json), model_builds = _model_nodes(
-        env, build, model, calibration, pm, count, seed)
+        env, build, model, calibration, pm, count, seed, quant)
     model_builds.append(tdir)
     F = lambda name: _file(env, tdir / name)  # noqa: E731 - the build folder's files as nodes
 
@@ -793,7 +795,7 @@ def code_signature(obj) -> str:
     return digest.hexdigest()[:16]
 
 
-def _convert(env, model, mdir, calib_src, calibration, pm, builds):
+def _convert(env, model, mdir, calib_src, calibration, pm, builds, quant):
     importers = {}
     for _, mapping in plugins.collect(pm, "tinybuild_model_importers"):
         importers.update(mapping if isinstance(mapping, dict) else {})
@@ -802,9 +804,9 @@ def _convert(env, model, mdir, calib_src, calibration, pm, builds):
         importers = {s: conv.convert_model for s in MODEL_SUFFIXES}
     return env.Command(
         [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
-        [_file(env, model), env.Value(f"quant={env['quant']}")] + calib_src,
+        [_file(env, model), env.Value(f"quant={quant}")] + calib_src,
         _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers,
-                                                 env["quant"]), "convert",
+                                                 quant), "convert",
                 _downstream(builds)))
 
 
