@@ -14,7 +14,8 @@ string and has none for ``rv32imac_zicsr``, and neither the startup nor the
 kernels use CSR instructions.
 
 Kernels: ``kernels/`` holds int8 kernels for RV32 cores with MUL/MULH (register
-blocked convolution, depthwise, fully connected, add; docs/kernels.md, section
+blocked convolution, depthwise, fully connected, add, mul, table activations;
+docs/kernels.md, section
 "RISC-V (rv32imc)"). ``tinybuild_kernels`` below offers them to every riscv32
 target whose -march has the M extension, whichever plugin defines the board
 (the esp32c3 too).
@@ -75,5 +76,5 @@ def tinybuild_kernels(target):
     plugin defines the board (see docs/kernels.md, "RISC-V (rv32imc)")."""
     if target.arch != "riscv32" or not has_m_extension(target.cflags):
         return []
-    from .kernels import rv_prepare
-    return rv_prepare.kernels()
+    from .kernels import rv_elementwise, rv_prepare
+    return rv_prepare.kernels() + rv_elementwise.kernels()

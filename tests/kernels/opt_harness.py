@@ -190,7 +190,7 @@ def output_size(layer: Layer) -> int:
         return p["out_h"] * p["out_w"] * p["c"]
     if layer.params_type == "tb_fc_params":
         return p["out_features"]
-    if layer.params_type == "tb_add_params":
+    if layer.params_type in ("tb_add_params", "tb_mul_params", "tb_lut_params"):
         return p["size"]
     raise ValueError(layer.params_type)
 
