@@ -208,9 +208,46 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+# float32 and int16 (16x8) layers: the same byte moves, typed so that int8 plugin kernels
+# never take them (test_layers_carry_their_element_type)
+TYPED_CASES = [
+    Case("CONCATENATION float32 channels", lambda: concat_model([(1, 2, 3, 4), (1, 2, 3, 1)], -1, "float32")),
+    Case("CONCATENATION int16 axis 1 with a constant", lambda: concat_model(
+        [(1, 2, 3), (1, 3, 3)], 1, "int16", const_inputs=[(1, np.arange(9) * 1000 - 4000)])),
+    Case("SPLIT float32", lambda: split_model((1, 4, 6), -1, 2, "float32")),
+    Case("SPLIT_V int16", lambda: split_v_model((1, 7, 3), 1, [2, -1, 1], "int16")),
+    Case("PACK int16", lambda: pack_model((2, 3), 3, 0, "int16")),
+    Case("UNPACK float32", lambda: unpack_model((2, 3, 4), 1, "float32")),
+    Case("TRANSPOSE float32 NHWC to NCHW", lambda: transpose_model((1, 3, 4, 5), (0, 3, 1, 2), "float32")),
+    Case("TRANSPOSE int16", lambda: transpose_model((2, 3, 4), (2, 0, 1), "int16")),
+    Case("SLICE float32", lambda: slice_model((1, 5, 6, 3), (0, 1, 2, 1), (1, -1, 3, 2), "float32")),
+    Case("STRIDED_SLICE int16 negative strides", lambda: strided_model(
+        (1, 6, 8, 3), [0, 1, -1, 0], [1, 5, 0, 2], [1, 2, -2, 1], (1, 0, 0, 0, 1), dtype="int16")),
+    Case("STRIDED_SLICE float32", lambda: strided_model((4, 6), [1, 0], [3, 6], [1, 2], dtype="float32")),
+    Case("PADV2 float32 value -1.5", lambda: pad_model((1, 2, 3, 2), ((0, 0), (1, 1), (2, 0), (0, 1)),
+                                                       "float32", value=-1.5)),
+    Case("PADV2 int16 value", lambda: pad_model((1, 2, 3), ((0, 0), (1, 1), (2, 0)), "int16", value=-300)),
+    Case("GATHER float32 axis 1", lambda: gather_model((2, 5, 3), [[4, 0], [1, 1]], 1, dtype="float32")),
+    Case("GATHER int16", lambda: gather_model((6, 4), [5, 0, 2], 0, dtype="int16")),
+]
+
+
+@pytest.mark.parametrize("case", CASES + TYPED_CASES, ids=str)
 def test_movement(case):
     check(case)
+
+
+@pytest.mark.parametrize("dtype, expected", [("float32", "float32"), ("int16", "int16"),
+                                             ("int8", "int8"), ("int32", "int8")])
+def test_layers_carry_their_element_type(tmp_path, dtype, expected):
+    """Layer.dtype picks the reference kernel and keeps int8 plugin kernels off
+    float32/int16 layers; other element types (int32 shapes) stay "int8"."""
+    from tinybuild.importer import load_graph
+    from tinybuild.lower import lower_graph
+    path = tmp_path / "m.tflite"
+    path.write_bytes(concat_model([(1, 2, 3), (1, 2, 1)], -1, dtype))
+    layer, = lower_graph(load_graph(path))
+    assert layer.dtype == expected and layer.op == "CONCATENATION"
 
 
 @pytest.mark.parametrize("const_params, index_type", [(False, "int32"), (True, "int32"), (True, "int64")],

@@ -13,7 +13,7 @@ from tinybuild.importer import load_graph
 
 def reshape_model(in_shape=(1, 4, 4, 2), out_shape=(1, 32), dtype="int8") -> bytes:
     b = ModelBuilder()
-    q = (0.05, 3) if dtype != "float32" else (None, None)
+    q = {"float32": (None, None), "int16": (0.05, 0)}.get(dtype, (0.05, 3))
     x = b.input(in_shape, dtype, *q)
     shape = b.const(np.array(out_shape, np.int32), "int32")
     y = b.tensor(out_shape, dtype, *q)
@@ -64,6 +64,8 @@ CASES = [
     Case("SQUEEZE of every size-1 dim, float32", lambda: squeeze_expand_model((1, 5, 1), (), 0, "float32")),
     Case("RESHAPE 4-D to 2-D (the output aliases the input)", lambda: reshape_model()),
     Case("RESHAPE float32", lambda: reshape_model((1, 6), (1, 2, 3), "float32")),
+    Case("RESHAPE int16", lambda: reshape_model((1, 2, 6), (1, 12), "int16")),
+    Case("EXPAND_DIMS then SQUEEZE, int16", lambda: squeeze_expand_model((1, 3, 1, 4), (3,), 1, "int16")),
     Case("RESHAPE between layers, constant RESHAPE folded", conv_reshape_fc_model),
 ]
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import shown
 from ..lower import Const, Layer
 from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
-from .movement import MOVE_TYPES, shape_of
+from .movement import MOVE_TYPES, layer_dtype, shape_of
 
 
 def geometry(graph, op) -> dict:
@@ -67,10 +67,12 @@ def lower(graph, op) -> Layer:
     else:
         inputs, consts = [op.inputs[0], op.inputs[1]], []
     return Layer(op.index, op.op, "tb_gather_params", params, inputs, [op.outputs[0]], consts, 0,
-                 f"{g['batch'] * g['outer'] * g['coords']} slices of {g['inner']}")
+                 f"{g['batch'] * g['outer'] * g['coords']} slices of {g['inner']}",
+                 dtype=layer_dtype(y.dtype))
 
 
 OPS = [OpDef("GATHER", lower, "tb_gather", KERNEL_DIR / "movement.c", "tb_gather_params",
              Options("GatherOptions", (OptionField("Axis", "axis", 0), OptionField("BatchDims", "batch_dims", 1))),
-             fold=fold, doc="any axis, batch_dims, constant or run-time params and int32/int64 "
+             fold=fold, typed={"float32": "tb_gather", "int16": "tb_gather"},
+             doc="any axis, batch_dims, constant or run-time params and int32/int64 "
              "indices; a run-time index out of range gives zeros (TFLite: an error)")]

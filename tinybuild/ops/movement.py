@@ -338,7 +338,18 @@ def movement_layer(graph, op, move: Movement) -> Layer:
                for k, t in enumerate(constants)]
     moved = sum(int(np.prod(c.dst_view.shape, dtype=np.int64)) for c in move.copies)
     return Layer(op.index, op.op, "tb_move_params", params, activations, list(move.outputs), consts,
-                 0, f"{moved * itemsize} bytes in {len(rows)} copies")
+                 0, f"{moved * itemsize} bytes in {len(rows)} copies", dtype=layer_dtype(dtype))
+
+
+def layer_dtype(dtype: str) -> str:
+    """The Layer.dtype of a layer that moves ``dtype`` values: float32 and int16
+    layers are typed (so int8 plugin kernels never see them); the other element
+    types keep "int8", as before types existed."""
+    return dtype if dtype in ("float32", "int16") else "int8"
+
+
+# Byte movers run one kernel whatever the element type (Layer.dtype picks it).
+TYPED = {"float32": "tb_move", "int16": "tb_move"}
 
 
 def _const(role, ctype, values):
@@ -421,7 +432,7 @@ def shape_fold(graph, op) -> dict:
 
 def movement_op(name, describe, doc, options=None) -> OpDef:
     return OpDef(name, lower_movement(describe), "tb_move", SOURCE, "tb_move_params", options,
-                 fold=fold_movement(describe), doc=doc)
+                 fold=fold_movement(describe), doc=doc, typed=TYPED)
 
 
 OPS = [

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..lower import Layer
 from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
+from .movement import layer_dtype
 
 VIEW_TYPES = ("int8", "uint8", "int16", "int32", "int64", "float32")
 
@@ -17,7 +18,7 @@ def lower(graph, op) -> Layer:
         raise unsupported(op, f"input {x.dtype} {list(x.shape)} and output {y.dtype} "
                               f"{list(y.shape)} differ in type or size")
     return Layer(op.index, op.op, "tb_copy_params", {"bytes": x.size_bytes}, [op.inputs[0]],
-                 [op.outputs[0]], [], 0, f"{x.size_bytes} bytes")
+                 [op.outputs[0]], [], 0, f"{x.size_bytes} bytes", dtype=layer_dtype(x.dtype))
 
 
 def view_tensor(graph, op, index: int, what: str):
@@ -38,7 +39,8 @@ def view_op(name: str, options=None) -> OpDef:
     """An op whose output is its input's bytes under another shape (taken from
     the output tensor, which TFLite's converter writes static)."""
     return OpDef(name, lower, "tb_copy", KERNEL_DIR / "reshape.c", "tb_copy_params", options,
-                 fold=fold, view=True, doc="any type: no copy (the output aliases the input)")
+                 fold=fold, view=True, doc="any type: no copy (the output aliases the input)",
+                 typed={"float32": "tb_copy", "int16": "tb_copy"})
 
 
 OPS = [view_op("RESHAPE"),
