@@ -1,4 +1,5 @@
 """CONV_2D and DEPTHWISE_CONV_2D (tinybuild/ops/conv.py) against TFLite's reference kernels."""
+import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
@@ -9,30 +10,59 @@ from tinybuild import quant
 
 def conv_model(in_shape=(1, 6, 6, 3), out_c=4, k=(3, 3), stride=(1, 1), dilation=(1, 1),
                padding="SAME", activation="NONE", per_channel=True, depthwise=False,
-               in_q=(0.05, -3), out_q=(0.1, 4), bias=True) -> bytes:
-    """One CONV_2D (or DEPTHWISE_CONV_2D: out_c is then in_c * depth multiplier)."""
-    rng = rng_for(in_shape, out_c, k, stride, dilation, padding, per_channel, depthwise, in_q, out_q)
+               in_q=(0.05, -3), out_q=(0.1, 4), bias=True, dtype="int8") -> bytes:
+    """One CONV_2D (or DEPTHWISE_CONV_2D: out_c is then in_c * depth multiplier) in
+    ``dtype``: int8, int16 (16x8: int8 filter, int64 bias, zero points 0) or float32."""
+    rng = rng_for(in_shape, out_c, k, stride, dilation, padding, per_channel, depthwise, in_q, out_q,
+                  dtype)
     _, h, w, c = in_shape
     out_h, _ = quant.compute_padding(padding, h, k[0], stride[0], dilation[0])
     out_w, _ = quant.compute_padding(padding, w, k[1], stride[1], dilation[1])
-    scales = rng.uniform(0.004, 0.02, out_c if per_channel else 1)
     b = ModelBuilder()
-    x = b.input(in_shape, "int8", *in_q)
     shape = (1, *k, out_c) if depthwise else (out_c, *k, c)
-    wt = b.const(rng.integers(-127, 128, shape), "int8", scales, [0] * len(scales),
-                 axis=3 if depthwise else 0)
-    bias_t = b.const(rng.integers(-3000, 3000, out_c), "int32", in_q[0] * scales,
-                     [0] * len(scales)) if bias else -1
-    y = b.tensor((1, out_h, out_w, out_c), "int8", *out_q)
+    x, wt, bias_t, y = TYPED[dtype](b, rng, in_shape, shape, out_c, (out_h, out_w), per_channel,
+                                    depthwise, in_q, out_q, bias)
     common = dict(padding=padding, strideH=stride[0], strideW=stride[1], dilationHFactor=dilation[0],
                   dilationWFactor=dilation[1], fusedActivationFunction=activation)
     if depthwise:
         b.op("DEPTHWISE_CONV_2D", [x, wt, bias_t] if bias else [x, wt], [y],
              b.options("DepthwiseConv2DOptions", depthMultiplier=out_c // c, **common), version=3)
     else:
-        b.op("CONV_2D", [x, wt, bias_t], [y],          # TFLite's int8 CONV_2D needs its bias
+        b.op("CONV_2D", [x, wt, bias_t], [y],          # TFLite's CONV_2D needs its bias
              b.options("Conv2DOptions", **common), version=3)
     return b.build([y])
+
+
+def _int_tensors(b, rng, in_shape, shape, out_c, out_hw, per_channel, depthwise, in_q, out_q, bias,
+                 act="int8", bias_type="int32"):
+    scales = rng.uniform(0.004, 0.02, out_c if per_channel else 1)
+    x = b.input(in_shape, act, *in_q)
+    wt = b.const(rng.integers(-127, 128, shape), "int8", scales, [0] * len(scales),
+                 axis=3 if depthwise else 0)
+    span = 3000 if act == "int8" else 3_000_000
+    bias_t = b.const(rng.integers(-span, span, out_c), bias_type, in_q[0] * scales,
+                     [0] * len(scales)) if bias or not depthwise else -1
+    y = b.tensor((1, *out_hw, out_c), act, *out_q)
+    return x, wt, bias_t, y
+
+
+def _int16_tensors(b, rng, in_shape, shape, out_c, out_hw, per_channel, depthwise, in_q, out_q,
+                   bias):
+    """16x8 as TFLite's converter writes it: symmetric int16 activations, int64 bias."""
+    return _int_tensors(b, rng, in_shape, shape, out_c, out_hw, per_channel, depthwise,
+                        (in_q[0] / 200, 0), (out_q[0] / 100, 0), bias, "int16", "int64")
+
+
+def _float_tensors(b, rng, in_shape, shape, out_c, out_hw, per_channel, depthwise, in_q, out_q,
+                   bias):
+    x = b.input(in_shape, "float32")
+    wt = b.const(rng.normal(0, 0.5, shape).astype(np.float32), "float32")
+    bias_t = (b.const(rng.normal(0, 1, out_c).astype(np.float32), "float32")
+              if bias or not depthwise else -1)
+    return x, wt, bias_t, b.tensor((1, *out_hw, out_c), "float32")
+
+
+TYPED = {"int8": _int_tensors, "int16": _int16_tensors, "float32": _float_tensors}
 
 
 CASES = [
@@ -47,6 +77,30 @@ CASES = [
     Case("DEPTHWISE_CONV_2D multiplier 1", lambda: conv_model((1, 6, 6, 4), 4, depthwise=True)),
     Case("DEPTHWISE_CONV_2D multiplier 3, stride 2, RELU", lambda: conv_model(
         (1, 7, 7, 2), 6, stride=(2, 2), depthwise=True, activation="RELU")),
+    # float32: bit-exact with reference_ops::Conv / DepthwiseConv (same summation order)
+    Case("float CONV_2D 6x6x3 k3 SAME", lambda: conv_model(dtype="float32")),
+    Case("float CONV_2D stride 2 VALID RELU6, dilation 2x1", lambda: conv_model(
+        (1, 9, 7, 2), 5, stride=(2, 2), dilation=(2, 1), padding="VALID", activation="RELU6",
+        dtype="float32")),
+    Case("float CONV_2D 1x1 RELU", lambda: conv_model(
+        (1, 4, 4, 8), 6, k=(1, 1), activation="RELU", dtype="float32")),
+    Case("float CONV_2D RELU_N1_TO_1", lambda: conv_model(activation="RELU_N1_TO_1",
+                                                          dtype="float32")),
+    Case("float DEPTHWISE_CONV_2D multiplier 3, stride 2, RELU", lambda: conv_model(
+        (1, 7, 7, 2), 6, stride=(2, 2), depthwise=True, activation="RELU", dtype="float32")),
+    Case("float DEPTHWISE_CONV_2D without bias, dilation 2", lambda: conv_model(
+        (1, 8, 8, 3), 3, dilation=(2, 2), depthwise=True, bias=False, dtype="float32")),
+    # 16x8: int16 activations (zero point 0), int8 filter, int64 bias and accumulator
+    Case("int16 CONV_2D 6x6x3 k3 SAME, per-channel", lambda: conv_model(dtype="int16")),
+    Case("int16 CONV_2D stride 2 VALID RELU6, per-tensor", lambda: conv_model(
+        (1, 7, 6, 2), 5, stride=(2, 2), padding="VALID", activation="RELU6", per_channel=False,
+        dtype="int16")),
+    Case("int16 CONV_2D dilation 2x1, RELU", lambda: conv_model(
+        (1, 8, 9, 2), 3, dilation=(2, 1), activation="RELU", dtype="int16")),
+    Case("int16 DEPTHWISE_CONV_2D multiplier 3, stride 2", lambda: conv_model(
+        (1, 7, 7, 2), 6, stride=(2, 2), depthwise=True, dtype="int16")),
+    Case("int16 DEPTHWISE_CONV_2D without bias", lambda: conv_model(
+        (1, 5, 5, 3), 3, depthwise=True, bias=False, dtype="int16")),
 ]
 
 
@@ -56,7 +110,7 @@ def test_conv(case):
 
 
 @st.composite
-def conv_params(draw, depthwise):
+def conv_params(draw, depthwise, dtype="int8"):
     c = draw(st.integers(1, 6))
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -66,10 +120,12 @@ def conv_params(draw, depthwise):
     return dict(in_shape=(1, h, w, c), out_c=out_c, k=k, dilation=dilation, depthwise=depthwise,
                 stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
                 padding=draw(st.sampled_from(["SAME", "VALID"])),
-                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])),
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"] +
+                                                (["RELU_N1_TO_1"] if dtype == "float32" else []))),
                 per_channel=draw(st.booleans()),
                 in_q=(draw(st.floats(0.005, 0.5)), draw(st.integers(-128, 127))),
-                out_q=(draw(st.floats(0.01, 2.0)), draw(st.integers(-128, 127))))
+                out_q=(draw(st.floats(0.01, 2.0)), draw(st.integers(-128, 127))),
+                dtype=dtype)
 
 
 @FAST
@@ -84,8 +140,21 @@ def test_depthwise_property(params):
     check(conv_model(**params), inputs=2)
 
 
+@FAST
+@given(conv_params(depthwise=False, dtype="float32") | conv_params(depthwise=True, dtype="float32"))
+def test_conv_float_property(params):
+    check(conv_model(**params), inputs=2)
+
+
+@FAST
+@given(conv_params(depthwise=False, dtype="int16") | conv_params(depthwise=True, dtype="int16"))
+def test_conv_int16_property(params):
+    check(conv_model(**params), inputs=2)
+
+
 @pytest.mark.slow
 @SWEEP
-@given(conv_params(depthwise=False) | conv_params(depthwise=True))
+@given(st.sampled_from(["int8", "int16", "float32"]).flatmap(
+    lambda t: conv_params(depthwise=False, dtype=t) | conv_params(depthwise=True, dtype=t)))
 def test_conv_sweep(params):
     check(conv_model(**params), inputs=2)

@@ -41,6 +41,36 @@ def fc_model(in_shape=(1, 8), out_f=5, per_channel=False, activation="NONE", in_
     return b.build([y])
 
 
+def typed_fc_model(dtype, in_shape=(1, 8), out_f=5, per_channel=False, activation="NONE",
+                   bias=True, rows=1, keep_num_dims=False, in_scale=0.0004, w_scale=0.01,
+                   out_scale=0.002) -> bytes:
+    """One FULLY_CONNECTED in float32, or in 16x8 as TFLite's converter writes it
+    (int16 activations with zero point 0, int8 weights, int64 bias)."""
+    rng = rng_for("typed fc", dtype, in_shape, out_f, per_channel, bias, rows, in_scale, w_scale)
+    if keep_num_dims:
+        rows = int(np.prod(in_shape[:-1]))
+    in_f = int(np.prod(in_shape)) // rows
+    out_shape = tuple(in_shape[:-1]) + (out_f,) if keep_num_dims else (rows, out_f)
+    b = ModelBuilder()
+    if dtype == "float32":
+        x = b.input(in_shape, "float32")
+        w = b.const(rng.normal(0, 0.3, (out_f, in_f)).astype(np.float32), "float32")
+        bias_t = b.const(rng.normal(0, 1, out_f).astype(np.float32), "float32") if bias else -1
+        y = b.tensor(out_shape, "float32")
+    else:
+        scales = rng.uniform(0.5, 2.0, out_f) * w_scale if per_channel else np.array([w_scale])
+        x = b.input(in_shape, "int16", in_scale, 0)
+        w = b.const(rng.integers(-127, 128, (out_f, in_f)), "int8", scales, [0] * len(scales))
+        bias_t = b.const(rng.integers(-3_000_000, 3_000_000, out_f), "int64",
+                         np.float32(in_scale) * scales.astype(np.float32),
+                         [0] * len(scales)) if bias else -1
+        y = b.tensor(out_shape, "int16", out_scale, 0)
+    b.op("FULLY_CONNECTED", [x, w, bias_t], [y],
+         b.options("FullyConnectedOptions", fusedActivationFunction=activation,
+                   keepNumDims=keep_num_dims), version=5 if keep_num_dims else 4)
+    return b.build([y])
+
+
 CASES = [
     Case("FULLY_CONNECTED 8 -> 5 per-tensor", lambda: fc_model()),
     Case("FULLY_CONNECTED 4x4x2 input, RELU, no bias", lambda: fc_model((1, 4, 4, 2), 7,
@@ -77,6 +107,21 @@ CASES = [
     Case("FULLY_CONNECTED per-channel 4 rows, exact ties", lambda: fc_model(
         (4, 2), 8, per_channel=True, in_q=(0.5, -3), w_scale=0.03125, out_q=(0.25, 5),
         dyadic=1, rows=4), inputs=4),
+] + [
+    # float32: bit-exact with reference_ops::FullyConnected (same summation order)
+    Case("float FULLY_CONNECTED 8 -> 5", lambda: typed_fc_model("float32")),
+    Case("float FULLY_CONNECTED 4x4x2 input, RELU, no bias", lambda: typed_fc_model(
+        "float32", (1, 4, 4, 2), 7, activation="RELU", bias=False)),
+    Case("float FULLY_CONNECTED RELU6 [3,40] -> 6, 3 rows", lambda: typed_fc_model(
+        "float32", (3, 40), 6, activation="RELU6", rows=3)),
+    Case("float FULLY_CONNECTED [1,5,8] keep_num_dims RELU_N1_TO_1", lambda: typed_fc_model(
+        "float32", (1, 5, 8), 3, activation="RELU_N1_TO_1", keep_num_dims=True)),
+    # 16x8: int16 activations, int8 weights, int64 bias and accumulator
+    Case("int16 FULLY_CONNECTED 8 -> 5 per-tensor", lambda: typed_fc_model("int16")),
+    Case("int16 FULLY_CONNECTED per-channel RELU6 16 -> 6", lambda: typed_fc_model(
+        "int16", (1, 16), 6, per_channel=True, activation="RELU6")),
+    Case("int16 FULLY_CONNECTED [3,6] -> 4 rows, no bias, RELU", lambda: typed_fc_model(
+        "int16", (3, 6), 4, bias=False, rows=3, activation="RELU")),
 ]
 
 
@@ -134,6 +179,27 @@ def test_fully_connected_ties_property(params):
     check(fc_model(**params), inputs=2)
 
 
+@st.composite
+def typed_fc_params(draw, dtype):
+    return dict(**row_shape(draw, 40), dtype=dtype, out_f=draw(st.integers(1, 12)),
+                per_channel=dtype == "int16" and draw(st.booleans()), bias=draw(st.booleans()),
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])),
+                in_scale=draw(st.floats(0.00002, 0.002)), w_scale=draw(st.floats(0.001, 0.05)),
+                out_scale=draw(st.floats(0.0001, 0.01)))
+
+
+@FAST
+@given(typed_fc_params("float32"))
+def test_fully_connected_float_property(params):
+    check(typed_fc_model(**params), inputs=2)
+
+
+@FAST
+@given(typed_fc_params("int16"))
+def test_fully_connected_int16_property(params):
+    check(typed_fc_model(**params), inputs=2)
+
+
 @pytest.mark.slow
 @SWEEP
 @given(st.one_of(fc_params(), fc_tie_params()))
@@ -159,9 +225,9 @@ def test_input_not_whole_rows_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_rows_are_lowered_and_the_targets_one_row_kernels_refuse_them():
+def test_rows_are_lowered_and_the_targets_kernels_take_them():
     """[1, 5, 8] with keep_num_dims: 5 rows, 5x the MACs; cortex-m4's and
-    riscv's FC kernels compute one row, so the reference kernel runs it."""
+    riscv's FC kernels loop over rows (tests/test_fc_kernels.py)."""
     import tempfile
     from pathlib import Path
     from tinybuild.importer import load_graph
@@ -173,8 +239,6 @@ def test_rows_are_lowered_and_the_targets_one_row_kernels_refuse_them():
         path.write_bytes(fc_model((1, 5, 8), 3, rows=5, keep_num_dims=True))
         layer, = lower_graph(load_graph(path))
     assert layer.params["rows"] == 5 and layer.macs == 5 * 8 * 3
-    assert not cm4_prepare.accepts_fc(layer) and not rv_prepare.accepts_fc(layer)
-    layer.params["rows"] = 1
     assert cm4_prepare.accepts_fc(layer) and rv_prepare.accepts_fc(layer)
 
 

@@ -66,3 +66,42 @@ void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
            output + r * p->out_features);
   }
 }
+
+/* 16x8 FULLY_CONNECTED as TF 2.21's BUILTIN_REF runs it for int16 input and
+ * int64 bias: zero points are 0; the int64 sum is rescaled in double and
+ * rounded half away from zero, like the int8 kernel above (its int64
+ * fixed-point MultiplyByQuantizedMultiplier differs by one near ties). */
+void tb_fully_connected_s16(const tb_fc_params *p, const int16_t *input,
+                            const int8_t *weights, const int64_t *bias,
+                            const double *real_mul, int16_t *output) {
+  int32_t r, o, i, out;
+  for (r = 0; r < p->rows; ++r, input += p->in_features) {
+    for (o = 0; o < p->out_features; ++o) {
+      const int8_t *w = weights + o * p->in_features;
+      int64_t acc = 0;
+      for (i = 0; i < p->in_features; ++i) acc += (int32_t)w[i] * (int32_t)input[i];
+      if (bias) acc += bias[o];
+      out = tb_round_half_away((double)acc * real_mul[o]);
+      if (out < p->act_min) out = p->act_min;
+      if (out > p->act_max) out = p->act_max;
+      *output++ = (int16_t)out;
+    }
+  }
+}
+
+/* float FULLY_CONNECTED, reference_ops::FullyConnected: the sum in input
+ * order, + bias, then std::min(std::max(v, act_min), act_max). */
+void tb_fully_connected_f32(const tb_fc_f32_params *p, const float *input,
+                            const float *weights, const float *bias, float *output) {
+  int32_t r, o, i;
+  for (r = 0; r < p->rows; ++r, input += p->in_features) {
+    for (o = 0; o < p->out_features; ++o) {
+      const float *w = weights + o * p->in_features;
+      float total = 0.0f, v;
+      for (i = 0; i < p->in_features; ++i) total += input[i] * w[i];
+      v = total + bias[o];
+      v = v < p->act_min ? p->act_min : v;
+      *output++ = p->act_max < v ? p->act_max : v;
+    }
+  }
+}

@@ -30,6 +30,21 @@ void tb_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                            const tb_quant_mul *out_mul, const double *real_mul,
                            int8_t *output);
 
+/* 16x8: tb_fc_params with zero offsets (real_multiplier unused), int16 in
+ * and out, an int64 bias and accumulator, rescaled in double by real_mul[o]
+ * (one per output feature) as TF 2.21's reference does. */
+void tb_fully_connected_s16(const tb_fc_params *p, const int16_t *input,
+                            const int8_t *weights, const int64_t *bias,
+                            const double *real_mul, int16_t *output);
+
+typedef struct {
+  int32_t rows, in_features, out_features;
+  float act_min, act_max;   /* the fused activation's clamp */
+} tb_fc_f32_params;
+
+void tb_fully_connected_f32(const tb_fc_f32_params *p, const float *input,
+                            const float *weights, const float *bias, float *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,3 +40,10 @@ int32_t tb_mul_by_quant_mul(int32_t x, int32_t multiplier, int32_t shift) {
   return tb_rounding_divide_by_pot(
       tb_sat_rounding_doubling_high_mul(shifted, multiplier), right_shift);
 }
+
+int32_t tb_mul_by_quant_mul_s64(int64_t x, int32_t multiplier, int32_t shift) {
+  const int32_t reduced = multiplier < 0x7FFF0000 ? (multiplier + (1 << 15)) >> 16 : 0x7FFF;
+  const int32_t total_shift = 15 - shift;
+  /* x * reduced stays far inside int64 for int16 x int8 sums (|x| < 2^47). */
+  return (int32_t)((x * reduced + ((int64_t)1 << (total_shift - 1))) >> total_shift);
+}

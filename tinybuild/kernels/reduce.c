@@ -64,6 +64,56 @@ void tb_reduce_s8(const tb_reduce_params *p, const int8_t *input, int8_t *output
   }
 }
 
+/* int16: the int32 sum (or max/min) of one output's values, as gather(). */
+static int32_t gather_s16(const tb_reduce_params *p, const int16_t *in) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t i, off = 0, acc = p->mode == TB_REDUCE_MAX || p->mode == TB_REDUCE_MIN ? in[0] : 0;
+  for (i = 0; i < p->count; ++i) {
+    const int32_t v = in[off];
+    if (p->mode == TB_REDUCE_MAX) acc = v > acc ? v : acc;
+    else if (p->mode == TB_REDUCE_MIN) acc = v < acc ? v : acc;
+    else acc += v;
+    off += next_offset(p->inner_rank, p->inner_dims, p->inner_strides, index);
+  }
+  return acc;
+}
+
+void tb_reduce_s16(const tb_reduce_params *p, const int16_t *input, int16_t *output) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t o, off = 0, acc;
+  for (o = 0; o < p->outputs; ++o) {
+    acc = gather_s16(p, input + off);
+    if (p->mode == TB_REDUCE_MEAN) acc = tb_mul_by_quant_mul(acc, p->mul.multiplier, p->mul.shift);
+    output[o] = (int16_t)clamp(acc, -32768, 32767);
+    off += next_offset(p->outer_rank, p->outer_dims, p->outer_strides, index);
+  }
+}
+
+/* float: reference_ops::Mean / ReduceSumImpl / ReduceMax / ReduceMin on one output. */
+static float reduce_one_f32(const tb_reduce_params *p, const float *in) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t i, off = 0;
+  float acc = p->mode == TB_REDUCE_MAX ? -3.40282347e+38f
+              : p->mode == TB_REDUCE_MIN ? 3.40282347e+38f : 0.0f;
+  for (i = 0; i < p->count; ++i) {
+    const float v = in[off];
+    if (p->mode == TB_REDUCE_MAX) acc = v > acc ? v : acc;
+    else if (p->mode == TB_REDUCE_MIN) acc = v < acc ? v : acc;
+    else acc += v;
+    off += next_offset(p->inner_rank, p->inner_dims, p->inner_strides, index);
+  }
+  return p->mode == TB_REDUCE_MEAN ? acc / (float)p->count : acc;
+}
+
+void tb_reduce_f32(const tb_reduce_params *p, const float *input, float *output) {
+  int32_t index[TB_REDUCE_MAX_DIMS] = {0};
+  int32_t o, off = 0;
+  for (o = 0; o < p->outputs; ++o) {
+    output[o] = reduce_one_f32(p, input + off);
+    off += next_offset(p->outer_rank, p->outer_dims, p->outer_strides, index);
+  }
+}
+
 /* Ties keep the first index (std::greater / std::less are strict). */
 static int32_t arg_one(const tb_arg_params *p, const int8_t *in) {
   int32_t i, best = 0, value = in[0];

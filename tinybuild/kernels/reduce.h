@@ -34,6 +34,11 @@ typedef struct {
 } tb_reduce_params;
 
 void tb_reduce_s8(const tb_reduce_params *p, const int8_t *input, int8_t *output);
+/* int16 (zero points 0): the same params; mode SUM_U8 sums int16 values. */
+void tb_reduce_s16(const tb_reduce_params *p, const int16_t *input, int16_t *output);
+/* float32: mul and the zero points unused; MEAN and SUM add from 0.0f in
+ * TFLite's order (row-major over the reduced dims), MAX/MIN start at -/+FLT_MAX. */
+void tb_reduce_f32(const tb_reduce_params *p, const float *input, float *output);
 
 /* ARG_MAX / ARG_MIN over one axis of an [outer][axis][inner] int8 tensor:
  * the first index of the largest (smallest) value, as TFLite's ArgMinMax. */

@@ -37,6 +37,9 @@ int32_t tb_mul_by_quant_mul(int32_t x, int32_t multiplier, int32_t shift);
 int32_t tb_round_half_away(double v);
 /* gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH semantics). */
 int32_t tb_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
+/* TFLite's int64 MultiplyByQuantizedMultiplier (16x8 kernels' int64 sums):
+ * the multiplier rounded to 16 bits, one rounding shift by 15 - shift. */
+int32_t tb_mul_by_quant_mul_s64(int64_t x, int32_t multiplier, int32_t shift);
 /* gemmlowp RoundingDivideByPOT: round-half-away-from-zero arithmetic right shift, 0 <= exponent <= 31. */
 int32_t tb_rounding_divide_by_pot(int32_t x, int32_t exponent);
 

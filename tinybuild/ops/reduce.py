@@ -18,6 +18,7 @@ from .. import quant
 from ..lower import Layer
 from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
 from ._common import elements, tensor
+from ._types import ACTIVATIONS, int16_zero_points, same_type
 
 REDUCER_OPTIONS = Options("ReducerOptions", (OptionField("KeepDims", "keep_dims", 0, "bool", False),))
 MAX_DIMS = 6                                      # TB_REDUCE_MAX_DIMS in reduce.h
@@ -66,11 +67,19 @@ def rescale(op, x, y, count: int) -> tuple[int, int]:
 
 
 def lower_reduce(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input")
-    y = tensor(graph, op, op.outputs[0], "output")
+    x = tensor(graph, op, op.inputs[0], "input", ACTIVATIONS)
+    y = tensor(graph, op, op.outputs[0], "output", ACTIVATIONS)
+    same_type(op, x, y)
     raw = constant_axes(graph, op, len(x.shape))
     reduced = {a % len(x.shape) for a in raw}
-    if op.op.startswith("REDUCE_") and (x.scale, x.zero_point) != (y.scale, y.zero_point):
+    if x.dtype == "int16":
+        int16_zero_points(op, x, y)
+        if op.op == "SUM":
+            # probed: its outputs follow neither the raw nor the rescaled sum
+            raise unsupported(op, "int16 SUM (TF 2.21's reference kernel gives outputs that are "
+                                  "not the sum; use MEAN or int8)")
+    if (x.dtype != "float32" and op.op.startswith("REDUCE_")
+            and (x.scale, x.zero_point) != (y.scale, y.zero_point)):
         raise unsupported(op, "input and output quantization differ (TFLite requires them equal)")
     outer, inner = walk(x.shape, reduced)
     if len(outer) > MAX_DIMS or len(inner) > MAX_DIMS:
@@ -84,9 +93,15 @@ def lower_reduce(graph, op) -> Layer:
                   inner_dims=pad(inner, 0), inner_strides=pad(inner, 1),
                   outputs=elements(x) // count, count=count,
                   input_zero_point=x.zero_point, output_zero_point=y.zero_point,
-                  mul=rescale(op, x, y, count) if op.op in ("MEAN", "SUM") else (0, 0))
+                  mul=rescale(op, x, y, count) if _rescaled(op, x) else (0, 0))
     return Layer(op.index, op.op, "tb_reduce_params", params, [op.inputs[0]], [op.outputs[0]],
-                 [], 0, f"{'x'.join(map(str, x.shape))} over axes {sorted(reduced)}")
+                 [], 0, f"{'x'.join(map(str, x.shape))} over axes {sorted(reduced)}",
+                 dtype=x.dtype)
+
+
+def _rescaled(op, x) -> bool:
+    """Integer MEAN and SUM rescale (int16 SUM is refused); float needs none."""
+    return op.op in ("MEAN", "SUM") and x.dtype != "float32"
 
 
 ARG_OPTIONS = {name: Options(table, (OptionField("OutputType", "output_type", 0, "i8", 0),))
@@ -110,16 +125,18 @@ def lower_arg(graph, op) -> Layer:
 
 
 _C = KERNEL_DIR / "reduce.c"
-_REDUCE_DOC = "int8, any constant axes (negative, repeated), keep_dims or not"
+_REDUCE_DOC = "int8, int16 (zero point 0), float32; any constant axes (negative, repeated), keep_dims or not"
+_TYPED = {"int16": "tb_reduce_s16", "float32": "tb_reduce_f32"}
 OPS = [
     OpDef("MEAN", lower_reduce, "tb_reduce_s8", _C, "tb_reduce_params", REDUCER_OPTIONS,
-          doc=_REDUCE_DOC + ", any quantization"),
+          typed=_TYPED, doc=_REDUCE_DOC + ", any quantization"),
     OpDef("SUM", lower_reduce, "tb_reduce_s8", _C, "tb_reduce_params", REDUCER_OPTIONS,
-          doc=_REDUCE_DOC + ", any quantization (bytes summed as uint8, as TF 2.21's reference)"),
+          typed=_TYPED, doc=_REDUCE_DOC + ", any quantization (int8 bytes summed as uint8, as "
+                                          "TF 2.21's reference)"),
     OpDef("REDUCE_MAX", lower_reduce, "tb_reduce_s8", _C, "tb_reduce_params", REDUCER_OPTIONS,
-          doc=_REDUCE_DOC + " (same quantization in and out)"),
+          typed=_TYPED, doc=_REDUCE_DOC + " (same quantization in and out)"),
     OpDef("REDUCE_MIN", lower_reduce, "tb_reduce_s8", _C, "tb_reduce_params", REDUCER_OPTIONS,
-          doc=_REDUCE_DOC + " (same quantization in and out)"),
+          typed=_TYPED, doc=_REDUCE_DOC + " (same quantization in and out)"),
     OpDef("ARG_MAX", lower_arg, "tb_arg_min_max_s8", _C, "tb_arg_params", ARG_OPTIONS["ARG_MAX"],
           doc="int8 -> int32 or int64, one constant axis (negative allowed), first index on ties"),
     OpDef("ARG_MIN", lower_arg, "tb_arg_min_max_s8", _C, "tb_arg_params", ARG_OPTIONS["ARG_MIN"],
