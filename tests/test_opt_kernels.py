@@ -186,17 +186,6 @@ def test_fully_connected_double_rescale_near_ties(lib, impls):
             compare(lib, impls, layer, [x])
 
 
-def test_fully_connected_per_channel_left_to_the_reference(lib, impls):
-    """Per-channel FC rescales each row in double with its own multiplier (TF
-    2.21's reference, exact ties included: 11/512 * 2^k); this kernel has one
-    multiplier per layer, so the reference kernel runs such layers."""
-    rng = np.random.default_rng(13)
-    layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=0.5,
-                            w_scale=0.04296875, out_scale=1.0, per_channel=True)
-    assert compare(lib, impls, layer, [rng.integers(-128, 128, 16).astype(np.int8)],
-                   must_accept=False) is None
-
-
 @FAST
 @given(d=add_cases)
 def test_add_matches_reference(lib, impls, d):

@@ -84,10 +84,12 @@ def test_kernels_go_to_rv32_cores_with_the_m_extension():
 # -- strategies ---------------------------------------------------------------------------
 
 def fc_must_accept(layer) -> bool:
-    """Per-tensor FC: TFLite's double rescale has a fast exact form for
-    multipliers below 0.5; the kernel must take every such layer."""
+    """TFLite's double rescale has a fast exact form for multipliers below 0.5
+    (per-tensor, or every output's per-channel one); the kernel must take
+    every such layer."""
     rm = float(layer.params["real_multiplier"])
-    return rm != 0.0 and quant.fc_double_fast(rm) is not None
+    multipliers = [rm] if rm != 0.0 else layer.consts[3].values
+    return all(quant.fc_double_fast(float(m)) is not None for m in multipliers)
 
 
 @FAST
@@ -195,17 +197,6 @@ def test_fully_connected_double_rescale_near_ties(lib, impls):
             compare(lib, impls, layer, [x])
 
 
-def test_fully_connected_per_channel_left_to_the_reference(lib, impls):
-    """Per-channel FC rescales each row in double with its own multiplier (TF
-    2.21's reference, exact ties included: 11/512 * 2^k); this kernel has one
-    multiplier per layer, so the reference kernel runs such layers."""
-    rng = np.random.default_rng(13)
-    layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=0.5,
-                            w_scale=0.04296875, out_scale=1.0, per_channel=True)
-    assert compare(lib, impls, layer, [rng.integers(-128, 128, 16).astype(np.int8)],
-                   must_accept=False) is None
-
-
 def test_fully_connected_double_rescale_at_every_tie(lib, impls):
     """Accumulators on, and one or two away from, every rounding tie of
     double(acc) * real_multiplier up to the int8 range (one FC row per
@@ -295,7 +286,7 @@ def _sim_cases(impls, seed, count):
     while len(cases) < count:
         layer, inputs = random_sim_layer(rng, SIM_KINDS[int(rng.integers(0, 4))])
         if layer.op == "FULLY_CONNECTED" and optimized(layer, impls) is None:
-            continue                        # per-tensor multiplier >= 0.5: not taken
+            continue                        # a multiplier >= 0.5: not taken
         add(layer, inputs)
     return cases
 
@@ -331,10 +322,8 @@ def test_models_with_the_rv_kernels_match_tflite(tmp_path, target, model):
     report = _build(tmp_path, target, path)
     assert report["validation"]["match"] is True
     kernels = {layer["kernel"] for layer in report["layers"]}
-    expected = {"tb_rv_conv2d_s8", "tb_rv_depthwise_conv2d_s8"}
-    if model != "kws.h5":   # kws.h5's FC is per-channel: TFLite rescales each row in double
-        expected.add("tb_rv_fully_connected_s8")   # with its own multiplier (reference kernel)
-    assert expected <= kernels
+    # kws.h5's FC is per-channel (each output its own double multiplier), kws_ref_model's per-tensor
+    assert {"tb_rv_conv2d_s8", "tb_rv_depthwise_conv2d_s8", "tb_rv_fully_connected_s8"} <= kernels
     assert report["arena"]["bytes"] == report["arena"]["lower_bound"]
 
 

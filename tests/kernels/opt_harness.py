@@ -117,14 +117,14 @@ def random_conv_layer(rng, *, depthwise=False, in_h=5, in_w=5, in_c=3, out_c=4, 
 
 def random_fc_layer(rng, *, in_features=8, out_features=5, in_scale=0.05, in_zp=0,
                     w_scale=0.01, out_scale=0.1, out_zp=0, activation="NONE",
-                    per_channel=False, use_bias=True) -> Layer:
+                    per_channel=False, use_bias=True, rows=1) -> Layer:
     w = rng.integers(-127, 128, size=(out_features, in_features)).astype(np.int8)
     bias = (rng.integers(-3000, 3001, size=out_features) if use_bias
             else np.zeros(out_features)).astype(np.int32)
     w_scales = ([float(v) for v in rng.uniform(0.5, 2.0, out_features) * w_scale]
                 if per_channel else [w_scale])
     act_min, act_max = quant.activation_range(activation, out_scale, out_zp)
-    params = dict(in_features=in_features, out_features=out_features, input_offset=-in_zp,
+    params = dict(rows=rows, in_features=in_features, out_features=out_features, input_offset=-in_zp,
                   weights_offset=0, output_offset=out_zp, act_min=act_min, act_max=act_max,
                   real_multiplier=CDouble(0.0 if per_channel else
                                           quant.fc_real_multiplier(in_scale, w_scale, out_scale)))
@@ -135,7 +135,8 @@ def random_fc_layer(rng, *, in_features=8, out_features=5, in_scale=0.05, in_zp=
               Const("out_mul", "tb_quant_mul", np.array(muls, np.int32)),
               Const("real_mul", "double", np.array(real_muls, np.float64))]
     return Layer(0, "FULLY_CONNECTED", "tb_fc_params", params, [0], 1, consts,
-                 in_features * out_features, f"{in_features} -> {out_features}")
+                 rows * in_features * out_features, f"{in_features} -> {out_features}" +
+                 (f" x {rows} rows" if rows > 1 else ""))
 
 
 def random_pool_layer(rng, *, in_h=6, in_w=6, c=3, k_h=2, k_w=2, stride=(2, 2),
@@ -189,7 +190,7 @@ def output_size(layer: Layer) -> int:
     if layer.params_type == "tb_pool_params":
         return p["out_h"] * p["out_w"] * p["c"]
     if layer.params_type == "tb_fc_params":
-        return p["out_features"]
+        return p["out_features"] * p.get("rows", 1)
     if layer.params_type in ("tb_add_params", "tb_mul_params", "tb_lut_params"):
         return p["size"]
     raise ValueError(layer.params_type)
@@ -203,7 +204,7 @@ def input_size(layer: Layer) -> int:
     if layer.params_type == "tb_pool_params":
         return p["in_h"] * p["in_w"] * p["c"]
     if layer.params_type == "tb_fc_params":
-        return p["in_features"]
+        return p["in_features"] * p.get("rows", 1)
     if layer.params_type == "tb_add_params":
         return p["size"]
     raise ValueError(layer.params_type)

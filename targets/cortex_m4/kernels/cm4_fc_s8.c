@@ -1,11 +1,13 @@
-/* FULLY_CONNECTED int8 for Cortex-M4 (DSP extension), batch 1.
+/* FULLY_CONNECTED int8 for Cortex-M4 (DSP extension), any number of rows.
  *
- * Bit-exact with tb_fully_connected_s8, including TFLite's per-tensor double
- * rescale (see the requantization note below).
+ * Bit-exact with tb_fully_connected_s8: TF 2.21's reference rescales every
+ * output in double, per-tensor and per-channel weights alike (see the
+ * requantization note below).
  *
- * The input vector is expanded once into the scratch buffer as int16
- * (x + input_offset), K padded to a multiple of 4, stored as the pairs
- * (k, k+2), (k+1, k+3) of every group of 4 (SXTAB16 / SXTAB16 ROR #8).
+ * Per row of inputs (p->rows, 0 reads as 1), the input vector is expanded
+ * once into the scratch buffer as int16 (x + input_offset), K padded to a
+ * multiple of 4, stored as the pairs (k, k+2), (k+1, k+3) of every group of 4
+ * (SXTAB16 / SXTAB16 ROR #8).
  * Weights are reordered at build time into blocks of 4 rows: for every group
  * of 4 inputs the 4 rows' words follow each other, so one LDM brings 16
  * weights and SXTB16 / SXTB16 ROR #8 split each row's word into the same
@@ -13,42 +15,39 @@
  * (a single output, 5, 9...) the first row is its K4 bytes alone, run by a
  * one-row loop before the blocks: a padded block of 4 would cost 4 rows for 1.
  *
- * Requantization per output:
- *  - per-channel weights: TFLite's fixed-point MultiplyByQuantizedMultiplier,
- *    as the fast exact form tb_rq {M, B, e} (or the reference's when the
- *    build could not prove the fast form);
- *  - per-tensor weights: the reference rounds double(acc) * real_multiplier
- *    half away from zero. With R = round(real_multiplier * 2^(32+t)) and
- *    a = |acc|, Q = a*R + 2^(31+t): whenever a <= Q mod 2^(32+t) <
- *    2^(32+t) - a, floor(Q / 2^(32+t)) is that rounded value (the proof is
- *    in tinybuild.quant.fc_double_fast); otherwise the kernel evaluates the
- *    double expression exactly like the reference (rare: near a tie).
+ * Requantization per output o: the reference rounds double(acc) * m_o half
+ * away from zero (m_o: the per-tensor real_multiplier, or output o's own
+ * multiplier for per-channel weights). With R_o = round(m_o * 2^(32+t_o)),
+ * a = |acc| and Q = a*R_o + 2^(31+t_o): whenever a <= Q mod 2^(32+t_o) <
+ * 2^(32+t_o) - a, floor(Q / 2^(32+t_o)) is that rounded value (the proof is
+ * in tinybuild.quant.fc_double_fast); otherwise the kernel evaluates the
+ * double expression exactly like the reference (rare: near a tie).
  *
- * Arguments: params, input, weights, rq (header {flags, R, t, 0}, then per
- * row, rows padded to a multiple of 4: {bias, M, B, e} / {bias, M, shift, 0}),
- * output, scratch (K4 int16). The input is copied to the scratch buffer
- * before any output is written, so the output may overlap the input; the copy
- * runs back to front, so the scratch may start at the input's offset (or
- * above it).
+ * Arguments: params, input, weights, rq (header {flags, real_mul stride, 0,
+ * 0}, then per output, padded to a multiple of 4: {bias, R, t, 0}), real_mul
+ * (the double multipliers: one, stride 0, or one per output, stride 1),
+ * output, scratch (K4 int16). A row's input is copied to the scratch buffer
+ * before its outputs are written; with one row the output may overlap the
+ * input anywhere and the scratch may start at the input's offset (or above:
+ * the copy runs back to front); with several rows, prepare_fc declares the
+ * overlaps that leave later rows' inputs intact.
  */
 #include "tb_cm4.h"
 
-#define TB_CM4_RQ_FAST 1
 #define TB_CM4_RQ_FULLRANGE 2
-#define TB_CM4_RQ_DOUBLE 4
 
-/* round_half_away(double(acc) * real_multiplier), exactly: a fixed-point
- * product unless it lands within |acc| / 2^(32+t) of a tie (see above).
- * rnd = 2^(31+t) split in words; mask = 2^t - 1. */
+/* round_half_away(double(acc) * *m), exactly: a fixed-point product unless it
+ * lands within |acc| / 2^(32+t) of a tie (see above). *m is read only then. */
 static inline __attribute__((always_inline)) int32_t tb_cm4_fc_double(int32_t acc, uint32_t r,
-                                                                    int32_t t, uint32_t rnd_lo,
-                                uint32_t rnd_hi, double real_multiplier) {
+                                                                    int32_t t, const double *m) {
   const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
-  const uint64_t q = (uint64_t)a * r + (((uint64_t)rnd_hi << 32) | rnd_lo);
+  /* 2^(31+t) as two words */
+  const uint64_t rnd = ((uint64_t)((1u << t) >> 1) << 32) | ((uint32_t)(t == 0) << 31);
+  const uint64_t q = (uint64_t)a * r + rnd;
   const uint32_t lo = (uint32_t)q, hi = (uint32_t)(q >> 32);
-  const uint32_t mask = (1u << t) - 1u, m = hi & mask;
-  if ((m == 0 && lo < a) || (m == mask && lo + a < lo)) {
-    return tb_round_half_away((double)acc * real_multiplier);   /* near a tie */
+  const uint32_t mask = (1u << t) - 1u, frac_hi = hi & mask;
+  if ((frac_hi == 0 && lo < a) || (frac_hi == mask && lo + a < lo)) {
+    return tb_round_half_away((double)acc * *m);   /* near a tie */
   }
   {
     const int32_t c = (int32_t)(hi >> t);
@@ -135,56 +134,26 @@ static int32_t tb_cm4_fc_row1(const uint32_t *px, const uint32_t *pw, int32_t nq
   return a + b;
 }
 
-/* Requantize the n sums acc[0..n-1] of outputs o.. (r: output o's {bias, M,
- * B, e} / {bias, M, shift, 0}) into output[o..]. A macro over the caller's
- * locals: the block loop and the single first row share it, and neither
- * reloads the parameters after each output store (the output may alias them). */
+/* Requantize the n sums acc[0..n-1] of outputs o.. (r: output o's {bias, R,
+ * t, 0}) into out[o..]. A macro over the caller's locals: the block loop and
+ * the single first row share it, and neither reloads the parameters after
+ * each output store (the output may alias them). */
 #define TB_CM4_FC_STORE(n)                                                                   \
   do {                                                                                       \
     int32_t j;                                                                               \
-    if (flags & TB_CM4_RQ_DOUBLE) {                                                          \
-      for (j = 0; j < (n); ++j) {                                                            \
-        const int32_t v = tb_cm4_fc_double(acc[j], r_mul, t_shift, rnd_lo, rnd_hi,            \
-                                           p->real_multiplier) + zp;                          \
-        output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));                  \
-      }                                                                                      \
-    } else if (flags & TB_CM4_RQ_FAST) {                                                     \
-      for (j = 0; j < (n); ++j) {                                                            \
-        const int32_t *rj = r + 4 * j;                                                       \
-        const int32_t v = tb_rq(acc[j], rj[1], rj[2], rj[3]);                                \
-        output[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));                  \
-      }                                                                                      \
-    } else {                                                                                 \
-      for (j = 0; j < (n); ++j) {                                                            \
-        const int32_t *rj = r + 4 * j;                                                       \
-        output[o + j] = (int8_t)tb_clamp(tb_mul_by_quant_mul(acc[j], rj[1], rj[2]) + zp, lo, \
-                                         hi);                                                \
-      }                                                                                      \
+    for (j = 0; j < (n); ++j) {                                                              \
+      const int32_t *rj = r + 4 * j;                                                         \
+      const int32_t v = tb_cm4_fc_double(acc[j], (uint32_t)rj[1], rj[2],                      \
+                                         real_mul + m_step * (o + j)) + zp;                   \
+      out[o + j] = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));                       \
     }                                                                                        \
   } while (0)
 
-void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
-                               const int8_t *weights, const int32_t *rq, int8_t *output,
-                               void *scratch) {
-  const int32_t k = p->in_features, rows = p->out_features;
-  const int32_t blocked = (rows & 3) == 1 ? rows - 1 : rows;   /* rows in blocks of 4 */
-  const int32_t nq = (k + 3) >> 2;
-  const int32_t flags = rq[0];
-  const uint32_t r_mul = (uint32_t)rq[1];
-  const int32_t t_shift = rq[2];
-  const uint32_t rnd_lo = t_shift == 0 ? 0x80000000u : 0u;
-  const uint32_t rnd_hi = t_shift == 0 ? 0u : 1u << (t_shift - 1);
-  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
-  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
-  const int full = (flags & TB_CM4_RQ_FULLRANGE) != 0;
-  uint32_t *px = (uint32_t *)scratch;
-  const uint32_t *pw = (const uint32_t *)(const void *)weights;
-  const int32_t *r = rq + 4;
-  int32_t acc[4], i, o;
-  /* Expand the input back to front (the pad of K to K4 meets zero weights):
-   * group g's bytes are read before words 2g, 2g+1 are written, so the
-   * scratch may start at the input itself. */
-  i = k & ~3;
+/* Expand one row of k inputs into px as int16 pairs, back to front (the pad
+ * of K to K4 meets zero weights): group g's bytes are read before words 2g,
+ * 2g+1 are written, so px may start at the input itself. */
+static void tb_cm4_fc_expand(const int8_t *input, int32_t k, uint32_t off2, uint32_t *px) {
+  int32_t i = k & ~3;
   if (i < k) {
     uint8_t last[4] = {0, 0, 0, 0};
     int32_t j;
@@ -200,16 +169,38 @@ void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
     px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
     px[i >> 1] = tb_sxtab16(off2, v);
   }
-  o = 0;
-  if (blocked < rows) {   /* the first row, alone: its K4 bytes come first */
-    acc[0] = tb_cm4_fc_row1(px, pw, nq, r[0]);
-    TB_CM4_FC_STORE(1);
-    o = 1, pw += nq, r += 4;
-  }
-  for (; o < rows; o += 4, pw += 4 * nq, r += 16) {
-    const int32_t n = rows - o < 4 ? rows - o : 4;
-    acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
-    tb_cm4_fc_rows4(px, pw, nq, acc);
-    TB_CM4_FC_STORE(n);
+}
+
+void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
+                               const int8_t *weights, const int32_t *rq, const double *real_mul,
+                               int8_t *output, void *scratch) {
+  const int32_t k = p->in_features, outs = p->out_features;
+  const int32_t n_rows = p->rows > 0 ? p->rows : 1;
+  const int32_t blocked = (outs & 3) == 1 ? outs - 1 : outs;   /* outputs in blocks of 4 */
+  const int32_t nq = (k + 3) >> 2;
+  const int32_t flags = rq[0], m_step = rq[1];
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+  const int full = (flags & TB_CM4_RQ_FULLRANGE) != 0;
+  uint32_t *px = (uint32_t *)scratch;
+  int32_t row;
+  for (row = 0; row < n_rows; ++row) {
+    const int8_t *in = input + row * k;
+    int8_t *out = output + row * outs;
+    const uint32_t *pw = (const uint32_t *)(const void *)weights;
+    const int32_t *r = rq + 4;
+    int32_t acc[4], o = 0;
+    tb_cm4_fc_expand(in, k, off2, px);
+    if (blocked < outs) {   /* the first output, alone: its K4 bytes come first */
+      acc[0] = tb_cm4_fc_row1(px, pw, nq, r[0]);
+      TB_CM4_FC_STORE(1);
+      o = 1, pw += nq, r += 4;
+    }
+    for (; o < outs; o += 4, pw += 4 * nq, r += 16) {
+      const int32_t n = outs - o < 4 ? outs - o : 4;
+      acc[0] = r[0], acc[1] = r[4], acc[2] = r[8], acc[3] = r[12];
+      tb_cm4_fc_rows4(px, pw, nq, acc);
+      TB_CM4_FC_STORE(n);
+    }
   }
 }

@@ -460,7 +460,13 @@ def prepare_depthwise_as_conv(layer: Layer) -> Layer:
 
 # -- FULLY_CONNECTED -----------------------------------------------------------------
 
-RQ_DOUBLE = 4
+def fc_real_multipliers(layer: Layer) -> list[float]:
+    """Each output's double multiplier, as the reference kernel picks it: the
+    per-tensor real_multiplier, else the per-channel real_mul entries."""
+    rm = float(layer.params["real_multiplier"])
+    if rm != 0.0:
+        return [rm] * layer.params["out_features"]
+    return [float(m) for m in _const(layer, "real_mul")]
 
 
 def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
@@ -478,48 +484,58 @@ def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
 
 
 def accepts_fc(layer: Layer) -> bool:
+    """weights_offset 0 and, for every output, a multiplier in (0, 0.5): the
+    double rescale's exact fixed-point form (quant.fc_double_fast) exists."""
     p = layer.params
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
-    if p.get("rows", 1) > 1:   # this kernel computes one row of inputs
-        return False
-    rm = float(p["real_multiplier"])   # 0.0: per-channel, rescaled in double per row: not here
-    return rm != 0.0 and quant.fc_double_fast(rm) is not None
+    return all(quant.fc_double_fast(m) is not None for m in set(fc_real_multipliers(layer)))
+
+
+def fc_overlap(p: dict) -> tuple[dict, dict]:
+    """(overlap, scratch_overlap) of the output and scratch with the input.
+    One row: anywhere (the input is in the scratch before an output is
+    written; the back-to-front copy lets the scratch start at the input).
+    Several rows: output row r, written after row r's input was copied, must
+    end before row r + 1's input starts (offset d <= (r + 1) * (in - out) for
+    every r < rows - 1), and the scratch is its own buffer."""
+    rows, k, n = p.get("rows", 1), p["in_features"], p["out_features"]
+    if rows <= 1:
+        return (None, None), (0, None)
+    return (None, min(0, (rows - 1) * (k - n))), None
 
 
 def prepare_fc(layer: Layer) -> Layer:
     p = layer.params
-    rows, k = p["out_features"], p["in_features"]
-    r4 = (rows + 3) // 4 * 4
-    w = _const(layer, "filter").reshape(rows, k).astype(np.int64)
-    bias = np.zeros(r4, np.int64)
-    bias[:rows] = _const(layer, "bias")
-    rm = float(p["real_multiplier"])
-    wsum = np.abs(w).sum(axis=1)
-    bounds = np.abs(bias[:rows]) + wsum * _max_abs_input(p["input_offset"])
-    if rm != 0.0:
-        r, t = quant.fc_double_fast(rm)
-        flags = RQ_DOUBLE | (RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0)
-        triples = np.zeros((r4, 3), np.int64)
-        header = [flags, r, t, 0]
-        notes = ["requantization: TFLite's double rescale, exact: fixed-point R = "
-                 f"{r} / 2^{32 + t} unless within |acc| / 2^{32 + t} of a tie (then in double)"]
-    else:
-        constants = [int(b) if s == 0 else None for b, s in zip(bias[:rows], wsum)]
-        flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
-                                        p["act_min"], p["act_max"], r4, constants)
-        header = [flags, 0, 0, 0]
-    rq = np.concatenate([header, np.concatenate([bias[:, None], triples], axis=1).reshape(-1)])
-    consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), rows, k)),
-              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
+    outs, k = p["out_features"], p["in_features"]
+    r4 = (outs + 3) // 4 * 4
+    multipliers = fc_real_multipliers(layer)
+    per_channel = float(p["real_multiplier"]) == 0.0
+    rows = np.zeros((r4, 4), np.int64)
+    rows[:outs, 0] = _const(layer, "bias")
+    rows[:outs, 1:3] = [quant.fc_double_fast(m) for m in multipliers]
+    flags = RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0
+    rq = np.concatenate([[flags, int(per_channel), 0, 0], rows.reshape(-1)])
+    real_mul = np.asarray(multipliers if per_channel else multipliers[:1], np.float64)
+    consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), outs, k)),
+              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
+              Const("real_mul", "double", real_mul)]
     scratch = (k + 3) // 4 * 4 * 2
-    notes = notes + [f"weights in blocks of 4 rows x 4 inputs ({r4} rows"
-                     f"{'; the first row alone' if rows % 4 == 1 else ''}), input expanded once "
-                     f"to int16 in {scratch} B of scratch (back to front: it may overlap the "
-                     "input)", "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
-    return replace(layer, consts=consts, args=["filter", "rq"], scratch_bytes=scratch,
-                   overlap={layer.inputs[0]: (None, None)},
-                   scratch_overlap={layer.inputs[0]: (0, None)}, notes=notes)
+    overlap, scratch_overlap = fc_overlap(p)
+    n_rows = p.get("rows", 1)
+    notes = ["requantization: TFLite's double rescale, exact: per output a fixed-point "
+             f"R / 2^(32 + t) ({'one per output' if per_channel else 'one for the layer'}), "
+             "unless within |acc| / 2^(32 + t) of a tie (then in double)",
+             f"weights in blocks of 4 outputs x 4 inputs ({r4} outputs"
+             f"{'; the first output alone' if outs % 4 == 1 else ''}), each row of inputs "
+             f"expanded to int16 in {scratch} B of scratch" +
+             (" (back to front: it may overlap the input)" if n_rows <= 1 else
+              f", {n_rows} rows one after the other"),
+             "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
+    return replace(layer, consts=consts, args=["filter", "rq", "real_mul"], scratch_bytes=scratch,
+                   overlap={layer.inputs[0]: overlap},
+                   scratch_overlap={layer.inputs[0]: scratch_overlap} if scratch_overlap else {},
+                   notes=notes)
 
 
 # -- ADD --------------------------------------------------------------------------------
@@ -603,7 +619,7 @@ def kernels() -> list[KernelImpl]:
                    name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),
         KernelImpl("FULLY_CONNECTED", "tb_cm4_fully_connected_s8", src("cm4_fc_s8.c"),
                    priority=10, accepts=accepts_fc, prepare=prepare_fc,
-                   name="tb_cm4_fully_connected_s8 (DSP, 4 rows)"),
+                   name="tb_cm4_fully_connected_s8 (DSP, 4 outputs)"),
         KernelImpl("ADD", "tb_cm4_add_s8", src("cm4_add_pool_s8.c"), priority=10,
                    accepts=accepts_add, prepare=prepare_add, name="tb_cm4_add_s8 (tables)"),
         KernelImpl("AVERAGE_POOL_2D", "tb_cm4_avg_pool2d_s8", src("cm4_add_pool_s8.c"),

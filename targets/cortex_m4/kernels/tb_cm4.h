@@ -172,8 +172,8 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
                                 const int16_t *filter, const int32_t *rq, int8_t *output,
                                 void *scratch);
 void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
-                               const int8_t *weights, const int32_t *rq, int8_t *output,
-                               void *scratch);
+                               const int8_t *weights, const int32_t *rq, const double *real_mul,
+                               int8_t *output, void *scratch);
 void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *output);
 void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *input2,
                    const int32_t *rq, int8_t *output);

@@ -1,33 +1,33 @@
 /* FULLY_CONNECTED int8 for RV32IM (rv32imc, rv32imac), bit-exact with
- * tb_fully_connected_s8 (weights_offset 0), including TFLite's per-tensor
- * double rescale.
+ * tb_fully_connected_s8 (weights_offset 0): TF 2.21's double rescale,
+ * per-tensor and per-channel weights alike, any number of rows of inputs
+ * (p->rows, 0 reads as 1), one after the other.
  *
- * Rows go in blocks of 8: one input load serves 8 weight loads and 8
- * multiply-adds. Weights were reordered at build time to [row block][K][8]
- * (zero rows for the padding) and input_offset * sum(w) was folded into the
- * bias. A remainder of at most 4 rows (rv_prepare.fc_blocked_rows: a single
- * output, 10 = 8 + 2 classes) runs row by row from [K] rows after the blocks:
- * a padded block would cost 8 rows for them.
+ * Outputs go in blocks of 8: one input load serves 8 weight loads and 8
+ * multiply-adds. Weights were reordered at build time to [block][K][8]
+ * (zero outputs for the padding) and input_offset * sum(w) was folded into the
+ * bias. A remainder of at most 4 outputs (rv_prepare.fc_blocked_rows: a single
+ * output, 10 = 8 + 2 classes) runs one by one from [K] rows after the blocks:
+ * a padded block would cost 8 outputs for them.
  *
- * Requantization per output:
- *  - per-channel weights (real_multiplier == 0): MultiplyByQuantizedMultiplier
- *    in the fast exact form of tb_rv.h, or the reference's own function;
- *  - per-tensor weights: the reference rounds double(acc) * real_multiplier
- *    half away from zero. With R = round(real_multiplier * 2^(32+t)),
- *    a = |acc| and Q = a*R + 2^(31+t): whenever a <= Q mod 2^(32+t) <
- *    2^(32+t) - a, floor(Q / 2^(32+t)) is that rounded value
- *    (tinybuild.quant.fc_double_fast has the proof); near a tie the kernel
- *    evaluates the double expression exactly as the reference does.
+ * Requantization per output o: the reference rounds double(acc) * m_o half
+ * away from zero (m_o: the per-tensor real_multiplier, or output o's own
+ * multiplier for per-channel weights). With R_o = round(m_o * 2^(32+t_o)),
+ * a = |acc| and Q = a*R_o + 2^(31+t_o): whenever a <= Q mod 2^(32+t_o) <
+ * 2^(32+t_o) - a, floor(Q / 2^(32+t_o)) is that rounded value
+ * (tinybuild.quant.fc_double_fast has the proof); near a tie the kernel
+ * evaluates the double expression exactly as the reference does.
  *
- * Arguments: params, input, filter, rq (header {flags, R, t, 0}, then
- * tb_rv_chan per row, rows padded to a multiple of 8), output. Every row
- * block reads the whole input again, so the output may not share bytes with
- * the input (no overlap is declared).
+ * Arguments: params, input, filter, rq (header {flags, real_mul stride, 0,
+ * 0}, then tb_rv_chan {folded bias, R, t, 0} per output, padded to a multiple
+ * of 8), real_mul (the double multipliers: one, stride 0, or one per output,
+ * stride 1), output. Every block reads the whole input row again, so the
+ * output may not share bytes with the input (no overlap is declared).
  */
 #include "tb_rv.h"
 
-/* round_half_away(double(acc) * real_multiplier), exactly. */
-static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, double real_multiplier) {
+/* round_half_away(double(acc) * *m), exactly; *m is read only near a tie. */
+static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, const double *m) {
   const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
   const int32_t shift = 32 + t;
   const uint64_t q = (uint64_t)a * r + ((uint64_t)1 << (shift - 1));
@@ -36,7 +36,7 @@ static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, double real_mult
     const int32_t v = (int32_t)(q >> shift);
     return acc < 0 ? -v : v;
   }
-  return tb_round_half_away((double)acc * real_multiplier);
+  return tb_round_half_away((double)acc * *m);
 }
 
 #define RV_FC_ROWS 8
@@ -81,32 +81,43 @@ static int32_t rv_fc_row(const int8_t *x, const int8_t *w, int32_t k) {
   return s0 + s1;
 }
 
-/* Output row r from its accumulated sum, requantized as the reference does
+/* Output o from its accumulated sum, requantized as the reference does
  * (inlined: a call per output would cost more than the requantization). */
-static inline __attribute__((always_inline)) int8_t rv_fc_out(const tb_fc_params *p, const int32_t *rq, int32_t r, int32_t acc) {
-  const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4) + r;
-  const int32_t sum = acc + q->bias;
-  int32_t v;
-  if (rq[0] & TB_RV_RQ_DOUBLE) {
-    v = rv_fc_double(sum, (uint32_t)rq[1], rq[2], p->real_multiplier) + p->output_offset;
-    return (int8_t)tb_rv_clamp(v, p->act_min, p->act_max);
+static inline __attribute__((always_inline)) int8_t rv_fc_out(const tb_fc_params *p,
+                                                              const int32_t *rq,
+                                                              const double *real_mul, int32_t o,
+                                                              int32_t acc) {
+  const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4) + o;
+  const int32_t v = rv_fc_double(acc + q->bias, (uint32_t)q->m, q->c, real_mul + rq[1] * o);
+  return (int8_t)tb_rv_clamp(v + p->output_offset, p->act_min, p->act_max);
+}
+
+/* One row of k inputs to outs outputs. */
+static void rv_fc_row_of_inputs(const tb_fc_params *p, const int8_t *input, const int8_t *filter,
+                                const int32_t *rq, const double *real_mul, int8_t *output) {
+  const int32_t k = p->in_features, outs = p->out_features;
+  const int32_t tail = outs % RV_FC_ROWS;
+  const int32_t blocked = tail <= RV_FC_SINGLE_ROWS ? outs - tail : outs;
+  int32_t acc[RV_FC_ROWS];
+  int32_t o0, j;
+  for (o0 = 0; o0 < blocked; o0 += RV_FC_ROWS) {
+    rv_fc_block(input, filter + o0 * k, k, acc);
+    for (j = 0; j < RV_FC_ROWS && o0 + j < outs; ++j) {
+      output[o0 + j] = rv_fc_out(p, rq, real_mul, o0 + j, acc[j]);
+    }
   }
-  return (int8_t)tb_rv_requant(sum, q, rq[0] & TB_RV_RQ_FAST, p->output_offset, p->act_min,
-                               p->act_max);
+  for (o0 = blocked; o0 < outs; ++o0) {
+    output[o0] = rv_fc_out(p, rq, real_mul, o0, rv_fc_row(input, filter + o0 * k, k));
+  }
 }
 
 void tb_rv_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
-                              const int8_t *filter, const int32_t *rq, int8_t *output) {
-  const int32_t k = p->in_features, rows = p->out_features;
-  const int32_t tail = rows % RV_FC_ROWS;
-  const int32_t blocked = tail <= RV_FC_SINGLE_ROWS ? rows - tail : rows;
-  int32_t acc[RV_FC_ROWS];
-  int32_t r0, j;
-  for (r0 = 0; r0 < blocked; r0 += RV_FC_ROWS) {
-    rv_fc_block(input, filter + r0 * k, k, acc);
-    for (j = 0; j < RV_FC_ROWS && r0 + j < rows; ++j) output[r0 + j] = rv_fc_out(p, rq, r0 + j, acc[j]);
-  }
-  for (r0 = blocked; r0 < rows; ++r0) {
-    output[r0] = rv_fc_out(p, rq, r0, rv_fc_row(input, filter + r0 * k, k));
+                              const int8_t *filter, const int32_t *rq, const double *real_mul,
+                              int8_t *output) {
+  const int32_t n_rows = p->rows > 0 ? p->rows : 1;
+  int32_t row;
+  for (row = 0; row < n_rows; ++row) {
+    rv_fc_row_of_inputs(p, input + row * p->in_features, filter, rq, real_mul,
+                        output + row * p->out_features);
   }
 }

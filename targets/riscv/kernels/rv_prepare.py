@@ -333,14 +333,23 @@ def _fc_weights(layer: Layer) -> np.ndarray:
     return _const(layer, "filter").astype(np.int64).reshape(p["out_features"], p["in_features"])
 
 
+def fc_real_multipliers(layer: Layer) -> list[float]:
+    """Each output's double multiplier, as the reference kernel picks it: the
+    per-tensor real_multiplier, else the per-channel real_mul entries."""
+    rm = float(layer.params["real_multiplier"])
+    if rm != 0.0:
+        return [rm] * layer.params["out_features"]
+    return [float(m) for m in _const(layer, "real_mul")]
+
+
 def accepts_fc(layer: Layer) -> bool:
+    """weights_offset 0, for every output a multiplier in (0, 0.5) (the double
+    rescale's exact fixed-point form, quant.fc_double_fast, exists) and a
+    folded bias that fits int32."""
     p = layer.params
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
-    if p.get("rows", 1) > 1:   # this kernel computes one row of inputs
-        return False
-    rm = float(p["real_multiplier"])
-    if rm == 0.0 or quant.fc_double_fast(rm) is None:   # 0.0: per-channel, double per row
+    if any(quant.fc_double_fast(m) is None for m in set(fc_real_multipliers(layer))):
         return False
     return _fits_int32(_folded_bias(_fc_weights(layer), _const(layer, "bias"),
                                     p["input_offset"]))
@@ -348,32 +357,29 @@ def accepts_fc(layer: Layer) -> bool:
 
 def prepare_fc(layer: Layer) -> Layer:
     p = layer.params
-    rows, k = p["out_features"], p["in_features"]
-    padded_rows = _round_up(rows, FC_ROWS)
+    outs, k = p["out_features"], p["in_features"]
     w = _fc_weights(layer)
-    bias = _const(layer, "bias").astype(np.int64)
-    folded = _folded_bias(w, bias, p["input_offset"])
-    rm = float(p["real_multiplier"])
-    if rm != 0.0:
-        r, t = quant.fc_double_fast(rm)
-        stream = np.zeros((padded_rows, 4), np.int64)
-        stream[:rows, 0] = folded
-        header = [RQ_DOUBLE, r, t, 0]
-        notes = ["requantization: TFLite's double rescale, exact: fixed-point R = "
-                 f"{r} / 2^{32 + t} unless within |acc| / 2^{32 + t} of a tie (then in double)"]
-    else:
-        bounds, constants = _bounds(w, bias, p["input_offset"])
-        flags, stream, notes = channel_stream(folded, _const(layer, "out_mul"),
-                                              p["output_offset"], bounds, constants, padded_rows)
-        header = [flags, 0, 0, 0]
-    rq = np.concatenate([header, stream.reshape(-1)])
-    consts = [Const("filter", "int8_t", fc_weight_layout(w, rows, k)),
-              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
-    single = rows - min(fc_blocked_rows(rows), rows)
-    notes = notes + [f"weights in blocks of 8 rows ({min(fc_blocked_rows(rows), padded_rows)} rows)"
-                     f"{f' and {single} row(s) one by one' if single else ''}, input_offset * sum(w) "
-                     "folded into the bias; 1 input load per 8 multiply-adds"]
-    return replace(layer, consts=consts, args=["filter", "rq"], notes=notes)
+    multipliers = fc_real_multipliers(layer)
+    per_channel = float(p["real_multiplier"]) == 0.0
+    stream = np.zeros((_round_up(outs, FC_ROWS), 4), np.int64)
+    stream[:outs, 0] = _folded_bias(w, _const(layer, "bias").astype(np.int64), p["input_offset"])
+    stream[:outs, 1:3] = [quant.fc_double_fast(m) for m in multipliers]
+    rq = np.concatenate([[RQ_DOUBLE, int(per_channel), 0, 0], stream.reshape(-1)])
+    real_mul = np.asarray(multipliers if per_channel else multipliers[:1], np.float64)
+    consts = [Const("filter", "int8_t", fc_weight_layout(w, outs, k)),
+              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
+              Const("real_mul", "double", real_mul)]
+    blocked = min(fc_blocked_rows(outs), stream.shape[0])
+    single = outs - min(fc_blocked_rows(outs), outs)
+    n_rows = p.get("rows", 1)
+    notes = ["requantization: TFLite's double rescale, exact: per output a fixed-point "
+             f"R / 2^(32 + t) ({'one per output' if per_channel else 'one for the layer'}), "
+             "unless within |acc| / 2^(32 + t) of a tie (then in double)",
+             f"weights in blocks of 8 outputs ({blocked} outputs)"
+             f"{f' and {single} row(s) one by one' if single else ''}, input_offset * sum(w) "
+             "folded into the bias; 1 input load per 8 multiply-adds" +
+             (f"; {n_rows} rows of inputs one after the other" if n_rows > 1 else "")]
+    return replace(layer, consts=consts, args=["filter", "rq", "real_mul"], notes=notes)
 
 
 # -- ADD ---------------------------------------------------------------------------------------
@@ -430,7 +436,7 @@ def kernels() -> list[KernelImpl]:
                    prepare=prepare_depthwise, name="tb_rv_depthwise_conv2d_s8 (RV32IM, planar)"),
         KernelImpl("FULLY_CONNECTED", "tb_rv_fully_connected_s8", src("rv_fc_s8.c"),
                    priority=10, accepts=accepts_fc, prepare=prepare_fc,
-                   name="tb_rv_fully_connected_s8 (RV32IM, 8 rows)"),
+                   name="tb_rv_fully_connected_s8 (RV32IM, 8 outputs)"),
         KernelImpl("ADD", "tb_rv_add_s8", src("rv_add_s8.c"), priority=10,
                    accepts=accepts_add, prepare=prepare_add, name="tb_rv_add_s8 (tables)"),
     ]

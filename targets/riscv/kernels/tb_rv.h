@@ -27,7 +27,7 @@
 #include "tb_kernels.h"
 
 #define TB_RV_RQ_FAST 1   /* rq[0]: the per-channel triples are {M, C, E} */
-#define TB_RV_RQ_DOUBLE 4 /* FC: TFLite's per-tensor double rescale */
+#define TB_RV_RQ_DOUBLE 4 /* FC: TFLite's double rescale, {bias, R, t, 0} per output */
 
 /* Per output channel in every rq stream: folded bias, then the triple. */
 typedef struct {

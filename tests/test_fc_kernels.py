@@ -1,0 +1,244 @@
+"""The cortex-m4 and riscv FULLY_CONNECTED kernels against the reference
+kernel, byte for byte: per-channel weights (each output its own double
+multiplier, TF 2.21's rescale), several rows of inputs, exact rounding ties
+built on purpose and accumulators at the extremes. Natively on the host (the
+kernels' portable C) and, slow, in the simulator on the real instructions,
+where the optimized kernel must also take fewer instructions."""
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+
+from opt_harness import (CM4_DIR, FAST, RV_DIR, assert_same, build_library,  # noqa: E402
+                         compare, optimized, random_fc_layer, reference, simulate_cases,
+                         target_kernels)
+from tinybuild import quant  # noqa: E402
+
+TARGETS = {"cortex-m4": CM4_DIR, "riscv": RV_DIR}
+I32_MAX = (1 << 31) - 1
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target(request, tmp_path_factory):
+    """(name, host library, {op: KernelImpl}) of one target."""
+    name = request.param
+    lib = build_library(tmp_path_factory.mktemp(name), extra_dirs=(TARGETS[name],),
+                        name=f"libtbfc_{name.replace('-', '_')}.so")
+    return name, lib, {k.op: k for k in target_kernels(name)}
+
+
+def fc_inputs(rng, layer) -> list[np.ndarray]:
+    p = layer.params
+    return [rng.integers(-128, 128, size=p["rows"] * p["in_features"]).astype(np.int8)]
+
+
+def with_accumulators(layer, accs, multipliers):
+    """``layer`` turned into one output per accumulator: zero weights, the bias
+    is the accumulator, and output o rescales with ``multipliers[o]``
+    (per-channel real_mul, as the lowering stores it)."""
+    n, k = len(accs), layer.params["in_features"]
+    layer.params.update(out_features=n, real_multiplier=0.0)
+    consts = {c.role: c for c in layer.consts}
+    consts["filter"].values = np.zeros(n * k, np.int8)
+    consts["bias"].values = np.array(accs, np.int64).astype(np.int32)
+    consts["out_mul"].values = np.repeat(consts["out_mul"].values[:1], n, axis=0)
+    consts["real_mul"].values = np.array(multipliers, np.float64)
+    return layer
+
+
+def near_tie(acc: int, m: float) -> bool:
+    """acc lands where the kernel's fixed-point form defers to the double."""
+    r, t = quant.fc_double_fast(m)
+    s, a = 32 + t, abs(acc)
+    frac = (a * r + (1 << (s - 1))) % (1 << s)
+    return not a <= frac < (1 << s) - a
+
+
+def tie_cases(multipliers, span=(-127, 127), steps=(-2, -1, 0, 1, 2)):
+    """(acc, m) on, and next to, every rounding tie of acc * m in the int8 range."""
+    cases = []
+    for m in multipliers:
+        exact = Fraction(m)
+        for q in range(*span):
+            tie = (q + Fraction(1, 2)) / exact
+            cases += [(int(tie // 1) + d, m) for d in steps]
+    return cases
+
+
+# dyadic multipliers have exact .5 ties (11/512 as in the per-tensor tests),
+# the others are float32 scale products as the lowering computes them
+DYADIC = [0.25, 0.375, 11 / 512, 3 / 1024, 0.4375, 5 / 65536]
+PRODUCTS = [quant.fc_real_multiplier(i, w, o) for i, w, o in
+            [(0.1, 0.01, 0.3), (0.03, 0.007, 0.11), (0.0235, 0.00391, 0.0625), (0.5, 0.0123, 0.77)]]
+
+
+# -- per-channel -------------------------------------------------------------------------
+
+
+fc_cases = st.fixed_dictionaries({
+    "in_features": st.integers(1, 300), "out_features": st.integers(1, 40),
+    "rows": st.sampled_from([1, 1, 2, 3, 7]), "per_channel": st.booleans(),
+    "use_bias": st.booleans(), "in_scale": st.floats(1e-3, 1.0), "in_zp": st.integers(-128, 127),
+    "w_scale": st.floats(1e-3, 0.1), "out_scale": st.floats(1e-3, 2.0),
+    "out_zp": st.integers(-128, 127), "activation": st.sampled_from(["NONE", "RELU", "RELU6"]),
+    "seed": st.integers(0, 2**32 - 1)})
+
+
+@FAST
+@given(d=fc_cases)
+def test_random_layers_match_the_reference(target, d):
+    """Random shapes, rows, scales (per-tensor and per-channel), zero points,
+    activations; out of place and in place at every overlap declared."""
+    _, lib, impls = target
+    d = dict(d)
+    rng = np.random.default_rng(d.pop("seed"))
+    layer = random_fc_layer(rng, **d)
+    multipliers = layer.consts[3].values if d["per_channel"] else [layer.params["real_multiplier"]]
+    must = all(0 < float(m) < 0.5 for m in multipliers)     # quant.fc_double_fast's range
+    compare(lib, impls, layer, fc_inputs(rng, layer), must_accept=must)
+
+
+def test_per_channel_is_taken_by_the_optimized_kernel(target):
+    name, lib, impls = target
+    rng = np.random.default_rng(13)
+    layer = random_fc_layer(rng, in_features=16, out_features=9, in_scale=0.5,
+                            w_scale=0.04296875, out_scale=1.0, per_channel=True)
+    opt = compare(lib, impls, layer, fc_inputs(rng, layer))
+    assert any("one per output" in n for n in opt.notes)
+    assert opt.args[-1] == "real_mul" and opt.consts[-1].values.size == 9
+
+
+def test_a_multiplier_without_a_fast_form_keeps_the_reference(target):
+    """One output's multiplier >= 0.5 (no fixed-point form below 2^31): the
+    whole layer stays with the reference kernel."""
+    _, lib, impls = target
+    rng = np.random.default_rng(3)
+    layer = random_fc_layer(rng, in_features=8, out_features=5, per_channel=True)
+    layer.consts[3].values[2] = 0.75
+    assert optimized(layer, impls) is None
+
+
+def test_every_tie_of_per_channel_multipliers(target):
+    """Accumulators on, and one or two away from, every rounding tie up to the
+    int8 range, each output its own multiplier (dyadic ones: exact .5 ties);
+    both the fixed-point path and the double fallback run."""
+    _, lib, impls = target
+    rng = np.random.default_rng(7)
+    cases = tie_cases(DYADIC + PRODUCTS)
+    assert any(near_tie(a, m) for a, m in cases) and not all(near_tie(a, m) for a, m in cases)
+    for start in range(0, len(cases), 997):             # several layers, ~1000 outputs each
+        chunk = cases[start:start + 997]
+        layer = with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
+                                  [a for a, _ in chunk], [m for _, m in chunk])
+        compare(lib, impls, layer, [np.zeros(3, np.int8)])
+
+
+EXTREMES = [I32_MAX, -I32_MAX, 1 << 30, -(1 << 30), (1 << 30) - 1, 1 - (1 << 30), 0, 1, -1]
+
+
+def test_extreme_accumulators(target):
+    """Accumulators up to +-(2^31 - 1) for tiny and large multipliers (the
+    reference saturates at 2^30 before the clamp), with zero point and RELU."""
+    _, lib, impls = target
+    rng = np.random.default_rng(5)
+    multipliers = [1e-9, 2 ** -20, 0.01, 0.2, 0.25, 0.4999999]
+    accs = [a for a in EXTREMES for _ in multipliers]
+    for out_zp, act in [(0, "NONE"), (-128, "RELU"), (77, "RELU6")]:
+        layer = random_fc_layer(rng, in_features=5, per_channel=True, out_zp=out_zp, activation=act)
+        layer = with_accumulators(layer, accs, multipliers * len(EXTREMES))
+        compare(lib, impls, layer, [np.zeros(5, np.int8)])
+
+
+def test_largest_products(target):
+    """|x + input_offset| = 255 against weights of 127 over 300 inputs, plus a
+    bias of 2^29: the largest sums int8 weights give."""
+    _, lib, impls = target
+    rng = np.random.default_rng(9)
+    for in_zp, sign in [(127, 1), (-128, -1)]:
+        layer = random_fc_layer(rng, in_features=300, out_features=6, per_channel=True,
+                                in_zp=in_zp, w_scale=1e-4, out_scale=1.0)
+        w = np.full((6, 300), 127, np.int8)
+        w[1::2] = -127
+        layer.consts[0].values = w.reshape(-1)
+        layer.consts[1].values = np.array([1 << 29, -(1 << 29), 0, 5, -5, 1 << 28], np.int32)
+        x = np.full(300, -128 if sign > 0 else 127, np.int8)
+        compare(lib, impls, layer, [x])
+
+
+# -- several rows -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows, k, outs", [(2, 8, 3), (5, 8, 3), (3, 16, 33), (7, 5, 12),
+                                           (4, 3, 9), (2, 64, 64), (6, 10, 1)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_several_rows_match_the_reference(target, rows, k, outs, per_channel):
+    """Rows of inputs one after the other (Dense over a sequence); in place at
+    the overlaps declared, which must leave later rows' inputs intact."""
+    _, lib, impls = target
+    rng = np.random.default_rng(rows * 1000 + k * 10 + outs)
+    layer = random_fc_layer(rng, in_features=k, out_features=outs, rows=rows,
+                            per_channel=per_channel, in_zp=int(rng.integers(-128, 128)),
+                            out_zp=int(rng.integers(-128, 128)))
+    opt = compare(lib, impls, layer, fc_inputs(rng, layer))
+    assert opt.macs == rows * k * outs
+
+
+def test_several_rows_declare_no_overlap_that_clobbers_a_later_row():
+    """cortex-m4: output row r is written after row r's input was expanded; the
+    declared offsets end every output row before row r + 1's input."""
+    sys.path.insert(0, str(CM4_DIR))
+    import cm4_prepare
+    for rows, k, n in [(2, 8, 3), (3, 4, 9), (5, 16, 16)]:
+        (lo, hi), scratch = cm4_prepare.fc_overlap(dict(rows=rows, in_features=k, out_features=n))
+        assert lo is None and scratch is None
+        assert all(hi + (r + 1) * n <= (r + 1) * k for r in range(rows - 1))
+        assert hi == 0 or any(hi + 1 + (r + 1) * n > (r + 1) * k for r in range(rows - 1))
+
+
+# -- in the simulator: the real instructions ---------------------------------------------
+
+
+def sim_cases(impls, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    layers = []
+    for rows, k, outs, per_channel in [(1, 1, 1, True), (1, 3, 1, True), (1, 64, 12, True),
+                                       (1, 100, 10, True), (1, 37, 5, False), (3, 16, 9, True),
+                                       (5, 8, 3, False), (8, 32, 16, True), (2, 7, 33, True)]:
+        layers.append(random_fc_layer(rng, in_features=k, out_features=outs, rows=rows,
+                                      per_channel=per_channel, in_zp=int(rng.integers(-128, 128)),
+                                      out_zp=int(rng.integers(-128, 128))))
+    ties = tie_cases(DYADIC[:3] + PRODUCTS[:2], span=(-20, 20), steps=(-1, 0, 1))
+    layers.append(with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
+                                    [a for a, _ in ties], [m for _, m in ties]))
+    layers.append(with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
+                                    EXTREMES * 2, [1e-9] * len(EXTREMES) + [0.3] * len(EXTREMES)))
+    cases = []
+    for layer in layers:
+        opt = optimized(layer, impls)
+        assert opt is not None, layer.shape
+        cases.append((reference(layer), opt, fc_inputs(rng, layer), None))
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_in_the_simulator_equal_and_faster(name, tmp_path):
+    impls = {k.op: k for k in target_kernels(name)}
+    cases = sim_cases(impls, 21)
+    rows = simulate_cases(cases, tmp_path, ram_budget=20_000, extra_dirs=(TARGETS[name],),
+                          target_name=name, flash_budget=60_000)
+    assert len(rows) == len(cases)
+    for row, (case, *_rest) in zip(rows, cases):
+        what = f"{name} FULLY_CONNECTED {case.shape}"
+        assert row["opt_instr"] > 0, f"{what}: the optimized kernel did not run"
+        assert_same(row["ref"], row["opt"], what)
+        assert row["opt_instr"] <= row["ref_instr"], \
+            f"{what}: {row['opt_instr']} > {row['ref_instr']} instructions"
