@@ -184,3 +184,120 @@ def test_the_fusion_note_survives_the_kernel_prepare(name, tmp_path):
     [conv] = kernel_registry.select_kernels(lowered(model, tmp_path), target_kernels(name))
     assert conv.kernel_plugin != kernel_registry.REFERENCE_PLUGIN
     assert conv.notes[0] == "PAD fused: top 0 left 0 bottom 1 right 1"
+
+
+# -- TRANSPOSE folded away (fuse_transposes) ------------------------------------------------
+
+
+def transpose_chain_model(in_shape, perms, reshape=None, out_f=5, keep_num_dims=False,
+                          per_channel=False, second_reader=False, relu=False) -> bytes:
+    """TRANSPOSE(s) with ``perms`` -> optional RESHAPE to ``reshape`` -> FULLY_CONNECTED
+    (out_f None: no FC, the last TRANSPOSE is the output, or a RELU reads it with
+    ``relu``); with ``second_reader`` the first TRANSPOSE's output is also a model output."""
+    rng = rng_for(in_shape, perms, reshape, out_f, keep_num_dims, per_channel, second_reader, relu)
+    b = ModelBuilder()
+    t = b.input(in_shape, "int8", *Q_IN)
+    shape, transposed = list(in_shape), []
+    for perm in perms:
+        shape = [shape[p] for p in perm]
+        transposed.append(b.tensor(shape, "int8", *Q_IN))
+        b.op("TRANSPOSE", [t, b.const(np.array(perm, np.int32), "int32")], [transposed[-1]],
+             version=2)
+        t = transposed[-1]
+    if reshape is not None:
+        r = b.tensor(reshape, "int8", *Q_IN)
+        b.op("RESHAPE", [t, b.const(np.array(reshape, np.int32), "int32")], [r],
+             b.options("ReshapeOptions", newShape=list(reshape)))
+        t, shape = r, list(reshape)
+    outputs = []
+    if out_f is not None:
+        k = shape[-1]
+        rows = int(np.prod(shape)) // k
+        scales = rng.uniform(0.005, 0.02, out_f) if per_channel else np.array([0.01])
+        w = b.const(rng.integers(-127, 128, (out_f, k)), "int8", scales, [0] * len(scales))
+        bias = b.const(rng.integers(-3000, 3000, out_f), "int32",
+                       np.float32(Q_IN[0]) * scales.astype(np.float32), [0] * len(scales))
+        y = b.tensor((*shape[:-1], out_f) if keep_num_dims else (rows, out_f), "int8", *Q_OUT)
+        b.op("FULLY_CONNECTED", [t, w, bias], [y],
+             b.options("FullyConnectedOptions", keepNumDims=keep_num_dims),
+             version=5 if keep_num_dims else 4)
+        outputs.append(y)
+    elif relu:
+        y = b.tensor(shape, "int8", *Q_IN)
+        b.op("RELU", [t], [y])
+        outputs.append(y)
+    else:
+        outputs.append(t)
+    if second_reader:
+        outputs.append(transposed[0])
+    return b.build(outputs)
+
+
+# (case, layer ops after lowering)
+FC = "FULLY_CONNECTED"
+TRANSPOSE_CASES = [
+    (Case("TRANSPOSE NHWC->NCHW -> RESHAPE flatten -> FC",
+          lambda: transpose_chain_model((1, 3, 4, 5), [(0, 3, 1, 2)], reshape=(1, 60))), [FC]),
+    (Case("TRANSPOSE -> RESHAPE -> FC per-channel",
+          lambda: transpose_chain_model((1, 6, 7), [(0, 2, 1)], reshape=(1, 42), per_channel=True)),
+     [FC]),
+    (Case("TRANSPOSE -> RESHAPE -> FC over 5 rows (a permutation inside each row)",
+          lambda: transpose_chain_model((1, 5, 3, 4), [(0, 1, 3, 2)], reshape=(1, 5, 12),
+                                        keep_num_dims=True)), [FC]),
+    (Case("TRANSPOSE -> FC keep dims, one row",
+          lambda: transpose_chain_model((1, 4, 3), [(0, 2, 1)], reshape=(1, 1, 12),
+                                        keep_num_dims=True)), [FC]),
+    (Case("TRANSPOSE -> FC keep dims, moving a size-1 axis (no byte moves)",
+          lambda: transpose_chain_model((1, 4, 1, 6), [(0, 2, 1, 3)], keep_num_dims=True)), [FC]),
+    (Case("TRANSPOSE -> FC keep dims, rows crossing (not folded)",
+          lambda: transpose_chain_model((1, 3, 4), [(0, 2, 1)], keep_num_dims=True)),
+     ["TRANSPOSE", FC]),
+    (Case("TRANSPOSE read by the FC and as a model output (not folded)",
+          lambda: transpose_chain_model((1, 3, 4), [(0, 2, 1)], reshape=(1, 12),
+                                        second_reader=True)), ["TRANSPOSE", "RESHAPE", FC]),
+    (Case("TRANSPOSE -> TRANSPOSE composed into one",
+          lambda: transpose_chain_model((2, 3, 4), [(1, 0, 2), (2, 0, 1)], out_f=None)),
+     ["TRANSPOSE"]),
+    (Case("TRANSPOSE -> TRANSPOSE -> RELU: the identity disappears",
+          lambda: transpose_chain_model((2, 3, 4), [(2, 0, 1), (1, 2, 0)], out_f=None, relu=True)),
+     ["RELU"]),
+    (Case("TRANSPOSE x3 -> RESHAPE -> FC: all folded",
+          lambda: transpose_chain_model((1, 2, 3, 4), [(0, 2, 1, 3), (0, 3, 1, 2), (0, 1, 3, 2)],
+                                        reshape=(1, 24))), [FC]),
+    (Case("TRANSPOSE -> TRANSPOSE identity as the model output (kept)",
+          lambda: transpose_chain_model((2, 3, 4), [(2, 0, 1), (1, 2, 0)], out_f=None)),
+     ["TRANSPOSE"]),
+]
+
+
+@pytest.mark.parametrize("case,ops", TRANSPOSE_CASES, ids=[str(c) for c, _ in TRANSPOSE_CASES])
+def test_transpose_folding_matches_tflite(case, ops, tmp_path):
+    layers = lowered(case.model(), tmp_path)
+    assert [layer.op for layer in layers] == ops
+    assert [layer.index for layer in layers] == list(range(len(layers)))
+    check(case)
+
+
+def test_folded_fc_reads_the_transpose_input_and_its_buffer_goes(tmp_path):
+    from tinybuild import kernel_registry, planner
+    path = tmp_path / "model.tflite"
+    path.write_bytes(transpose_chain_model((1, 3, 4, 5), [(0, 3, 1, 2)], reshape=(1, 60)))
+    graph = importer.load_graph(path)
+    [fc] = kernel_registry.select_kernels(lower.lower_graph(graph), [])
+    assert fc.inputs == graph.inputs
+    assert fc.notes == ["TRANSPOSE fused: operator 0's permutation folded into the weight columns"]
+    placed = {t for b in planner.buffers_with_lifetimes(graph, [fc]) for t in b.tensors}
+    assert placed == {graph.inputs[0], fc.output}
+
+
+def test_folded_fc_takes_the_optimized_kernel_and_matches(target, tmp_path):
+    """The folded FC (5 rows; its bytes are TFLite's with the reference kernel,
+    above) through the targets' kernels: the reference kernel's bytes."""
+    from tinybuild import kernel_registry
+    name, lib, impls = target
+    case = TRANSPOSE_CASES[2][0]
+    [fc] = lowered(case.model(), tmp_path)
+    [chosen] = kernel_registry.select_kernels(lowered(case.model(), tmp_path), target_kernels(name))
+    assert chosen.kernel_plugin != kernel_registry.REFERENCE_PLUGIN
+    assert chosen.notes[0].startswith("TRANSPOSE fused")
+    compare(lib, impls, fc, [np.random.default_rng(4).integers(-128, 128, 60).astype(np.int8)])
