@@ -241,7 +241,8 @@ def link_command(toolchain: Toolchain, target: Target, objects, elf: Path, map_f
             "-Wl,--gc-sections", "-Xlinker", f"-Map={map_file}",
             # simulators read the descriptor; nothing on the device references it
             "-Wl,--undefined=tb_io_desc", "-T", str(target.linker_script),
-            "-o", str(elf), *map(str, objects), "-Wl,--start-group", "-lc", "-lgcc",
+            # -lm: float32 SOFTMAX/LOGISTIC/TANH call the toolchain's expf/tanhf
+            "-o", str(elf), *map(str, objects), "-Wl,--start-group", "-lc", "-lm", "-lgcc",
             "-Wl,--end-group"]
 
 

@@ -6,10 +6,13 @@ from harness import FAST, SWEEP, Case, check
 from tflite_builder import ModelBuilder
 
 
-def softmax_model(shape=(1, 10), in_q=(0.1, 0), beta=1.0) -> bytes:
+def softmax_model(shape=(1, 10), in_q=(0.1, 0), beta=1.0, dtype="int8") -> bytes:
     b = ModelBuilder()
-    x = b.input(shape, "int8", *in_q)
-    y = b.tensor(shape, "int8", 1 / 256, -128)            # what TFLite requires of int8 softmax
+    out_q = {"int8": (1 / 256, -128), "int16": (1 / 32768, 0)}.get(dtype, (None, None))
+    if dtype == "float32":
+        in_q = (None, None)
+    x = b.input(shape, dtype, *in_q)
+    y = b.tensor(shape, dtype, *out_q)            # what TFLite requires of int8/int16 softmax
     b.op("SOFTMAX", [x], [y], b.options("SoftmaxOptions", beta=beta), version=2)
     return b.build([y])
 
@@ -21,9 +24,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+# float32: exp((x - max) * beta) with the C library's expf. The host build uses glibc's, as
+# TFLite does here, so these compare byte for byte; on a device (newlib, picolibc) the last bit
+# of expf may differ and the build's validation states the difference instead.
+FLOAT_CASES = [
+    Case("SOFTMAX float32 10 classes", lambda: softmax_model(dtype="float32")),
+    Case("SOFTMAX float32 4x20, beta 0.5", lambda: softmax_model((1, 4, 20), beta=0.5, dtype="float32")),
+    Case("SOFTMAX float32 rank 4, beta 2", lambda: softmax_model((1, 3, 2, 7), beta=2.0, dtype="float32")),
+    Case("SOFTMAX float32 1 class", lambda: softmax_model((1, 1), dtype="float32")),
+]
+
+
+@pytest.mark.parametrize("case", CASES + FLOAT_CASES, ids=str)
 def test_softmax(case):
     check(case)
+
+
+@FAST
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=3), st.floats(0.1, 3.0))
+def test_softmax_float_property(dims, beta):
+    check(softmax_model(tuple([1] + dims), beta=beta, dtype="float32"), inputs=2)
 
 
 @st.composite

@@ -143,3 +143,21 @@ void tb_softmax_s8(const tb_softmax_params *p, const int8_t *input, int8_t *outp
     }
   }
 }
+
+/* -- float32 -------------------------------------------------------------------------------- */
+
+#include <math.h>
+
+void tb_softmax_f32(const tb_softmax_f32_params *p, const float *input, float *output) {
+  int32_t i, c;
+  for (i = 0; i < p->outer; ++i, input += p->depth, output += p->depth) {
+    float max = -3.40282347e+38f, sum = 0.0f; /* numeric_limits<float>::lowest() */
+    for (c = 0; c < p->depth; ++c) max = max < input[c] ? input[c] : max; /* std::max */
+    for (c = 0; c < p->depth; ++c) {
+      const float e = expf((input[c] - max) * p->beta);
+      output[c] = e;
+      sum += e;
+    }
+    for (c = 0; c < p->depth; ++c) output[c] = output[c] / sum;
+  }
+}

@@ -27,6 +27,17 @@ typedef struct {
 
 void tb_softmax_s8(const tb_softmax_params *p, const int8_t *input, int8_t *output);
 
+/* float32 SOFTMAX (reference_ops::Softmax): per row the max, exp((x - max) *
+ * beta) with the C library's expf (its last bit differs between C libraries:
+ * the validation states the difference), their float sum in order, each
+ * divided by it. */
+typedef struct {
+  int32_t outer, depth;
+  float beta;
+} tb_softmax_f32_params;
+
+void tb_softmax_f32(const tb_softmax_f32_params *p, const float *input, float *output);
+
 #ifdef __cplusplus
 }
 #endif
