@@ -83,6 +83,8 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
     from . import toolchains
     for name, provider in toolchains.PROVIDERS.items():
         pm.register(provider, name=f"tinybuild.{name}")
+    from . import onnx_import                      # the built-in .onnx model importer
+    pm.register(onnx_import, name="tinybuild.onnx_import")
     for folder in BUILTIN_DIRS:
         for path in _plugin_files(folder):
             _load_file(pm, path, "tinybuild_builtin")

@@ -48,7 +48,7 @@ from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
 CORE_DIR = Path(__file__).parent
-MODEL_SUFFIXES = (".h5", ".keras", ".tflite")
+MODEL_SUFFIXES = (".h5", ".keras", ".tflite", ".onnx")   # .onnx: tinybuild.onnx_import's plugin
 
 HELP_INTRO = """tinybuild: TinyML models to simulated, validated firmware.
 
@@ -796,12 +796,12 @@ def code_signature(obj) -> str:
 
 
 def _convert(env, model, mdir, calib_src, calibration, pm, builds, quant):
-    importers = {}
+    from . import convert as conv
+    # The core's Keras/TFLite front end, then the plugins' (the built-in ONNX one
+    # among them), a later one overriding an earlier one for the same suffix.
+    importers = {s: conv.convert_model for s in MODEL_SUFFIXES if s != ".onnx"}
     for _, mapping in plugins.collect(pm, "tinybuild_model_importers"):
         importers.update(mapping if isinstance(mapping, dict) else {})
-    if not importers:
-        from . import convert as conv
-        importers = {s: conv.convert_model for s in MODEL_SUFFIXES}
     return env.Command(
         [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
         [_file(env, model), env.Value(f"quant={quant}")] + calib_src,
