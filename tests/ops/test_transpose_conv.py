@@ -12,22 +12,35 @@ def out_size(size, k, stride, mode):
 
 def transpose_conv_model(in_hw=(3, 4), in_c=3, out_c=2, k=(3, 3), stride=(2, 2), mode="SAME",
                          per_channel=True, with_bias=True, activation="NONE", qx=(0.05, -3),
-                         qy=(0.1, 4), out_hw=None) -> bytes:
+                         qy=(0.1, 4), out_hw=None, dtype="int8") -> bytes:
+    """One TRANSPOSE_CONV in ``dtype``: int8, int16 (16x8: zero points 0, int64
+    bias) or float32."""
     from tflite_builder import ModelBuilder
-    rng = rng_for(in_hw, in_c, out_c, k, stride, mode)
+    rng = rng_for(in_hw, in_c, out_c, k, stride, mode, *((dtype,) if dtype != "int8" else ()))
     out_hw = out_hw or tuple(out_size(s, kk, st_, mode) for s, kk, st_ in zip(in_hw, k, stride))
     b = ModelBuilder()
-    x = b.input((1, *in_hw, in_c), "int8", *qx)
+    if dtype == "int16":
+        qx, qy = (qx[0] / 256, 0), (qy[0] / 256, 0)
     shape = b.const(np.array((1, *out_hw, out_c), np.int32), "int32")
-    scales = (rng.uniform(0.002, 0.02, out_c) if per_channel else 0.01)
-    w = b.const(rng.integers(-127, 128, (out_c, *k, in_c)), "int8", scales,
-                np.zeros(out_c if per_channel else 1, np.int64), axis=0)
-    inputs = [shape, w, x]
-    if with_bias:
-        bias_scale = qx[0] * np.atleast_1d(scales)
-        inputs.append(b.const(rng.integers(-2000, 2000, out_c), "int32",
-                              np.broadcast_to(bias_scale, (out_c,)), np.zeros(out_c, np.int64)))
-    y = b.tensor((1, *out_hw, out_c), "int8", *qy)
+    if dtype == "float32":
+        x = b.input((1, *in_hw, in_c), "float32")
+        w = b.const(rng.normal(0, 0.5, (out_c, *k, in_c)).astype(np.float32), "float32")
+        inputs = [shape, w, x]
+        if with_bias:
+            inputs.append(b.const(rng.normal(0, 1, out_c).astype(np.float32), "float32"))
+        y = b.tensor((1, *out_hw, out_c), "float32")
+    else:
+        x = b.input((1, *in_hw, in_c), dtype, *qx)
+        scales = (rng.uniform(0.002, 0.02, out_c) if per_channel else 0.01)
+        w = b.const(rng.integers(-127, 128, (out_c, *k, in_c)), "int8", scales,
+                    np.zeros(out_c if per_channel else 1, np.int64), axis=0)
+        inputs = [shape, w, x]
+        if with_bias:
+            bias_scale = qx[0] * np.atleast_1d(scales)
+            span, bias_type = (2000, "int32") if dtype == "int8" else (2_000_000, "int64")
+            inputs.append(b.const(rng.integers(-span, span, out_c), bias_type,
+                                  np.broadcast_to(bias_scale, (out_c,)), np.zeros(out_c, np.int64)))
+        y = b.tensor((1, *out_hw, out_c), dtype, *qy)
     b.op("TRANSPOSE_CONV", inputs, [y], b.options(
         "TransposeConvOptions", padding=mode, strideH=stride[0], strideW=stride[1],
         fusedActivationFunction=activation), version=4)
@@ -45,6 +58,18 @@ CASES = [
         (3, 3), 2, 3, (5, 5), (2, 2), "SAME", out_hw=(5, 6))),
     Case("TRANSPOSE_CONV 1x1 s1 VALID", lambda: transpose_conv_model(
         (4, 4), 8, 4, (1, 1), (1, 1), "VALID")),
+] + [
+    Case(f"{dtype} {name}", lambda model=model, dtype=dtype: model(dtype))
+    for dtype in ("float32", "int16")
+    for name, model in [
+        ("TRANSPOSE_CONV 3x3 s2 SAME with bias", lambda t: transpose_conv_model(dtype=t)),
+        ("TRANSPOSE_CONV 2x2 s2 VALID no bias", lambda t: transpose_conv_model(
+            k=(2, 2), mode="VALID", per_channel=False, with_bias=False, dtype=t)),
+        ("TRANSPOSE_CONV 4x3 s(3,2) VALID RELU6", lambda t: transpose_conv_model(
+            (2, 3), 4, 5, (4, 3), (3, 2), "VALID", activation="RELU6", dtype=t)),
+        ("TRANSPOSE_CONV 5x5 s2 SAME odd output size, RELU", lambda t: transpose_conv_model(
+            (3, 3), 2, 3, (5, 5), (2, 2), "SAME", out_hw=(5, 6), activation="RELU", dtype=t)),
+    ]
 ]
 
 
@@ -54,7 +79,7 @@ def test_transpose_conv(case):
 
 
 @st.composite
-def transpose_conv_params(draw):
+def transpose_conv_params(draw, dtype="int8"):
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     q = lambda: (draw(st.floats(0.01, 0.5)), draw(st.integers(-128, 127)))  # noqa: E731
@@ -62,7 +87,8 @@ def transpose_conv_params(draw):
                 out_c=draw(st.integers(1, 4)), k=k, stride=stride,
                 mode=draw(st.sampled_from(["SAME", "VALID"])), per_channel=draw(st.booleans()),
                 with_bias=draw(st.booleans()),
-                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])), qx=q(), qy=q())
+                activation=draw(st.sampled_from(["NONE", "RELU", "RELU6"])), qx=q(), qy=q(),
+                dtype=dtype)
 
 
 @FAST
@@ -71,9 +97,21 @@ def test_transpose_conv_property(params):
     check(transpose_conv_model(**params), inputs=2)
 
 
+@FAST
+@given(transpose_conv_params("float32"))
+def test_transpose_conv_float_property(params):
+    check(transpose_conv_model(**params), inputs=2)
+
+
+@FAST
+@given(transpose_conv_params("int16"))
+def test_transpose_conv_int16_property(params):
+    check(transpose_conv_model(**params), inputs=2)
+
+
 @pytest.mark.slow
 @SWEEP
-@given(transpose_conv_params())
+@given(st.sampled_from(["int8", "int16", "float32"]).flatmap(transpose_conv_params))
 def test_transpose_conv_sweep(params):
     check(transpose_conv_model(**params), inputs=2)
 

@@ -23,6 +23,12 @@ typedef struct {
 
 void tb_batch_matmul_s8(const tb_batch_matmul_params *p, const int8_t *first,
                         const int8_t *second, int8_t *output);
+/* int16 (offsets 0): int64 sums, TFLite's int64 rescale, clamped to int16. */
+void tb_batch_matmul_s16(const tb_batch_matmul_params *p, const int16_t *first,
+                         const int16_t *second, int16_t *output);
+/* float32 (offsets and output unused): float sums in k order. */
+void tb_batch_matmul_f32(const tb_batch_matmul_params *p, const float *first,
+                         const float *second, float *output);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,10 @@ broadcast batch dims, both operands activations or one of them constant (the
 attention-style MatMul). Kernel: tinybuild/kernels/matmul.c.
 
 The multiplier is TFLite's GetQuantizedConvolutionMultipler (the scale
-product in float32); per-tensor quantization only, as TFLite's int8 kernel."""
+product in float32); per-tensor quantization only, as TFLite's int8 kernel.
+int16 (16x8 mode: both operands int16, zero points 0) sums in int64 and
+rescales with TFLite's int64 MultiplyByQuantizedMultiplier; float32 sums each
+dot product from 0.0f in k order as reference_ops::BatchMatMul<float>."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +15,7 @@ from .. import quant
 from ..lower import Const, Layer
 from . import KERNEL_DIR, OpDef, OptionField, Options, unsupported
 from ._common import elements, tensor
+from ._types import ACTIVATIONS, int16_zero_points, same_type
 
 OPTIONS = Options("BatchMatMulOptions", (
     OptionField("AdjX", "adj_x", 0, "bool", False), OptionField("AdjY", "adj_y", 1, "bool", False)))
@@ -42,9 +46,12 @@ def batch_layout(op, lhs_shape, rhs_shape, out_shape) -> dict:
 
 
 def lower(graph, op) -> Layer:
-    a = tensor(graph, op, op.inputs[0], "lhs")
-    b = tensor(graph, op, op.inputs[1], "rhs")
-    y = tensor(graph, op, op.outputs[0], "output")
+    a = tensor(graph, op, op.inputs[0], "lhs", ACTIVATIONS)
+    b = tensor(graph, op, op.inputs[1], "rhs", ACTIVATIONS)
+    y = tensor(graph, op, op.outputs[0], "output", ACTIVATIONS)
+    same_type(op, a, b, y)
+    if a.dtype == "int16":
+        int16_zero_points(op, a, b, y)
     if a.is_constant and b.is_constant:
         raise unsupported(op, "both operands constant")
     if len(a.scales) > 1 or len(b.scales) > 1:
@@ -70,18 +77,22 @@ def lower(graph, op) -> Layer:
                   lhs_m=1 if adj_x else k, lhs_k=m if adj_x else 1,
                   rhs_k=1 if adj_y else n, rhs_n=k if adj_y else 1,
                   lhs_offset=-a.zero_point, rhs_offset=-b.zero_point, output_offset=y.zero_point,
-                  output=quant.fc_output_multiplier(a.scale, b.scale, y.scale),
+                  output=(quant.fc_output_multiplier(a.scale, b.scale, y.scale)
+                          if a.dtype != "float32" else (0, 0)),
                   lhs_second=int(a.is_constant))
     const = a if a.is_constant else b if b.is_constant else None
     inputs = [t for t in op.inputs[:2] if not graph.tensors[t].is_constant]
-    consts = [Const("lhs" if const is a else "rhs", "int8_t", const.data.reshape(-1))] if const else []
+    ctype = {"int8": "int8_t", "int16": "int16_t", "float32": "float"}[a.dtype]
+    consts = ([Const("lhs" if const is a else "rhs", ctype, np.asarray(const.data).reshape(-1))]
+              if const else [])
     batches = elements(y) // (m * n)
     return Layer(op.index, op.op, "tb_batch_matmul_params", params, inputs, [op.outputs[0]],
                  consts, batches * m * n * k,
                  f"{'x'.join(map(str, a.shape))} @ {'x'.join(map(str, b.shape))}"
-                 f"{' adj_x' if adj_x else ''}{' adj_y' if adj_y else ''}")
+                 f"{' adj_x' if adj_x else ''}{' adj_y' if adj_y else ''}", dtype=a.dtype)
 
 
 OPS = [OpDef("BATCH_MATMUL", lower, "tb_batch_matmul_s8", KERNEL_DIR / "matmul.c",
              "tb_batch_matmul_params", OPTIONS,
-             doc="int8, adj_x/adj_y, ranks 2-5 with broadcast batch dims, one operand may be constant")]
+             typed={"int16": "tb_batch_matmul_s16", "float32": "tb_batch_matmul_f32"},
+             doc="int8, int16 (zero points 0, int64 sums), float32; adj_x/adj_y, ranks 2-5 with broadcast batch dims, one operand may be constant")]
