@@ -179,7 +179,9 @@ def test_unsupported_quantization_is_one_line(tmp_path):
     from tinybuild.pipeline import generate
     for model, why in [(unary_model("LOGISTIC", (1, 8), (0.05, 0), (0.01, 0)), "1/256"),
                        (unary_model("HARD_SWISH", (1, 8), (0.5, 0), (0.001, 0)), "input scale / 128"),
-                       (_float_relu(), "int8")]:
+                       (_float_elu(), "float32 ELU is not compiled"),
+                       (typed_model("HARD_SWISH", "int16"), "int16"),
+                       (typed_model("RELU_N1_TO_1", "int16"), "int16")]:
         path = tmp_path / "m.tflite"
         path.write_bytes(model)
         with pytest.raises(TinybuildError) as err:
@@ -187,12 +189,75 @@ def test_unsupported_quantization_is_one_line(tmp_path):
         assert why in str(err.value) and "\n" not in str(err.value)
 
 
-def _float_relu() -> bytes:
+def _float_elu() -> bytes:
     b = ModelBuilder()
     x = b.input((1, 8), "float32")
     y = b.tensor((1, 8), "float32")
-    b.op("RELU", [x], [y])
+    b.op("ELU", [x], [y])
     return b.build([y])
+
+
+# -- float32 and int16 (16x8) ------------------------------------------------------------------
+
+TYPED_VERSION = {"float32": 1, "int16": 3}
+
+
+def typed_model(op: str, dtype: str, shape=(1, 64), q_in=(0.001, 0), q_out=(0.001, 0), alpha=None,
+                gain=8.0) -> bytes:
+    """One float32 or int16 activation. float32: the input is first multiplied by
+    ``gain`` (exact for a power of two) so that seeded normal noise reaches every
+    branch (RELU6's 6, HARD_SWISH's -3/3, LOGISTIC's -9 cutoff)."""
+    b = ModelBuilder()
+    q_in, q_out = ((None, None), (None, None)) if dtype == "float32" else (q_in, q_out)
+    x = b.input(shape, dtype, *q_in)
+    if dtype == "float32":
+        scaled = b.tensor(shape, dtype)
+        b.op("MUL", [x, b.const(np.float32(gain), "float32")], [scaled], b.options("MulOptions"))
+        x = scaled
+    y = b.tensor(shape, dtype, *q_out)
+    options = None if alpha is None else b.options("LeakyReluOptions", alpha=alpha)
+    version = 2 if dtype == "int16" and op == "LEAKY_RELU" else TYPED_VERSION[dtype]
+    b.op(op, [x], [y], options, version=version)
+    return b.build([y])
+
+
+FLOAT_OPS = ["RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH", "LOGISTIC", "TANH"]
+# LOGISTIC and TANH call expf/tanhf as TFLite does; the host build uses glibc's as the TFLite
+# here does, so every float32 row compares byte for byte (a device's C library may differ in
+# the last bit: the build's validation states it).
+TYPED_CASES = [
+    *[Case(f"{op} float32", lambda op=op: typed_model(op, "float32", (1, 4, 4, 8))) for op in FLOAT_OPS],
+    Case("LEAKY_RELU float32 alpha 0.2", lambda: typed_model("LEAKY_RELU", "float32", alpha=0.2)),
+    Case("LEAKY_RELU float32 alpha 1.5", lambda: typed_model("LEAKY_RELU", "float32", alpha=1.5)),
+    Case("LOGISTIC float32 wide (both cutoffs)", lambda: typed_model("LOGISTIC", "float32", (1, 300),
+                                                                     gain=16.0)),
+    Case("RELU int16 same scale", lambda: typed_model("RELU", "int16", (1, 5, 7), (0.002, 0), (0.002, 0))),
+    Case("RELU int16 rescaled", lambda: typed_model("RELU", "int16", (1, 40), (0.003, 0), (0.0007, 0))),
+    Case("RELU6 int16", lambda: typed_model("RELU6", "int16", (1, 4, 4, 8), (0.001, 0), (6 / 32767, 0))),
+    Case("LEAKY_RELU int16 alpha 0.2", lambda: typed_model("LEAKY_RELU", "int16", (1, 6, 6, 4), (0.001, 0),
+                                                           (0.0008, 0), alpha=0.2)),
+]
+
+
+@pytest.mark.parametrize("case", TYPED_CASES, ids=str)
+def test_activation_typed(case):
+    check(case)
+
+
+@FAST
+@given(st.sampled_from(FLOAT_OPS), st.sampled_from(SHAPES_OF_256), st.floats(0.5, 20.0),
+       st.floats(0.0, 2.0))
+def test_activation_float_property(op, shape, gain, alpha):
+    check(typed_model(op, "float32", shape, gain=gain, alpha=alpha if op == "LEAKY_RELU" else None),
+          inputs=2)
+
+
+@FAST
+@given(st.sampled_from(["RELU", "RELU6", "LEAKY_RELU"]), st.sampled_from(SHAPES_OF_256),
+       st.floats(1e-5, 0.01), st.floats(1e-5, 0.01), st.floats(0.0, 1.0))
+def test_activation_int16_property(op, shape, s_in, s_out, alpha):
+    check(typed_model(op, "int16", shape, (s_in, 0), (s_out, 0), alpha if op == "LEAKY_RELU" else None),
+          inputs=2)
 
 
 BAD_QUANTIZATIONS = [((0.0, 0), (0.05, 0)), ((0.05, 0), (0.0, 0)), ((-0.05, 0), (0.05, 0)),

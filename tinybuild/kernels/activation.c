@@ -21,3 +21,45 @@ void tb_lut_s8(const tb_lut_params *p, const int8_t *input, const int8_t *lut,
   }
   for (; i < p->size; ++i) output[i] = lut[(uint8_t)input[i]];
 }
+
+/* -- float32: TFLite's float kernels (std::min(a, b) is b < a ? b : a, std::max(a, b) is
+ * a < b ? b : a; the order matters for -0.0 and NaN) -------------------------------------- */
+
+#include <math.h>
+
+static float min_f32(float a, float b) { return b < a ? b : a; }
+static float max_f32(float a, float b) { return a < b ? b : a; }
+
+static float logistic_f32(float x) {
+  if (x > 16.619047164916992188f) return 1.0f;
+  if (x < -9.0f) return expf(x);
+  return 1.0f / (1.0f + expf(-x));
+}
+
+static float activation_f32(int32_t kind, float alpha, float x) {
+  switch (kind) {
+  case TB_ACT_RELU: return x < 0.0f ? 0.0f : x;
+  case TB_ACT_RELU6: return min_f32(max_f32(0.0f, x), 6.0f);
+  case TB_ACT_RELU_N1_TO_1: return min_f32(max_f32(-1.0f, x), 1.0f);
+  case TB_ACT_LEAKY_RELU: return x > 0.0f ? x : x * alpha;
+  case TB_ACT_HARD_SWISH: return x * min_f32(6.0f, max_f32(0.0f, x + 3.0f)) / 6.0f;
+  case TB_ACT_LOGISTIC: return logistic_f32(x);
+  default: return tanhf(x);
+  }
+}
+
+void tb_activation_f32(const tb_act_f32_params *p, const float *input, float *output) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) output[i] = activation_f32(p->kind, p->alpha, input[i]);
+}
+
+void tb_relu_s16(const tb_relu_s16_params *p, const int16_t *input, int16_t *output) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t v = input[i] - p->input_zero_point;
+    const tb_quant_mul *m = v >= 0 ? &p->positive : &p->negative;
+    int32_t out = p->output_zero_point + tb_mul_by_quant_mul(v, m->multiplier, m->shift);
+    out = out < p->act_min ? p->act_min : out > p->act_max ? p->act_max : out;
+    output[i] = (int16_t)out;
+  }
+}

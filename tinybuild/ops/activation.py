@@ -287,20 +287,97 @@ def lower_hard_swish(graph, op) -> Layer:
                                                                  y.zero_point, v))
 
 
-def _lut_op(name: str, lower, doc: str, options=None) -> OpDef:
-    return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", options,
-                 fold=fold_by_table(lower), in_place=elementwise_in_place, doc=doc)
+# -- float32 and int16 (16x8) ------------------------------------------------------------------
+
+FLOAT_KINDS = {"RELU": 0, "RELU6": 1, "RELU_N1_TO_1": 2, "LEAKY_RELU": 3, "HARD_SWISH": 4,
+               "LOGISTIC": 5, "TANH": 6}                   # TB_ACT_* in activation.h
+RELU_RANGES = {"RELU": (0.0, None), "RELU6": (0.0, 6.0)}
+NO_INT16 = ("RELU_N1_TO_1", "HARD_SWISH", "ELU")         # TF 2.21's kernels refuse int16 there
+
+
+def by_type(int8_lower):
+    """The op's lowering: int8 as a table, float32 and int16 by their kernels."""
+    def lower(graph, op) -> Layer:
+        x = graph.tensor(op.inputs[0])
+        if x is not None and x.dtype == "float32":
+            return float_layer(graph, op)
+        if x is not None and x.dtype == "int16":
+            return int16_layer(graph, op)
+        return int8_lower(graph, op)
+    return lower
+
+
+def same_type_tensors(graph, op, dtype: str):
+    x = elementwise_tensor(graph, op, op.inputs[0], "input", (dtype,))
+    y = elementwise_tensor(graph, op, op.outputs[0], "output", (dtype,))
+    if x.shape != y.shape:
+        raise unsupported(op, f"output shape {y.shape} differs from input shape {x.shape}", graph)
+    return x, y
+
+
+def float_layer(graph, op) -> Layer:
+    """TFLite's float kernel for the op, one call per element (tb_activation_f32)."""
+    if op.op not in FLOAT_KINDS:
+        raise unsupported(op, f"float32 {op.op} is not compiled (int8 only)", graph)
+    x, _ = same_type_tensors(graph, op, "float32")
+    alpha = float(op.options.get("Alpha", 0.0)) if op.op == "LEAKY_RELU" else 0.0
+    return Layer(op.index, op.op, "tb_act_f32_params",
+                 {"size": elements(x), "kind": FLOAT_KINDS[op.op], "alpha": alpha},
+                 [op.inputs[0]], [op.outputs[0]], [], 0, f"{elements(x)} values", dtype="float32")
+
+
+def int16_layer(graph, op) -> Layer:
+    """16x8 RELU, RELU6, RELU_N1_TO_1 (QuantizedReluX<int16_t>) and LEAKY_RELU
+    (QuantizeLeakyRelu<int16_t>): integer rescales (tb_relu_s16)."""
+    if op.op in NO_INT16:
+        raise unsupported(op, f"int16 activations (TFLite's {op.op} takes float32, uint8 and int8 "
+                              "only)", graph)
+    if op.op not in RELU_RANGES and op.op != "LEAKY_RELU":
+        raise unsupported(op, f"int16 activations ({op.op} in 16x8 is not compiled)", graph)
+    x, y = same_type_tensors(graph, op, "int16")
+    for t, what in ((x, "input"), (y, "output")):
+        if len(t.scales) != 1 or not 0.0 < t.scale < math.inf:
+            raise unsupported(op, f"{what} quantization (one positive scale expected)", graph)
+    identity = quant.quantize_multiplier(float(F32(x.scale) / F32(y.scale)))
+    params = {"size": elements(x), "input_zero_point": x.zero_point,
+              "output_zero_point": y.zero_point, "positive": identity, "negative": identity,
+              "act_min": -32768, "act_max": 32767}
+    if op.op == "LEAKY_RELU":
+        alpha = F32(op.options.get("Alpha", 0.0))
+        params["negative"] = quant.quantize_multiplier(float(F32(x.scale) * alpha / F32(y.scale)))
+    else:
+        low, high = RELU_RANGES[op.op]
+        params["act_min"] = max(-32768, y.zero_point + _roundf(F32(low) / F32(y.scale)))
+        if high is not None:
+            params["act_max"] = min(32767, y.zero_point + _roundf(F32(high) / F32(y.scale)))
+    return Layer(op.index, op.op, "tb_relu_s16_params", params, [op.inputs[0]], [op.outputs[0]],
+                 [], 0, f"{elements(x)} values", dtype="int16")
+
+
+TYPED = {"float32": "tb_activation_f32", "int16": "tb_relu_s16"}
+
+
+def _lut_op(name: str, lower, doc: str, options=None, typed=None) -> OpDef:
+    return OpDef(name, by_type(lower), "tb_lut_s8", LUT_SOURCE, "tb_lut_params", options,
+                 fold=fold_by_table(lower), in_place=elementwise_in_place, doc=doc,
+                 typed=TYPED if typed is None else typed)
 
 
 OPS = [
-    _lut_op("RELU", lower_relu, "int8, any input/output quantization (ReluX), as a 256-entry table"),
-    _lut_op("RELU6", lower_relu6, "int8, any input/output quantization (ReluX), as a 256-entry table"),
-    _lut_op("RELU_N1_TO_1", lower_relu_n1_to_1, "int8 (ReluX), as a 256-entry table"),
-    _lut_op("LEAKY_RELU", lower_leaky_relu, "int8, any alpha (QuantizeLeakyRelu), as a 256-entry table",
-            LEAKY_OPTIONS),
+    _lut_op("RELU", lower_relu, "int8, any input/output quantization (ReluX), as a 256-entry table; "
+            "int16 (ReluX), float32"),
+    _lut_op("RELU6", lower_relu6, "int8, any input/output quantization (ReluX), as a 256-entry table; "
+            "int16 (ReluX), float32"),
+    _lut_op("RELU_N1_TO_1", lower_relu_n1_to_1, "int8 (ReluX), as a 256-entry table; float32",
+            typed={"float32": "tb_activation_f32"}),
+    _lut_op("LEAKY_RELU", lower_leaky_relu, "int8, any alpha (QuantizeLeakyRelu), as a 256-entry table; "
+            "int16, float32", LEAKY_OPTIONS),
     _lut_op("HARD_SWISH", lower_hard_swish,
-            "int8 (reference HardSwish fixed point; output scale >= input scale / 128), as a table"),
-    _lut_op("LOGISTIC", lower_logistic, "int8, output 1/256 and -128: TFLite's int8 lookup table"),
-    _lut_op("TANH", lower_tanh, "int8: TFLite's int8 lookup table"),
-    _lut_op("ELU", lower_elu, "int8: TFLite's int8 lookup table"),
+            "int8 (reference HardSwish fixed point; output scale >= input scale / 128), as a table; "
+            "float32", typed={"float32": "tb_activation_f32"}),
+    _lut_op("LOGISTIC", lower_logistic, "int8, output 1/256 and -128: TFLite's int8 lookup table; "
+            "float32 (expf)", typed={"float32": "tb_activation_f32"}),
+    _lut_op("TANH", lower_tanh, "int8: TFLite's int8 lookup table; float32 (tanhf)",
+            typed={"float32": "tb_activation_f32"}),
+    _lut_op("ELU", lower_elu, "int8: TFLite's int8 lookup table", typed={}),
 ]
