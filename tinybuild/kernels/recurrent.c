@@ -4,6 +4,7 @@
  * its sigmoid and tanh are gemmlowp's int16 fixed-point functions
  * (portable_tensor_utils ApplySigmoid / ApplyTanh), re-done here on int16_t
  * values with gemmlowp's wrap-around int16 arithmetic. */
+#include <math.h>
 #include <string.h>
 
 #include "tb_kernels.h"
@@ -205,4 +206,163 @@ void tb_lstm_s8(const tb_lstm_s8_params *p, const int8_t *input, const int8_t *w
     for (t = 0; t < p->n_time; t++)
       lstm_step_s8(p, input + (b * p->n_time + t) * ni, w_in, w_rec, bias, gate_mul, 1,
                    cell + b * nc, h + b * nc, gates, output + (b * p->n_time + t) * nc);
+}
+
+/* -- float32 LSTM ------------------------------------------------------------------------- */
+
+/* tensor_utils::ApplyActivationToVector for the activations an LSTM or SVDF carries. */
+static float activate_f32(float v, int32_t activation) {
+  switch (activation) {
+    case 1: return 0.0f < v ? v : 0.0f;                                  /* RELU */
+    case 3: { float m = 6.0f < v ? 6.0f : v; return 0.0f < m ? m : 0.0f; } /* RELU6 */
+    case 4: return tanhf(v);                                              /* TANH */
+    case 6: return 1.0f / (1.0f + expf(-v));                              /* SIGMOID */
+    default: return v;                                                    /* NONE */
+  }
+}
+
+static float dot_f32(const float *a, const float *b, int32_t n) {
+  float sum = 0.0f;
+  int32_t i;
+  for (i = 0; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+/* CalculateLstmGateFloat: (W_rec . h) + ((W_in . x) + bias), then the activation.
+ * TFLite sums with its GEMM (ruy), in an order C cannot reproduce: outputs agree
+ * within a tolerance, not bit for bit. */
+static void lstm_gate_f32(const tb_lstm_f32_params *p, int g, const float *x, const float *h,
+                          const float *w_in, const float *w_rec, const float *bias, int32_t n_batch,
+                          int32_t activation, float *gate) {
+  const int32_t nc = p->n_cell, ni = p->n_input;
+  int32_t b, r;
+  for (b = 0; b < n_batch; b++) {
+    for (r = 0; r < nc; r++) {
+      float v = dot_f32(w_in + (g * nc + r) * ni, x + b * ni, ni) + bias[g * nc + r];
+      v = dot_f32(w_rec + (g * nc + r) * nc, h + b * nc, nc) + v;
+      gate[b * nc + r] = activate_f32(v, activation);
+    }
+  }
+}
+
+/* LstmStepFloat: gates, cell update (UpdateLstmCellFloat), output state. */
+static void lstm_step_f32(const tb_lstm_f32_params *p, const float *x, const float *w_in,
+                          const float *w_rec, const float *bias, int32_t n_batch, float *cell,
+                          float *h, float *gates, float *out) {
+  const int32_t n = n_batch * p->n_cell;
+  float *in_gate = gates, *forget = gates + n, *cell_gate = gates + 2 * n, *out_gate = gates + 3 * n;
+  int32_t i;
+  lstm_gate_f32(p, 0, x, h, w_in, w_rec, bias, n_batch, 6, in_gate);
+  lstm_gate_f32(p, 1, x, h, w_in, w_rec, bias, n_batch, 6, forget);
+  lstm_gate_f32(p, 2, x, h, w_in, w_rec, bias, n_batch, p->activation, cell_gate);
+  lstm_gate_f32(p, 3, x, h, w_in, w_rec, bias, n_batch, 6, out_gate);
+  for (i = 0; i < n; i++) {
+    float c = forget[i] * cell[i];
+    c += cell_gate[i] * in_gate[i];
+    if (p->cell_clip > 0.0f) {
+      if (c > p->cell_clip) c = p->cell_clip;
+      if (c < -p->cell_clip) c = -p->cell_clip;
+    }
+    cell[i] = c;
+    h[i] = out_gate[i] * activate_f32(c, p->activation);
+  }
+  memcpy(out, h, (size_t)n * sizeof(float));
+}
+
+/* Scratch: cell [n_batch][n_cell], output state [n_batch][n_cell], gates [4][n_batch][n_cell]. */
+void tb_lstm_f32(const tb_lstm_f32_params *p, const float *input, const float *w_in,
+                 const float *w_rec, const float *bias, float *output, void *scratch) {
+  const int32_t nb = p->n_batch, nc = p->n_cell, ni = p->n_input;
+  float *cell = (float *)scratch, *h = cell + nb * nc, *gates = h + nb * nc;
+  int32_t t, b;
+  memset(cell, 0, (size_t)(2 * nb * nc) * sizeof(float));
+  if (p->time_major) {
+    for (t = 0; t < p->n_time; t++)
+      lstm_step_f32(p, input + t * nb * ni, w_in, w_rec, bias, nb, cell, h, gates,
+                    output + t * nb * nc);
+    return;
+  }
+  for (b = 0; b < nb; b++)
+    for (t = 0; t < p->n_time; t++)
+      lstm_step_f32(p, input + (b * p->n_time + t) * ni, w_in, w_rec, bias, 1, cell + b * nc,
+                    h + b * nc, gates, output + (b * p->n_time + t) * nc);
+}
+
+/* -- SVDF ---------------------------------------------------------------------------------- */
+/* One SVDF call is one time step. Its state (n_filter rows of `memory` values,
+ * the newest last) starts from TFLite's reset value, zeros, at every call. */
+
+/* reference_ops::EvalIntegerSVDF. TF 2.21's integer path applies no fused
+ * activation: the result is only clamped to int8. */
+void tb_svdf_s8(const tb_svdf_s8_params *p, const int8_t *input, const int8_t *w_feature,
+                const int16_t *w_time, const int32_t *bias, int8_t *output, void *scratch) {
+  const int32_t nf = p->n_filter, nm = p->memory, nu = p->n_unit, rank = nf / nu;
+  int16_t *state = (int16_t *)scratch;
+  int32_t *filter_out = (int32_t *)(state + ((p->n_batch * nf * nm + 1) & ~1));
+  int32_t b, f, u, i;
+  memset(state, 0, (size_t)(p->n_batch * nf * nm) * sizeof(int16_t));
+  for (b = 0; b < p->n_batch; b++) {
+    int16_t *st = state + b * nf * nm;
+    for (f = 0; f < nf; f++) {
+      int32_t acc = 0;
+      for (i = 0; i < p->n_input; i++)
+        acc += (int32_t)w_feature[f * p->n_input + i] * (input[b * p->n_input + i] - p->input_zp);
+      acc = tb_mul_by_quant_mul(acc, p->mul1.multiplier, p->mul1.shift);
+      st[f * nm + nm - 1] = (int16_t)(acc > INT16_MAX ? INT16_MAX : acc < INT16_MIN ? INT16_MIN : acc);
+    }
+    for (f = 0; f < nf; f++) {
+      int32_t acc = 0;
+      for (i = 0; i < nm; i++) acc += (int32_t)w_time[f * nm + i] * st[f * nm + i];
+      filter_out[f] = acc;
+    }
+    for (u = 0; u < nu; u++) {
+      int32_t acc = bias ? bias[u] : 0, v;
+      for (i = 0; i < rank; i++) acc += filter_out[u * rank + i];
+      v = tb_mul_by_quant_mul(acc, p->mul2.multiplier, p->mul2.shift) + p->output_zp;
+      output[b * nu + u] = (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+    }
+  }
+}
+
+/* TFLite's float MatrixBatchVectorMultiplyAccumulate on x86-64 (SSE): four
+ * running sums over i % 4, added in lane order, then the tail in order. */
+static float dot_f32_4lanes(const float *a, const float *b, int32_t n) {
+  float l0 = 0.0f, l1 = 0.0f, l2 = 0.0f, l3 = 0.0f, sum;
+  int32_t i;
+  for (i = 0; i + 4 <= n; i += 4) {
+    l0 += a[i] * b[i];
+    l1 += a[i + 1] * b[i + 1];
+    l2 += a[i + 2] * b[i + 2];
+    l3 += a[i + 3] * b[i + 3];
+  }
+  sum = ((l0 + l1) + l2) + l3;
+  for (; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+/* reference_ops::EvalFloatSVDF, summing as TFLite's x86-64 build does (the
+ * feature products four lanes wide; the time products meet a zero state but
+ * for the newest column, so their order cannot matter; the rank's sums, then
+ * the bias). */
+void tb_svdf_f32(const tb_svdf_f32_params *p, const float *input, const float *w_feature,
+                 const float *w_time, const float *bias, float *output, void *scratch) {
+  const int32_t nf = p->n_filter, nm = p->memory, nu = p->n_unit, rank = nf / nu;
+  float *state = (float *)scratch, *filter_out = state + p->n_batch * nf * nm;
+  int32_t b, f, u, i;
+  memset(state, 0, (size_t)(p->n_batch * nf * nm) * sizeof(float));
+  for (b = 0; b < p->n_batch; b++) {
+    float *st = state + b * nf * nm;
+    for (f = 0; f < nf; f++) {
+      float acc = 0.0f;
+      acc += dot_f32_4lanes(w_feature + f * p->n_input, input + b * p->n_input, p->n_input);
+      st[f * nm + nm - 1] = acc;
+    }
+    for (f = 0; f < nf; f++) filter_out[f] = dot_f32(w_time + f * nm, st + f * nm, nm);
+    for (u = 0; u < nu; u++) { /* TF 2.21 reduces over the rank first, then adds the bias */
+      float acc = 0.0f;
+      for (i = 0; i < rank; i++) acc += filter_out[u * rank + i];
+      if (p->has_bias) acc += bias[u];
+      output[b * nu + u] = activate_f32(acc, p->activation);
+    }
+  }
 }

@@ -66,6 +66,7 @@ void tb_svdf_s8(const tb_svdf_s8_params *p, const int8_t *input, const int8_t *w
 typedef struct {
   int32_t n_batch, n_input, n_filter, n_unit, memory;
   int32_t activation; /* 0 none, 1 relu, 3 relu6 */
+  int32_t has_bias;   /* 0: the model has no bias (nothing is added) */
 } tb_svdf_f32_params;
 
 void tb_svdf_f32(const tb_svdf_f32_params *p, const float *input, const float *w_feature,

@@ -179,11 +179,142 @@ def _check_output(op, y, values: int) -> None:
         raise unsupported(op, f"output of shape {y.shape} ({values} values expected)")
 
 
+# TFLite activation codes (ActivationFunctionType) the float kernels apply
+ACTIVATION_CODES = {"NONE": 0, "RELU": 1, "RELU6": 3, "TANH": 4}
+
+
+def _float_activation(op, allowed) -> int:
+    act = op.options.get("FusedActivationFunction", "NONE")
+    if act not in allowed:
+        raise unsupported(op, f"fused activation {act} (compiled: {', '.join(allowed)})")
+    return ACTIVATION_CODES[act]
+
+
 def _lower_lstm_f32(graph, op, x) -> Layer:
-    raise unsupported(op, "float32 LSTM is not compiled yet")
+    n_batch, n_time, n_input, n_cell, time_major = _sizes(graph, op, x)
+    y = tensor(graph, op, op.outputs[0], "output", ("float32",))
+    _private_state(graph, op, OUTPUT_STATE, "output state", ("float32",))
+    _private_state(graph, op, CELL_STATE, "cell state", ("float32",))
+    w_in = [_weights(graph, op, i, f"{g} gate input weights", "float32", n_input, n_cell)
+            for i, g in zip(IN_WEIGHTS, GATES)]
+    w_rec = [_weights(graph, op, i, f"{g} gate recurrent weights", "float32", n_cell, n_cell)
+             for i, g in zip(REC_WEIGHTS, GATES)]
+    biases = [_float_vector(graph, op, i, f"{g} gate bias", n_cell) for i, g in zip(BIASES, GATES)]
+    params = dict(n_batch=n_batch, n_time=n_time, n_input=n_input, n_cell=n_cell,
+                  time_major=int(time_major),
+                  activation=_float_activation(op, ("NONE", "RELU", "RELU6", "TANH")),
+                  cell_clip=float(op.options.get("CellClip", 0.0) or 0.0))
+    consts = [Const("w_in", "float", np.stack(w_in).reshape(-1)),
+              Const("w_rec", "float", np.stack(w_rec).reshape(-1)),
+              Const("bias", "float", np.stack(biases).reshape(-1))]
+    _check_output(op, y, n_batch * n_time * n_cell)
+    layer = Layer(op.index, op.op, "tb_lstm_f32_params", params, [op.inputs[INPUT]], [op.outputs[0]],
+                  consts, n_batch * n_time * 4 * n_cell * (n_input + n_cell),
+                  f"LSTM {n_input} -> {n_cell} x {n_time} steps (float32)", dtype="float32")
+    layer.scratch_bytes = 4 * (6 * n_batch * n_cell)
+    layer.notes.append("float32 LSTM: TFLite sums the gate products with its GEMM in an order "
+                       "C cannot follow, and its sigmoid/tanh come from the host's libm: outputs "
+                       "match within the validation's float tolerance, not bit for bit")
+    return layer
+
+
+def _float_vector(graph, op, index: int, what: str, size: int) -> np.ndarray:
+    t = graph.tensor(op.inputs[index]) if index < len(op.inputs) else None
+    if t is None:
+        return np.zeros(size, np.float32)
+    if t.dtype != "float32" or t.data is None or t.data.size != size:
+        raise unsupported(op, f"{what} must be {size} float32 constants")
+    return np.asarray(t.data, np.float32).reshape(-1)
+
+
+# -- SVDF ---------------------------------------------------------------------------------------
+
+SVDF_OPTIONS = Options("SVDFOptions", (
+    OptionField("Rank", "rank", 0, "i32", 0),
+    OptionField("FusedActivationFunction", "fused_activation_function", 1, "i8"),
+    OptionField("AsymmetricQuantizeInputs", "asymmetric_quantize_inputs", 2, "bool", False)))
+
+
+def _svdf_sizes(graph, op, x):
+    """(n_batch, n_input, n_filter, n_unit, memory) as svdf.cc Prepare reads them."""
+    wf, wt = graph.tensor(op.inputs[1]), graph.tensor(op.inputs[2])
+    rank = int(op.options.get("Rank", 0))
+    if len(x.shape) != 2 or wf is None or wt is None or len(wf.shape) != 2 or len(wt.shape) != 2:
+        raise unsupported(op, "input, feature and time weights must be 2-D")
+    n_filter, memory = wf.shape[0], wt.shape[1]
+    if rank <= 0 or n_filter % rank or wt.shape[0] != n_filter or wf.shape[1] != x.shape[1]:
+        raise unsupported(op, f"rank {rank} with {n_filter} filters, time weights {wt.shape} and "
+                              f"feature weights {wf.shape} do not fit together")
+    return x.shape[0], x.shape[1], n_filter, n_filter // rank, memory
+
+
+def lower_svdf(graph, op) -> Layer:
+    x = tensor(graph, op, op.inputs[0], "input", ("int8", "float32"))
+    if len(op.inputs) != 5:
+        raise unsupported(op, f"{len(op.inputs)} inputs (5 expected)")
+    sizes = _svdf_sizes(graph, op, x)
+    if x.dtype == "float32":
+        return _lower_svdf_f32(graph, op, x, sizes)
+    return _lower_svdf_s8(graph, op, x, sizes)
+
+
+def _svdf_layer(op, params_type, params, consts, sizes, dtype, state_bytes) -> Layer:
+    n_batch, n_input, n_filter, n_unit, memory = sizes
+    layer = Layer(op.index, op.op, params_type, params, [op.inputs[0]], [op.outputs[0]], consts,
+                  n_batch * n_filter * (n_input + memory),
+                  f"SVDF {n_input} -> {n_unit} ({n_filter} filters, memory {memory})", dtype=dtype)
+    layer.scratch_bytes = state_bytes
+    return layer
+
+
+def _lower_svdf_s8(graph, op, x, sizes) -> Layer:
+    n_batch, n_input, n_filter, n_unit, memory = sizes
+    y = tensor(graph, op, op.outputs[0], "output", ("int8",))
+    state = _private_state(graph, op, 4, "activation state", ("int16",))
+    wf = _weights(graph, op, 1, "feature weights", "int8", n_input, n_filter)
+    wt_t = tensor(graph, op, op.inputs[2], "time weights", ("int16",))
+    if wt_t.data is None or len(wt_t.scales) != 1:
+        raise unsupported(op, "time weights must be constant int16 with one scale")
+    f32 = np.float32
+    wf_scale = graph.tensor(op.inputs[1]).scale
+    scale_1 = float(f32(f32(x.scale) * f32(wf_scale)) / f32(state.scale))
+    scale_2 = float(f32(f32(state.scale) * f32(wt_t.scale)) / f32(y.scale))
+    bias = graph.tensor(op.inputs[3])
+    if bias is not None and (bias.dtype != "int32" or bias.data is None or bias.data.size != n_unit):
+        raise unsupported(op, f"bias must be {n_unit} int32 constants")
+    bias_values = np.zeros(n_unit, np.int32) if bias is None else bias.data.astype(np.int32).reshape(-1)
+    params = dict(n_batch=n_batch, n_input=n_input, n_filter=n_filter, n_unit=n_unit, memory=memory,
+                  input_zp=x.zero_point, output_zp=y.zero_point,
+                  mul1=quant.quantize_multiplier(scale_1), mul2=quant.quantize_multiplier(scale_2))
+    consts = [Const("w_feature", "int8_t", wf.reshape(-1)),
+              Const("w_time", "int16_t", np.asarray(wt_t.data, np.int16).reshape(-1)),
+              Const("bias", "int32_t", bias_values)]
+    state_values = n_batch * n_filter * memory
+    return _svdf_layer(op, "tb_svdf_s8_params", params, consts, sizes, "int8",
+                       2 * (state_values + state_values % 2) + 4 * n_filter)
+
+
+def _lower_svdf_f32(graph, op, x, sizes) -> Layer:
+    n_batch, n_input, n_filter, n_unit, memory = sizes
+    tensor(graph, op, op.outputs[0], "output", ("float32",))
+    _private_state(graph, op, 4, "activation state", ("float32",))
+    wf = _weights(graph, op, 1, "feature weights", "float32", n_input, n_filter)
+    wt = _weights(graph, op, 2, "time weights", "float32", memory, n_filter)
+    params = dict(n_batch=n_batch, n_input=n_input, n_filter=n_filter, n_unit=n_unit, memory=memory,
+                  activation=_float_activation(op, ("NONE", "RELU", "RELU6")),
+                  has_bias=int(op.inputs[3] >= 0))
+    consts = [Const("w_feature", "float", wf.reshape(-1)), Const("w_time", "float", wt.reshape(-1)),
+              Const("bias", "float", _float_vector(graph, op, 3, "bias", n_unit))]
+    return _svdf_layer(op, "tb_svdf_f32_params", params, consts, sizes, "float32",
+                       4 * (n_batch * n_filter * memory + n_filter))
 
 
 OPS = [OpDef("UNIDIRECTIONAL_SEQUENCE_LSTM", lower_lstm, "tb_lstm_s8", KERNEL_DIR / "recurrent.c",
-             "tb_lstm_s8_params", LSTM_OPTIONS,
-             doc="int8 (TFLite's 8x8_16 kernel: int16 cell state, 5 intermediates) and float32; "
-                 "time-major or not, state kept across steps; no CIFG/peephole/projection/layer norm")]
+             "tb_lstm_s8_params", LSTM_OPTIONS, typed={"float32": "tb_lstm_f32"},
+             doc="int8 (TFLite's 8x8_16 kernel: int16 cell state, 5 intermediates) and float32 "
+                 "(within the float tolerance); time-major or not, state kept across steps and reset "
+                 "each inference; no CIFG/peephole/projection/layer norm"),
+       OpDef("SVDF", lower_svdf, "tb_svdf_s8", KERNEL_DIR / "recurrent.c", "tb_svdf_s8_params",
+             SVDF_OPTIONS, typed={"float32": "tb_svdf_f32"},
+             doc="int8 (int16 state, no activation as TF 2.21's integer kernel) and float32 "
+                 "(bit-exact, NONE/RELU/RELU6); one time step per inference, state reset each one")]
