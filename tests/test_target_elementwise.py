@@ -218,16 +218,23 @@ def sweep_layers(rng):
     return layers
 
 
+def run_sweep(target_name, workdir) -> list[tuple]:
+    """``(optimized layer, simulator row)`` for every sweep layer the target's
+    kernels take (out of place)."""
+    cases = [c for c in cases_for(target_name, sweep_layers(np.random.default_rng(6))) if c[3] is None]
+    return [(case[1], row) for case, row in zip(cases, simulate(target_name, cases, workdir))]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("target_name", list(TARGETS))
 def test_never_slower_than_the_reference_on_the_sweep(tmp_path, target_name):
     """Every sweep layer a kernel takes runs fewer instructions (exact counts)
     and no more modelled cycles than the reference; the tables it leaves to
     the reference are the small ones."""
-    layers = sweep_layers(np.random.default_rng(6))
-    cases = [c for c in cases_for(target_name, layers) if c[3] is None]
-    assert len(cases) == len(layers) - 4, "all but the tables of 1, 3, 4 and 7 elements are taken"
-    for (_, opt, _, _), row in zip(cases, simulate(target_name, cases, tmp_path)):
+    rows = run_sweep(target_name, tmp_path)
+    assert len(rows) == len(sweep_layers(np.random.default_rng(6))) - 4, \
+        "all but the tables of 1, 3, 4 and 7 elements are taken"
+    for opt, row in rows:
         assert_same(row["ref"], row["opt"], f"{target_name} {opt.op} {opt.shape}")
         assert row["opt_instr"] < row["ref_instr"], (opt.shape, row["opt_instr"], row["ref_instr"])
         assert row["opt_cycles"] <= row["ref_cycles"], (opt.shape, row["opt_cycles"], row["ref_cycles"])
@@ -248,3 +255,21 @@ def test_fixed_shapes_run_fewer_instructions(tmp_path, target_name):
     for (_, opt, _, _), row in zip(cases, simulate(target_name, cases, tmp_path)):
         assert_same(row["ref"], row["opt"], f"{target_name} {opt.op} {opt.shape}")
         assert row["opt_instr"] < row["ref_instr"] * 0.85, (opt.shape, row["opt_instr"], row["ref_instr"])
+
+
+def print_sweep() -> None:
+    """Instructions per element, reference and optimized, on the sweep:
+    ``./tb python tests/test_target_elementwise.py``."""
+    import tempfile
+    for target_name in TARGETS:
+        with tempfile.TemporaryDirectory() as workdir:
+            rows = run_sweep(target_name, Path(workdir))
+        print(f"{target_name}: layer | kernel | elements | instructions per element: reference, optimized")
+        for opt, row in rows:
+            n = opt.params["size"]
+            print(f"  {opt.op} {opt.shape} | {opt.kernel} | {n} | "
+                  f"{row['ref_instr'] / n:.2f} | {row['opt_instr'] / n:.2f}")
+
+
+if __name__ == "__main__":
+    print_sweep()
