@@ -103,6 +103,7 @@ def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_cal
     onnx_calib = calib if layout.perm is None else calib.transpose(_inverse_batch(layout.perm))
     graph.observe(onnx_calib)
     graph.prepare()
+    conv._import_tf()        # quietly, before the writer's schema import pulls TensorFlow in
     tflite = Writer(graph, quant).write()
     dst.parent.mkdir(parents=True, exist_ok=True)
     conv._install(src, dst, tflite, quant)
@@ -513,7 +514,7 @@ def _fold_one(g: Graph, node: Node, nxt: Node, channel_axis: int) -> bool:
             return False
         k = scale / np.sqrt(var + float(nxt.attrs.get("epsilon", 1e-5)))
         _scale_outputs(node, k)
-        node.bias = node.bias + (b - mean * k)
+        node.bias = (node.bias - mean) * k + b
         return True
     if nxt.op not in ("Add", "Sub", "Mul", "Div") or len(nxt.inputs) != 2:
         return False

@@ -1,0 +1,255 @@
+"""The ONNX importer (tinybuild/onnx_import.py): float ONNX graphs -> int8 / float32 .tflite.
+
+Fast tests convert small graphs made here with onnx.helper (a PyTorch-style CNN:
+NCHW, BatchNormalization, depthwise conv, Flatten before Gemm) and check the
+layouts against onnxruntime exactly (quant=float32), the int8 result against the
+float model, and each bad input's one-line message. Slow tests build the public
+exports in ../shared/models/devcorpus/onnx2c/ through SCons on cortex-m4, simulated
+and validated byte for byte against TFLite's BUILTIN_REF.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tensorflow")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from tbtest import ROOT  # noqa: E402
+from tinybuild import onnx_import, pipeline, plugins  # noqa: E402
+from tinybuild.errors import TinybuildError  # noqa: E402
+from tinybuild.importer import load_graph  # noqa: E402
+
+ONNX2C = ROOT.parent / "shared" / "models" / "devcorpus" / "onnx2c"
+RNG = np.random.default_rng(7)
+
+
+def _w(shape, scale=0.3):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _model(nodes, inits, x_shape, y_shape, opset=13, consts=()):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def pytorch_style_cnn(opset=13):
+    """NCHW with a dynamic batch: Conv+BN+Relu, depthwise Conv+Clip(0,6), MaxPool,
+    1x1 Conv, Flatten (2x2 spatial left: the NHWC order differs) and Gemm, Softmax."""
+    bn = dict(bn_s=np.abs(_w(8)) + 0.5, bn_b=_w(8), bn_m=_w(8), bn_v=np.abs(_w(8)) + 0.5)
+    inits = dict(w1=_w((8, 3, 3, 3)), b1=_w(8), w2=_w((8, 1, 3, 3)), b2=_w(8), w3=_w((4, 8, 1, 1)),
+                 wfc=_w((5, 16)), bfc=_w(5), lo=np.array(0, np.float32), hi=np.array(6, np.float32), **bn)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["n1"], name="bn1"),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], group=8, pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+        helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p", "w3"], ["c3"]),
+        helper.make_node("Dropout", ["c3"], ["d"]),
+        helper.make_node("Flatten", ["d"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "wfc", "bfc"], ["g"], transB=1),
+        helper.make_node("Softmax", ["g"], ["y"], axis=1),
+    ]
+    return _model(nodes, inits, ["N", 3, 4, 4], ["N", 5], opset)
+
+
+def global_pool_cnn():
+    """Conv (stride 2, SAME-like padding), GlobalAveragePool, Flatten, MatMul + bias Add."""
+    inits = dict(w=_w((6, 2, 3, 3)), wm=_w((6, 3)), bm=_w(3))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["gp"]),
+             helper.make_node("Flatten", ["gp"], ["f"]),
+             helper.make_node("MatMul", ["f", "wm"], ["m"]),
+             helper.make_node("Add", ["m", "bm"], ["y"])]
+    return _model(nodes, inits, [1, 2, 8, 8], [1, 3])
+
+
+def _save(model, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def _convert(tmp_path, model, quant="int8", calib=None):
+    src = _save(model, tmp_path / "net.onnx")
+    if calib is not None:
+        np.save(tmp_path / "net_calib.npy", calib)
+    dst = tmp_path / "net.tflite"
+    report = onnx_import.convert_onnx(src, dst, None, tmp_path / "convert.json", quant=quant)
+    return dst, report
+
+
+def _ops(tflite: Path) -> list[str]:
+    return [op.op for op in load_graph(tflite).operators]
+
+
+# -- layouts and arithmetic -----------------------------------------------------------
+
+def test_float32_import_matches_onnxruntime_exactly_in_nhwc(tmp_path):
+    """quant=float32: no quantization error, so any layout or weight-permutation slip shows."""
+    dst, report = _convert(tmp_path, pytorch_style_cnn(), "float32")
+    assert report["max_abs_diff"] < 1e-5 and report["top1_agreement"] == 1.0
+    assert _ops(dst) == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "RESHAPE",
+                         "FULLY_CONNECTED", "SOFTMAX"]     # BN, Relu, Clip, Dropout folded; no TRANSPOSE
+    graph = load_graph(dst)
+    assert graph.tensors[graph.inputs[0]].shape == (1, 4, 4, 3)          # NHWC on the device
+
+
+def test_int8_import_is_close_to_the_float_model_and_records_the_layout(tmp_path):
+    calib = RNG.standard_normal((64, 4, 4, 3)).astype(np.float32)         # NHWC, the firmware's layout
+    dst, report = _convert(tmp_path, pytorch_style_cnn(), calib=calib)
+    assert report["top1_agreement"] >= 0.9 and report["max_abs_diff"] < 0.1, report
+    assert report["input_layout"].startswith("NHWC") and report["source_opset"] == 13
+    assert report["calibration"].endswith("net_calib.npy") and report["num_samples"] == 64
+    assert json.loads((tmp_path / "convert.json").read_text())["input_layout"] == report["input_layout"]
+    graph = load_graph(dst)
+    conv = graph.tensors[graph.operators[0].inputs[1]]
+    assert conv.dtype == "int8" and len(conv.scales) == 8                # per-channel weights
+    assert "TRANSPOSE" not in _ops(dst)
+
+
+def test_global_pool_and_matmul_bias_fold(tmp_path):
+    dst, report = _convert(tmp_path, global_pool_cnn(), "float32")
+    assert report["max_abs_diff"] < 1e-5
+    # PyTorch's padding=1 at stride 2 on 8x8 pads (1, 1); TFLite's SAME pads (0, 1): an explicit PAD
+    assert _ops(dst) == ["PAD", "CONV_2D", "MEAN", "RESHAPE", "FULLY_CONNECTED"]
+    _, report8 = _convert(tmp_path, global_pool_cnn())
+    assert report8["top1_agreement"] >= 0.9
+
+
+def test_an_nhwc_export_with_transposes_around_the_conv_keeps_none(tmp_path):
+    """tf2onnx/keras2onnx style: NHWC input, Transpose to NCHW, Conv, Transpose back."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w"], ["c"], pads=[0, 0, 0, 0]),
+             helper.make_node("Transpose", ["c"], ["u"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["u"], ["y"])]
+    model = _model(nodes, dict(w=_w((2, 1, 2, 2))), ["N", 5, 5, 1], ["N", 32])
+    dst, report = _convert(tmp_path, model, "float32")
+    assert report["max_abs_diff"] < 1e-5 and report["input_layout"] == "as ONNX"
+    assert _ops(dst) == ["CONV_2D", "RESHAPE"]
+
+
+def test_the_plugin_registers_the_onnx_importer():
+    found = plugins.collect(plugins.make_plugin_manager(), "tinybuild_model_importers")
+    assert any(m.get(".onnx") is onnx_import.convert_onnx for _, m in found)
+
+
+# -- bad input: one line each, nothing left on disk -----------------------------------
+
+def _error(tmp_path, model_or_path) -> str:
+    src = model_or_path if isinstance(model_or_path, Path) else _save(model_or_path, tmp_path / "bad.onnx")
+    with pytest.raises(TinybuildError) as info:
+        onnx_import.convert_onnx(src, tmp_path / "out.tflite", None, None)
+    message = str(info.value)
+    assert "\n" not in message and "Fix:" in message and "Traceback" not in message
+    assert not (tmp_path / "out.tflite").exists()
+    return message
+
+
+def _relu_model(opset=13, x_shape=(1, 4)):
+    return _model([helper.make_node("Relu", ["x"], ["y"])], {}, list(x_shape), list(x_shape), opset)
+
+
+def test_a_model_the_checker_rejects(tmp_path):
+    model = _relu_model()
+    model.graph.node[0].input[0] = "nowhere"
+    assert "ONNX checker rejects" in _error(tmp_path, model)
+
+
+@pytest.mark.parametrize("opset", [8, 22])
+def test_an_opset_outside_9_to_21(tmp_path, opset):
+    message = _error(tmp_path, _relu_model(opset))
+    assert f"opset {opset} is outside" in message and "9..21" in message
+
+
+def test_an_unsupported_operator_is_named_with_its_node_escaped(tmp_path):
+    model = _model([helper.make_node("Relu", ["x"], ["r"]),
+                    helper.make_node("Erf", ["r"], ["y"], name="evil\nname\x1b[2J")], {}, [1, 4], [1, 4])
+    message = _error(tmp_path, model)
+    assert "Erf (node 'evil\\x0aname\\x1b[2J', #1)" in message
+
+
+def test_lstm_is_a_later_slice(tmp_path):
+    inits = dict(W=_w((1, 12, 5)), R=_w((1, 12, 3)))
+    model = _model([helper.make_node("LSTM", ["x", "W", "R"], ["", "y"], hidden_size=3)], inits,
+                   [2, 1, 5], [1, 1, 3])
+    assert "LSTM (node '(unnamed)', #0): not imported yet" in _error(tmp_path, model)
+
+
+def test_a_dynamic_dimension_besides_the_batch(tmp_path):
+    message = _error(tmp_path, _relu_model(x_shape=("N", "T", 5)))
+    assert "input 'x' has a dynamic dimension 'T' (axis 1)" in message and "fixed input shape" in message
+
+
+def test_external_data_whose_file_is_missing(tmp_path):
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], dict(w=_w((64, 64))), [1, 64], [1, 64])
+    src = tmp_path / "ext.onnx"
+    onnx.save(model, str(src), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=0)
+    (tmp_path / "ext.data").unlink()
+    message = _error(tmp_path, src)
+    assert "initializer 'w'" in message and "'ext.data'" in message
+
+
+def test_a_file_that_is_not_onnx(tmp_path):
+    src = tmp_path / "junk.onnx"
+    src.write_bytes(b"\x00garbage" * 10)
+    assert "not a readable ONNX model" in _error(tmp_path, src) or "checker" in _error(tmp_path, src)
+
+
+def test_the_pipeline_step_reports_one_line_and_leaves_nothing(tmp_path):
+    """Through tinybuild.pipeline.convert (the child process SCons uses)."""
+    src = _save(_relu_model(8), tmp_path / "old.onnx")
+    dst, record = tmp_path / "m" / "model.int8.tflite", tmp_path / "m" / "convert.json"
+    with pytest.raises(TinybuildError) as info:
+        pipeline.convert(src, dst, None, record, {".onnx": onnx_import.convert_onnx})
+    assert "opset 8" in str(info.value) and "\n" not in str(info.value)
+    assert not dst.exists() and not record.exists()
+
+
+# -- the public exports, end to end -----------------------------------------------------
+
+DEVCORPUS = ["atmega_mnist_mnist.simplified", "mnist_pytorch", "simple_networks_conv_k2_maxpool_k2",
+             "tfl_helloworld_model", "velardo_lesson14", "velardo_lesson9"]
+
+
+@pytest.fixture(scope="module")
+def shared_build(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx_build")
+
+
+def _devcorpus(name: str) -> Path:
+    path = ONNX2C / f"{name}.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not present (the onnx2c exports live in ../shared)")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DEVCORPUS)
+def test_devcorpus_export_builds_and_matches_tflite(shared_build, name):
+    from test_e2e import scons
+    result = scons(shared_build, "target=cortex-m4", f"model={_devcorpus(name)}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+    conv = json.loads((shared_build / "models" / name / "convert.json").read_text())
+    assert conv["top1_agreement"] >= 0.9 and conv["source_opset"] in (9, 11, 12)
+
+
+@pytest.mark.slow
+def test_devcorpus_lstm_stops_with_one_line(shared_build):
+    from test_e2e import scons
+    result = scons(shared_build, "target=cortex-m4", f"model={_devcorpus('simple_networks_lstm_k1_b1_r1')}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if "LSTM" in ln]
+    assert len(lines) == 1 and "later slice" in lines[0]
