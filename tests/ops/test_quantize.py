@@ -128,3 +128,16 @@ def test_single_quantize_or_dequantize_property(params):
 @given(single_op_params())
 def test_single_quantize_or_dequantize_sweep(params):
     check(single_op_model(**params), inputs=2)
+
+
+@pytest.mark.parametrize("src,dst", [("int8", "int16"), ("uint8", "int16"), ("int16", "uint8")])
+def test_requantization_tflite_does_not_define_is_one_line(src, dst, tmp_path):
+    """quantize.cc refuses these pairs; so does the lowering, naming both types."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    q = {"int8": (0.05, -3), "uint8": (0.07, 120), "int16": (0.002, 0)}
+    path = tmp_path / "m.tflite"
+    path.write_bytes(single_op_model("QUANTIZE", src, dst, q[src], q[dst], (1, 8)))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert f"{src} -> {dst}" in str(err.value) and "\n" not in str(err.value)

@@ -15,6 +15,8 @@ from .activation import elementwise_tensor
 # TB_DTYPE_* in tinybuild/kernels/quantize.h
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "float32": 3}
 INTEGER = ("int8", "uint8", "int16")
+# integer -> integer pairs quantize.cc Prepare accepts (int16 -> int32 is not compiled)
+REQUANTIZE = {"int8": ("int8", "uint8"), "uint8": ("int8", "uint8"), "int16": ("int8", "int16")}
 _LIMITS = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
 
 
@@ -32,6 +34,9 @@ def lower_quantize(graph, op) -> Layer:
         params["scale"] = float(y.scale)
     else:
         _per_tensor(op, x, "input")
+        if y.dtype not in REQUANTIZE[x.dtype]:
+            raise unsupported(op, f"{x.dtype} -> {y.dtype} (TFLite's QUANTIZE takes {x.dtype} -> "
+                                  f"{' or '.join(REQUANTIZE[x.dtype])} only)")
         # quantize.cc Prepare: double(input scale) / double(output scale)
         params["requant"] = quant.quantize_multiplier(quant.f32(x.scale) / quant.f32(y.scale))
     return _layer(op, x, y, params)
@@ -72,6 +77,8 @@ def fold_quantize(graph, op) -> dict | None:
     x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     if out.dtype not in INTEGER or len(out.scales) != 1 or x.dtype not in ("float32",) + INTEGER:
         return None
+    if x.dtype != "float32" and out.dtype not in REQUANTIZE[x.dtype]:
+        return None                                 # the lowering refuses it
     lo, hi = _LIMITS[out.dtype]
     if x.dtype == "float32":
         v = np.asarray(x.data, np.float32) / np.float32(out.scale)
