@@ -26,17 +26,26 @@
  */
 #include "tb_rv.h"
 
-/* round_half_away(double(acc) * *m), exactly; *m is read only near a tie. */
-static int32_t rv_fc_double(int32_t acc, uint32_t r, int32_t t, const double *m) {
-  const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
-  const int32_t shift = 32 + t;
-  const uint64_t q = (uint64_t)a * r + ((uint64_t)1 << (shift - 1));
-  const uint64_t frac = q & ((((uint64_t)1) << shift) - 1);
-  if (frac >= a && frac < (((uint64_t)1) << shift) - a) {
-    const int32_t v = (int32_t)(q >> shift);
-    return acc < 0 ? -v : v;
-  }
+/* round_half_away(double(acc) * *m) near a tie: the reference's expression. */
+__attribute__((noinline)) static int32_t rv_fc_near_tie(int32_t acc, const double *m) {
   return tb_round_half_away((double)acc * *m);
+}
+
+/* round_half_away(double(acc) * *m), exactly: floor(Q / 2^(32+t)) with
+ * Q = |acc| * r + 2^(31+t) in two words (MUL, MULHU, a carry), unless Q's
+ * fraction is within |acc| of a tie (then rv_fc_near_tie). */
+static inline __attribute__((always_inline)) int32_t rv_fc_double(int32_t acc, uint32_t r,
+                                                                 int32_t t, const double *m) {
+  const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+  const uint32_t half = 1u << t >> 1;                      /* 2^(31+t) / 2^32, or 0 */
+  const uint32_t lo0 = a * r, lo = lo0 + (t == 0 ? 0x80000000u : 0u);
+  const uint32_t hi = (uint32_t)(((uint64_t)a * r) >> 32) + half + (lo < lo0);
+  const uint32_t mask = (1u << t) - 1u, frac_hi = hi & mask;
+  if ((frac_hi == 0 && lo < a) || (frac_hi == mask && lo + a < lo)) return rv_fc_near_tie(acc, m);
+  {
+    const int32_t c = (int32_t)(hi >> t);
+    return acc < 0 ? -c : c;
+  }
 }
 
 #define RV_FC_ROWS 8
@@ -81,43 +90,35 @@ static int32_t rv_fc_row(const int8_t *x, const int8_t *w, int32_t k) {
   return s0 + s1;
 }
 
-/* Output o from its accumulated sum, requantized as the reference does
- * (inlined: a call per output would cost more than the requantization). */
-static inline __attribute__((always_inline)) int8_t rv_fc_out(const tb_fc_params *p,
-                                                              const int32_t *rq,
-                                                              const double *real_mul, int32_t o,
-                                                              int32_t acc) {
-  const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4) + o;
-  const int32_t v = rv_fc_double(acc + q->bias, (uint32_t)q->m, q->c, real_mul + rq[1] * o);
-  return (int8_t)tb_rv_clamp(v + p->output_offset, p->act_min, p->act_max);
-}
-
-/* One row of k inputs to outs outputs. */
-static void rv_fc_row_of_inputs(const tb_fc_params *p, const int8_t *input, const int8_t *filter,
-                                const int32_t *rq, const double *real_mul, int8_t *output) {
-  const int32_t k = p->in_features, outs = p->out_features;
+/* One row of k inputs to outs outputs; the parameters come in as values, so
+ * that the output stores (which may alias anything) force no reloads. */
+static void rv_fc_row_of_inputs(const int8_t *input, const int8_t *filter, const tb_rv_chan *q,
+                                const double *real_mul, int32_t m_step, int32_t k, int32_t outs,
+                                int32_t zp, int32_t lo, int32_t hi, int8_t *output) {
   const int32_t tail = outs % RV_FC_ROWS;
   const int32_t blocked = tail <= RV_FC_SINGLE_ROWS ? outs - tail : outs;
   int32_t acc[RV_FC_ROWS];
-  int32_t o0, j;
-  for (o0 = 0; o0 < blocked; o0 += RV_FC_ROWS) {
-    rv_fc_block(input, filter + o0 * k, k, acc);
-    for (j = 0; j < RV_FC_ROWS && o0 + j < outs; ++j) {
-      output[o0 + j] = rv_fc_out(p, rq, real_mul, o0 + j, acc[j]);
-    }
+  int32_t o, j;
+#define RV_FC_OUT(o, sum)                                                                       \
+  ((int8_t)tb_rv_clamp(rv_fc_double((sum) + q[o].bias, (uint32_t)q[o].m, q[o].c,                \
+                                    real_mul + m_step * (o)) + zp, lo, hi))
+  for (o = 0; o < blocked; o += RV_FC_ROWS) {
+    rv_fc_block(input, filter + o * k, k, acc);
+    for (j = 0; j < RV_FC_ROWS && o + j < outs; ++j) output[o + j] = RV_FC_OUT(o + j, acc[j]);
   }
-  for (o0 = blocked; o0 < outs; ++o0) {
-    output[o0] = rv_fc_out(p, rq, real_mul, o0, rv_fc_row(input, filter + o0 * k, k));
-  }
+  for (o = blocked; o < outs; ++o) output[o] = RV_FC_OUT(o, rv_fc_row(input, filter + o * k, k));
+#undef RV_FC_OUT
 }
 
 void tb_rv_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
                               const int8_t *filter, const int32_t *rq, const double *real_mul,
                               int8_t *output) {
-  const int32_t n_rows = p->rows > 0 ? p->rows : 1;
+  const int32_t n_rows = p->rows > 0 ? p->rows : 1, k = p->in_features, outs = p->out_features;
+  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+  const tb_rv_chan *q = (const tb_rv_chan *)(rq + 4);
   int32_t row;
   for (row = 0; row < n_rows; ++row) {
-    rv_fc_row_of_inputs(p, input + row * p->in_features, filter, rq, real_mul,
-                        output + row * p->out_features);
+    rv_fc_row_of_inputs(input + row * k, filter, q, real_mul, rq[1], k, outs, zp, lo, hi,
+                        output + row * outs);
   }
 }
