@@ -2,7 +2,10 @@
 (cm4_elementwise*, rv_elementwise*) against the reference kernels.
 
 Which layers each kernel takes (broadcast forms, requantization it can prove,
-constant scalars as tables) runs on the host. In the simulator (slow), per
+constant scalars as tables) runs on the host, and so do the kernels
+themselves (their portable C: the cortex-m4 intrinsics' fallbacks compute
+what the instructions compute) on 300 random layers, in place too. In the
+simulator (slow), per
 target: random shapes, quantizations and activations, odd sizes and in place,
 byte for byte against tb_mul_s8 / tb_lut_s8 in the same firmware; and the
 instruction counts: the optimized kernel runs fewer on every layer it accepts
@@ -10,6 +13,7 @@ among fixed shapes (the counts are exact and deterministic).
 """
 from __future__ import annotations
 
+import ctypes
 import sys
 from pathlib import Path
 
@@ -18,8 +22,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (CM4_DIR, RV_DIR, assert_same, chosen, in_place_deltas,  # noqa: E402
-                         reference, simulate_cases, target_kernels)
+from opt_harness import (CM4_DIR, RV_DIR, assert_same, build_library, chosen,  # noqa: E402
+                         in_place_deltas, reference, simulate_cases, target_kernels)
 from tinybuild import quant  # noqa: E402
 from tinybuild.lower import Const, Layer  # noqa: E402
 from tinybuild.ops.elementwise import broadcast_walk  # noqa: E402
@@ -141,6 +145,71 @@ def test_mul_refuses_a_requantization_it_cannot_prove(target):
                          quant_params=(0.5, 0.5, 0.01))
     assert layer.params["output"][1] > 0
     assert picked(layer, target) == "reference"
+
+
+# -- byte for byte on the host ----------------------------------------------------------
+
+
+class Bcast(ctypes.Structure):
+    _fields_ = [("broadcast", ctypes.c_int32), ("swap", ctypes.c_int32),
+                ("dims", ctypes.c_int32 * 6), ("stride1", ctypes.c_int32 * 6),
+                ("stride2", ctypes.c_int32 * 6)]
+
+
+class MulParams(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_int32), ("shape", Bcast), ("input1_offset", ctypes.c_int32),
+                ("input2_offset", ctypes.c_int32), ("output_offset", ctypes.c_int32),
+                ("multiplier", ctypes.c_int32), ("shift", ctypes.c_int32),
+                ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32)]
+
+
+def params_struct(layer):
+    p = layer.params
+    if layer.params_type == "tb_lut_params":
+        return ctypes.c_int32(p["size"])
+    broadcast, swap, dims, s1, s2 = p["shape"]
+    arr = ctypes.c_int32 * 6
+    return MulParams(p["size"], Bcast(broadcast, swap, arr(*dims), arr(*s1), arr(*s2)),
+                     p["input1_offset"], p["input2_offset"], p["output_offset"], *p["output"],
+                     p["act_min"], p["act_max"])
+
+
+def run_host(lib, layer, inputs, delta=None) -> np.ndarray:
+    """The layer's kernel on the host; with ``delta`` the output starts
+    ``delta`` bytes from input 0 in one buffer (in place)."""
+    n, guard = layer.params["size"], 32
+    buffer = np.zeros(2 * guard + n + max(0, -(delta or 0)) + inputs[0].size, np.int8)
+    x0 = guard + max(0, -(delta or 0))
+    buffer[x0:x0 + inputs[0].size] = inputs[0]
+    out = x0 + delta if delta is not None else x0 + inputs[0].size + guard // 2
+    keep = [np.ascontiguousarray(x) for x in inputs[1:]]
+    consts = {c.role: np.ascontiguousarray(c.values) for c in layer.consts}
+    roles = layer.args if layer.args is not None else [c.role for c in layer.consts]
+    pointers = [buffer.ctypes.data + x0] + [x.ctypes.data for x in keep] + \
+        [consts[r].ctypes.data for r in roles] + [buffer.ctypes.data + out]
+    fn = getattr(lib, layer.kernel)
+    fn.restype = None
+    fn(ctypes.byref(params_struct(layer)), *[ctypes.c_void_p(ptr) for ptr in pointers])
+    return buffer[out:out + n].copy()
+
+
+@pytest.fixture(scope="module")
+def host_lib(tmp_path_factory, target):
+    return build_library(tmp_path_factory.mktemp(f"elementwise_{target}"),
+                         extra_dirs=(TARGETS[target][0],), name=f"libtb_{target}.so")
+
+
+def test_kernels_match_the_reference_on_the_host(host_lib, target):
+    rng = np.random.default_rng(8)
+    layers = [random_mul_case(rng) for _ in range(300)]
+    layers += [lut_layer(rng, int(n)) for n in rng.integers(16, 300, 20)]
+    cases = cases_for(target, layers)
+    assert len(cases) > 400
+    for ref, opt, inputs, delta in cases:
+        want = run_host(host_lib, ref, inputs)
+        for d in [None] if delta is None else [0, -1, -3, -16]:   # overlap (None, 0): any d <= 0
+            where = f"{target} {opt.op} {opt.shape}" + ("" if d is None else f" in place at {d}")
+            assert_same(want, run_host(host_lib, opt, inputs, d), where)
 
 
 # -- byte for byte and instruction counts in the simulator -------------------------------
