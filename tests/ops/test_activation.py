@@ -239,6 +239,29 @@ TYPED_CASES = [
 ]
 
 
+def check_all_int16_values(model: bytes) -> None:
+    """Every int16 value (the model's input holds 65536 elements) through TFLite and tinybuild."""
+    from tinybuild.reference import io_record, reference_outputs
+    with tempfile.TemporaryDirectory(prefix="tb-op-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model)
+        data = [np.arange(-32768, 32768).astype(np.int16).tobytes()]
+        want = reference_outputs(path, data)[0]
+        got = tinybuild_outputs(path, data, Path(tmp) / "build")[0]
+        problem = first_difference(got, want, io_record(path)["outputs"])
+        assert problem is None, problem
+
+
+Q15 = (1 / 32768, 0)          # TFLite's int16 LOGISTIC/TANH output
+
+
+# input scales: the power-of-two ones TFLite treats specially (2^-12; TANH also 2^-11), others
+@pytest.mark.parametrize("op", ["LOGISTIC", "TANH"])
+@pytest.mark.parametrize("scale", [2 ** -12, 2 ** -11, 2 ** -10, 0.0003, 0.001, 1 / 3000, 0.01, 1e-5])
+def test_int16_logistic_tanh_every_value(op, scale):
+    check_all_int16_values(typed_model(op, "int16", (1, 65536), (scale, 0), Q15))
+
+
 @pytest.mark.parametrize("case", TYPED_CASES, ids=str)
 def test_activation_typed(case):
     check(case)

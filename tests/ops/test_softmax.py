@@ -35,7 +35,15 @@ FLOAT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES + FLOAT_CASES, ids=str)
+INT16_CASES = [
+    Case("SOFTMAX int16 10 classes", lambda: softmax_model(in_q=(0.001, 0), dtype="int16")),
+    Case("SOFTMAX int16 4x20, beta 0.5", lambda: softmax_model((1, 4, 20), (0.0005, 0), 0.5, "int16")),
+    Case("SOFTMAX int16 rank 4, large scale", lambda: softmax_model((1, 2, 3, 9), (0.01, 0), 1.0, "int16")),
+    Case("SOFTMAX int16 1 class", lambda: softmax_model((1, 1), (0.001, 0), dtype="int16")),
+]
+
+
+@pytest.mark.parametrize("case", CASES + FLOAT_CASES + INT16_CASES, ids=str)
 def test_softmax(case):
     check(case)
 
@@ -64,3 +72,10 @@ def test_softmax_property(params):
 @given(softmax_params())
 def test_softmax_sweep(params):
     check(softmax_model(**params), inputs=2)
+
+
+@FAST
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=3), st.floats(1e-5, 0.01),
+       st.sampled_from([1.0, 0.5, 2.0]))
+def test_softmax_int16_property(dims, scale, beta):
+    check(softmax_model(tuple([1] + dims), (scale, 0), beta, "int16"), inputs=2)

@@ -63,3 +63,40 @@ void tb_relu_s16(const tb_relu_s16_params *p, const int16_t *input, int16_t *out
     output[i] = (int16_t)out;
   }
 }
+
+/* x86-64's wrapping int32 arithmetic, which TFLite's kernels rely on here. */
+static int32_t wrap_s32(uint32_t v) { return (int32_t)v; }
+
+static int16_t logistic_s16(uint32_t magnitude, int32_t v, const uint16_t *table) {
+  const uint32_t uh = magnitude >> 9;
+  uint32_t result = 0x7FFFu << 10;
+  if (uh < 255) result = ((uint32_t)table[uh] << 9) + (magnitude & 0x1ff) * ((uint32_t)table[uh + 1] - table[uh]);
+  result = v >= 0 ? result + (1u << 9) : (1u << 25) - result + (1u << 9) - 1;
+  return (int16_t)(uint16_t)(result >> 10);
+}
+
+static int16_t tanh_s16(uint32_t magnitude, int32_t v, const uint16_t *table) {
+  const uint32_t uh = magnitude >> 8;
+  int32_t result = wrap_s32(0xFFFFu << 8);
+  if (uh < 255) {
+    result = wrap_s32(((uint32_t)table[uh] << 8) +
+                      (magnitude & 0xff) * ((uint32_t)table[uh + 1] - table[uh]));
+  }
+  result = v >= 0 ? result - (1 << 23) + (1 << 7) : -result + (1 << 23) + (1 << 7) - 1;
+  return (int16_t)(result >> 8);
+}
+
+void tb_sigmoid_s16(const tb_sigmoid_s16_params *p, const int16_t *input, const uint16_t *table,
+                    int16_t *output) {
+  int32_t multiplier = p->input_multiplier, shift = p->input_left_shift, round, i;
+  if (multiplier == 0) { /* power of two case */
+    multiplier = 3 << shift;
+    shift = 0;
+  }
+  round = shift > 0 ? 1 << (shift - 1) : 0;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t v = wrap_s32((uint32_t)input[i] * (uint32_t)multiplier + (uint32_t)round) >> shift;
+    const uint32_t magnitude = v >= 0 ? (uint32_t)v : 0u - (uint32_t)v;
+    output[i] = p->tanh ? tanh_s16(magnitude, v, table) : logistic_s16(magnitude, v, table);
+  }
+}

@@ -50,6 +50,20 @@ typedef struct {
 
 void tb_relu_s16(const tb_relu_s16_params *p, const int16_t *input, int16_t *output);
 
+/* int16 LOGISTIC and TANH (16x8, reference_integer_ops::Logistic/Tanh): the input
+ * rescaled by input_multiplier / 2^input_left_shift (multiplier 0: the
+ * power-of-two case, 3 << input_left_shift), then a 256-entry sigmoid table
+ * (round(65536 * sigmoid(i / 24)), passed as a constant) interpolated;
+ * output scale 1/32768. */
+typedef struct {
+  int32_t size;
+  int32_t tanh; /* 0: LOGISTIC, 1: TANH */
+  int32_t input_multiplier, input_left_shift;
+} tb_sigmoid_s16_params;
+
+void tb_sigmoid_s16(const tb_sigmoid_s16_params *p, const int16_t *input, const uint16_t *table,
+                    int16_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -161,3 +161,52 @@ void tb_softmax_f32(const tb_softmax_f32_params *p, const float *input, float *o
     for (c = 0; c < p->depth; ++c) output[c] = output[c] / sum;
   }
 }
+
+/* -- int16 (16x8) --------------------------------------------------------------------------- */
+
+int16_t tb_lut_lookup_s16(int16_t value, const int16_t *lut) {
+  const int32_t index = 256 + (value >> 7);
+  const int32_t offset = value & 0x7f;
+  const int16_t slope = (int16_t)(lut[index + 1] - lut[index]);
+  return (int16_t)(lut[index] + ((slope * offset + 64) >> 7));
+}
+
+static int16_t sat_s16(int32_t v) { return (int16_t)(v < -32768 ? -32768 : v > 32767 ? 32767 : v); }
+
+static int32_t clz32_u(uint32_t x) {
+  int32_t n = 0;
+  if (x == 0) return 32;
+  while (!(x & 0x80000000u)) {
+    x <<= 1;
+    ++n;
+  }
+  return n;
+}
+
+void tb_softmax_s16(const tb_softmax_s16_params *p, const int16_t *input, const int16_t *exp_lut,
+                    const int16_t *one_over_one_plus_x_lut, int16_t *output) {
+  int32_t i, c;
+  for (i = 0; i < p->outer; ++i, input += p->depth, output += p->depth) {
+    int16_t max = -32768;
+    int32_t sum = 0, headroom_plus_one, shifted_sum, right_shift;
+    int16_t reciprocal;
+    for (c = 0; c < p->depth; ++c) max = max < input[c] ? input[c] : max;
+    /* exp(x - max) in Q0.15, cached in the output (as the reference does) */
+    for (c = 0; c < p->depth; ++c) {
+      const int32_t scaled = tb_mul_by_quant_mul(input[c] - max, p->input_multiplier,
+                                                 p->input_left_shift);
+      output[c] = tb_lut_lookup_s16(sat_s16(scaled + 32767), exp_lut);
+      sum += output[c];
+    }
+    headroom_plus_one = clz32_u((uint32_t)sum);
+    shifted_sum = (int32_t)((((int64_t)sum << (headroom_plus_one - 1)) + (1 << 13)) >> 14);
+    reciprocal = tb_lut_lookup_s16(sat_s16(shifted_sum - ((1 << 15) + (1 << 16))),
+                                   one_over_one_plus_x_lut);
+    right_shift = 31 - headroom_plus_one;
+    for (c = 0; c < p->depth; ++c) {
+      const int64_t round = (int64_t)1 << (right_shift - 1);
+      const int32_t r = (int32_t)(((int64_t)output[c] * reciprocal + round) >> right_shift);
+      output[c] = (int16_t)(r < 0 ? 0 : r > 32767 ? 32767 : r);
+    }
+  }
+}

@@ -38,6 +38,22 @@ typedef struct {
 
 void tb_softmax_f32(const tb_softmax_f32_params *p, const float *input, float *output);
 
+/* int16 SOFTMAX (16x8, reference_ops::SoftmaxInt16): exp(x - max) and 1 / (1 + x)
+ * through 513-entry int16 tables with linear interpolation (TFLite's
+ * LUTPopulate<int16_t> tables, built on the host in double as SoftmaxPrepare
+ * does), output scale 1/32768. */
+typedef struct {
+  int32_t outer, depth;
+  int32_t input_multiplier, input_left_shift; /* input scale * beta / (10 / 65535) */
+} tb_softmax_s16_params;
+
+void tb_softmax_s16(const tb_softmax_s16_params *p, const int16_t *input, const int16_t *exp_lut,
+                    const int16_t *one_over_one_plus_x_lut, int16_t *output);
+
+/* TFLite's LUTLookup for int16: lut[256 + (v >> 7)] plus the rounded slope
+ * times v's low 7 bits. */
+int16_t tb_lut_lookup_s16(int16_t value, const int16_t *lut);
+
 #ifdef __cplusplus
 }
 #endif

@@ -332,6 +332,8 @@ def int16_layer(graph, op) -> Layer:
     if op.op in NO_INT16:
         raise unsupported(op, f"int16 activations (TFLite's {op.op} takes float32, uint8 and int8 "
                               "only)", graph)
+    if op.op in ("LOGISTIC", "TANH"):
+        return sigmoid_s16_layer(graph, op)
     if op.op not in RELU_RANGES and op.op != "LEAKY_RELU":
         raise unsupported(op, f"int16 activations ({op.op} in 16x8 is not compiled)", graph)
     x, y = same_type_tensors(graph, op, "int16")
@@ -354,7 +356,65 @@ def int16_layer(graph, op) -> Layer:
                  [], 0, f"{elements(x)} values", dtype="int16")
 
 
+# The table TF 2.21's int16 LOGISTIC and TANH interpolate (sigmoid_table_uint16 in
+# tensorflow/lite/kernels/internal/common.h): about 65536 * sigmoid(i / 24), i = 0..255, with
+# TFLite's own off-by-one entries (no formula reproduces all of them, so the values are kept).
+SIGMOID_TABLE = (
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535)
+
+
+def sigmoid_table() -> np.ndarray:
+    return np.array(SIGMOID_TABLE, dtype=np.uint16)
+
+
+def sigmoid_s16_layer(graph, op) -> Layer:
+    """SigmoidPrepare/TanhPrepare for int16: zero points 0, output scale 2^-15;
+    a power-of-two input scale 2^-12 (TANH also 2^-11) uses the fixed
+    multiplier 3 << shift, any other the multiplier scale * 4096 * 3 doubled
+    until above 32767 / 2 (at most 31 times)."""
+    from .add import _checked_log2
+    x, y = same_type_tensors(graph, op, "int16")
+    if (x.zero_point, y.zero_point) != (0, 0) or _checked_log2(y.scale) != -15:
+        raise unsupported(op, f"output scale {y.scale:g} (TFLite's int16 {op.op} requires 1/32768 "
+                              "and zero points 0)", graph)
+    log2 = _checked_log2(x.scale)
+    shift = 12 + log2 if log2 is not None else None
+    multiplier = 0
+    if shift is None or shift not in ((0, 1) if op.op == "TANH" else (0,)):
+        real, shift = float(F32(x.scale)) * 4096.0 * 3.0, 0
+        while real <= 32767.0 / 2.0 and shift <= 30:
+            shift, real = shift + 1, real * 2.0
+        if not real < 2 ** 31:
+            raise unsupported(op, f"input scale {x.scale:g} (beyond TFLite's int16 multiplier)", graph)
+        multiplier = int(real)
+    params = {"size": elements(x), "tanh": int(op.op == "TANH"), "input_multiplier": multiplier,
+              "input_left_shift": shift}
+    return Layer(op.index, op.op, "tb_sigmoid_s16_params", params, [op.inputs[0]], [op.outputs[0]],
+                 [Const("table", "uint16_t", sigmoid_table())], 0, f"{elements(x)} values",
+                 dtype="int16")
+
+
 TYPED = {"float32": "tb_activation_f32", "int16": "tb_relu_s16"}
+SIGMOID_TYPED = {"float32": "tb_activation_f32", "int16": "tb_sigmoid_s16"}
 
 
 def _lut_op(name: str, lower, doc: str, options=None, typed=None) -> OpDef:
@@ -376,8 +436,8 @@ OPS = [
             "int8 (reference HardSwish fixed point; output scale >= input scale / 128), as a table; "
             "float32", typed={"float32": "tb_activation_f32"}),
     _lut_op("LOGISTIC", lower_logistic, "int8, output 1/256 and -128: TFLite's int8 lookup table; "
-            "float32 (expf)", typed={"float32": "tb_activation_f32"}),
-    _lut_op("TANH", lower_tanh, "int8: TFLite's int8 lookup table; float32 (tanhf)",
-            typed={"float32": "tb_activation_f32"}),
+            "int16 (TFLite's interpolated table); float32 (expf)", typed=SIGMOID_TYPED),
+    _lut_op("TANH", lower_tanh, "int8: TFLite's int8 lookup table; int16 (TFLite's interpolated "
+            "table); float32 (tanhf)", typed=SIGMOID_TYPED),
     _lut_op("ELU", lower_elu, "int8: TFLite's int8 lookup table", typed={}),
 ]
