@@ -158,3 +158,57 @@ def test_conv_int16_property(params):
     lambda t: conv_params(depthwise=False, dtype=t) | conv_params(depthwise=True, dtype=t)))
 def test_conv_sweep(params):
     check(conv_model(**params), inputs=2)
+
+
+def mac_chain_model(dtype: str) -> bytes:
+    """CONV_2D -> DEPTHWISE_CONV_2D -> MAX_POOL_2D -> AVERAGE_POOL_2D -> MEAN ->
+    FULLY_CONNECTED in one type: the planner overlaps dying inputs with outputs
+    (in_place, scaled by the element size), so wide types are checked there too."""
+    rng = rng_for("chain", dtype)
+    b = ModelBuilder()
+    q = (lambda s: (s / 100, 0)) if dtype == "int16" else (
+        (lambda s: (s, 0)) if dtype == "int8" else (lambda s: (None, None)))
+
+    def weights(shape, axis):
+        if dtype == "float32":
+            return b.const(rng.normal(0, 0.4, shape).astype(np.float32), "float32"), None
+        scales = rng.uniform(0.004, 0.02, shape[axis])
+        return b.const(rng.integers(-127, 128, shape), "int8", scales, [0] * len(scales),
+                       axis=axis), scales
+
+    def bias(n, in_scale, scales):
+        if dtype == "float32":
+            return b.const(rng.normal(0, 1, n).astype(np.float32), "float32")
+        kind = "int32" if dtype == "int8" else "int64"
+        return b.const(rng.integers(-3000, 3000, n), kind, q(in_scale)[0] * scales, [0] * n)
+
+    x = b.input((1, 10, 10, 3), dtype, *q(0.05))
+    w1, s1 = weights((8, 3, 3, 3), 0)
+    h1 = b.tensor((1, 10, 10, 8), dtype, *q(0.1))
+    b.op("CONV_2D", [x, w1, bias(8, 0.05, s1)], [h1], b.options(
+        "Conv2DOptions", padding="SAME", strideH=1, strideW=1, fusedActivationFunction="RELU"),
+         version=3)
+    w2, s2 = weights((1, 3, 3, 8), 3)
+    h2 = b.tensor((1, 5, 5, 8), dtype, *q(0.1))
+    b.op("DEPTHWISE_CONV_2D", [h1, w2, bias(8, 0.1, s2)], [h2], b.options(
+        "DepthwiseConv2DOptions", padding="SAME", strideH=2, strideW=2, depthMultiplier=1,
+        fusedActivationFunction="RELU6"), version=3)
+    pools = []
+    for op, k, out_hw in (("MAX_POOL_2D", 2, 4), ("AVERAGE_POOL_2D", 2, 3)):
+        pools.append(b.tensor((1, out_hw, out_hw, 8), dtype, *q(0.1)))
+        b.op(op, [h2 if op == "MAX_POOL_2D" else pools[0]], [pools[-1]], b.options(
+            "Pool2DOptions", padding="VALID", strideH=1, strideW=1, filterHeight=k,
+            filterWidth=k), version=2)
+    m = b.tensor((1, 8), dtype, *q(0.1))
+    b.op("MEAN", [pools[-1], b.const(np.array([1, 2], np.int32), "int32")], [m],
+         b.options("ReducerOptions", keepDims=False), version=2)
+    w3, s3 = weights((5, 8), 0)
+    y = b.tensor((1, 5), dtype, *q(0.2))
+    b.op("FULLY_CONNECTED", [m, w3, bias(5, 0.1, s3)], [y], b.options("FullyConnectedOptions"),
+         version=4)
+    return b.build([y])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "float32"])
+def test_mac_chain(dtype):
+    check(mac_chain_model(dtype), inputs=3)

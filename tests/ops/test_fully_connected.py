@@ -251,3 +251,24 @@ def module_at(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def transposed_float_fc_model() -> bytes:
+    """TRANSPOSE (NHWC -> NCHW) -> RESHAPE -> float FULLY_CONNECTED: folding the
+    permutation into the weight columns would change the float summation order."""
+    rng = rng_for("transposed float fc")
+    b = ModelBuilder()
+    x = b.input((1, 4, 4, 6), "float32")
+    t = b.tensor((1, 6, 4, 4), "float32")
+    b.op("TRANSPOSE", [x, b.const(np.array([0, 3, 1, 2], np.int32), "int32")], [t], version=2)
+    r = b.tensor((1, 96), "float32")
+    b.op("RESHAPE", [t, b.const(np.array([1, 96], np.int32), "int32")], [r])
+    w = b.const(rng.normal(0, 0.3, (5, 96)).astype(np.float32), "float32")
+    y = b.tensor((1, 5), "float32")
+    b.op("FULLY_CONNECTED", [r, w, b.const(rng.normal(0, 1, 5).astype(np.float32), "float32")],
+         [y], b.options("FullyConnectedOptions"), version=4)
+    return b.build([y])
+
+
+def test_float_fc_after_a_transpose_keeps_tflite_order():
+    check(transposed_float_fc_model(), inputs=4)
