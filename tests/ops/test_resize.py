@@ -12,11 +12,12 @@ TABLES = {"RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
 
 
 def resize_model(op="RESIZE_BILINEAR", in_hw=(3, 4), out_hw=(6, 8), c=2, align=False, half=False,
-                 q=(0.05, -3)) -> bytes:
+                 q=(0.05, -3), dtype="int8") -> bytes:
     b = ModelBuilder()
-    x = b.input((1, *in_hw, c), "int8", *q)
+    q = {"float32": (None, None), "int16": (q[0], 0)}.get(dtype, q)
+    x = b.input((1, *in_hw, c), dtype, *q)
     size = b.const(np.array(out_hw, np.int32), "int32")
-    y = b.tensor((1, *out_hw, c), "int8", *q)
+    y = b.tensor((1, *out_hw, c), dtype, *q)
     b.op(op, [x, size], [y], b.options(TABLES[op], alignCorners=align, halfPixelCenters=half),
          version=3)
     return b.build([y])
@@ -33,6 +34,11 @@ CASES = [
     Case("NEAREST half_pixel_centers 3x", lambda: resize_model(NN, (2, 3), (6, 9), half=True)),
     Case("NEAREST align_corners odd sizes", lambda: resize_model(NN, (5, 3), (7, 11), align=True)),
     Case("NEAREST down-scale", lambda: resize_model(NN, (9, 7), (4, 3), c=3)),
+    Case("NEAREST float32 2x up", lambda: resize_model(NN, dtype="float32")),
+    Case("NEAREST float32 align_corners odd sizes", lambda: resize_model(NN, (5, 3), (7, 11), align=True,
+                                                                         dtype="float32")),
+    Case("NEAREST int16 half_pixel_centers 3x", lambda: resize_model(NN, (2, 3), (6, 9), half=True,
+                                                                     dtype="int16")),
 ]
 
 
@@ -82,3 +88,20 @@ def test_refused_in_one_line():
     message = str(info.value)
     assert "unsupported RESIZE_BILINEAR at layer 0" in message and "constant int32" in message
     assert "\n" not in message and "\x1b" not in message
+
+
+@FAST
+@given(resize_params(NN), st.sampled_from(["float32", "int16"]))
+def test_resize_nearest_typed_property(params, dtype):
+    check(resize_model(**params, dtype=dtype), inputs=2)
+
+
+def test_typed_bilinear_is_refused_in_one_line(tmp_path):
+    """float32/int16 RESIZE_BILINEAR is not compiled: one line naming the type."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(resize_model(dtype="float32"))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert "float32" in str(err.value) and "RESIZE_BILINEAR" in str(err.value) and "\n" not in str(err.value)

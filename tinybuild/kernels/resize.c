@@ -16,6 +16,22 @@ void tb_resize_nearest_s8(const tb_resize_params *p, const int8_t *input, const 
   }
 }
 
+#define TB_NEAREST(name, type)                                                                  \
+  void name(const tb_resize_params *p, const type *input, const int32_t *rows,                 \
+            const int32_t *cols, type *output) {                                               \
+    int32_t y, x, ch;                                                                          \
+    for (y = 0; y < p->out_h; ++y) {                                                           \
+      const type *row = input + rows[y] * p->in_w * p->c;                                      \
+      for (x = 0; x < p->out_w; ++x) {                                                         \
+        const type *pixel = row + cols[x] * p->c;                                              \
+        for (ch = 0; ch < p->c; ++ch) *output++ = pixel[ch];                                   \
+      }                                                                                        \
+    }                                                                                          \
+  }
+
+TB_NEAREST(tb_resize_nearest_f32, float)
+TB_NEAREST(tb_resize_nearest_s16, int16_t)
+
 /* (output_20 + round) / 2^20, rounding half away from zero as TFLite does
  * without TFLITE_SINGLE_ROUNDING. |output_20| < 2^30 here, so int32 is exact. */
 static int8_t blend(int32_t output_20) {

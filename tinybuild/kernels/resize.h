@@ -18,6 +18,12 @@ typedef struct {
 void tb_resize_nearest_s8(const tb_resize_params *p, const int8_t *input, const int32_t *rows,
                           const int32_t *cols, int8_t *output);
 
+/* float32 and int16 RESIZE_NEAREST_NEIGHBOR: the same gather of 4- or 2-byte values. */
+void tb_resize_nearest_f32(const tb_resize_params *p, const float *input, const int32_t *rows,
+                           const int32_t *cols, float *output);
+void tb_resize_nearest_s16(const tb_resize_params *p, const int16_t *input, const int32_t *rows,
+                           const int32_t *cols, int16_t *output);
+
 /* rows[out_h][3], cols[out_w][3]: (lower index, upper index, weight of the
  * upper one in 1/1024) as TFLite's ComputeInterpolationValuesInteger gives them. */
 void tb_resize_bilinear_s8(const tb_resize_params *p, const int8_t *input, const int32_t *rows,

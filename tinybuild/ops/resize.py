@@ -58,8 +58,11 @@ def bilinear_table(in_size: int, out_size: int, align: bool, half: bool) -> np.n
 
 
 def lower(graph, op) -> Layer:
-    x = tensor(graph, op, op.inputs[0], "input")
-    y = tensor(graph, op, op.outputs[0], "output")
+    types = ("int8", "int16", "float32") if op.op == "RESIZE_NEAREST_NEIGHBOR" else ("int8",)
+    x = tensor(graph, op, op.inputs[0], "input", types)
+    y = tensor(graph, op, op.outputs[0], "output", types)
+    if x.dtype != y.dtype:
+        raise unsupported(op, f"input {x.dtype} and output {y.dtype} differ")
     size = graph.tensor(op.inputs[1]) if len(op.inputs) > 1 else None
     if size is None or size.data is None or size.dtype != "int32":
         raise unsupported(op, "the output size must be a constant int32 tensor")
@@ -80,13 +83,14 @@ def lower(graph, op) -> Layer:
     params = dict(in_h=in_h, in_w=in_w, c=c, out_h=out_h, out_w=out_w)
     mode = "align_corners" if align else "half_pixel_centers" if half else "asymmetric"
     return Layer(op.index, op.op, "tb_resize_params", params, [op.inputs[0]], [op.outputs[0]],
-                 consts, 0, f"{in_h}x{in_w}x{c} -> {out_h}x{out_w}x{c} {mode}")
+                 consts, 0, f"{in_h}x{in_w}x{c} -> {out_h}x{out_w}x{c} {mode}", dtype=x.dtype)
 
 
 _C = KERNEL_DIR / "resize.c"
 OPS = [
     OpDef("RESIZE_NEAREST_NEIGHBOR", lower, "tb_resize_nearest_s8", _C, "tb_resize_params",
-          NEAREST_OPTIONS, doc="int8 NHWC, constant size, align_corners, half_pixel_centers"),
+          NEAREST_OPTIONS, typed={"float32": "tb_resize_nearest_f32", "int16": "tb_resize_nearest_s16"},
+          doc="int8, int16, float32 NHWC, constant size, align_corners, half_pixel_centers"),
     OpDef("RESIZE_BILINEAR", lower, "tb_resize_bilinear_s8", _C, "tb_resize_params",
           BILINEAR_OPTIONS, doc="int8 NHWC, constant size, align_corners, half_pixel_centers "
                                 "(TFLite's 10-bit fixed-point int8 path)"),
