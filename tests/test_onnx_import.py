@@ -253,3 +253,20 @@ def test_devcorpus_lstm_stops_with_one_line(shared_build):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = [ln for ln in result.stderr.splitlines() if "LSTM" in ln]
     assert len(lines) == 1 and "later slice" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "riscv", "esp32c3"])
+def test_pytorch_style_cnn_builds_on_each_board_and_matches_tflite(tmp_path, target):
+    """NCHW input, BatchNormalization, depthwise, Flatten before Gemm: no TRANSPOSE on the
+    device, the firmware's NHWC bytes identical to TFLite's reference, the layout reported."""
+    from test_e2e import scons
+    model = _save(pytorch_style_cnn(), tmp_path / "torchish.onnx")
+    np.save(tmp_path / "torchish_calib.npy", RNG.standard_normal((32, 4, 4, 3)).astype(np.float32))
+    result = scons(tmp_path / "build", f"target={target}", f"model={model}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+    report = json.loads((tmp_path / "build" / target / "torchish" / "report.json").read_text())
+    assert "TRANSPOSE" not in [layer["op"] for layer in report["layers"]]
+    assert report["conversion"]["input_layout"].startswith("NHWC")
+    assert "| input layout | NHWC" in (tmp_path / "build" / target / "torchish" / "report.md").read_text()

@@ -145,6 +145,8 @@ def markdown(r: dict) -> str:
                      "calibration samples | top-1 "
                      f"agreement {conv['top1_agreement']:.3f}, max abs diff {conv['max_abs_diff']:.4g}, "
                      f"mean {conv['mean_abs_diff']:.4g} |")
+    if conv.get("input_layout"):     # ONNX imports: what the firmware's input is (docs/onnx.md)
+        lines.append(f"| input layout | {cell(conv['input_layout'])} |")
     lines += ["", "## Layers", "", f"![cycles per layer]({SVG_NAME})", "",
               "| # | op | shape | kernel | plugin | MACs | instructions | cycles | share | MACs/cycle | flash B |",
               "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
