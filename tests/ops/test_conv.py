@@ -212,3 +212,30 @@ def mac_chain_model(dtype: str) -> bytes:
 @pytest.mark.parametrize("dtype", ["int8", "int16", "float32"])
 def test_mac_chain(dtype):
     check(mac_chain_model(dtype), inputs=3)
+
+
+def test_hybrid_and_mixed_types_are_refused_in_one_line(tmp_path):
+    """int8 weights under float activations (a dynamic-range model) and an int16
+    input with a float output: one line naming the op and what to do."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.importer import load_graph
+    from tinybuild.lower import lower_graph
+
+    def refusal(x_type, y_type, w_type):
+        b = ModelBuilder()
+        q = (0.01, 0) if x_type == "int16" else (None, None)
+        x = b.input((1, 4, 4, 2), x_type, *q)
+        w = b.const(np.ones((3, 1, 1, 2)), w_type, *((0.1, 0) if w_type == "int8" else (None,)))
+        bias = b.const(np.zeros(3), "float32" if x_type == "float32" else "int64")
+        y = b.tensor((1, 4, 4, 3), y_type, *((0.01, 0) if y_type == "int16" else (None, None)))
+        b.op("CONV_2D", [x, w, bias], [y], b.options("Conv2DOptions", padding="SAME", strideH=1,
+                                                    strideW=1), version=3)
+        path = tmp_path / f"{x_type}_{y_type}_{w_type}.tflite"
+        path.write_bytes(b.build([y]))
+        with pytest.raises(TinybuildError) as info:
+            lower_graph(load_graph(path))
+        assert "\n" not in str(info.value) and "unsupported CONV_2D at layer 0" in str(info.value)
+        return str(info.value)
+
+    assert "dynamic-range or hybrid model" in refusal("float32", "float32", "int8")
+    assert "int16 input with float32 output" in refusal("int16", "float32", "int8")
