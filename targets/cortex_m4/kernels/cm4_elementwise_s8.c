@@ -4,18 +4,19 @@
  * MUL, bit-exact with tb_mul_s8 (TFLite's MulElementwise): per element
  * MultiplyByQuantizedMultiplier((a + oa) * (b + ob)) + zero point, clamped.
  * Four elements per step: one word of each operand, SXTAB16 adds the offset
- * to bytes 0/2 and 1/3 at once (two int16 lanes), SMULBB/SMULTT make the four
- * products, and the fast exact requantization tb_rq (SMMLAR; the build proves
- * it equals the reference for every product the layer can make) replaces the
+ * to bytes 0/2 and 1/3 at once (two int16 lanes), SADD16 doubles one
+ * operand's lanes, SMULBB/SMULTT make the four doubled products, and tb_rq's
+ * fast exact requantization (SMMLAR on twice the product; the build proves it
+ * equals the reference for every product the layer can make) replaces the
  * reference's 64-bit rounding. Forms (rq[0]): both operands the same shape;
- * one operand a per-channel vector [C] against [rows, C]; one a scalar. Element
- * i is written after element i of the full-size operand(s) was read, so the
- * output may overlap them at or below their start (overlap (None, 0)).
+ * one operand a per-channel vector [C] against [rows, C]; one a scalar.
+ * Element i is written after element i of the full-size operand(s) was read,
+ * so the output may overlap them at or below their start (overlap (None, 0)).
  *
  * Table activations (tb_lut_s8's layers, and MUL by a constant scalar): one
- * 256-entry table lookup per element. Byte loads, stores and an 8-fold unroll:
- * per element one LDRB of the input, one of the table and one STRB, the least
- * a lookup takes on this core (a word load needs an extraction per byte and a
+ * 256-entry table lookup per element, 16 per step. Byte loads and stores: per
+ * element one LDRB of the input, one of the table and one STRB, the least a
+ * lookup takes on this core (a word load needs an extraction per byte and a
  * word store three ORRs: one instruction more per word than four bytes). */
 #include "tb_cm4.h"
 
@@ -38,19 +39,30 @@ enum { MUL_SAME = 0, MUL_CHANNEL = 1, MUL_SCALAR = 2 };
 TB_CM4_SMUL(mul_bb, "smulbb")
 TB_CM4_SMUL(mul_tt, "smultt")
 TB_CM4_SMUL(mul_tb, "smultb")
+/* SADD16 x, x: both halfwords doubled (|x| <= 255 here: no wrap). */
+TB_INLINE uint32_t twice16(uint32_t x) {
+  uint32_t r;
+  __asm__("sadd16 %0, %1, %1" : "=r"(r) : "r"(x));
+  return r;
+}
 #else
 TB_INLINE int32_t mul_bb(uint32_t a, uint32_t b) { return tb_lo16(a) * tb_lo16(b); }
 TB_INLINE int32_t mul_tt(uint32_t a, uint32_t b) { return tb_hi16(a) * tb_hi16(b); }
 TB_INLINE int32_t mul_tb(uint32_t a, uint32_t b) { return tb_hi16(a) * tb_lo16(b); }
+TB_INLINE uint32_t twice16(uint32_t x) {
+  return ((x << 1) & 0xFFFFu) | ((((x >> 16) << 1) & 0xFFFFu) << 16);
+}
 #endif
 
 typedef struct {
   int32_t m, b, e, lo, hi;
 } mul_rq;
 
-/* One output byte; `full` is a compile-time constant at every call. */
-TB_INLINE int8_t mul_out(int32_t product, mul_rq q, int full) {
-  const int32_t v = tb_rq(product, q.m, q.b, q.e);
+/* One output byte from twice the product (one operand's lanes are doubled
+ * once per word instead of each product: tb_rq's 2 * acc); `full` is a
+ * compile-time constant at every call. */
+TB_INLINE int8_t mul_out(int32_t product2, mul_rq q, int full) {
+  const int32_t v = tb_asr(tb_smmlar(product2, q.m, q.b + tb_asr(product2, 31)), q.e);
   return (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, q.lo, q.hi));
 }
 
@@ -60,7 +72,7 @@ TB_INLINE void mul_run(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
   for (; n >= 4; n -= 4, a += 4, b += 4, out += 4) {
     const uint32_t va = tb_ld32(a), vb = tb_ld32(b);
     const uint32_t a02 = tb_sxtab16(oa2, va), a13 = tb_sxtab16_ror8(oa2, va);
-    const uint32_t b02 = tb_sxtab16(ob2, vb), b13 = tb_sxtab16_ror8(ob2, vb);
+    const uint32_t b02 = twice16(tb_sxtab16(ob2, vb)), b13 = twice16(tb_sxtab16_ror8(ob2, vb));
     out[0] = mul_out(mul_bb(a02, b02), q, full);
     out[1] = mul_out(mul_bb(a13, b13), q, full);
     out[2] = mul_out(mul_tt(a02, b02), q, full);
@@ -68,11 +80,11 @@ TB_INLINE void mul_run(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
   }
   for (; n > 0; --n) {
     const int32_t oa = (int32_t)(int16_t)oa2, ob = (int32_t)(int16_t)ob2;
-    *out++ = mul_out((*a++ + oa) * (*b++ + ob), q, full);
+    *out++ = mul_out(2 * (*a++ + oa) * (*b++ + ob), q, full);
   }
 }
 
-/* n elements of a times one scalar (s + ob in both halfwords of sb). */
+/* n elements of a times one scalar (2 * (s + ob) in both halfwords of sb). */
 TB_INLINE void mul_scalar_run(const int8_t *a, uint32_t sb, int8_t *out, int32_t n, uint32_t oa2,
                               mul_rq q, int full) {
   for (; n >= 4; n -= 4, a += 4, out += 4) {
@@ -116,7 +128,7 @@ TB_INLINE void mul_form(const int32_t *rq, int32_t size, const int8_t *a, const 
   if (form == MUL_SAME) {
     mul_run(a, b, out, size, oa2, ob2, q, full);
   } else if (form == MUL_SCALAR) {
-    const uint32_t s = (uint32_t)(b[0] + rq[MUL_OB]);
+    const uint32_t s = (uint32_t)(2 * (b[0] + rq[MUL_OB]));
     mul_scalar_run(a, tb_pkhbt16(s, s), out, size, oa2, q, full);
   } else {
     mul_channels(a, b, out, size, rq[MUL_CHANNELS], oa2, ob2, q, full);

@@ -17,7 +17,7 @@
  *
  * Table activations (tb_lut_s8's layers, and MUL by a constant scalar): per
  * element LBU, ADD, LB, SB (four instructions: the least a lookup takes
- * here; words would need two per byte to extract and three to pack), 8 per
+ * here; words would need two per byte to extract and three to pack), 16 per
  * step so the loop's own work is shared. */
 #include "tb_rv.h"
 
