@@ -202,6 +202,7 @@ def host_lib(tmp_path_factory, target):
 def test_kernels_match_the_reference_on_the_host(host_lib, target):
     rng = np.random.default_rng(8)
     layers = [random_mul_case(rng) for _ in range(300)]
+    layers += [mul_layer(rng, (1, 3, 2, c), (1, 1, 1, c)) for c in (65, 96, 101)]   # above MUL_CACHE
     layers += [lut_layer(rng, int(n)) for n in rng.integers(16, 300, 20)]
     cases = cases_for(target, layers)
     assert len(cases) > 400
