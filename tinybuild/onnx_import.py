@@ -990,12 +990,12 @@ class Writer:
             x = self._unflattened(node, src)
         out_shape = g.shapes[dst]
         ident = tuple(range(len(x.perm)))
-        if x.perm != ident and self._read_by_linear_only(dst) and len(out_shape) == 2:
+        if self._read_by_linear_only(dst) and len(out_shape) == 2 and out_shape[0] == 1:
+            # FULLY_CONNECTED flattens its input itself (as TFLite's converter leaves it):
+            # no RESHAPE; NHWC data order is taken care of by permuting the weight columns
             sigma = np.arange(int(np.prod(g.shapes[src]))).reshape(g.shapes[src]).transpose(x.perm).ravel()
-            idx = self.act_tensor(dst, list(out_shape), x.qparams)
-            self._reshape(x.index, idx, out_shape)
             identity = bool(np.all(sigma == np.arange(sigma.size)))
-            self.acts[dst] = Act(idx, (0, 1), None if identity else sigma, x.qparams,
+            self.acts[dst] = Act(x.index, (0, 1), None if identity else sigma, x.qparams,
                                  {"source": src})
             return
         x = self.transposed(node, x, src, ident)
