@@ -27,7 +27,9 @@ FC's every row of inputs is a permutation of the same row of the
 TRANSPOSE's input (always with one row; with several, only a permutation
 inside each row). Each intermediate tensor must be read by that one layer and
 be no model output. The bytes are TFLite's: the FC multiplies the same
-values by the same weights and sums them in int32 (exact, in any order).
+values by the same weights and sums them in int32 or int64 (exact, in any
+order); a float32 FC is not folded (a float sum in another order rounds
+differently).
 """
 from __future__ import annotations
 
