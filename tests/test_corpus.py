@@ -2,7 +2,9 @@
 matches TFLite's reference byte for byte, on every board it is meant for.
 
 * the public TinyMaix models in ../shared/models/devcorpus/tinymaix/ (skipped without
-  ../shared), the nine int8 ones;
+  ../shared), the nine int8 ones and the seven float32 twins (float kernels: the
+  Cortex-M4F's FPU, soft float on RV32; their float SOFTMAX's expf may differ from
+  glibc's in the last bit, so those match within the stated tolerance);
 * tinybuild's own corpus, models/corpus/*.tflite (made by models/corpus/make_corpus.py,
   see docs/corpus.md), on cortex-m4, riscv where it fits, and esp32c3.
 
@@ -37,6 +39,19 @@ TINYMAIX_MODELS = {
     "mnist_resnet_q": "cortex-m4",
     "mnist_valid_q": "cortex-m4",
     "vww96_q": "cortex-m4",
+}
+
+# The float32 twins and the boards each is built on (the MobileNets' and VWW's float
+# arenas, 147-533 KB, fit only the 4 MiB MPS2 board; cifar10_f's 34 KB arena not the
+# GD32VF103's 32 KiB of RAM).
+TINYMAIX_FLOAT_MODELS = {
+    "cifar10_f": ("cortex-m4", "esp32c3"),
+    "mnist_dw_f": ("cortex-m4", "riscv"),
+    "mnist_resnet_f": ("cortex-m4", "riscv"),
+    "mnist_valid_f": ("cortex-m4", "riscv"),
+    "vww96_f": ("mps2-an386",),
+    "mbnet96_0.25_f": ("mps2-an386",),
+    "mbnet128_0.25_f": ("mps2-an386",),
 }
 
 ALL_TARGETS = ("cortex-m4", "riscv", "esp32c3")
@@ -115,6 +130,27 @@ def test_tinymaix_int8_model_matches_tflite(name, target, tmp_path):
     if not path.exists():
         pytest.skip(f"{path} not present (the TinyMaix models live in ../shared)")
     build_and_check(path, target, tmp_path)
+
+
+def tinymaix_float_params():
+    for name, targets in TINYMAIX_FLOAT_MODELS.items():
+        for target in targets:
+            yield pytest.param(name, target, id=f"{name}-{target}")
+
+
+@pytest.mark.parametrize("name, target", list(tinymaix_float_params()))
+def test_tinymaix_float_twin_matches_tflite(name, target, tmp_path):
+    path = TINYMAIX / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not present (the TinyMaix models live in ../shared)")
+    result = scons(tmp_path, f"target={target}", f"model={path}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "output matches TFLite reference: yes" in result.stdout
+    report = json.loads((tmp_path / target / path.stem / "report.json").read_text())
+    v = report["validation"]
+    assert v["match"] and "float32" in report["types"]
+    # Byte for byte, or within the tolerance with the difference stated: never silently.
+    assert v.get("exact", True) or 0 < v["max_rel_diff"] <= v["float_tolerance"]
 
 
 def corpus_params():
