@@ -47,7 +47,8 @@ def binary_model(op="ADD", s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=
 
 
 # operator versions TFLite's resolver takes for int16 (and float32) models
-TYPED_VERSION = {"ADD": 3, "SUB": 3, "MUL": 5, "MAXIMUM": 4, "MINIMUM": 4}
+TYPED_VERSION = {"ADD": 3, "SUB": 3, "MUL": 5, "MAXIMUM": 4, "MINIMUM": 4, "DIV": 1,
+                 "SQUARED_DIFFERENCE": 1, "PRELU": 1}
 
 
 def constant_data(dtype: str, rng, shape) -> np.ndarray:
@@ -114,8 +115,9 @@ def typed_cases(op: str, dtype: str) -> list:
         (f"fused {act}", dict(s1=(1, 2, 3, 4), s2=(1, 1, 3, 1), activation=act)),
         ("constant first", dict(s1=(1, 1, 4), s2=(1, 3, 4), const=1)),
         ("constant second, same shapes", dict(s1=(1, 6), s2=(1, 6), const=2)),
-        ("rank 5", dict(s1=(2, 1, 3, 1, 2), s2=(1, 2, 1, 4, 1))),
     ]
+    if op != "SQUARED_DIFFERENCE":        # TFLite's float SQUARED_DIFFERENCE broadcasts in 4-D
+        rows.append(("rank 5", dict(s1=(2, 1, 3, 1, 2), s2=(1, 2, 1, 4, 1))))
     if op in OPTIONS:
         rows.append(("RELU6", dict(s1=(1, 37), s2=(1, 37), activation="RELU6")))
     if dtype == "int16" and op in ("ADD", "SUB"):
@@ -129,7 +131,9 @@ def typed_cases(op: str, dtype: str) -> list:
 
 
 TYPED_OPS = ["SUB", "MUL", "MAXIMUM", "MINIMUM"]
-TYPED_CASES = [c for op in TYPED_OPS for dtype in ("float32", "int16") for c in typed_cases(op, dtype)]
+FLOAT_ONLY_OPS = ["DIV", "SQUARED_DIFFERENCE"]        # (and PRELU: PRELU_FLOAT_CASES)
+TYPED_CASES = [c for op in TYPED_OPS for dtype in ("float32", "int16") for c in typed_cases(op, dtype)] + \
+    [c for op in FLOAT_ONLY_OPS for c in typed_cases(op, "float32")]
 
 
 @pytest.mark.parametrize("case", TYPED_CASES, ids=str)
@@ -155,6 +159,26 @@ def typed_params(draw, op: str, dtype: str):
 @given(st.sampled_from(TYPED_OPS), st.sampled_from(["float32", "int16"]), st.data())
 def test_elementwise_typed_property(op, dtype, data):
     check(binary_model(**data.draw(typed_params(op, dtype))), inputs=2)
+
+
+@FAST
+@given(st.sampled_from(FLOAT_ONLY_OPS), st.data())
+def test_elementwise_float_property(op, data):
+    params = data.draw(typed_params(op, "float32"))
+    if op == "SQUARED_DIFFERENCE" and max(len(params["s1"]), len(params["s2"])) > 4:
+        params["s1"], params["s2"] = params["s1"][-4:], params["s2"][-4:]
+    check(binary_model(**params), inputs=2)
+
+
+@pytest.mark.parametrize("op", ["DIV", "SQUARED_DIFFERENCE", "PRELU"])
+def test_int16_of_an_int8_and_float_op_is_refused_in_one_line(op, tmp_path):
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(binary_model(op, (1, 4), (1, 4), (0.001, 0), (0.001, 0), (0.001, 0), dtype="int16",
+                                  const=2 if op == "PRELU" else None))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert "got int16" in str(err.value) and "\n" not in str(err.value)
 
 
 def div_model(s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0), activation="NONE",
@@ -190,14 +214,16 @@ def test_div(case):
 
 
 def prelu_model(shape=(1, 4, 4, 3), alpha_shape=(3,), q=(0.05, 3), qa=(0.01, -20), qo=(0.04, -1),
-                alpha_const=True) -> bytes:
+                alpha_const=True, dtype="int8") -> bytes:
     b = ModelBuilder()
-    x = b.input(shape, "int8", *q)
+    if dtype == "float32":
+        q = qa = qo = (None, None)
+    x = b.input(shape, dtype, *q)
     if alpha_const:
-        a = b.const(rng_for("alpha", alpha_shape).integers(-128, 128, size=alpha_shape), "int8", *qa)
+        a = b.const(constant_data(dtype, rng_for("alpha", alpha_shape), alpha_shape), dtype, *qa)
     else:
-        a = b.input(alpha_shape, "int8", *qa)
-    y = b.tensor(shape, "int8", *qo)
+        a = b.input(alpha_shape, dtype, *qa)
+    y = b.tensor(shape, dtype, *qo)
     b.op("PRELU", [x, a], [y])
     return b.build([y])
 
@@ -213,7 +239,15 @@ PRELU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", PRELU_CASES, ids=str)
+PRELU_FLOAT_CASES = [
+    Case("PRELU float32 per-channel alpha", lambda: prelu_model(dtype="float32")),
+    Case("PRELU float32 shared axes", lambda: prelu_model((1, 5, 3, 4), (1, 1, 4), dtype="float32")),
+    Case("PRELU float32 alpha not constant", lambda: prelu_model((1, 3, 4), (1, 4), alpha_const=False,
+                                                                 dtype="float32")),
+]
+
+
+@pytest.mark.parametrize("case", PRELU_CASES + PRELU_FLOAT_CASES, ids=str)
 def test_prelu(case):
     check(case)
 

@@ -201,6 +201,9 @@ void tb_prelu_s8(const tb_prelu_params *p, const int8_t *a, const int8_t *b, int
 TB_F32_ROW(sub_f32_row, tb_clamp_f32(*a - *b, p->act_min, p->act_max))
 TB_F32_ROW(mul_f32_row, tb_clamp_f32(*a * *b, p->act_min, p->act_max))
 TB_F32_ROW(maximum_f32_row, *a > *b ? *a : *b)
+TB_F32_ROW(div_f32_row, tb_clamp_f32(*a / *b, p->act_min, p->act_max))
+TB_F32_ROW(squared_difference_f32_row, (*a - *b) * (*a - *b))
+TB_F32_ROW(prelu_f32_row, *a >= 0.0f ? *a : *a * *b)
 TB_F32_ROW(minimum_f32_row, *a < *b ? *a : *b)
 
 void tb_sub_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
@@ -217,6 +220,19 @@ void tb_maximum_f32(const tb_binary_f32_params *p, const float *a, const float *
 
 void tb_minimum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
   tb_binary_any(&p->shape, p->size, 4, p, minimum_f32_row, a, b, output);
+}
+
+void tb_div_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, div_f32_row, a, b, output);
+}
+
+void tb_squared_difference_f32(const tb_binary_f32_params *p, const float *a, const float *b,
+                               float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, squared_difference_f32_row, a, b, output);
+}
+
+void tb_prelu_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output) {
+  tb_binary_any(&p->shape, p->size, 4, p, prelu_f32_row, a, b, output);
 }
 
 /* -- int16 (16x8) ------------------------------------------------------------------------- */

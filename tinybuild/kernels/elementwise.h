@@ -58,6 +58,12 @@ void tb_sub_f32(const tb_binary_f32_params *p, const float *a, const float *b, f
 void tb_mul_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_maximum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_minimum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+/* DIV: a / b then the clamp; SQUARED_DIFFERENCE: (a - b) * (a - b); PRELU:
+ * x >= 0 ? x : x * alpha (reference ApplyPrelu). */
+void tb_div_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
+void tb_squared_difference_f32(const tb_binary_f32_params *p, const float *a, const float *b,
+                               float *output);
+void tb_prelu_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_sub_s16(const tb_add_s16_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_maximum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,

@@ -207,9 +207,31 @@ def lower_mul(graph, op) -> Layer:
         "act_min": act_min, "act_max": act_max}, macs_per=1), ops.y.dtype)
 
 
+def float_only(graph, op, names=("first input", "second input")) -> Operands | None:
+    """The operands of an op compiled for int8 and float32: the float32 ones,
+    or None for int8 (int16 refused naming the type)."""
+    ops = operands(graph, op, names, ("int8", "float32"))
+    if ops.y.dtype != "float32":
+        return None
+    limit = FLOAT_MAX_RANK.get(op.op, MAX_RANK[op.op])
+    if len(ops.y.shape) > limit:
+        raise unsupported(op, f"float32 of rank {len(ops.y.shape)} (TFLite's reference float {op.op} "
+                              f"handles rank {limit} at most)")
+    return ops
+
+
+# TF 2.21's float SQUARED_DIFFERENCE and PRELU broadcast in 4-D (rank 5 aborts TFLite)
+FLOAT_MAX_RANK = {"SQUARED_DIFFERENCE": 4, "PRELU": 4}
+
+
 def lower_squared_difference(graph, op) -> Layer:
     """squared_difference.cc Prepare: left shift 7, the inputs rescaled to
     twice the larger scale, the squared difference to the output."""
+    ops = float_only(graph, op)
+    if ops is not None:
+        layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": -FLT_MAX, "act_max": FLT_MAX},
+                             macs_per=1)
+        return typed_layer(layer, "float32")
     ops = operands(graph, op)
     s1, s2, so = quant.f32(ops.a.scale), quant.f32(ops.b.scale), quant.f32(ops.y.scale)
     twice_max = 2.0 * max(s1, s2)
@@ -236,6 +258,9 @@ def lower_min_max(graph, op) -> Layer:
 
 
 def lower_div(graph, op) -> Layer:
+    ops = float_only(graph, op)
+    if ops is not None:
+        return float_layer(op, ops)
     ops = operands(graph, op)
     s1, s2, so = (quant.f32(t.scale) for t in (ops.a, ops.b, ops.y))
     # div.cc Prepare: input1 scale / (input2 scale * output scale), in float32
@@ -276,11 +301,14 @@ def _clrsb(v: int) -> int:
 
 
 def lower_prelu(graph, op) -> Layer:
+    ops = float_only(graph, op, ("input", "alpha"))
+    if ops is not None:
+        _check_prelu_shape(op, ops)
+        layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": -FLT_MAX, "act_max": FLT_MAX},
+                             macs_per=1)
+        return typed_layer(layer, "float32")
     ops = operands(graph, op, ("input", "alpha"))
-    if tuple(ops.y.shape) != tuple(ops.a.shape):
-        raise unsupported(op, f"alpha {_dims(ops.b.shape)} broadcasts the input "
-                              f"{_dims(ops.a.shape)} to a larger shape (TFLite requires the "
-                              "input's shape)")
+    _check_prelu_shape(op, ops)
     si, sa, so = (quant.f32(t.scale) for t in (ops.a, ops.b, ops.y))
     # activations.cc PreluPrepare: the scale ratios in float32
     return binary_layer(op, ops, "tb_prelu_params", {
@@ -288,6 +316,13 @@ def lower_prelu(graph, op) -> Layer:
         "output_offset": ops.y.zero_point,
         "identity": quant.quantize_multiplier(quant.f32(si / so)),
         "alpha": quant.quantize_multiplier(quant.f32(quant.f32(si * sa) / so))}, macs_per=1)
+
+
+def _check_prelu_shape(op, ops: Operands) -> None:
+    if tuple(ops.y.shape) != tuple(ops.a.shape):
+        raise unsupported(op, f"alpha {_dims(ops.b.shape)} broadcasts the input "
+                              f"{_dims(ops.a.shape)} to a larger shape (TFLite requires the "
+                              "input's shape)")
 
 
 def _options(table: str, fields=(ACTIVATION,)) -> Options:
@@ -310,7 +345,8 @@ OPS = [
           doc=f"int8, int16 (16x8), float32, {SHAPES} (rank <= 6), constant operands, fused "
               "NONE/RELU/RELU6"),
     OpDef("SQUARED_DIFFERENCE", lower_squared_difference, "tb_squared_difference_s8", SOURCE,
-          "tb_add_params", in_place=in_place, doc=f"int8, {SHAPES} (rank <= 6), constant operands"),
+          "tb_add_params", in_place=in_place, typed={"float32": "tb_squared_difference_f32"},
+          doc=f"int8, {SHAPES} (rank <= 6), constant operands; float32 (rank <= 4)"),
     OpDef("MAXIMUM", lower_min_max, "tb_maximum_s8", SOURCE, "tb_minmax_params",
           in_place=in_place, typed={"float32": "tb_maximum_f32", "int16": "tb_maximum_s16"},
           doc=f"int8/int16 (raw values, as TFLite), float32, {SHAPES} (rank <= 5), constant operands"),
@@ -318,7 +354,9 @@ OPS = [
           in_place=in_place, typed={"float32": "tb_minimum_f32", "int16": "tb_minimum_s16"},
           doc=f"int8/int16 (raw values, as TFLite), float32, {SHAPES} (rank <= 5), constant operands"),
     OpDef("DIV", lower_div, "tb_div_s8", SOURCE, "tb_div_params", _options("DivOptions"),
-          in_place=in_place, doc=f"int8, {SHAPES} (rank <= 5), constant operands, fused NONE/RELU/RELU6"),
+          in_place=in_place, typed={"float32": "tb_div_f32"},
+          doc=f"int8, float32, {SHAPES} (rank <= 5), constant operands, fused NONE/RELU/RELU6"),
     OpDef("PRELU", lower_prelu, "tb_prelu_s8", SOURCE, "tb_prelu_params", in_place=in_place,
-          doc="int8, alpha constant or not, broadcast to the input's shape (rank <= 4)"),
+          typed={"float32": "tb_prelu_f32"},
+          doc="int8, float32, alpha constant or not, broadcast to the input's shape (rank <= 4)"),
 ]
