@@ -39,9 +39,37 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+def float_unary_model(op: str, shape=(1, 5, 7)) -> bytes:
+    b = ModelBuilder()
+    x = b.input(shape, "float32")
+    y = b.tensor(shape, "float32")
+    b.op(op, [x], [y])
+    return b.build([y])
+
+
+FLOAT_CASES = [Case(f"{op} float32", lambda op=op: float_unary_model(op)) for op in ("ABS", "NEG")]
+
+
+@pytest.mark.parametrize("case", CASES + FLOAT_CASES, ids=str)
 def test_unary(case):
     check(case)
+
+
+@FAST
+@given(st.sampled_from(["ABS", "NEG"]), st.sampled_from(SHAPES_OF_256))
+def test_float_abs_neg_property(op, shape):
+    check(float_unary_model(op, shape), inputs=2)
+
+
+def test_float_rsqrt_is_refused_in_one_line(tmp_path):
+    """float32 RSQRT is not compiled: one line naming the type and the op."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(float_unary_model("RSQRT"))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert "float32" in str(err.value) and "RSQRT" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_every_value():

@@ -47,3 +47,16 @@ void tb_cast(const tb_cast_params *p, const void *input, void *output) {
     }
   }
 }
+
+void tb_unary_f32(const tb_unary_f32_params *p, const float *input, float *output) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    union {
+      float f;
+      uint32_t u;
+    } v;
+    v.f = input[i];
+    v.u = p->negate ? v.u ^ 0x80000000u : v.u & 0x7fffffffu;
+    output[i] = v.f;
+  }
+}

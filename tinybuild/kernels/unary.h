@@ -21,6 +21,14 @@ typedef struct {
  * its range) and wraps. */
 void tb_cast(const tb_cast_params *p, const void *input, void *output);
 
+/* float32 ABS (std::abs: the sign bit cleared) and NEG (-x: the sign bit flipped). */
+typedef struct {
+  int32_t size;
+  int32_t negate; /* 0: ABS, 1: NEG */
+} tb_unary_f32_params;
+
+void tb_unary_f32(const tb_unary_f32_params *p, const float *input, float *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -152,14 +152,31 @@ def fold_cast(graph, op) -> dict | None:
     return {y.index: cast_values(x.data, y.dtype)}
 
 
-def _lut_op(name: str, lower, doc: str) -> OpDef:
-    return OpDef(name, lower, "tb_lut_s8", LUT_SOURCE, "tb_lut_params", fold=fold_by_table(lower),
-                 in_place=elementwise_in_place, doc=doc)
+def float_or(int8_lower):
+    """ABS/NEG: float32 inputs by tb_unary_f32 (sign bit cleared or flipped), int8 by table."""
+    def lower(graph, op) -> Layer:
+        x = graph.tensor(op.inputs[0])
+        if x is None or x.dtype != "float32" or op.op not in ("ABS", "NEG"):
+            return int8_lower(graph, op)
+        y = elementwise_tensor(graph, op, op.outputs[0], "output", ("float32",))
+        if x.shape != y.shape:
+            raise unsupported(op, f"output shape {y.shape} differs from input shape {x.shape}", graph)
+        return Layer(op.index, op.op, "tb_unary_f32_params",
+                     {"size": elements(x), "negate": int(op.op == "NEG")}, [op.inputs[0]],
+                     [op.outputs[0]], [], 0, f"{elements(x)} values", dtype="float32")
+    return lower
+
+
+def _lut_op(name: str, lower, doc: str, typed=None) -> OpDef:
+    return OpDef(name, float_or(lower), "tb_lut_s8", LUT_SOURCE, "tb_lut_params",
+                 fold=fold_by_table(lower), in_place=elementwise_in_place, doc=doc, typed=typed or {})
 
 
 OPS = [
-    _lut_op("ABS", lower_abs, "int8, any input/output quantization, as a 256-entry table"),
-    _lut_op("NEG", lower_neg, "int8: -x on the raw values as TFLite does (quantization ignored), as a table"),
+    _lut_op("ABS", lower_abs, "int8, any input/output quantization, as a 256-entry table; float32",
+            {"float32": "tb_unary_f32"}),
+    _lut_op("NEG", lower_neg, "int8: -x on the raw values as TFLite does (quantization ignored), as a "
+            "table; float32", {"float32": "tb_unary_f32"}),
     _lut_op("RSQRT", lower_rsqrt, "int8 (elementwise.cc fixed point), as a 256-entry table; inputs "
                                   "below the zero point give 127 (TFLite stops)"),
     OpDef("CAST", lower_cast, "tb_cast", KERNEL_DIR / "unary.c", "tb_cast_params", fold=fold_cast,
