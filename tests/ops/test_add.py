@@ -131,3 +131,15 @@ def test_shapes_that_do_not_broadcast_are_refused_in_one_line():
         lower_graph(graph_of((1, 4, 3), (1, 2, 3), (1, 4, 3)))
     assert "shapes 1x4x3 and 1x2x3 do not broadcast" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_int16_scales_beyond_the_rescale_are_refused_in_one_line(tmp_path):
+    """An output scale below twice the inputs' / 32768 needs a multiplier >= 1 on
+    TFLite's general int16 path: one line, not an encoding error."""
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(binary_model("ADD", (1, 4), (1, 4), (1.0, 0), (1.0, 0), (1e-5, 0), dtype="int16",
+                                  pot=False))
+    with pytest.raises(TinybuildError) as info:
+        generate(path, tmp_path / "out", [])
+    assert "rescale multiplier >= 1" in str(info.value) and "\n" not in str(info.value)

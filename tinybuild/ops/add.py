@@ -66,7 +66,11 @@ def add_s16_layer(op, ops: Operands, sign: int) -> Layer:
                                   "the other at a smaller one")
         params.update(pot=1, pot_shift1=-shift1, pot_shift2=-shift2)
     else:
-        params.update(_general_s16(a, b, y, sign))
+        try:
+            params.update(_general_s16(a, b, y, sign))
+        except ValueError:
+            raise unsupported(op, f"int16 scales {a.scale:g}, {b.scale:g} -> {y.scale:g} need a "
+                                  "rescale multiplier >= 1, which TFLite's int16 kernel refuses") from None
     layer = binary_layer(op, ops, "tb_add_s16_params", params)
     layer.dtype = "int16"
     return layer
