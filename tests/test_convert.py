@@ -344,15 +344,15 @@ def test_elu_layer_is_named_as_float_leftover(tmp_path):
 
 
 @pytest.mark.slow
-def test_lstm_layer_is_refused_before_the_converter(tmp_path):
+def test_gru_not_unrolled_is_refused_before_the_converter(tmp_path):
     import keras
 
     inp = keras.Input(shape=(10, 4))
-    out = keras.layers.Dense(3)(keras.layers.LSTM(5, name="my_lstm")(inp))
-    src = tmp_path / "lstm.keras"
+    out = keras.layers.Dense(3)(keras.layers.GRU(5, name="my_gru")(inp))
+    src = tmp_path / "gru.keras"
     keras.Model(inp, out).save(src)
     with pytest.raises(TinybuildError) as info:
-        convert_model(src, tmp_path / "lstm.tflite", None, None, num_calibration=4)
+        convert_model(src, tmp_path / "gru.tflite", None, None, num_calibration=4)
     message = str(info.value)
-    assert "recurrent layer(s) 'my_lstm' (LSTM) have no int8 TFLite builtin operator" in message
-    assert "CONV_2D" in message and "Fix:" in message
+    assert "recurrent layer(s) 'my_gru' (GRU) are not unrolled" in message
+    assert "WHILE" in message and "Fix: build the layer with unroll=True" in message

@@ -196,10 +196,20 @@ def _not_int8(model: dict) -> list[str]:
     problems = []
     for graph in model["subgraphs"]:
         tensors = graph["tensors"] or []
-        edges = _interface_edges(model, graph)
+        edges = _interface_edges(model, graph) | _scale_carriers(graph)
         problems += [f"{_role(graph, i)} '{shown(t['name'] or b'')}' is {_type_of(t)}"
                      for i, t in enumerate(tensors) if _type_of(t) in _FLOAT_TYPES and i not in edges]
     return problems
+
+
+def _scale_carriers(graph: dict) -> set[int]:
+    """Tensors only an op's ``intermediates`` name (the int8 LSTM's gate scales,
+    float32 and empty when there is no layer norm): they hold no values."""
+    named, used = set(), set()
+    for op in graph["operators"] or []:
+        named |= {int(t) for t in (op["intermediates"] if op["intermediates"] is not None else [])}
+        used |= {int(t) for key in ("inputs", "outputs") for t in (op[key] if op[key] is not None else [])}
+    return named - used
 
 
 def _role(graph: dict, index: int) -> str:
@@ -375,29 +385,118 @@ def _check_sample_shape(src: Path, shape) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-# Keras layers that TFLite turns into recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM, WHILE
-# loops) with float parts; its converter can even crash on them.
-_RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D",
-                     "ConvLSTM2D", "ConvLSTM3D")
+# Recurrent Keras layers and what TF 2.21's converter makes of them: a tf_keras (Keras 2)
+# LSTM becomes one UNIDIRECTIONAL_SEQUENCE_LSTM (int8 or float32), which tinybuild
+# compiles; a Keras 3 LSTM, and a GRU or SimpleRNN from either Keras, a WHILE loop over
+# subgraphs (float32), or a converter segfault (int8). With unroll=True they become plain
+# ops (FULLY_CONNECTED, MUL, ADD, LOGISTIC, TANH, SPLIT...). Bidirectional and ConvLSTM
+# layers have no builtin tinybuild compiles.
+_LOOPING_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN")
+_UNCOMPILED_RECURRENT = ("Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
-def _refuse_recurrent_layers(src: Path, model) -> None:
-    try:
-        layers = list(model._flatten_layers(include_self=False))
-    except Exception:  # another Keras: the top-level layers are enough to tell
-        layers = list(getattr(model, "layers", []))
-    found = [f"'{shown(layer.name)}' ({type(layer).__name__})" for layer in layers
-             if type(layer).__name__ in _RECURRENT_LAYERS]
-    if found:
-        from tinybuild.lower import SUPPORTED
+def _recurrent_layers(src: Path, model, loader: str):
+    """The model to convert and its loader: a Keras 3 model whose LSTMs are not
+    unrolled is rebuilt in tf_keras (one LSTM op each); a layer TFLite would
+    loop over or that tinybuild cannot compile stops the build in one line."""
+    layers = _all_layers(model)
+    blocked = [f"'{shown(layer.name)}' ({type(layer).__name__})" for layer in layers
+               if type(layer).__name__ in _UNCOMPILED_RECURRENT]
+    if blocked:
         raise TinybuildError(
-            f"{_p(src)}: recurrent layer(s) {', '.join(found[:5])} have no int8 TFLite builtin "
-            f"operator that tinybuild compiles; tinybuild compiles int8 {', '.join(SUPPORTED)} only "
-            "for now. Fix: replace them (e.g. with Conv1D/Conv2D over time), or leave them out")
+            f"{_p(src)}: recurrent layer(s) {', '.join(blocked[:5])} have no TFLite builtin that "
+            "tinybuild compiles. Fix: use plain LSTM layers (tf_keras) or GRU/SimpleRNN with "
+            "unroll=True, or replace them (e.g. with Conv1D over time)")
+    looping = [layer for layer in layers
+               if type(layer).__name__ in _LOOPING_LAYERS and not getattr(layer, "unroll", False)]
+    lstm_only = all(type(layer).__name__ == "LSTM" for layer in looping)
+    if looping and loader == "keras" and lstm_only:
+        twin = _tf_keras_twin(model)
+        if twin is not None:
+            _log("Keras 3 LSTM: converting its tf_keras (Keras 2) twin, which TFLite writes as one "
+                 "UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 3's becomes a loop TF 2.21 cannot quantize)")
+            return twin, "tf_keras (rebuilt from Keras 3)"
+    if looping and not (loader == "tf_keras" and lstm_only):
+        names = ", ".join(f"'{shown(layer.name)}' ({type(layer).__name__})" for layer in looping[:5])
+        raise TinybuildError(
+            f"{_p(src)}: recurrent layer(s) {names} are not unrolled: TFLite writes them as a WHILE "
+            "loop over subgraphs, which tinybuild does not compile (and TF 2.21's int8 converter "
+            "crashes on it). Fix: build the layer with unroll=True (a fixed number of time steps: "
+            "plain FULLY_CONNECTED/MUL/ADD/LOGISTIC/TANH ops), or for an LSTM save the model with "
+            "tf_keras (one UNIDIRECTIONAL_SEQUENCE_LSTM op)")
+    return model, loader
+
+
+def _all_layers(model) -> list:
+    try:
+        return list(model._flatten_layers(include_self=False))
+    except Exception:  # another Keras: the top-level layers are enough to tell
+        return list(getattr(model, "layers", []))
+
+
+# Keras 3 config keys tf_keras does not take (inference does not need them).
+_KERAS3_ONLY = ("module", "registered_name", "build_config", "compile_config", "seed", "optional",
+                "quantization_config")
+
+
+def _keras2_config(o):
+    """A Keras 3 model config as tf_keras reads it: dtype policies as their names,
+    batch_shape as batch_input_shape, initializers/regularizers/constraints left out."""
+    if isinstance(o, dict):
+        if o.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            return o.get("config", {}).get("name", "float32")
+        return {("batch_input_shape" if k == "batch_shape" else k): _keras2_config(v)
+                for k, v in o.items()
+                if k not in _KERAS3_ONLY and not k.endswith(("_initializer", "_regularizer", "_constraint"))}
+    if isinstance(o, list):
+        return [_keras2_config(v) for v in o]
+    return o
+
+
+def _tf_keras_twin(model):
+    """The Keras 3 ``model`` rebuilt in tf_keras with the same weights (from its
+    config, else as a chain of its layers), or None when neither gives the same
+    outputs on a seeded sample."""
+    import json
+    try:
+        import tf_keras
+        config = _keras2_config(json.loads(model.to_json()))
+    except Exception:
+        return None
+    for build in (lambda: tf_keras.models.model_from_json(json.dumps(config)),
+                  lambda: _layer_chain(tf_keras, model, config)):
+        try:
+            twin = build()
+            for layer in model.layers:
+                if layer.weights:
+                    twin.get_layer(layer.name).set_weights(layer.get_weights())
+            if _same_outputs(model, twin):
+                return twin
+        except Exception:
+            continue
+    return None
+
+
+def _layer_chain(tf_keras, model, config):
+    """A tf_keras Sequential of the model's layers in order (a functional model
+    whose layers form one chain; _same_outputs tells whether they do)."""
+    shape = [1, *model.inputs[0].shape[1:]]
+    chain = tf_keras.Sequential([tf_keras.Input(batch_shape=shape)])
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] != "InputLayer":
+            chain.add(tf_keras.layers.deserialize({"class_name": layer["class_name"],
+                                                   "config": layer["config"]}))
+    return chain
+
+
+def _same_outputs(model, twin) -> bool:
+    x = np.random.default_rng(0).standard_normal([1, *model.inputs[0].shape[1:]]).astype(np.float32)
+    a, b = np.asarray(model(x)), np.asarray(twin(x))
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-4, atol=1e-5))
 
 
 def _from_keras(tf, src: Path, model, loader: str) -> _FloatModel:
-    _refuse_recurrent_layers(src, model)
+    model, loader = _recurrent_layers(src, model, loader)
     inputs = model.inputs
     outputs = model.outputs
     if len(inputs) != 1:
@@ -582,6 +681,7 @@ def run_int8(tf, tflite_path: Path, x: np.ndarray) -> np.ndarray:
     results = []
     for sample in x:
         q = _quantized(sample, inp["dtype"], in_scale, in_zp)
+        interp.reset_all_variables()     # each sample from a fresh LSTM/SVDF state, as Keras runs it
         interp.set_tensor(inp["index"], q.reshape(inp["shape"]))
         interp.invoke()
         y = interp.get_tensor(out["index"]).astype(np.float32)
@@ -730,7 +830,11 @@ def tflite_kind(model: dict) -> str:
     if not _not_int8(model):
         graph = model["subgraphs"][0]
         tensors = graph["tensors"] or []
-        return "int16x8" if any(_type_of(t) == "INT16" for t in tensors) else "int8"
+        # 16x8 models compute int16 activations; an int8 LSTM or SVDF only keeps
+        # int16 state and weights, as inputs of its op
+        written = {int(t) for op in graph["operators"] or [] for t in (op["outputs"] if op["outputs"]
+                                                                      is not None else [])}
+        return "int16x8" if any(_type_of(tensors[t]) == "INT16" for t in written) else "int8"
     return "float32"
 
 

@@ -41,9 +41,13 @@ def load_graph(path: Path) -> Graph:
 
 def _graph(path: Path, buf: bytes, model: dict) -> Graph:
     if len(model["subgraphs"]) != 1:
+        main = [_opcode_name(path, model, op) for op in model["subgraphs"][0]["operators"] or []]
+        loop = ("; its WHILE loop is how TFLite writes a Keras RNN/GRU/LSTM that is not unrolled. Fix: "
+                "build the recurrent layer with unroll=True (or an LSTM with tf_keras)") \
+            if "WHILE" in main else ""
         raise TinybuildError(
             f"{shown(str(path), limit=0)}: the model has {len(model['subgraphs'])} subgraphs; "
-            "tinybuild compiles single-subgraph models (no control flow ops)")
+            f"tinybuild compiles single-subgraph models (no control flow ops){loop}")
     sub = model["subgraphs"][0]
     tensors = [_read_tensor(path, buf, model, t, i) for i, t in enumerate(sub["tensors"] or [])]
     ops = [_read_operator(path, model, op, i) for i, op in enumerate(sub["operators"] or [])]
