@@ -145,6 +145,56 @@ def test_the_plugin_registers_the_onnx_importer():
     assert any(m.get(".onnx") is onnx_import.convert_onnx for _, m in found)
 
 
+# -- already quantized: QDQ models from onnxruntime.quantization ------------------------
+
+def qdq_model(tmp_path, per_channel=True):
+    """pytorch_style_cnn quantized by onnxruntime's quantize_static (QDQ format, uint8
+    activations, int8 weights)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Samples(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(3)
+            self.samples = iter([{"x": rng.standard_normal((1, 3, 4, 4)).astype(np.float32)}
+                                 for _ in range(32)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    float_path = _save(pytorch_style_cnn(), tmp_path / "float.onnx")
+    qdq_path = tmp_path / "qdq.onnx"
+    quantize_static(str(float_path), str(qdq_path), Samples(), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    return qdq_path
+
+
+def test_a_qdq_model_keeps_the_scales_and_weights_it_carries(tmp_path):
+    src = qdq_model(tmp_path)
+    dst = tmp_path / "qdq.tflite"
+    report = onnx_import.convert_onnx(src, dst, None, None)
+    assert report["top1_agreement"] >= 0.9, report          # vs onnxruntime running the QDQ model
+    q = onnx.load(str(src))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    graph = load_graph(dst)
+    c3 = next(t for t in graph.tensors if t.name == "c3")  # the 1x1 conv: nothing folded into it
+    assert c3.scales == (pytest.approx(float(inits["c3_scale"])),)
+    assert inits["c3_zero_point"].dtype == np.uint8
+    assert c3.zero_points == (int(inits["c3_zero_point"]) - 128,)          # uint8 -> int8, same values
+    conv3 = next(op for op in graph.operators if op.outputs == [c3.index])
+    weights = graph.tensors[conv3.inputs[1]]
+    assert np.array_equal(weights.data, inits["w3_quantized"].transpose(0, 2, 3, 1))
+    assert _ops(dst) == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED",
+                         "SOFTMAX"]
+
+
+def test_a_qdq_model_is_not_made_float(tmp_path):
+    src = qdq_model(tmp_path)
+    with pytest.raises(TinybuildError) as info:
+        onnx_import.convert_onnx(src, tmp_path / "out.tflite", None, None, quant="float32")
+    assert "already quantized" in str(info.value) and "\n" not in str(info.value)
+
+
 # -- bad input: one line each, nothing left on disk -----------------------------------
 
 def _error(tmp_path, model_or_path) -> str:
@@ -378,3 +428,12 @@ def test_the_onnx_route_costs_what_the_keras_route_costs(tmp_path, name):
     assert abs(onnx_r["inference"]["instructions"] - keras_r["inference"]["instructions"]) \
         <= 0.01 * keras_r["inference"]["instructions"]
     assert onnx_r["conversion"]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.slow
+def test_a_qdq_model_builds_and_matches_tflite(tmp_path):
+    from test_e2e import scons
+    src = qdq_model(tmp_path)
+    result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout

@@ -49,8 +49,6 @@ OPSET_MIN, OPSET_MAX = 9, 21
 NCHW_TO_NHWC = (0, 2, 3, 1)
 LATER = {"LSTM": "LSTM import is a later slice of issue 13",
          "GRU": "GRU import is a later slice of issue 13",
-         "QuantizeLinear": "already-quantized (QDQ) ONNX models are a later slice of issue 13",
-         "DequantizeLinear": "already-quantized (QDQ) ONNX models are a later slice of issue 13",
          "QLinearConv": "QOperator ONNX models are a later slice of issue 13",
          "QLinearMatMul": "QOperator ONNX models are a later slice of issue 13"}
 
@@ -96,6 +94,9 @@ def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_cal
     model = load_checked(src)
     graph = Graph(src, model)
     graph.check_ops()
+    if graph.qdq and quant != "int8":
+        raise TinybuildError(f"quant={quant}: {_p(src)} is already quantized (QuantizeLinear/"
+                             "DequantizeLinear): it builds with the int8 scales it carries. Fix: leave quant= out")
     sample_shape, layout = graph.input_sample_shape()
     calib, calib_src = conv._calibration(src, Path(calibration) if calibration else None,
                                          sample_shape, num_calibration)
@@ -235,7 +236,8 @@ class Node:
 SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu",
              "Sigmoid", "Tanh", "HardSwish", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool",
              "GlobalMaxPool", "BatchNormalization", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-             "Transpose", "Concat", "Pad", "ReduceMean", "Constant", "Identity", "Dropout")
+             "Transpose", "Concat", "Pad", "ReduceMean", "Constant", "Identity", "Dropout",
+             "QuantizeLinear", "DequantizeLinear")
 
 
 class Graph:
@@ -257,6 +259,8 @@ class Graph:
         self.ranges: dict[str, tuple[float, float]] = {}
         self.values: dict[str, np.ndarray] = {}
         self.constant: set[str] = set(self.consts)
+        self.forced: dict[str, tuple[float, int]] = {}    # QDQ models: the int8 params they carry
+        self.qdq = any(n.op == "QuantizeLinear" for n in self.nodes)
 
     def where(self, node: Node) -> str:
         return f"{node.op} (node '{shown(node.name or '(unnamed)')}', #{node.index})"
@@ -316,8 +320,15 @@ class Graph:
         return tuple(shape[1:]), Layout("as ONNX", None)
 
     def _image_input(self) -> bool:
-        name = self.inputs[0].name
-        return any(name in n.inputs[:1] for n in self.nodes if n.op in _SPATIAL)
+        """Whether a Conv or pool reads the input (through QDQ pairs, Identity, Dropout)."""
+        names, found = {self.inputs[0].name}, set()
+        while names:
+            readers = [n for n in self.nodes if n.inputs and n.inputs[0] in names]
+            if any(n.op in _SPATIAL for n in readers):
+                return True
+            found |= names
+            names = {o for n in readers if n.op in _PASS_THROUGH for o in n.outputs[:1]} - found
+        return False
 
     # -- onnxruntime -----------------------------------------------------------------
     def session(self, every_tensor: bool):
@@ -400,6 +411,8 @@ class Graph:
         self.live = [n for n in self.nodes if not all(o in self.constant for o in n.outputs if o)]
         for node in [n for n in self.live if n.op in ("Identity", "Dropout")]:
             self._bypass(node)
+        for node in [n for n in self.live if n.op == "QuantizeLinear"]:
+            self._bypass_qdq(node)
         for node in list(self.live):
             if node in self.live and node.op in ("Conv", "Gemm", "MatMul"):
                 _fold_linear(self, node)
@@ -407,6 +420,43 @@ class Graph:
             if node in self.live and node.op in _FUSES_ACTIVATION:
                 _fuse_activation(self, node)
         self.output_perm = None
+
+    def _bypass_qdq(self, q: Node) -> None:
+        """A QuantizeLinear -> DequantizeLinear pair on an activation is the int8 tensor
+        it describes: removed, its scale and zero point kept for the tensor (uint8 as
+        int8: zero point - 128, the same values)."""
+        readers = self.consumers(q.outputs[0])
+        if not readers or any(r.op != "DequantizeLinear" for r in readers) or q.outputs[0] in self.outputs:
+            raise self.fail(q, "a QuantizeLinear not followed by DequantizeLinear (QOperator or mixed "
+                            "models are a later slice of issue 13)", "export a QDQ model")
+        scale, zp = self.value(q.inputs[1]), self.value(q.inputs[2]) if len(q.inputs) > 2 and q.inputs[2] else None
+        if scale is None or scale.size != 1 or (zp is not None and zp.dtype not in (np.int8, np.uint8)):
+            raise self.fail(q, "only per-tensor int8/uint8 activation quantization is imported",
+                            "quantize activations per tensor to int8 or uint8")
+        zero = 0 if zp is None else int(np.ravel(zp)[0]) - (128 if zp.dtype == np.uint8 else 0)
+        params = (float(np.ravel(scale)[0]), zero)
+        self.live.remove(q)
+        src = q.inputs[0]
+        for d in readers:
+            self.live.remove(d)
+            dst = d.outputs[0]
+            if dst in self.outputs:
+                self._rename(src, dst)
+                src = dst
+            else:
+                for n in self.live:
+                    n.inputs = [src if i == dst else i for i in n.inputs]
+        self.forced[src] = params
+
+    def _rename(self, old: str, new: str) -> None:
+        if self.inputs[0].name == old:
+            raise TinybuildError(f"{_p(self.src)}: the model's output is its input. Fix: export a network")
+        for n in self.live:
+            n.outputs = [new if o == old else o for o in n.outputs]
+            n.inputs = [new if i == old else i for i in n.inputs]
+        self.forced[new] = self.forced.pop(old, None) or self.forced.get(new)
+        if self.forced[new] is None:
+            del self.forced[new]
 
     def _bypass(self, node: Node) -> None:
         src, dst = node.inputs[0], node.outputs[0]
@@ -423,6 +473,7 @@ class Graph:
 
 
 _SPATIAL = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+_PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Identity", "Dropout")
 _FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul")
 
 
@@ -612,6 +663,8 @@ class Writer:
 
     # -- tensors ------------------------------------------------------------------------
     def qparams(self, name: str) -> tuple[float, int]:
+        if name in self.g.forced:
+            return self.g.forced[name]
         lo, hi = self.g.ranges.get(name, (0.0, 0.0))
         return activation_qparams(lo, hi)
 
