@@ -178,15 +178,16 @@ def simulate(simulator, elf: Path, target: Target, inputs_bin: Path, input_bytes
 
 def run_to_json(r: RunResult) -> dict:
     return {"output": r.output.hex(), "instructions": r.instructions, "cycles": r.cycles,
-            "layers": [{"index": l.index, "instructions": l.instructions, "cycles": l.cycles}
-                       for l in r.layers],
+            "layers": [{"index": l.index, "instructions": l.instructions, "cycles": l.cycles,
+                        "memory_cycles": l.memory_cycles} for l in r.layers],
             "total_instructions": r.total_instructions, "total_cycles": r.total_cycles,
             "peak_stack_bytes": r.peak_stack_bytes, "ram_touched_bytes": r.ram_touched_bytes,
             "arena_touched_bytes": r.arena_touched_bytes,
             "wall_seconds": round(r.wall_seconds, 4),
             "instructions_per_second": round(r.instructions_per_second),
             "exit_code": r.exit_code, "cycle_model": r.cycle_model,
-            "misaligned_accesses": r.misaligned_accesses}
+            "misaligned_accesses": r.misaligned_accesses, "memory_model": r.memory_model,
+            "memory_cycles": r.memory_cycles, "memory_label": r.memory_label}
 
 
 def validate(run_json: Path, outputs_bin: Path, output_bytes: int, record: Path,

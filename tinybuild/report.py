@@ -52,6 +52,7 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
                        "kernel_label": layer.get("kernel_label", layer["kernel"]),
                        "plugin": layer.get("plugin", ""),
                        "instructions": prof["instructions"], "cycles": prof["cycles"],
+                       "memory_cycles": prof.get("memory_cycles", 0),
                        "cycles_share": round(prof["cycles"] / cycles, 4) if cycles else 0,
                        "macs_per_cycle": round(layer["macs"] / prof["cycles"], 3) if prof["cycles"] else 0,
                        "flash_bytes": size["layers_flash"].get(str(layer["index"]), 0),
@@ -77,6 +78,8 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
                       "cycles_per_mac": round(cycles / plan["macs"], 3) if plan["macs"] else 0,
                       "macs_per_cycle": round(plan["macs"] / cycles, 3) if cycles else 0,
                       "cycle_model": first.get("cycle_model", ""),
+                      **{k: first[k] for k in ("memory_model", "memory_cycles", "memory_label")
+                         if k in first},
                       "total_instructions": first.get("total_instructions", 0),
                       "simulated_instructions_per_second": first["instructions_per_second"]},
         "validation": validation,
@@ -97,7 +100,29 @@ def _cycles_note(inf: dict) -> str:
         return "QEMU icount, 1 per instruction: no timing model"
     model, _, caveat = model.partition(" | ")
     note = f"estimated, {model} timing model" if model else "estimated"
+    note += {"split": f" ({_cycles_split(inf)})", "core only": f"; {CORE_ONLY}"}.get(_memory_kind(inf), "")
     return f"{note}; {caveat}" if caveat else note
+
+
+CORE_ONLY = "core only: this board has no memory model, flash wait states are not counted"
+
+
+def _memory_kind(inf: dict) -> str:
+    """"split" (a memory model's cycles are in the figure), "core only" (a
+    timing model without one: docs/timing.md) or "" (no timing model, or an
+    older record)."""
+    if inf.get("memory_model"):
+        return "split"
+    if "memory_model" in inf and not inf.get("cycle_model", "").startswith(("qemu", "renode")):
+        return "core only"
+    return ""
+
+
+def _cycles_split(inf: dict, memory: int | None = None, core: int | None = None) -> str:
+    """"3,840,000 core + 770,000 flash wait" for the inference (or one layer)."""
+    memory = inf.get("memory_cycles", 0) if memory is None else memory
+    core = inf["cycles"] - memory if core is None else core
+    return f"{core:,} core + {memory:,} {inf.get('memory_label') or 'memory'}"
 
 
 def _ram_touched(r: dict) -> str:
@@ -154,7 +179,7 @@ def markdown(r: dict) -> str:
         share = l.get("cycles_share", 0)
         lines.append(f"| {l['index']} | {l['op']} | {l['shape']} | {cell(l.get('kernel_label') or l['kernel'])} | "
                      f"{cell(plugin_name(l) or '-')} | {l['macs']:,} | "
-                     f"{l['instructions']:,} | {l['cycles']:,} | {100 * share:.1f}% | {l['macs_per_cycle']} | "
+                     f"{l['instructions']:,} | {_layer_cycles(inf, l)} | {100 * share:.1f}% | {l['macs_per_cycle']} | "
                      f"{l['flash_bytes']:,} |")
     lines += layer_comparison_md(r["validation"].get("layer_comparison"))
     lines += ["", "## Arena", "",
@@ -275,6 +300,20 @@ def layers_svg(r: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _layer_cycles(inf: dict, layer: dict) -> str:
+    if _memory_kind(inf) != "split":
+        return f"{layer['cycles']:,}"
+    memory = layer.get("memory_cycles", 0)
+    return f"{layer['cycles']:,} ({_cycles_split(inf, memory, layer['cycles'] - memory)})"
+
+
+def _summary_cycles_note(inf: dict) -> str:
+    if inf.get("cycle_model", "").startswith("qemu"):
+        return "icount"
+    return {"split": f"est.: {_cycles_split(inf)}", "core only": "est., core only"}.get(
+        _memory_kind(inf), "est.")
+
+
 def summary(r: dict, report_md: str | None = None) -> str:
     inf, t, tc = r["inference"], r["target"], r["toolchain"]
     slow = sorted(r["layers"], key=lambda l: -l["cycles"])[:3]
@@ -288,7 +327,7 @@ def summary(r: dict, report_md: str | None = None) -> str:
         f" (peak use {r['stack']['peak_bytes']:,} B)",
         f"  arena       {r['arena']['bytes']:>9,} B (lower bound {r['arena']['lower_bound']:,} B)",
         f"  inference   {inf['instructions']:>9,} instructions, {inf['cycles']:,} cycles "
-        f"({'icount' if inf.get('cycle_model', '').startswith('qemu') else 'est.'}) = "
+        f"({_summary_cycles_note(inf)}) = "
         f"{inf['ms']} ms at {t['clock_hz'] / 1e6:g} MHz  [{inf['simulator']}]",
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
         f"  kernels     {kernels_line(r['layers'])}",

@@ -79,6 +79,7 @@ class Target:
     libc: str = "newlib-nano"            # or "picolibc"
     default_simulator: str = "unicorn"
     timing_model: str = ""               # key of the simulator's per-core cycle model
+    memory_model: str = ""               # key of its flash/cache model ("": core-only cycles; docs/timing.md)
     toolchain_hint: str = ""            # how to install a toolchain, shown when none is found
     xpack_package: str = ""             # e.g. "@xpack-dev-tools/arm-none-eabi-gcc"
     plugin: str = ""                     # filled in by the plugin manager
@@ -174,7 +175,8 @@ class Toolchain:
 class LayerProfile:
     index: int
     instructions: int
-    cycles: int
+    cycles: int                          # core + memory
+    memory_cycles: int = 0               # of `cycles`, what the memory model charged
 
 
 @dataclass
@@ -195,6 +197,9 @@ class RunResult:
     arena_touched_bytes: int = 0         # bytes of the planned arena the run wrote (0: not measured)
     cycle_model: str = ""                # where `cycles` comes from, e.g. "cortex-m4" (a timing model)
     misaligned_accesses: int = -1        # data accesses not aligned to their size, whole run (-1: not counted)
+    memory_model: str = ""               # the memory model in `cycles` ("": core only)
+    memory_cycles: int = 0               # of `cycles`, flash wait states / cache misses per inference
+    memory_label: str = ""               # what those cycles are, e.g. "flash wait"
 
     @property
     def instructions_per_second(self) -> float:

@@ -24,6 +24,12 @@ SOURCE = Path(__file__).with_name("native_hook.c")
 _lib: ctypes.CDLL | None = None
 
 
+class Cache(ctypes.Structure):
+    """Mirror of tb_cache_t: ``sets`` x ``ways`` tags, most recently used first."""
+
+    _fields_ = [("tags", ctypes.c_void_p), ("sets", ctypes.c_uint64), ("ways", ctypes.c_uint64)]
+
+
 class Counters(ctypes.Structure):
     """Mirror of tb_counters_t in native_hook.c (keep in the same order)."""
 
@@ -52,6 +58,22 @@ class Counters(ctypes.Structure):
         ("pen_word_half", ctypes.c_uint64),
         ("pen_word_byte", ctypes.c_uint64),
         ("trap_misaligned", ctypes.c_uint64),
+        ("mm_on", ctypes.c_uint64),
+        ("flash_lo", ctypes.c_uint64),
+        ("flash_hi", ctypes.c_uint64),
+        ("line_shift", ctypes.c_uint64),
+        ("miss_cycles", ctypes.c_uint64),
+        ("prefetch", ctypes.c_uint64),
+        ("last_iline", ctypes.c_uint64),
+        ("mem_cycles", ctypes.c_uint64),
+        ("imisses", ctypes.c_uint64),
+        ("dmisses", ctypes.c_uint64),
+        ("prefetched", ctypes.c_uint64),
+        ("icache", Cache),
+        ("dcache", Cache),
+        ("read_type", ctypes.c_uint64),
+        ("nflash", ctypes.c_uint64),
+        ("flash_ranges", (ctypes.c_uint64 * 2) * 4),
     ]
 
 
@@ -130,6 +152,24 @@ def add_mem_hook(uc, counters: Counters) -> int:
         ctypes.c_void_p(ctypes.addressof(counters)), ctypes.c_uint64(1), ctypes.c_uint64(0))
     if status != UC_ERR_OK:
         raise TinybuildError(f"uc_hook_add(UC_HOOK_MEM_READ|WRITE) failed with unicorn error {status}")
+    return handle.value
+
+
+def add_flash_read_hook(uc, counters: Counters, begin: int, end: int) -> int:
+    """Register tb_flash_read_hook for data reads in [begin, end) only (the
+    memory model's flash; reads elsewhere never call it)."""
+    from unicorn import UC_HOOK_MEM_READ
+    from unicorn.unicorn_const import UC_ERR_OK
+
+    lib = load()
+    handle = ctypes.c_size_t()
+    status = uclib().uc_hook_add(
+        uc._uch, ctypes.byref(handle), UC_HOOK_MEM_READ,
+        ctypes.cast(lib.tb_flash_read_hook, ctypes.c_void_p),
+        ctypes.c_void_p(ctypes.addressof(counters)), ctypes.c_uint64(begin),
+        ctypes.c_uint64(end - 1))                   # unicorn's range is inclusive
+    if status != UC_ERR_OK:
+        raise TinybuildError(f"uc_hook_add(UC_HOOK_MEM_READ, flash) failed with unicorn error {status}")
     return handle.value
 
 

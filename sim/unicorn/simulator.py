@@ -344,9 +344,10 @@ class _Run:
         if not self.elf_path.exists():
             raise TinybuildError(f"firmware ELF not found: {shown(elf, 200)}")
         self.img, self.tables = prepare(elf, target.timing_model)
+        self.memory = timing.memory_model_for(target)     # None: core-only cycles
         if self.img.arch != target.arch:
             raise TinybuildError(f"{shown(elf, 200)} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
-        self.marks: list[tuple[int, int, int]] = []   # (id, insns, cycles)
+        self.marks: list[tuple[int, int, int, int]] = []   # (id, insns, cycles, memory cycles)
         self.fault: tuple[int, int, int] | None = None
 
     # -- helpers --
@@ -488,6 +489,8 @@ class _Run:
         native.add_block_hook(uc, c)
         if self.detail:
             native.add_mem_hook(uc, c)
+        if self.memory is not None:
+            self.add_memory_model(c)
 
         reg_a0 = self.reg_a0
         marks = self.marks
@@ -498,7 +501,7 @@ class _Run:
 
         def on_mark(uc_, address, size, user):
             mark = uc_.reg_read(reg_a0)
-            marks.append((mark, c.insns, c.cycles))
+            marks.append((mark, c.insns, c.cycles, c.mem_cycles))
             for i in pending.pop(mark, ()):
                 _, offset, nbytes = self.arena_reads[i]
                 self.copies[i] = bytes(uc_.mem_read(self.arena_addr + offset, nbytes))
@@ -511,6 +514,43 @@ class _Run:
             return False
 
         uc.hook_add(U.UC_HOOK_MEM_INVALID, on_invalid)
+
+    def add_memory_model(self, c: native.Counters) -> None:
+        """Set up the memory model's caches in ``c``: instruction fetches are
+        charged by the block hook inside the flash region that holds the
+        text, data reads by a hook on the flash regions only."""
+        m = self.memory
+        flash = self.target.regions("flash")
+        text = self.target.region_of(self.tables.base) or flash[0]
+        c.mm_on = 1
+        c.flash_lo, c.flash_hi = text.origin, text.end
+        c.line_shift = m.line_bytes.bit_length() - 1
+        c.miss_cycles = m.wait_states(self.target.clock_hz)
+        c.prefetch = int(m.prefetch)
+        c.last_iline = (1 << 64) - 2                 # nothing fetched yet: no line is "next"
+        self.cache_tags = [np.full(max(1, k.lines), 0xFFFFFFFF, dtype=np.uint32)
+                           for k in (m.icache, m.dcache)]
+        if m.unified:
+            self.cache_tags[1] = self.cache_tags[0]
+        for cache, spec, tags in ((c.icache, m.icache, self.cache_tags[0]),
+                                  (c.dcache, m.dcache, self.cache_tags[1])):
+            cache.tags, cache.sets, cache.ways = tags.ctypes.data, max(1, spec.sets), spec.ways
+        if len(flash) > len(c.flash_ranges):
+            raise TinybuildError(f"target {shown(self.target.name)}: the memory model handles at most "
+                                 f"{len(c.flash_ranges)} flash regions")
+        from unicorn import UC_MEM_READ
+        c.read_type, c.nflash = UC_MEM_READ, len(flash)
+        for i, region in enumerate(flash):
+            c.flash_ranges[i][0], c.flash_ranges[i][1] = region.origin, region.end
+            if not self.detail:       # the detail run's hook sees every access already
+                native.add_flash_read_hook(self.uc, c, region.origin, region.end)
+
+    def cycle_model(self) -> str:
+        core = self.tables.model.name
+        if self.memory is None:
+            return core
+        return f"{core} + {self.memory.name} ({self.memory.wait_states(self.target.clock_hz)}-cycle " \
+               f"line miss)"
 
     # -- run --
     def execute(self) -> RunResult:
@@ -616,11 +656,13 @@ class _Run:
             (i for i in range(begin + 1, len(marks)) if marks[i][0] == MARK_END), None)
         if begin is not None and end is not None and end > begin:
             for a, b in zip(marks[begin:end], marks[begin + 1:end + 1]):
-                layers.append(LayerProfile(index=a[0], instructions=b[1] - a[1], cycles=b[2] - a[2]))
+                layers.append(LayerProfile(index=a[0], instructions=b[1] - a[1], cycles=b[2] - a[2],
+                                           memory_cycles=b[3] - a[3]))
             inf_insns = marks[end][1] - marks[begin][1]
             inf_cycles = marks[end][2] - marks[begin][2]
+            inf_memory = marks[end][3] - marks[begin][3]
         else:
-            inf_insns, inf_cycles = c.insns, c.cycles
+            inf_insns, inf_cycles, inf_memory = c.insns, c.cycles, c.mem_cycles
         ram_touched, arena_touched = self.ram_touched()
         peak = self.peak_stack()
         lo, hi = self.sym("__stack_start__", required=False), self.sym("__stack_end__", required=False)
@@ -638,8 +680,10 @@ class _Run:
             total_instructions=c.insns, total_cycles=c.cycles,
             peak_stack_bytes=peak, ram_touched_bytes=ram_touched,
             arena_touched_bytes=arena_touched,
-            wall_seconds=wall, exit_code=exit_code, cycle_model=self.tables.model.name,
-            misaligned_accesses=c.misaligned if self.detail else -1)
+            wall_seconds=wall, exit_code=exit_code, cycle_model=self.cycle_model(),
+            misaligned_accesses=c.misaligned if self.detail else -1,
+            memory_model=self.memory.name if self.memory else "", memory_cycles=inf_memory,
+            memory_label=self.memory.label if self.memory else "")
 
     def peak_stack(self) -> int:
         lo = self.sym("__stack_start__", required=False)

@@ -61,8 +61,9 @@ hook (native_hook.c, tb_mem_hook) on the runs made with ``detail`` (the
 first validation input: the one the report shows). LDRD/LDM/STRD/STM need
 word alignment on the core (UsageFault otherwise) and are not checked.
 
-Not modelled (so cycles are an estimate, instructions are exact): flash wait
-states and the ART accelerator, bus contention, the extra cycle of a load
+Not modelled by the core model (so cycles are an estimate, instructions are
+exact): flash wait states and the ART accelerator (the memory models below,
+when the target names one), bus contention, the extra cycle of a load
 whose address depends on the immediately preceding ALU result, folding of IT,
 operand-dependent divide time, and IT-skipped instructions (charged their
 full cost; the core spends about one cycle on each).
@@ -123,12 +124,68 @@ jump costs 2 and a taken branch 1 + 2. Not modelled: the jump-register hazard
 from flash through a 16 KB cache; a miss costs tens of cycles). Misaligned
 loads and stores are counted (``misaligned_accesses``) but cost nothing
 extra: the TRM documents neither a trap nor a cost for them.
+
+Memory-system models (``Target.memory_model``; "" or "none": zero wait states)
+------------------------------------------------------------------------------
+The core models above assume every fetch and every load completes as from
+zero-wait-state memory. A memory model adds what the flash behind its cache
+costs, on top and counted apart (``RunResult.memory_cycles``, per layer too);
+instruction counts never change. docs/timing.md has the derivation and the
+sources in full. One mechanism, in native_hook.c: flash is read one *line*
+(the flash interface's access width) at a time; a line the cache holds costs
+nothing, a line fetched from flash costs ``wait_states`` cycles (a flash
+access takes 1 + WS cycles; the 1 is already in the core model). Instruction
+fetches are charged per executed block (every line the block's address range
+touches) through the instruction cache; with ``prefetch`` the line right
+after the last one fetched is free (the prefetch buffer read it while the
+previous line executed: assumes the core spends at least 1 + WS cycles per
+line). Data reads from flash are charged through a memory hook on the flash
+ranges only (SRAM/CCM accesses cost nothing: zero wait states) and the data
+cache. A cache is ``sets`` x ``ways`` lines, least recently used replaced.
+
+"stm32f407-art" (the cortex-m4 target's STM32F407 at 168 MHz): ST RM0090
+section 3.4.1 "Relation between CPU clock frequency and flash memory read
+time", Table 10 (2.7-3.6 V): 5 wait states for 150 < HCLK <= 168 MHz (one
+per 30 MHz); section 3.4.2 "Adaptive real-time memory accelerator": a
+128-bit flash access, an instruction prefetch buffer on I-Code, "64 cache
+lines of 128 bits on I-Code" and "8 cache lines of 128 bits on D-Code"
+(section 3.2). RM0090 does not state the caches' associativity or
+replacement: assumed fully associative, LRU.
+
+"stm32l4r5-art" (nucleo-l4r5zi, STM32L4R5 at 120 MHz): ST RM0432 section 3.3.3
+"Read access latency", table "Number of wait states according to CPU clock
+(HCLK) frequency": range 1 boost mode, 5 wait states for 100 < HCLK <= 120
+MHz (one per 20 MHz); section 3.3.4 "Adaptive real-time memory accelerator
+(ART Accelerator)": prefetch, an instruction cache of "32 lines of 4 x 64
+bits (1 Kbyte)" and a data cache of "8 lines of 4 x 64 bits (256 bytes)".
+The flash is read 64 bits at a time in dual-bank mode (DBANK=1, the
+2-Mbyte parts' default option byte). Read here as 4-way sets of 64-bit
+lines (32 sets for instructions, 8 for data), LRU: the manual does not say
+how a "line of 4 x 64 bits" is filled.
+
+"esp32c3-flash-cache" (esp32c3, 160 MHz): ESP32-C3 datasheet section 3.1.5 /
+TRM chapter "Cache": one 16 KB, 8-way set-associative, read-only cache of
+32-byte blocks in front of the external SPI flash, shared by instruction
+fetches (IROM) and data reads (DROM). The manuals are silent on the miss
+cost and on any prefetch; assumed: a quad-I/O read at 80 MHz (8-bit command
+on one line, 24-bit address and 8 mode bits in 8 clocks, 4 dummy clocks, 32
+bytes in 64 clocks = 84 SPI clocks) = 168 cycles at 160 MHz per miss, no
+prefetch.
+
+GD32VF103 ("riscv"), nRF52840, mps2-an386: no memory model ("" - core-only
+cycles, labelled so in the summary and report). GigaDevice's GD32VF103 user
+manual describes code execution from its on-chip flash as zero-wait (all
+128 KiB of the CB part), which is what the core model already assumes; the
+nRF52840's instruction cache (NVMC ICACHECNF) has no published miss cost, so
+it is left out rather than guessed; the MPS2's code memory is SSRAM.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from tinybuild.errors import TinybuildError, shown
 
 # -- models -------------------------------------------------------------------
 
@@ -178,6 +235,89 @@ def model_for(arch: str, name: str) -> TimingModel:
     if name and name in MODELS and MODELS[name].arch == arch:
         return MODELS[name]
     return MODELS[DEFAULT_MODEL[arch]]
+
+
+# -- memory-system models --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cache:
+    sets: int
+    ways: int                              # 0: no cache (every line is read from flash)
+
+    @property
+    def lines(self) -> int:
+        return self.sets * self.ways
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Flash behind a cache: see the module docstring and docs/timing.md."""
+
+    name: str
+    description: str                       # the manual sections it follows
+    wait_state_table: tuple[tuple[int, int], ...]   # (up to this clock in Hz, wait states), rising
+    line_bytes: int                        # one flash access: the cache line
+    icache: Cache
+    dcache: Cache
+    prefetch: bool
+    unified: bool = False                  # one cache for instructions and data
+    miss_cycles: int = -1                  # fixed miss cost instead of wait states (external flash)
+    label: str = "flash wait"              # what the summary calls the memory cycles
+
+    def wait_states(self, clock_hz: int) -> int:
+        """Cycles a line read from flash adds at ``clock_hz``; a clock above the
+        table is a board description error."""
+        if self.miss_cycles >= 0:
+            return self.miss_cycles
+        for up_to, ws in self.wait_state_table:
+            if clock_hz <= up_to:
+                return ws
+        top = self.wait_state_table[-1][0]
+        raise TinybuildError(
+            f"memory model {self.name} has flash wait states for clocks up to {top / 1e6:g} MHz, "
+            f"not {clock_hz / 1e6:g} MHz: lower the board's clock_hz or name a memory model "
+            "for it (docs/timing.md)")
+
+
+def _per_mhz(step_mhz: int, top_mhz: int) -> tuple[tuple[int, int], ...]:
+    """A wait-state table of one more wait state every ``step_mhz`` MHz."""
+    return tuple((min(top_mhz, step_mhz * (ws + 1)) * 1_000_000, ws)
+                 for ws in range(-(-top_mhz // step_mhz)))
+
+
+MEMORY_MODELS = {
+    "stm32f407-art": MemoryModel(
+        "stm32f407-art", "ST RM0090 3.4.1 Table 10 (2.7-3.6 V) and 3.4.2: 128-bit flash, ART "
+        "prefetch, 64 I-cache and 8 D-cache lines of 128 bits",
+        _per_mhz(30, 168), 16, Cache(1, 64), Cache(1, 8), prefetch=True),
+    "stm32l4r5-art": MemoryModel(
+        "stm32l4r5-art", "ST RM0432 3.3.3 (range 1 boost) and 3.3.4: 64-bit flash reads, ART "
+        "prefetch, I-cache 32 x 4 x 64 bits, D-cache 8 x 4 x 64 bits",
+        _per_mhz(20, 120), 8, Cache(32, 4), Cache(8, 4), prefetch=True),
+    "esp32c3-flash-cache": MemoryModel(
+        "esp32c3-flash-cache", "ESP32-C3 datasheet 3.1.5: 16 KB 8-way cache of 32-byte blocks; "
+        "miss cost assumed (QIO 80 MHz read: 168 cycles)",
+        (), 32, Cache(64, 8), Cache(64, 8), prefetch=False, unified=True, miss_cycles=168,
+        label="flash cache miss"),
+}
+NO_MEMORY_MODEL = ("", "none")
+
+
+def memory_model_for(target) -> MemoryModel | None:
+    """The target's memory model (None: core-only cycles); a name the
+    simulator does not have stops with the ones it has."""
+    name = getattr(target, "memory_model", "")
+    if name in NO_MEMORY_MODEL:
+        return None
+    if name not in MEMORY_MODELS:
+        raise TinybuildError(
+            f"target {shown(target.name)} names memory model '{shown(name)}', which the unicorn "
+            f"simulator does not have: use one of {', '.join(sorted(MEMORY_MODELS))} or \"none\" "
+            "(docs/timing.md)")
+    model = MEMORY_MODELS[name]
+    model.wait_states(target.clock_hz)          # a clock outside the table stops here
+    return model
 
 
 # -- Cortex-M4 (Thumb-2) --------------------------------------------------------

@@ -14,7 +14,8 @@ and faults instead of overwriting tensors, as the cortex-m4 target does with
 the F407's CCM. .data/.bss go to SRAM1 and the arena (.noinit) to SRAM3, the
 largest bank. Flash latency at 120 MHz: 5 wait states (RM0432 "Read access
 latency", table "Number of wait states according to CPU clock (HCLK)
-frequency", range 1 boost).
+frequency", range 1 boost); the memory model that charges them is
+sim/unicorn/timing.py's ``stm32l4r5-art`` (docs/timing.md).
 """
 from pathlib import Path
 
@@ -46,6 +47,7 @@ NUCLEO_L4R5ZI = Target(
     libc="newlib-nano",
     default_simulator="unicorn",
     timing_model="cortex-m4",
+    memory_model="stm32l4r5-art",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
 )
