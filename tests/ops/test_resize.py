@@ -37,6 +37,11 @@ CASES = [
     Case("NEAREST float32 2x up", lambda: resize_model(NN, dtype="float32")),
     Case("NEAREST float32 align_corners odd sizes", lambda: resize_model(NN, (5, 3), (7, 11), align=True,
                                                                          dtype="float32")),
+    Case("BILINEAR float32 2x up", lambda: resize_model(dtype="float32")),
+    Case("BILINEAR float32 half_pixel_centers, down", lambda: resize_model(in_hw=(9, 7), out_hw=(4, 3), half=True,
+                                                                           dtype="float32")),
+    Case("BILINEAR float32 align_corners odd sizes", lambda: resize_model(in_hw=(5, 3), out_hw=(7, 11),
+                                                                          align=True, dtype="float32")),
     Case("NEAREST int16 half_pixel_centers 3x", lambda: resize_model(NN, (2, 3), (6, 9), half=True,
                                                                      dtype="int16")),
 ]
@@ -96,12 +101,18 @@ def test_resize_nearest_typed_property(params, dtype):
     check(resize_model(**params, dtype=dtype), inputs=2)
 
 
-def test_typed_bilinear_is_refused_in_one_line(tmp_path):
-    """float32/int16 RESIZE_BILINEAR is not compiled: one line naming the type."""
+@FAST
+@given(resize_params(BI))
+def test_resize_bilinear_float_property(params):
+    check(resize_model(**params, dtype="float32"), inputs=2)
+
+
+def test_int16_bilinear_is_refused_in_one_line(tmp_path):
+    """int16 RESIZE_BILINEAR is not compiled: one line naming the type."""
     from tinybuild.errors import TinybuildError
     from tinybuild.pipeline import generate
     path = tmp_path / "m.tflite"
-    path.write_bytes(resize_model(dtype="float32"))
+    path.write_bytes(resize_model(dtype="int16"))
     with pytest.raises(TinybuildError) as err:
         generate(path, tmp_path / "out", [])
-    assert "float32" in str(err.value) and "RESIZE_BILINEAR" in str(err.value) and "\n" not in str(err.value)
+    assert "int16" in str(err.value) and "RESIZE_BILINEAR" in str(err.value) and "\n" not in str(err.value)

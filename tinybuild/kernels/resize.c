@@ -58,3 +58,23 @@ void tb_resize_bilinear_s8(const tb_resize_params *p, const int8_t *input, const
     }
   }
 }
+
+void tb_resize_bilinear_f32(const tb_resize_params *p, const float *input, const int32_t *rows,
+                            const int32_t *cols, const float *row_w, const float *col_w,
+                            float *output) {
+  const int32_t stride = p->in_w * p->c;
+  int32_t y, x, ch;
+  for (y = 0; y < p->out_h; ++y) {
+    const float *top = input + rows[2 * y] * stride, *bottom = input + rows[2 * y + 1] * stride;
+    const float dy = row_w[2 * y], one_minus_dy = row_w[2 * y + 1];
+    for (x = 0; x < p->out_w; ++x) {
+      const int32_t left = cols[2 * x] * p->c, right = cols[2 * x + 1] * p->c;
+      const float dx = col_w[2 * x], one_minus_dx = col_w[2 * x + 1];
+      for (ch = 0; ch < p->c; ++ch) {
+        *output++ = top[left + ch] * one_minus_dy * one_minus_dx +
+                    bottom[left + ch] * dy * one_minus_dx + top[right + ch] * one_minus_dy * dx +
+                    bottom[right + ch] * dy * dx;
+      }
+    }
+  }
+}

@@ -57,8 +57,26 @@ def bilinear_table(in_size: int, out_size: int, align: bool, half: bool) -> np.n
     return np.array(rows, dtype=np.int32)
 
 
+def bilinear_float(in_size: int, out_size: int, align: bool, half: bool) -> tuple:
+    """ComputeInterpolationValues in float32 for every output index: (lower,
+    upper) int32 pairs and (d, 1 - d) float32 pairs, d = position - lower."""
+    if align and out_size > 1:
+        scale = F(in_size - 1) / F(out_size - 1)
+    else:
+        scale = F(in_size) / F(out_size)
+    bounds, weights = [], []
+    for i in range(out_size):
+        pos = (F(i) + F(0.5)) * scale - F(0.5) if half else F(i) * scale
+        lower = max(int(np.floor(pos)), 0)
+        upper = min(int(np.ceil(pos)), in_size - 1)
+        d = F(pos - F(lower))
+        bounds.append((lower, upper))
+        weights.append((d, F(F(1) - d)))
+    return np.array(bounds, np.int32), np.array(weights, np.float32)
+
+
 def lower(graph, op) -> Layer:
-    types = ("int8", "int16", "float32") if op.op == "RESIZE_NEAREST_NEIGHBOR" else ("int8",)
+    types = ("int8", "int16", "float32") if op.op == "RESIZE_NEAREST_NEIGHBOR" else ("int8", "float32")
     x = tensor(graph, op, op.inputs[0], "input", types)
     y = tensor(graph, op, op.outputs[0], "output", types)
     if x.dtype != y.dtype:
@@ -78,8 +96,15 @@ def lower(graph, op) -> Layer:
         raise unsupported(op, "align_corners and half_pixel_centers both set (TFLite refuses it)")
     _, in_h, in_w, c = x.shape
     table = nearest_indices if op.op == "RESIZE_NEAREST_NEIGHBOR" else bilinear_table
-    consts = [Const("rows", "int32_t", table(in_h, out_h, align, half).reshape(-1)),
-              Const("cols", "int32_t", table(in_w, out_w, align, half).reshape(-1))]
+    if op.op == "RESIZE_BILINEAR" and x.dtype == "float32":
+        (rows, row_w), (cols, col_w) = (bilinear_float(n, m, align, half)
+                                        for n, m in ((in_h, out_h), (in_w, out_w)))
+        consts = [Const("rows", "int32_t", rows.reshape(-1)), Const("cols", "int32_t", cols.reshape(-1)),
+                  Const("row_weights", "float", row_w.reshape(-1)),
+                  Const("col_weights", "float", col_w.reshape(-1))]
+    else:
+        consts = [Const("rows", "int32_t", table(in_h, out_h, align, half).reshape(-1)),
+                  Const("cols", "int32_t", table(in_w, out_w, align, half).reshape(-1))]
     params = dict(in_h=in_h, in_w=in_w, c=c, out_h=out_h, out_w=out_w)
     mode = "align_corners" if align else "half_pixel_centers" if half else "asymmetric"
     return Layer(op.index, op.op, "tb_resize_params", params, [op.inputs[0]], [op.outputs[0]],
@@ -92,6 +117,7 @@ OPS = [
           NEAREST_OPTIONS, typed={"float32": "tb_resize_nearest_f32", "int16": "tb_resize_nearest_s16"},
           doc="int8, int16, float32 NHWC, constant size, align_corners, half_pixel_centers"),
     OpDef("RESIZE_BILINEAR", lower, "tb_resize_bilinear_s8", _C, "tb_resize_params",
-          BILINEAR_OPTIONS, doc="int8 NHWC, constant size, align_corners, half_pixel_centers "
-                                "(TFLite's 10-bit fixed-point int8 path)"),
+          BILINEAR_OPTIONS, typed={"float32": "tb_resize_bilinear_f32"},
+          doc="int8 NHWC, constant size, align_corners, half_pixel_centers (TFLite's 10-bit "
+              "fixed-point int8 path); float32 (reference ResizeBilinear's float weights)"),
 ]
