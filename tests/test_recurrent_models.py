@@ -21,6 +21,7 @@ from tbtest import ROOT
 
 sys.path.insert(0, str(ROOT / "tests" / "ops"))
 from harness import check  # noqa: E402
+import test_recurrent  # noqa: E402,F401  (its model builders)
 
 from test_e2e import scons  # noqa: E402
 from tinybuild import convert  # noqa: E402
@@ -103,3 +104,63 @@ def test_keras3_lstm_is_converted_through_tf_keras(tmp_path):
     from tinybuild.importer import load_graph
     ops = [op.op for op in load_graph(tmp_path / "lstm.tflite").operators]
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops
+
+
+# -- the cortex-m4 LSTM kernel (targets/cortex_m4/kernels/cm4_lstm_s8.c) -----------------------
+
+CM4_LSTM = ROOT / "targets" / "cortex_m4" / "kernels" / "cm4_lstm_s8.c"
+
+
+def cm4_lstm_kernels() -> list:
+    from tinybuild import plugins
+    pm = plugins.make_plugin_manager()
+    return [k for k in plugins.kernels(pm, plugins.find_target(pm, "cortex-m4"))
+            if k.op == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+
+
+def cm4_outputs(tflite: Path, data: list[bytes], folder: Path) -> list[bytes]:
+    """The model built natively with the cortex-m4 LSTM kernel offered (its portable
+    C: the DSP intrinsics' fallbacks compute what the instructions compute)."""
+    from tinybuild import pipeline
+    from tinybuild.host import build_host_model, run_host_model
+    pipeline.generate(tflite, folder, cm4_lstm_kernels())
+    exe = build_host_model(folder, folder / "model_host", extra_sources=(CM4_LSTM,))
+    return [run_host_model(exe, d) for d in data]
+
+
+@pytest.mark.parametrize("n_time, n_input, n_cell, time_major, cell_log2, zp", [
+    (4, 3, 5, False, -15, -12), (7, 8, 16, False, -16, 5), (3, 13, 9, True, -11, 0),
+    (16, 10, 32, False, -15, 40), (2, 1, 1, False, -12, -128), (5, 20, 4, True, -9, 7)])
+def test_cm4_lstm_kernel_matches_tflite(n_time, n_input, n_cell, time_major, cell_log2, zp, tmp_path):
+    from test_recurrent import lstm_s8_model
+    from tinybuild.reference import make_inputs, reference_outputs
+    tflite = tmp_path / "lstm.tflite"
+    tflite.write_bytes(lstm_s8_model(1, n_time, n_input, n_cell, time_major, state_q=(0.01, zp),
+                                     cell_log2=cell_log2))
+    data = make_inputs(tflite, 3, 1)
+    got = cm4_outputs(tflite, data, tmp_path / "build")
+    assert "tb_cm4_lstm_s8(" in (tmp_path / "build" / "model.c").read_text()
+    assert got == reference_outputs(tflite, data)
+
+
+def test_cm4_lstm_kernel_leaves_batches_to_the_reference(tmp_path):
+    from test_recurrent import lstm_s8_model
+    from tinybuild import pipeline
+    tflite = tmp_path / "lstm.tflite"
+    tflite.write_bytes(lstm_s8_model(n_batch=2))
+    pipeline.generate(tflite, tmp_path / "build", cm4_lstm_kernels())
+    assert "tb_lstm_s8(" in (tmp_path / "build" / "model.c").read_text()
+
+
+@pytest.mark.slow
+def test_cm4_lstm_kernel_runs_fewer_instructions_in_the_simulator(tmp_path):
+    path = model_path("lstm_kws", "int8")
+    counts = {}
+    for kernels in ("optimized", "reference"):
+        result = scons(tmp_path / kernels, "target=cortex-m4", f"model={path}", f"kernels={kernels}")
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+        report = json.loads(next((tmp_path / kernels).glob(f"cortex-m4/{path.stem}*/report.json")).read_text())
+        lstm = [layer for layer in report["layers"] if layer["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+        counts[kernels] = lstm[0]["instructions"]
+    assert counts["optimized"] < counts["reference"]

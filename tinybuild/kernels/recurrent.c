@@ -11,16 +11,23 @@
 
 /* -- gemmlowp int16 fixed point (fixedpoint.h, IntegerType = int16_t) ------------------- */
 
-static int16_t q16(int32_t v) { return (int16_t)v; } /* int16 results wrap, as in gemmlowp */
+/* Inlined into their callers so the integer-bit counts fold as in gemmlowp's templates. */
+#if defined(__GNUC__)
+#define TB_FIXED static inline __attribute__((always_inline))
+#else
+#define TB_FIXED static inline
+#endif
 
-static int16_t srdhm16(int16_t a, int16_t b) {
+static inline int16_t q16(int32_t v) { return (int16_t)v; } /* int16 results wrap, as in gemmlowp */
+
+static inline int16_t srdhm16(int16_t a, int16_t b) {
   int32_t ab;
   if (a == b && a == INT16_MIN) return INT16_MAX;
   ab = (int32_t)a * (int32_t)b;
   return q16((ab + (ab >= 0 ? (1 << 14) : (1 - (1 << 14)))) / (1 << 15));
 }
 
-static int16_t rdbp16(int16_t x, int exponent) {
+static inline int16_t rdbp16(int16_t x, int exponent) {
   const int16_t mask = q16((1 << exponent) - 1);
   const int16_t remainder = (int16_t)(x & mask);
   const int16_t threshold = q16((mask >> 1) + (x < 0 ? 1 : 0));
@@ -28,7 +35,7 @@ static int16_t rdbp16(int16_t x, int exponent) {
 }
 
 /* SaturatingRoundingMultiplyByPOT<exponent> on int16. */
-static int16_t srmbp16(int16_t x, int exponent) {
+static inline int16_t srmbp16(int16_t x, int exponent) {
   int32_t threshold;
   if (exponent < 0) return rdbp16(x, -exponent);
   if (exponent == 0) return x;
@@ -38,18 +45,21 @@ static int16_t srmbp16(int16_t x, int exponent) {
   return q16(x * (1 << exponent));
 }
 
-/* RescaleConstantInitializer: gemmlowp's int32 constants rounded to int16. */
-static int16_t k16(int32_t int32_constant) {
-  return (int16_t)tb_rounding_divide_by_pot(int32_constant, 16);
+/* RescaleConstantInitializer: gemmlowp's int32 constants rounded to int16 (a local
+ * RoundingDivideByPOT(x, 16), so the compiler folds every constant). */
+static inline int16_t k16(int32_t int32_constant) {
+  const int32_t remainder = int32_constant & 0xFFFF;
+  const int32_t threshold = 0x7FFF + (int32_constant < 0 ? 1 : 0);
+  return (int16_t)((int32_constant >> 16) + (remainder > threshold ? 1 : 0));
 }
 
-static int16_t sat_add16(int16_t a, int16_t b) {
+static inline int16_t sat_add16(int16_t a, int16_t b) {
   int32_t s = (int32_t)a + b;
   return (int16_t)(s > INT16_MAX ? INT16_MAX : s < INT16_MIN ? INT16_MIN : s);
 }
 
 /* exp(x) for x in [-1/4, 0), Q0.15 in and out. */
-static int16_t exp_quarter16(int16_t a) {
+TB_FIXED int16_t exp_quarter16(int16_t a) {
   const int16_t constant_term = k16(1895147668), one_third = k16(715827883);
   const int16_t x = q16(a + (1 << 12));
   const int16_t x2 = srdhm16(x, x), x3 = srdhm16(x2, x), x4 = srdhm16(x2, x2);
@@ -59,7 +69,7 @@ static int16_t exp_quarter16(int16_t a) {
 }
 
 /* exp(a) for a <= 0 with `ib` integer bits; Q0.15 result. */
-static int16_t exp_negative16(int16_t a, int ib) {
+TB_FIXED int16_t exp_negative16(int16_t a, int ib) {
   static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
                                          39332535, 720401, 242};
   const int fb = 15 - ib;
@@ -77,7 +87,7 @@ static int16_t exp_negative16(int16_t a, int ib) {
 }
 
 /* Newton-Raphson 1 / (1 + a) (want_tanh: (1 - a) / (1 + a)) for a in (0, 1), Q0.15. */
-static int16_t nr_divide16(int16_t a, int want_tanh) {
+TB_FIXED int16_t nr_divide16(int16_t a, int want_tanh) {
   const int32_t half_sum = (int32_t)a + INT16_MAX;
   const int16_t half_den = q16((half_sum + (half_sum >= 0 ? 1 : -1)) / 2);
   int16_t x = q16(k16(1515870810) + srdhm16(half_den, k16(-1010580540)));
@@ -90,7 +100,7 @@ static int16_t nr_divide16(int16_t a, int want_tanh) {
 }
 
 /* gemmlowp::logistic of a Q(ib).(15-ib) value, Q0.15 result. */
-static int16_t logistic16(int16_t a, int ib) {
+TB_FIXED int16_t logistic16(int16_t a, int ib) {
   const int16_t abs_a = a > 0 ? a : q16(-a);
   const int16_t positive = nr_divide16(exp_negative16(q16(-abs_a), ib), 0);
   if (a == 0) return k16(1 << 30);
@@ -98,7 +108,7 @@ static int16_t logistic16(int16_t a, int ib) {
 }
 
 /* gemmlowp::tanh of a Q(ib).(15-ib) value, Q0.15 result. */
-static int16_t tanh16(int16_t a, int ib) {
+TB_FIXED int16_t tanh16(int16_t a, int ib) {
   const int16_t neg_abs = a < 0 ? a : q16(-a);
   const int16_t t = nr_divide16(exp_negative16(neg_abs, ib + 1), 1);
   if (a == 0) return 0;
@@ -107,7 +117,7 @@ static int16_t tanh16(int16_t a, int ib) {
 
 /* -- int8 LSTM ---------------------------------------------------------------------------- */
 
-static int16_t sat16(int32_t v) {
+static inline int16_t sat16(int32_t v) {
   return (int16_t)(v > INT16_MAX ? INT16_MAX : v < INT16_MIN ? INT16_MIN : v);
 }
 
@@ -127,25 +137,32 @@ static void gate_accumulate(const int8_t *x, const int8_t *w, const int32_t *bia
   }
 }
 
-/* One gate of CalculateLstmGateInteger8x8_16: both products, then the activation
- * (sigmoid on Q3.12, or tanh on Q3.12 for the cell gate). */
+/* One gate's pre-activation (CalculateLstmGateInteger8x8_16 before its activation):
+ * the input product, then the recurrent product, each rescaled and saturated. */
 static void lstm_gate_s8(const tb_lstm_s8_params *p, int g, const int8_t *x, const int8_t *h,
                          const int8_t *w_in, const int8_t *w_rec, const int32_t *bias,
                          const tb_quant_mul *gate_mul, int32_t n_batch, int16_t *gate) {
-  const int32_t n_cell = p->n_cell, n = n_batch * n_cell;
-  int32_t i;
-  memset(gate, 0, (size_t)n * sizeof(int16_t));
+  const int32_t n_cell = p->n_cell;
+  memset(gate, 0, (size_t)(n_batch * n_cell) * sizeof(int16_t));
   gate_accumulate(x, w_in + g * n_cell * p->n_input, bias + (2 * g) * n_cell, gate_mul[2 * g],
                   n_batch, p->n_input, n_cell, gate);
   gate_accumulate(h, w_rec + g * n_cell * n_cell, bias + (2 * g + 1) * n_cell,
                   gate_mul[2 * g + 1], n_batch, n_cell, n_cell, gate);
-  for (i = 0; i < n; i++) gate[i] = g == 2 ? tanh16(gate[i], 3) : logistic16(gate[i], 3);
+}
+
+/* The gates' activations on Q3.12: sigmoid, except tanh for the cell gate. */
+void tb_lstm_s8_activate(int16_t *gates, int32_t n) {
+  int32_t i;
+  for (i = 0; i < 2 * n; i++) gates[i] = logistic16(gates[i], 3);   /* input, forget */
+  for (; i < 3 * n; i++) gates[i] = tanh16(gates[i], 3);           /* cell */
+  for (; i < 4 * n; i++) gates[i] = logistic16(gates[i], 3);       /* output */
 }
 
 /* UpdateLstmCellInteger, then CalculateLstmOutputInteger8x8_16 (no projection). */
-static void lstm_update_s8(const tb_lstm_s8_params *p, int32_t n, int16_t *cell, int16_t *in_gate,
-                           int16_t *forget, const int16_t *cell_gate, const int16_t *out_gate,
-                           int8_t *h) {
+void tb_lstm_s8_update(const tb_lstm_s8_params *p, int32_t n, int16_t *cell, int16_t *gates,
+                       int8_t *h) {
+  int16_t *in_gate = gates, *forget = gates + n;
+  const int16_t *cell_gate = gates + 2 * n, *out_gate = gates + 3 * n;
   const int tanh_bits = 15 + p->cell_log2;
   int32_t i;
   for (i = 0; i < n; i++) {
@@ -180,7 +197,8 @@ static void lstm_step_s8(const tb_lstm_s8_params *p, const int8_t *x, const int8
   int g;
   for (g = 0; g < 4; g++)
     lstm_gate_s8(p, g, x, h, w_in, w_rec, bias, gate_mul, n_batch, gates + g * n);
-  lstm_update_s8(p, n, cell, gates, gates + n, gates + 2 * n, gates + 3 * n, h);
+  tb_lstm_s8_activate(gates, n);
+  tb_lstm_s8_update(p, n, cell, gates, h);
   memcpy(out, h, (size_t)n);
 }
 

@@ -33,6 +33,13 @@ void tb_lstm_s8(const tb_lstm_s8_params *p, const int8_t *input, const int8_t *w
                 const int8_t *w_rec, const int32_t *bias, const tb_quant_mul *gate_mul,
                 int8_t *output, void *scratch);
 
+/* The steps of tb_lstm_s8 an optimized kernel reuses, bit-exact: the activations of
+ * the four gates' pre-activations (gates [4][n], Q3.12 in, Q0.15 out), then
+ * UpdateLstmCellInteger and the new output state h (n = n_batch * n_cell). */
+void tb_lstm_s8_activate(int16_t *gates, int32_t n);
+void tb_lstm_s8_update(const tb_lstm_s8_params *p, int32_t n, int16_t *cell, int16_t *gates,
+                       int8_t *h);
+
 /* float32 LSTM (lstm_eval.cc EvalFloat, no CIFG/peephole/projection/layer norm).
  * w_in [4][n_cell][n_input], w_rec [4][n_cell][n_cell], bias [4][n_cell].
  * Scratch: (n_batch * n_cell * 6) floats. */
