@@ -169,8 +169,9 @@ def qdq_model(tmp_path, per_channel=True):
     return qdq_path
 
 
-def test_a_qdq_model_keeps_the_scales_and_weights_it_carries(tmp_path):
-    src = qdq_model(tmp_path)
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_qdq_model_keeps_the_scales_and_weights_it_carries(tmp_path, per_channel):
+    src = qdq_model(tmp_path, per_channel)
     dst = tmp_path / "qdq.tflite"
     report = onnx_import.convert_onnx(src, dst, None, None)
     assert report["top1_agreement"] >= 0.9, report          # vs onnxruntime running the QDQ model
@@ -184,6 +185,7 @@ def test_a_qdq_model_keeps_the_scales_and_weights_it_carries(tmp_path):
     conv3 = next(op for op in graph.operators if op.outputs == [c3.index])
     weights = graph.tensors[conv3.inputs[1]]
     assert np.array_equal(weights.data, inits["w3_quantized"].transpose(0, 2, 3, 1))
+    assert weights.scales == pytest.approx(tuple(np.ravel(inits["w3_scale"])))   # 4 scales, or 1
     assert _ops(dst) == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED",
                          "SOFTMAX"]
 
@@ -431,9 +433,10 @@ def test_the_onnx_route_costs_what_the_keras_route_costs(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_a_qdq_model_builds_and_matches_tflite(tmp_path):
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_qdq_model_builds_and_matches_tflite(tmp_path, per_channel):
     from test_e2e import scons
-    src = qdq_model(tmp_path)
+    src = qdq_model(tmp_path, per_channel)
     result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout

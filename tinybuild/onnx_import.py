@@ -231,6 +231,7 @@ class Node:
     bias: np.ndarray | None = None
     activation: str = "NONE"
     final: str | None = None              # the ONNX tensor the (fused) op writes
+    weight_scale: np.ndarray | None = None  # QDQ models: the weights' own scale(s), while unchanged
 
 
 SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu",
@@ -501,12 +502,31 @@ def _fold_linear(g: Graph, node: Node) -> None:
         _linear_weights(g, node)
         channel_axis = -1
     node.final = node.outputs[0]
+    node.weight_scale = _carried_scale(g, node)
     while True:
         nxt = g.single_consumer(node.final)
         if nxt is None or not _fold_one(g, node, nxt, channel_axis):
             return
         g.live.remove(nxt)
         node.final = nxt.outputs[0]
+
+
+def _carried_scale(g: Graph, node: Node) -> np.ndarray | None:
+    """The scale(s) of weights a QDQ model dequantizes from int8 (zero point 0; one
+    scale, or one per output channel), so they are written back as they were."""
+    name = node.inputs[1]
+    dq = next((n for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] == name), None)
+    if dq is None or any(g.value(i) is None for i in dq.inputs if i):
+        return None
+    q, scale = g.value(dq.inputs[0]), np.ravel(g.value(dq.inputs[1])).astype(np.float32)
+    zp = g.value(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else None
+    if q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
+        return None
+    out_axis = 0 if node.op == "Conv" or (node.op == "Gemm" and node.attrs.get("transB", 0)) else 1
+    axis = int(dq.attrs.get("axis", 1)) % max(q.ndim, 1)
+    if scale.size == 1 or (axis == out_axis and scale.size == node.weight.shape[0]):
+        return scale
+    return None
 
 
 def _linear_weights(g: Graph, node: Node) -> None:
@@ -565,6 +585,7 @@ def _fold_one(g: Graph, node: Node, nxt: Node, channel_axis: int) -> bool:
             return False
         k = scale / np.sqrt(var + float(nxt.attrs.get("epsilon", 1e-5)))
         _scale_outputs(node, k)
+        node.weight_scale = None
         node.bias = (node.bias - mean) * k + b
         return True
     if nxt.op not in ("Add", "Sub", "Mul", "Div") or len(nxt.inputs) != 2:
@@ -583,9 +604,11 @@ def _fold_one(g: Graph, node: Node, nxt: Node, channel_axis: int) -> bool:
     elif nxt.op == "Mul":
         _scale_outputs(node, vec)
         node.bias = node.bias * vec
+        node.weight_scale = None
     elif nxt.op == "Div" and nxt.inputs[0] == node.final and np.all(vec != 0):
         _scale_outputs(node, 1.0 / vec)
         node.bias = node.bias / vec
+        node.weight_scale = None
     else:
         return False
     return True
@@ -694,18 +717,22 @@ class Writer:
             act = self._unflattened(node, name)
         return act
 
-    def weights(self, w: np.ndarray, axis: int, name: str) -> tuple[int, np.ndarray]:
-        """Per-channel symmetric int8 weights (float32 when not quantizing)."""
+    def weights(self, w: np.ndarray, axis: int, name: str, carried=None) -> tuple[int, np.ndarray]:
+        """Per-channel symmetric int8 weights (float32 when not quantizing); ``carried``:
+        a QDQ model's own scale (one: per-tensor) or scales, kept."""
         if not self.int8:
             return self.b.const(w.astype(np.float32), "float32", name=name), None
-        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-        scales = np.abs(moved).max(axis=1) / 127.0
-        scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+        if carried is not None:
+            scales = np.asarray(carried, np.float32)
+        else:
+            moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+            scales = np.abs(moved).max(axis=1) / 127.0
+            scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
         shape = [1] * w.ndim
         shape[axis] = -1
-        q = np.clip(np.round(w / scales.reshape(shape)), -127, 127).astype(np.int8)
-        idx = self.b.const(q, "int8", scale=scales, zero_point=np.zeros(len(scales), np.int64),
-                           axis=axis, name=name)
+        q = np.clip(np.round(w / (scales.reshape(shape) if scales.size > 1 else scales[0])), -127, 127)
+        idx = self.b.const(q.astype(np.int8), "int8", scale=scales, zero_point=np.zeros(len(scales), np.int64),
+                           axis=axis if scales.size > 1 else 0, name=name)
         return idx, scales
 
     def bias(self, b: np.ndarray, in_scale: float, w_scales, name: str) -> int:
@@ -818,11 +845,12 @@ class Writer:
         common = dict(padding=padding, strideH=strides[0], strideW=strides[1], dilationHFactor=dil[0],
                       dilationWFactor=dil[1], fusedActivationFunction=node.activation)
         if group == 1:
-            wi, ws = self.weights(w.transpose(0, 2, 3, 1), 0, f"{node.final}/weights")
+            wi, ws = self.weights(w.transpose(0, 2, 3, 1), 0, f"{node.final}/weights", node.weight_scale)
             bi = self.bias(node.bias, in_scale, ws, f"{node.final}/bias")
             self.op("CONV_2D", [x.index, wi, bi], [out.index], self.b.options("Conv2DOptions", **common))
         elif group == channels and w.shape[1] == 1:
-            wi, ws = self.weights(w[:, 0].transpose(1, 2, 0)[None], 3, f"{node.final}/weights")
+            wi, ws = self.weights(w[:, 0].transpose(1, 2, 0)[None], 3, f"{node.final}/weights",
+                                  node.weight_scale)
             bi = self.bias(node.bias, in_scale, ws, f"{node.final}/bias")
             self.op("DEPTHWISE_CONV_2D", [x.index, wi, bi], [out.index],
                     self.b.options("DepthwiseConv2DOptions", depthMultiplier=w.shape[0] // channels,
@@ -876,7 +904,7 @@ class Writer:
             raise g.fail(node, f"input shape {list(shape)} is not imported (rows x features only)",
                          "flatten the input first")
         out = self.new_act(node.final, range(len(g.shapes[node.final])))
-        wi, ws = self.weights(w, 0, f"{node.final}/weights")
+        wi, ws = self.weights(w, 0, f"{node.final}/weights", node.weight_scale)
         bi = self.bias(node.bias, x.qparams[0] if self.int8 else None, ws, f"{node.final}/bias")
         self.op("FULLY_CONNECTED", [x.index, wi, bi], [out.index],
                 self.b.options("FullyConnectedOptions", fusedActivationFunction=node.activation,
