@@ -11,7 +11,11 @@ and native.py for how the counting hook is built):
    table at the flash origin; RV32: PC = ELF entry).
 2. Counts instructions and cycles per basic block in native code
    (UC_HOOK_BLOCK), snapshots the counters at every ``tb_mark`` call (a narrow
-   Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``.
+   Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``. When
+   the target names a memory model (``Target.memory_model``, docs/timing.md)
+   the block hook also charges instruction-cache misses per block and a read
+   hook on the flash ranges only charges data-cache misses; their cycles are
+   in ``cycles`` and counted apart in ``memory_cycles`` (per layer too).
 3. Reads the outputs (concatenated, in the model's order), the peak stack (distance from ``__stack_end__``
    to the lowest word no longer holding the pattern), the RAM touched (bytes
    no longer holding the pattern) and, of those, the ones inside the model's
