@@ -140,6 +140,47 @@ def test_an_nhwc_export_with_transposes_around_the_conv_keeps_none(tmp_path):
     assert _ops(dst) == ["CONV_2D", "RESHAPE"]
 
 
+def _after_conv(tail_nodes, inits, y_shape, opset=13):
+    """x [1,2,4,4] -> Conv 2->4 (3x3, SAME) -> c, then ``tail_nodes`` writing y."""
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])
+    return _model([conv, *tail_nodes], dict(w=_w((4, 2, 3, 3)), b=_w(4), **inits), [1, 2, 4, 4], y_shape, opset)
+
+
+I64 = np.int64
+MORE_OPS = {
+    "PRELU": lambda: _after_conv([helper.make_node("PRelu", ["c", "s"], ["y"])],
+                                 dict(s=_w((4, 1, 1))), [1, 4, 4, 4]),
+    "SLICE": lambda: _after_conv([helper.make_node("Slice", ["c", "st", "en", "ax"], ["y"])],
+                                 dict(st=np.array([1, 1], I64), en=np.array([3, 100], I64),
+                                      ax=np.array([1, 2], I64)), [1, 2, 3, 4]),
+    "SPLIT_V": lambda: _after_conv([helper.make_node("Split", ["c", "sp"], ["a", "b2"], axis=1),
+                                    helper.make_node("Add", ["a", "b2"], ["y"])],
+                                   dict(sp=np.array([2, 2], I64)), [1, 2, 4, 4]),
+    "RESIZE_NEAREST_NEIGHBOR": lambda: _after_conv(
+        [helper.make_node("Resize", ["c", "", "sc"], ["y"], mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+        dict(sc=np.array([1, 1, 2, 2], np.float32)), [1, 4, 8, 8]),
+    "RESIZE_BILINEAR": lambda: _after_conv(
+        [helper.make_node("Resize", ["c", "", "sc"], ["y"], mode="linear",
+                          coordinate_transformation_mode="half_pixel")],
+        dict(sc=np.array([1, 1, 2, 2], np.float32)), [1, 4, 8, 8]),
+}
+
+
+@pytest.mark.parametrize("op", sorted(MORE_OPS))
+def test_more_ops_match_onnxruntime_in_float32_and_close_in_int8(tmp_path, op):
+    dst, report = _convert(tmp_path, MORE_OPS[op](), "float32")
+    assert report["max_abs_diff"] < 1e-5 and op in _ops(dst) and "TRANSPOSE" not in _ops(dst)
+    _, report8 = _convert(tmp_path, MORE_OPS[op]())
+    assert report8["mean_abs_diff"] < 0.05, report8
+
+
+def test_a_resize_without_tflite_equivalent_is_one_line(tmp_path):
+    model = _after_conv([helper.make_node("Resize", ["c", "", "sc"], ["y"], mode="cubic")],
+                        dict(sc=np.array([1, 1, 2, 2], np.float32)), [1, 4, 8, 8])
+    assert "Resize mode=cubic" in _error(tmp_path, model)
+
+
 def test_the_plugin_registers_the_onnx_importer():
     found = plugins.collect(plugins.make_plugin_manager(), "tinybuild_model_importers")
     assert any(m.get(".onnx") is onnx_import.convert_onnx for _, m in found)
@@ -437,6 +478,16 @@ def test_the_onnx_route_costs_what_the_keras_route_costs(tmp_path, name):
 def test_a_qdq_model_builds_and_matches_tflite(tmp_path, per_channel):
     from test_e2e import scons
     src = qdq_model(tmp_path, per_channel)
+    result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", sorted(MORE_OPS))
+def test_more_ops_build_and_match_tflite(tmp_path, op):
+    from test_e2e import scons
+    src = _save(MORE_OPS[op](), tmp_path / f"{op.lower()}.onnx")
     result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout

@@ -238,7 +238,7 @@ SUPPORTED = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Clip
              "Sigmoid", "Tanh", "HardSwish", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool",
              "GlobalMaxPool", "BatchNormalization", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
              "Transpose", "Concat", "Pad", "ReduceMean", "Constant", "Identity", "Dropout",
-             "QuantizeLinear", "DequantizeLinear")
+             "QuantizeLinear", "DequantizeLinear", "PRelu", "Slice", "Split", "Resize")
 
 
 class Graph:
@@ -473,7 +473,7 @@ class Graph:
             n.inputs = [src if i == dst else i for i in n.inputs]
 
 
-_SPATIAL = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+_SPATIAL = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize")
 _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Identity", "Dropout")
 _FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul")
 
@@ -1123,6 +1123,77 @@ class Writer:
         paddings = np.array([pads[p] for p in x.perm], np.int32)
         out = self.new_act(node.outputs[0], x.perm, x.qparams)
         self.op("PAD", [x.index, self.b.const(paddings, "int32")], [out.index])
+
+    def op_PRelu(self, node):
+        g = self.g
+        slope = g.value(node.inputs[1])
+        if slope is None:
+            raise g.fail(node, "a computed slope is not imported", "export the slope as a constant")
+        x = self.act(node, node.inputs[0])
+        alpha = self.const_operand(slope, x, len(x.perm), f"{node.outputs[0]}/alpha")
+        out = self.new_act(node.outputs[0], x.perm)
+        self.op("PRELU", [x.index, alpha], [out.index])
+
+    def op_Slice(self, node):
+        g = self.g
+        shape = g.shapes[node.inputs[0]]
+        if g.opset < 10:
+            starts, axes, steps = node.attrs["starts"], node.attrs.get("axes"), None
+        else:
+            starts, axes, steps = (g.value(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] else None
+                                   for i in (1, 3, 4))
+            if starts is None or any(len(node.inputs) > i and node.inputs[i] and g.value(node.inputs[i]) is None
+                                     for i in (2, 3, 4)):
+                raise g.fail(node, "computed starts/ends are not imported", "slice with constants")
+        if steps is not None and np.any(np.asarray(steps) != 1):
+            raise g.fail(node, "steps other than 1 are not imported", "slice with step 1")
+        axes = range(len(starts)) if axes is None else axes
+        begin = [0] * len(shape)
+        for a, st in zip(np.ravel(axes), np.ravel(starts)):
+            a = int(a) % len(shape)
+            st = int(st)
+            begin[a] = min(max(st + shape[a] if st < 0 else st, 0), shape[a])
+        x = self.act(node, node.inputs[0])
+        out = self.new_act(node.outputs[0], x.perm, x.qparams)
+        size = self.tfl_shape(node.outputs[0], x.perm)
+        self.op("SLICE", [x.index, self.b.const(np.array([begin[p] for p in x.perm], np.int32), "int32"),
+                          self.b.const(np.array(size, np.int32), "int32")], [out.index], version=2)
+
+    def op_Split(self, node):
+        g = self.g
+        x = self.act(node, node.inputs[0])
+        axis = int(node.attrs.get("axis", 0)) % len(x.perm)
+        sizes = [int(g.shapes[o][axis]) for o in node.outputs]
+        outs = [self.new_act(o, x.perm, x.qparams) for o in node.outputs]
+        self.op("SPLIT_V", [x.index, self.b.const(np.array(sizes, np.int32), "int32"),
+                            self.b.const(np.array(x.perm.index(axis), np.int32), "int32")],
+                [o.index for o in outs], self.b.options("SplitVOptions", numSplits=len(sizes)), version=2)
+
+    def op_Resize(self, node):
+        g = self.g
+        shape, out_shape = g.shapes[node.inputs[0]], g.shapes[node.outputs[0]]
+        text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in node.attrs.items()}
+        mode = text.get("mode", "nearest")
+        coords = text.get("coordinate_transformation_mode", "half_pixel" if g.opset >= 11 else "asymmetric")
+        nearest = text.get("nearest_mode", "round_prefer_floor")
+        flags = {"asymmetric": (False, False), "align_corners": (True, False),
+                 "half_pixel": (False, True), "pytorch_half_pixel": (False, True)}.get(coords)
+        op = {"nearest": "RESIZE_NEAREST_NEIGHBOR", "linear": "RESIZE_BILINEAR"}.get(mode)
+        nearest_ok = mode != "nearest" or (coords == "asymmetric" and nearest == "floor") or (
+            coords in ("half_pixel", "pytorch_half_pixel") and nearest == "round_prefer_ceil") or (
+            coords == "align_corners" and nearest == "round_prefer_ceil")
+        if (len(shape) != 4 or tuple(shape[:2]) != tuple(out_shape[:2]) or op is None or flags is None
+                or not nearest_ok or (coords == "pytorch_half_pixel" and min(out_shape[2:]) == 1)):
+            raise g.fail(node, f"Resize mode={mode}, coordinate_transformation_mode={coords}"
+                         + (f", nearest_mode={nearest}" if mode == "nearest" else "")
+                         + " over H, W has no TFLite equivalent here",
+                         "use nearest with asymmetric/floor (PyTorch's Upsample) or linear with "
+                         "half_pixel or align_corners")
+        x = self.transposed(node, self.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC)
+        out = self.new_act(node.outputs[0], NCHW_TO_NHWC, x.qparams)
+        table = "ResizeNearestNeighborOptions" if mode == "nearest" else "ResizeBilinearOptions"
+        self.op(op, [x.index, self.b.const(np.array(out_shape[2:], np.int32), "int32")], [out.index],
+                self.b.options(table, alignCorners=flags[0], halfPixelCenters=flags[1]), version=3)
 
     def op_BatchNormalization(self, node):
         raise self.g.fail(node, "a BatchNormalization that does not follow a Conv, Gemm or MatMul is not "
