@@ -197,8 +197,9 @@ def _check_opset(src: Path, model) -> None:
         raise TinybuildError(f"{_p(src)}: the model imports no standard ONNX opset. Fix: re-export it "
                              f"with opset {OPSET_MIN}..{OPSET_MAX}")
     if not OPSET_MIN <= version <= OPSET_MAX:
+        nearest = min(max(version, OPSET_MIN), OPSET_MAX)
         raise TinybuildError(f"{_p(src)}: opset {version} is outside the range tinybuild imports "
-                             f"({OPSET_MIN}..{OPSET_MAX}). Fix: re-export with opset_version={min(max(version, OPSET_MIN), OPSET_MAX)} "
+                             f"({OPSET_MIN}..{OPSET_MAX}). Fix: re-export with opset_version={nearest} "
                              "(torch.onnx.export(..., opset_version=...), tf2onnx --opset ...), or "
                              "onnx.version_converter.convert_version(model, 13)")
     others = sorted(d for d in opsets if d not in ("", "ai.onnx"))
@@ -986,7 +987,8 @@ class Writer:
             raise g.fail(node, f"softmax over axes {axis}.. (opset {g.opset} flattens them) is not "
                          "imported", "apply it to the last axis")
         if x.perm[-1] != axis and not trailing_ones:
-            raise g.fail(node, f"softmax over axis {axis} (not the last) is not imported", "apply it to the last axis")
+            raise g.fail(node, f"softmax over axis {axis} (not the last) is not imported",
+                         "apply it to the last axis")
         if x.perm[-1] != axis:
             x = self.transposed(node, x, node.inputs[0], [p for p in x.perm if p != axis] + [axis])
         out = self.new_act(node.outputs[0], x.perm, (1 / 256, -128) if self.int8 else None)
