@@ -181,6 +181,21 @@ def test_a_resize_without_tflite_equivalent_is_one_line(tmp_path):
     assert "Resize mode=cubic" in _error(tmp_path, model)
 
 
+def test_a_shape_gather_unsqueeze_concat_chain_folds(tmp_path):
+    """torch.onnx's old flatten: Reshape(c, Concat(Unsqueeze(Gather(Shape(c), 0)), [-1]))."""
+    tail = [helper.make_node("Shape", ["c"], ["shp"]),
+            helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+            helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),
+            helper.make_node("Cast", ["n1"], ["n2"], to=TensorProto.INT64),
+            helper.make_node("Concat", ["n2", "minus1"], ["target"], axis=0),
+            helper.make_node("Reshape", ["c", "target"], ["f"]),
+            helper.make_node("Gemm", ["f", "wg"], ["y"], transB=1)]
+    model = _after_conv(tail, dict(zero=np.array(0, I64), ax0=np.array([0], I64),
+                                   minus1=np.array([-1], I64), wg=_w((3, 64))), [1, 3])
+    dst, report = _convert(tmp_path, model, "float32")
+    assert report["max_abs_diff"] < 1e-5 and _ops(dst) == ["CONV_2D", "FULLY_CONNECTED"]
+
+
 def test_the_plugin_registers_the_onnx_importer():
     found = plugins.collect(plugins.make_plugin_manager(), "tinybuild_model_importers")
     assert any(m.get(".onnx") is onnx_import.convert_onnx for _, m in found)
