@@ -179,3 +179,39 @@ def test_svdf(case):
        st.integers(1, 4), st.integers(1, 3), st.integers(1, 8), st.integers(-30, 30))
 def test_svdf_property(dtype, n_batch, n_input, n_unit, rank, memory, zp):
     check(svdf_model(dtype, n_batch, n_input, n_unit * rank, rank, memory, in_q=(0.05, zp)), inputs=2)
+
+
+def _refusal(tmp_path, model: bytes) -> str:
+    from tinybuild import pipeline
+    path = tmp_path / "model.tflite"
+    path.write_bytes(model)
+    with pytest.raises(TinybuildError) as info:
+        pipeline.generate(path, tmp_path / "build", [])
+    return str(info.value)
+
+
+def test_lstm_8x8_8_kernel_refused(tmp_path):
+    """12 intermediates: TFLite's 8x8_8 integer kernel, which tinybuild does not compile."""
+    from tflite_builder import schema
+    model = lstm_s8_model()
+    S = schema()
+    m = S.ModelT.InitFromObj(S.Model.GetRootAsModel(model, 0))
+    op = m.subgraphs[0].operators[0]
+    op.intermediates = np.array(list(op.intermediates) * 3)[:12].astype(np.int32)
+    import flatbuffers
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    message = _refusal(tmp_path, bytes(b.Output()))
+    assert "12 intermediate tensors" in message and "UNIDIRECTIONAL_SEQUENCE_LSTM" in message
+
+
+def test_svdf_state_of_the_wrong_size_refused(tmp_path):
+    b = ModelBuilder()
+    x = b.input((1, 4), "float32")
+    wf = b.const(np.ones((2, 4), np.float32), "float32")
+    wt = b.const(np.ones((2, 3), np.float32), "float32")
+    state = _variable(b, (1, 5), "float32")
+    y = b.tensor((1, 2), "float32")
+    b.op("SVDF", [x, wf, wt, -1, state], [y], b.options("SVDFOptions", rank=1))
+    message = _refusal(tmp_path, b.build([y]))
+    assert "activation state of shape (1, 5) (6 values expected)" in message

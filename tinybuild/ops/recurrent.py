@@ -54,11 +54,14 @@ def _refuse_variants(op) -> None:
         raise unsupported(op, "diagonal recurrent weights are not compiled")
 
 
-def _private_state(graph, op, index: int, what: str, dtypes):
-    """A state tensor: only this op may read it and it may not be a model output."""
+def _private_state(graph, op, index: int, what: str, dtypes, values: int):
+    """A state tensor of ``values`` elements: only this op may read it and it may
+    not be a model output."""
     if not _present(op, index):
         raise unsupported(op, f"no {what} tensor")
     t = tensor(graph, op, op.inputs[index], what, dtypes)
+    if int(np.prod(t.shape, dtype=np.int64)) != values:
+        raise unsupported(op, f"{what} of shape {t.shape} ({values} values expected)")
     shared = [o for o in graph.operators if o.index != op.index and op.inputs[index] in o.inputs]
     if shared or op.inputs[index] in graph.outputs:
         raise unsupported(op, f"its {what} is read outside the layer (by another op or as a model "
@@ -148,8 +151,8 @@ def _hidden(graph, op):
 def _lower_lstm_s8(graph, op, x) -> Layer:
     n_batch, n_time, n_input, n_cell, time_major = _sizes(graph, op, x)
     y = tensor(graph, op, op.outputs[0], "output", ("int8",))
-    h = _private_state(graph, op, OUTPUT_STATE, "output state", ("int8",))
-    c = _private_state(graph, op, CELL_STATE, "cell state", ("int16",))
+    h = _private_state(graph, op, OUTPUT_STATE, "output state", ("int8",), n_batch * n_cell)
+    c = _private_state(graph, op, CELL_STATE, "cell state", ("int16",), n_batch * n_cell)
     hidden = _hidden(graph, op)
     w_in, w_rec, biases, muls = _lstm_s8_constants(graph, op, x, h, n_input, n_cell)
     f32 = np.float32
@@ -193,8 +196,8 @@ def _float_activation(op, allowed) -> int:
 def _lower_lstm_f32(graph, op, x) -> Layer:
     n_batch, n_time, n_input, n_cell, time_major = _sizes(graph, op, x)
     y = tensor(graph, op, op.outputs[0], "output", ("float32",))
-    _private_state(graph, op, OUTPUT_STATE, "output state", ("float32",))
-    _private_state(graph, op, CELL_STATE, "cell state", ("float32",))
+    _private_state(graph, op, OUTPUT_STATE, "output state", ("float32",), n_batch * n_cell)
+    _private_state(graph, op, CELL_STATE, "cell state", ("float32",), n_batch * n_cell)
     w_in = [_weights(graph, op, i, f"{g} gate input weights", "float32", n_input, n_cell)
             for i, g in zip(IN_WEIGHTS, GATES)]
     w_rec = [_weights(graph, op, i, f"{g} gate recurrent weights", "float32", n_cell, n_cell)
@@ -270,7 +273,7 @@ def _svdf_layer(op, params_type, params, consts, sizes, dtype, state_bytes) -> L
 def _lower_svdf_s8(graph, op, x, sizes) -> Layer:
     n_batch, n_input, n_filter, n_unit, memory = sizes
     y = tensor(graph, op, op.outputs[0], "output", ("int8",))
-    state = _private_state(graph, op, 4, "activation state", ("int16",))
+    state = _private_state(graph, op, 4, "activation state", ("int16",), n_batch * n_filter * memory)
     wf = _weights(graph, op, 1, "feature weights", "int8", n_input, n_filter)
     wt_t = tensor(graph, op, op.inputs[2], "time weights", ("int16",))
     if wt_t.data is None or len(wt_t.scales) != 1:
@@ -297,7 +300,7 @@ def _lower_svdf_s8(graph, op, x, sizes) -> Layer:
 def _lower_svdf_f32(graph, op, x, sizes) -> Layer:
     n_batch, n_input, n_filter, n_unit, memory = sizes
     tensor(graph, op, op.outputs[0], "output", ("float32",))
-    _private_state(graph, op, 4, "activation state", ("float32",))
+    _private_state(graph, op, 4, "activation state", ("float32",), n_batch * n_filter * memory)
     wf = _weights(graph, op, 1, "feature weights", "float32", n_input, n_filter)
     wt = _weights(graph, op, 2, "time weights", "float32", memory, n_filter)
     params = dict(n_batch=n_batch, n_input=n_input, n_filter=n_filter, n_unit=n_unit, memory=memory,
