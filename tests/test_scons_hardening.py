@@ -332,7 +332,8 @@ def test_a_failed_step_keeps_only_the_record_its_message_names(tmp_path):
 
 def test_results_after_a_step_are_the_later_steps_files(tmp_path):
     names = [p.name for p in scons_tool.results_after([tmp_path], "simulate")]
-    assert names == ["validation.json", "layers.json", "layers.svg", "report.json", "report.md"]
+    assert names == ["validation.json", "layers.json", "layers.svg", "report.json", "report.md",
+                     "export"]
     assert len(scons_tool.results_after([tmp_path, tmp_path / "b"], None)) == \
         2 * sum(map(len, scons_tool.RESULT_FILES.values()))
 

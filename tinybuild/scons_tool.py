@@ -36,6 +36,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import ops, pipeline, plugins, regress, scons_regress
+from . import export, ops, pipeline, plugins, regress, scons_regress
 from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -95,6 +96,8 @@ def _variables(args):
         ("build_dir", "where outputs go", "build"),
         BoolVariable("verbose", "print full compiler command lines (and a failing step's traceback)",
                      False),
+        ("export", "also write the validated code as a library for your firmware: kinds c, esp-idf, "
+                   "zephyr, arduino, platformio, comma-separated (build/<target>/<model>/export/)", ""),
         EnumVariable("debug", "'layers': compare every layer's tensors with TFLite's and write "
                      "layers.json even when the output matches (a mismatch always does)", "",
                      allowed_values=("", "layers")),
@@ -262,6 +265,7 @@ def _setup(env, args) -> None:
         return
     reject_unknown_variables(variables)
     check_numbers(env)
+    export.parse_kinds(env["export"])          # an unknown kind stops before anything is built
     if env["validate"] == "no" and env["debug"]:
         raise TinybuildError("debug=layers compares every layer with TFLite's; validate=no skips "
                              "TFLite. Fix: leave one of them out")
@@ -442,7 +446,7 @@ def remove_stale(targets: list[Path], downstream: list[Path], keep_named_in: str
                                                                      str(path.resolve()))):
             continue
         with contextlib.suppress(OSError):
-            path.unlink()
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # Files of one build folder in the order the steps make them; a failed step
@@ -455,6 +459,7 @@ RESULT_FILES = {
     "simulate": ("run.json",),
     "validate": ("validation.json", "layers.json", "layers.svg"),
     "report": ("report.json", "report.md"),
+    "export": ("export",),                  # the folder: every kind's files and zip
 }
 
 
@@ -490,6 +495,8 @@ def _declare(env) -> None:
     toolchain = pm.hook.tinybuild_find_toolchain(target=target, explicit_path=env["toolchain"] or None)
     if toolchain is None:
         from .toolchains import missing_toolchain_error
+        if env["export"]:
+            raise export.no_toolchain_error(env["export"], target)
         raise missing_toolchain_error(target)
     calibration = _calibration(env["calibration"], model, root)
     check_board_files(target)
@@ -709,6 +716,11 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
             _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report",
                     _downstream([tdir], "report")))
     env.Default(report)
+    if env["export"]:
+        export.check_kinds(export.parse_kinds(env["export"]), target)
+        env.Default(export.declare_exports(
+            env, sys.modules[__name__], tdir, target, export.parse_kinds(env["export"]),
+            link_sources(target, contributed), (model_c, model_h, plan_json), int8, report[0], name))
     if "$(" not in tdir.name and "$)" not in tdir.name:     # an alias is a convenience only
         env.Alias(_literal(f"{target.name}-{tdir.name}"), report)
     env.Clean(report, [_dir(env, tdir), _dir(env, odir)])
