@@ -1,4 +1,5 @@
-"""export=<kind>: the validated code as a library for the user's firmware.
+"""export=<kind>: the validated code as a library for the user's firmware, and
+firmware.bin/.hex beside the ELF.
 
 The slow tests build KWS once per board with every export kind, then build a
 small application against each exported folder (the `c` kind through its own
@@ -331,6 +332,25 @@ def test_export_holds_exactly_the_linked_kernels_and_zips_the_folder(cm4_build):
 
 
 @pytest.mark.slow
+def test_images_sit_beside_the_elf_and_in_the_report(cm4_build, c3_build):
+    for build, name in ((cm4_build, "cortex-m4"), (c3_build, "esp32c3")):
+        tdir = build / name / "kws"
+        files = {f["name"]: f for f in json.loads((tdir / "report.json").read_text())["files"]}
+        assert set(files) == {"firmware.elf", "firmware.bin", "firmware.hex"}
+        assert "## Files" in (tdir / "report.md").read_text()
+        hex_text = (tdir / "firmware.hex").read_text()
+        assert hex_text.startswith(":") and hex_text.rstrip().endswith(":00000001FF")
+    board = Board("cortex-m4")
+    raw = (cm4_build / "cortex-m4/kws/firmware.bin").read_bytes()
+    dump = cm4_build / "flash.bin"
+    check([board.gcc("objcopy"), "-O", "binary", "-j", ".isr_vector",
+           str(cm4_build / "cortex-m4/kws/firmware.elf"), str(dump)])
+    assert raw.startswith(dump.read_bytes())          # the vector table first, at the flash start
+    esp = (c3_build / "esp32c3/kws/firmware.bin").read_bytes()
+    assert esp[0] == 0xE9 and len(esp) < 4 << 20     # esptool's image magic, not a 96 MB dump
+
+
+@pytest.mark.slow
 def test_export_follows_the_kernels_and_is_removed_with_scons_clean(cm4_build):
     tdir = cm4_build / "cortex-m4" / "kws"
     reference = ("target=cortex-m4", "model=kws.h5", "export=c,platformio", "kernels=reference")
@@ -343,6 +363,7 @@ def test_export_follows_the_kernels_and_is_removed_with_scons_clean(cm4_build):
     assert "[export" not in up_to_date.stdout                     # nothing changed: nothing redone
     clean = scons(cm4_build, "-c", "target=cortex-m4", "model=kws.h5", "export=c")
     assert clean.returncode == 0 and not (tdir / "export").exists()
+    assert not (tdir / "firmware.bin").exists()
 
 
 def test_a_failed_validation_removes_the_export(tmp_path):

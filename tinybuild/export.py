@@ -1,4 +1,4 @@
-"""Export the measured code for the user's firmware.
+"""Export the measured code for the user's firmware, and flashable images.
 
 ``export=c,esp-idf,...`` writes ``build/<target>/<model>/export/<kind>/`` and
 ``<kind>.zip`` after the build was validated: the generated model.c/model.h,
@@ -6,7 +6,9 @@ exactly the kernel sources the firmware linked (reference and the target's
 optimized ones, with their headers), the library part of the runtime (the
 layer marker, not the simulator's exit and I/O), a small stable C API
 (``tinybuild_model.h``/``tinybuild_model.c``) and the build description each
-ecosystem expects. Each kind is an SCons
+ecosystem expects. Every build also gets ``firmware.bin`` and ``firmware.hex``
+beside the ELF (the target's objcopy; for the ESP32 family ``firmware.bin`` is
+esptool's image, the format the chip's bootloader loads). Each is an SCons
 step with every input it depends on as a source; tools run from argument
 lists, never a shell. docs/export.md is the user's side of this.
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import re
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -422,7 +426,95 @@ def export_facts(target, model_name: str, opt: str, tflite: Path) -> dict:
             "sha256": file_sha256(tflite)}
 
 
+# -- flashable images ---------------------------------------------------------------------------
+
+def image_names(target) -> tuple[str, ...]:
+    return ("firmware.bin", "firmware.hex")
+
+
+def make_images(toolchain, target, elf: Path, bin_path: Path, hex_path: Path, run_tool) -> None:
+    """firmware.hex (Intel HEX, every loaded section at its load address) and
+    firmware.bin: the raw flash image from objcopy or, for an ESP32 chip, the
+    image its bootloader loads (esptool elf2image)."""
+    objcopy = toolchain.tool("objcopy")
+    _tool([objcopy, "-O", "ihex", str(elf), str(hex_path)], run_tool, "objcopy")
+    if target.name in ESP_CHIPS:
+        _esp_image(target, elf, bin_path, run_tool)
+        return
+    _tool([objcopy, "-O", "binary", str(elf), str(bin_path)], run_tool, "objcopy")
+    flash = target.capacity("flash")
+    if bin_path.stat().st_size > flash:
+        size = bin_path.stat().st_size
+        bin_path.unlink()
+        raise TinybuildError(f"firmware.bin of {shown(elf, 0)} would be {size:,} bytes, more than the "
+                             f"{flash:,} B of flash: a loaded section's load address is outside flash. "
+                             "Fix: place every loaded section AT > a flash region in the linker script")
+
+
+def _esp_image(target, elf: Path, bin_path: Path, run_tool) -> None:
+    if importlib.util.find_spec("esptool") is None:
+        raise TinybuildError("esptool (PyPI) is not installed, and it makes the ESP32 image "
+                             "firmware.bin. Fix: ./tb installs it (requirements.txt)")
+    flash_mb = max(1, target.capacity("flash") // (1 << 20))
+    _tool([sys.executable, "-m", "esptool", "--chip", ESP_CHIPS[target.name], "elf2image",
+           "--flash-mode", "dio", "--flash-freq", "80m", "--flash-size", f"{flash_mb}MB",
+           "--output", str(bin_path), str(elf)], run_tool, "esptool elf2image")
+
+
+def _tool(cmd: list[str], run_tool, what: str) -> None:
+    try:
+        code, out = run_tool(cmd, 120)
+    except OSError as exc:
+        raise TinybuildError(f"{what}: cannot run {shown(cmd[0], 0)}: {exc.strerror}") from None
+    if code != 0:
+        raise TinybuildError(f"{what} failed on {shown(cmd[-2] if what == 'objcopy' else cmd[-1], 0)} "
+                             f"(exit {code}): {shown(out.strip(), 300)}")
+
+
+FLASHABLE = {"firmware.elf": "the firmware (debuggers, pyOCD, OpenOCD)",
+             "firmware.bin": "raw flash image from the first flash address",
+             "firmware.hex": "Intel HEX: every loaded section at its load address"}
+
+
+def list_files(report_targets) -> None:
+    """Add the firmware files beside the report to report.json ("files") and
+    report.md (a Files section): the report step runs after the image step."""
+    json_path, md_path = Path(report_targets[0]), Path(report_targets[1])
+    folder = json_path.parent
+    record = json.loads(json_path.read_text())
+    esp = record["target"]["name"] in ESP_CHIPS
+    files = []
+    for name, what in FLASHABLE.items():
+        if (folder / name).exists():
+            what = "ESP32 app image (esptool elf2image): what the chip's bootloader loads" \
+                if name == "firmware.bin" and esp else what
+            files.append({"name": name, "bytes": (folder / name).stat().st_size, "what": what})
+    record["files"] = files
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    lines = ["", "## Files", "", "| file | bytes | what |", "| --- | ---: | --- |",
+             *(f"| {f['name']} | {f['bytes']:,} | {f['what']} |" for f in files)]
+    with md_path.open("a") as md:
+        md.write("\n".join(lines) + "\n")
+
+
 # -- SCons steps ----------------------------------------------------------------------------------
+
+def declare_images(env, st, tdir: Path, target, toolchain, elf):
+    """firmware.bin/.hex from the ELF; ``st`` is tinybuild.scons_tool."""
+    settings = env.Value(json.dumps([toolchain.tool("objcopy"), toolchain.version, target.name,
+                                     _esptool_version() if target.name in ESP_CHIPS else ""]))
+    return env.Command(
+        [st._file(env, tdir / n) for n in image_names(target)], [elf, settings],
+        st._action(lambda t, s, e: make_images(toolchain, target, s[0], t[0], t[1], st.run_tool),
+                   "image", st._downstream([tdir], "image")))
+
+
+def _esptool_version() -> str:
+    try:
+        return importlib.metadata.version("esptool")
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
 
 def declare_exports(env, st, tdir: Path, target, kinds: list[str], link_sources: list[Path],
                     codegen, tflite, report_json, model_name: str):

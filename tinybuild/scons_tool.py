@@ -455,6 +455,7 @@ RESULT_FILES = {
     "codegen": ("model.c", "model.h", "plan.json", "arena.svg"),
     "cc": ("model.o",),
     "link": ("firmware.elf", "firmware.map"),
+    "image": ("firmware.bin", "firmware.hex"),
     "size": ("size.json",),
     "simulate": ("run.json",),
     "validate": ("validation.json", "layers.json", "layers.svg"),
@@ -679,6 +680,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                 _downstream([tdir], "codegen")))
 
     elf, map_file = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed)
+    images = export.declare_images(env, sys.modules[__name__], tdir, target, toolchain, elf)
     size_json = env.Command(F("size.json"),
                             [elf, map_file, env.Value(repr(target.memory))],
                             _action(lambda t, s, e: pipeline.write_json(
@@ -691,8 +693,9 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, plan_json, conv_json, settings],
-            _action(lambda t, s, e: _report_unsimulated(t, s, target, tool_info, model, env["opt"],
-                                                        note), "report", _downstream([tdir], "report")))
+            _action(lambda t, s, e: (_report_unsimulated(t, s, target, tool_info, model, env["opt"],
+                                                         note), export.list_files(t)), "report",
+                    _downstream([tdir], "report")))
     else:
         limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
         run_json = env.Command(
@@ -713,8 +716,10 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
-            _action(lambda t, s, e: _report(t, s, target, tool_info, model, env["opt"]), "report",
+            _action(lambda t, s, e: (_report(t, s, target, tool_info, model, env["opt"]),
+                                     export.list_files(t)), "report",
                     _downstream([tdir], "report")))
+    env.Depends(report, images)               # report.md lists them
     env.Default(report)
     if env["export"]:
         export.check_kinds(export.parse_kinds(env["export"]), target)
