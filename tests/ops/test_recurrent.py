@@ -59,6 +59,7 @@ LSTM_S8 = [
     Case("LSTM int8 cell 2^-11, no clip", lambda: lstm_s8_model(cell_log2=-11, cell_clip=0.0)),
     Case("LSTM int8 cell 2^-16 (TFLite skips the tanh)", lambda: lstm_s8_model(cell_log2=-16)),
     Case("LSTM int8 hidden zero point apart", lambda: lstm_s8_model(hidden_q=(0.01, 20))),
+    Case("LSTM int8 cell clip 0.05 (clips)", lambda: lstm_s8_model(n_time=8, cell_clip=0.05)),
     Case("LSTM int8 16 steps 8 -> 16", lambda: lstm_s8_model(n_time=16, n_input=8, n_cell=16)),
 ]
 

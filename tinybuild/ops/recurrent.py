@@ -157,24 +157,29 @@ def _lower_lstm_s8(graph, op, x) -> Layer:
     w_in, w_rec, biases, muls = _lstm_s8_constants(graph, op, x, h, n_input, n_cell)
     f32 = np.float32
     eff_hidden = f32(f32(2.0 ** -15) / f32(hidden.scale)) * f32(2.0 ** -15)
-    cell_clip = float(op.options.get("CellClip", 0.0) or 0.0)
-    q_clip = 0
-    if cell_clip > 0:
-        q_clip = int(max(min(f32(cell_clip) / f32(c.scale), f32(32767.0)), f32(-32768.0)))
     params = dict(n_batch=n_batch, n_time=n_time, n_input=n_input, n_cell=n_cell,
                   time_major=int(time_major), output_state_zp=h.zero_point,
                   hidden_mul=quant.quantize_multiplier(float(eff_hidden)),
                   hidden_zp=hidden.zero_point, cell_log2=_log2_exact(op, c.scale, "cell state"),
-                  cell_clip=q_clip)
+                  cell_clip=_quantized_cell_clip(op, c.scale))
     consts = [Const("w_in", "int8_t", w_in.reshape(-1)), Const("w_rec", "int8_t", w_rec.reshape(-1)),
               Const("bias", "int32_t", biases.reshape(-1)), Const("gate_mul", "tb_quant_mul", mul_array(muls))]
     n = n_batch * n_cell
     layer = Layer(op.index, op.op, "tb_lstm_s8_params", params, [op.inputs[INPUT]], [op.outputs[0]],
                   consts, n_batch * n_time * 4 * n_cell * (n_input + n_cell),
                   f"LSTM {n_input} -> {n_cell} x {n_time} steps (int8, int16 cell)")
-    layer.scratch_bytes = 2 * n + 8 * n + n
+    layer.scratch_bytes = 2 * n + 4 * 2 * n + n     # int16 cell, 4 int16 gates, int8 output state
     _check_output(op, y, n_batch * n_time * n_cell)
     return layer
+
+
+def _quantized_cell_clip(op, cell_scale: float) -> int:
+    """lstm.cc's quantized_cell_clip: the float32 quotient clamped to int16, truncated; 0: none."""
+    f32 = np.float32
+    clip = float(op.options.get("CellClip", 0.0) or 0.0)
+    if clip <= 0:
+        return 0
+    return int(max(min(f32(clip) / f32(cell_scale), f32(32767.0)), f32(-32768.0)))
 
 
 def _check_output(op, y, values: int) -> None:
