@@ -35,6 +35,24 @@ static int32_t dot_pairs(const uint32_t *pairs, const int8_t *v, const int8_t *w
   return acc;
 }
 
+/* tb_mul_by_quant_mul (quant_s8.c), inlined: two per gate row. SMULL's 64-bit
+ * product, the rounding doubling high half, then the rounding right shift. */
+TB_INLINE int32_t requant(int32_t x, tb_quant_mul m) {
+  const int32_t left = m.shift > 0 ? m.shift : 0, right = m.shift > 0 ? 0 : -m.shift;
+  const int32_t a = (int32_t)((uint32_t)x << left);
+  int32_t high, mask, remainder, threshold;
+  if (a == INT32_MIN && m.multiplier == INT32_MIN) {
+    high = INT32_MAX;
+  } else {
+    const int64_t ab = (int64_t)a * m.multiplier;
+    high = (int32_t)((ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)))) / ((int64_t)1 << 31));
+  }
+  mask = (int32_t)(((int64_t)1 << right) - 1);
+  remainder = high & mask;
+  threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + (remainder > threshold ? 1 : 0);
+}
+
 static int16_t sat16(int32_t v) {
   return (int16_t)(v > INT16_MAX ? INT16_MAX : v < INT16_MIN ? INT16_MIN : v);
 }
@@ -52,8 +70,8 @@ static void gate_preactivations(const tb_lstm_s8_params *p, const int8_t *x, con
       const int32_t row = g * nc + r;
       int32_t in = dot_pairs(xw, x, w_in + row * ni, ni, bias[2 * g * nc + r]);
       int32_t rec = dot_pairs(hw, h, w_rec + row * nc, nc, bias[(2 * g + 1) * nc + r]);
-      int16_t v = sat16(tb_mul_by_quant_mul(in, m[2 * g].multiplier, m[2 * g].shift));
-      gates[row] = sat16(tb_mul_by_quant_mul(rec, m[2 * g + 1].multiplier, m[2 * g + 1].shift) + v);
+      int16_t v = sat16(requant(in, m[2 * g]));
+      gates[row] = sat16(requant(rec, m[2 * g + 1]) + v);
     }
   }
 }
