@@ -33,10 +33,10 @@ TFLM = {  # flash, static RAM, arena used, peak stack, instructions per inferenc
     "str_ww_ref_model": (159_756, 17_120, 16_596, 1_256, 2_227_533)}
 
 
-def scons(build: Path, target: str, model: Path, kernels: str) -> tuple[float, str]:
-    """Build once; (wall seconds, error text or '')."""
+def scons(build: Path, target: str, model: Path, kernels: str, *variables: str) -> tuple[float, str]:
+    """Build once (more build ``variables`` as "name=value"); (wall seconds, error text or '')."""
     cmd = [str(Path(sys.executable).with_name("scons")), "-C", str(ROOT), "-Q",
-           f"build_dir={build}", f"target={target}", f"model={model}", f"kernels={kernels}"]
+           f"build_dir={build}", f"target={target}", f"model={model}", f"kernels={kernels}", *variables]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start

@@ -414,10 +414,11 @@ def report(results, command: str, seconds: float) -> str:
                       *slower_table(results), ""])
 
 
-def record(path: Path, text: str) -> None:
-    """Replace (or append) the section between the sweep markers of ``path``."""
-    begin, end = "<!-- sweep:begin -->", "<!-- sweep:end -->"
-    block = f"{begin}\n## Kernel shape sweep\n\n{text}\n{end}"
+def record(path: Path, text: str, name: str = "sweep", title: str = "Kernel shape sweep") -> None:
+    """Replace (or append) the section between the ``name`` markers of ``path``
+    (``<!-- name:begin -->`` ... ``<!-- name:end -->``)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n## {title}\n\n{text}\n{end}"
     old = path.read_text() if path.exists() else ""
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
