@@ -356,6 +356,16 @@ def test_devcorpus_export_builds_and_matches_tflite(shared_build, name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["riscv", "esp32c3"])
+@pytest.mark.parametrize("name", ["atmega_mnist_mnist.simplified", "mnist_pytorch"])
+def test_devcorpus_pytorch_exports_on_the_riscv_boards(shared_build, name, target):
+    from test_e2e import scons
+    result = scons(shared_build, f"target={target}", f"model={_devcorpus(name)}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
 def test_devcorpus_lstm_stops_with_one_line(shared_build):
     from test_e2e import scons
     result = scons(shared_build, "target=cortex-m4", f"model={_devcorpus('simple_networks_lstm_k1_b1_r1')}")
