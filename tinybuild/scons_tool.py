@@ -821,10 +821,34 @@ def _convert(env, model, mdir, calib_src, calibration, pm, builds, quant):
         importers.update(mapping if isinstance(mapping, dict) else {})
     return env.Command(
         [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
-        [_file(env, model), env.Value(f"quant={quant}")] + calib_src,
+        [_file(env, model), env.Value(f"quant={quant}")] + calib_src
+        + _converter_signature(env, importers.get(model.suffix.lower())),
         _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers,
                                                  quant), "convert",
                 _downstream(builds)))
+
+
+# What decides a conversion besides the model: the importer's code, the core files
+# every importer writes or checks the .tflite with, and the converters' versions.
+CONVERTER_FILES = ("convert.py", "tflite_writer.py", "flatbuffer_check.py", "importer.py")
+CONVERTER_PACKAGES = ("tensorflow-cpu", "tf-keras", "onnx", "onnxruntime")
+
+
+def _converter_signature(env, importer) -> list:
+    import importlib.metadata
+    import inspect
+    files = {Path(__file__).parent / name for name in CONVERTER_FILES}
+    try:
+        files.add(Path(inspect.getsourcefile(getattr(importer, "func", importer))))
+    except TypeError:                   # a builtin or a C function: nothing to track
+        pass
+    versions = []
+    for package in CONVERTER_PACKAGES:
+        try:
+            versions.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{package} absent")
+    return [_file(env, f) for f in sorted(files) if f.is_file()] + [env.Value(" ".join(versions))]
 
 
 # -- compile and link: argument lists, never a shell -----------------------------------
