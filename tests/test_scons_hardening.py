@@ -503,3 +503,37 @@ def test_a_failed_validation_leaves_no_earlier_success_on_disk(tmp_path):
     result = scons(build, *args)
     assert result.returncode == 0, result.stderr
     assert "output matches TFLite reference: yes" in result.stdout
+
+
+IMPORTER_PLUGIN = '''
+from tinybuild.hookspecs import hookimpl
+
+
+def convert_tflite(src, dst, calibration, report_path, **kw):
+    from tinybuild.convert import convert_model
+    record = convert_model(src, dst, calibration, report_path, **kw)
+    return {{**record, "importer_version": "{version}"}}
+
+
+@hookimpl
+def tinybuild_model_importers():
+    return {{".tflite": convert_tflite}}
+'''
+
+
+@pytest.mark.slow
+@needs_arm_gcc
+def test_an_importer_edit_converts_the_model_again(tmp_path):
+    """The conversion's signature holds the importer's code: no stale model.int8.tflite."""
+    plugins, build = tmp_path / "plugins", tmp_path / "build"
+    plugins.mkdir()
+
+    def converted_by(version: str) -> str:
+        (plugins / "my_importer.py").write_text(IMPORTER_PLUGIN.format(version=version))
+        result = scons(build, "target=cortex-m4", f"model={TINY}", f"plugins={plugins}")
+        assert result.returncode == 0, result.stderr
+        return json.loads((build / "models" / "tiny_int8" / "convert.json").read_text())[
+            "importer_version"]
+
+    assert converted_by("v1") == "v1"
+    assert converted_by("v2") == "v2"
