@@ -44,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import export, ops, pipeline, plugins, regress, scons_regress
+from . import export, ops, pipeline, plugins, realboard, regress, scons_regress
 from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -98,6 +98,11 @@ def _variables(args):
                      False),
         ("export", "also write the validated code as a library for your firmware: kinds c, esp-idf, "
                    "zephyr, arduino, platformio, comma-separated (build/<target>/<model>/export/)", ""),
+        EnumVariable("io", "'uart': the firmware runs on the real board, one inference on a built-in "
+                     "test vector, its output and cycles printed over the UART (docs/realboard.md); "
+                     "outputs go to <target>/<model>-uart", "sim", allowed_values=realboard.IO_MODES),
+        BoolVariable("upload", "after a build that validated, flash the board with the target's "
+                     "flasher (pyOCD, esptool, OpenOCD; docs/realboard.md)", False),
         EnumVariable("debug", "'layers': compare every layer's tensors with TFLite's and write "
                      "layers.json even when the output matches (a mismatch always does)", "",
                      allowed_values=("", "layers")),
@@ -487,9 +492,10 @@ def _declare(env) -> None:
         scons_regress.declare(env, root, pm)
         return
     if env["target"] == ALL:
+        realboard.check_one_board(env["io"], env["upload"])
         _declare_all(env, root, pm)
         return
-    target = plugins.find_target(pm, env["target"])
+    target = realboard.board_target(plugins.find_target(pm, env["target"]), env["io"], env["upload"])
     model = resolve_model(env["model"], root)
     sims = plugins.simulators(pm)
     simulator, note = choose_simulator(env["sim"], target, sims)
@@ -664,10 +670,12 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     build = root / env["build_dir"]
     quant = quant or env["quant"]
     tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"], quant)
+    uart = env.get("io") == "uart"
+    tdir = tdir.with_name(tdir.name + "-uart") if uart else tdir
     odir = build / target.name / "obj"
     check_tool_path(Path(model.name), f"model={_p(model)}")
     check_kernel_sources(contributed)
-    count, seed = int(env["inputs"]), int(env["seed"])
+    count, seed = (1 if uart else int(env["inputs"])), int(env["seed"])
     (int8, conv_json, inputs_bin, ref_bin, ref_json), model_builds = _model_nodes(
         env, build, model, calibration, pm, count, seed, quant)
     model_builds.append(tdir)
@@ -679,7 +687,9 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         _action(lambda t, s, e: generate(s[0], t[0].parent, target, contributed, name), "codegen",
                 _downstream([tdir], "codegen")))
 
-    elf, map_file = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed)
+    extra = realboard.declare_sources(env, sys.modules[__name__], tdir, target, toolchain, odir,
+                                      inputs_bin, ref_json) if uart else []
+    elf, map_file = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra)
     images = export.declare_images(env, sys.modules[__name__], tdir, target, toolchain, elf)
     size_json = env.Command(F("size.json"),
                             [elf, map_file, env.Value(repr(target.memory))],
@@ -698,6 +708,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                     _downstream([tdir], "report")))
     else:
         limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
+        simulator = realboard.UartRun(simulator) if uart else simulator
         run_json = env.Command(
             F("run.json"),
             [elf, inputs_bin, ref_json,
@@ -721,6 +732,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                     _downstream([tdir], "report")))
     env.Depends(report, images)               # report.md lists them
     env.Default(report)
+    realboard.declare_upload(env, sys.modules[__name__], tdir, target, images, report)
     if env["export"]:
         export.check_kinds(export.parse_kinds(env["export"]), target)
         env.Default(export.declare_exports(
@@ -840,6 +852,8 @@ def _converter_signature(env, importer) -> list:
     files = {Path(__file__).parent / name for name in CONVERTER_FILES}
     try:
         files.add(Path(inspect.getsourcefile(getattr(importer, "func", importer))))
+        # a package's importer (tinybuild.onnx_import) lists its modules in SOURCE_FILES
+        files.update(getattr(inspect.getmodule(importer), "SOURCE_FILES", ()))
     except TypeError:                   # a builtin or a C function: nothing to track
         pass
     versions = []
@@ -921,7 +935,7 @@ def link_sources(target, contributed) -> list[Path]:
     return sources
 
 
-def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed):
+def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra=()):
     compiler, objects = _board_objects(env, target, toolchain, odir)
     compiler["builds"].append(tdir)
     shared = [_board_object(env, compiler, objects, odir, src) for src in link_sources(target, contributed)]
@@ -936,7 +950,7 @@ def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed):
     # itself stays kernels, runtime, startup, model.
     elf, map_file = env.Command(
         [_file(env, tdir / "firmware.elf"), _file(env, tdir / "firmware.map")],
-        [model_obj, *shared, _file(env, target.linker_script), link_settings],
+        [model_obj, *shared, *extra, _file(env, target.linker_script), link_settings],
         _action(lambda t, s, e: link(toolchain, target, [*(p for p in s[1:] if p.suffix == ".o"), s[0]],
                                      t[0], t[1], opt), "link", _downstream([tdir], "link")))
     return elf, map_file

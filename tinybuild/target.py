@@ -83,6 +83,8 @@ class Target:
     toolchain_hint: str = ""            # how to install a toolchain, shown when none is found
     xpack_package: str = ""             # e.g. "@xpack-dev-tools/arm-none-eabi-gcc"
     plugin: str = ""                     # filled in by the plugin manager
+    realboard: object = None             # tinybuild.realboard.RealBoard: io=uart support (None: none)
+    flasher: object = None               # tinybuild.realboard.Flasher: what upload=1 runs (None: none)
 
     def float_arithmetic(self) -> str:
         """How float32 layers run, from the compile flags: "hardware FPU (...)" or
@@ -200,6 +202,7 @@ class RunResult:
     memory_model: str = ""               # the memory model in `cycles` ("": core only)
     memory_cycles: int = 0               # of `cycles`, flash wait states / cache misses per inference
     memory_label: str = ""               # what those cycles are, e.g. "flash wait"
+    console: str = ""                    # what an io=uart firmware printed over its UART
 
     @property
     def instructions_per_second(self) -> float:

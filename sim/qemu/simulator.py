@@ -249,7 +249,7 @@ class _QemuRun:
                 f"stop it; the target's startup code must override tb_exit as "
                 f"targets/mps2_an386/startup_mps2_an386.c does")
         args = [b.binary, "-M", b.machine, *b.extra_args, "-display", "none", "-monitor", "none",
-                "-serial", "null", "-nodefaults",
+                "-serial", f"file:{work / 'serial.txt'}", "-nodefaults",   # io=uart's console
                 "-chardev", f"file,id=tbsemi,path={work / 'semihosting.txt'}",
                 "-semihosting-config", "enable=on,target=native,chardev=tbsemi",
                 "-icount", "shift=0", "-kernel", str(self.elf)]
@@ -299,6 +299,8 @@ class _QemuRun:
             semi = (work / "semihosting.txt").read_text(errors="replace") \
                 if (work / "semihosting.txt").exists() else ""
             counts = parse_counts(work / "counts.txt")
+            serial = work / "serial.txt"
+            self.console = serial.read_bytes().decode("latin-1") if serial.exists() else ""
         return self.result(proc.returncode, out + err, semi, counts, wall, timed_out, cmd)
 
     def result(self, rc, qemu_output, semi, counts, wall, timed_out, cmd) -> RunResult:
@@ -354,7 +356,8 @@ class _QemuRun:
         return RunResult(simulator="qemu", output=output, instructions=inference, cycles=inference,
                          layers=layers, total_instructions=total, total_cycles=total,
                          peak_stack_bytes=peak, ram_touched_bytes=0, wall_seconds=wall,
-                         exit_code=rc if rc < 128 else rc - 256, cycle_model=CYCLE_MODEL)
+                         exit_code=rc if rc < 128 else rc - 256, cycle_model=CYCLE_MODEL,
+                         console=self.console)
 
 
 def parse_counts(path: Path) -> dict | None:

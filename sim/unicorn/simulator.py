@@ -419,6 +419,12 @@ class _Run:
             # RAM here, so the startup's FPU-enable write lands. Unicorn's FPU for
             # Cortex-M models is usable regardless (see the report / tests).
             uc.mem_map(SCS_BASE, PAGE, U.UC_PROT_READ | U.UC_PROT_WRITE)
+        self.console = bytearray()
+        board = getattr(t, "realboard", None)
+        if board is not None and board.uart is not None and "__wrap_main" in img.symbols:
+            # An io=uart firmware: its UART and clock registers as MMIO (tinybuild/realboard.py).
+            from tinybuild.realboard import attach_uart
+            self.console = attach_uart(uc, board.uart, lambda: self.counters.cycles)
 
         # Paint RAM, then load the image at its load addresses.
         self.ram = [r for r in t.memory if r.kind == "ram"]
@@ -687,7 +693,8 @@ class _Run:
             wall_seconds=wall, exit_code=exit_code, cycle_model=self.cycle_model(),
             misaligned_accesses=c.misaligned if self.detail else -1,
             memory_model=self.memory.name if self.memory else "", memory_cycles=inf_memory,
-            memory_label=self.memory.label if self.memory else "")
+            memory_label=self.memory.label if self.memory else "",
+            console=self.console.decode("latin-1"))
 
     def peak_stack(self) -> int:
         lo = self.sym("__stack_start__", required=False)

@@ -7,6 +7,7 @@ Memory map from ST's RM0090 (section 2.3): 1 MiB flash at 0x08000000,
 from pathlib import Path
 
 from tinybuild.hookspecs import hookimpl
+from tinybuild import realboard
 from tinybuild.target import MemoryRegion, Target
 
 HERE = Path(__file__).parent
@@ -35,6 +36,8 @@ STM32F407 = Target(
     timing_model="cortex-m4",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
+    realboard=realboard.STM32F407,
+    flasher=realboard.Flasher("pyocd", "stm32f407vg"),
 )
 
 
@@ -53,6 +56,7 @@ def tinybuild_kernels(target):
     """Optimized int8 kernels for Arm cores with the DSP extension (see docs/kernels.md)."""
     if target.arch != "arm" or target.cpu not in DSP_CPUS:
         return []
-    from .kernels import cm4_elementwise, cm4_lstm, cm4_prepare
-    return cm4_prepare.kernels() + cm4_elementwise.kernels() + cm4_lstm.kernels()
+    from .kernels import cm4_elementwise, cm4_lstm, cm4_prepare, cm4_s16
+    return (cm4_prepare.kernels() + cm4_elementwise.kernels() + cm4_lstm.kernels()
+            + cm4_s16.kernels())
 

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from tinybuild.hookspecs import hookimpl
+from tinybuild import realboard
 from tinybuild.target import MemoryRegion, Target, Toolchain
 from tinybuild.toolchains import gcc_version
 
@@ -60,6 +61,7 @@ ESP32C3 = Target(
     timing_model="rv32-esp32c3",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-riscv64-unknown-elf "
                    "picolibc-riscv64-unknown-elf",
+    flasher=realboard.Flasher("esptool", "esp32c3", address=0x0),
 )
 
 ESP32 = Target(
@@ -82,6 +84,7 @@ ESP32 = Target(
     libc="newlib",
     default_simulator="",                 # none: built, linked and sized only
     toolchain_hint=_idf_hint("esp32"),
+    flasher=realboard.Flasher("esptool", "esp32", address=0x1000),
 )
 
 ESP32S3 = Target(
@@ -104,6 +107,7 @@ ESP32S3 = Target(
     libc="newlib",
     default_simulator="",
     toolchain_hint=_idf_hint("esp32s3"),
+    flasher=realboard.Flasher("esptool", "esp32s3", address=0x0),
 )
 
 

@@ -20,6 +20,7 @@ semihosting never reaches it and the counts of the two agree.
 from pathlib import Path
 
 from tinybuild.hookspecs import hookimpl
+from tinybuild import realboard
 from tinybuild.target import MemoryRegion, Target
 
 HERE = Path(__file__).parent
@@ -47,6 +48,7 @@ MPS2_AN386 = Target(
     timing_model="cortex-m4",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
+    realboard=realboard.MPS2_AN386,
 )
 
 

@@ -20,6 +20,7 @@ sim/unicorn/timing.py's ``stm32l4r5-art`` (docs/timing.md).
 from pathlib import Path
 
 from tinybuild.hookspecs import hookimpl
+from tinybuild import realboard
 from tinybuild.target import MemoryRegion, Target
 
 HERE = Path(__file__).parent
@@ -50,6 +51,8 @@ NUCLEO_L4R5ZI = Target(
     memory_model="stm32l4r5-art",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
+    realboard=realboard.STM32L4R5,
+    flasher=realboard.Flasher("pyocd", "stm32l4r5zitx"),
 )
 
 

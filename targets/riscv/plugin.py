@@ -23,6 +23,7 @@ target whose -march has the M extension, whichever plugin defines the board
 from pathlib import Path
 
 from tinybuild.hookspecs import hookimpl
+from tinybuild import realboard
 from tinybuild.target import MemoryRegion, Target
 
 HERE = Path(__file__).parent
@@ -51,6 +52,8 @@ GD32VF103 = Target(
     default_simulator="unicorn",
     timing_model="rv32-bumblebee",
     toolchain_hint=RISCV_TOOLCHAIN_HINT,
+    realboard=realboard.GD32VF103,
+    flasher=realboard.Flasher("openocd", configs=("interface/cmsis-dap.cfg", "target/gd32vf103.cfg")),
 )
 
 

@@ -1,0 +1,265 @@
+"""io=uart (the firmware runs on the real board and prints its result over the
+UART) and upload=1 (the board's flasher), docs/realboard.md.
+
+The slow tests build KWS with io=uart for cortex-m4 and riscv (Unicorn with the
+boards' UART and clock register model) and mps2-an386 (QEMU's own CMSDK UART),
+and check the printed line against TFLite's reference bytes for the built-in
+input. The fast ones check the register model, the line parser, each
+flasher's command line and the one-line refusals.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tbtest import ROOT
+from tinybuild import plugins, realboard
+from tinybuild.errors import TinybuildError
+from tinybuild.scons_tool import link_sources
+
+SCONS = Path(sys.executable).with_name("scons")
+
+
+def scons(build_dir, *args, env=None):
+    cmd = [str(SCONS), "-C", str(ROOT), "-Q", f"build_dir={build_dir}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or os.environ.copy(),
+                          timeout=900)
+
+
+def one_error_line(result) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and ".py, line" not in result.stderr, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith("tinybuild: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def board(name):
+    return plugins.targets(plugins.make_plugin_manager([]))[name]
+
+
+# -- the register model ----------------------------------------------------------------------
+
+class FakeUnicorn:
+    """Records mmio_map's callbacks so the model's registers can be read and written."""
+
+    def __init__(self):
+        self.pages = {}
+
+    def mmio_map(self, base, size, read, read_user, write, write_user):
+        assert size == 0x1000 and base % 0x1000 == 0
+        self.pages[base] = (read, write)
+
+    def read(self, address, size=4):
+        return self.pages[address & ~0xFFF][0](self, address & 0xFFF, size, None)
+
+    def write(self, address, value, size=4):
+        self.pages[address & ~0xFFF][1](self, address & 0xFFF, size, value, None)
+
+
+def test_stm32f407_model_ends_the_clock_polls_and_collects_usart2_bytes():
+    uc = FakeUnicorn()
+    console = realboard.attach_uart(uc, realboard.STM32F407.uart, lambda: 1234)
+    assert uc.read(0x40023800) == 0                       # RCC_CR: nothing on, nothing ready
+    uc.write(0x40023800, (1 << 24) | 1)                    # PLLON, HSION
+    assert uc.read(0x40023800) == (1 << 25) | (1 << 24) | (1 << 1) | 1   # PLLRDY, HSIRDY
+    uc.write(0x40023808, (5 << 10) | 2)                    # RCC_CFGR: SW = PLL
+    assert uc.read(0x40023808) & 0xC == 0x8                # SWS = PLL
+    uc.write(0x40023C00, 0x705)                            # FLASH_ACR reads back
+    assert uc.read(0x40023C00) == 0x705
+    assert uc.read(0x40004400) & 0x80                      # USART2_SR: TXE
+    for c in b"ok\n":
+        uc.write(0x40004404, c)
+    uc.write(0x40004408, 365)                              # BRR: stored, not console output
+    assert bytes(console) == b"ok\n"
+    assert uc.read(0xE0001004) == 1234                     # DWT_CYCCNT: the simulator's cycles
+    assert uc.read(0x40004400, size=1) == 0xC0             # a byte read of the status register
+
+
+def test_a_byte_of_a_ready_register_is_its_own_byte():
+    rule = realboard.Ready(0x0, mask=0x0101_0001, shift=1)
+    assert rule.value(0x0100_0000) == 0x0300_0000
+    uc = FakeUnicorn()
+    realboard.attach_uart(uc, realboard.UartModel(data=0x1000, pages=(0x1000,),
+                                                  ready=(realboard.Ready(0x1004, set_bits=0x8000),)),
+                          lambda: 0)
+    assert uc.read(0x1005, size=1) == 0x80 and uc.read(0x1004, size=1) == 0
+
+
+def test_the_printed_line_is_parsed_and_its_absence_is_one_line():
+    out, cycles = realboard.parse_console("boot\r\ntinybuild: output 00ff7f cycles 42\r\n")
+    assert out == b"\x00\xff\x7f" and cycles == 42
+    with pytest.raises(TinybuildError, match=r"printed no 'tinybuild: output <hex> cycles <n>' line "
+                                             r"over the UART in unicorn \(received 'garbage\\x1b"):
+        realboard.parse_console("garbage\x1b[2J", "unicorn")
+
+
+def test_the_test_vector_is_the_first_input(tmp_path):
+    inputs = tmp_path / "inputs.bin"
+    inputs.write_bytes(bytes(range(20)) * 2)
+    realboard.write_test_vector(inputs, 20, tmp_path / "v.c")
+    text = (tmp_path / "v.c").read_text()
+    assert "tb_test_vector_size = 20u" in text and "0x13\n}" in text and text.count("0x") == 20
+    with pytest.raises(TinybuildError, match="not one input of 50"):
+        realboard.write_test_vector(inputs, 50, tmp_path / "w.c")
+
+
+def test_io_sim_links_no_uart_code_and_io_uart_wraps_main():
+    target = board("cortex-m4")
+    assert not any("tb_uart" in p.name for p in link_sources(target, []))
+    uart = realboard.board_target(target, "uart", False)
+    assert uart.ldflags[-1] == "-Wl,--wrap=main" and target.ldflags == uart.ldflags[:-1]
+    assert realboard.board_target(target, "sim", False) is target
+    assert [p.name for p in realboard.uart_sources(uart)] == ["tb_uart_main.c", "tb_uart_stm32f407.c"]
+
+
+# -- upload: each flasher's command line -------------------------------------------------------
+
+def test_each_boards_flasher_command_line(tmp_path):
+    hex_file, bin_file = tmp_path / "firmware.hex", tmp_path / "firmware.bin"
+    argv = {name: realboard.upload_argv(board(name).flasher, hex_file, bin_file)
+            for name in ("cortex-m4", "nucleo-l4r5zi", "esp32c3", "esp32", "esp32s3", "riscv")}
+    assert argv["cortex-m4"] == ["pyocd", "flash", "--target", "stm32f407vg", "--format", "hex",
+                                 str(hex_file)]
+    assert argv["nucleo-l4r5zi"][3] == "stm32l4r5zitx"
+    esptool = [sys.executable, "-m", "esptool", "--chip"]
+    assert argv["esp32c3"] == [*esptool, "esp32c3", "write-flash", "0x0", str(bin_file)]
+    assert argv["esp32"] == [*esptool, "esp32", "write-flash", "0x1000", str(bin_file)]
+    assert argv["esp32s3"] == [*esptool, "esp32s3", "write-flash", "0x0", str(bin_file)]
+    assert argv["riscv"] == ["openocd", "-f", "interface/cmsis-dap.cfg", "-f", "target/gd32vf103.cfg",
+                             "-c", f"program {{{hex_file}}} verify reset exit"]
+
+
+def test_a_path_openocd_cannot_quote_is_refused(tmp_path):
+    assert realboard.tcl_word(Path("/a b/$x [y]/f.hex")) == "{/a b/$x [y]/f.hex}"
+    with pytest.raises(TinybuildError, match="OpenOCD cannot take the path"):
+        realboard.upload_argv(board("riscv").flasher, tmp_path / "a}b" / "f.hex", tmp_path / "f.bin")
+
+
+def test_no_probe_is_one_line_naming_what_was_looked_for(tmp_path):
+    said = "A fatal error occurred: Could not connect to an Espressif device on any of the 0 ports."
+    calls = []
+
+    def no_board(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 2, "Connecting....\n", said + "\n")
+
+    with pytest.raises(TinybuildError) as exc:
+        realboard.upload(board("esp32c3"), tmp_path / "f.hex", tmp_path / "f.bin", run=no_board)
+    assert calls == [realboard.upload_argv(board("esp32c3").flasher, tmp_path / "f.hex",
+                                           tmp_path / "f.bin")]
+    assert str(exc.value) == ("upload=1: esptool found no board: looked for a serial port "
+                              "(/dev/ttyUSB*, /dev/ttyACM*) with an esp32c3 in download mode "
+                              f"(esptool exited with 2: {said})")
+
+
+def test_upload_without_the_flasher_installed_stops_before_building(tmp_path):
+    if shutil.which("pyocd"):
+        pytest.skip("pyocd is installed here")
+    line = one_error_line(scons(tmp_path / "b", "target=cortex-m4", "model=kws.h5", "upload=1"))
+    assert line == ("tinybuild: error: upload=1: pyocd is not installed (it would look for a "
+                    "CMSIS-DAP, ST-Link or J-Link debug probe on USB for pyOCD target stm32f407vg); "
+                    "install it: ./tb python -m pip install pyocd")
+    assert not (tmp_path / "b" / "cortex-m4").exists()
+
+
+def test_upload_for_a_board_without_flasher_and_for_all_boards_is_refused(tmp_path):
+    line = one_error_line(scons(tmp_path / "b", "target=mps2-an386", "model=kws.h5", "upload=1"))
+    assert "upload=1: target 'mps2-an386' names no flasher" in line
+    line = one_error_line(scons(tmp_path / "b", "target=all", "model=kws.h5", "upload=1"))
+    assert "upload=1 works on one board at a time" in line
+
+
+# -- io=uart: bad input ------------------------------------------------------------------------
+
+def test_io_uart_for_a_board_without_uart_support_is_one_line(tmp_path):
+    for name in ("esp32c3", "nrf52840"):
+        line = one_error_line(scons(tmp_path / "b", f"target={name}", "model=kws.h5", "io=uart"))
+        assert f"io=uart: target '{name}'" in line and "has no UART support" in line
+        assert "boards with it: cortex-m4, mps2-an386, nucleo-l4r5zi, riscv" in line
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("*/kws-uart"))
+    line = one_error_line(scons(tmp_path / "b", "target=cortex-m4", "model=kws.h5", "io=usb"))
+    assert "io" in line and "usb" in line
+
+
+def test_help_lists_io_and_upload():
+    result = subprocess.run([str(SCONS), "-C", str(ROOT), "-h"], capture_output=True, text=True,
+                            timeout=120)
+    assert "io: 'uart': the firmware runs on the real board" in result.stdout
+    assert "upload: after a build that validated, flash the board" in result.stdout
+
+
+# -- io=uart: built and run in the simulators ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def uart_build(tmp_path_factory):
+    return tmp_path_factory.mktemp("uart")
+
+
+def build_uart(build_dir, name, *extra):
+    result = scons(build_dir, f"target={name}", "model=kws.h5", "io=uart", *extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return build_dir / name / "kws-uart", result
+
+
+def reference_output(build_dir) -> bytes:
+    ref = json.loads((build_dir / "models" / "kws" / "reference-n1-s1.json").read_text())
+    return (build_dir / "models" / "kws" / "reference-n1-s1.bin").read_bytes()[:ref["output_bytes"]]
+
+
+def run_in_simulator(tdir, name, sim="unicorn"):
+    pm = plugins.make_plugin_manager([])
+    target = realboard.board_target(board(name), "uart", False)
+    vector = (tdir / "tb_test_vector.c").read_text()
+    size = int(vector.split("tb_test_vector_size = ")[1].split("u")[0])
+    # The preloaded input is zeros: the firmware's own test vector must replace it.
+    return plugins.simulators(pm)[sim].run(tdir / "firmware.elf", target, bytes(size))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cortex-m4", "nucleo-l4r5zi", "riscv"])
+def test_uart_firmware_prints_tflites_output_in_unicorn(uart_build, name):
+    tdir, result = build_uart(uart_build, name)
+    validation = json.loads((tdir / "validation.json").read_text())
+    assert validation["match"] is True and validation["inputs"] == 1
+    assert "UART: 12 output bytes" in result.stdout
+    run = run_in_simulator(tdir, name)
+    out, cycles = realboard.parse_console(run.console)
+    assert out == reference_output(uart_build) == run.output
+    assert run.console.endswith(f"tinybuild: output {out.hex()} cycles {cycles}\r\n")
+    if name != "riscv":              # DWT_CYCCNT reads the timing model's count
+        assert run.cycles <= cycles <= run.cycles + 100
+    report = json.loads((tdir / "report.json").read_text())
+    assert (tdir / "firmware.hex").exists() and report["validation"]["match"] is True
+
+
+@pytest.mark.slow
+def test_uart_firmware_prints_tflites_output_in_qemu_mps2(uart_build):
+    if not shutil.which("qemu-system-arm"):
+        pytest.skip("qemu-system-arm not installed")
+    tdir, _ = build_uart(uart_build, "mps2-an386", "sim=qemu")
+    assert json.loads((tdir / "validation.json").read_text())["match"] is True
+    run = run_in_simulator(tdir, "mps2-an386", sim="qemu")
+    out, _ = realboard.parse_console(run.console)
+    assert out == reference_output(uart_build) == run.output
+
+
+@pytest.mark.slow
+def test_io_sim_firmware_has_no_uart_code(uart_build):
+    result = scons(uart_build, "target=cortex-m4", "model=kws.h5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    map_text = (uart_build / "cortex-m4" / "kws" / "firmware.map").read_text()
+    assert "tb_uart" not in map_text and "__wrap_main" not in map_text
+
+
+@pytest.mark.slow
+def test_esptool_with_no_board_attached_is_one_line(tmp_path):
+    (tmp_path / "firmware.bin").write_bytes(b"\xe9" + bytes(31))
+    with pytest.raises(TinybuildError, match=r"^upload=1: esptool found no board: looked for a serial "
+                                             r"port .* with an esp32c3 in download mode \(esptool "
+                                             r"exited with [12]: "):
+        realboard.upload(board("esp32c3"), tmp_path / "firmware.hex", tmp_path / "firmware.bin")
