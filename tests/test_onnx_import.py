@@ -201,6 +201,14 @@ def test_the_plugin_registers_the_onnx_importer():
     assert any(m.get(".onnx") is onnx_import.convert_onnx for _, m in found)
 
 
+def test_the_convert_signature_holds_every_module_of_the_onnx_package():
+    """An edit to any tinybuild/onnx/*.py converts an .onnx model again (no stale .tflite)."""
+    import inspect
+    listed = getattr(inspect.getmodule(onnx_import.convert_onnx), "SOURCE_FILES", ())
+    package = ROOT / "tinybuild" / "onnx"
+    assert set(listed) == set(package.glob("*.py")) and package / "ops.py" in set(listed)
+
+
 # -- already quantized: QDQ models from onnxruntime.quantization ------------------------
 
 def qdq_model(tmp_path, per_channel=True):

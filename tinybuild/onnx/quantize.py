@@ -1,0 +1,43 @@
+"""Quantization as TFLite's converter does it: int8 activations asymmetric from the
+calibration range (0 inside it), weights symmetric int8 per output channel (or the
+scales a quantized model carries), int32 bias = round(b / (s_in * s_w))."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """int8 scale and zero point for the range [lo, hi] as TFLite's converter picks
+    them: the range always holds 0, zero point rounded and clamped to [-128, 127]."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-9:
+        return 1.0 / 255, -128
+    scale = (hi - lo) / 255.0
+    zp = int(round(-128 - lo / scale))
+    return float(np.float32(scale)), int(min(max(zp, -128), 127))
+
+
+def weight_scales(w: np.ndarray, axis: int) -> np.ndarray:
+    """One symmetric int8 scale per slice along ``axis`` (1.0 for an all-zero slice)."""
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    scales = np.abs(moved).max(axis=1) / 127.0
+    return np.where(scales > 0, scales, 1.0).astype(np.float32)
+
+
+def quantize_weights(w: np.ndarray, axis: int, scales: np.ndarray) -> np.ndarray:
+    """``w`` in int8 with one scale (per tensor) or one per slice along ``axis``."""
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    divisor = scales.reshape(shape) if scales.size > 1 else scales[0]
+    return np.clip(np.round(w / divisor), -127, 127).astype(np.int8)
+
+
+def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """int32 bias for the products' scales (input scale times each weight scale)."""
+    return np.clip(np.round(b / scales), -2**31, 2**31 - 1).astype(np.int32)
+
+
+def quantize_values(v: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """A constant operand of an elementwise op: int8 over its own range."""
+    scale, zp = activation_qparams(float(v.min()), float(v.max()))
+    return np.clip(np.round(v / scale) + zp, -128, 127).astype(np.int8), scale, zp

@@ -1,0 +1,172 @@
+"""Writing the prepared ONNX graph as TFLite: each ONNX activation becomes a TFLite
+tensor in a layout (``Act.perm``); the operators are written by the functions of
+tinybuild/onnx/ops.py's table, through tinybuild.tflite_writer.ModelBuilder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinybuild.errors import TinybuildError, shown
+from tinybuild.onnx.common import NCHW_TO_NHWC
+from tinybuild.onnx.common import p as _p
+from tinybuild.onnx.graph import Graph, Node
+from tinybuild.onnx.quantize import (activation_qparams, quantize_bias, quantize_values, quantize_weights,
+                                     weight_scales)
+
+
+@dataclass
+class Act:
+    """An ONNX activation as a TFLite tensor: ``index``; TFLite axis i holds ONNX
+    axis ``perm[i]``; ``sigma`` (flattened NHWC data) says which ONNX element
+    each TFLite element is."""
+    index: int
+    perm: tuple
+    sigma: np.ndarray | None = None
+    qparams: tuple | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Writer:
+    def __init__(self, graph: Graph, quant: str):
+        from tinybuild.tflite_writer import ModelBuilder
+
+        self.g, self.quant = graph, quant
+        self.int8 = quant == "int8"
+        self.b = ModelBuilder("tinybuild ONNX import")
+        self.acts: dict[str, Act] = {}
+        self._unify_concat_ranges()
+
+    # -- tensors ------------------------------------------------------------------------
+    def qparams(self, name: str) -> tuple[float, int]:
+        if name in self.g.forced:
+            return self.g.forced[name]
+        lo, hi = self.g.ranges.get(name, (0.0, 0.0))
+        return activation_qparams(lo, hi)
+
+    def act_tensor(self, onnx_name: str, shape, qparams=None, name=None) -> int:
+        if not self.int8:
+            return self.b.tensor(shape, "float32", name=name or onnx_name)
+        scale, zp = qparams or self.qparams(onnx_name)
+        return self.b.tensor(shape, "int8", scale=scale, zero_point=zp, name=name or onnx_name)
+
+    def tfl_shape(self, onnx_name: str, perm) -> list[int]:
+        shape = self.g.shapes[onnx_name]
+        return [int(shape[p]) for p in perm]
+
+    def new_act(self, onnx_name: str, perm, qparams=None, sigma=None) -> Act:
+        perm = tuple(perm)
+        idx = self.act_tensor(onnx_name, self.tfl_shape(onnx_name, perm), qparams)
+        act = Act(idx, perm, sigma, qparams or (self.qparams(onnx_name) if self.int8 else None))
+        self.acts[onnx_name] = act
+        return act
+
+    def act(self, node: Node, name: str) -> Act:
+        if name not in self.acts:
+            raise self.g.fail(node, f"input '{shown(name)}' is not computed by an imported operator",
+                              "report this model (tinybuild bug)")
+        act = self.acts[name]
+        if act.sigma is not None and node.op not in ("Gemm", "MatMul"):
+            act = self.unflattened(node, name)
+        return act
+
+    def weights(self, w: np.ndarray, axis: int, name: str, carried=None) -> tuple[int, np.ndarray]:
+        """Per-channel symmetric int8 weights (float32 when not quantizing); ``carried``:
+        a quantized model's own scale (one: per-tensor) or scales, kept."""
+        if not self.int8:
+            return self.b.const(w.astype(np.float32), "float32", name=name), None
+        scales = weight_scales(w, axis) if carried is None else np.asarray(carried, np.float32)
+        idx = self.b.const(quantize_weights(w, axis, scales), "int8", scale=scales,
+                           zero_point=np.zeros(len(scales), np.int64),
+                           axis=axis if scales.size > 1 else 0, name=name)
+        return idx, scales
+
+    def bias(self, b: np.ndarray, in_scale: float, w_scales, name: str) -> int:
+        if not self.int8:
+            return self.b.const(b.astype(np.float32), "float32", name=name)
+        scales = (in_scale * w_scales).astype(np.float64)
+        return self.b.const(quantize_bias(b, scales), "int32", scale=scales.astype(np.float32),
+                            zero_point=np.zeros(len(scales), np.int64), name=name)
+
+    def const_operand(self, value: np.ndarray, like: Act, rank: int, name: str) -> int:
+        """An elementwise op's constant operand, in the other operand's layout."""
+        v = np.asarray(value, np.float32)
+        v = v.reshape((1,) * (rank - v.ndim) + v.shape).transpose(like.perm) if v.ndim > 0 else v
+        if v.size == 1:
+            v = v.reshape([1] * max(v.ndim, 1))
+        if not self.int8:
+            return self.b.const(v, "float32", name=name)
+        q, scale, zp = quantize_values(v)
+        return self.b.const(q, "int8", scale=scale, zero_point=zp, name=name)
+
+    # -- the graph ---------------------------------------------------------------------
+    def write(self) -> bytes:
+        from tinybuild.onnx.ops import OPS
+        g = self.g
+        inp = g.inputs[0].name
+        rank = len(g.shapes[inp])
+        perm = NCHW_TO_NHWC if rank == 4 and g._image_input() else tuple(range(rank))
+        act = Act(self.b.input(self.tfl_shape(inp, perm), "int8" if self.int8 else "float32",
+                               *(self.qparams(inp) if self.int8 else (None, None)), name=inp), tuple(perm))
+        act.qparams = self.qparams(inp) if self.int8 else None
+        self.acts[inp] = act
+        for node in g.live:
+            handler = OPS.get(node.op)
+            if handler is None:
+                raise g.fail(node, "operator not supported by tinybuild's ONNX importer here",
+                             "replace that layer, or export the model without it")
+            handler(self, node)
+        out = g.outputs[0]
+        if out not in self.acts:
+            raise TinybuildError(f"{_p(g.src)}: the output '{shown(out)}' is a constant. Fix: export a network")
+        result = self.acts[out]
+        if result.sigma is not None:
+            result = self.unflattened(None, out)
+        g.output_perm = result.perm if result.perm != tuple(range(len(result.perm))) else None
+        return self.b.build([result.index])
+
+    def _unify_concat_ranges(self) -> None:
+        """CONCATENATION keeps one scale for inputs and output (TFLite's rule): widen them."""
+        g = self.g
+        for node in g.live:
+            if node.op == "Concat":
+                names = [n for n in node.inputs if n and n not in g.constant] + [node.outputs[0]]
+                lo = min(g.ranges.get(n, (0, 0))[0] for n in names)
+                hi = max(g.ranges.get(n, (0, 0))[1] for n in names)
+                for n in names:
+                    g.ranges[n] = (lo, hi)
+
+    def op(self, name: str, inputs, outputs, options=None, version: int = 1) -> None:
+        self.b.op(name, inputs, outputs, options, version=version)
+
+    def transposed(self, node, act: Act, onnx_name: str, perm) -> Act:
+        """``act`` moved to layout ``perm`` with a TRANSPOSE on the device (only when a
+        layout-bound op reads a tensor in another layout)."""
+        perm = tuple(perm)
+        if act.perm == perm:
+            return act
+        t = [act.perm.index(p) for p in perm]
+        idx = self.act_tensor(onnx_name, self.tfl_shape(onnx_name, perm), act.qparams,
+                              name=f"{onnx_name}/transposed")
+        self.op("TRANSPOSE", [act.index, self.b.const(np.array(t, np.int32), "int32")], [idx])
+        return Act(idx, perm, None, act.qparams)
+
+    def unflattened(self, node, name: str) -> Act:
+        """A flattened NHWC tensor read by something else than Gemm/MatMul: reshape it
+        back, transpose to ONNX order, flatten again (on the device)."""
+        act = self.acts[name]
+        src = act.extra["source"]
+        back = self.acts[src]
+        ident = tuple(range(len(back.perm)))
+        mid = self.transposed(node, back, src, ident)
+        idx = self.act_tensor(name, list(self.g.shapes[name]), act.qparams, name=f"{name}/onnx_order")
+        self.reshape(mid.index, idx, self.g.shapes[name])
+        fixed = Act(idx, tuple(range(len(self.g.shapes[name]))), None, act.qparams)
+        self.acts[name] = fixed
+        return fixed
+
+    def reshape(self, src: int, dst: int, shape) -> None:
+        shape = [int(s) for s in shape]
+        self.op("RESHAPE", [src, self.b.const(np.array(shape, np.int32), "int32")], [dst],
+                self.b.options("ReshapeOptions", newShape=shape))
+
