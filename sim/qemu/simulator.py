@@ -85,6 +85,9 @@ class QemuBoard:
 # targets/mps2_an386/startup_mps2_an386.c).
 BOARDS: dict[str, QemuBoard] = {
     "mps2-an386": QemuBoard("qemu-system-arm", "mps2-an386", "arm"),
+    # SiFive HiFive1 Rev B: the revb mask ROM at 0x1000 jumps to 0x20010000,
+    # the ELF's entry (targets/hifive1/); the ROM's instructions are not counted.
+    "hifive1": QemuBoard("qemu-system-riscv32", "sifive_e,revb=on", "riscv32", semihosting="riscv"),
 }
 
 # QEMU's generic RV32 board: 32 MiB NOR flash at 0x20000000 (the ELF's code and
