@@ -211,6 +211,11 @@ LIBM = {"exp", "expf", "log", "logf", "pow", "powf", "round", "roundf", "floor",
 # Only FULLY_CONNECTED and QUANTIZE/DEQUANTIZE use (soft-float, IEEE-exact) double arithmetic: TF 2.21's
 # reference FC rescales in double. Everything else must be integer-only.
 SOFT_DOUBLE_OK = {"fully_connected.c", "quantize.c"}
+# The float32 kernels whose TFLite reference calls std::exp / std::tanh on floats (LOGISTIC, TANH,
+# SOFTMAX, the float LSTM's gates) call the C library's expf / tanhf: the only libm they may use
+# (their last bit may differ from glibc's: the float tolerance covers it, see tinybuild.pipeline).
+FLOAT_LIBM_OK = {"activation.c": {"expf", "tanhf"}, "softmax.c": {"expf"},
+                 "recurrent.c": {"expf", "tanhf"}}
 
 
 @pytest.mark.skipif(shutil.which(ARM_CC) is None, reason="arm-none-eabi-gcc not installed")
@@ -223,7 +228,9 @@ def test_cross_compiles_for_cortex_m4(tmp_path, src):
     nm = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], check=True,
                         capture_output=True, text=True).stdout.split()
     undefined = {s for s in nm if s != "U"}
-    assert not (undefined & LIBM), f"{src.name} calls libm / soft-double: {undefined & LIBM}"
+    libm = undefined & LIBM
+    assert libm <= FLOAT_LIBM_OK.get(src.name, set()), f"{src.name} calls libm: {libm}"
+    undefined -= FLOAT_LIBM_OK.get(src.name, set())
     allowed = lambda s: (s.startswith("tb_") or s in ("memcpy", "memmove", "memset")
                          or (src.name in SOFT_DOUBLE_OK and s.startswith("__aeabi_")))
     assert all(allowed(s) for s in undefined), undefined
