@@ -164,15 +164,101 @@ MORE_OPS = {
         [helper.make_node("Resize", ["c", "", "sc"], ["y"], mode="linear",
                           coordinate_transformation_mode="half_pixel")],
         dict(sc=np.array([1, 1, 2, 2], np.float32)), [1, 4, 8, 8]),
+    "STRIDED_SLICE": lambda: _after_conv([helper.make_node("Slice", ["c", "st", "en", "ax", "sp"], ["y"])],
+                                         dict(st=np.array([0, -1], I64), en=np.array([100, -100], I64),
+                                              ax=np.array([2, 3], I64), sp=np.array([2, -2], I64)),
+                                         [1, 4, 2, 2]),
+    "MUL/hard_sigmoid": lambda: _after_conv([helper.make_node("HardSigmoid", ["c"], ["y"], alpha=1 / 6)],
+                                            {}, [1, 4, 4, 4]),
+    "TRANSPOSE_CONV/same": lambda: _after_conv(      # ConvTranspose2d(4, 3, 4, stride=2, padding=1)
+        [helper.make_node("ConvTranspose", ["c", "wt", "bt"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["t"], ["y"])], dict(wt=_w((4, 3, 4, 4)), bt=_w(3)), [1, 3, 8, 8]),
+    "TRANSPOSE_CONV/cropped": lambda: _after_conv(   # kernel 3, stride 2, padding 1, output_padding 1
+        [helper.make_node("ConvTranspose", ["c", "wt"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
+                          output_padding=[1, 1])], dict(wt=_w((4, 2, 3, 3))), [1, 2, 8, 8]),
+    "CONCATENATION/grouped": lambda: _after_conv(    # groups=2 of 4 channels: split, two convs, concat
+        [helper.make_node("Conv", ["c", "wg", "bg"], ["y"], group=2, pads=[1, 1, 1, 1])],
+        dict(wg=_w((6, 2, 3, 3)), bg=_w(6)), [1, 6, 4, 4]),
+    "RESHAPE/conv1d": lambda: conv1d_net(),
 }
+
+
+def conv1d_net():
+    """Conv1d (N, C, L) + Relu, MaxPool1d, a grouped Conv1d, GlobalAveragePool, Gemm."""
+    inits = dict(w1=_w((4, 3, 3)), b1=_w(4), w2=_w((4, 2, 3)), wfc=_w((5, 4)))
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p"], kernel_shape=[2], strides=[2]),
+             helper.make_node("Conv", ["p", "w2"], ["c2"], group=2, pads=[1, 1]),
+             helper.make_node("GlobalAveragePool", ["c2"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wfc"], ["y"], transB=1)]
+    return _model(nodes, inits, ["N", 3, 16], ["N", 5])
 
 
 @pytest.mark.parametrize("op", sorted(MORE_OPS))
 def test_more_ops_match_onnxruntime_in_float32_and_close_in_int8(tmp_path, op):
     dst, report = _convert(tmp_path, MORE_OPS[op](), "float32")
-    assert report["max_abs_diff"] < 1e-5 and op in _ops(dst) and "TRANSPOSE" not in _ops(dst)
+    expected = op.split("/")[0]
+    assert report["max_abs_diff"] < 1e-5 and expected in _ops(dst) and "TRANSPOSE" not in _ops(dst)
     _, report8 = _convert(tmp_path, MORE_OPS[op]())
     assert report8["mean_abs_diff"] < 0.05, report8
+
+
+def two_in_two_out():
+    """a [1, 6] through a Gemm plus b [1, 3] -> y1 (Relu); an image c [1, 2, 4, 4] through a
+    Conv -> y2 (NCHW, so NHWC on the device): two inputs, two outputs, two layouts."""
+    inits = dict(wa=_w((3, 6)), wc=_w((3, 2, 3, 3)))
+    nodes = [helper.make_node("Gemm", ["a", "wa"], ["g"], transB=1),
+             helper.make_node("Add", ["g", "b"], ["s"]),
+             helper.make_node("Relu", ["s"], ["y1"]),
+             helper.make_node("Conv", ["c", "wc"], ["y2"], pads=[1, 1, 1, 1])]
+    value = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)  # noqa: E731
+    graph = helper.make_graph(nodes, "g2", [value("a", [1, 6]), value("b", [1, 3]), value("c", [1, 2, 4, 4])],
+                              [value("y1", [1, 3]), value("y2", [1, 3, 4, 4])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def _two_in_calib(n=16):
+    return dict(a=RNG.standard_normal((n, 6)), b=RNG.standard_normal((n, 3)),
+                c=RNG.standard_normal((n, 4, 4, 2)))          # c in the firmware's NHWC
+
+
+def test_several_inputs_and_outputs_keep_their_order_and_layouts(tmp_path):
+    src = _save(two_in_two_out(), tmp_path / "net.onnx")
+    np.savez(tmp_path / "net_calib.npz", **_two_in_calib())
+    for quant, limit in (("float32", 1e-5), ("int8", 0.1)):
+        report = onnx_import.convert_onnx(src, tmp_path / "net.tflite", None, None, quant=quant)
+        assert [o["name"] for o in report["outputs"]] == ["y1", "y2"]
+        assert all(o["max_abs_diff"] < limit for o in report["outputs"]), report["outputs"]
+    graph = load_graph(tmp_path / "net.tflite")
+    assert [graph.tensors[i].shape for i in graph.inputs] == [(1, 6), (1, 3), (1, 4, 4, 2)]
+    assert [graph.tensors[i].shape for i in graph.outputs] == [(1, 3), (1, 4, 4, 3)]
+    assert report["calibration"].endswith("net_calib.npz") and report["num_samples"] == 16
+    assert report["input_layout"] == "a: as ONNX, b: as ONNX, c: NHWC (the ONNX input is NCHW)"
+    assert report["output_layout"].startswith("y1: as ONNX; y2: NHWC")
+
+
+def test_calibration_for_several_inputs_missing_one_is_one_line(tmp_path):
+    src = _save(two_in_two_out(), tmp_path / "net.onnx")
+    calib = _two_in_calib()
+    del calib["b"]
+    np.savez(tmp_path / "net_calib.npz", **calib)
+    message = _error(tmp_path, src)
+    assert "input 'b': missing" in message and "np.savez" in message
+
+
+@pytest.mark.parametrize("attrs, problem", [(dict(group=2), "group > 1"),
+                                            (dict(dilations=[2, 2]), "dilations"),
+                                            (dict(auto_pad="SAME_UPPER"), "auto_pad=SAME_UPPER")])
+def test_a_conv_transpose_tflite_lacks_is_one_line(tmp_path, attrs, problem):
+    model = _after_conv([helper.make_node("ConvTranspose", ["c", "wt"], ["y"], name="up", **attrs)],
+                        dict(wt=_w((4, 2, 2, 2))), [1, "C", "H", "W"])
+    message = _error(tmp_path, model)
+    assert f"ConvTranspose (node 'up', #1): {problem} is not imported" in message
 
 
 def test_a_resize_without_tflite_equivalent_is_one_line(tmp_path):
@@ -211,9 +297,9 @@ def test_the_convert_signature_holds_every_module_of_the_onnx_package():
 
 # -- already quantized: QDQ models from onnxruntime.quantization ------------------------
 
-def qdq_model(tmp_path, per_channel=True):
-    """pytorch_style_cnn quantized by onnxruntime's quantize_static (QDQ format, uint8
-    activations, int8 weights)."""
+def qdq_model(tmp_path, per_channel=True, fmt="QDQ"):
+    """pytorch_style_cnn quantized by onnxruntime's quantize_static (QDQ format, or
+    QOperator: QLinearConv, QGemm, QLinearSoftmax; uint8 activations, int8 weights)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Samples(CalibrationDataReader):
@@ -226,8 +312,8 @@ def qdq_model(tmp_path, per_channel=True):
             return next(self.samples, None)
 
     float_path = _save(pytorch_style_cnn(), tmp_path / "float.onnx")
-    qdq_path = tmp_path / "qdq.onnx"
-    quantize_static(str(float_path), str(qdq_path), Samples(), quant_format=QuantFormat.QDQ,
+    qdq_path = tmp_path / f"{fmt.lower()}.onnx"
+    quantize_static(str(float_path), str(qdq_path), Samples(), quant_format=getattr(QuantFormat, fmt),
                     per_channel=per_channel, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8)
     return qdq_path
@@ -252,6 +338,42 @@ def test_a_qdq_model_keeps_the_scales_and_weights_it_carries(tmp_path, per_chann
     assert weights.scales == pytest.approx(tuple(np.ravel(inits["w3_scale"])))   # 4 scales, or 1
     assert _ops(dst) == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED",
                          "SOFTMAX"]
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_qoperator_model_keeps_the_scales_and_weights_it_carries(tmp_path, per_channel):
+    src = qdq_model(tmp_path, per_channel, "QOperator")
+    q = onnx.load(str(src))
+    assert {"QLinearConv", "QGemm", "QLinearSoftmax"} <= {n.op_type for n in q.graph.node}
+    dst = tmp_path / "qop.tflite"
+    report = onnx_import.convert_onnx(src, dst, None, None)
+    assert report["top1_agreement"] >= 0.9 and report["mean_abs_diff"] < 0.02, report   # vs onnxruntime
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    graph = load_graph(dst)
+    assert _ops(dst) == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED",
+                         "SOFTMAX"]
+    conv3 = graph.operators[3]
+    out, weights, bias = (graph.tensors[i] for i in (conv3.outputs[0], *conv3.inputs[1:3]))
+    assert out.scales == (pytest.approx(float(inits["c3_scale"])),)
+    assert out.zero_points == (int(inits["c3_zero_point"]) - 128,)          # uint8 -> int8
+    assert np.array_equal(weights.data, inits["w3_quantized"].transpose(0, 2, 3, 1))
+    assert weights.scales == pytest.approx(tuple(np.ravel(inits["w3_scale"])))
+    if "b3_quantized" in inits:
+        assert np.array_equal(bias.data, inits["b3_quantized"])
+    fc = graph.operators[4]
+    nhwc_columns = np.arange(16).reshape(1, 4, 2, 2).transpose(0, 2, 3, 1).ravel()   # Flatten of NHWC
+    assert np.array_equal(graph.tensors[fc.inputs[1]].data, inits["wfc_quantized"][:, nhwc_columns])
+    assert np.array_equal(graph.tensors[fc.inputs[2]].data, inits["bfc_quantized"])   # int32 bias kept
+
+
+def test_a_qoperator_model_with_a_quantized_output_is_one_line(tmp_path):
+    src = qdq_model(tmp_path, True, "QOperator")
+    model = onnx.load(str(src))
+    last = model.graph.node[-1]
+    assert last.op_type == "DequantizeLinear"
+    model.graph.node.remove(last)
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info(last.input[0], TensorProto.UINT8, [1, 5]))
+    assert "is quantized (int8/uint8)" in _error(tmp_path, model)
 
 
 def test_a_qdq_model_is_not_made_float(tmp_path):
@@ -508,9 +630,10 @@ def test_the_onnx_route_costs_what_the_keras_route_costs(tmp_path, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_a_qdq_model_builds_and_matches_tflite(tmp_path, per_channel):
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+def test_a_qdq_model_builds_and_matches_tflite(tmp_path, per_channel, fmt):
     from test_e2e import scons
-    src = qdq_model(tmp_path, per_channel)
+    src = qdq_model(tmp_path, per_channel, fmt)
     result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout
@@ -520,7 +643,28 @@ def test_a_qdq_model_builds_and_matches_tflite(tmp_path, per_channel):
 @pytest.mark.parametrize("op", sorted(MORE_OPS))
 def test_more_ops_build_and_match_tflite(tmp_path, op):
     from test_e2e import scons
-    src = _save(MORE_OPS[op](), tmp_path / f"{op.lower()}.onnx")
+    src = _save(MORE_OPS[op](), tmp_path / f"{op.lower().replace('/', '_')}.onnx")
     result = scons(tmp_path / "build", "target=cortex-m4", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "esp32c3"])
+def test_several_inputs_and_outputs_build_and_match_tflite(tmp_path, target):
+    from test_e2e import scons
+    src = _save(two_in_two_out(), tmp_path / "two.onnx")
+    np.savez(tmp_path / "two_calib.npz", **_two_in_calib())
+    result = scons(tmp_path / "build", f"target={target}", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["riscv", "esp32c3"])
+def test_a_conv1d_net_builds_and_matches_tflite_on_the_riscv_boards(tmp_path, target):
+    from test_e2e import scons
+    src = _save(conv1d_net(), tmp_path / "conv1d.onnx")
+    result = scons(tmp_path / "build", f"target={target}", f"model={src}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout

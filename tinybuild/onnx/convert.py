@@ -13,6 +13,7 @@ from tinybuild.onnx.common import log
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.graph import Graph
 from tinybuild.onnx.loader import load_checked
+from tinybuild.onnx.qoperator import Rewrite, is_qoperator
 from tinybuild.onnx.writer import Writer
 
 # the convert step's signature (tinybuild/scons_tool.py) holds these: any edit converts again
@@ -39,17 +40,23 @@ def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_cal
     if not src.is_file():
         raise TinybuildError(f"{_p(src)}: model file not found. Fix: check the path (model=...).")
     log(f"loading {_p(src)} ...")
-    model = load_checked(src)
-    graph = Graph(src, model)
+    model, carried = load_checked(src), {}
+    if is_qoperator(model):
+        model, carried = Rewrite(model, lambda where, problem, fix: TinybuildError(
+            f"{_p(src)}: {where}{problem}. Fix: {fix}")).run()
+    graph = Graph(src, model, carried)
     graph.check_ops()
     if graph.qdq and quant != "int8":
         raise TinybuildError(f"quant={quant}: {_p(src)} is already quantized (QuantizeLinear/"
                              "DequantizeLinear): it builds with the int8 scales it carries. Fix: leave quant= out")
-    sample_shape, layout = graph.input_sample_shape()
-    calib, calib_src = conv._calibration(src, Path(calibration) if calibration else None,
-                                         sample_shape, num_calibration)
-    log(f"running the float model with onnxruntime on {len(calib)} samples ({_p(calib_src)}) ...")
-    onnx_calib = calib if layout.perm is None else calib.transpose(_inverse_batch(layout.perm))
+    layouts = graph.input_layouts()
+    calib, calib_src = calibration_samples(src, Path(calibration) if calibration else None, layouts,
+                                           num_calibration)
+    count = len(next(iter(calib.values())))
+    log(f"running the float model with onnxruntime on {count} samples ({_p(calib_src)}) ...")
+    onnx_calib = {name: samples if layouts[name][1].perm is None
+                  else samples.transpose(_inverse_batch(layouts[name][1].perm))
+                  for name, samples in calib.items()}
     graph.observe(onnx_calib)
     graph.prepare()
     conv._import_tf()        # quietly, before the writer's schema import pulls TensorFlow in
@@ -61,7 +68,9 @@ def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_cal
     except BaseException:
         dst.unlink(missing_ok=True)    # no model on disk without its check
         raise
-    report.update(calibration=calib_src, input_layout=layout.name,
+    names = ", ".join(layout.name if len(layouts) == 1 else f"{shown(n)}: {layout.name}"
+                      for n, (_, layout) in layouts.items())
+    report.update(calibration=calib_src, input_layout=names,
                   output_layout=graph.output_layout(), source_opset=graph.opset, quant=quant)
     conv._write_report(report, report_path)
     return report
@@ -73,13 +82,78 @@ def _inverse_batch(perm) -> tuple[int, ...]:
     return tuple(int(a) for a in inv)
 
 
-def _compare(graph, src: Path, dst: Path, calib, onnx_calib, quant: str) -> dict:
+def calibration_samples(src: Path, calibration: Path | None, layouts: dict,
+                        n: int) -> tuple[dict, str]:
+    """``{input: [N, ...]}`` in the firmware's layout and where they came from. One input:
+    the .h5 rules (tinybuild.convert); several: an .npz with one array per input name
+    (``calibration=`` or ``<stem>_calib.npz`` beside the model), else seeded noise."""
     from tinybuild import convert as conv
 
-    log(f"checking float (onnxruntime) vs {quant} (TFLite BUILTIN_REF) on {len(calib)} samples ...")
+    if len(layouts) == 1:
+        name, (shape, _) = next(iter(layouts.items()))
+        samples, where = conv._calibration(src, calibration, shape, n)
+        return {name: samples}, where
+    path = calibration or src.with_name(f"{src.stem}_calib.npz")
+    if calibration is None and not path.is_file():
+        log(f"WARNING: no calibration data given and no {shown(path.name)} beside the model: calibrating "
+            f"on {n} seeded standard-normal samples per input")
+        rng = np.random.default_rng(conv.CALIB_SEED)
+        return {name: rng.standard_normal((n, *shape)).astype(np.float32)
+                for name, (shape, _) in layouts.items()}, "default: seeded standard normal"
+    return _npz_samples(src, path, layouts, n), str(path)
+
+
+def _npz_samples(src: Path, path: Path, layouts: dict, n: int) -> dict:
+    expected = ", ".join(f"'{shown(name)}' [N, {', '.join(map(str, shape))}]"
+                         for name, (shape, _) in layouts.items())
+    fix = f"Fix: np.savez(path, **{{input name: samples}}) with {expected} (firmware layout)"
+    try:
+        with np.load(path) as data:
+            arrays = {name: np.asarray(data[name], np.float32) for name in layouts if name in data}
+    except Exception as exc:
+        raise TinybuildError(f"{_p(path)}: not a readable .npz of calibration samples for the "
+                             f"{len(layouts)} inputs of {_p(src)} ({type(exc).__name__}). {fix}") from None
+    for name, (shape, _) in layouts.items():
+        if name not in arrays or tuple(arrays[name].shape[1:]) != tuple(shape):
+            got = "missing" if name not in arrays else f"shape {list(arrays[name].shape)}"
+            raise TinybuildError(f"{_p(path)}: calibration samples for input '{shown(name)}': {got}. {fix}")
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise TinybuildError(f"{_p(path)}: the inputs have different numbers of samples "
+                             f"({sorted(counts)}). {fix}")
+    return {name: a[:n] for name, a in arrays.items()}
+
+
+def run_tflite(tf, path: Path, calib: dict) -> list[np.ndarray]:
+    """TFLite BUILTIN_REF on the samples (inputs in the model's order, quantized as the
+    model takes them); per output, the dequantized values per sample, flattened."""
+    from tinybuild import convert as conv
+
+    interp = conv.make_interpreter(tf, path)
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    rows: list[list] = [[] for _ in outs]
+    for k in range(len(next(iter(calib.values())))):
+        interp.reset_all_variables()
+        for detail, samples in zip(ins, calib.values()):
+            scale, zp = detail["quantization"]
+            q = conv._quantized(samples[k], detail["dtype"], scale, zp)
+            interp.set_tensor(detail["index"], q.reshape(detail["shape"]))
+        interp.invoke()
+        for row, detail in zip(rows, outs):
+            y = interp.get_tensor(detail["index"]).astype(np.float32)
+            scale, zp = detail["quantization"]
+            row.append(((y - zp) * scale if scale else y).ravel())
+    return [np.stack(row) for row in rows]
+
+
+def _compare(graph, src: Path, dst: Path, calib: dict, onnx_calib: dict, quant: str) -> dict:
+    from tinybuild import convert as conv
+
+    count = len(next(iter(calib.values())))
+    log(f"checking float (onnxruntime) vs {quant} (TFLite BUILTIN_REF) on {count} samples ...")
     tf = conv._import_tf()
     float_out = graph.float_outputs(onnx_calib)
-    int8_out = conv.run_int8(tf, dst, calib)
+    quant_out = run_tflite(tf, dst, calib)
     io = conv.tflite_io(dst)
     import onnx
     import onnxruntime
@@ -87,8 +161,12 @@ def _compare(graph, src: Path, dst: Path, calib, onnx_calib, quant: str) -> dict
               "loader": f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}",
               "input": conv._io_summary(io["inputs"][0]),
               "output_tensor": conv._io_summary(io["outputs"][0]),
-              "num_samples": int(len(calib)), **conv.agreement(float_out, int8_out)}
+              "num_samples": int(count), **conv.agreement(float_out[0], quant_out[0])}
+    if len(io["inputs"]) > 1 or len(io["outputs"]) > 1:
+        report["inputs"] = [dict(name=n, **conv._io_summary(t)) for n, t in zip(calib, io["inputs"])]
+        report["outputs"] = [dict(name=n, **conv._io_summary(t), **conv.agreement(f, q))
+                             for n, t, f, q in zip(graph.outputs, io["outputs"], float_out, quant_out)]
     log(f"wrote {_p(dst)} ({dst.stat().st_size} B): top-1 agreement {report['top1_agreement']:.3f}, "
-         f"max |diff| {report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.4g}")
+        f"max |diff| {report['max_abs_diff']:.4g}, mean |diff| {report['mean_abs_diff']:.4g}"
+        + (" (first output)" if len(float_out) > 1 else ""))
     return report
-

@@ -39,6 +39,18 @@ def _carried_scale(g: Graph, node: Node) -> np.ndarray | None:
     """The scale(s) of weights a QDQ model dequantizes from int8 (zero point 0; one
     scale, or one per output channel), so they are written back as they were."""
     name = node.inputs[1]
+    found = g.carried.get(name) or _dequantized(g, name)
+    if found is None:
+        return None
+    q, scale, axis = found
+    out_axis = 0 if node.op == "Conv" or (node.op == "Gemm" and node.attrs.get("transB", 0)) else 1
+    if scale.size == 1 or (axis == out_axis and scale.size == node.weight.shape[0]):
+        return scale
+    return None
+
+
+def _dequantized(g: Graph, name: str) -> tuple | None:
+    """(int8 values, scales, axis) of constant weights a DequantizeLinear with zero point 0 makes."""
     dq = next((n for n in g.nodes if n.op == "DequantizeLinear" and n.outputs[0] == name), None)
     if dq is None or any(g.value(i) is None for i in dq.inputs if i):
         return None
@@ -46,11 +58,7 @@ def _carried_scale(g: Graph, node: Node) -> np.ndarray | None:
     zp = g.value(dq.inputs[2]) if len(dq.inputs) > 2 and dq.inputs[2] else None
     if q.dtype != np.int8 or (zp is not None and np.any(zp != 0)):
         return None
-    out_axis = 0 if node.op == "Conv" or (node.op == "Gemm" and node.attrs.get("transB", 0)) else 1
-    axis = int(dq.attrs.get("axis", 1)) % max(q.ndim, 1)
-    if scale.size == 1 or (axis == out_axis and scale.size == node.weight.shape[0]):
-        return scale
-    return None
+    return q, scale, int(dq.attrs.get("axis", 1)) % max(q.ndim, 1)
 
 
 def _linear_weights(g: Graph, node: Node) -> None:

@@ -9,14 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from tinybuild.errors import TinybuildError, shown
-from tinybuild.onnx.common import NCHW_TO_NHWC
+from tinybuild.onnx.common import CHANNELS_LAST_NAMES, channels_last
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.fold import _fold_linear, _fuse_activation
 
 LATER = {"LSTM": "LSTM import is a later slice of issue 13",
-         "GRU": "GRU import is a later slice of issue 13",
-         "QLinearConv": "QOperator ONNX models are a later slice of issue 13",
-         "QLinearMatMul": "QOperator ONNX models are a later slice of issue 13"}
+         "GRU": "GRU import is a later slice of issue 13"}
 # handled by the graph rewrites rather than by an entry of tinybuild.onnx.ops.OPS
 REWRITTEN = ("BatchNormalization", "Constant", "Identity", "Dropout", "QuantizeLinear", "DequantizeLinear")
 
@@ -51,7 +49,8 @@ def supported() -> tuple[str, ...]:
 class Graph:
     """The ONNX graph with what onnxruntime measured: shapes, ranges, constants."""
 
-    def __init__(self, src: Path, model):
+    def __init__(self, src: Path, model, carried: dict | None = None):
+        """``carried``: weights a QOperator model held in int8 (tinybuild.onnx.qoperator)."""
         from onnx import numpy_helper
 
         self.src, self.model = src, model
@@ -69,6 +68,7 @@ class Graph:
         self.constant: set[str] = set(self.consts)
         self.forced: dict[str, tuple[float, int]] = {}    # QDQ models: the int8 params they carry
         self.qdq = any(n.op == "QuantizeLinear" for n in self.nodes)
+        self.carried = carried or {}
 
     def where(self, node: Node) -> str:
         return f"{node.op} (node '{shown(node.name or '(unnamed)')}', #{node.index})"
@@ -87,11 +87,10 @@ class Graph:
                 raise self.fail(node, "operator not supported by tinybuild's ONNX importer (supported: "
                                 f"{', '.join(supported())}; Shape/Gather/Cast/... chains on constants)",
                                 "replace that layer, or export the model without it")
-        if len(self.inputs) != 1 or len(self.outputs) != 1:
-            raise TinybuildError(
-                f"{_p(self.src)}: the model has {len(self.inputs)} inputs and {len(self.outputs)} outputs; "
-                "the ONNX importer takes models with exactly one of each. Fix: export the part of the "
-                "network that maps the one input to the output the firmware needs")
+        if not self.inputs or not self.outputs:
+            raise TinybuildError(f"{_p(self.src)}: the model has {len(self.inputs)} inputs and "
+                                 f"{len(self.outputs)} outputs. Fix: export a network with an input "
+                                 "and an output")
 
     def _folds_on_constants(self, node: Node) -> bool:
         """Shape and any op on constants only: computed at build time."""
@@ -101,12 +100,24 @@ class Graph:
             self.constant.update(o for o in node.outputs if o)
         return known
 
-    def input_sample_shape(self) -> tuple[tuple[int, ...], Layout]:
-        """The firmware's input shape without the batch (NHWC for an NCHW image)."""
-        inp = self.inputs[0]
-        dims = inp.type.tensor_type.shape.dim
+    def input_layouts(self) -> dict[str, tuple[tuple[int, ...], Layout]]:
+        """Per input: the firmware's sample shape (no batch; NHWC for an NCHW image,
+        NLC for an NCL sequence read by a Conv) and its layout."""
+        self.input_shapes = {inp.name: self._fixed_shape(inp) for inp in self.inputs}
+        layouts = {}
+        for name, shape in self.input_shapes.items():
+            perm = self.input_perm(name)
+            if perm is None:
+                layouts[name] = (tuple(shape[1:]), Layout("as ONNX", None))
+            else:
+                moved = tuple(shape[a] for a in perm)
+                last, first = CHANNELS_LAST_NAMES[len(shape)]
+                layouts[name] = (moved[1:], Layout(f"{last} (the ONNX input is {first})", perm))
+        return layouts
+
+    def _fixed_shape(self, inp) -> tuple[int, ...]:
         shape = []
-        for axis, d in enumerate(dims):
+        for axis, d in enumerate(inp.type.tensor_type.shape.dim):
             if d.HasField("dim_value") and d.dim_value > 0:
                 shape.append(int(d.dim_value))
             elif axis == 0:
@@ -121,15 +132,16 @@ class Graph:
         if not shape or shape[0] != 1:
             raise TinybuildError(f"{_p(self.src)}: input '{shown(inp.name)}' has shape {shape}; tinybuild "
                                  "builds for a batch of 1. Fix: export with batch size 1 (or a dynamic batch)")
-        self.input_shape = tuple(shape)
-        if len(shape) == 4 and self._image_input():
-            nhwc = tuple(shape[a] for a in NCHW_TO_NHWC)
-            return nhwc[1:], Layout("NHWC (the ONNX input is NCHW)", NCHW_TO_NHWC)
-        return tuple(shape[1:]), Layout("as ONNX", None)
+        return tuple(shape)
 
-    def _image_input(self) -> bool:
+    def input_perm(self, name: str) -> tuple | None:
+        """Channels last (NCHW -> NHWC, NCL -> NLC) for an input a Conv or pool reads."""
+        rank = len(self.input_shapes[name])
+        return channels_last(rank) if rank in CHANNELS_LAST_NAMES and self._spatial_input(name) else None
+
+    def _spatial_input(self, name: str) -> bool:
         """Whether a Conv or pool reads the input (through QDQ pairs, Identity, Dropout)."""
-        names, found = {self.inputs[0].name}, set()
+        names, found = {name}, set()
         while names:
             readers = [n for n in self.nodes if n.inputs and n.inputs[0] in names]
             if any(n.op in _SPATIAL for n in readers):
@@ -145,10 +157,11 @@ class Graph:
 
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
-        dims = m.graph.input[[i.name for i in m.graph.input].index(self.inputs[0].name)].type.tensor_type.shape.dim
-        for d, size in zip(dims, self.input_shape):
-            d.Clear()
-            d.dim_value = size
+        by_name = {i.name: i for i in m.graph.input}
+        for name, shape in self.input_shapes.items():
+            for d, size in zip(by_name[name].type.tensor_type.shape.dim, shape):
+                d.Clear()
+                d.dim_value = size
         if every_tensor:
             known = set(self.outputs)
             for node in m.graph.node:
@@ -165,14 +178,17 @@ class Graph:
                                  f"{shown(str(exc).strip().splitlines()[0] if str(exc).strip() else '', 300)}). "
                                  "Fix: check the model runs in onnxruntime; re-export it") from None
 
-    def observe(self, onnx_calib: np.ndarray) -> None:
-        """Run every sample, keeping every tensor's min/max, shape, and sample 0's value."""
+    @staticmethod
+    def _feeds(onnx_calib: dict, k: int) -> dict:
+        return {name: samples[k][None].astype(np.float32) for name, samples in onnx_calib.items()}
+
+    def observe(self, onnx_calib: dict) -> None:
+        """Run every sample (``{input: [N, ...]}`` in ONNX layout), keeping every tensor's
+        min/max, shape, and sample 0's value."""
         sess = self.session(every_tensor=True)
         names = [o.name for o in sess.get_outputs()]
-        feed = self.inputs[0].name
-        for k, sample in enumerate(onnx_calib):
-            results = sess.run(names, {feed: sample[None].astype(np.float32)})
-            for name, value in zip(names, results):
+        for k in range(len(next(iter(onnx_calib.values())))):
+            for name, value in zip(names, sess.run(names, self._feeds(onnx_calib, k))):
                 value = np.asarray(value)
                 if k == 0:
                     self.shapes[name], self.values[name] = tuple(value.shape), value
@@ -180,28 +196,35 @@ class Graph:
                     lo, hi = float(value.min()), float(value.max())
                     old = self.ranges.get(name, (lo, hi))
                     self.ranges[name] = (min(lo, old[0]), max(hi, old[1]))
-        x = onnx_calib[:1]
-        self.shapes[feed] = tuple(x.shape)
-        self.ranges[feed] = (float(onnx_calib.min()), float(onnx_calib.max()))
+        for feed, samples in onnx_calib.items():
+            self.shapes[feed] = tuple(samples[:1].shape)
+            self.ranges[feed] = (float(samples.min()), float(samples.max()))
         for name, value in self.consts.items():
             self.shapes[name], self.values[name] = tuple(value.shape), value
 
-    def float_outputs(self, onnx_calib: np.ndarray) -> np.ndarray:
-        """The float model's output per sample, in the firmware's layout, flattened."""
+    def float_outputs(self, onnx_calib: dict) -> list[np.ndarray]:
+        """Per output, the float model's values per sample in the firmware's layout, flattened."""
         sess = self.session(every_tensor=False)
-        feed, out = self.inputs[0].name, self.outputs[0]
-        perm = self.output_perm
-        rows = []
-        for sample in onnx_calib:
-            y = np.asarray(sess.run([out], {feed: sample[None].astype(np.float32)})[0], np.float32)
-            rows.append((y.transpose(perm) if perm else y).ravel())
-        return np.stack(rows)
+        rows = {out: [] for out in self.outputs}
+        for k in range(len(next(iter(onnx_calib.values())))):
+            for out, y in zip(self.outputs, sess.run(self.outputs, self._feeds(onnx_calib, k))):
+                perm = self.output_perms.get(out)
+                y = np.asarray(y, np.float32)
+                rows[out].append((y.transpose(perm) if perm else y).ravel())
+        return [np.stack(rows[out]) for out in self.outputs]
 
     def output_layout(self) -> str:
-        return "NHWC (the ONNX model's NCHW output, transposed at build time)" if self.output_perm \
-            else "as ONNX"
+        layouts = ["{} (the ONNX model's {} output, transposed at build time)".format(
+            *CHANNELS_LAST_NAMES[len(perm)]) if perm else "as ONNX"
+            for perm in (self.output_perms.get(out) for out in self.outputs)]
+        if len(layouts) == 1:
+            return layouts[0]
+        return "; ".join(f"{shown(out)}: {lay}" for out, lay in zip(self.outputs, layouts))
 
     # -- graph rewrites --------------------------------------------------------------
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
     def value(self, name: str) -> np.ndarray | None:
         if name in self.constant:
             return self.values.get(name)
@@ -227,7 +250,7 @@ class Graph:
         for node in list(self.live):
             if node in self.live and node.op in _FUSES_ACTIVATION:
                 _fuse_activation(self, node)
-        self.output_perm = None
+        self.output_perms: dict[str, tuple] = {}
 
     def _bypass_qdq(self, q: Node) -> None:
         """A QuantizeLinear -> DequantizeLinear pair on an activation is the int8 tensor
@@ -257,7 +280,7 @@ class Graph:
         self.forced[src] = params
 
     def _rename(self, old: str, new: str) -> None:
-        if self.inputs[0].name == old:
+        if old in self.input_names():
             raise TinybuildError(f"{_p(self.src)}: the model's output is its input. Fix: export a network")
         for n in self.live:
             n.outputs = [new if o == old else o for o in n.outputs]
@@ -273,16 +296,16 @@ class Graph:
             for n in self.live:
                 n.outputs = [dst if o == src else o for o in n.outputs]
                 n.inputs = [dst if i == src else i for i in n.inputs]
-            if self.inputs[0].name == src:
+            if src in self.input_names():
                 raise TinybuildError(f"{_p(self.src)}: the model's output is its input. Fix: export a network")
             return
         for n in self.live:
             n.inputs = [src if i == dst else i for i in n.inputs]
 
 
-_SPATIAL = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize")
+_SPATIAL = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize")
 _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Identity", "Dropout")
-_FUSES_ACTIVATION = ("Conv", "Gemm", "MatMul", "Add", "Sub", "Mul")
+_FUSES_ACTIVATION = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul")
 
 
 def _attrs(node) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tinybuild.errors import TinybuildError, shown
 from tinybuild.onnx.common import p as _p
+from tinybuild.onnx.qoperator import QLINEAR
 
 OPSET_MIN, OPSET_MAX = 9, 21
 
@@ -64,7 +65,8 @@ def _check_opset(src: Path, model) -> None:
                              "(torch.onnx.export(..., opset_version=...), tf2onnx --opset ...), or "
                              "onnx.version_converter.convert_version(model, 13)")
     others = sorted(d for d in opsets if d not in ("", "ai.onnx"))
-    used = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    used = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")
+                   and not (n.domain == "com.microsoft" and n.op_type in QLINEAR)})
     if used:
         raise TinybuildError(f"{_p(src)}: the model uses operators of the domain '{shown(used[0])}' "
                              f"(opsets imported: {', '.join(shown(o) for o in others)}); tinybuild imports "

@@ -4,9 +4,11 @@ A layout-bound op (Conv, pools, Resize) takes its input NHWC; elementwise ops
 keep their input's layout; a form TFLite has no equivalent for is one line."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from tinybuild.onnx.common import NCHW_TO_NHWC
+from tinybuild.onnx.common import NCHW_TO_NHWC, channels_last
 from tinybuild.onnx.fold import _activation_of
 from tinybuild.onnx.graph import Node
 from tinybuild.onnx.writer import Act
@@ -14,14 +16,18 @@ from tinybuild.onnx.writer import Act
 
 def conv(wr, node: Node) -> None:
     g = wr.g
-    x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC) \
-        if len(g.shapes[node.inputs[0]]) == 4 else None
-    if x is None:
-        raise g.fail(node, f"a {len(g.shapes[node.inputs[0]]) - 2}-D convolution is not imported yet "
-                     "(2-D only)", "export the layer as a 2-D convolution (Conv2d with a height of 1)")
+    rank = len(g.shapes[node.inputs[0]])
+    if rank == 3:
+        return _one_d(wr, node, conv)
+    if rank != 4:
+        raise g.fail(node, f"a {rank - 2}-D convolution is not imported (1-D and 2-D only)",
+                     "export the layer as Conv1d or Conv2d")
     w = node.weight                       # [O, I/group, kh, kw]
     group = int(node.attrs.get("group", 1))
     channels = g.shapes[node.inputs[0]][1]
+    if group != 1 and not (group == channels and w.shape[1] == 1):
+        return _grouped(wr, node, group)
+    x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC)
     x = _padded(wr, node, x, w.shape[2:], count_include_pad=True)
     padding = x.extra.pop("padding")
     strides = list(node.attrs.get("strides", [1, 1]))
@@ -41,9 +47,142 @@ def conv(wr, node: Node) -> None:
         wr.op("DEPTHWISE_CONV_2D", [x.index, wi, bi], [out.index],
               wr.b.options("DepthwiseConv2DOptions", depthMultiplier=w.shape[0] // channels,
                            **common), version=2 if dil != [1, 1] else 1)
-    else:
-        raise g.fail(node, f"a grouped convolution (group={group} of {channels} channels) is not "
-                     "imported (only group=1 and depthwise)", "split it into group=1 convolutions")
+
+
+def _grouped(wr, node: Node, group: int) -> None:
+    """A convolution whose groups are neither 1 nor depthwise: SPLIT of the input's channels,
+    one CONV_2D per group (its slice of weights and bias), CONCATENATION (tinybuild's and
+    TFLite's int8 CONV_2D take no groups; the parts share the output's scale, so the
+    concatenation only copies)."""
+    g = wr.g
+    src, final = node.inputs[0], node.final
+    n, c, h, w = g.shapes[src]
+    per_in, per_out = c // group, node.weight.shape[0] // group
+    x = wr.transposed(node, wr.act(node, src), src, NCHW_TO_NHWC)
+    ins = [_alias(g, src, f"{src}/group{i}", (n, per_in, h, w)) for i in range(group)]
+    shape = g.shapes[final]
+    outs = [_alias(g, final, f"{final}/group{i}", (shape[0], per_out, *shape[2:])) for i in range(group)]
+    parts = [wr.new_act(name, NCHW_TO_NHWC, x.qparams) for name in ins]
+    wr.op("SPLIT", [_ints(wr, 3), x.index], [p.index for p in parts],
+          wr.b.options("SplitOptions", numSplits=group), version=2)
+    carried = node.weight_scale
+    for i in range(group):
+        rows = slice(i * per_out, (i + 1) * per_out)
+        conv(wr, replace(node, inputs=[ins[i], *node.inputs[1:]], outputs=[outs[i]], final=outs[i],
+                         attrs={**node.attrs, "group": 1}, weight=node.weight[rows], bias=node.bias[rows],
+                         weight_scale=carried[rows] if carried is not None and carried.size > 1 else carried))
+    out = wr.new_act(final, NCHW_TO_NHWC)
+    wr.op("CONCATENATION", [wr.acts[name].index for name in outs], [out.index],
+          wr.b.options("ConcatenationOptions", axis=3, fusedActivationFunction="NONE"))
+
+
+def _alias(g, name: str, alias: str, shape) -> str:
+    """A made-up ONNX name for a part of (or another view on) ``name``: its shape, and the
+    range and quantization of ``name``."""
+    g.shapes[alias] = tuple(shape)
+    for table in (g.ranges, g.forced):
+        if name in table:
+            table[alias] = table[name]
+    return alias
+
+
+def _one_d(wr, node: Node, handler) -> None:
+    """A 1-D Conv or pool over (N, C, L) as the 2-D op over [1, 1, L, C], with RESHAPEs
+    around it (views: no data moves), as TFLite's converter writes Conv1D."""
+    g = wr.g
+    src, final = node.inputs[0], node.final or node.outputs[0]
+    x = wr.transposed(node, wr.act(node, src), src, (0, 2, 1))
+    src2 = _alias(g, src, f"{src}/as_2d", np.insert(g.shapes[src], 2, 1))
+    out2 = _alias(g, final, f"{final}/as_2d", np.insert(g.shapes[final], 2, 1))
+    idx = wr.act_tensor(src, wr.tfl_shape(src2, NCHW_TO_NHWC), x.qparams, name=src2)
+    wr.reshape(x.index, idx, wr.tfl_shape(src2, NCHW_TO_NHWC))
+    wr.acts[src2] = Act(idx, NCHW_TO_NHWC, None, x.qparams)
+    weight = None if node.weight is None else node.weight[:, :, None, :]
+    handler(wr, replace(node, inputs=[src2, *node.inputs[1:]], outputs=[out2], final=out2,
+                        attrs={**node.attrs, **_attrs_2d(node.attrs)}, weight=weight))
+    y = wr.acts[out2]
+    out = wr.new_act(final, (0, 2, 1), y.qparams)
+    wr.reshape(y.index, out.index, wr.tfl_shape(final, (0, 2, 1)))
+
+
+def _attrs_2d(attrs: dict) -> dict:
+    """A 1-D op's attributes for the same op over a height of 1."""
+    out = {key: [1, *attrs[key]] for key in ("kernel_shape", "strides", "dilations") if key in attrs}
+    if "pads" in attrs:
+        begin, end = attrs["pads"]
+        out["pads"] = [0, begin, 0, end]
+    return out
+
+
+def conv_transpose(wr, node: Node) -> None:
+    """TRANSPOSE_CONV (weights [I, O, kh, kw] -> OHWI). Pads TFLite's SAME places the same
+    way: SAME; other pads: VALID over the full output, then a SLICE crops it."""
+    g = wr.g
+    src, final = node.inputs[0], node.final or node.outputs[0]
+    w, bias = _transpose_conv_weights(wr, node)
+    n, c, *in_hw = g.shapes[src]
+    out_shape = g.shapes[final]
+    strides = list(node.attrs.get("strides", [1, 1]))
+    full = [(i - 1) * s + k for i, s, k in zip(in_hw, strides, w.shape[2:])]
+    begin = [int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])[:2]]
+    if any(b + o > f for b, o, f in zip(begin, out_shape[2:], full)):
+        raise g.fail(node, f"output_padding reaches past the kernel (output {list(out_shape[2:])} from "
+                     f"{full} less pads {begin})", "export with output_padding within the pads")
+    x = wr.transposed(node, wr.act(node, src), src, NCHW_TO_NHWC)
+    same = all(-(-o // s) == i and _same_pads(o, k, s, 1)[0] == b
+               for o, s, k, i, b in zip(out_shape[2:], strides, w.shape[2:], in_hw, begin))
+    wide = final if same else _alias(g, final, f"{final}/uncropped", (n, out_shape[1], *full))
+    out = wr.new_act(wide, NCHW_TO_NHWC, wr.qparams(final) if wr.int8 else None)
+    wi, ws = wr.weights(w.transpose(1, 2, 3, 0), 0, f"{final}/weights")
+    bi = wr.bias(bias, x.qparams[0] if wr.int8 else None, ws, f"{final}/bias")
+    wr.op("TRANSPOSE_CONV", [_ints(wr, wr.tfl_shape(wide, NCHW_TO_NHWC)), wi, x.index, bi], [out.index],
+          wr.b.options("TransposeConvOptions", padding="SAME" if same else "VALID", strideH=strides[0],
+                       strideW=strides[1], fusedActivationFunction=node.activation), version=4)
+    if not same:
+        cropped = wr.new_act(final, NCHW_TO_NHWC, out.qparams)
+        wr.op("SLICE", [out.index, _ints(wr, [0, *begin, 0]), _ints(wr, wr.tfl_shape(final, NCHW_TO_NHWC))],
+              [cropped.index], version=2)
+
+
+def _transpose_conv_weights(wr, node: Node) -> tuple[np.ndarray, np.ndarray]:
+    """Float weights [I, O, kh, kw] and bias [O]; the forms TRANSPOSE_CONV lacks are one line."""
+    g = wr.g
+    w = g.value(node.inputs[1])
+    bias = g.value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    auto = node.attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    rank = len(g.shapes[node.inputs[0]])
+    problem = ("the weights or bias are not constant" if w is None or (len(node.inputs) > 2 and node.inputs[2]
+                                                                      and bias is None)
+               else f"a {rank - 2}-D transposed convolution (2-D only)" if rank != 4
+               else "group > 1" if int(node.attrs.get("group", 1)) != 1
+               else "dilations" if any(d != 1 for d in node.attrs.get("dilations", [1, 1]))
+               else f"auto_pad={auto}" if auto not in ("NOTSET", "VALID") else None)
+    if problem:
+        raise g.fail(node, f"{problem} is not imported for ConvTranspose",
+                     "export a 2-D ConvTranspose2d with groups=1, dilation=1, explicit padding")
+    w = w.astype(np.float32)
+    return w, (np.zeros(w.shape[1], np.float32) if bias is None else bias.astype(np.float32))
+
+
+def hard_sigmoid(wr, node: Node) -> None:
+    """max(0, min(1, alpha x + beta)) as MUL by 6 alpha, ADD of 6 beta with a fused RELU6
+    (the clamp, exact in int8 and float), MUL by 1/6: TFLite has no HARD_SIGMOID."""
+    g = wr.g
+    alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+    src, dst = node.inputs[0], node.outputs[0]
+    x = wr.act(node, src)
+    lo, hi = g.ranges.get(src, (0.0, 0.0))
+    scaled, clamped = f"{dst}/scaled", f"{dst}/clamped"
+    g.shapes[scaled] = g.shapes[clamped] = g.shapes[src]
+    g.ranges[scaled], g.ranges[clamped] = tuple(sorted((6 * alpha * lo, 6 * alpha * hi))), (0.0, 6.0)
+    steps = [("MUL", scaled, 6 * alpha, "NONE"), ("ADD", clamped, 6 * beta, "RELU6"), ("MUL", dst, 1 / 6, "NONE")]
+    for op, name, value, activation in steps:
+        out = wr.new_act(name, x.perm)
+        operand = wr.const_operand(np.float32(value), x, len(x.perm), f"{name}/operand")
+        wr.op(op, [x.index, operand], [out.index],
+              wr.b.options(f"{op.title()}Options", fusedActivationFunction=activation))
+        x = out
 
 
 def _padded(wr, node: Node, x: Act, kernel, count_include_pad: bool) -> Act:
@@ -189,8 +328,11 @@ def softmax(wr, node):
 
 def _pool(wr, node: Node, op: str) -> None:
     g = wr.g
-    if len(g.shapes[node.inputs[0]]) != 4:
-        raise g.fail(node, "only 2-D pooling is imported", "pool over height and width")
+    rank = len(g.shapes[node.inputs[0]])
+    if rank == 3:
+        return _one_d(wr, node, lambda wr2, node2: _pool(wr2, node2, op))
+    if rank != 4:
+        raise g.fail(node, "only 1-D and 2-D pooling is imported", "pool over length or height and width")
     if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
         raise g.fail(node, "dilated pooling is not imported", "export without dilations")
     x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC)
@@ -216,18 +358,24 @@ def average_pool(wr, node):
 
 
 def global_average_pool(wr, node):
-    g = wr.g
-    if len(g.shapes[node.inputs[0]]) != 4:
-        raise g.fail(node, "only 2-D pooling is imported", "pool over height and width")
-    x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC)
-    out = wr.new_act(node.outputs[0], NCHW_TO_NHWC)
-    wr.op("MEAN", [x.index, wr.b.const(np.array([1, 2], np.int32), "int32")], [out.index],
+    """MEAN over the spatial axes of the channels-last tensor (1-D, 2-D or 3-D)."""
+    rank = len(wr.g.shapes[node.inputs[0]])
+    perm = channels_last(rank)
+    x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], perm)
+    out = wr.new_act(node.outputs[0], perm)
+    wr.op("MEAN", [x.index, _ints(wr, list(range(1, rank - 1)))], [out.index],
           wr.b.options("ReducerOptions", keepDims=True))
 
 
 def global_max_pool(wr, node):
     g = wr.g
     shape = g.shapes[node.inputs[0]]
+    if len(shape) != 4:                   # 1-D: REDUCE_MAX over the length
+        x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], channels_last(len(shape)))
+        out = wr.new_act(node.outputs[0], x.perm, x.qparams)
+        wr.op("REDUCE_MAX", [x.index, _ints(wr, list(range(1, len(shape) - 1)))], [out.index],
+              wr.b.options("ReducerOptions", keepDims=True))
+        return
     x = wr.transposed(node, wr.act(node, node.inputs[0]), node.inputs[0], NCHW_TO_NHWC)
     out = wr.new_act(node.outputs[0], NCHW_TO_NHWC, x.qparams)
     wr.op("MAX_POOL_2D", [x.index], [out.index],
@@ -340,29 +488,56 @@ def prelu(wr, node):
 
 
 def slice_(wr, node):
+    """SLICE for step 1, STRIDED_SLICE for other steps (negative ones too)."""
     g = wr.g
     shape = g.shapes[node.inputs[0]]
-    if g.opset < 10:
-        starts, axes, steps = node.attrs["starts"], node.attrs.get("axes"), None
-    else:
-        starts, axes, steps = (g.value(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] else None
-                               for i in (1, 3, 4))
-        if starts is None or any(len(node.inputs) > i and node.inputs[i] and g.value(node.inputs[i]) is None
-                                 for i in (2, 3, 4)):
-            raise g.fail(node, "computed starts/ends are not imported", "slice with constants")
-    if steps is not None and np.any(np.asarray(steps) != 1):
-        raise g.fail(node, "steps other than 1 are not imported", "slice with step 1")
-    axes = range(len(starts)) if axes is None else axes
-    begin = [0] * len(shape)
-    for a, st in zip(np.ravel(axes), np.ravel(starts)):
-        a = int(a) % len(shape)
-        st = int(st)
-        begin[a] = min(max(st + shape[a] if st < 0 else st, 0), shape[a])
+    starts, ends, axes, steps = _slice_args(g, node)
+    begin, end, stride = [0] * len(shape), list(shape), [1] * len(shape)
+    for a, st, en, k in zip(axes, starts, ends, steps):
+        if k == 0:
+            raise g.fail(node, "a step of 0", "slice with a non-zero step")
+        begin[a], end[a], stride[a] = *_slice_bounds(st, en, k, shape[a]), k
     x = wr.act(node, node.inputs[0])
     out = wr.new_act(node.outputs[0], x.perm, x.qparams)
-    size = wr.tfl_shape(node.outputs[0], x.perm)
-    wr.op("SLICE", [x.index, wr.b.const(np.array([begin[p] for p in x.perm], np.int32), "int32"),
-                    wr.b.const(np.array(size, np.int32), "int32")], [out.index], version=2)
+    if all(k == 1 for k in stride):
+        size = wr.tfl_shape(node.outputs[0], x.perm)
+        wr.op("SLICE", [x.index, _ints(wr, [begin[p] for p in x.perm]), _ints(wr, size)], [out.index],
+              version=2)
+        return
+    end_mask = sum(1 << i for i, p in enumerate(x.perm) if end[p] < 0)   # down to index 0 inclusive
+    wr.op("STRIDED_SLICE", [x.index, _ints(wr, [begin[p] for p in x.perm]),
+                            _ints(wr, [max(end[p], 0) for p in x.perm]), _ints(wr, [stride[p] for p in x.perm])],
+          [out.index], wr.b.options("StridedSliceOptions", beginMask=0, endMask=end_mask, ellipsisMask=0,
+                                    newAxisMask=0, shrinkAxisMask=0), version=2)
+
+
+def _slice_args(g, node) -> tuple[list, list, list, list]:
+    """starts, ends, axes (non-negative) and steps as lists of ints (attributes before opset 10)."""
+    rank = len(g.shapes[node.inputs[0]])
+    if g.opset < 10:
+        starts, ends, axes, steps = (node.attrs.get(k) for k in ("starts", "ends", "axes", "steps"))
+    else:
+        present = [len(node.inputs) > i and bool(node.inputs[i]) for i in range(5)]
+        starts, ends, axes, steps = (g.value(node.inputs[i]) if present[i] else None for i in (1, 2, 3, 4))
+        if any(present[i] and v is None for i, v in zip((1, 2, 3, 4), (starts, ends, axes, steps))):
+            raise g.fail(node, "computed starts/ends/axes/steps are not imported", "slice with constants")
+    starts, ends = [int(v) for v in np.ravel(starts)], [int(v) for v in np.ravel(ends)]
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    steps = [1] * len(starts) if steps is None else [int(k) for k in np.ravel(steps)]
+    return starts, ends, axes, steps
+
+
+def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
+    """ONNX's clamping: [0, dim] for a positive step, [0, dim - 1] / [-1, dim - 1] for a
+    negative one (an end of -1: through index 0)."""
+    start, end = (start + dim if start < 0 else start), (end + dim if end < 0 else end)
+    if step > 0:
+        return min(max(start, 0), dim), min(max(end, 0), dim)
+    return min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+
+
+def _ints(wr, values) -> int:
+    return wr.b.const(np.array(values, np.int32), "int32")
 
 
 def split(wr, node):
@@ -439,4 +614,5 @@ OPS = {"Conv": conv, "Gemm": gemm, "MatMul": gemm, "Add": _binary, "Sub": _binar
        "GlobalMaxPool": global_max_pool, "ReduceMean": reduce_mean, "Transpose": transpose,
        "Flatten": _reshape_node, "Reshape": _reshape_node, "Squeeze": _reshape_node,
        "Unsqueeze": _reshape_node, "Concat": concat, "Pad": pad, "PRelu": prelu, "Slice": slice_,
-       "Split": split, "Resize": resize, "BatchNormalization": batch_normalization}
+       "Split": split, "Resize": resize, "BatchNormalization": batch_normalization,
+       "ConvTranspose": conv_transpose, "HardSigmoid": hard_sigmoid}

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinybuild.errors import TinybuildError, shown
-from tinybuild.onnx.common import NCHW_TO_NHWC
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.graph import Graph, Node
 from tinybuild.onnx.quantize import (activation_qparams, quantize_bias, quantize_values, quantize_weights,
@@ -101,29 +100,37 @@ class Writer:
 
     # -- the graph ---------------------------------------------------------------------
     def write(self) -> bytes:
+        """The .tflite: the model's inputs and outputs in ONNX order."""
         from tinybuild.onnx.ops import OPS
         g = self.g
-        inp = g.inputs[0].name
-        rank = len(g.shapes[inp])
-        perm = NCHW_TO_NHWC if rank == 4 and g._image_input() else tuple(range(rank))
-        act = Act(self.b.input(self.tfl_shape(inp, perm), "int8" if self.int8 else "float32",
-                               *(self.qparams(inp) if self.int8 else (None, None)), name=inp), tuple(perm))
-        act.qparams = self.qparams(inp) if self.int8 else None
-        self.acts[inp] = act
+        for inp in g.input_names():
+            self._input(inp)
         for node in g.live:
             handler = OPS.get(node.op)
             if handler is None:
                 raise g.fail(node, "operator not supported by tinybuild's ONNX importer here",
                              "replace that layer, or export the model without it")
             handler(self, node)
-        out = g.outputs[0]
-        if out not in self.acts:
-            raise TinybuildError(f"{_p(g.src)}: the output '{shown(out)}' is a constant. Fix: export a network")
-        result = self.acts[out]
+        return self.b.build([self._output(out) for out in g.outputs])
+
+    def _input(self, name: str) -> None:
+        perm = self.g.input_perm(name) or tuple(range(len(self.g.shapes[name])))
+        qparams = self.qparams(name) if self.int8 else None
+        index = self.b.input(self.tfl_shape(name, perm), "int8" if self.int8 else "float32",
+                             *(qparams or (None, None)), name=name)
+        self.acts[name] = Act(index, tuple(perm), None, qparams)
+
+    def _output(self, name: str) -> int:
+        g = self.g
+        if name not in self.acts:
+            raise TinybuildError(f"{_p(g.src)}: the output '{shown(name)}' is a constant or an input. "
+                                 "Fix: export a network")
+        result = self.acts[name]
         if result.sigma is not None:
-            result = self.unflattened(None, out)
-        g.output_perm = result.perm if result.perm != tuple(range(len(result.perm))) else None
-        return self.b.build([result.index])
+            result = self.unflattened(None, name)
+        if result.perm != tuple(range(len(result.perm))):
+            g.output_perms[name] = result.perm
+        return result.index
 
     def _unify_concat_ranges(self) -> None:
         """CONCATENATION keeps one scale for inputs and output (TFLite's rule): widen them."""
