@@ -40,7 +40,8 @@ def plugin_name(layer: dict) -> str:
     return name
 
 
-def build_record(*, target, toolchain, model, opt, size, run, validation, plan, conversion) -> dict:
+def build_record(*, target, toolchain, model, opt, size, run, validation, plan, conversion,
+                 placement=None) -> dict:
     first = run["runs"][0]
     by_index = {l["index"]: l for l in first["layers"]}
     layers = []
@@ -86,6 +87,7 @@ def build_record(*, target, toolchain, model, opt, size, run, validation, plan, 
         "layers": layers,
         "sections": size["sections"],
         "groups": {**size["groups"], "stack": {"flash": 0, "ram": size["stack_reserved_bytes"]}},
+        **({"placement": placement} if placement else {}),    # place=auto|ram (docs/placement.md)
     }
 
 
@@ -182,6 +184,7 @@ def markdown(r: dict) -> str:
                      f"{l['instructions']:,} | {_layer_cycles(inf, l)} | {100 * share:.1f}% | {l['macs_per_cycle']} | "
                      f"{l['flash_bytes']:,} |")
     lines += layer_comparison_md(r["validation"].get("layer_comparison"))
+    lines += placement_md(r.get("placement"))
     lines += ["", "## Arena", "",
               f"{r['arena']['bytes']:,} B, lower bound {r['arena']['lower_bound']:,} B: every tensor a box, "
               "layer steps across, arena offset down (written by code generation).", "",
@@ -332,11 +335,22 @@ def summary(r: dict, report_md: str | None = None) -> str:
         "  slowest     " + "; ".join(f"#{l['index']} {l['op']} {100 * l['cycles'] / total:.0f}%" for l in slow),
         f"  kernels     {kernels_line(r['layers'])}",
         *([f"  arithmetic  {types_text(r)}"] if r.get("types", ["int8"]) != ["int8"] else []),
+        *([placement_line(r["placement"])] if r.get("placement") else []),
         validation_line(r["validation"]),
     ]
     if report_md:
         lines.append(f"  report      {shown(report_md, 200)}")
     return "\n".join(lines)
+
+
+def placement_md(record: dict | None) -> list[str]:
+    from .placement import markdown as placement_markdown
+    return placement_markdown(record)
+
+
+def placement_line(record: dict) -> str:
+    from .placement import summary_line
+    return summary_line(record)
 
 
 def types_text(r: dict) -> str:

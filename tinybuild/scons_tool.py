@@ -44,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import export, ops, pipeline, plugins, realboard, regress, scons_regress
+from . import export, ops, pipeline, placement, plugins, realboard, regress, scons_regress
 from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
 
@@ -101,6 +101,10 @@ def _variables(args):
         EnumVariable("io", "'uart': the firmware runs on the real board, one inference on a built-in "
                      "test vector, its output and cycles printed over the UART (docs/realboard.md); "
                      "outputs go to <target>/<model>-uart", "sim", allowed_values=realboard.IO_MODES),
+        EnumVariable("place", "where the model's constants live: flash (as linked), auto (the most "
+                     "read ones copied to RAM at reset while RAM allows) or ram (all that fits); "
+                     "outputs go to <target>/<model>-place-<place> (docs/placement.md)", "flash",
+                     allowed_values=placement.PLACES),
         BoolVariable("upload", "after a build that validated, flash the board with the target's "
                      "flasher (pyOCD, esptool, OpenOCD; docs/realboard.md)", False),
         EnumVariable("debug", "'layers': compare every layer's tensors with TFLite's and write "
@@ -459,7 +463,7 @@ def remove_stale(targets: list[Path], downstream: list[Path], keep_named_in: str
 RESULT_FILES = {
     "codegen": ("model.c", "model.h", "plan.json", "arena.svg"),
     "cc": ("model.o",),
-    "link": ("firmware.elf", "firmware.map"),
+    "link": ("firmware.elf", "firmware.map", "placement.json", "model.placed.o"),  # the last two: place=
     "image": ("firmware.bin", "firmware.hex"),
     "size": ("size.json",),
     "simulate": ("run.json",),
@@ -672,6 +676,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     tdir = build / target.name / regress.variant_name(name, kernels or env["kernels"], quant)
     uart = env.get("io") == "uart"
     tdir = tdir.with_name(tdir.name + "-uart") if uart else tdir
+    place = env.get("place", "flash")
+    tdir = tdir.with_name(tdir.name + placement.variant_suffix(place))
     odir = build / target.name / "obj"
     check_tool_path(Path(model.name), f"model={_p(model)}")
     check_kernel_sources(contributed)
@@ -689,7 +695,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
 
     extra = realboard.declare_sources(env, sys.modules[__name__], tdir, target, toolchain, odir,
                                       inputs_bin, ref_json) if uart else []
-    elf, map_file = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra)
+    elf, map_file, placed = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed,
+                                              extra, place, plan_json)
     images = export.declare_images(env, sys.modules[__name__], tdir, target, toolchain, elf)
     size_json = env.Command(F("size.json"),
                             [elf, map_file, env.Value(repr(target.memory))],
@@ -731,6 +738,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                                      export.list_files(t)), "report",
                     _downstream([tdir], "report")))
     env.Depends(report, images)               # report.md lists them
+    env.Depends(report, placed)               # and what place= put in RAM
     env.Default(report)
     realboard.declare_upload(env, sys.modules[__name__], tdir, target, images, report)
     if env["export"]:
@@ -935,7 +943,8 @@ def link_sources(target, contributed) -> list[Path]:
     return sources
 
 
-def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra=()):
+def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra=(),
+                      place="flash", plan_json=None):
     compiler, objects = _board_objects(env, target, toolchain, odir)
     compiler["builds"].append(tdir)
     shared = [_board_object(env, compiler, objects, odir, src) for src in link_sources(target, contributed)]
@@ -945,6 +954,9 @@ def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, 
     link_settings = env.Value(json.dumps([toolchain.tool("gcc"), toolchain.version,
                                           list(target.ldflags), env["opt"]]))
     opt = env["opt"]
+    if place != "flash":      # placement.json beside the ELF; plan.json prices the constants
+        return _link_placed(env, target, toolchain, tdir, model_obj, [*shared, *extra],
+                            link_settings, place, plan_json)
     # model.o first among the sources: SCons then generates and compiles the
     # model (and its arena check) before the board's objects; the link order
     # itself stays kernels, runtime, startup, model.
@@ -953,7 +965,20 @@ def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, 
         [model_obj, *shared, *extra, _file(env, target.linker_script), link_settings],
         _action(lambda t, s, e: link(toolchain, target, [*(p for p in s[1:] if p.suffix == ".o"), s[0]],
                                      t[0], t[1], opt), "link", _downstream([tdir], "link")))
-    return elf, map_file
+    return elf, map_file, []
+
+
+def _link_placed(env, target, toolchain, tdir, model_obj, objects, link_settings, place, plan_json):
+    """The link step of place=auto|ram: tinybuild.placement.link_placed."""
+    opt = env["opt"]
+    elf, map_file, record = env.Command(
+        [_file(env, tdir / n) for n in ("firmware.elf", "firmware.map", "placement.json")],
+        [model_obj, *objects, _file(env, target.linker_script), link_settings, plan_json,
+         _file(env, Path(placement.__file__)), env.Value(f"place={place}")],
+        _action(lambda t, s, e: placement.link_placed(
+            toolchain, target, [*(p for p in s[1:] if p.suffix == ".o"), s[0]], t[0], t[1], opt,
+            place, s[-3], t[2]), "link", _downstream([tdir], "link")))
+    return elf, map_file, [record]
 
 
 def compile_c(argv: list[str], source: Path, obj: Path, timeout: float, verbose: bool = False) -> None:
@@ -1013,10 +1038,12 @@ def _size(elf, map_file, target):
 
 def _report(targets, sources, target, tool_info, model, opt):
     from . import report
+    placed = Path(str(targets[0])).with_name("placement.json")   # place=auto|ram builds only
     report.write(targets[0], targets[1], target=target, toolchain=tool_info, model=model, opt=opt,
                  size=pipeline.read_json(sources[0]), run=pipeline.read_json(sources[1]),
                  validation=pipeline.read_json(sources[2]), plan=pipeline.read_json(sources[3]),
-                 conversion=pipeline.read_json(sources[4]))
+                 conversion=pipeline.read_json(sources[4]),
+                 placement=pipeline.read_json(placed) if placed.exists() else None)
 
 
 def _report_unsimulated(targets, sources, target, tool_info, model, opt, note):

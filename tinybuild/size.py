@@ -114,11 +114,11 @@ def _groups_from_map(map_path: Path, target: Target) -> dict:
     for section, address, size, obj in map_input_sections(map_path.read_text(errors="replace")):
         group = _group_of(obj)
         if group == "model":
-            group = "weights" if section.startswith(".rodata") else (
+            group = "weights" if section.startswith((".rodata", ".ramdata")) else (
                 "arena" if section.startswith((".noinit", ".bss")) else "model code")
         kind = _kind(target, address)
         if kind:
             groups[group][kind] += size
-        if section.startswith(".data"):  # initial values also sit in flash
+        if section.startswith((".data", ".ramdata")):  # initial values also sit in flash
             groups[group]["flash"] += size
     return dict(sorted(groups.items()))
