@@ -52,11 +52,13 @@ def build_library(outdir: Path, extra_dirs=(CM4_DIR,), name="libtbopt.so") -> ct
     return ctypes.CDLL(str(out))
 
 
-def target_kernels(target_name: str) -> list:
-    """Every KernelImpl a build for ``target_name`` is offered, as the build loads them."""
+def target_kernels(target_name: str, dtype: str = "int8") -> list:
+    """Every KernelImpl a build for ``target_name`` is offered for ``dtype``
+    layers, as the build loads them (one op may have an int8 and an int16 kernel)."""
     from tinybuild import plugins
     pm = plugins.make_plugin_manager()
-    return plugins.kernels(pm, plugins.find_target(pm, target_name))
+    return [k for k in plugins.kernels(pm, plugins.find_target(pm, target_name))
+            if dtype in k.dtypes]
 
 
 def chosen(layer: Layer, impls: list) -> Layer | None:
@@ -71,12 +73,12 @@ def chosen(layer: Layer, impls: list) -> Layer | None:
     return out
 
 
-def cm4_kernels() -> dict[str, object]:
-    """The cortex-m4 plugin's KernelImpls by op, loaded as the build loads them."""
+def cm4_kernels(dtype: str = "int8") -> dict[str, object]:
+    """The cortex-m4 plugin's KernelImpls for ``dtype`` layers by op, loaded as the build loads them."""
     from tinybuild import plugins
     pm = plugins.make_plugin_manager()
     impls = plugins.kernels(pm, plugins.find_target(pm, "cortex-m4"))
-    return {k.op: k for k in impls}
+    return {k.op: k for k in impls if dtype in k.dtypes}
 
 
 # -- layers --------------------------------------------------------------------------
@@ -180,10 +182,23 @@ def _params_struct(layer: Layer):
 
 _DTYPES = {"int8_t": np.int8, "int32_t": np.int32, "tb_quant_mul": np.int32, "float": np.float32,
            "int16_t": np.int16, "uint8_t": np.uint8, "uint32_t": np.uint32,
-           "double": np.float64}
+           "double": np.float64, "int64_t": np.int64}
+
+
+def as_bytes(x) -> np.ndarray:
+    """A tensor's bytes as int8 (int16 tensors of 16x8 layers viewed, not converted)."""
+    x = np.asarray(x)
+    if x.dtype == np.int16:
+        return np.ascontiguousarray(x).view(np.int8).reshape(-1)
+    return np.ascontiguousarray(x, np.int8).reshape(-1)
 
 
 def output_size(layer: Layer) -> int:
+    """Bytes of the output."""
+    return _elements_out(layer) * (2 if layer.dtype == "int16" else 1)
+
+
+def _elements_out(layer: Layer) -> int:
     p = layer.params
     if layer.params_type == "tb_conv_params":
         return p["out_h"] * p["out_w"] * p["out_c"]
@@ -198,6 +213,10 @@ def output_size(layer: Layer) -> int:
 
 def input_size(layer: Layer) -> int:
     """Bytes of each input tensor the kernel reads."""
+    return _elements_in(layer) * (2 if layer.dtype == "int16" else 1)
+
+
+def _elements_in(layer: Layer) -> int:
     p = layer.params
     if layer.params_type == "tb_conv_params":
         return p["in_h"] * p["in_w"] * p["in_c"]
@@ -219,7 +238,8 @@ def run_layer(lib, layer: Layer, inputs: list[np.ndarray], overlap_delta: int | 
     """Run the layer's kernel once; return its output bytes (int8). With
     ``overlap_delta``, input ``overlap_input`` and the output share one buffer."""
     # a short input would let the kernel read whatever memory follows it
-    sizes = [np.asarray(x).size for x in inputs]
+    inputs = [as_bytes(x) for x in inputs]
+    sizes = [x.size for x in inputs]
     assert layer.params_type is None or all(n == input_size(layer) for n in sizes), \
         f"{layer.op}: inputs of {sizes} bytes, the kernel reads {input_size(layer)}"
     roles = layer.args if layer.args is not None else REF_ROLES.get(layer.params_type, [])
@@ -279,10 +299,10 @@ def run_layer(lib, layer: Layer, inputs: list[np.ndarray], overlap_delta: int | 
 
 
 def reference(layer: Layer) -> Layer:
-    from tinybuild.kernel_registry import REFERENCE, reference_impl
-    impl = reference_impl(layer.op)
+    from tinybuild.kernel_registry import reference_impl
+    impl = reference_impl(layer.op, layer.dtype)
     ref = impl.prepare(replace(layer))
-    ref.kernel = REFERENCE[layer.op]
+    ref.kernel = impl.function
     return ref
 
 
@@ -374,10 +394,13 @@ def firmware_source(cases) -> tuple[str, list[tuple[int, int]]]:
     from tinybuild.codegen import _call_roles, _const_name, _emit_consts, _prototypes
 
     # prototypes from the argument types, as the generated model.c declares them (every
-    # tensor of these layers is int8)
-    int8_tensors = SimpleNamespace(tensors=defaultdict(lambda: SimpleNamespace(dtype="int8")))
+    # tensor of a layer has its dtype: int8, or int16 in 16x8 layers)
+    protos = []
+    for _, opt, _, _ in cases:
+        tensors = SimpleNamespace(tensors=defaultdict(lambda d=opt.dtype: SimpleNamespace(dtype=d)))
+        protos += [p for p in _prototypes([opt], tensors) if p not in protos]
     parts = ['#include <stdint.h>', '#include "tb_kernels.h"', '#include "tb_runtime.h"',
-             *_prototypes([opt for _, opt, _, _ in cases], int8_tensors), ""]
+             *protos, ""]
     calls, spans, total, arena = [], [], 0, 16
     for i, (ref, opt, inputs, delta) in enumerate(cases):
         ref, opt = replace(ref, index=2 * i), replace(opt, index=2 * i + 1)
@@ -386,13 +409,13 @@ def firmware_source(cases) -> tuple[str, list[tuple[int, int]]]:
         names = []
         for j, x in enumerate(inputs):
             names.append(f"in_{i}_{j}")
-            parts.append(_c_array(names[-1], np.asarray(x, np.int8)))
+            parts.append(_c_array(names[-1], as_bytes(x)))
         spans.append((total, n))
-        ref_out, opt_out = f"(tb_result + {total})", f"(tb_result + {total + n})"
+        ref_out, opt_out = f"(void *)(tb_result + {total})", f"(void *)(tb_result + {total + n})"
         total += 2 * n
 
         def call(layer, ins, out, scratch):
-            args = [f"&{_const_name(layer, 'params')}"] + ins + \
+            args = [f"&{_const_name(layer, 'params')}"] + [f"(const void *){x}" for x in ins] + \
                    [_const_name(layer, r) for r in _call_roles(layer)] + [out]
             if layer.scratch_bytes:
                 args.append(scratch)
@@ -404,19 +427,19 @@ def firmware_source(cases) -> tuple[str, list[tuple[int, int]]]:
             body.append(call(opt, names, opt_out, "(void *)(tb_work + 0)"))
             arena = max(arena, opt.scratch_bytes + 16)
         else:
-            size0 = np.asarray(inputs[0]).size
+            size0 = as_bytes(inputs[0]).size
             lo = min(0, delta)
             start = -lo
             span = max(size0, delta + n) - lo
             scratch_at = (span + 15) // 16 * 16
             arena = max(arena, scratch_at + opt.scratch_bytes + 16)
             body.append(f"  copy_bytes(tb_work + {start}, {names[0]}, {size0});")
-            body.append(call(opt, [f"(const int8_t *)(tb_work + {start})"] + names[1:],
-                             f"(int8_t *)(tb_work + {start + delta})",
+            body.append(call(opt, [f"(tb_work + {start})"] + names[1:],
+                             f"(void *)(tb_work + {start + delta})",
                              f"(void *)(tb_work + {scratch_at})"))
             body.append(f"  copy_bytes({opt_out}, (const int8_t *)(tb_work + {start + delta}), {n});")
         calls += body
-    parts += [f"static int8_t tb_result[{max(total, 1)}] TB_NOINIT;",
+    parts += [f"static int8_t tb_result[{max(total, 1)}] __attribute__((aligned(4))) TB_NOINIT;",
               f"static uint8_t tb_work[{arena}] __attribute__((aligned(16))) TB_NOINIT;",
               "static int8_t tb_dummy_input[4] TB_NOINIT;",
               "static void copy_bytes(void *d, const void *s, int32_t n) {",
@@ -464,7 +487,7 @@ def build_firmware(cases, workdir: Path, extra_dirs=(CM4_DIR,),
 def _ram_need(case) -> int:
     ref, opt, inputs, delta = case
     n = output_size(ref)
-    size0 = np.asarray(inputs[0]).size
+    size0 = as_bytes(inputs[0]).size
     work = opt.scratch_bytes + (0 if delta is None else max(size0, abs(delta) + n + size0) + 32)
     return 2 * n + work + size0
 
@@ -473,7 +496,7 @@ def _flash_need(case) -> int:
     """Bytes of constants (both kernels' weights and tables) and inputs a case puts in flash."""
     ref, opt, inputs, _ = case
     consts = sum(np.asarray(c.values).nbytes for layer in (ref, opt) for c in layer.consts)
-    return consts + sum(np.asarray(x).size for x in inputs)
+    return consts + sum(as_bytes(x).size for x in inputs)
 
 
 def _groups(cases, ram_budget: int, flash_budget: int | None) -> list[list]:

@@ -1,0 +1,151 @@
+"""Build-time side of the Cortex-M4 16x8 kernels (cm4_s16.c): int16 activations
+x int8 weights for CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1) and
+FULLY_CONNECTED. The weights are widened to int16 rows padded to an even
+length (one word of weights per dual MAC: twice the reference's weight flash),
+and the convolutions' per-channel rescale is precomputed as
+tb_mul_by_quant_mul_s64 computes it. Everything else is the reference layer's."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tinybuild.kernel_registry import KernelImpl
+from tinybuild.lower import Const, Layer
+from tinybuild.ops.conv import raster_in_place
+
+SOURCE = Path(__file__).parent / "cm4_s16.c"
+INT16 = ("int16",)
+# The depthwise kernel sums a channel's taps in int32: |x * w| <= 2^15 * 2^7, so
+# up to 511 taps (511 * 2^22 < 2^31) cannot overflow before the int64 bias is added.
+DW_MAX_TAPS = (2**31 - 1) // 2**22
+
+
+def const(layer: Layer, role: str) -> np.ndarray:
+    return next(c.values for c in layer.consts if c.role == role)
+
+
+def rescale_constants(out_mul: np.ndarray) -> np.ndarray:
+    """Per channel {reduced multiplier, r, rounding low word, high word}:
+    tb_mul_by_quant_mul_s64's (quant_s8.c) reduced multiplier and total shift
+    15 + r, done once at build time (cm4_s16.c rescale_s64)."""
+    mul = np.asarray(out_mul, np.int64).reshape(-1, 2)
+    reduced = np.where(mul[:, 0] < 0x7FFF0000, (mul[:, 0] + (1 << 15)) >> 16, 0x7FFF)
+    r = -mul[:, 1]
+    rounding = np.left_shift(np.int64(1), 14 + r).astype(np.uint64)
+    words = [reduced, r, rounding & 0xFFFFFFFF, rounding >> np.uint64(32)]
+    return np.stack([np.asarray(w, np.int64) for w in words], axis=1).astype(np.uint32) \
+        .view(np.int32).reshape(-1)
+
+
+def rescale_ok(layer: Layer) -> bool:
+    """Multipliers below 1 (shift <= 0), as real 16x8 layers have: the kernel's
+    total shift is 15 + (-shift)."""
+    return bool(np.all(np.asarray(const(layer, "out_mul")).reshape(-1, 2)[:, 1] <= 0))
+
+
+def widened_rows(w: np.ndarray, rows: int) -> np.ndarray:
+    """``rows`` int8 weight rows as int16 rows padded with 0 to an even length."""
+    w = np.asarray(w, np.int16).reshape(rows, -1)
+    return np.pad(w, ((0, 0), (0, w.shape[1] % 2))).reshape(-1)
+
+
+# No cliffs (the sweep in tests/test_s16_kernels.py, measured in the simulator):
+# one output channel pays the field copy for too few MACs, so does a 1x1
+# depthwise filter on one channel; small FCs are ruled by the per-output
+# double rescale both kernels share.
+CONV_MIN_OUT_C = 2
+DW_MIN_TAPS_X_CHANNELS = 4        # a 1x1 filter on one channel is one MAC per output
+FC_MIN_IN, FC_MIN_OUT = 16, 2
+
+
+def computes_conv(layer: Layer) -> bool:
+    return layer.params_type == "tb_conv_params" and rescale_ok(layer)
+
+
+def accepts_conv(layer: Layer) -> bool:
+    return computes_conv(layer) and layer.params["out_c"] >= CONV_MIN_OUT_C
+
+
+def computes_depthwise(layer: Layer) -> bool:
+    p = layer.params
+    return (layer.params_type == "tb_conv_params" and p["depth_multiplier"] == 1
+            and p["k_h"] * p["k_w"] <= DW_MAX_TAPS and rescale_ok(layer))
+
+
+def accepts_depthwise(layer: Layer) -> bool:
+    p = layer.params
+    return computes_depthwise(layer) and p["k_h"] * p["k_w"] * p["in_c"] >= DW_MIN_TAPS_X_CHANNELS
+
+
+def computes_fc(layer: Layer) -> bool:
+    return layer.params_type == "tb_fc_params"
+
+
+def accepts_fc(layer: Layer) -> bool:
+    p = layer.params
+    return computes_fc(layer) and p["in_features"] >= FC_MIN_IN and p["out_features"] >= FC_MIN_OUT
+
+
+# what each kernel computes correctly, cost rules aside (tests: opt_harness.condition)
+accepts_conv.condition = computes_conv
+accepts_depthwise.condition = computes_depthwise
+accepts_fc.condition = computes_fc
+
+
+def conv_reads_input(p: dict) -> bool:
+    """1x1 filters on an even number of channels read the (word-aligned) input pixel itself."""
+    return p["k_h"] == 1 and p["k_w"] == 1 and p["in_c"] % 2 == 0 and p["pad_top"] == 0 \
+        and p["pad_left"] == 0
+
+
+def prepare_conv(layer: Layer) -> Layer:
+    p = layer.params
+    field = p["k_h"] * p["k_w"] * p["in_c"]
+    filt = widened_rows(const(layer, "filter"), p["out_c"])
+    # always some scratch: every call of one C function has the same arguments
+    scratch = 4 if conv_reads_input(p) else 2 * (field + field % 2)
+    return replace(layer, consts=[Const("filter16", "int16_t", filt),
+                                  Const("bias", "int64_t", const(layer, "bias")),
+                                  Const("rq", "int32_t", rescale_constants(const(layer, "out_mul")))],
+                   args=["filter16", "bias", "rq"], scratch_bytes=scratch,
+                   overlap=raster_in_place(layer),
+                   notes=layer.notes + ["16x8: filter widened to int16, SMLALD (int64 sums)"])
+
+
+def prepare_depthwise(layer: Layer) -> Layer:
+    p = layer.params
+    taps = p["k_h"] * p["k_w"]
+    filt = np.asarray(const(layer, "filter"), np.int16).reshape(taps, p["out_c"])
+    filt = np.pad(filt, ((0, 0), (0, p["out_c"] % 2))).reshape(-1)
+    return replace(layer, consts=[Const("filter16", "int16_t", filt),
+                                  Const("bias", "int64_t", const(layer, "bias")),
+                                  Const("rq", "int32_t", rescale_constants(const(layer, "out_mul")))],
+                   args=["filter16", "bias", "rq"], overlap=raster_in_place(layer),
+                   notes=layer.notes + [f"16x8: channel pairs, int32 tap sums (<= {DW_MAX_TAPS} "
+                                        "taps cannot overflow), SMLABB/SMLATT"])
+
+
+def prepare_fc(layer: Layer) -> Layer:
+    p = layer.params
+    weights = widened_rows(const(layer, "filter"), p["out_features"])
+    return replace(layer, consts=[Const("filter16", "int16_t", weights),
+                                  Const("bias", "int64_t", const(layer, "bias")),
+                                  Const("real_mul", "double", const(layer, "real_mul"))],
+                   args=["filter16", "bias", "real_mul"],
+                   notes=layer.notes + ["16x8: weights widened to int16, SMLALD (int64 sums), "
+                                        "two outputs per pass"])
+
+
+def kernels() -> list[KernelImpl]:
+    return [
+        KernelImpl("CONV_2D", "tb_cm4_conv2d_s16", (SOURCE,), priority=10, accepts=accepts_conv,
+                   prepare=prepare_conv, name="tb_cm4_conv2d_s16 (16x8, SMLALD)", dtypes=INT16),
+        KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_depthwise_conv2d_s16", (SOURCE,), priority=10,
+                   accepts=accepts_depthwise, prepare=prepare_depthwise,
+                   name="tb_cm4_depthwise_conv2d_s16 (16x8, channel pairs)", dtypes=INT16),
+        KernelImpl("FULLY_CONNECTED", "tb_cm4_fully_connected_s16", (SOURCE,), priority=10,
+                   accepts=accepts_fc, prepare=prepare_fc,
+                   name="tb_cm4_fully_connected_s16 (16x8, SMLALD)", dtypes=INT16),
+    ]
