@@ -174,3 +174,16 @@ def test_no_ram_left_places_nothing_and_says_so(builds, targets):
     assert "nothing placed" in line and "\n" not in line
     # the roomy board does place something
     assert placement.decide(tdir / "firmware.elf", target, "auto", plan)[1]
+
+
+@pytest.mark.slow
+def test_a_board_without_ramdata_in_its_linker_script_places_nothing(builds, targets, tmp_path):
+    assert not placement.supported(targets["riscv"]) and placement.supported(targets["cortex-m4"])
+    tdir, _ = builds["cortex-m4", "flash"]
+    script = tmp_path / "old.ld"
+    script.write_text("".join(l for l in Path(targets["cortex-m4"].linker_script).read_text()
+                              .splitlines(True) if placement.LINKER_MARKER not in l))
+    old = dataclasses.replace(targets["cortex-m4"], linker_script=script)
+    record, chosen = placement.decide(tdir / "firmware.elf", old, "ram",
+                                      json.loads((tdir / "plan.json").read_text()))
+    assert chosen == [] and "linker script has no .ramdata section: nothing placed" in record["note"]

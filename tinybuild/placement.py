@@ -252,7 +252,9 @@ def summary_line(record: dict | None) -> str:
     layers = len({p["layer"] for p in record["placed"]})
     return (f"  placement   place={record['place']}: {len(record['placed'])} constants of {layers} "
             f"layers, {record['ram_bytes']:,} B to {record['region']} (est. "
-            f"{record['cycles_saved_estimate']:,} flash wait cycles saved)")
+            f"{record['cycles_saved_estimate']:,} flash wait cycles saved"
+            + ("; the simulator does not charge them on this board)"
+               if "not charged" in record["memory_model"] else ")"))
 
 
 def markdown(record: dict | None) -> list[str]:
