@@ -418,11 +418,60 @@ def test_an_unsupported_operator_is_named_with_its_node_escaped(tmp_path):
     assert "Erf (node 'evil\\x0aname\\x1b[2J', #1)" in message
 
 
-def test_lstm_is_a_later_slice(tmp_path):
-    inits = dict(W=_w((1, 12, 5)), R=_w((1, 12, 3)))
-    model = _model([helper.make_node("LSTM", ["x", "W", "R"], ["", "y"], hidden_size=3)], inits,
+def test_gru_is_a_later_slice(tmp_path):
+    inits = dict(W=_w((1, 9, 5)), R=_w((1, 9, 3)))
+    model = _model([helper.make_node("GRU", ["x", "W", "R"], ["", "y"], hidden_size=3)], inits,
                    [2, 1, 5], [1, 1, 3])
-    assert "LSTM (node '(unnamed)', #0): not imported yet" in _error(tmp_path, model)
+    assert "GRU (node '(unnamed)', #0): not imported yet" in _error(tmp_path, model)
+
+
+def pytorch_lstm(hidden=8, features=5, steps=6, **lstm_attrs):
+    """nn.LSTM(batch_first=True) + nn.Linear on every step, as torch.onnx exports it:
+    Transpose to [T, B, I], LSTM (W/R/B), Squeeze of the direction axis, Transpose back, MatMul."""
+    inits = dict(W=_w((1, 4 * hidden, features)), R=_w((1, 4 * hidden, hidden)), B=_w((1, 8 * hidden), 0.1),
+                 sq=np.array([1], I64), wl=_w((hidden, 4)))
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["xt", "W", "R", "B"], ["Y", "Y_h", "Y_c"], name="lstm",
+                              hidden_size=hidden, **lstm_attrs),
+             helper.make_node("Squeeze", ["Y", "sq"], ["Ys"]),
+             helper.make_node("Transpose", ["Ys"], ["Yb"], perm=[1, 0, 2]),
+             helper.make_node("MatMul", ["Yb", "wl"], ["y"])]
+    return _model(nodes, inits, [1, steps, features], [1, steps, 4])
+
+
+def test_a_pytorch_lstm_matches_onnxruntime_and_is_one_tflite_lstm(tmp_path):
+    dst, report = _convert(tmp_path, pytorch_lstm(), "float32")
+    assert report["max_abs_diff"] < 1e-5, report
+    assert _ops(dst)[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM" and "TRANSPOSE" not in _ops(dst)
+    dst, report = _convert(tmp_path, pytorch_lstm(), calib=RNG.standard_normal((64, 6, 5)).astype(np.float32))
+    assert report["mean_abs_diff"] < 0.02, report
+    graph = load_graph(dst)
+    lstm = graph.operators[0]
+    assert len(lstm.intermediates) == 5 and not lstm.options["TimeMajor"]     # batch-major: no transpose
+    cell = graph.tensors[lstm.inputs[19]]
+    assert cell.dtype == "int16" and np.log2(cell.scales[0] * 32768) % 1 == 0   # a power of two
+    assert [graph.tensors[lstm.inputs[i]].dtype for i in (1, 5, 12)] == ["int8", "int8", "int32"]
+
+
+def test_the_devcorpus_lstm_takes_its_length_from_the_calibration_data(tmp_path):
+    """input_1 is [N, M1, 5]: the calibration samples' length fixes M1."""
+    src = tmp_path / "lstm.onnx"
+    src.write_bytes(_devcorpus("simple_networks_lstm_k1_b1_r1").read_bytes())
+    assert "dynamic dimension 'M1' (axis 1)" in _error(tmp_path, src)
+    np.save(tmp_path / "lstm_calib.npy", RNG.standard_normal((32, 7, 5)).astype(np.float32))
+    report = onnx_import.convert_onnx(src, tmp_path / "lstm.tflite", None, None, quant="float32")
+    assert report["max_abs_diff"] < 1e-5 and report["input"]["shape"] == [1, 7, 5]
+    report = onnx_import.convert_onnx(src, tmp_path / "lstm.tflite", None, None)
+    assert report["mean_abs_diff"] < 0.02, report
+
+
+@pytest.mark.parametrize("attrs, problem", [(dict(direction="bidirectional"), "direction=bidirectional"),
+                                            (dict(clip=3.0), "clip"),
+                                            (dict(activations=["Relu", "Tanh", "Tanh"]), "activations")])
+def test_an_lstm_tflite_lacks_is_one_line(tmp_path, attrs, problem):
+    model = pytorch_lstm(**attrs)
+    message = _error(tmp_path, model)
+    assert f"LSTM (node 'lstm', #1): {problem}" in message and "is not imported for LSTM" in message
 
 
 def test_a_dynamic_dimension_besides_the_batch(tmp_path):
@@ -496,12 +545,26 @@ def test_devcorpus_pytorch_exports_on_the_riscv_boards(shared_build, name, targe
 
 
 @pytest.mark.slow
-def test_devcorpus_lstm_stops_with_one_line(shared_build):
+@pytest.mark.parametrize("target", ["cortex-m4", "riscv", "esp32c3"])
+def test_devcorpus_lstm_builds_and_matches_tflite(tmp_path, target):
     from test_e2e import scons
-    result = scons(shared_build, "target=cortex-m4", f"model={_devcorpus('simple_networks_lstm_k1_b1_r1')}")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if "LSTM" in ln]
-    assert len(lines) == 1 and "later slice" in lines[0]
+    src = tmp_path / "lstm_k1.onnx"
+    src.write_bytes(_devcorpus("simple_networks_lstm_k1_b1_r1").read_bytes())
+    np.save(tmp_path / "lstm_k1_calib.npy", RNG.standard_normal((32, 8, 5)).astype(np.float32))
+    result = scons(tmp_path / "build", f"target={target}", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "esp32c3"])
+def test_a_pytorch_lstm_builds_and_matches_tflite(tmp_path, target):
+    from test_e2e import scons
+    src = _save(pytorch_lstm(), tmp_path / "torch_lstm.onnx")
+    np.save(tmp_path / "torch_lstm_calib.npy", RNG.standard_normal((32, 6, 5)).astype(np.float32))
+    result = scons(tmp_path / "build", f"target={target}", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
 
 
 @pytest.mark.slow

@@ -46,14 +46,16 @@ class ModelBuilder:
 
     # -- tensors ---------------------------------------------------------------------------
     def tensor(self, shape, dtype: str = "int8", scale=None, zero_point=None, *, data=None,
-               axis: int = 0, name: str | None = None) -> int:
-        """A tensor; quantized when ``scale`` is given (a number or one per channel)."""
+               axis: int = 0, name: str | None = None, variable: bool = False) -> int:
+        """A tensor; quantized when ``scale`` is given (a number or one per channel);
+        ``variable``: a state tensor (an LSTM's), which TFLite resets before each run."""
         S = self.S
         t = S.TensorT()
         t.shape = np.array(shape, dtype=np.int32)
         t.type = TYPES[dtype]
         t.name = (name if name is not None else f"t{len(self.tensors)}").encode()
         t.buffer = 0
+        t.isVariable = variable
         if data is not None:
             b = S.BufferT()
             raw = np.ascontiguousarray(np.asarray(data, dtype=dtype)).tobytes()
@@ -94,7 +96,7 @@ class ModelBuilder:
         return table, obj
 
     def op(self, name: str, inputs, outputs, options=None, version: int = 1,
-           custom_options: bytes | None = None) -> None:
+           custom_options: bytes | None = None, intermediates=None) -> None:
         S = self.S
         if name.startswith("CUSTOM:"):
             key = (S.BuiltinOperator.CUSTOM, name[len("CUSTOM:"):], version)
@@ -106,6 +108,8 @@ class ModelBuilder:
         op.opcodeIndex = self.codes.index(key)
         op.inputs = np.array(inputs, dtype=np.int32)
         op.outputs = np.array(outputs, dtype=np.int32)
+        if intermediates is not None:        # the int8 LSTM's (TFLite's 8x8_16 kernel reads them)
+            op.intermediates = np.array(intermediates, dtype=np.int32)
         if options is not None:
             table, obj = options
             op.builtinOptionsType = getattr(S.BuiltinOptions, table)

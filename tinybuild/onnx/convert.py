@@ -49,7 +49,8 @@ def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_cal
     if graph.qdq and quant != "int8":
         raise TinybuildError(f"quant={quant}: {_p(src)} is already quantized (QuantizeLinear/"
                              "DequantizeLinear): it builds with the int8 scales it carries. Fix: leave quant= out")
-    layouts = graph.input_layouts()
+    layouts = graph.input_layouts(calibration_shapes(src, Path(calibration) if calibration else None,
+                                                     graph.input_names()))
     calib, calib_src = calibration_samples(src, Path(calibration) if calibration else None, layouts,
                                            num_calibration)
     count = len(next(iter(calib.values())))
@@ -80,6 +81,27 @@ def _inverse_batch(perm) -> tuple[int, ...]:
     """The axes that turn NHWC samples [N, ...] back into the ONNX layout."""
     inv = np.argsort(perm)
     return tuple(int(a) for a in inv)
+
+
+def calibration_shapes(src: Path, calibration: Path | None, names: list[str]) -> dict:
+    """The sample shape (no batch) of each input's calibration data, when there is some:
+    it fixes dynamic dimensions besides the batch."""
+    from tinybuild import convert as conv
+
+    one = len(names) == 1
+    path = calibration or (conv.default_calibration_path(src) if one else src.with_name(f"{src.stem}_calib.npz"))
+    if not path.is_file():
+        return {}
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return {names[0]: tuple(data.shape[1:])} if one else {}
+        with data:
+            if one:                            # the first array, as tinybuild.convert reads it
+                return {names[0]: tuple(data[data.files[0]].shape[1:])} if data.files else {}
+            return {n: tuple(data[n].shape[1:]) for n in names if n in data.files}
+    except Exception:                          # unreadable: the loader says what is wrong later
+        return {}
 
 
 def calibration_samples(src: Path, calibration: Path | None, layouts: dict,

@@ -13,8 +13,9 @@ from tinybuild.onnx.common import CHANNELS_LAST_NAMES, channels_last
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.fold import _fold_linear, _fuse_activation
 
-LATER = {"LSTM": "LSTM import is a later slice of issue 13",
-         "GRU": "GRU import is a later slice of issue 13"}
+LATER = {"GRU": "GRU import is a later slice of issue 13"}
+# ops that need every calibration sample of their first input (the LSTM's state ranges)
+KEEPS_HISTORY = ("LSTM",)
 # handled by the graph rewrites rather than by an entry of tinybuild.onnx.ops.OPS
 REWRITTEN = ("BatchNormalization", "Constant", "Identity", "Dropout", "QuantizeLinear", "DequantizeLinear")
 
@@ -69,6 +70,7 @@ class Graph:
         self.forced: dict[str, tuple[float, int]] = {}    # QDQ models: the int8 params they carry
         self.qdq = any(n.op == "QuantizeLinear" for n in self.nodes)
         self.carried = carried or {}
+        self.history: dict[str, list[np.ndarray]] = {}    # every sample's value, KEEPS_HISTORY inputs
 
     def where(self, node: Node) -> str:
         return f"{node.op} (node '{shown(node.name or '(unnamed)')}', #{node.index})"
@@ -83,6 +85,11 @@ class Graph:
                 raise self.fail(node, f"not imported yet ({LATER[node.op]})",
                                 "export the model without it, or give a Keras/.tflite model")
             on_constants = self._folds_on_constants(node)
+            if node.op == "LSTM":
+                from tinybuild.onnx.recurrent import lstm_problem, refuse
+                problem = lstm_problem(self, node)
+                if problem:
+                    raise refuse(self, node, problem)
             if node.op not in supported() and not on_constants:
                 raise self.fail(node, "operator not supported by tinybuild's ONNX importer (supported: "
                                 f"{', '.join(supported())}; Shape/Gather/Cast/... chains on constants)",
@@ -100,10 +107,12 @@ class Graph:
             self.constant.update(o for o in node.outputs if o)
         return known
 
-    def input_layouts(self) -> dict[str, tuple[tuple[int, ...], Layout]]:
+    def input_layouts(self, hints: dict | None = None) -> dict[str, tuple[tuple[int, ...], Layout]]:
         """Per input: the firmware's sample shape (no batch; NHWC for an NCHW image,
-        NLC for an NCL sequence read by a Conv) and its layout."""
-        self.input_shapes = {inp.name: self._fixed_shape(inp) for inp in self.inputs}
+        NLC for an NCL sequence read by a Conv) and its layout. ``hints``: the sample
+        shapes of the calibration data, which fix dynamic dimensions besides the batch."""
+        hints = hints or {}
+        self.input_shapes = {inp.name: self._fixed_shape(inp, hints.get(inp.name)) for inp in self.inputs}
         layouts = {}
         for name, shape in self.input_shapes.items():
             perm = self.input_perm(name)
@@ -115,28 +124,41 @@ class Graph:
                 layouts[name] = (moved[1:], Layout(f"{last} (the ONNX input is {first})", perm))
         return layouts
 
-    def _fixed_shape(self, inp) -> tuple[int, ...]:
+    def _fixed_shape(self, inp, hint) -> tuple[int, ...]:
+        dims = inp.type.tensor_type.shape.dim
+        onnx_hint = self._onnx_order(inp.name, len(dims), hint)
         shape = []
-        for axis, d in enumerate(inp.type.tensor_type.shape.dim):
+        for axis, d in enumerate(dims):
             if d.HasField("dim_value") and d.dim_value > 0:
                 shape.append(int(d.dim_value))
             elif axis == 0:
                 shape.append(1)                      # a dynamic batch: one sample at a time
+            elif onnx_hint is not None:
+                shape.append(int(onnx_hint[axis]))   # the calibration samples' length
             else:
                 raise TinybuildError(
                     f"{_p(self.src)}: input '{shown(inp.name)}' has a dynamic dimension "
                     f"'{shown(d.dim_param or '?')}' (axis {axis}); tinybuild compiles fixed shapes. Fix: "
-                    "export with a fixed input shape (torch.onnx.export without dynamic_axes for that "
-                    "axis; tf2onnx --inputs name:0[1,49,10,1]), or fix it with "
-                    "onnx.tools.update_model_dims.update_inputs_outputs_dims")
+                    "give calibration samples of the shape to build for (calibration=x.npy or "
+                    "<model>_calib.npy beside it: they fix it), export with a fixed input shape "
+                    "(torch.onnx.export without dynamic_axes for that axis; tf2onnx --inputs "
+                    "name:0[1,49,10,1]), or fix it with onnx.tools.update_model_dims.update_inputs_outputs_dims")
         if not shape or shape[0] != 1:
             raise TinybuildError(f"{_p(self.src)}: input '{shown(inp.name)}' has shape {shape}; tinybuild "
                                  "builds for a batch of 1. Fix: export with batch size 1 (or a dynamic batch)")
         return tuple(shape)
 
-    def input_perm(self, name: str) -> tuple | None:
+    def _onnx_order(self, name: str, rank: int, hint) -> tuple | None:
+        """A firmware-layout sample shape (no batch) in ONNX's axis order, batch first."""
+        if hint is None or len(hint) != rank - 1:
+            return None
+        perm = self.input_perm(name, rank) or tuple(range(rank))
+        full = (1, *hint)
+        return tuple(full[perm.index(a)] for a in range(rank))
+
+    def input_perm(self, name: str, rank: int | None = None) -> tuple | None:
         """Channels last (NCHW -> NHWC, NCL -> NLC) for an input a Conv or pool reads."""
-        rank = len(self.input_shapes[name])
+        rank = len(self.input_shapes[name]) if rank is None else rank
         return channels_last(rank) if rank in CHANNELS_LAST_NAMES and self._spatial_input(name) else None
 
     def _spatial_input(self, name: str) -> bool:
@@ -187,9 +209,13 @@ class Graph:
         min/max, shape, and sample 0's value."""
         sess = self.session(every_tensor=True)
         names = [o.name for o in sess.get_outputs()]
+        kept = {n.inputs[0] for n in self.nodes if n.op in KEEPS_HISTORY}
         for k in range(len(next(iter(onnx_calib.values())))):
-            for name, value in zip(names, sess.run(names, self._feeds(onnx_calib, k))):
+            feeds = self._feeds(onnx_calib, k)
+            for name, value in [*zip(names, sess.run(names, feeds)), *feeds.items()]:
                 value = np.asarray(value)
+                if name in kept:
+                    self.history.setdefault(name, []).append(value)
                 if k == 0:
                     self.shapes[name], self.values[name] = tuple(value.shape), value
                 if value.size and np.issubdtype(value.dtype, np.floating):

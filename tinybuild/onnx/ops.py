@@ -11,6 +11,7 @@ import numpy as np
 from tinybuild.onnx.common import NCHW_TO_NHWC, channels_last
 from tinybuild.onnx.fold import _activation_of
 from tinybuild.onnx.graph import Node
+from tinybuild.onnx.recurrent import lstm
 from tinybuild.onnx.writer import Act
 
 
@@ -615,4 +616,4 @@ OPS = {"Conv": conv, "Gemm": gemm, "MatMul": gemm, "Add": _binary, "Sub": _binar
        "Flatten": _reshape_node, "Reshape": _reshape_node, "Squeeze": _reshape_node,
        "Unsqueeze": _reshape_node, "Concat": concat, "Pad": pad, "PRelu": prelu, "Slice": slice_,
        "Split": split, "Resize": resize, "BatchNormalization": batch_normalization,
-       "ConvTranspose": conv_transpose, "HardSigmoid": hard_sigmoid}
+       "ConvTranspose": conv_transpose, "HardSigmoid": hard_sigmoid, "LSTM": lstm}

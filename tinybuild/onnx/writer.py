@@ -37,6 +37,14 @@ class Writer:
         self._unify_concat_ranges()
 
     # -- tensors ------------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        return "int8" if self.int8 else "float32"
+
+    @staticmethod
+    def qparams_for(lo: float, hi: float) -> tuple[float, int]:
+        return activation_qparams(lo, hi)
+
     def qparams(self, name: str) -> tuple[float, int]:
         if name in self.g.forced:
             return self.g.forced[name]
@@ -143,8 +151,8 @@ class Writer:
                 for n in names:
                     g.ranges[n] = (lo, hi)
 
-    def op(self, name: str, inputs, outputs, options=None, version: int = 1) -> None:
-        self.b.op(name, inputs, outputs, options, version=version)
+    def op(self, name: str, inputs, outputs, options=None, version: int = 1, intermediates=None) -> None:
+        self.b.op(name, inputs, outputs, options, version=version, intermediates=intermediates)
 
     def transposed(self, node, act: Act, onnx_name: str, perm) -> Act:
         """``act`` moved to layout ``perm`` with a TRANSPOSE on the device (only when a
@@ -153,10 +161,18 @@ class Writer:
         if act.perm == perm:
             return act
         t = [act.perm.index(p) for p in perm]
-        idx = self.act_tensor(onnx_name, self.tfl_shape(onnx_name, perm), act.qparams,
-                              name=f"{onnx_name}/transposed")
-        self.op("TRANSPOSE", [act.index, self.b.const(np.array(t, np.int32), "int32")], [idx])
+        shape = self.tfl_shape(onnx_name, perm)
+        idx = self.act_tensor(onnx_name, shape, act.qparams, name=f"{onnx_name}/transposed")
+        if self._moves_only_ones(onnx_name, act.perm, perm):
+            self.reshape(act.index, idx, shape)       # the bytes stay in order: a view
+        else:
+            self.op("TRANSPOSE", [act.index, self.b.const(np.array(t, np.int32), "int32")], [idx])
         return Act(idx, perm, None, act.qparams)
+
+    def _moves_only_ones(self, onnx_name: str, old, new) -> bool:
+        """Whether the axes longer than 1 keep their order (only size-1 axes move)."""
+        shape = self.g.shapes[onnx_name]
+        return [p for p in old if shape[p] != 1] == [p for p in new if shape[p] != 1]
 
     def unflattened(self, node, name: str) -> Act:
         """A flattened NHWC tensor read by something else than Gemm/MatMul: reshape it

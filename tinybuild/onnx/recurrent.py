@@ -1,0 +1,184 @@
+"""ONNX LSTM -> TFLite UNIDIRECTIONAL_SEQUENCE_LSTM, written as TFLite's converter writes a
+Keras LSTM (what tinybuild.ops.recurrent compiles):
+
+* gates: ONNX's W/R/B blocks are i, o, f, c; TFLite's inputs 1-4 / 5-8 / 12-15 are
+  input, forget, cell, output gate weights [H, I], recurrent weights [H, H] and
+  biases [H] (W bias + R bias); no peephole, projection or layer norm;
+* int8 (the 8x8_16 kernel): weights symmetric int8 per tensor, per gate; biases
+  int32 at input scale x weight scale; the output state (input 18) an int8 variable
+  quantized as the output; the cell state (input 19) an int16 variable whose scale
+  is a power of two over the calibrated cell range (2^k / 32768, as TFLite's
+  quantizer); five intermediates: four empty float32 ones and the hidden state's
+  (the output's scale and zero point);
+* the cell and hidden ranges come from a float LSTM run here in numpy over every
+  calibration sample (onnxruntime gives only the last step's cell state);
+* X [T, B, I] is TFLite's time-major input; a batch-major X (after PyTorch's
+  Transpose, relabelled) sets time_major=False; Y_h is a STRIDED_SLICE of the last
+  step; Y only when something reads it; Y_c read by another op is one line (the
+  cell state stays inside the layer).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinybuild.onnx.graph import Node
+
+ONNX_GATES = {"input": 0, "output": 1, "forget": 2, "cell": 3}       # W/R/B blocks, in ONNX's order
+TFLITE_GATES = ("input", "forget", "cell", "output")                 # inputs 1-4, 5-8, 12-15
+
+
+def lstm(wr, node: Node) -> None:
+    g = wr.g
+    w, r, b, hidden = _lstm_parameters(g, node)
+    x = wr.act(node, node.inputs[0])
+    time_major = x.perm == (0, 1, 2)
+    if not time_major and x.perm != (1, 0, 2):
+        x = wr.transposed(node, x, node.inputs[0], (0, 1, 2))
+        time_major = True
+    n_time, n_batch, _ = g.shapes[node.inputs[0]]
+    seq_shape = [n_time, n_batch, hidden] if time_major else [n_batch, n_time, hidden]
+    h_range, c_range = _state_ranges(g, node, w, r, b)
+    out_q = wr.qparams_for(*h_range) if wr.int8 else None
+    seq = wr.b.tensor(seq_shape, wr.dtype, *(out_q or (None, None)), name=f"{node.name or 'lstm'}/sequence")
+    inputs = [x.index, *_gate_tensors(wr, node, w, r, b, x, out_q)]
+    inputs += [_state(wr, node, "output_state", (n_batch, hidden), out_q),
+               _state(wr, node, "cell_state", (n_batch, hidden), _cell_qparams(c_range) if wr.int8 else None,
+                      "int16")] + [-1] * 4
+    intermediates = _intermediates(wr, node, out_q) if wr.int8 else None
+    wr.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [seq],
+          wr.b.options("UnidirectionalSequenceLSTMOptions", fusedActivationFunction=4, cellClip=0.0,
+                       projClip=0.0, timeMajor=time_major, asymmetricQuantizeInputs=False),
+          intermediates=intermediates)
+    _lstm_outputs(wr, node, seq, seq_shape, time_major, out_q)
+
+
+def lstm_problem(g, node: Node) -> str | None:
+    """What keeps an LSTM from TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM, from its attributes and
+    inputs alone (checked before onnxruntime runs the model), or None."""
+    text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in node.attrs.items()}
+    activations = [a.decode() if isinstance(a, bytes) else a for a in node.attrs.get("activations", [])]
+    constant = all(i in g.constant for i in node.inputs[1:4] if i)
+    return ("the weights are not constant" if not constant
+            else f"direction={text.get('direction')}" if text.get("direction", "forward") != "forward"
+            else f"activations {activations}" if activations not in ([], ["Sigmoid", "Tanh", "Tanh"])
+            else "clip" if "clip" in node.attrs
+            else "input_forget=1" if text.get("input_forget", 0)
+            else "layout=1" if text.get("layout", 0)
+            else "sequence_lens, initial_h, initial_c or peephole inputs" if any(node.inputs[4:]) else None)
+
+
+def refuse(g, node: Node, problem: str):
+    return g.fail(node, f"{problem} is not imported for LSTM (TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM: "
+                  "one forward direction, sigmoid/tanh/tanh, no clip, zero initial state, no peephole)",
+                  "export a plain forward nn.LSTM / keras LSTM (one layer, batch_first or not)")
+
+
+def _lstm_parameters(g, node: Node):
+    """W [4H, I], R [4H, H], B [8H] (float32) and H."""
+    problem = lstm_problem(g, node)
+    if problem:
+        raise refuse(g, node, problem)
+    w, r = g.value(node.inputs[1]), g.value(node.inputs[2])
+    b = g.value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] else None
+    if any(o for o in node.outputs[2:3] if g.consumers(o) or o in g.outputs):
+        raise g.fail(node, "its cell state Y_c is read by another op or is an output",
+                     "read Y or Y_h only (tinybuild keeps the cell state inside the layer)")
+    hidden = int(node.attrs["hidden_size"]) if "hidden_size" in node.attrs else r.shape[-1]
+    b = np.zeros(8 * hidden, np.float32) if b is None else b.reshape(-1).astype(np.float32)
+    return w[0].astype(np.float32), r[0].astype(np.float32), b, hidden
+
+
+def _gate(m: np.ndarray, gate: str, hidden: int) -> np.ndarray:
+    k = ONNX_GATES[gate]
+    return m[k * hidden:(k + 1) * hidden]
+
+
+def _gate_tensors(wr, node, w, r, b, x, out_q) -> list[int]:
+    """Input weights, recurrent weights (per-tensor int8 each) and biases, in TFLite's gate order."""
+    hidden = r.shape[1]
+    name = node.name or "lstm"
+    bias = _gate_bias(b, hidden)
+    ins, recs, biases = [], [], []
+    for gate in TFLITE_GATES:
+        wi, ws = _per_tensor(wr, _gate(w, gate, hidden), f"{name}/{gate}_input_weights")
+        ri, _ = _per_tensor(wr, _gate(r, gate, hidden), f"{name}/{gate}_recurrent_weights")
+        ins.append(wi)
+        recs.append(ri)
+        biases.append(wr.bias(_gate(bias, gate, hidden), x.qparams[0] if wr.int8 else None, ws,
+                              f"{name}/{gate}_bias"))
+    return ins + recs + [-1, -1, -1] + biases + [-1, -1]
+
+
+def _gate_bias(b: np.ndarray, hidden: int) -> np.ndarray:
+    return b[:4 * hidden] + b[4 * hidden:]
+
+
+def _per_tensor(wr, w: np.ndarray, name: str) -> tuple[int, np.ndarray | None]:
+    """Symmetric int8 with one scale (the integer LSTM takes no per-channel weights)."""
+    if not wr.int8:
+        return wr.b.const(w.astype(np.float32), "float32", name=name), None
+    scale = np.array([max(float(np.abs(w).max()) / 127.0, 1e-12)], np.float32)
+    return wr.weights(w, 0, name, scale)
+
+
+def _state(wr, node, what: str, shape, qparams, int_type: str = "int8") -> int:
+    dtype = int_type if wr.int8 else "float32"
+    scale, zp = qparams or (None, None)
+    return wr.b.tensor(list(shape), dtype, scale, zp, name=f"{node.name or 'lstm'}/{what}", variable=True)
+
+
+def _cell_qparams(c_range) -> tuple[float, int]:
+    """int16, zero point 0, scale 2^k / 32768 with 2^k >= the largest |cell| (TFLite's rule)."""
+    biggest = max(abs(c_range[0]), abs(c_range[1]), 1e-6)
+    return 2.0 ** math.ceil(math.log2(biggest)) / 32768.0, 0
+
+
+def _intermediates(wr, node, out_q) -> list[int]:
+    name = node.name or "lstm"
+    empty = [wr.b.tensor([0], "float32", name=f"{name}/{gate}_intermediate") for gate in TFLITE_GATES]
+    return empty + [wr.b.tensor([0], "int8", *out_q, name=f"{name}/effective_hidden_scale_intermediate")]
+
+
+def _lstm_outputs(wr, node, seq: int, seq_shape, time_major: bool, out_q) -> None:
+    """Y_h: a STRIDED_SLICE of the last step; Y: the sequence with ONNX's direction axis."""
+    from tinybuild.onnx.writer import Act
+    g = wr.g
+    y, y_h = (node.outputs + ["", ""])[:2]
+    if y and (g.consumers(y) or y in g.outputs):
+        g.shapes[f"{y}/sequence"] = tuple(seq_shape) if time_major else (seq_shape[1], seq_shape[0], seq_shape[2])
+        seq_act = Act(seq, (0, 1, 2) if time_major else (1, 0, 2), None, out_q)
+        flat = wr.transposed(node, seq_act, f"{y}/sequence", (0, 1, 2))
+        out = wr.new_act(y, (0, 1, 2, 3), out_q)
+        wr.reshape(flat.index, out.index, g.shapes[y])
+    if y_h and (g.consumers(y_h) or y_h in g.outputs):
+        n_time = seq_shape[0] if time_major else seq_shape[1]
+        begin = [n_time - 1, 0, 0] if time_major else [0, n_time - 1, 0]
+        out = wr.new_act(y_h, (0, 1, 2) if time_major else (1, 0, 2), out_q)
+        ints = lambda v: wr.b.const(np.array(v, np.int32), "int32")  # noqa: E731
+        wr.op("STRIDED_SLICE", [seq, ints(begin), ints(seq_shape), ints([1, 1, 1])], [out.index],
+              wr.b.options("StridedSliceOptions", beginMask=0, endMask=0, ellipsisMask=0, newAxisMask=0,
+                           shrinkAxisMask=0), version=2)
+
+
+def _state_ranges(g, node, w, r, b) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(hidden range, cell range) over every step of every calibration sample (float LSTM)."""
+    hidden = r.shape[1]
+    bias = _gate_bias(b, hidden)
+    h_lo = h_hi = c_max = 0.0
+    for xs in g.history.get(node.inputs[0], []):             # [T, B, I] per sample
+        h = np.zeros((xs.shape[1], hidden), np.float32)
+        c = np.zeros_like(h)
+        for x in xs:
+            z = x @ w.T + h @ r.T + bias
+            i, o, f, cc = (z[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(cc)
+            h = _sigmoid(o) * np.tanh(c)
+            h_lo, h_hi = min(h_lo, float(h.min())), max(h_hi, float(h.max()))
+            c_max = max(c_max, float(np.abs(c).max()))
+    return (h_lo, h_hi), (-c_max, c_max)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
