@@ -70,7 +70,8 @@ def test_kernels_go_to_rv32_cores_with_the_m_extension():
                         if getattr(m, "__file__", "") == str(ROOT / "targets" / "riscv" / "plugin.py"))
     has_m_extension, tinybuild_kernels = riscv_plugin.has_m_extension, riscv_plugin.tinybuild_kernels
     assert set(rv_kernels("riscv")) == set(rv_kernels("esp32c3")) == \
-        {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", *rv_elementwise_ops()}
+        {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", *rv_elementwise_ops(),
+         "UNIDIRECTIONAL_SEQUENCE_LSTM"}
     assert "tb_rv_conv2d_s8" not in {k.function for k in rv_kernels("cortex-m4").values()}
     for march, has_m in [("rv32imac", True), ("rv32imc", True), ("rv32im_zicsr", True),
                          ("rv32gc", True), ("rv32ec", False), ("rv32i", False),
