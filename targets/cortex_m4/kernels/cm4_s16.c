@@ -3,8 +3,10 @@
  *
  * The weights are widened to int16 at build time (cm4_s16.py), so one word of
  * weights and one word of activations feed one dual 16-bit MAC. The
- * convolution and FC sums are TFLite's int64 accumulator: SMLALD, a 64-bit
- * accumulate of two 16x16 products, exact for any length. The depthwise sums
+ * convolution and FC sums are TFLite's int64 accumulator: SMLAD in int32 chunks
+ * short enough never to overflow (PAIRS_PER_CHUNK), each added to the int64
+ * sum: exact for any length (SMLALD, the 64-bit form, would take a register
+ * pair per sum for the same instruction count). The depthwise sums
  * (at most cm4_s16.DW_MAX_TAPS taps of |x * w| <= 2^22) provably fit in int32:
  * SMLABB/SMLATT, the int64 bias added after. The rescale is the reference
  * kernels' own (tb_mul_by_quant_mul_s64's reduced multiplier, the FC's double
