@@ -119,6 +119,29 @@ def test_int8_import_is_close_to_the_float_model_and_records_the_layout(tmp_path
     assert "TRANSPOSE" not in _ops(dst)
 
 
+def test_int16x8_import_is_close_to_the_float_model(tmp_path):
+    """quant=int16x8: int16 activations (zero point 0), int8 per-channel weights, int64 biases,
+    LOGISTIC/TANH/SOFTMAX at 1/32768, as TFLite's 16x8 quantizer writes them."""
+    calib = RNG.standard_normal((64, 4, 4, 3)).astype(np.float32)
+    dst, report = _convert(tmp_path, pytorch_style_cnn(), "int16x8", calib)
+    assert report["quant"] == "int16x8" and report["top1_agreement"] >= 0.95, report
+    assert report["max_abs_diff"] < 0.01, report                         # 16-bit: far closer than int8
+    graph = load_graph(dst)
+    conv = graph.operators[0]
+    x, w, b = (graph.tensors[i] for i in conv.inputs)
+    assert (x.dtype, w.dtype, b.dtype) == ("int16", "int8", "int64") and x.zero_points == (0,)
+    softmax_out = graph.tensors[graph.operators[-1].outputs[0]]
+    assert softmax_out.scales == (pytest.approx(1 / 32768),) and softmax_out.zero_points == (0,)
+
+
+def test_int16x8_lstm_is_one_line(tmp_path):
+    src = _save(pytorch_lstm(), tmp_path / "lstm.onnx")
+    with pytest.raises(TinybuildError) as info:
+        onnx_import.convert_onnx(src, tmp_path / "out.tflite", None, None, quant="int16x8")
+    assert "16x8 LSTM is not compiled" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "out.tflite").exists()
+
+
 def test_global_pool_and_matmul_bias_fold(tmp_path):
     dst, report = _convert(tmp_path, global_pool_cnn(), "float32")
     assert report["max_abs_diff"] < 1e-5
@@ -563,6 +586,17 @@ def test_a_pytorch_lstm_builds_and_matches_tflite(tmp_path, target):
     src = _save(pytorch_lstm(), tmp_path / "torch_lstm.onnx")
     np.save(tmp_path / "torch_lstm_calib.npy", RNG.standard_normal((32, 6, 5)).astype(np.float32))
     result = scons(tmp_path / "build", f"target={target}", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "esp32c3"])
+def test_pytorch_style_cnn_builds_in_16x8_and_matches_tflite(tmp_path, target):
+    from test_e2e import scons
+    model = _save(pytorch_style_cnn(), tmp_path / "torch16.onnx")
+    np.save(tmp_path / "torch16_calib.npy", RNG.standard_normal((32, 4, 4, 3)).astype(np.float32))
+    result = scons(tmp_path / "build", f"target={target}", f"model={model}", "quant=int16x8")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout
 

@@ -34,9 +34,9 @@ def convert_onnx(src, dst, calibration=None, report_path=None, quant: str = "int
 def _convert(src: Path, dst: Path, calibration, report_path, quant: str, num_calibration: int) -> dict:
     from tinybuild import convert as conv
 
-    if quant not in ("int8", "float32"):
-        raise TinybuildError(f"quant={shown(quant)}: the ONNX importer makes int8 or float32 models. "
-                             "Fix: quant=int8 or quant=float32")
+    if quant not in ("int8", "int16x8", "float32"):
+        raise TinybuildError(f"quant={shown(quant)}: the ONNX importer makes int8, int16x8 or float32 "
+                             "models. Fix: quant=int8, quant=int16x8 or quant=float32")
     if not src.is_file():
         raise TinybuildError(f"{_p(src)}: model file not found. Fix: check the path (model=...).")
     log(f"loading {_p(src)} ...")
@@ -179,7 +179,7 @@ def _compare(graph, src: Path, dst: Path, calib: dict, onnx_calib: dict, quant: 
     io = conv.tflite_io(dst)
     import onnx
     import onnxruntime
-    report = {"source": str(src), "output": str(dst), "mode": "quantized" if quant == "int8" else "float",
+    report = {"source": str(src), "output": str(dst), "mode": "float" if quant == "float32" else "quantized",
               "loader": f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}",
               "input": conv._io_summary(io["inputs"][0]),
               "output_tensor": conv._io_summary(io["outputs"][0]),

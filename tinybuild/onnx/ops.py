@@ -34,7 +34,7 @@ def conv(wr, node: Node) -> None:
     strides = list(node.attrs.get("strides", [1, 1]))
     dil = list(node.attrs.get("dilations", [1, 1]))
     out = wr.new_act(node.final, NCHW_TO_NHWC)
-    in_scale = x.qparams[0] if wr.int8 else None
+    in_scale = x.qparams[0] if wr.quantized else None
     common = dict(padding=padding, strideH=strides[0], strideW=strides[1], dilationHFactor=dil[0],
                   dilationWFactor=dil[1], fusedActivationFunction=node.activation)
     if group == 1:
@@ -133,9 +133,9 @@ def conv_transpose(wr, node: Node) -> None:
     same = all(-(-o // s) == i and _same_pads(o, k, s, 1)[0] == b
                for o, s, k, i, b in zip(out_shape[2:], strides, w.shape[2:], in_hw, begin))
     wide = final if same else _alias(g, final, f"{final}/uncropped", (n, out_shape[1], *full))
-    out = wr.new_act(wide, NCHW_TO_NHWC, wr.qparams(final) if wr.int8 else None)
+    out = wr.new_act(wide, NCHW_TO_NHWC, wr.qparams(final) if wr.quantized else None)
     wi, ws = wr.weights(w.transpose(1, 2, 3, 0), 0, f"{final}/weights")
-    bi = wr.bias(bias, x.qparams[0] if wr.int8 else None, ws, f"{final}/bias")
+    bi = wr.bias(bias, x.qparams[0] if wr.quantized else None, ws, f"{final}/bias")
     wr.op("TRANSPOSE_CONV", [_ints(wr, wr.tfl_shape(wide, NCHW_TO_NHWC)), wi, x.index, bi], [out.index],
           wr.b.options("TransposeConvOptions", padding="SAME" if same else "VALID", strideH=strides[0],
                        strideW=strides[1], fusedActivationFunction=node.activation), version=4)
@@ -233,7 +233,7 @@ def gemm(wr, node: Node) -> None:
                      "flatten the input first")
     out = wr.new_act(node.final, range(len(g.shapes[node.final])))
     wi, ws = wr.weights(w, 0, f"{node.final}/weights", node.weight_scale)
-    bi = wr.bias(node.bias, x.qparams[0] if wr.int8 else None, ws, f"{node.final}/bias")
+    bi = wr.bias(node.bias, x.qparams[0] if wr.quantized else None, ws, f"{node.final}/bias")
     wr.op("FULLY_CONNECTED", [x.index, wi, bi], [out.index],
           wr.b.options("FullyConnectedOptions", fusedActivationFunction=node.activation,
                        keepNumDims=len(shape) > 2))
@@ -276,7 +276,7 @@ def _binary(wr, node: Node) -> None:
 
 def _unary(wr, node: Node, op: str, qparams=None, options=None) -> None:
     x = wr.act(node, node.inputs[0])
-    out = wr.new_act(node.outputs[0], x.perm, qparams if wr.int8 else None)
+    out = wr.new_act(node.outputs[0], x.perm, qparams)
     wr.op(op, [x.index], [out.index], options)
 
 
@@ -293,11 +293,11 @@ def clip(wr, node):
 
 
 def sigmoid(wr, node):
-    _unary(wr, node, "LOGISTIC", (1 / 256, -128))
+    _unary(wr, node, "LOGISTIC", wr.fixed_output("LOGISTIC"))
 
 
 def tanh(wr, node):
-    _unary(wr, node, "TANH", (1 / 128, 0))
+    _unary(wr, node, "TANH", wr.fixed_output("TANH"))
 
 
 def hard_swish(wr, node):
@@ -323,7 +323,7 @@ def softmax(wr, node):
                      "apply it to the last axis")
     if x.perm[-1] != axis:
         x = wr.transposed(node, x, node.inputs[0], [p for p in x.perm if p != axis] + [axis])
-    out = wr.new_act(node.outputs[0], x.perm, (1 / 256, -128) if wr.int8 else None)
+    out = wr.new_act(node.outputs[0], x.perm, wr.fixed_output("SOFTMAX"))
     wr.op("SOFTMAX", [x.index], [out.index], wr.b.options("SoftmaxOptions", beta=1.0))
 
 

@@ -17,6 +17,12 @@ def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
     return float(np.float32(scale)), int(min(max(zp, -128), 127))
 
 
+def int16_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite's 16x8 activations: symmetric int16, zero point 0, scale max|x| / 32767."""
+    biggest = max(abs(float(lo)), abs(float(hi)))
+    return (float(np.float32(biggest / 32767.0)) if biggest > 1e-9 else 1.0 / 32767), 0
+
+
 def weight_scales(w: np.ndarray, axis: int) -> np.ndarray:
     """One symmetric int8 scale per slice along ``axis`` (1.0 for an all-zero slice)."""
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
@@ -32,12 +38,17 @@ def quantize_weights(w: np.ndarray, axis: int, scales: np.ndarray) -> np.ndarray
     return np.clip(np.round(w / divisor), -127, 127).astype(np.int8)
 
 
-def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """int32 bias for the products' scales (input scale times each weight scale)."""
-    return np.clip(np.round(b / scales), -2**31, 2**31 - 1).astype(np.int32)
+def quantize_bias(b: np.ndarray, scales: np.ndarray, bits: int = 32) -> np.ndarray:
+    """int32 (int64 for 16x8) bias for the products' scales (input scale times each weight scale)."""
+    q = np.clip(np.round(np.asarray(b, np.float64) / scales), -2.0**(bits - 1), 2.0**(bits - 1) - 1)
+    return q.astype(np.int64 if bits == 64 else np.int32)
 
 
-def quantize_values(v: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """A constant operand of an elementwise op: int8 over its own range."""
-    scale, zp = activation_qparams(float(v.min()), float(v.max()))
+def quantize_values(v: np.ndarray, int16: bool = False) -> tuple[np.ndarray, float, int]:
+    """A constant operand of an elementwise op: int8 over its own range (int16 symmetric for 16x8)."""
+    lo, hi = float(v.min()), float(v.max())
+    if int16:
+        scale, zp = int16_qparams(lo, hi)
+        return np.clip(np.round(v / scale), -32768, 32767).astype(np.int16), scale, zp
+    scale, zp = activation_qparams(lo, hi)
     return np.clip(np.round(v / scale) + zp, -128, 127).astype(np.int8), scale, zp

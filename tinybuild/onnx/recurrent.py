@@ -31,6 +31,9 @@ TFLITE_GATES = ("input", "forget", "cell", "output")                 # inputs 1-
 
 def lstm(wr, node: Node) -> None:
     g = wr.g
+    if wr.int16:
+        raise g.fail(node, "a 16x8 LSTM is not compiled (tinybuild's LSTM takes int8 or float32)",
+                     "build with quant=int8 or quant=float32")
     w, r, b, hidden = _lstm_parameters(g, node)
     x = wr.act(node, node.inputs[0])
     time_major = x.perm == (0, 1, 2)
@@ -40,13 +43,13 @@ def lstm(wr, node: Node) -> None:
     n_time, n_batch, _ = g.shapes[node.inputs[0]]
     seq_shape = [n_time, n_batch, hidden] if time_major else [n_batch, n_time, hidden]
     h_range, c_range = _state_ranges(g, node, w, r, b)
-    out_q = wr.qparams_for(*h_range) if wr.int8 else None
+    out_q = wr.qparams_for(*h_range) if wr.quantized else None
     seq = wr.b.tensor(seq_shape, wr.dtype, *(out_q or (None, None)), name=f"{node.name or 'lstm'}/sequence")
     inputs = [x.index, *_gate_tensors(wr, node, w, r, b, x, out_q)]
     inputs += [_state(wr, node, "output_state", (n_batch, hidden), out_q),
-               _state(wr, node, "cell_state", (n_batch, hidden), _cell_qparams(c_range) if wr.int8 else None,
+               _state(wr, node, "cell_state", (n_batch, hidden), _cell_qparams(c_range) if wr.quantized else None,
                       "int16")] + [-1] * 4
-    intermediates = _intermediates(wr, node, out_q) if wr.int8 else None
+    intermediates = _intermediates(wr, node, out_q) if wr.quantized else None
     wr.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [seq],
           wr.b.options("UnidirectionalSequenceLSTMOptions", fusedActivationFunction=4, cellClip=0.0,
                        projClip=0.0, timeMajor=time_major, asymmetricQuantizeInputs=False),
@@ -106,7 +109,7 @@ def _gate_tensors(wr, node, w, r, b, x, out_q) -> list[int]:
         ri, _ = _per_tensor(wr, _gate(r, gate, hidden), f"{name}/{gate}_recurrent_weights")
         ins.append(wi)
         recs.append(ri)
-        biases.append(wr.bias(_gate(bias, gate, hidden), x.qparams[0] if wr.int8 else None, ws,
+        biases.append(wr.bias(_gate(bias, gate, hidden), x.qparams[0] if wr.quantized else None, ws,
                               f"{name}/{gate}_bias"))
     return ins + recs + [-1, -1, -1] + biases + [-1, -1]
 
@@ -117,14 +120,14 @@ def _gate_bias(b: np.ndarray, hidden: int) -> np.ndarray:
 
 def _per_tensor(wr, w: np.ndarray, name: str) -> tuple[int, np.ndarray | None]:
     """Symmetric int8 with one scale (the integer LSTM takes no per-channel weights)."""
-    if not wr.int8:
+    if not wr.quantized:
         return wr.b.const(w.astype(np.float32), "float32", name=name), None
     scale = np.array([max(float(np.abs(w).max()) / 127.0, 1e-12)], np.float32)
     return wr.weights(w, 0, name, scale)
 
 
 def _state(wr, node, what: str, shape, qparams, int_type: str = "int8") -> int:
-    dtype = int_type if wr.int8 else "float32"
+    dtype = int_type if wr.quantized else "float32"
     scale, zp = qparams or (None, None)
     return wr.b.tensor(list(shape), dtype, scale, zp, name=f"{node.name or 'lstm'}/{what}", variable=True)
 

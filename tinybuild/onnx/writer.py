@@ -10,8 +10,8 @@ import numpy as np
 from tinybuild.errors import TinybuildError, shown
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.graph import Graph, Node
-from tinybuild.onnx.quantize import (activation_qparams, quantize_bias, quantize_values, quantize_weights,
-                                     weight_scales)
+from tinybuild.onnx.quantize import (activation_qparams, int16_qparams, quantize_bias, quantize_values,
+                                     quantize_weights, weight_scales)
 
 
 @dataclass
@@ -31,7 +31,8 @@ class Writer:
         from tinybuild.tflite_writer import ModelBuilder
 
         self.g, self.quant = graph, quant
-        self.int8 = quant == "int8"
+        self.quantized = quant in ("int8", "int16x8")
+        self.int16 = quant == "int16x8"       # TFLite's 16x8: int16 activations, int8 weights, int64 bias
         self.b = ModelBuilder("tinybuild ONNX import")
         self.acts: dict[str, Act] = {}
         self._unify_concat_ranges()
@@ -39,23 +40,30 @@ class Writer:
     # -- tensors ------------------------------------------------------------------------
     @property
     def dtype(self) -> str:
-        return "int8" if self.int8 else "float32"
+        return ("int16" if self.int16 else "int8") if self.quantized else "float32"
 
-    @staticmethod
-    def qparams_for(lo: float, hi: float) -> tuple[float, int]:
-        return activation_qparams(lo, hi)
+    def qparams_for(self, lo: float, hi: float) -> tuple[float, int]:
+        return int16_qparams(lo, hi) if self.int16 else activation_qparams(lo, hi)
+
+    def fixed_output(self, op: str) -> tuple[float, int] | None:
+        """The output scale and zero point TFLite's kernels require (LOGISTIC, TANH, SOFTMAX)."""
+        if not self.quantized:
+            return None
+        if self.int16:
+            return 1 / 32768, 0
+        return (1 / 128, 0) if op == "TANH" else (1 / 256, -128)
 
     def qparams(self, name: str) -> tuple[float, int]:
         if name in self.g.forced:
             return self.g.forced[name]
         lo, hi = self.g.ranges.get(name, (0.0, 0.0))
-        return activation_qparams(lo, hi)
+        return self.qparams_for(lo, hi)
 
     def act_tensor(self, onnx_name: str, shape, qparams=None, name=None) -> int:
-        if not self.int8:
+        if not self.quantized:
             return self.b.tensor(shape, "float32", name=name or onnx_name)
         scale, zp = qparams or self.qparams(onnx_name)
-        return self.b.tensor(shape, "int8", scale=scale, zero_point=zp, name=name or onnx_name)
+        return self.b.tensor(shape, self.dtype, scale=scale, zero_point=zp, name=name or onnx_name)
 
     def tfl_shape(self, onnx_name: str, perm) -> list[int]:
         shape = self.g.shapes[onnx_name]
@@ -64,7 +72,7 @@ class Writer:
     def new_act(self, onnx_name: str, perm, qparams=None, sigma=None) -> Act:
         perm = tuple(perm)
         idx = self.act_tensor(onnx_name, self.tfl_shape(onnx_name, perm), qparams)
-        act = Act(idx, perm, sigma, qparams or (self.qparams(onnx_name) if self.int8 else None))
+        act = Act(idx, perm, sigma, qparams or (self.qparams(onnx_name) if self.quantized else None))
         self.acts[onnx_name] = act
         return act
 
@@ -80,7 +88,7 @@ class Writer:
     def weights(self, w: np.ndarray, axis: int, name: str, carried=None) -> tuple[int, np.ndarray]:
         """Per-channel symmetric int8 weights (float32 when not quantizing); ``carried``:
         a quantized model's own scale (one: per-tensor) or scales, kept."""
-        if not self.int8:
+        if not self.quantized:
             return self.b.const(w.astype(np.float32), "float32", name=name), None
         scales = weight_scales(w, axis) if carried is None else np.asarray(carried, np.float32)
         idx = self.b.const(quantize_weights(w, axis, scales), "int8", scale=scales,
@@ -89,10 +97,11 @@ class Writer:
         return idx, scales
 
     def bias(self, b: np.ndarray, in_scale: float, w_scales, name: str) -> int:
-        if not self.int8:
+        if not self.quantized:
             return self.b.const(b.astype(np.float32), "float32", name=name)
         scales = (in_scale * w_scales).astype(np.float64)
-        return self.b.const(quantize_bias(b, scales), "int32", scale=scales.astype(np.float32),
+        bits = 64 if self.int16 else 32
+        return self.b.const(quantize_bias(b, scales, bits), f"int{bits}", scale=scales.astype(np.float32),
                             zero_point=np.zeros(len(scales), np.int64), name=name)
 
     def const_operand(self, value: np.ndarray, like: Act, rank: int, name: str) -> int:
@@ -101,10 +110,10 @@ class Writer:
         v = v.reshape((1,) * (rank - v.ndim) + v.shape).transpose(like.perm) if v.ndim > 0 else v
         if v.size == 1:
             v = v.reshape([1] * max(v.ndim, 1))
-        if not self.int8:
+        if not self.quantized:
             return self.b.const(v, "float32", name=name)
-        q, scale, zp = quantize_values(v)
-        return self.b.const(q, "int8", scale=scale, zero_point=zp, name=name)
+        q, scale, zp = quantize_values(v, self.int16)
+        return self.b.const(q, self.dtype, scale=scale, zero_point=zp, name=name)
 
     # -- the graph ---------------------------------------------------------------------
     def write(self) -> bytes:
@@ -123,8 +132,8 @@ class Writer:
 
     def _input(self, name: str) -> None:
         perm = self.g.input_perm(name) or tuple(range(len(self.g.shapes[name])))
-        qparams = self.qparams(name) if self.int8 else None
-        index = self.b.input(self.tfl_shape(name, perm), "int8" if self.int8 else "float32",
+        qparams = self.qparams(name) if self.quantized else None
+        index = self.b.input(self.tfl_shape(name, perm), self.dtype,
                              *(qparams or (None, None)), name=name)
         self.acts[name] = Act(index, tuple(perm), None, qparams)
 
