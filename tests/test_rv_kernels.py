@@ -43,10 +43,12 @@ def lib(tmp_path_factory):
 
 
 def rv_kernels(target_name: str = "riscv") -> dict:
-    """The KernelImpls a build for ``target_name`` gets, by op."""
+    """The KernelImpls a build for ``target_name`` gets for int8 layers, by op
+    (the 16x8 ones: tests/test_s16_kernels.py)."""
     from tinybuild import plugins
     pm = plugins.make_plugin_manager()
-    return {k.op: k for k in plugins.kernels(pm, plugins.find_target(pm, target_name))}
+    return {k.op: k for k in plugins.kernels(pm, plugins.find_target(pm, target_name))
+            if "int8" in k.dtypes}
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,14 @@
-"""The 16x8 (int16 activations x int8 weights) optimized kernels against the
-reference kernels (tb_conv2d_s16, tb_depthwise_conv2d_s16,
-tb_fully_connected_s16), byte for byte.
+"""The 16x8 (int16 activations x int8 weights) optimized kernels of cortex-m4
+(cm4_s16.c) and riscv (rv_s16.c) against the reference kernels
+(tb_conv2d_s16, tb_depthwise_conv2d_s16, tb_fully_connected_s16), byte for byte.
 
-On the host: the kernels' C with the DSP intrinsics' portable fallbacks, over
-random layers (shapes, strides, dilations, paddings, per-channel scales,
-activations, full-range int16 inputs and int64 biases), in place at every
-offset the kernel declares too. In the simulator (slow): the Cortex-M4 build
-(the real SMLALD/SMLABB/SMLATT) on a sweep of shapes, byte for byte, and no
-layer a kernel takes runs more instructions or cycles than the reference
-(docs/kernels.md, "no cliffs").
+On the host: the kernels' C (the DSP intrinsics through their portable
+fallbacks) over random layers (shapes, strides, dilations, paddings,
+per-channel scales, activations, full-range int16 inputs and int64 biases), in
+place at every offset the kernel declares too; int64 sums past 2^31. In the
+simulator (slow), per target: a sweep of shapes byte for byte, and no layer a
+kernel takes runs more instructions or cycles than the reference
+(docs/kernels.md, "no cliffs"); `-s` prints the figures.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (CM4_DIR, assert_same, build_library, chosen, in_place_deltas,  # noqa: E402
+from opt_harness import (CM4_DIR, RV_DIR, assert_same, build_library, chosen, in_place_deltas,  # noqa: E402
                          optimized,
                          random_conv_layer, random_fc_layer, reference, run_layer,
                          simulate_cases, target_kernels)
@@ -29,16 +29,24 @@ from tinybuild import quant  # noqa: E402
 from tinybuild.lower import Const  # noqa: E402
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6")
+TARGETS = {"cortex-m4": CM4_DIR, "riscv": RV_DIR}
+
+
+@pytest.fixture(scope="module", params=list(TARGETS))
+def target(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbs16"))
+def lib(tmp_path_factory, target):
+    return build_library(tmp_path_factory.mktemp("tbs16"), extra_dirs=(TARGETS[target],),
+                         name=f"libtbs16_{target}.so")
 
 
 @pytest.fixture(scope="module")
-def cm4():
-    return target_kernels("cortex-m4", "int16")
+def impls(target):
+    """The target's 16x8 kernels."""
+    return target_kernels(target, "int16")
 
 
 def as_s16(layer, rng, k: int, out_scale_factor: float):
@@ -111,7 +119,7 @@ def random_layer(rng, op: str):
 
 def check(lib, impls, layer, x):
     opt = chosen(layer, impls)
-    assert opt is not None and opt.kernel.startswith("tb_cm4_"), f"{layer.op} {layer.shape}"
+    assert opt is not None, f"{layer.op} {layer.shape}"
     compare_with_reference(lib, layer, opt, x)
 
 
@@ -124,21 +132,21 @@ def compare_with_reference(lib, layer, opt, x):
 
 
 @pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
-def test_matches_reference_on_the_host(lib, cm4, op):
+def test_matches_reference_on_the_host(lib, impls, op):
     rng = np.random.default_rng(sum(map(ord, op)))
     taken = 0
     for _ in range(300):
         layer = random_layer(rng, op)
-        opt = optimized(layer, {k.op: k for k in cm4})     # where correct, cost rules aside
+        opt = optimized(layer, {k.op: k for k in impls})   # where correct, cost rules aside
         if opt is not None:
             compare_with_reference(lib, layer, opt, s16_input(rng, layer))
             taken += 1
     assert taken >= 200, f"{op}: only {taken} of 300 random layers taken"
 
 
-def test_int64_sums_beyond_int32(lib, cm4):
+def test_int64_sums_beyond_int32(lib, impls):
     """Every input and weight at its extreme: sums of 9 * 64 * 2^22 > 2^31,
-    which only a 64-bit accumulator (SMLALD) keeps; the output is not saturated."""
+    which only the int64 sum of the int32 chunks keeps; the output is not saturated."""
     rng = np.random.default_rng(5)
     layer = random_conv_layer(rng, in_h=3, in_w=3, in_c=64, out_c=3, k_h=3, k_w=3,
                               padding="VALID")
@@ -149,17 +157,17 @@ def test_int64_sums_beyond_int32(lib, cm4):
     x = np.full(3 * 3 * 64, -32768, np.int16)
     ref = run_layer(lib, reference(layer), [x]).view(np.int16)
     assert np.all((1000 < ref) & (ref < 32767)), ref
-    check(lib, cm4, layer, x)
+    check(lib, impls, layer, x)
 
 
-def test_takes_only_what_it_computes(cm4):
+def test_takes_only_what_it_computes(impls):
     rng = np.random.default_rng(3)
     dw2 = random_conv_layer(rng, depthwise=True, in_c=3, depth_multiplier=2)
-    assert chosen(as_s16(dw2, rng, 9, 1.0), cm4) is None      # depth multiplier 2: reference
-    assert chosen(random_conv_layer(rng), cm4) is None         # int8 layers never reach them
+    assert chosen(as_s16(dw2, rng, 9, 1.0), impls) is None    # depth multiplier 2: reference
+    assert chosen(random_conv_layer(rng), impls) is None       # int8 layers never reach them
     wide = as_s16(random_conv_layer(rng), rng, 27, 1.0)
-    wide.consts[2] = Const("out_mul", "tb_quant_mul", np.array([[1 << 30, 1]] * 4, np.int32))
-    assert chosen(wide, cm4) is None                          # a multiplier of 1 or more: reference
+    wide.consts[2] = Const("out_mul", "tb_quant_mul", np.array([[1 << 30, 15]] * 4, np.int32))
+    assert chosen(wide, impls) is None      # a multiplier of 2^15: the reference's own form
 
 
 # -- the simulator: the real instructions, and never slower ---------------------------
@@ -180,13 +188,18 @@ SWEEP_DW = [  # (in_h, in_w, c, k_h, k_w, stride, padding)
 SWEEP_FC = [(64, 12, 1), (256, 10, 1), (16, 64, 3), (16, 2, 1), (17, 3, 1), (32, 2, 2),
             (1, 1, 1), (3, 2, 2), (7, 5, 1), (33, 1, 1), (15, 8, 1)]     # the last five: refused
 KWS_SHAPES = {"49x10x1 -> 25x5x64", "25x5x64 -> 25x5x64", "64 -> 12"}
+# the GD32VF103's 32 KiB of RAM holds kws's layers with fewer rows or channels
+SMALL_RAM = {(49, 10, 1, 64, 10, 4, 2, "SAME"): (49, 10, 1, 16, 10, 4, 2, "SAME"),
+             (25, 5, 64, 64, 1, 1, 1, "SAME"): (10, 5, 64, 64, 1, 1, 1, "SAME"),
+             (25, 5, 64, 3, 3, 1, "SAME"): (10, 5, 64, 3, 3, 1, "SAME")}
 
 
-def sweep_layers(rng):
-    for h, w, c, oc, kh, kw, s, pad in SWEEP_CONV:
+def sweep_layers(rng, small_ram=False):
+    fit = (lambda shape: SMALL_RAM.get(shape, shape)) if small_ram else (lambda shape: shape)
+    for h, w, c, oc, kh, kw, s, pad in map(fit, SWEEP_CONV):
         yield as_s16(random_conv_layer(rng, in_h=h, in_w=w, in_c=c, out_c=oc, k_h=kh, k_w=kw,
                                        stride=(s, s), padding=pad), rng, kh * kw * c, 1.0)
-    for h, w, c, kh, kw, s, pad in SWEEP_DW:
+    for h, w, c, kh, kw, s, pad in map(fit, SWEEP_DW):
         yield as_s16(random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=kh, k_w=kw,
                                        stride=(s, s), padding=pad), rng, kh * kw, 1.0)
     for n, m, rows in SWEEP_FC:
@@ -194,20 +207,23 @@ def sweep_layers(rng):
 
 
 @pytest.mark.slow
-def test_simulator_byte_exact_and_never_slower(cm4, tmp_path):
+def test_simulator_byte_exact_and_never_slower(impls, target, tmp_path):
     """Every sweep layer through the kernel wherever it is correct: byte for
     byte; where a build takes it, fewer instructions and no more cycles than
     the reference. ``./tb pytest tests/test_s16_kernels.py -m slow -s`` prints the figures."""
     rng = np.random.default_rng(12)
-    by_op = {k.op: k for k in cm4}
+    by_op = {k.op: k for k in impls}
     cases, taken = [], []
-    for layer in sweep_layers(rng):
+    small_ram = target == "riscv"
+    for layer in sweep_layers(rng, small_ram):
         opt = optimized(layer, by_op)
         assert opt is not None, f"{layer.op} {layer.shape}: not computed"
         cases.append((reference(layer), opt, [s16_input(rng, layer)], None))
-        taken.append(chosen(layer, cm4) is not None)
-    assert KWS_SHAPES <= {ref.shape for (ref, *_), t in zip(cases, taken) if t}
-    rows = simulate_cases(cases, tmp_path, extra_dirs=(CM4_DIR,))
+        taken.append(chosen(layer, impls) is not None)
+    assert small_ram or KWS_SHAPES <= {ref.shape for (ref, *_), t in zip(cases, taken) if t}
+    rows = simulate_cases(cases, tmp_path, extra_dirs=(TARGETS[target],), target_name=target,
+                          ram_budget=24_000 if target == "riscv" else 90_000,
+                          flash_budget=90_000 if target == "riscv" else None)
     for (ref, opt, _, _), r, t in zip(cases, rows, taken):
         what = f"{ref.op} {ref.shape}"
         assert_same(r["ref"], r["opt"], what)

@@ -79,5 +79,6 @@ def tinybuild_kernels(target):
     plugin defines the board (see docs/kernels.md, "RISC-V (rv32imc)")."""
     if target.arch != "riscv32" or not has_m_extension(target.cflags):
         return []
-    from .kernels import rv_elementwise, rv_lstm, rv_prepare
-    return rv_prepare.kernels() + rv_elementwise.kernels() + rv_lstm.kernels()
+    from .kernels import rv_elementwise, rv_lstm, rv_prepare, rv_s16
+    return (rv_prepare.kernels() + rv_elementwise.kernels() + rv_lstm.kernels()
+            + rv_s16.kernels())
