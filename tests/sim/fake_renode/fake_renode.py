@@ -58,7 +58,8 @@ with open(results, "a") as f:
     if os.environ.get("FAKE_RENODE_MODE") == "runaway":
         f.write(f"TB_LIMIT {0x2e4} 123456\n")
         sys.exit(0)
-    for _, insns, _ in run.marks:
+    for mark in run.marks:             # (layer, instructions, cycles[, memory cycles])
+        insns = mark[1]
         f.write(f"TB_MARK {insns}\n")
     f.write(f"TB_EXIT {r.total_instructions}\nTB_OUTPUT {r.output.hex()}\n")
     f.write(f"TB_STACK {run.sym('__stack_end__') - r.peak_stack_bytes}\nTB_ARENA {r.arena_touched_bytes}\n")
