@@ -441,11 +441,33 @@ def test_an_unsupported_operator_is_named_with_its_node_escaped(tmp_path):
     assert "Erf (node 'evil\\x0aname\\x1b[2J', #1)" in message
 
 
-def test_gru_is_a_later_slice(tmp_path):
-    inits = dict(W=_w((1, 9, 5)), R=_w((1, 9, 3)))
-    model = _model([helper.make_node("GRU", ["x", "W", "R"], ["", "y"], hidden_size=3)], inits,
-                   [2, 1, 5], [1, 1, 3])
-    assert "GRU (node '(unnamed)', #0): not imported yet" in _error(tmp_path, model)
+def pytorch_gru(hidden=6, features=5, steps=4, **gru_attrs):
+    """nn.GRU(batch_first=True) -> last hidden state -> Linear, as torch.onnx exports it
+    (linear_before_reset=1): Transpose, GRU (W/R/B), Squeeze of Y_h, Gemm."""
+    attrs = {"linear_before_reset": 1, **gru_attrs}
+    inits = dict(W=_w((1, 3 * hidden, features)), R=_w((1, 3 * hidden, hidden)), B=_w((1, 6 * hidden), 0.1),
+                 sq=np.array([0], I64), wl=_w((3, hidden)))
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["xt", "W", "R", "B"], ["", "Y_h"], name="gru", hidden_size=hidden, **attrs),
+             helper.make_node("Squeeze", ["Y_h", "sq"], ["h"]),
+             helper.make_node("Gemm", ["h", "wl"], ["y"], transB=1)]
+    return _model(nodes, inits, [1, steps, features], [1, 3])
+
+
+def test_a_pytorch_gru_is_unrolled_and_matches_onnxruntime(tmp_path):
+    dst, report = _convert(tmp_path, pytorch_gru(), "float32")
+    assert report["max_abs_diff"] < 1e-5, report
+    ops = _ops(dst)
+    assert ops.count("FULLY_CONNECTED") == 4 + 3 + 1 and ops.count("TANH") == 4 and "TRANSPOSE" not in ops
+    _, report = _convert(tmp_path, pytorch_gru(), calib=RNG.standard_normal((64, 4, 5)).astype(np.float32))
+    assert report["mean_abs_diff"] < 0.03, report
+
+
+@pytest.mark.parametrize("attrs, problem", [(dict(linear_before_reset=0), "linear_before_reset=0"),
+                                            (dict(direction="reverse"), "direction=reverse")])
+def test_a_gru_form_not_unrolled_is_one_line(tmp_path, attrs, problem):
+    message = _error(tmp_path, pytorch_gru(**attrs))
+    assert f"GRU (node 'gru', #1): {problem} is not imported for GRU" in message
 
 
 def pytorch_lstm(hidden=8, features=5, steps=6, **lstm_attrs):
@@ -574,6 +596,17 @@ def test_devcorpus_lstm_builds_and_matches_tflite(tmp_path, target):
     src = tmp_path / "lstm_k1.onnx"
     src.write_bytes(_devcorpus("simple_networks_lstm_k1_b1_r1").read_bytes())
     np.save(tmp_path / "lstm_k1_calib.npy", RNG.standard_normal((32, 8, 5)).astype(np.float32))
+    result = scons(tmp_path / "build", f"target={target}", f"model={src}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "output matches TFLite reference: yes, byte for byte" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4", "riscv", "esp32c3"])
+def test_a_pytorch_gru_builds_unrolled_and_matches_tflite(tmp_path, target):
+    from test_e2e import scons
+    src = _save(pytorch_gru(), tmp_path / "torch_gru.onnx")
+    np.save(tmp_path / "torch_gru_calib.npy", RNG.standard_normal((32, 4, 5)).astype(np.float32))
     result = scons(tmp_path / "build", f"target={target}", f"model={src}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "output matches TFLite reference: yes, byte for byte" in result.stdout

@@ -2,7 +2,7 @@
 types, with TensorFlow's flatbuffer object API (TensorFlow's own schema, so the
 files are exactly what TFLite's interpreter reads).
 
-Product code: the ONNX importer (tinybuild/onnx_import.py) writes the int8 or
+Product code: the ONNX importer (tinybuild/onnx/) writes the int8, 16x8 or
 float .tflite it hands to the rest of the pipeline with it, and the op tests
 build their small models with it (tests/ops/tflite_builder.py re-exports it).
 

@@ -1,4 +1,5 @@
-"""The ONNX importer: ONNX models in: a float ONNX graph -> the int8 (or float32) ``.tflite`` tinybuild compiles.
+"""The ONNX importer: a float or quantized ONNX graph -> the int8 (16x8, float32)
+``.tflite`` tinybuild compiles.
 
 ``convert_onnx(src, dst, calibration, report_path, quant="int8")`` is the
 ``.onnx`` model importer (registered through ``tinybuild_model_importers`` as

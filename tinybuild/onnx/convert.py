@@ -89,7 +89,8 @@ def calibration_shapes(src: Path, calibration: Path | None, names: list[str]) ->
     from tinybuild import convert as conv
 
     one = len(names) == 1
-    path = calibration or (conv.default_calibration_path(src) if one else src.with_name(f"{src.stem}_calib.npz"))
+    beside = conv.default_calibration_path(src) if one else src.with_name(f"{src.stem}_calib.npz")
+    path = calibration or beside
     if not path.is_file():
         return {}
     try:

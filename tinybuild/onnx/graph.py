@@ -13,9 +13,9 @@ from tinybuild.onnx.common import CHANNELS_LAST_NAMES, channels_last
 from tinybuild.onnx.common import p as _p
 from tinybuild.onnx.fold import _fold_linear, _fuse_activation
 
-LATER = {"GRU": "GRU import is a later slice of issue 13"}
+LATER: dict[str, str] = {}      # ONNX ops named as a later slice of issue 13
 # ops that need every calibration sample of their first input (the LSTM's state ranges)
-KEEPS_HISTORY = ("LSTM",)
+KEEPS_HISTORY = ("LSTM", "GRU")
 # handled by the graph rewrites rather than by an entry of tinybuild.onnx.ops.OPS
 REWRITTEN = ("BatchNormalization", "Constant", "Identity", "Dropout", "QuantizeLinear", "DequantizeLinear")
 
@@ -85,11 +85,13 @@ class Graph:
                 raise self.fail(node, f"not imported yet ({LATER[node.op]})",
                                 "export the model without it, or give a Keras/.tflite model")
             on_constants = self._folds_on_constants(node)
-            if node.op == "LSTM":
-                from tinybuild.onnx.recurrent import lstm_problem, refuse
-                problem = lstm_problem(self, node)
+            if node.op in ("LSTM", "GRU"):
+                from tinybuild.onnx import recurrent
+                checks = {"LSTM": (recurrent.lstm_problem, recurrent.refuse),
+                          "GRU": (recurrent.gru_problem, recurrent.refuse_gru)}[node.op]
+                problem = checks[0](self, node)
                 if problem:
-                    raise refuse(self, node, problem)
+                    raise checks[1](self, node, problem)
             if node.op not in supported() and not on_constants:
                 raise self.fail(node, "operator not supported by tinybuild's ONNX importer (supported: "
                                 f"{', '.join(supported())}; Shape/Gather/Cast/... chains on constants)",

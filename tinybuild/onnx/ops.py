@@ -11,7 +11,7 @@ import numpy as np
 from tinybuild.onnx.common import NCHW_TO_NHWC, channels_last
 from tinybuild.onnx.fold import _activation_of
 from tinybuild.onnx.graph import Node
-from tinybuild.onnx.recurrent import lstm
+from tinybuild.onnx.recurrent import gru, lstm
 from tinybuild.onnx.writer import Act
 
 
@@ -177,7 +177,8 @@ def hard_sigmoid(wr, node: Node) -> None:
     scaled, clamped = f"{dst}/scaled", f"{dst}/clamped"
     g.shapes[scaled] = g.shapes[clamped] = g.shapes[src]
     g.ranges[scaled], g.ranges[clamped] = tuple(sorted((6 * alpha * lo, 6 * alpha * hi))), (0.0, 6.0)
-    steps = [("MUL", scaled, 6 * alpha, "NONE"), ("ADD", clamped, 6 * beta, "RELU6"), ("MUL", dst, 1 / 6, "NONE")]
+    steps = [("MUL", scaled, 6 * alpha, "NONE"), ("ADD", clamped, 6 * beta, "RELU6"),
+             ("MUL", dst, 1 / 6, "NONE")]
     for op, name, value, activation in steps:
         out = wr.new_act(name, x.perm)
         operand = wr.const_operand(np.float32(value), x, len(x.perm), f"{name}/operand")
@@ -507,7 +508,8 @@ def slice_(wr, node):
         return
     end_mask = sum(1 << i for i, p in enumerate(x.perm) if end[p] < 0)   # down to index 0 inclusive
     wr.op("STRIDED_SLICE", [x.index, _ints(wr, [begin[p] for p in x.perm]),
-                            _ints(wr, [max(end[p], 0) for p in x.perm]), _ints(wr, [stride[p] for p in x.perm])],
+                            _ints(wr, [max(end[p], 0) for p in x.perm]),
+                            _ints(wr, [stride[p] for p in x.perm])],
           [out.index], wr.b.options("StridedSliceOptions", beginMask=0, endMask=end_mask, ellipsisMask=0,
                                     newAxisMask=0, shrinkAxisMask=0), version=2)
 
@@ -616,4 +618,5 @@ OPS = {"Conv": conv, "Gemm": gemm, "MatMul": gemm, "Add": _binary, "Sub": _binar
        "Flatten": _reshape_node, "Reshape": _reshape_node, "Squeeze": _reshape_node,
        "Unsqueeze": _reshape_node, "Concat": concat, "Pad": pad, "PRelu": prelu, "Slice": slice_,
        "Split": split, "Resize": resize, "BatchNormalization": batch_normalization,
-       "ConvTranspose": conv_transpose, "HardSigmoid": hard_sigmoid, "LSTM": lstm}
+       "ConvTranspose": conv_transpose, "HardSigmoid": hard_sigmoid, "LSTM": lstm,
+       "GRU": gru}

@@ -178,7 +178,8 @@ class Rewrite:
         if b is None or any(s is None for s in scales):
             raise self.fail(f"{node.op_type} (node '{shown(node.name or '(unnamed)')}'): ",
                             "its bias or scales are not constant", "export constant weights")
-        real = (b.astype(np.float64) * np.float64(scales[0]) * np.asarray(scales[1], np.float64)).astype(np.float32)
+        product_scales = np.float64(scales[0]) * np.asarray(scales[1], np.float64)
+        real = (b.astype(np.float64) * product_scales).astype(np.float32)
         name = f"{ins[position]}/dequantized"
         self.inits.append(numpy_helper.from_array(real, name))
         self.consts[name] = real

@@ -47,8 +47,8 @@ def lstm(wr, node: Node) -> None:
     seq = wr.b.tensor(seq_shape, wr.dtype, *(out_q or (None, None)), name=f"{node.name or 'lstm'}/sequence")
     inputs = [x.index, *_gate_tensors(wr, node, w, r, b, x, out_q)]
     inputs += [_state(wr, node, "output_state", (n_batch, hidden), out_q),
-               _state(wr, node, "cell_state", (n_batch, hidden), _cell_qparams(c_range) if wr.quantized else None,
-                      "int16")] + [-1] * 4
+               _state(wr, node, "cell_state", (n_batch, hidden),
+                      _cell_qparams(c_range) if wr.quantized else None, "int16")] + [-1] * 4
     intermediates = _intermediates(wr, node, out_q) if wr.quantized else None
     wr.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [seq],
           wr.b.options("UnidirectionalSequenceLSTMOptions", fusedActivationFunction=4, cellClip=0.0,
@@ -150,7 +150,8 @@ def _lstm_outputs(wr, node, seq: int, seq_shape, time_major: bool, out_q) -> Non
     g = wr.g
     y, y_h = (node.outputs + ["", ""])[:2]
     if y and (g.consumers(y) or y in g.outputs):
-        g.shapes[f"{y}/sequence"] = tuple(seq_shape) if time_major else (seq_shape[1], seq_shape[0], seq_shape[2])
+        t, b, h = seq_shape if time_major else (seq_shape[1], seq_shape[0], seq_shape[2])
+        g.shapes[f"{y}/sequence"] = (t, b, h)
         seq_act = Act(seq, (0, 1, 2) if time_major else (1, 0, 2), None, out_q)
         flat = wr.transposed(node, seq_act, f"{y}/sequence", (0, 1, 2))
         out = wr.new_act(y, (0, 1, 2, 3), out_q)
@@ -185,3 +186,204 @@ def _state_ranges(g, node, w, r, b) -> tuple[tuple[float, float], tuple[float, f
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-v))
+
+
+# --------------------------------------------------------------------------
+# GRU: unrolled into TFLite ops, one group per time step
+# --------------------------------------------------------------------------
+# ONNX's W/R/B blocks: z (update), r (reset), h; PyTorch's and Keras' (reset_after) GRU:
+# linear_before_reset=1, h~ = tanh(x Wh + bWh + r * (H Rh + bRh)), H' = h~ + z * (H - h~).
+
+def gru_problem(g, node: Node) -> str | None:
+    """What keeps a GRU from being unrolled here, from its attributes and inputs, or None."""
+    text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in node.attrs.items()}
+    activations = [a.decode() if isinstance(a, bytes) else a for a in node.attrs.get("activations", [])]
+    return ("the weights are not constant" if not all(i in g.constant for i in node.inputs[1:4] if i)
+            else f"direction={text.get('direction')}" if text.get("direction", "forward") != "forward"
+            else f"activations {activations}" if activations not in ([], ["Sigmoid", "Tanh"])
+            else "clip" if "clip" in node.attrs
+            else "linear_before_reset=0" if not text.get("linear_before_reset", 0)
+            else "layout=1" if text.get("layout", 0)
+            else "sequence_lens or initial_h inputs" if any(node.inputs[4:]) else None)
+
+
+def refuse_gru(g, node: Node, problem: str):
+    return g.fail(node, f"{problem} is not imported for GRU (unrolled: one forward direction, "
+                  "sigmoid/tanh, linear_before_reset=1 as PyTorch and Keras export it, no clip, zero "
+                  "initial state)", "export a plain forward nn.GRU / keras GRU(reset_after=True)")
+
+
+def gru(wr, node: Node) -> None:
+    g = wr.g
+    problem = gru_problem(g, node)
+    if problem:
+        raise refuse_gru(g, node, problem)
+    Unrolled(wr, node).write()
+
+
+class Unrolled:
+    """One GRU written step by step: per step a STRIDED_SLICE of x_t, FULLY_CONNECTED on
+    x_t (and on H from step 1), SPLITs into the gates, LOGISTIC/TANH, MUL/ADD/SUB. Every
+    intermediate is quantized over its range in a float GRU run here over the calibration;
+    H is one range over all steps (its FULLY_CONNECTED bias and Y's PACK need one scale)."""
+
+    def __init__(self, wr, node: Node):
+        g = wr.g
+        self.wr, self.g, self.node = wr, g, node
+        self.name = node.name or "gru"
+        w, r = g.value(node.inputs[1])[0], g.value(node.inputs[2])[0]
+        b = g.value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] else None
+        self.hidden = int(node.attrs.get("hidden_size", r.shape[-1]))
+        b = np.zeros(6 * self.hidden, np.float32) if b is None else b.reshape(-1)
+        self.w, self.r = w.astype(np.float32), r.astype(np.float32)
+        self.bw, self.br = b[:3 * self.hidden].astype(np.float32), b[3 * self.hidden:].astype(np.float32)
+        self.steps, self.batch, _ = g.shapes[node.inputs[0]]
+        self.ranges = self._ranges()
+
+    # -- float reference over the calibration: every intermediate's range ----------------
+    def _ranges(self) -> dict:
+        hid = self.hidden
+        ranges: dict[str, tuple[float, float]] = {}
+
+        def seen(key, v):
+            lo, hi = ranges.get(key, (0.0, 0.0))
+            ranges[key] = (min(lo, float(v.min())), max(hi, float(v.max())))
+
+        for xs in self.g.history.get(self.node.inputs[0], []):      # [T, B, I]
+            h = np.zeros((xs.shape[1], hid), np.float32)
+            for t, x in enumerate(xs):
+                first = t == 0
+                a = x @ self.w.T + self.bw + (np.concatenate([self.br[:2 * hid], np.zeros(hid, np.float32)])
+                                              if first else 0)
+                hr = self.br if first else h @ self.r.T + self.br
+                seen(f"t{t}/x_gates", a)
+                if not first:
+                    seen(f"t{t}/h_gates", hr)
+                z_pre, r_pre = a[:, :hid] + (0 if first else hr[:, :hid]), a[:, hid:2 * hid] + (
+                    0 if first else hr[:, hid:2 * hid])
+                z, rr = _sigmoid(z_pre), _sigmoid(r_pre)
+                rh = rr * hr[..., 2 * hid:]
+                n = np.tanh(a[:, 2 * hid:] + rh)
+                for key, v in (("z_pre", z_pre), ("r_pre", r_pre), ("rh", rh),
+                               ("n_pre", a[:, 2 * hid:] + rh)):
+                    if not (first and key in ("z_pre", "r_pre")):
+                        seen(f"t{t}/{key}", v)
+                d = h - n
+                if first:                          # H = 0: H' = n - z * n
+                    seen(f"t{t}/zd_first", z * n)
+                else:
+                    seen(f"t{t}/d", d)
+                    seen(f"t{t}/zd", z * d)
+                h = n + z * d
+                seen("h", h)
+        return ranges
+
+    # -- tensors --------------------------------------------------------------------------
+    def act(self, key: str, width: int, qparams=None):
+        full = f"{self.name}/{key}"
+        self.g.shapes[full] = (self.batch, width)
+        self.g.ranges[full] = self.ranges.get(key, (0.0, 0.0))
+        return self.wr.new_act(full, (0, 1), qparams)
+
+    def binary(self, op: str, a, b, key: str):
+        out = self.act(key, self.hidden)
+        self.wr.op(op, [a.index, b.index if hasattr(b, "index") else b], [out.index],
+                   self.wr.b.options(f"{op.title()}Options", fusedActivationFunction="NONE"))
+        return out
+
+    def unary(self, op: str, x, key: str):
+        out = self.act(key, self.hidden, self.wr.fixed_output(op))
+        self.wr.op(op, [x.index], [out.index])
+        return out
+
+    def split(self, x, key: str):
+        parts = [self.act(f"{key}/{gate}", self.hidden, x.qparams) for gate in ("z", "r", "h")]
+        self.wr.op("SPLIT", [self._ints(1), x.index], [p.index for p in parts],
+                   self.wr.b.options("SplitOptions", numSplits=3), version=2)
+        return parts
+
+    def _ints(self, values) -> int:
+        return self.wr.b.const(np.array(values, np.int32), "int32")
+
+    # -- the steps ------------------------------------------------------------------------
+    def write(self) -> None:
+        from tinybuild.onnx.writer import Act
+        wr, hid, name = self.wr, self.hidden, self.name
+        x = wr.act(self.node, self.node.inputs[0])
+        w_index, w_scales = wr.weights(self.w, 0, f"{name}/W", None)
+        r_index, r_scales = wr.weights(self.r, 0, f"{name}/R", None)
+        x_scale = x.qparams[0] if wr.quantized else None
+        first_bias = self.bw + np.concatenate([self.br[:2 * hid], np.zeros(hid, np.float32)])
+        biases = [wr.bias(first_bias, x_scale, w_scales, f"{name}/bias_first_step"),
+                  wr.bias(self.bw, x_scale, w_scales, f"{name}/W_bias")]
+        h_q = wr.qparams_for(*self.ranges.get("h", (0.0, 0.0))) if wr.quantized else None
+        r_bias = wr.bias(self.br, h_q[0] if h_q else None, r_scales, f"{name}/R_bias")
+        rh_const = wr.const_operand(self.br[2 * hid:], Act(-1, (0, 1)), 2, f"{name}/R_bias_h")
+        h, states = None, []
+        for t in range(self.steps):
+            xt = self._step_input(x, t)
+            a = self.act(f"t{t}/x_gates", 3 * hid)
+            wr.op("FULLY_CONNECTED", [xt.index, w_index, biases[0 if t == 0 else 1]], [a.index],
+                  wr.b.options("FullyConnectedOptions", fusedActivationFunction="NONE", keepNumDims=False))
+            az, ar, ah = self.split(a, f"t{t}/x_gates")
+            if h is None:
+                z, rr = self.unary("LOGISTIC", az, f"t{t}/z"), self.unary("LOGISTIC", ar, f"t{t}/r")
+                rh = self.binary("MUL", rr, rh_const, f"t{t}/rh")
+            else:
+                hr = self.act(f"t{t}/h_gates", 3 * hid)
+                wr.op("FULLY_CONNECTED", [h.index, r_index, r_bias], [hr.index],
+                      wr.b.options("FullyConnectedOptions", fusedActivationFunction="NONE",
+                                   keepNumDims=False))
+                hz, hrr, hh = self.split(hr, f"t{t}/h_gates")
+                z = self.unary("LOGISTIC", self.binary("ADD", az, hz, f"t{t}/z_pre"), f"t{t}/z")
+                rr = self.unary("LOGISTIC", self.binary("ADD", ar, hrr, f"t{t}/r_pre"), f"t{t}/r")
+                rh = self.binary("MUL", rr, hh, f"t{t}/rh")
+            n = self.unary("TANH", self.binary("ADD", ah, rh, f"t{t}/n_pre"), f"t{t}/n")
+            zero = h is None
+            d = self.binary("SUB", h, n, f"t{t}/d") if not zero else None
+            if zero:       # H = 0: H' = n - z * n
+                zd = self.binary("MUL", z, n, f"t{t}/zd_first")
+                h = self._state(t, "SUB", n, zd, h_q)
+            else:
+                zd = self.binary("MUL", z, d, f"t{t}/zd")
+                h = self._state(t, "ADD", n, zd, h_q)
+            states.append(h)
+        self._outputs(states, h_q)
+
+    def _state(self, t: int, op: str, a, b, h_q):
+        out = self.act(f"t{t}/h", self.hidden, h_q)
+        self.wr.op(op, [a.index, b.index], [out.index],
+                   self.wr.b.options(f"{op.title()}Options", fusedActivationFunction="NONE"))
+        return out
+
+    def _step_input(self, x, t: int):
+        """x_t [B, I]: a STRIDED_SLICE of X at step t, the time axis shrunk."""
+        time_axis = x.perm.index(0)
+        shape = self.wr.b.tensors[x.index].shape
+        begin = [0, 0, 0]
+        begin[time_axis] = t
+        end = [int(s) for s in shape]
+        end[time_axis] = t + 1
+        out = self.act(f"t{t}/x", int(shape[2]), x.qparams)
+        self.wr.op("STRIDED_SLICE", [x.index, self._ints(begin), self._ints(end), self._ints([1, 1, 1])],
+                   [out.index], self.wr.b.options("StridedSliceOptions", beginMask=0, endMask=0,
+                                                  ellipsisMask=0, newAxisMask=0,
+                                                  shrinkAxisMask=1 << time_axis), version=2)
+        return out
+
+    def _outputs(self, states, h_q) -> None:
+        """Y_h [1, B, H] (a RESHAPE of the last H); Y [T, 1, B, H] (PACK of every H) when read."""
+        wr, g = self.wr, self.g
+        y, y_h = (self.node.outputs + ["", ""])[:2]
+        if y_h and (g.consumers(y_h) or y_h in g.outputs):
+            out = wr.new_act(y_h, (0, 1, 2), h_q)
+            wr.reshape(states[-1].index, out.index, g.shapes[y_h])
+        if y and (g.consumers(y) or y in g.outputs):
+            packed = f"{self.name}/sequence"
+            g.shapes[packed] = (self.steps, self.batch, self.hidden)
+            seq = wr.act_tensor(packed, [self.steps, self.batch, self.hidden], h_q)
+            wr.op("PACK", [s.index for s in states], [seq],
+                  wr.b.options("PackOptions", valuesCount=len(states), axis=0))
+            out = wr.new_act(y, (0, 1, 2, 3), h_q)
+            wr.reshape(seq, out.index, g.shapes[y])
+
