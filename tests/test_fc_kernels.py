@@ -6,6 +6,7 @@ kernels' portable C) and, slow, in the simulator on the real instructions,
 where the optimized kernel must also take fewer instructions."""
 from __future__ import annotations
 
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +22,7 @@ from opt_harness import (CM4_DIR, FAST, RV_DIR, assert_same, build_library,  # n
                          compare, optimized, random_fc_layer, reference, simulate_cases,
                          target_kernels)
 from tinybuild import quant  # noqa: E402
+from tinybuild.lower import CDouble  # noqa: E402
 
 TARGETS = {"cortex-m4": CM4_DIR, "riscv": RV_DIR}
 I32_MAX = (1 << 31) - 1
@@ -32,7 +34,17 @@ def target(request, tmp_path_factory):
     name = request.param
     lib = build_library(tmp_path_factory.mktemp(name), extra_dirs=(TARGETS[name],),
                         name=f"libtbfc_{name.replace('-', '_')}.so")
-    return name, lib, {k.op: k for k in target_kernels(name)}
+    return name, lib, int8_kernels(name)
+
+
+FC_KERNELS = {"tb_cm4_fully_connected_s8", "tb_rv_fully_connected_s8"}
+
+
+def int8_kernels(name: str) -> dict:
+    """{op: KernelImpl} of a target, FULLY_CONNECTED being its int8 kernel
+    (a target may list other kernels for the op, e.g. 16x8 ones)."""
+    return {k.op: k for k in target_kernels(name)
+            if k.op != "FULLY_CONNECTED" or k.function in FC_KERNELS}
 
 
 def fc_inputs(rng, layer) -> list[np.ndarray]:
@@ -51,6 +63,14 @@ def with_accumulators(layer, accs, multipliers):
     consts["bias"].values = np.array(accs, np.int64).astype(np.int32)
     consts["out_mul"].values = np.repeat(consts["out_mul"].values[:1], n, axis=0)
     consts["real_mul"].values = np.array(multipliers, np.float64)
+    return layer
+
+
+def per_tensor_accumulators(layer, accs, m):
+    """``layer`` turned into one output per accumulator, all rescaled by the
+    one per-tensor multiplier ``m`` (the kernel's per-tensor path)."""
+    layer = with_accumulators(layer, accs, [m] * len(accs))
+    layer.params["real_multiplier"] = CDouble(m)
     return layer
 
 
@@ -141,6 +161,63 @@ def test_every_tie_of_per_channel_multipliers(target):
         compare(lib, impls, layer, [np.zeros(3, np.int8)])
 
 
+@pytest.mark.parametrize("m", DYADIC[:3] + PRODUCTS[:2])
+def test_every_tie_of_a_per_tensor_multiplier(target, m):
+    """The per-tensor path (one multiplier record for the layer, whole blocks
+    in the fixed-point form): a block that meets a tie is done again exactly,
+    and so are the first output of 4n+1 and the last 2 or 3."""
+    _, lib, impls = target
+    rng = np.random.default_rng(11)
+    accs = [a for a, _ in tie_cases([m])]
+    assert m not in DYADIC or any(near_tie(a, m) for a in accs)   # dyadic: exact .5 ties
+    for n in (len(accs), len(accs) - 1, len(accs) - 2):   # 4n, 4n+1, 4n+2, 4n+3 by turns
+        layer = per_tensor_accumulators(random_fc_layer(rng, in_features=3), accs[:n], m)
+        opt = compare(lib, impls, layer, [np.zeros(3, np.int8)])
+        assert any("one for the layer" in note for note in opt.notes)
+
+
+# found by search: floor((a R + 2^(31+t)) / 2^(32+t)) = 93 where the reference's
+# double product rounds to 94, inside the int8 range: only the fallback gets it
+WRONG_WITHOUT_FALLBACK = (2225602, 4.201110531405073e-05)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_the_double_fallback_decides_a_visible_output(target, per_channel):
+    """The one case where the fixed-point form alone differs from TFLite: as
+    output 0..3 of a block (per-tensor and per-channel) and as the tail."""
+    _, lib, impls = target
+    acc, m = WRONG_WITHOUT_FALLBACK
+    r, t = quant.fc_double_fast(m)
+    assert (acc * r + (1 << (31 + t))) >> (32 + t) == 93
+    assert math.floor(float(acc) * m + 0.5) == 94
+    rng = np.random.default_rng(12)
+    for n, j in [(n, j) for n in (5, 6) for j in range(n)]:   # 5: the first output alone
+        accs = [int(v) for v in rng.integers(-5000, 5000, size=n)]
+        accs[j] = acc if j % 2 == 0 else -acc
+        layer = random_fc_layer(rng, in_features=3, per_channel=True)
+        layer = (with_accumulators(layer, accs, [m] * n) if per_channel
+                 else per_tensor_accumulators(layer, accs, m))
+        compare(lib, impls, layer, [np.zeros(3, np.int8)])
+
+
+def test_the_per_tensor_stream_holds_one_multiplier():
+    """cortex-m4 rq: header, a bias per output (padded to 4), then one
+    {R, 2^(t-1), 2^t - 1, t} for the layer, or one per output; t >= 1 always
+    (multipliers in [0.25, 0.5) too), R below 2^32."""
+    sys.path.insert(0, str(CM4_DIR))
+    import cm4_prepare
+    rng = np.random.default_rng(4)
+    for per_channel, records in [(False, 1), (True, 9)]:
+        layer = random_fc_layer(rng, in_features=16, out_features=9, per_channel=per_channel)
+        rq = {c.role: c.values for c in cm4_prepare.prepare_fc(layer).consts}["rq"]
+        assert rq.size == 4 + 12 + 4 * records
+        assert bool(rq[0] & cm4_prepare.FC_PER_CHANNEL) == per_channel
+    for m in DYADIC + PRODUCTS + [0.3, 0.4999999]:
+        r, t = cm4_prepare.fc_fixed_point(m)
+        assert t >= 1 and 0 < r < 1 << 32 and abs(r - m * 2.0 ** (32 + t)) <= 0.5
+        assert cm4_prepare.fc_mult_record(m) == [r, 1 << (t - 1), (1 << t) - 1, t]
+
+
 EXTREMES = [I32_MAX, -I32_MAX, 1 << 30, -(1 << 30), (1 << 30) - 1, 1 - (1 << 30), 0, 1, -1]
 
 
@@ -218,6 +295,10 @@ def sim_cases(impls, seed: int) -> list:
     ties = tie_cases(DYADIC[:3] + PRODUCTS[:2], span=(-20, 20), steps=(-1, 0, 1))
     layers.append(with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
                                     [a for a, _ in ties], [m for _, m in ties]))
+    for m, n in [(DYADIC[2], 0), (PRODUCTS[0], 1), (DYADIC[1], 2)]:   # per-tensor ties
+        accs = [a for a, _ in tie_cases([m], span=(-20, 20), steps=(-1, 0, 1))]
+        layers.append(per_tensor_accumulators(random_fc_layer(rng, in_features=3),
+                                              accs[:len(accs) - n], m))
     layers.append(with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
                                     EXTREMES * 2, [1e-9] * len(EXTREMES) + [0.3] * len(EXTREMES)))
     cases = []
@@ -231,7 +312,7 @@ def sim_cases(impls, seed: int) -> list:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_in_the_simulator_equal_and_faster(name, tmp_path):
-    impls = {k.op: k for k in target_kernels(name)}
+    impls = int8_kernels(name)
     cases = sim_cases(impls, 21)
     rows = simulate_cases(cases, tmp_path, ram_budget=20_000, extra_dirs=(TARGETS[name],),
                           target_name=name, flash_budget=60_000)

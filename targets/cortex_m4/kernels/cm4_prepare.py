@@ -483,13 +483,36 @@ def fc_weight_layout(w: np.ndarray, rows: int, k: int) -> np.ndarray:
     return np.concatenate([full[:single].reshape(-1), blocks]).copy()
 
 
+FC_PER_CHANNEL = 4   # rq[0]: one multiplier record per output (else one for the layer)
+
+
+def fc_fixed_point(m: float) -> tuple[int, int] | None:
+    """(R, t) with R / 2^(32+t) the exact fast form of round_half_away(acc * m)
+    (quant.fc_double_fast) and t >= 1, so the rounding term 2^(31+t) only adds
+    2^(t-1) to the product's high word: t = 0 (m in [0.25, 0.5)) becomes
+    R = round(m * 2^33), t = 1. R < 2^32 keeps fc_double_fast's proof (the
+    double product's error stays below |acc| * 2^-21 units). None: no form."""
+    fast = quant.fc_double_fast(m)
+    if fast is None or fast[1] >= 1:
+        return fast
+    from fractions import Fraction
+    r = round(Fraction(float(m)) * (1 << 33))
+    return (int(r), 1) if r < 1 << 32 else None
+
+
+def fc_mult_record(m: float) -> list[int]:
+    """The kernel's tb_cm4_fc_mult {R, 2^(t-1), 2^t - 1, t} for multiplier m."""
+    r, t = fc_fixed_point(m)
+    return [r, 1 << (t - 1), (1 << t) - 1, t]
+
+
 def accepts_fc(layer: Layer) -> bool:
     """weights_offset 0 and, for every output, a multiplier in (0, 0.5): the
-    double rescale's exact fixed-point form (quant.fc_double_fast) exists."""
+    double rescale's exact fixed-point form (fc_fixed_point) exists."""
     p = layer.params
     if layer.op != "FULLY_CONNECTED" or p["weights_offset"] != 0:
         return False
-    return all(quant.fc_double_fast(m) is not None for m in set(fc_real_multipliers(layer)))
+    return all(fc_fixed_point(m) is not None for m in set(fc_real_multipliers(layer)))
 
 
 def fc_overlap(p: dict) -> tuple[dict, dict]:
@@ -511,11 +534,12 @@ def prepare_fc(layer: Layer) -> Layer:
     r4 = (outs + 3) // 4 * 4
     multipliers = fc_real_multipliers(layer)
     per_channel = float(p["real_multiplier"]) == 0.0
-    rows = np.zeros((r4, 4), np.int64)
-    rows[:outs, 0] = _const(layer, "bias")
-    rows[:outs, 1:3] = [quant.fc_double_fast(m) for m in multipliers]
-    flags = RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0
-    rq = np.concatenate([[flags, int(per_channel), 0, 0], rows.reshape(-1)])
+    bias = np.zeros(r4, np.int64)
+    bias[:outs] = _const(layer, "bias")
+    records = [fc_mult_record(m) for m in (multipliers if per_channel else multipliers[:1])]
+    flags = ((RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0)
+             | (FC_PER_CHANNEL if per_channel else 0))
+    rq = np.concatenate([[flags, 0, 0, 0], bias, np.asarray(records, np.int64).reshape(-1)])
     real_mul = np.asarray(multipliers if per_channel else multipliers[:1], np.float64)
     consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), outs, k)),
               Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
@@ -525,7 +549,7 @@ def prepare_fc(layer: Layer) -> Layer:
     n_rows = p.get("rows", 1)
     notes = ["requantization: TFLite's double rescale, exact: per output a fixed-point "
              f"R / 2^(32 + t) ({'one per output' if per_channel else 'one for the layer'}), "
-             "unless within |acc| / 2^(32 + t) of a tie (then in double)",
+             "in 32-bit words, unless within |acc| / 2^(32 + t) of a tie (then in double)",
              f"weights in blocks of 4 outputs x 4 inputs ({r4} outputs"
              f"{'; the first output alone' if outs % 4 == 1 else ''}), each row of inputs "
              f"expanded to int16 in {scratch} B of scratch" +
