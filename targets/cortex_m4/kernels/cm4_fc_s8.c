@@ -73,8 +73,8 @@ typedef struct {
   const tb_cm4_fc_mult *mult;
   const double *real_mul;
   int8_t *out;                    /* this row's outputs */
-  int32_t nq, outs;               /* groups of 4 inputs (K4 / 4), outputs */
-  int32_t zp, lo, hi, full, qs;   /* qs: multiplier stride, 0 or 1 output */
+  int32_t nq, outs, zp;          /* groups of 4 inputs (K4 / 4), outputs, zero point */
+  int8_t lo, hi;                  /* the activation range */
 } tb_cm4_fc_ctx;
 
 /* The clamped output byte of v = rescaled sum + zero point. */
@@ -188,26 +188,27 @@ static void tb_cm4_fc_expand(const int8_t *input, int32_t k, uint32_t off2, uint
   }
 }
 
-/* Outputs o..o+n-1 (n 1..4; single: output o alone, its K4 bytes), slowly but
- * for any sum: the first output of 5, 9..., the last 2 or 3, and a block that
+/* Outputs o..o+n-1 (n 1..4; n = 1: output o alone, its K4 bytes), slowly but
+ * for any sum (how: multiplier stride (0 or 1) << 1 | full int8 range): the first output of 5, 9..., the last 2 or 3, and a block that
  * met a tie (done again from the start: the expanded input and the constants
  * are intact, its earlier bytes come out the same). Near a tie: the
  * reference's double expression. Output o's weights start at word o * nq. */
 __attribute__((noinline)) static void tb_cm4_fc_exact(const tb_cm4_fc_ctx *c, int32_t o,
-                                                      int32_t n, int single) {
+                                                      int32_t n, int32_t how) {
+  const int32_t qs = how >> 1, full = how & 1;
   const uint32_t *pw = c->weights + o * c->nq;
   int32_t acc[4], j, v;
-  if (single) {
+  if (n == 1) {
     acc[0] = tb_cm4_fc_row1(c->px, pw, c->nq, c->bias[o]);
   } else {
     tb_cm4_fc_rows4(c->px, pw, c->nq, c->bias + o, acc);
   }
   for (j = 0; j < n; ++j) {
-    const int32_t q = (o + j) * c->qs;
+    const int32_t q = (o + j) * qs;
     if (!tb_cm4_fc_fixed(acc[j], c->mult[q], &v)) {
       v = tb_round_half_away((double)acc[j] * c->real_mul[q]);
     }
-    c->out[o + j] = tb_cm4_fc_clamp(v + c->zp, c, c->full);
+    c->out[o + j] = tb_cm4_fc_clamp(v + c->zp, c, full);
   }
 }
 
@@ -225,10 +226,10 @@ __attribute__((noinline)) static void tb_cm4_fc_exact(const tb_cm4_fc_ctx *c, in
  * per-tensor copy reading its one tb_cm4_fc_mult once per block (the block's
  * inner loop needs every register). */
 TB_INLINE void tb_cm4_fc_row(const tb_cm4_fc_ctx *c, int per_channel, int full) {
-  const int32_t outs = c->outs;
+  const int32_t outs = c->outs, how = per_channel << 1 | full;
   int32_t o = 0;
   if ((outs & 3) == 1) {   /* the first output, alone: its K4 bytes come first */
-    tb_cm4_fc_exact(c, 0, 1, 1);
+    tb_cm4_fc_exact(c, 0, 1, how);
     o = 1;
   }
   for (; outs - o >= 4; o += 4) {
@@ -251,9 +252,9 @@ TB_INLINE void tb_cm4_fc_row(const tb_cm4_fc_ctx *c, int per_channel, int full) 
     }
     continue;
   near_tie:
-    tb_cm4_fc_exact(c, o, 4, 0);
+    tb_cm4_fc_exact(c, o, 4, how);
   }
-  if (o < outs) tb_cm4_fc_exact(c, o, outs - o, 0);
+  if (o < outs) tb_cm4_fc_exact(c, o, outs - o, how);
 }
 #undef TB_CM4_FC_OUT
 
@@ -272,8 +273,7 @@ TB_INLINE void tb_cm4_fc_layer(const tb_fc_params *p, const int8_t *input, const
   c.mult = (const tb_cm4_fc_mult *)(const void *)(c.bias + ((outs + 3) & ~3));
   c.real_mul = real_mul;
   c.nq = (k + 3) >> 2, c.outs = outs;
-  c.zp = p->output_offset, c.lo = p->act_min, c.hi = p->act_max, c.full = full;
-  c.qs = per_channel;
+  c.zp = p->output_offset, c.lo = (int8_t)p->act_min, c.hi = (int8_t)p->act_max;
   for (row = 0; row < n_rows; ++row) {
     tb_cm4_fc_expand(input + row * k, k, off2, (uint32_t *)scratch);
     c.out = output + row * outs;
