@@ -176,6 +176,17 @@ void tb_cm4_conv2d_s16(const tb_conv_params *p, const int16_t *input, const int1
   }
 }
 
+/* Up to this many taps inside the input, a pixel's taps are listed once
+ * (input and filter offsets) and every channel pair runs down the list. */
+#define DW_LISTED_TAPS 25
+
+/* Two channels' outputs from their int32 tap sums (the int64 bias added after). */
+TB_INLINE void depthwise_store(const int64_t *bias, const int32_t *rq, int16_t *out, int32_t ch,
+                               int32_t c, int32_t a, int32_t b, int32_t lo, int32_t hi) {
+  store16(out + ch, clamp16(rescale_s64(bias[ch] + a, rq + 4 * ch), lo, hi));
+  if (ch + 1 < c) store16(out + ch + 1, clamp16(rescale_s64(bias[ch + 1] + b, rq + 4 * ch + 4), lo, hi));
+}
+
 /* One output pixel's channel pairs: each tap's input word (two channels) and
  * weight word into two int32 sums (SMLABB, SMLATT). filter: taps x c2 int16,
  * c2 = channels rounded up to even. */
@@ -185,29 +196,50 @@ static void depthwise_pixel(const tb_conv_params *p, const int16_t *input, const
   const int32_t c = p->in_c, c2 = (c + 1) & ~1, lo = p->act_min, hi = p->act_max;
   const int32_t ky0 = y0 >= 0 ? 0 : (-y0 + p->dil_h - 1) / p->dil_h;
   const int32_t kx0 = x0 >= 0 ? 0 : (-x0 + p->dil_w - 1) / p->dil_w;
-  const int32_t x_step = p->dil_w * c;
-  int32_t ky1 = p->k_h, kx1 = p->k_w, ch, ky, kx;
+  int32_t offsets[2 * DW_LISTED_TAPS];  /* per tap: input, filter offset in halfwords */
+  int32_t ky1 = p->k_h, kx1 = p->k_w, ch, ky, kx, n = 0, t;
   while (ky1 > ky0 && y0 + p->dil_h * (ky1 - 1) >= p->in_h) --ky1;
   while (kx1 > kx0 && x0 + p->dil_w * (kx1 - 1) >= p->in_w) --kx1;
   input += ((y0 + p->dil_h * ky0) * p->in_w + x0 + p->dil_w * kx0) * c;  /* first tap inside */
   filter += (ky0 * p->k_w + kx0) * c2;
+  if ((ky1 - ky0) * (kx1 - kx0) <= DW_LISTED_TAPS) {
+    for (ky = 0; ky < ky1 - ky0; ++ky)
+      for (kx = 0; kx < kx1 - kx0; ++kx, n += 2) {
+        offsets[n] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * c;
+        offsets[n + 1] = (ky * p->k_w + kx) * c2;
+      }
+    for (ch = 0; ch < c; ch += 2) {
+      const int16_t *x = input + ch, *w = filter + ch;
+      int32_t a = 0, b = 0;
+      if (ch + 1 < c) {
+        for (t = 0; t < n; t += 2) {
+          const uint32_t v = tb_ld32(x + offsets[t]), f = tb_ld32(w + offsets[t + 1]);
+          a = tb_smlabb(v, f, a);
+          b = tb_smlatt(v, f, b);
+        }
+      } else {  /* an odd last channel: halfwords, nothing read past the input */
+        for (t = 0; t < n; t += 2) a += (int32_t)x[offsets[t]] * w[offsets[t + 1]];
+      }
+      depthwise_store(bias, rq, out, ch, c, a, b, lo, hi);
+    }
+    return;
+  }
   for (ch = 0; ch < c; ch += 2) {
     int32_t a = 0, b = 0;
     for (ky = ky0; ky < ky1; ++ky) {
       const int16_t *x = input + (ky - ky0) * p->dil_h * p->in_w * c + ch;
       const int16_t *w = filter + (ky - ky0) * p->k_w * c2 + ch;
       if (ch + 1 < c) {
-        for (kx = kx0; kx < kx1; ++kx, x += x_step, w += c2) {
+        for (kx = kx0; kx < kx1; ++kx, x += p->dil_w * c, w += c2) {
           const uint32_t v = tb_ld32(x), f = tb_ld32(w);
           a = tb_smlabb(v, f, a);
           b = tb_smlatt(v, f, b);
         }
       } else {  /* an odd last channel */
-        for (kx = kx0; kx < kx1; ++kx, x += x_step, w += c2) a += (int32_t)x[0] * w[0];
+        for (kx = kx0; kx < kx1; ++kx, x += p->dil_w * c, w += c2) a += (int32_t)x[0] * w[0];
       }
     }
-    store16(out + ch, clamp16(rescale_s64(bias[ch] + a, rq + 4 * ch), lo, hi));
-    if (ch + 1 < c) store16(out + ch + 1, clamp16(rescale_s64(bias[ch + 1] + b, rq + 4 * ch + 4), lo, hi));
+    depthwise_store(bias, rq, out, ch, c, a, b, lo, hi);
   }
 }
 
