@@ -186,7 +186,7 @@ SWEEP_DW = [  # (in_h, in_w, c, k_h, k_w, stride, padding)
     (3, 3, 1, 1, 1, 1, "VALID"),           # one channel, one tap: refused
 ]
 SWEEP_FC = [(64, 12, 1), (256, 10, 1), (16, 64, 3), (16, 2, 1), (17, 3, 1), (32, 2, 2),
-            (1, 1, 1), (3, 2, 2), (7, 5, 1), (33, 1, 1), (15, 8, 1)]     # the last five: refused
+            (1, 1, 1), (3, 2, 2), (7, 5, 1), (33, 1, 1), (15, 8, 1)]     # small ones: refused
 KWS_SHAPES = {"49x10x1 -> 25x5x64", "25x5x64 -> 25x5x64", "64 -> 12"}
 # the GD32VF103's 32 KiB of RAM holds kws's layers with fewer rows or channels
 SMALL_RAM = {(49, 10, 1, 64, 10, 4, 2, "SAME"): (49, 10, 1, 16, 10, 4, 2, "SAME"),

@@ -57,7 +57,7 @@ def widened_rows(w: np.ndarray, rows: int) -> np.ndarray:
 # double rescale both kernels share.
 CONV_MIN_OUT_C = 2
 DW_MIN_TAPS_X_CHANNELS = 4        # a 1x1 filter on one channel is one MAC per output
-FC_MIN_IN, FC_MIN_OUT = 16, 2
+FC_MIN_IN, FC_MIN_OUT, FC_MIN_MACS = 16, 2, 128    # 17 -> 3 was 7 instructions slower
 
 
 def computes_conv(layer: Layer) -> bool:
@@ -85,7 +85,8 @@ def computes_fc(layer: Layer) -> bool:
 
 def accepts_fc(layer: Layer) -> bool:
     p = layer.params
-    return computes_fc(layer) and p["in_features"] >= FC_MIN_IN and p["out_features"] >= FC_MIN_OUT
+    return (computes_fc(layer) and p["in_features"] >= FC_MIN_IN and p["out_features"] >= FC_MIN_OUT
+            and p["in_features"] * p["out_features"] >= FC_MIN_MACS)
 
 
 # what each kernel computes correctly, cost rules aside (tests: opt_harness.condition)
