@@ -377,7 +377,8 @@ def test_regions_sharing_a_page_are_mapped_once():
     assert spans == [(0x0800_0000, 0x0801_0000), (0x2000_0000, 0x2000_1000)]
 
 
-def _fake_runs(monkeypatch, *, detail_fails: bool, plain_fails: bool, traps: bool):
+def _fake_runs(monkeypatch, *, detail_fails: bool, plain_fails: bool, traps: bool,
+               detail_output: bytes = b"\x01"):
     import types
 
     import sim.unicorn.simulator as S
@@ -392,7 +393,8 @@ def _fake_runs(monkeypatch, *, detail_fails: bool, plain_fails: bool, traps: boo
         def execute(self):
             if (detail_fails if self.detail else plain_fails):
                 raise TinybuildError("firmware fault: invalid instruction; PC=0x20000100")
-            return RunResult("unicorn", b"\x01", 10, 12, cycle_model="cortex-m4")
+            return RunResult("unicorn", detail_output if self.detail else b"\x01", 10, 12,
+                             cycle_model="cortex-m4")
 
     monkeypatch.setattr(S, "_Run", FakeRun)
     return S.UnicornSimulator()
@@ -411,3 +413,20 @@ def test_a_real_fault_or_a_trapping_core_is_not_retried_away(monkeypatch, plain_
     sim = _fake_runs(monkeypatch, detail_fails=True, plain_fails=plain_fails, traps=traps)
     with pytest.raises(TinybuildError, match="invalid instruction"):
         sim.run("fw.elf", None, b"\x00")
+
+
+@pytest.mark.parametrize("traps", [False, True])
+def test_other_bytes_under_the_memory_watch_report_the_plain_run(monkeypatch, capsys, traps):
+    """Unicorn 2.1.4 can compute wrong bytes under a memory hook without faulting."""
+    sim = _fake_runs(monkeypatch, detail_fails=False, plain_fails=False, traps=traps,
+                     detail_output=b"\x02")
+    result = sim.run("fw.elf", None, b"\x00")
+    if traps:                       # the watch is how a trapping core's faults are seen: kept
+        assert result.output == b"\x02" and result.cycle_model == "cortex-m4"
+        return
+    assert result.output == b"\x01"
+    assert result.cycle_model == ("cortex-m4 | misaligned-access penalties not counted: Unicorn "
+                                  "misexecutes this firmware under its memory watch")
+    assert "computed other output bytes" in capsys.readouterr().err
+    same = _fake_runs(monkeypatch, detail_fails=False, plain_fails=False, traps=False)
+    assert same.run("fw.elf", None, b"\x00").cycle_model == "cortex-m4"
