@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from harness import FAST, SWEEP, Case, check
-from test_activation import SHAPES_OF_256, check_all_values, quantization, unary_model
+from test_activation import SHAPES_OF_256, check_all_int16_values, check_all_values, quantization, unary_model
 from tflite_builder import ModelBuilder
 
 
@@ -50,7 +50,40 @@ def float_unary_model(op: str, shape=(1, 5, 7)) -> bytes:
 FLOAT_CASES = [Case(f"{op} float32", lambda op=op: float_unary_model(op)) for op in ("ABS", "NEG")]
 
 
-@pytest.mark.parametrize("case", CASES + FLOAT_CASES, ids=str)
+INT16_OPS = ["ABS"]
+
+
+def int16_unary_model(op: str, shape=(1, 5, 7), q_in=(0.001, 0), q_out=(0.001, 0)) -> bytes:
+    """One int16 (16x8) unary op, zero points 0 as TFLite's 16x8 mode writes them."""
+    b = ModelBuilder()
+    x = b.input(shape, "int16", *q_in)
+    y = b.tensor(shape, "int16", *q_out)
+    b.op(op, [x], [y], version=1)
+    return b.build([y])
+
+
+INT16_CASES = [
+    Case("ABS int16 same scale", lambda: int16_unary_model("ABS", (1, 4, 4, 3))),
+    Case("ABS int16 rescaled", lambda: int16_unary_model("ABS", (2, 33), (0.003, 0), (0.0007, 0))),
+]
+
+
+@pytest.mark.parametrize("op", INT16_OPS)
+@pytest.mark.parametrize("q_in, q_out", [((0.001, 0), (0.001, 0)), ((0.001, 0), (0.0007, 0)),
+                                         ((0.0003, 0), (0.002, 0)), ((0.01, 0), (0.0001, 0))])
+def test_int16_every_value(op, q_in, q_out):
+    """All 65536 int16 inputs, -32768 (|x| = 32768 saturates) included."""
+    check_all_int16_values(int16_unary_model(op, (1, 65536), q_in, q_out))
+
+
+@FAST
+@given(st.sampled_from(INT16_OPS), st.sampled_from(SHAPES_OF_256), st.floats(1e-5, 0.01),
+       st.floats(1e-5, 0.01))
+def test_int16_property(op, shape, s_in, s_out):
+    check(int16_unary_model(op, shape, (s_in, 0), (s_out, 0)), inputs=2)
+
+
+@pytest.mark.parametrize("case", CASES + FLOAT_CASES + INT16_CASES, ids=str)
 def test_unary(case):
     check(case)
 

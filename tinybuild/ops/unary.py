@@ -9,13 +9,15 @@ Newton-Raphson), and reference_ops::Negate (-x on the raw int8 values).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import quant
 from . import KERNEL_DIR, OpDef, unsupported
 from ._common import elements
 from .activation import (F32, LUT_SOURCE, elementwise_in_place, elementwise_tensor, fold_by_table,
-                         lut_layer, rdbp)
+                         lut_layer, rdbp, same_type_tensors)
 from ..lower import Layer
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -152,10 +154,37 @@ def fold_cast(graph, op) -> dict | None:
     return {y.index: cast_values(x.data, y.dtype)}
 
 
+# -- int16 (16x8) ABS ----------------------------------------------------------------------------
+
+def lower_abs_s16(graph, op) -> Layer:
+    """AbsEvalQuantized<int16_t>: |x - zero point| rescaled (tb_relu_s16, the negative
+    side by the negated multiplier: the same product, so the same rounding)."""
+    x, y = same_type_tensors(graph, op, "int16")
+    for t, what in ((x, "input"), (y, "output")):
+        if len(t.scales) != 1 or not 0.0 < t.scale < math.inf:
+            raise unsupported(op, f"{what} quantization (one positive scale expected)", graph)
+    same = F32(x.scale) == F32(y.scale)
+    m, s = (1 << 30, 1) if same else quant.quantize_multiplier(float(F32(x.scale) / F32(y.scale)))
+    if s > 15:       # |x| << s would wrap in int32 (TFLite's wrap differs from the negated one)
+        raise unsupported(op, f"input scale {x.scale:g} / output scale {y.scale:g} (a rescale of "
+                              "2^15 or more)", graph)
+    params = {"size": elements(x), "input_zero_point": x.zero_point,
+              "output_zero_point": y.zero_point, "positive": (m, s), "negative": (-m, s),
+              "act_min": -32768, "act_max": 32767}
+    return Layer(op.index, op.op, "tb_relu_s16_params", params, [op.inputs[0]], [op.outputs[0]],
+                 [], 0, f"{elements(x)} values", dtype="int16")
+
+
+INT16_LOWER = {"ABS": lower_abs_s16}
+
+
 def float_or(int8_lower):
-    """ABS/NEG: float32 inputs by tb_unary_f32 (sign bit cleared or flipped), int8 by table."""
+    """ABS/NEG: float32 inputs by tb_unary_f32 (sign bit cleared or flipped), int16 by
+    INT16_LOWER, int8 by table."""
     def lower(graph, op) -> Layer:
         x = graph.tensor(op.inputs[0])
+        if x is not None and x.dtype == "int16" and op.op in INT16_LOWER:
+            return INT16_LOWER[op.op](graph, op)
         if x is None or x.dtype != "float32" or op.op not in ("ABS", "NEG"):
             return int8_lower(graph, op)
         y = elementwise_tensor(graph, op, op.outputs[0], "output", ("float32",))
@@ -173,8 +202,8 @@ def _lut_op(name: str, lower, doc: str, typed=None) -> OpDef:
 
 
 OPS = [
-    _lut_op("ABS", lower_abs, "int8, any input/output quantization, as a 256-entry table; float32",
-            {"float32": "tb_unary_f32"}),
+    _lut_op("ABS", lower_abs, "int8, any input/output quantization, as a 256-entry table; int16 "
+            "(16x8, rescaled); float32", {"float32": "tb_unary_f32", "int16": "tb_relu_s16"}),
     _lut_op("NEG", lower_neg, "int8: -x on the raw values as TFLite does (quantization ignored), as a "
             "table; float32", {"float32": "tb_unary_f32"}),
     _lut_op("RSQRT", lower_rsqrt, "int8 (elementwise.cc fixed point), as a 256-entry table; inputs "
