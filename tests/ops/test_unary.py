@@ -50,7 +50,7 @@ def float_unary_model(op: str, shape=(1, 5, 7)) -> bytes:
 FLOAT_CASES = [Case(f"{op} float32", lambda op=op: float_unary_model(op)) for op in ("ABS", "NEG")]
 
 
-INT16_OPS = ["ABS"]
+INT16_OPS = ["ABS", "NEG"]
 
 
 def int16_unary_model(op: str, shape=(1, 5, 7), q_in=(0.001, 0), q_out=(0.001, 0)) -> bytes:
@@ -65,6 +65,8 @@ def int16_unary_model(op: str, shape=(1, 5, 7), q_in=(0.001, 0), q_out=(0.001, 0
 INT16_CASES = [
     Case("ABS int16 same scale", lambda: int16_unary_model("ABS", (1, 4, 4, 3))),
     Case("ABS int16 rescaled", lambda: int16_unary_model("ABS", (2, 33), (0.003, 0), (0.0007, 0))),
+    Case("NEG int16", lambda: int16_unary_model("NEG", (1, 4, 4, 3))),
+    Case("NEG int16 different scales", lambda: int16_unary_model("NEG", (2, 9), (0.003, 0), (0.0007, 0))),
 ]
 
 
@@ -72,7 +74,7 @@ INT16_CASES = [
 @pytest.mark.parametrize("q_in, q_out", [((0.001, 0), (0.001, 0)), ((0.001, 0), (0.0007, 0)),
                                          ((0.0003, 0), (0.002, 0)), ((0.01, 0), (0.0001, 0))])
 def test_int16_every_value(op, q_in, q_out):
-    """All 65536 int16 inputs, -32768 (|x| = 32768 saturates) included."""
+    """All 65536 int16 inputs, -32768 included (ABS saturates |x| = 32768, NEG wraps it)."""
     check_all_int16_values(int16_unary_model(op, (1, 65536), q_in, q_out))
 
 

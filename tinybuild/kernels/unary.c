@@ -60,3 +60,9 @@ void tb_unary_f32(const tb_unary_f32_params *p, const float *input, float *outpu
     output[i] = v.f;
   }
 }
+
+void tb_neg_s16(const tb_neg_s16_params *p, const int16_t *input, int16_t *output) {
+  int32_t i;
+  /* through uint16: the wrap of -(-32768) without a signed overflow */
+  for (i = 0; i < p->size; ++i) output[i] = (int16_t)(uint16_t)(0u - (uint16_t)input[i]);
+}

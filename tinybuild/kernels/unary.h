@@ -1,4 +1,4 @@
-/* CAST (tinybuild/ops/unary.py, unary.c). */
+/* CAST, float32 ABS/NEG and int16 NEG (tinybuild/ops/unary.py, unary.c). */
 #ifndef TB_UNARY_H
 #define TB_UNARY_H
 #include "tb_common.h"
@@ -28,6 +28,14 @@ typedef struct {
 } tb_unary_f32_params;
 
 void tb_unary_f32(const tb_unary_f32_params *p, const float *input, float *output);
+
+/* int16 NEG as TF 2.21's reference_ops::Negate: -x on the raw values
+ * (quantization ignored), -(-32768) wrapping to -32768. */
+typedef struct {
+  int32_t size;
+} tb_neg_s16_params;
+
+void tb_neg_s16(const tb_neg_s16_params *p, const int16_t *input, int16_t *output);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,8 @@ The tables evaluate TFLite's per-value integer math (BUILTIN_REF, TF 2.21) on
 every int8 value: elementwise.cc's AbsEvalQuantized and
 RsqrtEvalQuantizedInt8 (GetInvSqrtQuantizedMultiplierExp's gemmlowp
 Newton-Raphson), and reference_ops::Negate (-x on the raw int8 values).
+int16 (16x8) ABS is AbsEvalQuantized<int16_t> on tb_relu_s16, int16 NEG is
+Negate by tb_neg_s16; float32 ABS/NEG flip or clear the sign bit.
 """
 from __future__ import annotations
 
@@ -154,7 +156,7 @@ def fold_cast(graph, op) -> dict | None:
     return {y.index: cast_values(x.data, y.dtype)}
 
 
-# -- int16 (16x8) ABS ----------------------------------------------------------------------------
+# -- int16 (16x8) ABS, NEG ---------------------------------------------------------------------
 
 def lower_abs_s16(graph, op) -> Layer:
     """AbsEvalQuantized<int16_t>: |x - zero point| rescaled (tb_relu_s16, the negative
@@ -175,7 +177,14 @@ def lower_abs_s16(graph, op) -> Layer:
                  [], 0, f"{elements(x)} values", dtype="int16")
 
 
-INT16_LOWER = {"ABS": lower_abs_s16}
+def lower_neg_s16(graph, op) -> Layer:
+    # reference_ops::Negate<int16_t>, as for int8: quantization ignored, -(-32768) wraps.
+    x, _ = same_type_tensors(graph, op, "int16")
+    return Layer(op.index, op.op, "tb_neg_s16_params", {"size": elements(x)}, [op.inputs[0]],
+                 [op.outputs[0]], [], 0, f"{elements(x)} values", dtype="int16")
+
+
+INT16_LOWER = {"ABS": lower_abs_s16, "NEG": lower_neg_s16}
 
 
 def float_or(int8_lower):
@@ -204,8 +213,8 @@ def _lut_op(name: str, lower, doc: str, typed=None) -> OpDef:
 OPS = [
     _lut_op("ABS", lower_abs, "int8, any input/output quantization, as a 256-entry table; int16 "
             "(16x8, rescaled); float32", {"float32": "tb_unary_f32", "int16": "tb_relu_s16"}),
-    _lut_op("NEG", lower_neg, "int8: -x on the raw values as TFLite does (quantization ignored), as a "
-            "table; float32", {"float32": "tb_unary_f32"}),
+    _lut_op("NEG", lower_neg, "int8 and int16: -x on the raw values as TFLite does (quantization "
+            "ignored), int8 as a table; float32", {"float32": "tb_unary_f32", "int16": "tb_neg_s16"}),
     _lut_op("RSQRT", lower_rsqrt, "int8 (elementwise.cc fixed point), as a 256-entry table; inputs "
                                   "below the zero point give 127 (TFLite stops)"),
     OpDef("CAST", lower_cast, "tb_cast", KERNEL_DIR / "unary.c", "tb_cast_params", fold=fold_cast,
