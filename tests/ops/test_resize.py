@@ -44,6 +44,11 @@ CASES = [
                                                                           align=True, dtype="float32")),
     Case("NEAREST int16 half_pixel_centers 3x", lambda: resize_model(NN, (2, 3), (6, 9), half=True,
                                                                      dtype="int16")),
+    Case("BILINEAR int16 2x up", lambda: resize_model(dtype="int16")),
+    Case("BILINEAR int16 half_pixel_centers, down", lambda: resize_model(in_hw=(9, 7), out_hw=(4, 3), half=True,
+                                                                         dtype="int16")),
+    Case("BILINEAR int16 align_corners odd sizes", lambda: resize_model(in_hw=(5, 3), out_hw=(7, 11),
+                                                                        align=True, dtype="int16")),
 ]
 
 
@@ -107,12 +112,7 @@ def test_resize_bilinear_float_property(params):
     check(resize_model(**params, dtype="float32"), inputs=2)
 
 
-def test_int16_bilinear_is_refused_in_one_line(tmp_path):
-    """int16 RESIZE_BILINEAR is not compiled: one line naming the type."""
-    from tinybuild.errors import TinybuildError
-    from tinybuild.pipeline import generate
-    path = tmp_path / "m.tflite"
-    path.write_bytes(resize_model(dtype="int16"))
-    with pytest.raises(TinybuildError) as err:
-        generate(path, tmp_path / "out", [])
-    assert "int16" in str(err.value) and "RESIZE_BILINEAR" in str(err.value) and "\n" not in str(err.value)
+@FAST
+@given(resize_params(BI))
+def test_resize_bilinear_int16_property(params):
+    check(resize_model(**params, dtype="int16"), inputs=2)

@@ -1,4 +1,4 @@
-/* RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR for int8, bit-exact with TF
+/* RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR for int8 (and int16, float32), bit-exact with TF
  * 2.21's reference_ops::ResizeNearestNeighbor and ResizeBilinearInteger (the
  * int8 path of resize_bilinear.cc: 10-bit fixed-point positions, no float).
  * The index and weight tables come from the host (tinybuild/ops/resize.py). */
@@ -54,6 +54,30 @@ void tb_resize_bilinear_s8(const tb_resize_params *p, const int8_t *input, const
       for (ch = 0; ch < p->c; ++ch) {
         *output++ = blend(top[left + ch] * w00 + bottom[left + ch] * w10 +
                           top[right + ch] * w01 + bottom[right + ch] * w11);
+      }
+    }
+  }
+}
+
+/* int16 (ResizeBilinearInteger<int16_t>): the same blend in int64, since
+ * |output_20| reaches 2^35 (the four weights sum to 2^20). */
+void tb_resize_bilinear_s16(const tb_resize_params *p, const int16_t *input, const int32_t *rows,
+                            const int32_t *cols, int16_t *output) {
+  const int32_t stride = p->in_w * p->c;
+  int32_t y, x, ch;
+  for (y = 0; y < p->out_h; ++y) {
+    const int16_t *top = input + rows[3 * y] * stride, *bottom = input + rows[3 * y + 1] * stride;
+    const int64_t dy = rows[3 * y + 2];
+    for (x = 0; x < p->out_w; ++x) {
+      const int32_t left = cols[3 * x] * p->c, right = cols[3 * x + 1] * p->c;
+      const int64_t dx = cols[3 * x + 2];
+      const int64_t w00 = (1024 - dy) * (1024 - dx), w10 = dy * (1024 - dx);
+      const int64_t w01 = (1024 - dy) * dx, w11 = dy * dx;
+      for (ch = 0; ch < p->c; ++ch) {
+        const int64_t output_20 = top[left + ch] * w00 + bottom[left + ch] * w10 +
+                                  top[right + ch] * w01 + bottom[right + ch] * w11;
+        const int64_t round = output_20 > 0 ? (1 << 19) : -(1 << 19);
+        *output++ = (int16_t)((output_20 + round) / (1 << 20));
       }
     }
   }

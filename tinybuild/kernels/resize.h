@@ -29,6 +29,10 @@ void tb_resize_nearest_s16(const tb_resize_params *p, const int16_t *input, cons
 void tb_resize_bilinear_s8(const tb_resize_params *p, const int8_t *input, const int32_t *rows,
                            const int32_t *cols, int8_t *output);
 
+/* int16 RESIZE_BILINEAR (16x8): the same tables, the blend in int64. */
+void tb_resize_bilinear_s16(const tb_resize_params *p, const int16_t *input, const int32_t *rows,
+                            const int32_t *cols, int16_t *output);
+
 /* float32 RESIZE_BILINEAR (reference_ops::ResizeBilinear): rows[out_h][2] and
  * cols[out_w][2] hold (lower, upper) source indices, row_w[out_h][2] and
  * col_w[out_w][2] the float32 (d, 1 - d) the reference computes from the

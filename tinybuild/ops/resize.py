@@ -1,10 +1,12 @@
-"""RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR: int8 NHWC, batch 1, a constant
-size, align_corners and half_pixel_centers. Kernels: tinybuild/kernels/resize.c.
+"""RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR: int8, int16 and float32 NHWC,
+batch 1, a constant size, align_corners and half_pixel_centers. Kernels:
+tinybuild/kernels/resize.c.
 
 The positions are computed here, as TF 2.21 computes them: nearest neighbour
 in float32 (GetNearestNeighbor), bilinear in 10-bit fixed point
-(ComputeInterpolationValuesInteger, the int8 path). Like TFLite, the int8
-values are copied or blended as they are (no requantization)."""
+(ComputeInterpolationValuesInteger, the int8 and int16 path; float32 by
+ComputeInterpolationValues). Like TFLite, the int8/int16 values are copied or
+blended as they are (no requantization)."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +78,7 @@ def bilinear_float(in_size: int, out_size: int, align: bool, half: bool) -> tupl
 
 
 def lower(graph, op) -> Layer:
-    types = ("int8", "int16", "float32") if op.op == "RESIZE_NEAREST_NEIGHBOR" else ("int8", "float32")
+    types = ("int8", "int16", "float32")
     x = tensor(graph, op, op.inputs[0], "input", types)
     y = tensor(graph, op, op.outputs[0], "output", types)
     if x.dtype != y.dtype:
@@ -117,7 +119,8 @@ OPS = [
           NEAREST_OPTIONS, typed={"float32": "tb_resize_nearest_f32", "int16": "tb_resize_nearest_s16"},
           doc="int8, int16, float32 NHWC, constant size, align_corners, half_pixel_centers"),
     OpDef("RESIZE_BILINEAR", lower, "tb_resize_bilinear_s8", _C, "tb_resize_params",
-          BILINEAR_OPTIONS, typed={"float32": "tb_resize_bilinear_f32"},
-          doc="int8 NHWC, constant size, align_corners, half_pixel_centers (TFLite's 10-bit "
-              "fixed-point int8 path); float32 (reference ResizeBilinear's float weights)"),
+          BILINEAR_OPTIONS, typed={"float32": "tb_resize_bilinear_f32", "int16": "tb_resize_bilinear_s16"},
+          doc="int8 and int16 NHWC, constant size, align_corners, half_pixel_centers (TFLite's "
+              "10-bit fixed-point ResizeBilinearInteger); float32 (reference ResizeBilinear's float "
+              "weights)"),
 ]
