@@ -649,6 +649,8 @@ def test_pytorch_style_cnn_builds_on_each_board_and_matches_tflite(tmp_path, tar
     assert "TRANSPOSE" not in [layer["op"] for layer in report["layers"]]
     assert report["conversion"]["input_layout"].startswith("NHWC")
     assert "| input layout | NHWC" in (tmp_path / "build" / target / "torchish" / "report.md").read_text()
+    header = (tmp_path / "build" / target / "torchish" / "model.h").read_text()
+    assert '#define TB_INPUT_LAYOUT "NHWC"' in header and "the ONNX input is NCHW" in header
 
 
 # -- the ONNX route costs nothing extra: kws.h5 against its PyTorch-style ONNX twin --------

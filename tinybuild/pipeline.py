@@ -140,9 +140,12 @@ def split(blob: bytes, size: int) -> list[bytes]:
 
 # -- code generation ---------------------------------------------------------------
 
-def generate(tflite: Path, out_dir: Path, contributed_kernels: list, name: str = "") -> dict:
+def generate(tflite: Path, out_dir: Path, contributed_kernels: list, name: str = "",
+             input_layout: str = "") -> dict:
     """Lower, choose kernels, plan and write model.c/.h, plan.json, arena.svg.
-    ``name`` is the user's model name (the converted file is model.int8.tflite)."""
+    ``name`` is the user's model name (the converted file is model.int8.tflite);
+    ``input_layout`` what the importer says the input is (e.g. "NHWC" for an
+    ONNX model's NCHW input turned around at build time), for model.h."""
     from . import codegen, kernel_registry, lower, planner
     from .importer import load_graph
 
@@ -150,7 +153,8 @@ def generate(tflite: Path, out_dir: Path, contributed_kernels: list, name: str =
     graph.name = name or graph.name
     layers = kernel_registry.select_kernels(lower.lower_graph(graph), contributed_kernels)
     plan = planner.plan_memory(graph, layers)
-    codegen.write_model(out_dir, graph, layers, plan, f"{graph.name} ({tflite.name})")
+    codegen.write_model(out_dir, graph, layers, plan, f"{graph.name} ({tflite.name})",
+                        input_layout)
     log("codegen", f"{len(layers)} layers, arena {plan.arena_size} B "
                    f"(lower bound {plan.lower_bound} B) -> {out_dir / 'model.c'}")
     return read_json(out_dir / "plan.json")
