@@ -170,15 +170,15 @@ def test_elementwise_float_property(op, data):
     check(binary_model(**params), inputs=2)
 
 
-@pytest.mark.parametrize("op", ["DIV", "SQUARED_DIFFERENCE", "PRELU"])
-def test_int16_of_an_int8_and_float_op_is_refused_in_one_line(op, tmp_path):
+@pytest.mark.parametrize("op, why", [("DIV", "got int16"),
+                                     ("SQUARED_DIFFERENCE", "TFLite's own SQUARED_DIFFERENCE refuses int16")])
+def test_int16_of_an_int8_and_float_op_is_refused_in_one_line(op, why, tmp_path):
     from tinybuild.pipeline import generate
     path = tmp_path / "m.tflite"
-    path.write_bytes(binary_model(op, (1, 4), (1, 4), (0.001, 0), (0.001, 0), (0.001, 0), dtype="int16",
-                                  const=2 if op == "PRELU" else None))
+    path.write_bytes(binary_model(op, (1, 4), (1, 4), (0.001, 0), (0.001, 0), (0.001, 0), dtype="int16"))
     with pytest.raises(TinybuildError) as err:
         generate(path, tmp_path / "out", [])
-    assert "got int16" in str(err.value) and "\n" not in str(err.value)
+    assert why in str(err.value) and "\n" not in str(err.value)
 
 
 def div_model(s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0), activation="NONE",
@@ -214,15 +214,20 @@ def test_div(case):
 
 
 def prelu_model(shape=(1, 4, 4, 3), alpha_shape=(3,), q=(0.05, 3), qa=(0.01, -20), qo=(0.04, -1),
-                alpha_const=True, dtype="int8") -> bytes:
+                alpha_const=True, dtype="int8", alpha_type=None) -> bytes:
+    """int16 (16x8): input and output scales / 256, zero points 0, an int8 alpha
+    (what TFLite's int16 PRELU reads) unless ``alpha_type`` says otherwise."""
     b = ModelBuilder()
     if dtype == "float32":
         q = qa = qo = (None, None)
+    elif dtype == "int16":
+        q, qo = (q[0] / 256, 0), (qo[0] / 256, 0)
+    a_type = alpha_type or ("int8" if dtype == "int16" else dtype)
     x = b.input(shape, dtype, *q)
     if alpha_const:
-        a = b.const(constant_data(dtype, rng_for("alpha", alpha_shape), alpha_shape), dtype, *qa)
+        a = b.const(constant_data(a_type, rng_for("alpha", alpha_shape), alpha_shape), a_type, *qa)
     else:
-        a = b.input(alpha_shape, dtype, *qa)
+        a = b.input(alpha_shape, a_type, *qa)
     y = b.tensor(shape, dtype, *qo)
     b.op("PRELU", [x, a], [y])
     return b.build([y])
@@ -236,6 +241,10 @@ PRELU_CASES = [
     Case("PRELU rank 2, big scales", lambda: prelu_model((1, 30), (30,), (0.5, -100), (0.3, 40),
                                                          (0.02, 7))),
     Case("PRELU alpha not constant", lambda: prelu_model((1, 3, 4), (1, 4), alpha_const=False)),
+    Case("PRELU int16 per-channel alpha", lambda: prelu_model(dtype="int16")),
+    Case("PRELU int16 full alpha", lambda: prelu_model((1, 2, 3, 4), (1, 2, 3, 4), dtype="int16")),
+    Case("PRELU int16 scalar alpha, big scales", lambda: prelu_model((1, 30), (), (0.5, 0), (0.3, 0),
+                                                                     (0.02, 0), dtype="int16")),
 ]
 
 
@@ -320,6 +329,24 @@ def test_div_property(params):
 @given(prelu_params())
 def test_prelu_property(params):
     check(prelu_model(**params), inputs=2)
+
+
+@FAST
+@given(prelu_params())
+def test_prelu_int16_property(params):
+    check(prelu_model(**{**params, "alpha_const": True}, dtype="int16"), inputs=2)
+
+
+@pytest.mark.parametrize("alpha_type, alpha_const", [("int16", True), ("int8", False)])
+def test_int16_prelu_alpha_other_than_constant_int8_is_one_line(alpha_type, alpha_const, tmp_path):
+    """TFLite's 16x8 PRELU reads alpha as int8 (an int16 alpha's bytes as int8 values)."""
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(prelu_model(qa=(0.01, 0), dtype="int16", alpha_type=alpha_type,
+                                 alpha_const=alpha_const))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert "reads alpha as int8" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -259,6 +259,28 @@ void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int1
   tb_binary_any(&p->shape, p->size, 2, p, mul_s16_row, a, b, output);
 }
 
+/* PRELU int16 (BroadcastPrelu4DSlow<int16_t>): the int8 math, clamped to int16. */
+static void prelu_s16_row(const void *params, const void *x, int32_t x_step, const void *y,
+                          int32_t y_step, void *out, int32_t n) {
+  const tb_prelu_params *p = (const tb_prelu_params *)params;
+  const int16_t *a = (const int16_t *)x, *alpha = (const int16_t *)y;
+  int16_t *o = (int16_t *)out;
+  int32_t i;
+  for (i = 0; i < n; ++i, a += x_step, alpha += y_step) {
+    const int32_t v = p->input_offset + *a;
+    const int32_t scaled =
+        v >= 0 ? tb_mul_by_quant_mul(v, p->identity.multiplier, p->identity.shift)
+               : tb_mul_by_quant_mul(v * (p->alpha_offset + *alpha), p->alpha.multiplier,
+                                     p->alpha.shift);
+    const int32_t r = p->output_offset + scaled;
+    o[i] = (int16_t)(r < -32768 ? -32768 : r > 32767 ? 32767 : r);
+  }
+}
+
+void tb_prelu_s16(const tb_prelu_params *p, const int16_t *a, const int16_t *b, int16_t *output) {
+  tb_binary_any(&p->shape, p->size, 2, p, prelu_s16_row, a, b, output);
+}
+
 static void maximum_s16_row(const void *p, const void *x, int32_t x_step, const void *y,
                             int32_t y_step, void *out, int32_t n) {
   const int16_t *a = (const int16_t *)x, *b = (const int16_t *)y;

@@ -53,7 +53,8 @@ void tb_prelu_s8(const tb_prelu_params *p, const int8_t *a, const int8_t *b, int
 
 /* float32 (tb_binary_f32_params, add.h) and int16 (16x8) versions. SUB int16
  * takes ADD's int16 params with input 2's multiplier negated (or pot_sign -1);
- * MUL int16 takes tb_mul_params; MAXIMUM/MINIMUM compare raw values. */
+ * MUL int16 takes tb_mul_params, PRELU int16 tb_prelu_params; MAXIMUM/MINIMUM compare
+ * raw values. */
 void tb_sub_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_mul_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_maximum_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
@@ -66,6 +67,7 @@ void tb_squared_difference_f32(const tb_binary_f32_params *p, const float *a, co
 void tb_prelu_f32(const tb_binary_f32_params *p, const float *a, const float *b, float *output);
 void tb_sub_s16(const tb_add_s16_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int16_t *output);
+void tb_prelu_s16(const tb_prelu_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_maximum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
                     int16_t *output);
 void tb_minimum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,

@@ -6,6 +6,8 @@ Kernels: tinybuild/kernels/elementwise.c; the broadcast walk is tb_binary_s8.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +229,10 @@ FLOAT_MAX_RANK = {"SQUARED_DIFFERENCE": 4, "PRELU": 4}
 def lower_squared_difference(graph, op) -> Layer:
     """squared_difference.cc Prepare: left shift 7, the inputs rescaled to
     twice the larger scale, the squared difference to the output."""
+    x = graph.tensor(op.inputs[0])
+    if x is not None and x.dtype == "int16":     # TF 2.21: "only supports FLOAT32 and INT32"
+        raise unsupported(op, "int16: TFLite's own SQUARED_DIFFERENCE refuses int16 (it runs float32, "
+                              "int32 and int8); quantize this op to int8 or keep it float32")
     ops = float_only(graph, op)
     if ops is not None:
         layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": -FLT_MAX, "act_max": FLT_MAX},
@@ -301,13 +307,34 @@ def _clrsb(v: int) -> int:
 
 
 def lower_prelu(graph, op) -> Layer:
+    x = graph.tensor(op.inputs[0])
+    if x is not None and x.dtype == "int16":     # 16x8: the int8 math, clamped to int16
+        return typed_layer(prelu_layer(op, int16_prelu_operands(graph, op)), "int16")
     ops = float_only(graph, op, ("input", "alpha"))
     if ops is not None:
         _check_prelu_shape(op, ops)
         layer = binary_layer(op, ops, "tb_binary_f32_params", {"act_min": -FLT_MAX, "act_max": FLT_MAX},
                              macs_per=1)
         return typed_layer(layer, "float32")
-    ops = operands(graph, op, ("input", "alpha"))
+    return prelu_layer(op, operands(graph, op, ("input", "alpha")))
+
+
+def int16_prelu_operands(graph, op) -> Operands:
+    """16x8 PRELU: int16 input and output, int8 alpha (TFLite reads alpha as int8 even when
+    the tensor says int16). A constant alpha is widened to int16 here, so the kernel walks
+    both operands with one element size."""
+    alpha = graph.tensor(op.inputs[1])
+    if alpha is None or alpha.dtype != "int8" or not alpha.is_constant:
+        got = "nothing" if alpha is None else f"{'constant ' if alpha.is_constant else ''}{alpha.dtype}"
+        raise unsupported(op, f"alpha {got} with an int16 input (TFLite's 16x8 PRELU reads alpha as "
+                              "int8: a constant int8 alpha expected)", graph)
+    widened = dataclasses.replace(alpha, dtype="int16", data=np.asarray(alpha.data).astype(np.int16))
+    view = copy.copy(graph)
+    view.tensors = [widened if t is alpha else t for t in graph.tensors]
+    return operands(view, op, ("input", "alpha"), ("int16",))
+
+
+def prelu_layer(op, ops: Operands) -> Layer:
     _check_prelu_shape(op, ops)
     si, sa, so = (quant.f32(t.scale) for t in (ops.a, ops.b, ops.y))
     # activations.cc PreluPrepare: the scale ratios in float32
@@ -357,6 +384,7 @@ OPS = [
           in_place=in_place, typed={"float32": "tb_div_f32"},
           doc=f"int8, float32, {SHAPES} (rank <= 5), constant operands, fused NONE/RELU/RELU6"),
     OpDef("PRELU", lower_prelu, "tb_prelu_s8", SOURCE, "tb_prelu_params", in_place=in_place,
-          typed={"float32": "tb_prelu_f32"},
-          doc="int8, float32, alpha constant or not, broadcast to the input's shape (rank <= 4)"),
+          typed={"float32": "tb_prelu_f32", "int16": "tb_prelu_s16"},
+          doc="int8, int16 (16x8, int16 alpha), float32, alpha constant or not, broadcast to the "
+              "input's shape (rank <= 4)"),
 ]
