@@ -125,7 +125,8 @@ def batch_one(shape: list) -> tuple:
 
 
 def test_int16_sum_is_refused_in_one_line():
-    """TF 2.21's reference int16 SUM gives outputs that are not the sum (probed)."""
+    """TF 2.21's reference int16 SUM gives outputs that are not the sum (probed: it sums
+    the int16 tensor's bytes as uint8 and fills only the first half of the output)."""
     from tinybuild import importer, lower
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.tflite"

@@ -75,9 +75,10 @@ def lower_reduce(graph, op) -> Layer:
     if x.dtype == "int16":
         int16_zero_points(op, x, y)
         if op.op == "SUM":
-            # probed: its outputs follow neither the raw nor the rescaled sum
-            raise unsupported(op, "int16 SUM (TF 2.21's reference kernel gives outputs that are "
-                                  "not the sum; use MEAN or int8)")
+            # probed: TFLite sums the tensor's bytes as uint8 (as for int8) and writes
+            # uint8 results into the first half of the int16 output, the rest left as it was
+            raise unsupported(op, "int16 SUM (TF 2.21's reference kernel reads the int16 tensor as "
+                                  "uint8 bytes: its outputs are not the sum; use MEAN or int8)")
     if (x.dtype != "float32" and op.op.startswith("REDUCE_")
             and (x.scale, x.zero_point) != (y.scale, y.zero_point)):
         raise unsupported(op, "input and output quantization differ (TFLite requires them equal)")
