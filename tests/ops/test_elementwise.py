@@ -170,8 +170,8 @@ def test_elementwise_float_property(op, data):
     check(binary_model(**params), inputs=2)
 
 
-@pytest.mark.parametrize("op, why", [("DIV", "got int16"),
-                                     ("SQUARED_DIFFERENCE", "TFLite's own SQUARED_DIFFERENCE refuses int16")])
+@pytest.mark.parametrize("op, why", [
+    ("SQUARED_DIFFERENCE", "TFLite's own SQUARED_DIFFERENCE refuses int16")])
 def test_int16_of_an_int8_and_float_op_is_refused_in_one_line(op, why, tmp_path):
     from tinybuild.pipeline import generate
     path = tmp_path / "m.tflite"
@@ -182,16 +182,20 @@ def test_int16_of_an_int8_and_float_op_is_refused_in_one_line(op, why, tmp_path)
 
 
 def div_model(s1=(1, 4), s2=(1, 4), q1=(0.05, 0), q2=(0.07, 0), qo=(0.1, 0), activation="NONE",
-              divisor=None, const1=False) -> bytes:
+              divisor=None, const1=False, dtype="int8") -> bytes:
     """DIV whose divisor is a constant without raw zeros (TFLite's int8 DIV stops
-    on a raw 0 in the divisor, div.cc: 'data[i] != 0')."""
+    on a raw 0 in the divisor, div.cc: 'data[i] != 0'). int16: the scales / 256,
+    zero points 0 (16x8)."""
     b = ModelBuilder()
+    top = 1 << (8 if dtype == "int8" else 16) - 1
+    if dtype == "int16":
+        q1, q2, qo = ((q[0] / 256, 0) for q in (q1, q2, qo))
     if divisor is None:
-        divisor = rng_for("div", s2).integers(1, 128, size=s2) * rng_for("sign", s2).choice([-1, 1], s2)
-    x = b.const(rng_for("x", s1).integers(-128, 128, size=s1), "int8", *q1) if const1 else \
-        b.input(s1, "int8", *q1)
-    d = b.const(np.asarray(divisor, dtype=np.int8), "int8", *q2)
-    y = b.tensor(tuple(np.broadcast_shapes(s1, s2)), "int8", *qo)
+        divisor = rng_for("div", s2).integers(1, top, size=s2) * rng_for("sign", s2).choice([-1, 1], s2)
+    x = b.const(rng_for("x", s1).integers(-top, top, size=s1), dtype, *q1) if const1 else \
+        b.input(s1, dtype, *q1)
+    d = b.const(np.asarray(divisor, dtype=dtype), dtype, *q2)
+    y = b.tensor(tuple(np.broadcast_shapes(s1, s2)), dtype, *qo)
     b.op("DIV", [x, d], [y], b.options("DivOptions", fusedActivationFunction=activation))
     return b.build([y])
 
@@ -202,6 +206,10 @@ DIV_CASES = [
     Case("DIV per-channel divisor, RELU", lambda: div_model((1, 4, 4, 3), (3,), (0.02, -7),
                                                             (0.09, 30), (0.1, -5), "RELU")),
     Case("DIV rank 5", lambda: div_model((2, 1, 3, 1, 2), (1, 2, 1, 4, 1))),
+    Case("DIV int16 same shapes", lambda: div_model((1, 3, 4, 2), (1, 3, 4, 2), dtype="int16")),
+    Case("DIV int16 per-channel divisor, RELU", lambda: div_model((1, 4, 4, 3), (3,), (0.02, 0), (0.09, 0),
+                                                                  (0.1, 0), "RELU", dtype="int16")),
+    Case("DIV int16 scalar divisor", lambda: div_model((1, 4, 4, 3), (), dtype="int16")),
     Case("DIV RELU6, divisor at its zero point", lambda: div_model(
         (1, 37), (37,), (0.2, 127), (0.01, 5), (0.05, 0), "RELU6",
         divisor=np.arange(-18, 19) + 5 * (np.arange(-18, 19) == 0))),
@@ -323,6 +331,12 @@ def test_binary_property(op, data):
 @given(div_params())
 def test_div_property(params):
     check_or_refused(div_model(**params))
+
+
+@FAST
+@given(div_params())
+def test_div_int16_property(params):
+    check_or_refused(div_model(**params, dtype="int16"))
 
 
 @FAST

@@ -140,31 +140,49 @@ static int32_t div_rounding_shift(int32_t x, int32_t right) {
   return (x >> (right & 31)) + ((x & mask) > threshold ? 1 : 0);
 }
 
+/* One DivElementwise quotient (v2 != 0 unless TFLite's own division by zero). */
+static int32_t div_quotient(const tb_div_params *p, int32_t v1, int32_t v2) {
+  int32_t recip_shift, inv, headroom, unscaled;
+  if (v2 < 0) { /* the reciprocal needs a positive divisor */
+    v1 = -v1;
+    v2 = -v2;
+  }
+  inv = reciprocal(v2, &recip_shift);
+  headroom = clrsb32(v1); /* 31 for 0 */
+  unscaled = tb_sat_rounding_doubling_high_mul((int32_t)((uint32_t)v1 << headroom), inv);
+  return div_rounding_shift(tb_sat_rounding_doubling_high_mul(unscaled, p->output.multiplier),
+                            -(p->output.shift - recip_shift - headroom));
+}
+
 static void div_row(const void *params, const int8_t *x, int32_t x_step, const int8_t *y,
                     int32_t y_step, int8_t *out, int32_t n) {
   const tb_div_params *p = (const tb_div_params *)params;
   int32_t i;
   for (i = 0; i < n; ++i, x += x_step, y += y_step) {
-    int32_t v1 = p->input1_offset + *x, v2 = p->input2_offset + *y, recip_shift;
-    if (v2 < 0) { /* the reciprocal needs a positive divisor */
-      v1 = -v1;
-      v2 = -v2;
-    }
-    {
-      const int32_t inv = reciprocal(v2, &recip_shift);
-      const int32_t headroom = clrsb32(v1); /* 31 for 0 */
-      const int32_t unscaled = tb_sat_rounding_doubling_high_mul(
-          (int32_t)((uint32_t)v1 << headroom), inv);
-      const int32_t right = -(p->output.shift - recip_shift - headroom);
-      const int32_t q = div_rounding_shift(
-          tb_sat_rounding_doubling_high_mul(unscaled, p->output.multiplier), right);
-      out[i] = clamp_s8(p->output_offset + q, p->act_min, p->act_max);
-    }
+    const int32_t q = div_quotient(p, p->input1_offset + *x, p->input2_offset + *y);
+    out[i] = clamp_s8(p->output_offset + q, p->act_min, p->act_max);
   }
 }
 
 void tb_div_s8(const tb_div_params *p, const int8_t *a, const int8_t *b, int8_t *output) {
   tb_binary_s8(&p->shape, p->size, p, div_row, a, b, output);
+}
+
+/* DIV int16 (16x8): DivElementwise's int8 math, clamped to the int16 activation range. */
+static void div_s16_row(const void *params, const void *x, int32_t x_step, const void *y,
+                        int32_t y_step, void *out, int32_t n) {
+  const tb_div_params *p = (const tb_div_params *)params;
+  const int16_t *a = (const int16_t *)x, *b = (const int16_t *)y;
+  int16_t *o = (int16_t *)out;
+  int32_t i;
+  for (i = 0; i < n; ++i, a += x_step, b += y_step) {
+    const int32_t v = p->output_offset + div_quotient(p, p->input1_offset + *a, p->input2_offset + *b);
+    o[i] = (int16_t)(v < p->act_min ? p->act_min : v > p->act_max ? p->act_max : v);
+  }
+}
+
+void tb_div_s16(const tb_div_params *p, const int16_t *a, const int16_t *b, int16_t *output) {
+  tb_binary_any(&p->shape, p->size, 2, p, div_s16_row, a, b, output);
 }
 
 static void prelu_row(const void *params, const int8_t *x, int32_t x_step, const int8_t *alpha,

@@ -68,6 +68,7 @@ void tb_prelu_f32(const tb_binary_f32_params *p, const float *a, const float *b,
 void tb_sub_s16(const tb_add_s16_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_mul_s16(const tb_mul_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_prelu_s16(const tb_prelu_params *p, const int16_t *a, const int16_t *b, int16_t *output);
+void tb_div_s16(const tb_div_params *p, const int16_t *a, const int16_t *b, int16_t *output);
 void tb_maximum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,
                     int16_t *output);
 void tb_minimum_s16(const tb_minmax_params *p, const int16_t *a, const int16_t *b,

@@ -264,10 +264,16 @@ def lower_min_max(graph, op) -> Layer:
 
 
 def lower_div(graph, op) -> Layer:
+    x = graph.tensor(op.inputs[0])
+    if x is not None and x.dtype == "int16":     # 16x8: the int8 math, the int16 range
+        return typed_layer(div_layer(op, operands(graph, op, dtypes=("int16",))), "int16")
     ops = float_only(graph, op)
     if ops is not None:
         return float_layer(op, ops)
-    ops = operands(graph, op)
+    return div_layer(op, operands(graph, op))
+
+
+def div_layer(op, ops: Operands) -> Layer:
     s1, s2, so = (quant.f32(t.scale) for t in (ops.a, ops.b, ops.y))
     # div.cc Prepare: input1 scale / (input2 scale * output scale), in float32
     m, shift = quant.quantize_multiplier(quant.f32(s1 / quant.f32(s2 * so)))
@@ -290,12 +296,13 @@ def _check_div_shifts(op, ops: Operands, shift: int) -> None:
     if shift - recip - headroom > 0:
         raise unsupported(op, f"quantization scales {ops.a.scale:g} / ({ops.b.scale:g} x "
                               f"{ops.y.scale:g}) need a left shift in the final rescale, "
-                              "which TFLite's int8 DIV leaves undefined")
+                              f"which TFLite's {ops.y.dtype} DIV leaves undefined")
 
 
 def _values(t) -> np.ndarray:
-    """What an int8 operand can hold: its values when constant, else all 256."""
-    return np.unique(t.data) if t.is_constant else np.arange(-128, 128)
+    """What an int8/int16 operand can hold: its values when constant, else all of its type's."""
+    info = np.iinfo(t.dtype)
+    return np.unique(t.data) if t.is_constant else np.arange(info.min, info.max + 1)
 
 
 def _clz(v: int) -> int:
@@ -381,8 +388,9 @@ OPS = [
           in_place=in_place, typed={"float32": "tb_minimum_f32", "int16": "tb_minimum_s16"},
           doc=f"int8/int16 (raw values, as TFLite), float32, {SHAPES} (rank <= 5), constant operands"),
     OpDef("DIV", lower_div, "tb_div_s8", SOURCE, "tb_div_params", _options("DivOptions"),
-          in_place=in_place, typed={"float32": "tb_div_f32"},
-          doc=f"int8, float32, {SHAPES} (rank <= 5), constant operands, fused NONE/RELU/RELU6"),
+          in_place=in_place, typed={"float32": "tb_div_f32", "int16": "tb_div_s16"},
+          doc=f"int8, int16 (16x8), float32, {SHAPES} (rank <= 5), constant operands, fused "
+              "NONE/RELU/RELU6"),
     OpDef("PRELU", lower_prelu, "tb_prelu_s8", SOURCE, "tb_prelu_params", in_place=in_place,
           typed={"float32": "tb_prelu_f32", "int16": "tb_prelu_s16"},
           doc="int8, int16 (16x8, int16 alpha), float32, alpha constant or not, broadcast to the "
