@@ -107,6 +107,17 @@ def test_float_rsqrt_is_refused_in_one_line(tmp_path):
     assert "float32" in str(err.value) and "RSQRT" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_int16_rsqrt_is_refused_in_one_line(tmp_path):
+    """TFLite runs 16x8 RSQRT (an interpolated table); tinybuild does not compile it yet."""
+    from tinybuild.errors import TinybuildError
+    from tinybuild.pipeline import generate
+    path = tmp_path / "m.tflite"
+    path.write_bytes(int16_unary_model("RSQRT"))
+    with pytest.raises(TinybuildError) as err:
+        generate(path, tmp_path / "out", [])
+    assert "int16 RSQRT (16x8) is not compiled" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_every_value():
     check_all_values(unary_model("ABS", (1, 256), (0.07, 3), (0.05, -128)))
     check_all_values(unary_model("NEG", (1, 256), (0.07, 3), (0.07, -5)))
