@@ -131,6 +131,8 @@ def test_float_tflite_is_copied_as_float32_and_quant_on_it_is_refused(tiny, tmp_
                                              r"keeps the types.*\(float32 inside\)"):
         convert_model(flt, tmp_path / "out2.tflite", None, None, quant="int16x8")
     assert not (tmp_path / "out2.tflite").exists()
+    same = convert_model(flt, tmp_path / "out3.tflite", None, None, quant="float32")
+    assert same["quant"] == "float32"                     # asking for what it already is is fine
 
 
 def test_dynamic_range_tflite_is_refused_saying_what_it_is(tmp_path):

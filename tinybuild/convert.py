@@ -753,7 +753,7 @@ def _copy_tflite(src: Path, dst: Path, quant: str) -> dict:
     kind = tflite_kind(model)
     if kind == "hybrid":
         raise _hybrid_error(src, model)
-    if quant != "int8":
+    if quant not in ("int8", kind):      # int8 is the default: a .tflite keeps its own types
         raise TinybuildError(
             f"quant={quant}: {_p(src)} is a .tflite, which keeps the types it was written with "
             f"({kind} inside). Fix: leave quant= out for a .tflite, or give the float Keras model")
