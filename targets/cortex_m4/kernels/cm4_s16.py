@@ -14,16 +14,10 @@ import numpy as np
 from tinybuild.kernel_registry import KernelImpl
 from tinybuild.lower import Const, Layer
 from tinybuild.ops.conv import raster_in_place
+from tinybuild.s16_forms import DW_MAX_TAPS, Thresholds, acceptors, const, out_shifts
 
 SOURCE = Path(__file__).parent / "cm4_s16.c"
 INT16 = ("int16",)
-# The depthwise kernel sums a channel's taps in int32: |x * w| <= 2^15 * 2^7, so
-# up to 511 taps (511 * 2^22 < 2^31) cannot overflow before the int64 bias is added.
-DW_MAX_TAPS = (2**31 - 1) // 2**22
-
-
-def const(layer: Layer, role: str) -> np.ndarray:
-    return next(c.values for c in layer.consts if c.role == role)
 
 
 def rescale_constants(out_mul: np.ndarray) -> np.ndarray:
@@ -42,7 +36,7 @@ def rescale_constants(out_mul: np.ndarray) -> np.ndarray:
 def rescale_ok(layer: Layer) -> bool:
     """Multipliers below 1 (shift <= 0), as real 16x8 layers have: the kernel's
     total shift is 15 + (-shift)."""
-    return bool(np.all(np.asarray(const(layer, "out_mul")).reshape(-1, 2)[:, 1] <= 0))
+    return bool(np.all(out_shifts(layer) <= 0))
 
 
 def widened_rows(w: np.ndarray, rows: int) -> np.ndarray:
@@ -54,45 +48,10 @@ def widened_rows(w: np.ndarray, rows: int) -> np.ndarray:
 # No cliffs (the sweep in tests/test_s16_kernels.py, measured in the simulator):
 # one output channel pays the field copy for too few MACs, so does a 1x1
 # depthwise filter on one channel; small FCs are ruled by the per-output
-# double rescale both kernels share.
-CONV_MIN_OUT_C = 2
-DW_MIN_TAPS_X_CHANNELS = 4        # a 1x1 filter on one channel is one MAC per output
-FC_MIN_IN, FC_MIN_OUT, FC_MIN_MACS = 16, 2, 128    # 17 -> 3 was 7 instructions slower
-
-
-def computes_conv(layer: Layer) -> bool:
-    return layer.params_type == "tb_conv_params" and rescale_ok(layer)
-
-
-def accepts_conv(layer: Layer) -> bool:
-    return computes_conv(layer) and layer.params["out_c"] >= CONV_MIN_OUT_C
-
-
-def computes_depthwise(layer: Layer) -> bool:
-    p = layer.params
-    return (layer.params_type == "tb_conv_params" and p["depth_multiplier"] == 1
-            and p["k_h"] * p["k_w"] <= DW_MAX_TAPS and rescale_ok(layer))
-
-
-def accepts_depthwise(layer: Layer) -> bool:
-    p = layer.params
-    return computes_depthwise(layer) and p["k_h"] * p["k_w"] * p["in_c"] >= DW_MIN_TAPS_X_CHANNELS
-
-
-def computes_fc(layer: Layer) -> bool:
-    return layer.params_type == "tb_fc_params"
-
-
-def accepts_fc(layer: Layer) -> bool:
-    p = layer.params
-    return (computes_fc(layer) and p["in_features"] >= FC_MIN_IN and p["out_features"] >= FC_MIN_OUT
-            and p["in_features"] * p["out_features"] >= FC_MIN_MACS)
-
-
-# what each kernel computes correctly, cost rules aside (tests: opt_harness.condition)
-accepts_conv.condition = computes_conv
-accepts_depthwise.condition = computes_depthwise
-accepts_fc.condition = computes_fc
+# double rescale both kernels share (17 -> 3 was 7 instructions slower).
+accepts_conv, accepts_depthwise, accepts_fc = acceptors(
+    rescale_ok, Thresholds(conv_min_out_c=2, dw_min_taps_x_channels=4, fc_min_in=16, fc_min_out=2,
+                           fc_min_macs=128))
 
 
 def conv_reads_input(p: dict) -> bool:

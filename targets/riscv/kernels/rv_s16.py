@@ -2,8 +2,8 @@
 int8 weights for CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1) and
 FULLY_CONNECTED. The weights stay in TFLite's layout (LB reads int8 as cheaply
 as int16); the convolutions' rescale is precomputed as tb_mul_by_quant_mul_s64
-computes it; scratch for the convolution's gathered field. The riscv plugin
-stands alone, so this module does not import the cortex-m4 one."""
+computes it; scratch for the convolution's gathered field. Which layers the
+kernels take: tinybuild/s16_forms.py, shared with the cortex-m4 module."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,21 +14,10 @@ import numpy as np
 from tinybuild.kernel_registry import KernelImpl
 from tinybuild.lower import Const, Layer
 from tinybuild.ops.conv import raster_in_place
+from tinybuild.s16_forms import DW_MAX_TAPS, Thresholds, acceptors, const, const_of, out_shifts
 
 SOURCE = Path(__file__).parent / "rv_s16.c"
 INT16 = ("int16",)
-# The depthwise kernel sums a channel's taps in int32: |x * w| <= 2^15 * 2^7, so
-# up to 511 taps (511 * 2^22 < 2^31) cannot overflow before the int64 bias is added.
-DW_MAX_TAPS = (2**31 - 1) // 2**22
-# No cliffs (tests/test_s16_kernels.py's sweep in the simulator): one output
-# channel, a 1x1 depthwise filter on one channel and small FCs stay on the reference.
-CONV_MIN_OUT_C = 2
-DW_MIN_TAPS_X_CHANNELS = 4
-FC_MIN_IN, FC_MIN_OUT = 16, 2
-
-
-def const(layer: Layer, role: str) -> np.ndarray:
-    return next(c.values for c in layer.consts if c.role == role)
 
 
 def rescale_constants(out_mul: np.ndarray) -> np.ndarray:
@@ -41,41 +30,13 @@ def rescale_constants(out_mul: np.ndarray) -> np.ndarray:
 
 def rescale_ok(layer: Layer) -> bool:
     """The reference's rounding term 1 << (total_shift - 1) needs total_shift >= 1."""
-    return bool(np.all(np.asarray(const(layer, "out_mul")).reshape(-1, 2)[:, 1] <= 14))
+    return bool(np.all(out_shifts(layer) <= 14))
 
 
-def computes_conv(layer: Layer) -> bool:
-    return layer.params_type == "tb_conv_params" and rescale_ok(layer)
-
-
-def accepts_conv(layer: Layer) -> bool:
-    return computes_conv(layer) and layer.params["out_c"] >= CONV_MIN_OUT_C
-
-
-def computes_depthwise(layer: Layer) -> bool:
-    p = layer.params
-    return (layer.params_type == "tb_conv_params" and p["depth_multiplier"] == 1
-            and p["k_h"] * p["k_w"] <= DW_MAX_TAPS and rescale_ok(layer))
-
-
-def accepts_depthwise(layer: Layer) -> bool:
-    p = layer.params
-    return computes_depthwise(layer) and p["k_h"] * p["k_w"] * p["in_c"] >= DW_MIN_TAPS_X_CHANNELS
-
-
-def computes_fc(layer: Layer) -> bool:
-    return layer.params_type == "tb_fc_params"
-
-
-def accepts_fc(layer: Layer) -> bool:
-    p = layer.params
-    return computes_fc(layer) and p["in_features"] >= FC_MIN_IN and p["out_features"] >= FC_MIN_OUT
-
-
-# what each kernel computes correctly, cost rules aside (tests: opt_harness.condition)
-accepts_conv.condition = computes_conv
-accepts_depthwise.condition = computes_depthwise
-accepts_fc.condition = computes_fc
+# No cliffs (tests/test_s16_kernels.py's sweep in the simulator): one output
+# channel, a 1x1 depthwise filter on one channel and small FCs stay on the reference.
+accepts_conv, accepts_depthwise, accepts_fc = acceptors(
+    rescale_ok, Thresholds(conv_min_out_c=2, dw_min_taps_x_channels=4, fc_min_in=16, fc_min_out=2))
 
 
 def conv_reads_input(p: dict) -> bool:
@@ -105,10 +66,6 @@ def prepare_depthwise(layer: Layer) -> Layer:
 def prepare_fc(layer: Layer) -> Layer:
     return replace(layer, args=["filter", "bias", "real_mul"],
                    notes=layer.notes + ["16x8: int32 chunks of the int64 sums, 4 outputs per pass"])
-
-
-def const_of(layer: Layer, role: str) -> Const:
-    return next(c for c in layer.consts if c.role == role)
 
 
 def kernels() -> list[KernelImpl]:
