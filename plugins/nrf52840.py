@@ -10,10 +10,13 @@ chapter (memory map figure): 1 MB flash at 0x00000000, 256 KB RAM at 0x20000000 
 view). No SoftDevice: the firmware owns all of flash and RAM. The startup
 code is the built-in cortex-m4 target's (a Cortex-M4F vector table and
 Reset_Handler that copies .data and zeroes .bss; nothing in it is specific to
-the STM32), so the only board file besides this one is ``nrf52840.ld``.
+the STM32), so the only board file besides this one is ``nrf52840.ld``. Its
+``io=uart`` support (``realboard.NRF52840``) is tinybuild's
+``runtime/tb_uart_nrf52840.c``.
 """
 from pathlib import Path
 
+from tinybuild import realboard
 from tinybuild.hookspecs import hookimpl
 from tinybuild.plugins import PROJECT_ROOT
 from tinybuild.target import MemoryRegion, Target
@@ -42,6 +45,10 @@ NRF52840 = Target(
     timing_model="cortex-m4",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
+    # io=uart: UART0 on the DK's P0.06, HFXO started, DWT CYCCNT (tinybuild/runtime/tb_uart_nrf52840.c)
+    realboard=realboard.NRF52840,
+    # upload=1: pyOCD knows the part without a pack; the DK's J-Link OB needs SEGGER's J-Link software.
+    flasher=realboard.Flasher("pyocd", "nrf52840"),
 )
 
 

@@ -1,11 +1,13 @@
 """io=uart (the firmware runs on the real board and prints its result over the
 UART) and upload=1 (the board's flasher), docs/realboard.md.
 
-The slow tests build KWS with io=uart for cortex-m4 and riscv (Unicorn with the
-boards' UART and clock register model) and mps2-an386 (QEMU's own CMSDK UART),
-and check the printed line against TFLite's reference bytes for the built-in
-input. The fast ones check the register model, the line parser, each
-flasher's command line and the one-line refusals.
+The slow tests build KWS with io=uart for cortex-m4, nucleo-l4r5zi, riscv,
+nrf52840 and esp32c3 (Unicorn with the boards' UART, clock and watchdog
+register model) and mps2-an386 (QEMU's own CMSDK UART), and check the printed
+line against TFLite's reference bytes for the built-in input. The fast ones
+check the register models, the ESP32-C3's emulated performance-counter CSRs,
+the line parser, each flasher's command line (pyOCD run for real, with no
+probe attached) and the one-line refusals.
 """
 import json
 import os
@@ -54,6 +56,9 @@ class FakeUnicorn:
         assert size == 0x1000 and base % 0x1000 == 0
         self.pages[base] = (read, write)
 
+    def hook_add(self, kind, callback):
+        self.hooks = getattr(self, "hooks", []) + [(kind, callback)]
+
     def read(self, address, size=4):
         return self.pages[address & ~0xFFF][0](self, address & 0xFFF, size, None)
 
@@ -78,6 +83,80 @@ def test_stm32f407_model_ends_the_clock_polls_and_collects_usart2_bytes():
     assert bytes(console) == b"ok\n"
     assert uc.read(0xE0001004) == 1234                     # DWT_CYCCNT: the simulator's cycles
     assert uc.read(0x40004400, size=1) == 0xC0             # a byte read of the status register
+
+
+def test_gd32vf103_model_ends_the_108mhz_clock_polls():
+    uc = FakeUnicorn()
+    console = realboard.attach_uart(uc, realboard.GD32VF103.uart, lambda: 0)
+    uc.write(0x40021000, (1 << 24) | 1)                    # RCU_CTL: PLLEN, IRC8MEN
+    assert uc.read(0x40021000) == (1 << 25) | (1 << 24) | (1 << 1) | 1   # PLLSTB, IRC8MSTB
+    uc.write(0x40021004, (1 << 29) | (10 << 18) | (4 << 8) | 2)   # RCU_CFG0: x27, APB1 /2, SCS=PLL
+    assert uc.read(0x40021004) & 0xC == 0x8                # SCSS = PLL
+    assert uc.read(0x40013800) & 0x80                      # USART0_STAT: TBE
+    uc.write(0x40013804, ord("k"))
+    assert bytes(console) == b"k"
+
+
+def test_nrf52840_model_starts_hfxo_and_collects_uart0_bytes():
+    uc = FakeUnicorn()
+    console = realboard.attach_uart(uc, realboard.NRF52840.uart, lambda: 77)
+    uc.write(0x40000100, 0)                                # EVENTS_HFCLKSTARTED cleared ...
+    uc.write(0x40000000, 1)                                # ... TASKS_HFCLKSTART
+    assert uc.read(0x40000100) == 1                        # the crystal "started"
+    uc.write(0x40002524, 0x01D7E000)                       # BAUDRATE reads back
+    assert uc.read(0x40002524) == 0x01D7E000
+    for c in b"hi":
+        uc.write(0x4000211C, 0)                            # EVENTS_TXDRDY cleared, byte, ready
+        uc.write(0x4000251C, c)
+        assert uc.read(0x4000211C) == 1
+    assert bytes(console) == b"hi" and uc.read(0xE0001004) == 77
+
+
+def rv32_program(*words) -> bytes:
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def csr_insn(funct3, rd, rs1_or_imm, csr):
+    return (csr << 20) | (rs1_or_imm << 15) | (funct3 << 12) | (rd << 7) | 0x73
+
+
+def run_rv32(code: bytes, cycles=lambda: 5000):
+    """Run ``code`` in a real Unicorn with the ESP32-C3's UART model attached."""
+    import unicorn as U
+    from unicorn import riscv_const as R
+    uc = U.Uc(U.UC_ARCH_RISCV, U.UC_MODE_RISCV32)
+    uc.mem_map(0x1000, 0x1000)
+    uc.mem_write(0x1000, code)
+    console = realboard.attach_uart(uc, realboard.ESP32C3.uart, cycles)
+    uc.reg_write(R.UC_RISCV_REG_A0, 1)
+    uc.emu_start(0x1000, 0x1000 + len(code))
+    return uc, console, lambda n: uc.reg_read(R.UC_RISCV_REG_X0 + n)
+
+
+def test_esp32c3_performance_counter_csrs_are_emulated():
+    code = rv32_program(
+        csr_insn(1, 0, 10, 0x7E0),        # csrw mpcer, a0 (a0 = 1: count cycles)
+        csr_insn(5, 0, 1, 0x7E1),         # csrwi mpcmr, 1
+        csr_insn(2, 11, 0, 0x7E2),        # csrr a1, mpccr: the simulator's cycles
+        csr_insn(2, 12, 0, 0x7E0),        # csrr a2, mpcer: what was written
+        csr_insn(6, 13, 2, 0x7E1),        # csrrsi a3, mpcmr, 2: old value, then 3
+        csr_insn(2, 14, 0, 0x7E1),        # csrr a4, mpcmr
+        0x0FF00793,                       # li a5, 0xff
+        0x60000837,                       # lui a6, 0x60000 (UART0)
+        0x00F82023,                       # sw a5, 0(a6): UART_FIFO_REG
+    )
+    uc, console, x = run_rv32(code)
+    assert (x(11), x(12), x(13), x(14)) == (5000, 1, 1, 3)
+    assert bytes(console) == b"\xff"
+
+
+def test_esp32c3_other_traps_stay_cpu_exceptions():
+    import unicorn as U
+    for insn in (csr_insn(2, 11, 0, 0x7C0),    # a vendor CSR the model does not know
+                 0x00000073):                  # ecall
+        with pytest.raises(U.UcError) as exc:
+            run_rv32(rv32_program(insn))
+        assert exc.value.errno == U.UC_ERR_EXCEPTION
 
 
 def test_a_byte_of_a_ready_register_is_its_own_byte():
@@ -122,10 +201,12 @@ def test_io_sim_links_no_uart_code_and_io_uart_wraps_main():
 def test_each_boards_flasher_command_line(tmp_path):
     hex_file, bin_file = tmp_path / "firmware.hex", tmp_path / "firmware.bin"
     argv = {name: realboard.upload_argv(board(name).flasher, hex_file, bin_file)
-            for name in ("cortex-m4", "nucleo-l4r5zi", "esp32c3", "esp32", "esp32s3", "riscv")}
-    assert argv["cortex-m4"] == ["pyocd", "flash", "--target", "stm32f407vg", "--format", "hex",
-                                 str(hex_file)]
-    assert argv["nucleo-l4r5zi"][3] == "stm32l4r5zitx"
+            for name in ("cortex-m4", "nucleo-l4r5zi", "nrf52840", "esp32c3", "esp32", "esp32s3",
+                         "riscv")}
+    assert argv["cortex-m4"] == [sys.executable, "-m", "pyocd", "flash", "--no-wait", "--target",
+                                 "stm32f407vg", "--format", "hex", str(hex_file)]
+    assert argv["nucleo-l4r5zi"][6] == "stm32l4r5zitx"
+    assert argv["nrf52840"][6] == "nrf52840" and argv["nrf52840"][4] == "--no-wait"
     esptool = [sys.executable, "-m", "esptool", "--chip"]
     assert argv["esp32c3"] == [*esptool, "esp32c3", "write-flash", "0x0", str(bin_file)]
     assert argv["esp32"] == [*esptool, "esp32", "write-flash", "0x1000", str(bin_file)]
@@ -157,14 +238,27 @@ def test_no_probe_is_one_line_naming_what_was_looked_for(tmp_path):
                               f"(esptool exited with 2: {said})")
 
 
-def test_upload_without_the_flasher_installed_stops_before_building(tmp_path):
-    if shutil.which("pyocd"):
-        pytest.skip("pyocd is installed here")
-    line = one_error_line(scons(tmp_path / "b", "target=cortex-m4", "model=kws.h5", "upload=1"))
-    assert line == ("tinybuild: error: upload=1: pyocd is not installed (it would look for a "
-                    "CMSIS-DAP, ST-Link or J-Link debug probe on USB for pyOCD target stm32f407vg); "
-                    "install it: ./tb python -m pip install pyocd")
-    assert not (tmp_path / "b" / "cortex-m4").exists()
+def test_upload_without_the_flasher_installed_is_one_line(monkeypatch):
+    real_find_spec = realboard.importlib.util.find_spec
+    monkeypatch.setattr(realboard.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyocd" else real_find_spec(name, *a))
+    with pytest.raises(TinybuildError) as exc:
+        realboard.board_target(board("cortex-m4"), "sim", True)
+    assert str(exc.value) == ("upload=1: pyocd is not installed (it would look for a CMSIS-DAP, "
+                              "ST-Link or J-Link debug probe on USB for pyOCD target stm32f407vg); "
+                              "install it: ./tb python -m pip install pyocd")
+
+
+def test_pyocd_with_no_probe_attached_is_one_line(tmp_path):
+    """requirements.txt pins pyOCD; with no probe it must stop at once (--no-wait), not wait."""
+    pytest.importorskip("pyocd")
+    (tmp_path / "firmware.hex").write_text(":00000001FF\n")
+    with pytest.raises(TinybuildError) as exc:
+        realboard.upload(board("cortex-m4"), tmp_path / "firmware.hex", tmp_path / "firmware.bin")
+    assert str(exc.value).startswith(
+        "upload=1: pyocd found no board: looked for a CMSIS-DAP, ST-Link or J-Link debug probe on "
+        "USB for pyOCD target stm32f407vg (pyocd exited with 1: ")
+    assert "No target device available" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_upload_for_a_board_without_flasher_and_for_all_boards_is_refused(tmp_path):
@@ -177,10 +271,14 @@ def test_upload_for_a_board_without_flasher_and_for_all_boards_is_refused(tmp_pa
 # -- io=uart: bad input ------------------------------------------------------------------------
 
 def test_io_uart_for_a_board_without_uart_support_is_one_line(tmp_path):
-    for name in ("esp32c3", "nrf52840"):
+    for name in ("esp32", "esp32s3"):
         line = one_error_line(scons(tmp_path / "b", f"target={name}", "model=kws.h5", "io=uart"))
-        assert f"io=uart: target '{name}'" in line and "has no UART support" in line
-        assert "boards with it: cortex-m4, mps2-an386, nucleo-l4r5zi, riscv" in line
+        assert f"io=uart: target '{name}'" in line and "has no UART support: no tinybuild " \
+            "simulator runs Xtensa" in line
+        assert ("boards with it: cortex-m4, esp32c3, mps2-an386, nrf52840, nucleo-l4r5zi, riscv"
+                in line)
+    with pytest.raises(TinybuildError, match="has no UART support: its Target sets no realboard="):
+        realboard.check_io("uart", board("hifive1"))
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("*/kws-uart"))
     line = one_error_line(scons(tmp_path / "b", "target=cortex-m4", "model=kws.h5", "io=usb"))
     assert "io" in line and "usb" in line
@@ -221,7 +319,7 @@ def run_in_simulator(tdir, name, sim="unicorn"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cortex-m4", "nucleo-l4r5zi", "riscv"])
+@pytest.mark.parametrize("name", ["cortex-m4", "nucleo-l4r5zi", "riscv", "nrf52840", "esp32c3"])
 def test_uart_firmware_prints_tflites_output_in_unicorn(uart_build, name):
     tdir, result = build_uart(uart_build, name)
     validation = json.loads((tdir / "validation.json").read_text())
@@ -231,7 +329,7 @@ def test_uart_firmware_prints_tflites_output_in_unicorn(uart_build, name):
     out, cycles = realboard.parse_console(run.console)
     assert out == reference_output(uart_build) == run.output
     assert run.console.endswith(f"tinybuild: output {out.hex()} cycles {cycles}\r\n")
-    if name != "riscv":              # DWT_CYCCNT reads the timing model's count
+    if name != "riscv":              # DWT_CYCCNT / mpccr read the timing model's count
         assert run.cycles <= cycles <= run.cycles + 100
     report = json.loads((tdir / "report.json").read_text())
     assert (tdir / "firmware.hex").exists() and report["validation"]["match"] is True
@@ -263,3 +361,14 @@ def test_esptool_with_no_board_attached_is_one_line(tmp_path):
                                              r"port .* with an esp32c3 in download mode \(esptool "
                                              r"exited with [12]: "):
         realboard.upload(board("esp32c3"), tmp_path / "firmware.hex", tmp_path / "firmware.bin")
+
+
+@pytest.mark.slow
+def test_upload_with_no_probe_stops_after_the_build_in_one_line(uart_build):
+    pytest.importorskip("pyocd")
+    line = one_error_line(scons(uart_build, "target=cortex-m4", "model=kws.h5", "upload=1"))
+    assert line.startswith("tinybuild: error: upload=1: pyocd found no board: looked for a CMSIS-DAP, "
+                           "ST-Link or J-Link debug probe on USB for pyOCD target stm32f407vg "
+                           "(pyocd exited with 1: "), line
+    tdir = uart_build / "cortex-m4" / "kws"
+    assert (tdir / "firmware.hex").exists() and not (tdir / "upload.json").exists()

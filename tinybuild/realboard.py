@@ -67,6 +67,11 @@ class UartModel:
     pages: tuple[int, ...]
     ready: tuple[Ready, ...] = ()
     cycle_counter: int = 0
+    # RISC-V CSRs the simulator lacks (a vendor's): their accesses are
+    # emulated (written values read back); ``cycle_csr`` among them reads the
+    # simulator's cycle count, as ``cycle_counter`` does for memory.
+    csrs: tuple[int, ...] = ()
+    cycle_csr: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,47 @@ STM32L4R5 = RealBoard(
 
 GD32VF103 = RealBoard(
     sources=(RUNTIME_DIR / "tb_uart_gd32vf103.c",),
-    console="USART0 TX on PA9, 115200 8N1 (USARTDIV 69 at 8 MHz)",
-    clock="not raised: the core runs on IRC8M (8 MHz) as after reset; the PLL setup to 108 MHz "
-          "(GD32VF103 user manual 5.3) is not done. mcycle counts core cycles either way",
+    console="USART0 TX on PA9, 115200 8N1 (USARTDIV 938 at 108 MHz)",
+    clock="IRC8M/2 = 4 MHz -> PLL x27 = 108 MHz CK_SYS, AHB and APB2 108 MHz, APB1 54 MHz; "
+          "no flash wait states to set (GD32VF103 user manual 5.3)",
     uart=UartModel(
         data=0x4001_3804,
         pages=(0x4001_0000, 0x4001_3000, 0x4002_1000),
-        ready=(Ready(0x4001_3800, set_bits=0xC0),),              # USART0_STAT: TBE, TC
+        ready=(Ready(0x4002_1000, mask=0x0101_0001, shift=1),    # RCU_CTL: IRC8MEN, PLLEN -> STB
+               Ready(0x4002_1004, mask=0x3, shift=2),            # RCU_CFG0: SCS -> SCSS
+               Ready(0x4001_3800, set_bits=0xC0)),               # USART0_STAT: TBE, TC
         cycle_counter=0))                                        # mcycle: a CSR, not memory
+
+NRF52840 = RealBoard(
+    sources=(RUNTIME_DIR / "tb_uart_nrf52840.c",),
+    console="UART0 TX on P0.06 (the DK's virtual COM port), 115200 8N1",
+    clock="64 MHz HFCLK (the CPU clock from reset); the 32 MHz crystal (HFXO) started for the "
+          "UART's accuracy (nRF52840 PS v1.7, CLOCK)",
+    uart=UartModel(
+        data=0x4000_251C,                                        # UART0.TXD
+        pages=(0x4000_0000, 0x4000_2000, 0x5000_0000, 0xE000_1000),
+        ready=(Ready(0x4000_0100, set_bits=1),                   # CLOCK.EVENTS_HFCLKSTARTED
+               Ready(0x4000_211C, set_bits=1)),                  # UART0.EVENTS_TXDRDY
+        cycle_counter=0xE000_1004))                              # DWT_CYCCNT
+
+ESP32C3 = RealBoard(
+    sources=(RUNTIME_DIR / "tb_uart_esp32c3.c",),
+    console="UART0 TX on GPIO21 (the DevKit's USB-UART bridge), 115200 8N1 as the ROM set it up",
+    clock="left at the ROM bootloader's 40 MHz crystal clock (160 MHz needs the BBPLL calibrated "
+          "over the internal I2C bus: not done); RTC, timer group 0/1 watchdogs stopped, super "
+          "watchdog auto-fed (ESP32-C3 TRM, Watchdog Timers)",
+    uart=UartModel(
+        data=0x6000_0000,                                        # UART_FIFO_REG
+        pages=(0x6000_0000, 0x6000_8000, 0x6001_F000, 0x6002_0000),  # UART0, RTC_CNTL, TIMG0/1
+        csrs=(0x7E0, 0x7E1, 0x7E2),                              # mpcer, mpcmr, mpccr
+        cycle_csr=0x7E2))
+
+# io=uart refused with the reason, by architecture.
+NO_UART_REASON = {
+    "xtensa": "no tinybuild simulator runs Xtensa, so its printed line could not be checked "
+              "against TFLite (its cycle counter would be the CCOUNT special register)",
+}
+WITH_UART = "cortex-m4, esp32c3, mps2-an386, nrf52840, nucleo-l4r5zi, riscv"
 
 
 # -- build variables --------------------------------------------------------------------
@@ -148,9 +186,9 @@ def check_io(io: str, target) -> None:
         raise TinybuildError(f"io={shown(io)}: give 'sim' (the simulator's I/O) or 'uart' "
                              "(the real board's UART)")
     if io == "uart" and getattr(target, "realboard", None) is None:
-        with_uart = "cortex-m4, mps2-an386, nucleo-l4r5zi, riscv"
+        why = NO_UART_REASON.get(target.arch, "its Target sets no realboard=")
         raise TinybuildError(f"io=uart: target '{target.name}' ({shown(target.plugin)}) has no UART "
-                             f"support (its Target sets no realboard=); boards with it: {with_uart}. "
+                             f"support: {why}; boards with it: {WITH_UART}. "
                              "Fix: build with io=sim, or give the target a RealBoard (docs/realboard.md)")
 
 
@@ -239,7 +277,51 @@ def attach_uart(uc, model: UartModel, cycles) -> bytearray:
     for page in model.pages:
         read, write = make(page)
         uc.mmio_map(page, 0x1000, read, None, write, None)
+    if model.csrs:
+        emulate_csrs(uc, model, cycles)
     return console
+
+
+ILLEGAL_INSTRUCTION = 2          # RISC-V exception cause
+SYSTEM_OPCODE = 0x73
+
+
+def emulate_csrs(uc, model: UartModel, cycles) -> None:
+    """Run the firmware's accesses to ``model.csrs``, which Unicorn does not
+    implement: each traps as an illegal instruction; the hook does what the
+    csrrw/csrrs/csrrc(i) would and execution continues after it. Any other
+    trap stops the run as a CPU exception, as it does without the hook."""
+    import unicorn as U
+    from unicorn import riscv_const as R
+    values = dict.fromkeys(model.csrs, 0)
+    offset = [0]                 # what a write to the cycle CSR set, minus the cycles then
+
+    def read(csr):
+        return (cycles() + offset[0]) & 0xFFFFFFFF if csr == model.cycle_csr else values[csr]
+
+    def write(csr, value):
+        if csr == model.cycle_csr:
+            offset[0] = value - cycles()
+        values[csr] = value & 0xFFFFFFFF
+
+    def on_trap(uc_, cause, user):
+        pc = uc_.reg_read(R.UC_RISCV_REG_PC) - 4       # Unicorn reports the PC past the instruction
+        insn = int.from_bytes(uc_.mem_read(pc, 4), "little")
+        csr, funct3 = insn >> 20, (insn >> 12) & 7
+        if (cause != ILLEGAL_INSTRUCTION or insn & 0x7F != SYSTEM_OPCODE or funct3 in (0, 4)
+                or csr not in values):
+            raise U.UcError(U.UC_ERR_EXCEPTION)
+        rd, rs1 = (insn >> 7) & 31, (insn >> 15) & 31
+        operand = rs1 if funct3 & 4 else uc_.reg_read(R.UC_RISCV_REG_X0 + rs1)
+        old = read(csr)
+        if funct3 & 3 == 1:
+            write(csr, operand)
+        elif rs1:                # csrrs/csrrc with x0 (or 0) only read
+            write(csr, old | operand if funct3 & 3 == 2 else old & ~operand)
+        if rd:
+            uc_.reg_write(R.UC_RISCV_REG_X0 + rd, old)
+
+    uc.hook_add(U.UC_HOOK_INTR, on_trap)
 
 
 # -- upload ------------------------------------------------------------------------------
@@ -247,7 +329,9 @@ def attach_uart(uc, model: UartModel, cycles) -> bytearray:
 def upload_argv(flasher: Flasher, hex_file: Path, bin_file: Path) -> list[str]:
     """The command ``upload=1`` runs, as an argument list."""
     if flasher.tool == "pyocd":
-        return ["pyocd", "flash", "--target", flasher.chip, "--format", "hex", str(hex_file)]
+        # --no-wait: with no probe attached pyOCD would otherwise wait for one forever.
+        return [sys.executable, "-m", "pyocd", "flash", "--no-wait", "--target", flasher.chip,
+                "--format", "hex", str(hex_file)]
     if flasher.tool == "esptool":
         return [sys.executable, "-m", "esptool", "--chip", flasher.chip, "write-flash",
                 f"0x{flasher.address:x}", str(bin_file)]
@@ -279,8 +363,8 @@ INSTALL = {
 
 
 def flasher_available(flasher: Flasher) -> bool:
-    if flasher.tool == "esptool":
-        return importlib.util.find_spec("esptool") is not None
+    if flasher.tool in ("esptool", "pyocd"):     # Python packages, run with this interpreter
+        return importlib.util.find_spec(flasher.tool) is not None
     return shutil.which(flasher.tool) is not None
 
 

@@ -61,6 +61,7 @@ ESP32C3 = Target(
     timing_model="rv32-esp32c3",
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-riscv64-unknown-elf "
                    "picolibc-riscv64-unknown-elf",
+    realboard=realboard.ESP32C3,
     flasher=realboard.Flasher("esptool", "esp32c3", address=0x0),
 )
 
