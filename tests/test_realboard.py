@@ -284,6 +284,12 @@ def test_io_uart_for_a_board_without_uart_support_is_one_line(tmp_path):
     assert "io" in line and "usb" in line
 
 
+def test_the_refusal_names_exactly_the_boards_with_uart_support():
+    known = plugins.targets(plugins.make_plugin_manager([]))
+    with_uart = sorted(name for name, t in known.items() if t.realboard is not None)
+    assert realboard.WITH_UART == ", ".join(with_uart)
+
+
 def test_help_lists_io_and_upload():
     result = subprocess.run([str(SCONS), "-C", str(ROOT), "-h"], capture_output=True, text=True,
                             timeout=120)
