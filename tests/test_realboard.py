@@ -141,12 +141,16 @@ def test_esp32c3_performance_counter_csrs_are_emulated():
         csr_insn(2, 12, 0, 0x7E0),        # csrr a2, mpcer: what was written
         csr_insn(6, 13, 2, 0x7E1),        # csrrsi a3, mpcmr, 2: old value, then 3
         csr_insn(2, 14, 0, 0x7E1),        # csrr a4, mpcmr
+        csr_insn(7, 28, 1, 0x7E1),        # csrrci t3, mpcmr, 1: 3, then 2
+        csr_insn(5, 0, 7, 0x7E2),         # csrwi mpccr, 7: the count goes on from 7
+        csr_insn(2, 29, 0, 0x7E2),        # csrr t4, mpccr
+        csr_insn(2, 30, 0, 0x7E1),        # csrr t5, mpcmr
         0x0FF00793,                       # li a5, 0xff
         0x60000837,                       # lui a6, 0x60000 (UART0)
         0x00F82023,                       # sw a5, 0(a6): UART_FIFO_REG
     )
     uc, console, x = run_rv32(code)
-    assert (x(11), x(12), x(13), x(14)) == (5000, 1, 1, 3)
+    assert (x(11), x(12), x(13), x(14), x(28), x(29), x(30)) == (5000, 1, 1, 3, 3, 7, 2)
     assert bytes(console) == b"\xff"
 
 
