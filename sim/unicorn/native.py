@@ -74,6 +74,22 @@ class Counters(ctypes.Structure):
         ("read_type", ctypes.c_uint64),
         ("nflash", ctypes.c_uint64),
         ("flash_ranges", (ctypes.c_uint64 * 2) * 4),
+        # the static access watch
+        ("static_on", ctypes.c_uint64),
+        ("count_misaligned", ctypes.c_uint64),
+        ("insn", ctypes.c_void_p),
+        ("hooked", ctypes.c_void_p),
+        ("progs", ctypes.c_void_p),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_ids", ctypes.c_int32 * 16),
+        ("missing", ctypes.c_uint64),
+        ("unmodelled", ctypes.c_uint64),
+        ("unmodelled_at", ctypes.c_uint64),
+        ("static_ops", ctypes.c_uint64),
+        ("hooked_ops", ctypes.c_uint64),
+        ("cur", ctypes.c_void_p),
+        ("cursor", ctypes.c_uint64),
+        ("regs", ctypes.c_uint32 * 16),
     ]
 
 
@@ -128,6 +144,9 @@ def load() -> ctypes.CDLL:
             raise TinybuildError(
                 f"native hook struct size mismatch ({lib.tb_counters_size()} != "
                 f"{ctypes.sizeof(Counters)}): delete {library_path()} and retry")
+        for name in ("tb_scan", "tb_flush_accesses", "tb_release"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = None
         _lib = lib
     return _lib
 
@@ -190,3 +209,29 @@ def add_block_hook(uc, counters: Counters) -> int:
     if status != UC_ERR_OK:
         raise TinybuildError(f"uc_hook_add(UC_HOOK_BLOCK) failed with unicorn error {status}")
     return handle.value
+
+
+def add_access_hooks(uc, counters: Counters, ranges: list[tuple[int, int]]) -> None:
+    """Register tb_access_hook (UC_HOOK_CODE) on each address range [begin, end)
+    of ``ranges``: the instructions whose accesses the static watch resolves
+    at run time."""
+    from unicorn import UC_HOOK_CODE
+    from unicorn.unicorn_const import UC_ERR_OK
+
+    lib = load()
+    ucl = uclib()
+    counters.reg_read = ctypes.cast(ucl.uc_reg_read, ctypes.c_void_p).value
+    fn = ctypes.cast(lib.tb_access_hook, ctypes.c_void_p)
+    for begin, end in ranges:
+        handle = ctypes.c_size_t()
+        status = ucl.uc_hook_add(
+            uc._uch, ctypes.byref(handle), UC_HOOK_CODE, fn,
+            ctypes.c_void_p(ctypes.addressof(counters)), ctypes.c_uint64(begin),
+            ctypes.c_uint64(end - 1))
+        if status != UC_ERR_OK:
+            raise TinybuildError(f"uc_hook_add(UC_HOOK_CODE) failed with unicorn error {status}")
+
+
+def call(name: str, counters: Counters) -> None:
+    """Call the native function ``name`` (tb_scan, tb_flush_accesses, tb_release)."""
+    getattr(load(), name)(ctypes.c_void_p(ctypes.addressof(counters)))

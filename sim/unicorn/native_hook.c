@@ -32,12 +32,63 @@
  * is `sets` sets of `ways` tags kept most-recently-used first (LRU);
  * 0 ways: no cache, every line is a miss.
  *
+ * The static access watch (static_on; the default on Cortex-M, see
+ * docs/simulators.md "Speed with memory hooks") gets the same counts without
+ * any memory hook: timing.py decodes every instruction's data accesses
+ * (tb_insn_t: base, index << shift, offset, size, count, write-back) and
+ * register effects; at block entry tb_block_hook compiles the block once
+ * (cached per start address) into accesses whose address is an entry
+ * register's value plus a constant (writeback and ADD/SUB/MOV immediates
+ * tracked through the block), reads those registers and charges the
+ * accesses in program order, deferred until the block has run (the next
+ * block hook, or tb_flush_accesses at the end) so that a tb_mark snapshot
+ * sees them where the every-access watch would. An access it cannot resolve
+ * (base or index computed otherwise in the block, or inside an IT block,
+ * where it may be skipped) has a code hook on its instruction
+ * (tb_access_hook: the live registers give the address); an instruction
+ * that needs one and has none is recorded in `hooked` (2) and counted in
+ * `missing`, and one the decoder does not model (UNMODELLED) in
+ * `unmodelled`: the Python side then runs again with more hooks or with the
+ * every-access watch, so the counts stay exact.
+ *
  * No unicorn header is needed: the engine is an opaque pointer and
- * uc_emu_stop is passed in as a function pointer.
+ * uc_emu_stop / uc_reg_read are passed in as function pointers.
  */
 #include <stdint.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 typedef int (*tb_emu_stop_fn)(void *uc);
+typedef int (*tb_reg_read_fn)(void *uc, int regid, void *value);
+
+enum { ACC_INSN = 1, ACC_ACCESS = 2, ACC_WRITE = 4, ACC_WB = 8, ACC_IN_IT = 16,
+       ACC_UNMODELLED = 32, ACC_ENDS_TB = 64 };
+
+/* One instruction's accesses and register effects (timing.ACCESS_DTYPE). */
+typedef struct {
+  int32_t imm, wb, k;
+  uint16_t clobber;
+  int8_t rn, rm, rd, rs;
+  uint8_t shift, size, count, flags, isize, pad;
+} tb_insn_t;
+
+/* A resolved access of a compiled block: count items of size bytes from
+ * R[b1] + k1 + ((R[b2] + k2) << shift), R = the registers at block entry
+ * (b < 0: no register). */
+typedef struct {
+  uint32_t insn;
+  int32_t k1, k2;
+  int8_t b1, b2;
+  uint8_t shift, size, count, write;
+} tb_op_t;
+
+typedef struct {
+  uint64_t end;
+  uint32_t nops;
+  uint32_t regs;              /* entry registers the ops read */
+  tb_op_t ops[];
+} tb_prog_t;
 
 typedef struct {
   uint32_t *tags;          /* sets * ways line numbers, MRU first; 0xFFFFFFFF: empty */
@@ -86,6 +137,22 @@ typedef struct {
   uint64_t read_type;           /* unicorn's UC_MEM_READ */
   uint64_t nflash;              /* flash ranges tb_mem_hook charges data reads in */
   uint64_t flash_ranges[4][2];  /* [lo, hi) */
+  /* the static access watch */
+  uint64_t static_on;
+  uint64_t count_misaligned;    /* 0: only flash reads are charged (no `detail`) */
+  const tb_insn_t *insn;        /* nhw descriptors */
+  uint8_t *hooked;              /* nhw: 1 a code hook watches it, 2 it needed one */
+  tb_prog_t **progs;            /* nhw compiled blocks, by start */
+  tb_reg_read_fn reg_read;
+  int32_t reg_ids[16];          /* unicorn's ids of r0..r15 */
+  uint64_t missing;             /* unresolved accesses without a code hook */
+  uint64_t unmodelled;          /* executed memory instructions the decoder does not model */
+  uint64_t unmodelled_at;
+  uint64_t static_ops;          /* accesses resolved at block entry */
+  uint64_t hooked_ops;          /* accesses charged by tb_access_hook */
+  tb_prog_t *cur;               /* the running block's accesses, charged up to `cursor` */
+  uint64_t cursor;
+  uint32_t regs[16];            /* its entry registers */
 } tb_counters_t;
 
 uint64_t tb_counters_size(void) { return sizeof(tb_counters_t); }
@@ -125,10 +192,13 @@ static void tb_charge_fetch(tb_counters_t *c, uint64_t address, uint64_t end) {
 }
 
 static void tb_charge_read(tb_counters_t *c, uint64_t address, int size);
+static void tb_flush(tb_counters_t *c, uint64_t limit);
+static void tb_block_accesses(tb_counters_t *c, void *uc, uint64_t s, uint64_t e);
 
 void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
   tb_counters_t *c = (tb_counters_t *)user_data;
   uint64_t end = address + size;
+  if (c->static_on) tb_flush(c, UINT64_MAX);   /* the previous block has run */
   if (c->mm_on && size && address >= c->flash_lo && end <= c->flash_hi)
     tb_charge_fetch(c, address, end);
   if (address >= c->base && end >= address && ((end - c->base) >> 1) <= c->nhw) {
@@ -139,6 +209,7 @@ void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
       c->taken++;
       if (s < c->nhw) c->cycles += c->taken_penalty + c->fresh_adj[s];
     }
+    if (c->static_on && s < e) tb_block_accesses(c, uc, s, e);
   } else {
     /* Code outside the decoded text (e.g. copied to RAM): counted apart so
      * the Python side can report it. */
@@ -153,12 +224,13 @@ void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
   }
 }
 
-void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
-                 void *user_data) {
-  tb_counters_t *c = (tb_counters_t *)user_data;
+/* One data access, as the every-access watch sees it: a read from flash goes
+ * through the data cache; a misaligned one pays its penalty (or stops a core
+ * that traps). */
+static void tb_charge_access(tb_counters_t *c, void *uc, uint64_t address, int size,
+                             int is_read) {
   uint64_t pen, i;
-  (void)value;
-  if (c->mm_on && (uint64_t)type == c->read_type) {
+  if (c->mm_on && is_read) {
     for (i = 0; i < c->nflash; i++) {
       if (address >= c->flash_ranges[i][0] && address < c->flash_ranges[i][1]) {
         tb_charge_read(c, address, size);
@@ -166,6 +238,7 @@ void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
       }
     }
   }
+  if (!c->count_misaligned) return;
   if (size < 2 || (address & (uint64_t)(size - 1)) == 0) return;
   if (c->misaligned++ == 0) {
     c->first_misaligned = address;
@@ -178,6 +251,13 @@ void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
   pen = size == 2 ? c->pen_half_odd : (address & 1) ? c->pen_word_byte : c->pen_word_half;
   c->cycles += pen;
   c->misaligned_cycles += pen;
+}
+
+void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
+                 void *user_data) {
+  tb_counters_t *c = (tb_counters_t *)user_data;
+  (void)value;
+  tb_charge_access(c, uc, address, size, (uint64_t)type == c->read_type);
 }
 
 /* A data read from flash: each line the data cache does not hold costs
@@ -202,4 +282,167 @@ void tb_flash_read_hook(void *uc, int type, uint64_t address, int size, int64_t 
   (void)type;
   (void)value;
   tb_charge_read((tb_counters_t *)user_data, address, size);
+}
+
+/* -- the static access watch ------------------------------------------------ */
+
+/* A register's value inside a block: entry value of register `base` plus k
+ * (base -1: the constant k; base -2: unknown). */
+typedef struct { int32_t base, k; } tb_val_t;
+
+enum { VAL_CONST = -1, VAL_UNKNOWN = -2 };
+
+static void tb_charge_items(tb_counters_t *c, void *uc, uint32_t address, int size, int count,
+                            int write) {
+  int j;
+  for (j = 0; j < count; j++)
+    tb_charge_access(c, uc, (uint32_t)(address + (uint32_t)(j * size)), size, !write);
+}
+
+/* Register effects of one instruction, after its access (see timing.py). */
+static void tb_apply_effects(tb_val_t *v, const tb_insn_t *d) {
+  int r;
+  tb_val_t rd = {VAL_UNKNOWN, 0};
+  if (d->rd >= 0) {
+    if (d->rs < 0) { rd.base = VAL_CONST; rd.k = d->k; }
+    else if (v[d->rs].base != VAL_UNKNOWN) { rd.base = v[d->rs].base; rd.k = v[d->rs].k + d->k; }
+  }
+  if (d->flags & ACC_IN_IT) {         /* may not execute: what it writes is unknown */
+    if (d->rd >= 0) v[d->rd].base = VAL_UNKNOWN;
+    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].base = VAL_UNKNOWN;
+  } else {
+    if ((d->flags & ACC_WB) && d->rn >= 0 && v[d->rn].base != VAL_UNKNOWN) v[d->rn].k += d->wb;
+    if (d->rd >= 0) v[d->rd] = rd;
+  }
+  for (r = 0; r < 16; r++)
+    if (d->clobber >> r & 1) v[r].base = VAL_UNKNOWN;
+}
+
+/* The accesses of the block of halfwords [s, e), resolved against the entry
+ * registers; NULL when out of memory. An access that cannot be resolved
+ * needs a code hook: with `scan`, it gets one (hooked = 1); otherwise one
+ * without is recorded (hooked = 2, missing). */
+static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan) {
+  tb_val_t v[16];
+  uint64_t i, n = 0;
+  tb_prog_t *p;
+  int r;
+  for (i = s; i < e && i < c->nhw; i += c->insn[i].isize ? c->insn[i].isize / 2 : 1)
+    if (c->insn[i].flags & ACC_ACCESS) n++;
+  p = scan ? NULL : (tb_prog_t *)malloc(sizeof(tb_prog_t) + n * sizeof(tb_op_t));
+  if (!scan && !p) return NULL;
+  if (p) { p->end = e; p->nops = 0; p->regs = 0; }
+  for (r = 0; r < 16; r++) { v[r].base = r; v[r].k = 0; }
+  v[15].base = VAL_UNKNOWN;           /* PC-relative addresses are folded in already */
+  for (i = s; i < e && i < c->nhw; i += c->insn[i].isize ? c->insn[i].isize / 2 : 1) {
+    const tb_insn_t *d = &c->insn[i];
+    if (!(d->flags & ACC_INSN)) break;
+    if (d->flags & ACC_ACCESS) {
+      tb_val_t b = {VAL_CONST, 0}, x = {VAL_CONST, 0};
+      if (d->rn >= 0) b = v[d->rn];
+      if (d->rm >= 0) x = v[d->rm];
+      if (c->hooked[i] == 1) {
+        /* its code hook charges it, whichever block it runs in */
+      } else if ((d->flags & (ACC_IN_IT | ACC_UNMODELLED)) || b.base == VAL_UNKNOWN ||
+                 x.base == VAL_UNKNOWN) {
+        if (scan) c->hooked[i] = 1;
+        else if (!c->hooked[i]) { c->hooked[i] = 2; c->missing++; }
+      } else if (p) {
+        tb_op_t *op = &p->ops[p->nops++];
+        op->insn = (uint32_t)(c->base + 2 * i);
+        op->b1 = (int8_t)b.base; op->k1 = b.k + d->imm;
+        op->b2 = (int8_t)x.base; op->k2 = x.k;
+        op->shift = d->shift; op->size = d->size; op->count = d->count;
+        op->write = (d->flags & ACC_WRITE) != 0;
+        if (b.base >= 0) p->regs |= 1u << b.base;
+        if (x.base >= 0) p->regs |= 1u << x.base;
+      }
+    }
+    tb_apply_effects(v, d);
+  }
+  return p;
+}
+
+/* Charge the running block's resolved accesses of instructions before `limit`. */
+static void tb_flush(tb_counters_t *c, uint64_t limit) {
+  tb_prog_t *p = c->cur;
+  if (!p) return;
+  while (c->cursor < p->nops && p->ops[c->cursor].insn < limit) {
+    const tb_op_t *op = &p->ops[c->cursor++];
+    uint32_t a = (uint32_t)((op->b1 >= 0 ? c->regs[op->b1] : 0) + (uint32_t)op->k1);
+    uint32_t x = (uint32_t)((op->b2 >= 0 ? c->regs[op->b2] : 0) + (uint32_t)op->k2);
+    tb_charge_items(c, NULL, a + (x << op->shift), op->size, op->count, op->write);
+    c->static_ops++;
+  }
+  if (c->cursor >= p->nops) c->cur = NULL;
+}
+
+static uint32_t tb_reg(tb_counters_t *c, void *uc, int r) {
+  uint64_t value = 0;
+  c->reg_read(uc, c->reg_ids[r], &value);
+  return (uint32_t)value;
+}
+
+static void tb_block_accesses(tb_counters_t *c, void *uc, uint64_t s, uint64_t e) {
+  tb_prog_t *p = c->progs[s];
+  int r;
+  if (!p || p->end != e) {
+    free(p);
+    p = c->progs[s] = tb_compile(c, s, e, 0);
+    if (!p) { c->missing++; return; }   /* out of memory: inexact, so redo the run */
+  }
+  if (!p->nops) return;
+  for (r = 0; r < 16; r++)
+    if (p->regs >> r & 1) c->regs[r] = tb_reg(c, uc, r);
+  c->cur = p;
+  c->cursor = 0;
+}
+
+/* UC_HOOK_CODE on the instructions whose accesses a block cannot resolve. */
+void tb_access_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
+  tb_counters_t *c = (tb_counters_t *)user_data;
+  uint64_t i = (address - c->base) >> 1;
+  const tb_insn_t *d;
+  uint32_t a, x = 0;
+  (void)size;
+  tb_flush(c, address);               /* the block's earlier accesses come first */
+  if (address < c->base || i >= c->nhw || c->hooked[i] != 1) return;
+  d = &c->insn[i];
+  if (!(d->flags & ACC_ACCESS)) return;
+  if (d->flags & ACC_UNMODELLED) {
+    if (!c->unmodelled++) c->unmodelled_at = address;
+    return;
+  }
+  a = (uint32_t)((d->rn >= 0 ? tb_reg(c, uc, d->rn) : 0) + (uint32_t)d->imm);
+  if (d->rm >= 0) x = tb_reg(c, uc, d->rm);
+  tb_charge_items(c, uc, a + (x << d->shift), d->size, d->count, (d->flags & ACC_WRITE) != 0);
+  c->hooked_ops++;
+}
+
+/* The accesses of the block that ran last (the end of a run). */
+void tb_flush_accesses(tb_counters_t *c) { tb_flush(c, UINT64_MAX); }
+
+/* Give every access no block can resolve a code hook (hooked = 1), walking
+ * each straight-line run of code from the earliest place a block can start
+ * (after a branch): a later start resolves at least as much. */
+void tb_scan(tb_counters_t *c) {
+  uint64_t i = 0, s;
+  while (i < c->nhw) {
+    while (i < c->nhw && !(c->insn[i].flags & ACC_INSN)) i++;
+    s = i;
+    while (i < c->nhw && (c->insn[i].flags & ACC_INSN)) {
+      int ends = c->insn[i].flags & ACC_ENDS_TB;
+      i += c->insn[i].isize / 2;
+      if (ends) break;
+    }
+    if (i > s) tb_compile(c, s, i, 1);
+  }
+}
+
+/* Free the compiled blocks (the end of a run). */
+void tb_release(tb_counters_t *c) {
+  uint64_t i;
+  if (!c->progs) return;
+  for (i = 0; i < c->nhw; i++) { free(c->progs[i]); c->progs[i] = NULL; }
+  c->cur = NULL;
 }

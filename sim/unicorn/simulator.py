@@ -354,9 +354,17 @@ def _page_spans(memory) -> list[tuple[int, int]]:
 
 
 class _Run:
+    """One run. ``access_watch`` says how data accesses are watched (for
+    ``detail``'s misalignment count and the memory model's flash reads):
+    "static" (the default on Cortex-M: resolved per block from the decoded
+    instructions, docs/simulators.md "Speed with memory hooks") or "hook"
+    (Unicorn's memory hook on every access: RV32, and the oracle the static
+    watch is tested against)."""
+
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
                  max_instructions: int, timeout_s: float, layer_profile: bool = True,
-                 detail: bool = True, arena_reads: list[tuple[int, int, int]] = ()):
+                 detail: bool = True, arena_reads: list[tuple[int, int, int]] = (),
+                 access_watch: str | None = None):
         self.layer_profile = layer_profile
         self.arena_reads = list(arena_reads)
         self.copies: dict[int, bytes] = {}            # index in arena_reads -> bytes
@@ -374,6 +382,13 @@ class _Run:
             raise TinybuildError(f"{shown(elf, 200)} is a {self.img.arch} ELF but target {target.name} is {target.arch}")
         self.marks: list[tuple[int, int, int, int]] = []   # (id, insns, cycles, memory cycles)
         self.fault: tuple[int, int, int] | None = None
+        if access_watch not in (None, "static", "hook"):
+            raise ValueError(f"access_watch must be 'static' or 'hook', not {access_watch!r}")
+        static_ok = self.tables.access is not None
+        self.access_watch = access_watch or ("static" if static_ok else "hook")
+        if self.access_watch == "static" and not static_ok:
+            self.access_watch = "hook"                  # RV32: no static decoder
+        self.extra_hooks = np.zeros(0, dtype=np.int64)  # halfwords a previous attempt missed
 
     # -- helpers --
     def sym(self, name: str, required: bool = True) -> int | None:
@@ -518,7 +533,10 @@ class _Run:
         c.trap_misaligned = int(tb.model.traps_misaligned)
         self.counters = c
         native.add_block_hook(uc, c)
-        if self.detail:
+        c.count_misaligned = int(self.detail)
+        if self.static_watch():
+            self.add_static_watch(c)
+        elif self.detail:
             native.add_mem_hook(uc, c)
         if self.memory is not None:
             self.add_memory_model(c)
@@ -573,8 +591,58 @@ class _Run:
         c.read_type, c.nflash = UC_MEM_READ, len(flash)
         for i, region in enumerate(flash):
             c.flash_ranges[i][0], c.flash_ranges[i][1] = region.origin, region.end
-            if not self.detail:       # the detail run's hook sees every access already
+            if not self.detail and not self.static_watch():   # else a watch sees every access
                 native.add_flash_read_hook(self.uc, c, region.origin, region.end)
+
+    def static_watch(self) -> bool:
+        """Whether this run watches data accesses statically (something needs
+        watching and the watch is "static")."""
+        return self.access_watch == "static" and (self.detail or self.memory is not None)
+
+    # Hooked instructions closer than this share one code hook (each hook adds
+    # a bound check to every hooked instruction's callback).
+    HOOK_GAP = 64
+
+    def add_static_watch(self, c: native.Counters) -> None:
+        """The static access watch (native_hook.c): per-block resolution, code
+        hooks on the accesses no block resolves."""
+        from unicorn import arm_const as A
+        tb = self.tables
+        self.access_arrays = (np.zeros(tb.nhw, dtype=np.uint8),      # hooked
+                              np.zeros(tb.nhw, dtype=np.uint64))     # compiled blocks
+        hooked, progs = self.access_arrays
+        c.static_on = 1
+        c.insn, c.hooked, c.progs = tb.access.ctypes.data, hooked.ctypes.data, progs.ctypes.data
+        for r in range(13):
+            c.reg_ids[r] = A.UC_ARM_REG_R0 + r
+        c.reg_ids[13], c.reg_ids[14], c.reg_ids[15] = A.UC_ARM_REG_SP, A.UC_ARM_REG_LR, A.UC_ARM_REG_PC
+        native.call("tb_scan", c)
+        hooked[self.extra_hooks] = 1
+        native.add_access_hooks(self.uc, c, self.hook_ranges(np.flatnonzero(hooked == 1)))
+
+    def hook_ranges(self, halfwords: np.ndarray) -> list[tuple[int, int]]:
+        """Address ranges covering ``halfwords``, neighbours within HOOK_GAP merged."""
+        ranges: list[tuple[int, int]] = []
+        for i in halfwords.tolist():
+            a = self.tables.base + 2 * i
+            if ranges and a - ranges[-1][1] <= self.HOOK_GAP:
+                ranges[-1] = (ranges[-1][0], a + 2)
+            else:
+                ranges.append((a, a + 2))
+        return ranges
+
+    def static_shortfall(self) -> str:
+        """Why the static watch's counts of the run just made are not exact
+        ("" when they are): an access that needed a code hook it did not
+        have, or an instruction the decoder does not model."""
+        c = self.counters
+        if not self.static_watch():
+            return ""
+        if c.unmodelled:
+            return f"unmodelled memory instruction at 0x{c.unmodelled_at:08x}"
+        if c.missing:
+            return f"{c.missing} accesses without a code hook"
+        return ""
 
     def cycle_model(self) -> str:
         core = self.tables.model.name
@@ -590,7 +658,23 @@ class _Run:
         # `scons -j2` runs two simulate steps in two threads. Seen here: a run
         # stopped mid-layer, without error, when a second one started.
         with _EMULATION_LOCK:
-            return self._execute()
+            for _ in range(3):
+                result = self._execute()
+                why = self.static_shortfall()
+                if not why:
+                    return result
+                self.redo(why)
+            raise TinybuildError(f"the unicorn simulator's access watch is inexact on "
+                                 f"{shown(self.elf_path.name)}: {why}")
+
+    def redo(self, why: str) -> None:
+        """Prepare another attempt: the accesses that lacked a code hook get
+        one; an unmodelled memory instruction means the every-access watch."""
+        hooked = self.access_arrays[0]
+        if self.counters.unmodelled:
+            self.access_watch = "hook"
+        self.extra_hooks = np.union1d(self.extra_hooks, np.flatnonzero(hooked == 2))
+        self.marks, self.copies, self.fault = [], {}, None
 
     def _execute(self) -> RunResult:
         import unicorn as U
@@ -605,6 +689,9 @@ class _Run:
         wall = time.perf_counter() - t0
         pc = self.uc.reg_read(self.reg_pc)
         c = self.counters
+        if self.static_watch():
+            native.call("tb_flush_accesses", c)        # the last block's accesses
+            native.call("tb_release", c)
         if err is not None:
             self.raise_fault(err, pc)
         if c.trap_misaligned and c.misaligned:

@@ -472,6 +472,332 @@ def thumb_decode(h1: int, h2: int):
     return 4, 1, OTHER, -1, -1, -1
 
 
+# -- Cortex-M4 data accesses, per instruction (the static access watch) ---------
+#
+# The report's run counts misaligned data accesses and the memory model's data
+# reads from flash. Instead of a Unicorn memory hook on every access (slow: see
+# docs/simulators.md "Speed with memory hooks"), native_hook.c resolves each
+# block's accesses at block entry from these descriptors: an access reads
+# ``count`` items of ``size`` bytes, ascending from
+#     rn + imm + (rm << shift)        (rn < 0: imm is the absolute address)
+# as QEMU issues them; then rn += wb (flag WB), rd = rs + k (rd >= 0; rs < 0:
+# rd = k) and the registers in ``clobber`` become unknown. Anything this
+# decoder does not know clobbers every register (only costs speed); a memory
+# instruction it does not model is flagged UNMODELLED (if one executes, the
+# run is redone with the every-access watch).
+
+ACC_INSN, ACC_ACCESS, ACC_WRITE, ACC_WB, ACC_IN_IT, ACC_UNMODELLED, ACC_ENDS_TB = (
+    1, 2, 4, 8, 16, 32, 64)
+ALL_REGS = 0xFFFF
+ACCESS_DTYPE = np.dtype([("imm", "<i4"), ("wb", "<i4"), ("k", "<i4"), ("clobber", "<u2"),
+                         ("rn", "i1"), ("rm", "i1"), ("rd", "i1"), ("rs", "i1"),
+                         ("shift", "u1"), ("size", "u1"), ("count", "u1"), ("flags", "u1"),
+                         ("isize", "u1"), ("pad", "u1")], align=True)
+
+
+@dataclass
+class Access:
+    """One instruction's data accesses and register effects (see above)."""
+    flags: int = 0
+    rn: int = -1
+    rm: int = -1
+    shift: int = 0
+    imm: int = 0
+    size: int = 0
+    count: int = 0
+    wb: int = 0
+    rd: int = -1
+    rs: int = -1
+    k: int = 0
+    clobber: int = 0
+
+
+def _bits(mask_regs) -> int:
+    m = 0
+    for r in mask_regs:
+        m |= 1 << r
+    return m & ALL_REGS
+
+
+def _mem(rn: int, imm: int, size: int, *, write: bool = False, rm: int = -1, shift: int = 0,
+         count: int = 1, wb: int | None = None, loads: int = 0, pc: int = 0) -> Access:
+    """An access at rn + imm (+ rm << shift); rn 15 is the PC (Align(pc + 4, 4),
+    folded into an absolute imm)."""
+    if rn == 15:
+        rn, imm = -1, ((pc + 4) & ~3) + imm
+    a = Access(ACC_ACCESS | (ACC_WRITE if write else 0), rn, rm, shift, imm, size, count,
+               clobber=loads & ~(1 << 15))
+    if wb is not None and rn >= 0:
+        a.flags |= ACC_WB
+        a.wb = wb
+    return a
+
+
+def _affine(rd: int, rs: int, k: int) -> Access:
+    return Access(rd=rd, rs=rs, k=k)
+
+
+def _clobber(*regs) -> Access:
+    return Access(clobber=_bits(r for r in regs if r != 15))
+
+
+def _thumb_expand_imm(h1: int, h2: int) -> int:
+    imm12 = ((h1 >> 10) & 1) << 11 | ((h2 >> 12) & 7) << 8 | (h2 & 0xFF)
+    if imm12 >> 10 == 0:
+        b = imm12 & 0xFF
+        return (b, b << 16 | b, b << 24 | b << 8, b << 24 | b << 16 | b << 8 | b)[(imm12 >> 8) & 3]
+    unrot = 0x80 | (imm12 & 0x7F)
+    rot = imm12 >> 7
+    return ((unrot >> rot) | (unrot << (32 - rot))) & 0xFFFFFFFF
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 32) if x & 0x80000000 else x
+
+
+def _thumb16_access(h: int, pc: int) -> Access:
+    lo3, rd8 = h & 7, (h >> 8) & 7
+    if h >> 11 == 0b00011:                             # ADD/SUB register or imm3
+        op, rn = (h >> 9) & 3, (h >> 3) & 7
+        if op >= 2:
+            imm3 = (h >> 6) & 7
+            return _affine(lo3, rn, imm3 if op == 2 else -imm3)
+        return _clobber(lo3)
+    if h >> 13 == 0:                                   # shift by immediate
+        return _clobber(lo3)
+    if h >> 13 == 0b001:                               # MOV/CMP/ADD/SUB imm8
+        op, imm8 = (h >> 11) & 3, h & 0xFF
+        return (_affine(rd8, -1, imm8), Access(), _affine(rd8, rd8, imm8),
+                _affine(rd8, rd8, -imm8))[op]
+    if h >> 10 == 0b010000:                            # data processing
+        return Access() if (h >> 6) & 0xF in (8, 10, 11) else _clobber(lo3)
+    if h >> 10 == 0b010001:                            # hi-register ADD/CMP/MOV, BX/BLX
+        op, rd, rm = (h >> 8) & 3, ((h >> 7) & 1) << 3 | lo3, (h >> 3) & 0xF
+        if op == 3:
+            return Access(ACC_ENDS_TB, clobber=_bits([14]) if (h >> 7) & 1 else 0)
+        if op == 1:
+            return Access()
+        ends = ACC_ENDS_TB if rd == 15 else 0
+        if op == 2:
+            a = _affine(rd, -1, pc + 4) if rm == 15 else _affine(rd, rm, 0)
+        else:
+            a = _clobber(rd)
+        if ends:
+            a = Access(ends)
+        return a
+    if h >> 11 == 0b01001:                             # LDR literal
+        return _mem(15, (h & 0xFF) * 4, 4, loads=_bits([rd8]), pc=pc)
+    if h >> 12 == 0b0101:                              # register offset
+        op, rn, rm = (h >> 9) & 7, (h >> 3) & 7, (h >> 6) & 7
+        size = (4, 2, 1, 1, 4, 2, 1, 2)[op]
+        return _mem(rn, 0, size, write=op < 3, rm=rm, loads=0 if op < 3 else _bits([lo3]))
+    if h >> 13 == 0b011 or h >> 12 == 0b1000:          # LDR/STR(B/H) imm5
+        size = 2 if h >> 12 == 0b1000 else (1 if (h >> 12) & 1 else 4)
+        load = (h >> 11) & 1
+        return _mem((h >> 3) & 7, ((h >> 6) & 0x1F) * size, size, write=not load,
+                    loads=_bits([lo3]) if load else 0)
+    if h >> 12 == 0b1001:                              # SP-relative
+        load = (h >> 11) & 1
+        return _mem(13, (h & 0xFF) * 4, 4, write=not load, loads=_bits([rd8]) if load else 0)
+    if h >> 12 == 0b1010:                              # ADR / ADD rd, sp, #imm
+        if (h >> 11) & 1:
+            return _affine(rd8, 13, (h & 0xFF) * 4)
+        return _affine(rd8, -1, ((pc + 4) & ~3) + (h & 0xFF) * 4)
+    if h >> 12 == 0b1011:
+        return _thumb16_misc(h)
+    if h >> 12 == 0b1100:                              # LDM/STM (16-bit)
+        load, rn, regs = (h >> 11) & 1, rd8, h & 0xFF
+        n = _popcount(regs)
+        wb = None if load and regs >> rn & 1 else 4 * n
+        return _mem(rn, 0, 4, write=not load, count=n, wb=wb, loads=regs if load else 0)
+    if h >> 12 == 0b1101:
+        if (h >> 8) & 0xF >= 0xE:
+            return Access()                            # UDF, SVC
+        return Access(ACC_ENDS_TB)                     # B<cc>
+    if h >> 11 == 0b11100:
+        return Access(ACC_ENDS_TB)                     # B
+    return _clobber(*range(16))
+
+
+def _thumb16_misc(h: int) -> Access:
+    op = (h >> 8) & 0xF
+    if op == 0:                                        # ADD/SUB SP, #imm7
+        imm = (h & 0x7F) * 4
+        return _affine(13, 13, -imm if (h >> 7) & 1 else imm)
+    if op in (0b0001, 0b0011, 0b1001, 0b1011):         # CBZ/CBNZ
+        return Access(ACC_ENDS_TB)
+    if op in (0b0010, 0b1010):                         # extend, REV
+        return _clobber(h & 7)
+    if op in (0b0100, 0b0101):                         # PUSH
+        regs = (h & 0xFF) | ((h >> 8) & 1) << 14
+        n = _popcount(regs)
+        return _mem(13, -4 * n, 4, write=True, count=n, wb=-4 * n)
+    if op in (0b1100, 0b1101):                         # POP
+        regs = (h & 0xFF) | ((h >> 8) & 1) << 15
+        n = _popcount(regs)
+        a = _mem(13, 0, 4, count=n, wb=4 * n, loads=regs)
+        if regs >> 15:
+            a.flags |= ACC_ENDS_TB
+        return a
+    if op in (0b0110, 0b1110, 0b1111):                 # CPS, BKPT, IT and hints
+        return Access()
+    return _clobber(*range(16))
+
+
+def _thumb32_access(h1: int, h2: int, pc: int) -> Access:
+    op1, op2 = (h1 >> 11) & 3, (h1 >> 4) & 0x7F
+    rn, rt, rd = h1 & 0xF, (h2 >> 12) & 0xF, (h2 >> 8) & 0xF
+    if op1 != 2 and op2 & 0b1000000:
+        return _coprocessor(h1, h2, pc)
+    if op1 == 1:
+        if (op2 & 0b1100100) == 0:
+            return _ldm_stm32(h1, h2)
+        if (op2 & 0b1100100) == 0b0000100:
+            return _dual_exclusive(h1, h2, pc)
+        return Access() if rd == 15 else _clobber(rd)   # data processing (shifted register)
+    if op1 == 2:
+        if not h2 >> 15:
+            return _data_imm32(h1, h2, pc)
+        if (h2 >> 12) & 0b101 or ((h1 >> 7) & 7) != 0b111:
+            return Access(ACC_ENDS_TB, clobber=_bits([14]) if (h2 >> 14) & 1 else 0)  # B, BL, B<cc>
+        if (h1 >> 4) & 0x7F in (0b0111110, 0b0111111):
+            return _clobber(rd)                        # MRS
+        if (h1 >> 5) & 0x3F == 0b011100:
+            return _clobber(13)                        # MSR (may write SP)
+        return Access()                                # hints, barriers
+    if (op2 & 0b1110001) == 0:                         # store single
+        return _single32(h1, h2, pc, write=True)
+    if (op2 & 0b1100111) in (0b0000001, 0b0000011, 0b0000101):
+        if rt == 15 and (op2 >> 1) & 3 != 2:
+            return Access()                            # PLD/PLI: no access
+        return _single32(h1, h2, pc, write=False)
+    if (op2 & 0b1111000) == 0b0111000:                 # long multiply, divide
+        return _clobber(rt, rd)
+    if (op2 & 0b1110000) == 0b0100000 or (op2 & 0b1111000) == 0b0110000:
+        return _clobber(rd)                            # data processing (register), multiply
+    return _clobber(*range(16))
+
+
+def _single32(h1: int, h2: int, pc: int, write: bool) -> Access:
+    rn, rt = h1 & 0xF, (h2 >> 12) & 0xF
+    size = (1, 2, 4, 0)[(h1 >> 5) & 3]
+    loads = 0 if write else _bits([rt])
+    ends = ACC_ENDS_TB if not write and rt == 15 else 0
+    if size == 0:
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+    if rn == 15:
+        if write:
+            return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+        imm = h2 & 0xFFF
+        a = _mem(15, imm if (h1 >> 7) & 1 else -imm, size, loads=loads, pc=pc)
+    elif (h1 >> 7) & 1:                                # imm12
+        a = _mem(rn, h2 & 0xFFF, size, write=write, loads=loads)
+    elif (h2 >> 11) & 1:                               # imm8, P/U/W
+        p, u, w = (h2 >> 10) & 1, (h2 >> 9) & 1, (h2 >> 8) & 1
+        imm = (h2 & 0xFF) if u else -(h2 & 0xFF)
+        if not p and not w:
+            return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+        a = _mem(rn, imm if p else 0, size, write=write, wb=imm if w else None, loads=loads)
+    elif (h2 >> 6) & 0x3F == 0:                        # register offset, LSL #0-3
+        a = _mem(rn, 0, size, write=write, rm=h2 & 0xF, shift=(h2 >> 4) & 3, loads=loads)
+    else:
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+    a.flags |= ends
+    return a
+
+
+def _ldm_stm32(h1: int, h2: int) -> Access:
+    op, w, load, rn = (h1 >> 7) & 3, (h1 >> 5) & 1, (h1 >> 4) & 1, h1 & 0xF
+    regs = h2 & 0xFFFF
+    n = _popcount(regs)
+    if op not in (1, 2) or n == 0:
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+    delta = 4 * n if op == 1 else -4 * n
+    a = _mem(rn, 0 if op == 1 else delta, 4, write=not load, count=n,
+             wb=delta if w else None, loads=regs if load else 0)
+    if load and regs >> 15:
+        a.flags |= ACC_ENDS_TB
+    return a
+
+
+def _dual_exclusive(h1: int, h2: int, pc: int) -> Access:
+    pu, wl = (h1 >> 7) & 3, (h1 >> 4) & 3
+    rn, rt, rt2 = h1 & 0xF, (h2 >> 12) & 0xF, (h2 >> 8) & 0xF
+    if pu == 1 and wl == 1 and (h2 >> 4) & 0xF in (0, 1):   # TBB/TBH
+        half = (h2 >> 4) & 1
+        a = _mem(rn, 0, 2 if half else 1, rm=h2 & 0xF, shift=half, pc=pc)
+        a.flags |= ACC_ENDS_TB
+        return a
+    if pu == 0 and wl in (0, 1) or pu == 1 and wl in (0, 1):
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)   # exclusives
+    p, u, w, load = (h1 >> 8) & 1, (h1 >> 7) & 1, (h1 >> 5) & 1, (h1 >> 4) & 1
+    imm = (h2 & 0xFF) * 4 * (1 if u else -1)
+    if rn == 15 and (w or not load):
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+    return _mem(rn, imm if p else 0, 4, write=not load, count=2, wb=imm if w else None,
+                loads=_bits([rt, rt2]) if load else 0, pc=pc)
+
+
+def _data_imm32(h1: int, h2: int, pc: int) -> Access:
+    rn, rd = h1 & 0xF, (h2 >> 8) & 0xF
+    if (h1 >> 9) & 1:                                  # plain binary immediate
+        op = (h1 >> 4) & 0x1F
+        imm12 = ((h1 >> 10) & 1) << 11 | ((h2 >> 12) & 7) << 8 | (h2 & 0xFF)
+        if op in (0b00000, 0b01010):                   # ADDW / SUBW (ADR.W when rn is pc)
+            k = imm12 if op == 0 else -imm12
+            return _affine(rd, -1, ((pc + 4) & ~3) + k) if rn == 15 else _affine(rd, rn, k)
+        if op == 0b00100:                              # MOVW
+            return _affine(rd, -1, (h1 & 0xF) << 12 | imm12)
+        return _clobber(rd)
+    op, s = (h1 >> 5) & 0xF, (h1 >> 4) & 1
+    if rd == 15 and s:
+        return Access()                                # TST/TEQ/CMN/CMP
+    imm = _signed(_thumb_expand_imm(h1, h2))
+    if op == 8 and rn != 15:
+        return _affine(rd, rn, imm)                    # ADD.W
+    if op == 13 and rn != 15:
+        return _affine(rd, rn, -imm)                   # SUB.W
+    if op == 2 and rn == 15:
+        return _affine(rd, -1, imm)                    # MOV.W
+    return _clobber(rd)
+
+
+def _coprocessor(h1: int, h2: int, pc: int) -> Access:
+    if ((h2 >> 8) & 0xE) != 0xA:
+        return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+    rn, rt, load = h1 & 0xF, (h2 >> 12) & 0xF, (h1 >> 4) & 1
+    if ((h1 >> 9) & 0x7) == 0b110:                     # extension register load/store
+        if (h1 & 0x01E0) == 0x0040:                    # VMOV two core registers
+            return _clobber(rt, rn) if load else Access()
+        p, u, w = (h1 >> 8) & 1, (h1 >> 7) & 1, (h1 >> 5) & 1
+        size = 8 if (h2 >> 8) & 1 else 4
+        imm8 = h2 & 0xFF
+        if p and not w:                                # VLDR/VSTR
+            return _mem(rn, imm8 * 4 if u else -imm8 * 4, size, write=not load, pc=pc)
+        if rn == 15 or p == u or (size == 8 and imm8 & 1):
+            return Access(ACC_ACCESS | ACC_UNMODELLED, clobber=ALL_REGS)
+        n = imm8 // (size // 4)
+        delta = imm8 * 4 if u else -imm8 * 4
+        return _mem(rn, 0 if u else delta, size, write=not load, count=n,
+                    wb=delta if w else None)
+    if ((h1 >> 8) & 0xF) == 0xE and h2 & 0x10 and load:   # VMOV core <- single, VMRS
+        return _clobber(rt)
+    return Access()
+
+
+def thumb_access(h1: int, h2: int, pc: int) -> Access:
+    """The data accesses and register effects of the Thumb instruction at ``pc``."""
+    if thumb_is32(h1):
+        return _thumb32_access(h1, h2, pc)
+    return _thumb16_access(h1, pc)
+
+
+def _it_length(h: int) -> int:
+    """Instructions an IT instruction (0xBFxx, mask != 0) makes conditional."""
+    mask = h & 0xF
+    return 4 - ((mask & -mask).bit_length() - 1) if h >> 8 == 0xBF and mask else 0
+
+
 # -- RV32IMC ---------------------------------------------------------------------
 
 RV_DIV_CYCLES = 33
@@ -554,6 +880,15 @@ def rv_decode(ins: int, size: int, model: TimingModel | None = None):
     return 1, -1, 0
 
 
+def _record_access(access: np.ndarray, i: int, a: Access, size: int, it_left: int,
+                   it_starts: int) -> int:
+    """Store ``a`` at halfword ``i``; returns the IT-block instructions still to come."""
+    flags = a.flags | ACC_INSN | (ACC_IN_IT if it_left else 0)
+    access[i] = (_signed(a.imm & 0xFFFFFFFF), a.wb, _signed(a.k & 0xFFFFFFFF), a.clobber, a.rn, a.rm, a.rd, a.rs, a.shift, a.size,
+                 min(a.count, 255), flags, size, 0)
+    return it_starts or max(0, it_left - 1)
+
+
 # -- building the tables --------------------------------------------------------
 
 
@@ -564,6 +899,7 @@ class CostTables:
     cum_c: np.ndarray         # uint32, nhw + 1
     fresh_adj: np.ndarray     # uint8, nhw
     model: TimingModel
+    access: np.ndarray | None = None   # ACCESS_DTYPE, nhw (arm): the static access watch
 
     @property
     def nhw(self) -> int:
@@ -583,6 +919,8 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
     n = np.zeros(nhw, dtype=np.uint32)
     c = np.zeros(nhw, dtype=np.uint32)
     adj = np.zeros(nhw, dtype=np.uint8)
+    access = np.zeros(nhw, dtype=ACCESS_DTYPE) if arch == "arm" else None
+    it_left = 0
 
     is_data = np.zeros(nhw + 1, dtype=bool)
     for lo, hi in data_ranges:
@@ -604,6 +942,7 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
     while i < nhw:
         if datal[i]:
             prev = rv_pending = None
+            it_left = 0
             i += 1
             continue
         h1 = hwl[i]
@@ -622,6 +961,8 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
                 adj[i] = 1        # ... unless entered by a branch
             prev = (kind, rt)
             c[i] = cyc
+            it_left = _record_access(access, i, thumb_access(h1, h2, base + 2 * i), size,
+                                     it_left, _it_length(h1) if size == 2 else 0)
         else:
             ins = h1 | (hwl[i + 1] << 16) if size == 4 else h1
             cyc, rd, stall = rv_decode(ins, size, model)
@@ -635,4 +976,4 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
     cum_c = np.zeros(nhw + 1, dtype=np.uint32)
     np.cumsum(n, out=cum_n[1:])
     np.cumsum(c, out=cum_c[1:])
-    return CostTables(base, cum_n, cum_c, adj, model)
+    return CostTables(base, cum_n, cum_c, adj, model, access)
