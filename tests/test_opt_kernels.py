@@ -90,6 +90,23 @@ CONV_SHAPES = MODEL_CONV_SHAPES + [
          padding="SAME"),
     # 3 channels padded to 4 per tap, 15 pixels (a last block of 3: the scratch tail)
     dict(in_h=5, in_w=3, in_c=3, out_c=5, k_h=2, k_w=2, padding="SAME"),
+    # ResNet-8's 3x3 layers: planes above CONV_PLANE_BUDGET where they pay (filled and
+    # copied 16 bytes per pass), stride 2 padded at the bottom and right only
+    dict(in_h=32, in_w=32, in_c=16, out_c=6, k_h=3, k_w=3, padding="SAME"),
+    dict(in_h=32, in_w=32, in_c=16, out_c=4, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
+    dict(in_h=32, in_w=32, in_c=3, out_c=4, k_h=3, k_w=3, padding="SAME"),
+]
+# (shape, takes the plane): large planes only where the border work they save is
+# estimated clearly above the copy
+LARGE_PLANES = [
+    (dict(in_h=32, in_w=32, in_c=16, out_c=16, k_h=3, k_w=3, padding="SAME"), True),
+    (dict(in_h=16, in_w=16, in_c=32, out_c=32, k_h=3, k_w=3, padding="SAME"), True),
+    (dict(in_h=32, in_w=32, in_c=3, out_c=16, k_h=3, k_w=3, padding="SAME"), True),
+    # VWW's first layer: 95 border pixels on the cheap 3x3x3 border path, 28 KB to copy
+    (dict(in_h=96, in_w=96, in_c=3, out_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"), False),
+    # above CONV_PLANE_MAX
+    (dict(in_h=64, in_w=64, in_c=16, out_c=16, k_h=3, k_w=3, padding="SAME"), False),
+    (dict(in_h=32, in_w=32, in_c=16, out_c=16, k_h=3, k_w=3, padding="VALID"), False),
 ]
 DW_SHAPES = MODEL_DW_SHAPES + [
     dict(in_h=6, in_w=6, in_c=8, k_h=3, k_w=3, stride=(2, 2), padding="SAME"),
@@ -107,19 +124,28 @@ def test_conv2d_model_shapes(lib, impls, shape, zps):
 
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=conv_shape_id)
 def test_conv2d_model_shapes_without_the_padded_plane(lib, impls, shape, monkeypatch):
-    """Small padded inputs are copied into a zero-point-framed plane (every block
-    then takes the interior path); without it the border blocks take the
-    per-pixel patch extraction."""
+    """Padded inputs are copied into a zero-point-framed plane when small or
+    where it pays (every block then takes the interior path); without it the
+    border blocks take the per-pixel patch extraction."""
     cm4_prepare = sys.modules[impls["CONV_2D"].prepare.__module__]
     rng = np.random.default_rng(sum(map(ord, str(shape))))
     layer = random_conv_layer(rng, in_zp=3, out_zp=-7, **shape)
     x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
     with_plane = compare(lib, impls, layer, [x])
     monkeypatch.setattr(cm4_prepare, "CONV_PLANE_BUDGET", 0)
+    monkeypatch.setattr(cm4_prepare, "CONV_PLANE_MAX", 0)
     without = compare(lib, impls, layer, [x])
     assert not any("plane" in n for n in without.notes)
     if shape["in_h"] == 49:                       # KWS's first layer takes the plane
         assert any("plane" in n for n in with_plane.notes), with_plane.notes
+
+
+@pytest.mark.parametrize("shape,plane", LARGE_PLANES, ids=lambda v: conv_shape_id(v) if
+                         isinstance(v, dict) else str(v))
+def test_conv2d_large_padded_plane_only_where_it_pays(impls, shape, plane):
+    layer = random_conv_layer(np.random.default_rng(3), in_zp=-128, out_zp=-128, **shape)
+    notes = optimized(layer, impls).notes
+    assert any("plane" in n for n in notes) == plane, notes
 
 
 def test_conv2d_sign_term_is_left_out_only_for_zero_point_minus_128(impls):
@@ -532,6 +558,26 @@ def test_conv2d_1x1_smallk_in_the_simulator(tmp_path, smallk_impls):
                 assert opt is not None
                 cases.append((reference(layer), opt, [x], None))
                 cases += [(reference(layer), opt, [x], d) for d in in_place_deltas(opt)]
+    rows = run_firmware(cases, tmp_path)
+    for (ref, opt, _, _), (case, *_rest) in zip(rows, cases):
+        assert_same(ref, opt, f"{case.op} {case.shape}")
+
+
+@pytest.mark.slow
+def test_conv2d_large_padded_plane_in_the_simulator(tmp_path, impls):
+    """The large planes' 16-byte fill and row copies on the real instructions (rows
+    of 512, 256 and 96 bytes; odd pad offsets), out of place and in place at every
+    declared overlap."""
+    rng = np.random.default_rng(21)
+    cases = []
+    for shape, plane in LARGE_PLANES[:3] + [(CONV_SHAPES[-2], True)]:
+        layer = random_conv_layer(rng, in_zp=int(rng.integers(-128, 128)), out_zp=-128,
+                                  **dict(shape, out_c=4))
+        x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+        opt = optimized(layer, impls)
+        assert any("plane" in n for n in opt.notes) == plane, opt.notes
+        cases.append((reference(layer), opt, [x], None))
+        cases += [(reference(layer), opt, [x], d) for d in in_place_deltas(opt)]
     rows = run_firmware(cases, tmp_path)
     for (ref, opt, _, _), (case, *_rest) in zip(rows, cases):
         assert_same(ref, opt, f"{case.op} {case.shape}")

@@ -609,17 +609,50 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
   }
 }
 
-/* A small padded input copied once into a plane framed by the zero point
+/* n bytes of v4's byte at d: whole words 4 at a time once d is aligned. */
+static void tb_cm4_fill(int8_t *d, int32_t n, uint32_t v4) {
+  uint32_t *w;
+  for (; n > 0 && ((uintptr_t)d & 3); --n) *d++ = (int8_t)v4;
+  for (w = (uint32_t *)(void *)d; n >= 16; n -= 16, w += 4) w[0] = v4, w[1] = v4, w[2] = v4, w[3] = v4;
+  for (; n >= 4; n -= 4) *w++ = v4;
+  for (d = (int8_t *)(void *)w; n > 0; --n) *d++ = (int8_t)v4;
+}
+
+/* n bytes from s to d, 16 per pass, then word by word and byte by byte. */
+static void tb_cm4_copy(int8_t *d, const int8_t *s, int32_t n) {
+  for (; n >= 16; n -= 16, d += 16, s += 16) {
+    const uint32_t a = tb_ld32(s), b = tb_ld32(s + 4), c = tb_ld32(s + 8), e = tb_ld32(s + 12);
+    tb_st32(d, a), tb_st32(d + 4, b), tb_st32(d + 8, c), tb_st32(d + 12, e);
+  }
+  for (; n >= 4; n -= 4, d += 4, s += 4) tb_st32(d, tb_ld32(s));
+  for (; n > 0; --n) *d++ = *s++;
+}
+
+#define TB_CM4_PLANE_WIDE 256   /* plane words from which the 16-byte passes pay */
+
+/* A padded input copied once into a plane framed by the zero point
  * (plane_w x plane_h pixels, the input at (pad_top, pad_left)), plus one word
- * of slack: every block then reads inside the plane (cm4_prepare.conv_plane). */
+ * of slack: every block then reads inside the plane (cm4_prepare.conv_plane).
+ * A large plane (ResNet-8's 32x32x16: 18 KB) is filled and its rows copied 16
+ * bytes per pass (unaligned word loads and stores are legal on the M4); a
+ * small one (KWS's 58x12) word by word, where the passes' set-up would cost
+ * more than they save. */
 static __attribute__((noinline)) void tb_cm4_conv_plane(const tb_conv_params *p,
                                                         const int8_t *input, int8_t *plane,
                                                         int32_t plane_w, int32_t plane_h) {
   const int32_t in_c = p->in_c, row = p->in_w * in_c;
   const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+  const int32_t words = (plane_w * plane_h * in_c + 3) / 4 + 1;
   uint32_t *w = (uint32_t *)(void *)plane;
-  uint32_t *const end = w + (plane_w * plane_h * in_c + 3) / 4 + 1;
+  uint32_t *const end = w + words;
   int32_t y, i;
+  if (words >= TB_CM4_PLANE_WIDE) {
+    tb_cm4_fill(plane, 4 * words, zp4);
+    for (y = 0; y < p->in_h; ++y) {
+      tb_cm4_copy(plane + ((p->pad_top + y) * plane_w + p->pad_left) * in_c, input + y * row, row);
+    }
+    return;
+  }
   for (; w != end; ++w) *w = zp4;
   for (y = 0; y < p->in_h; ++y) {
     int8_t *d = plane + ((p->pad_top + y) * plane_w + p->pad_left) * in_c;

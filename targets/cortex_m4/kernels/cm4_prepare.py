@@ -98,7 +98,14 @@ def conv_no_sign(flags: int, triples: np.ndarray, zero_point: int) -> bool:
         bool((triples[:, 0] >= 0).all())
 
 
-CONV_PLANE_BUDGET = 1024       # bytes of scratch a padded input plane may take
+CONV_PLANE_BUDGET = 1024       # bytes of scratch a padded input plane always may take
+CONV_PLANE_MAX = 24 * 1024     # ... and at most, where it saves clearly more than it costs
+# estimated cycles (tb_cm4_conv2d_s8 on the simulator, VWW's and ResNet-8's first
+# layers, ResNet-8's 3x3 layers): a border pixel's patch extraction beyond an
+# interior one's, per K4 value (general path) or per pixel (3x3 on 3 channels,
+# whose border path is already cheap); the plane's fill and copy per byte
+CONV_BORDER_PER_K4, CONV_BORDER_ROWS9 = 6, 300
+CONV_PLANE_PER_BYTE, CONV_PLANE_MARGIN = 0.75, 1.5
 
 
 def conv_plane(p: dict, tap4: bool, rows9: bool) -> tuple[int, int]:
@@ -106,19 +113,35 @@ def conv_plane(p: dict, tap4: bool, rows9: bool) -> tuple[int, int]:
 
     A convolution with padding sends every block that touches the border through
     per-pixel patch extraction with bounds checks (KWS's first layer: every block,
-    its 5-pixel rows put an edge pixel in each block of 4). When the input is
-    small, the kernel copies it once into a plane that holds the padding as the
-    zero point, so every block takes the checked-once interior path. Only where
-    that path exists: taps or kernel rows that are whole words, or 3x3 on 3
+    its 5-pixel rows put an edge pixel in each block of 4; ResNet-8's 32x32 maps:
+    about 1,000 cycles more per border pixel). The kernel can copy the input once
+    into a plane that holds the padding as the zero point, so every block takes
+    the checked-once interior path: always when the plane is small, up to
+    CONV_PLANE_MAX bytes where the border work it saves is estimated clearly above
+    the copy (not VWW's 96x96x3 input: 95 border pixels, 28 KB to copy). Only
+    where that path exists: taps or kernel rows that are whole words, or 3x3 on 3
     channels."""
     kh, kw, dh, dw = p["k_h"], p["k_w"], p["dil_h"], p["dil_w"]
     h = max(p["pad_top"] + p["in_h"], (p["out_h"] - 1) * p["stride_h"] + (kh - 1) * dh + 1)
     w = max(p["pad_left"] + p["in_w"], (p["out_w"] - 1) * p["stride_w"] + (kw - 1) * dw + 1)
     padded = (h, w) != (p["in_h"], p["in_w"]) or p["pad_top"] or p["pad_left"]
     interior_path = tap4 or rows9 or p["in_c"] % 4 == 0 or (dw == 1 and kw * p["in_c"] % 4 == 0)
-    if not padded or not interior_path or conv_plane_bytes(p, w, h) > CONV_PLANE_BUDGET:
+    size = conv_plane_bytes(p, w, h)
+    if not padded or not interior_path or size > CONV_PLANE_MAX:
+        return 0, 0
+    if size > CONV_PLANE_BUDGET and not conv_plane_pays(p, tap4, rows9, size):
         return 0, 0
     return w, h
+
+
+def conv_plane_pays(p: dict, tap4: bool, rows9: bool, size: int) -> bool:
+    """Is the border work a plane saves estimated clearly above its copy?"""
+    from tinybuild.kernel_cost import inside
+    rows, cols = inside(p)
+    border = sum(1 for a in rows for b in cols if a < p["k_h"] or b < p["k_w"])
+    k4 = (p["k_h"] * p["k_w"] * (4 if tap4 else p["in_c"]) + 3) // 4 * 4
+    saved = border * (CONV_BORDER_ROWS9 if rows9 else CONV_BORDER_PER_K4 * k4)
+    return saved > CONV_PLANE_MARGIN * CONV_PLANE_PER_BYTE * size
 
 
 def conv_plane_bytes(p: dict, w: int, h: int) -> int:
@@ -176,7 +199,7 @@ def prepare_conv(layer: Layer) -> Layer:
     plane_w, plane_h = conv_plane(p, tap4, rows9)
     if plane_w:
         scratch += conv_plane_bytes(p, plane_w, plane_h)
-        notes = notes + [f"small padded input: copied once into a {plane_h}x{plane_w} plane "
+        notes = notes + [f"padded input: copied once into a {plane_h}x{plane_w} plane "
                          "framed by the zero point, every block then takes the interior path"]
     rq = np.array([flags, limit, mode, plane_w | plane_h << 16], np.int64).astype(np.int32)
     consts = [Const("filter", "int8_t", conv_stream(filt, out_c, k, rq_words)),
@@ -200,11 +223,12 @@ def prepare_conv(layer: Layer) -> Layer:
 
 
 # tb_cm4_conv2d_1x1_k<depth>_s8: one entry point per depth in the C file; the
-# build offers the ones below. K 64 and 128 are there too, tested, but cost
-# 4.5 and 8.5 KB of flash for about 1-2% of their layers' cycles (VWW: 91k
-# cycles for 13 KB): add them here to trade flash for speed.
+# build offers the ones below (a build links only the depths its model uses).
+# K 64 and 128 cost 4.5 and 8.5 KB of flash for about 1-2% of their layers'
+# cycles (VWW: 91k cycles for 13 KB); offered since cycles are the goal on
+# boards with MBs of flash (issue 14): drop them here to trade speed for flash.
 CONV_SMALLK_ALL_DEPTHS = (8, 16, 32, 64, 128)
-CONV_SMALLK_DEPTHS = (8, 16, 32)
+CONV_SMALLK_DEPTHS = CONV_SMALLK_ALL_DEPTHS
 
 
 def accepts_conv_1x1_smallk(layer: Layer, depth: int) -> bool:
