@@ -90,6 +90,8 @@ class Counters(ctypes.Structure):
         ("cur", ctypes.c_void_p),
         ("cursor", ctypes.c_uint64),
         ("regs", ctypes.c_uint32 * 16),
+        ("exit_regs", ctypes.c_uint32 * 16),
+        ("uc", ctypes.c_void_p),
     ]
 
 

@@ -75,18 +75,20 @@ typedef struct {
 
 /* A resolved access of a compiled block: count items of size bytes from
  * R[b1] + k1 + ((R[b2] + k2) << shift), R = the registers at block entry
- * (b < 0: no register). */
+ * (b < 0: no register), or at block exit (from_exit). */
 typedef struct {
   uint32_t insn;
   int32_t k1, k2;
   int8_t b1, b2;
   uint8_t shift, size, count, write;
+  uint8_t from_exit;          /* R: the registers at block exit instead */
 } tb_op_t;
 
 typedef struct {
   uint64_t end;
   uint32_t nops;
   uint32_t regs;              /* entry registers the ops read */
+  uint32_t exit_regs;         /* exit registers the ops read */
   tb_op_t ops[];
 } tb_prog_t;
 
@@ -153,6 +155,8 @@ typedef struct {
   tb_prog_t *cur;               /* the running block's accesses, charged up to `cursor` */
   uint64_t cursor;
   uint32_t regs[16];            /* its entry registers */
+  uint32_t exit_regs[16];       /* its exit registers, read by tb_flush when needed */
+  void *uc;                     /* the engine, for the last flush */
 } tb_counters_t;
 
 uint64_t tb_counters_size(void) { return sizeof(tb_counters_t); }
@@ -161,11 +165,13 @@ uint64_t tb_counters_size(void) { return sizeof(tb_counters_t); }
  * set; 1 on a hit. */
 static int tb_cache_access(tb_cache_t *cache, uint32_t line) {
   uint32_t *set;
-  uint64_t i, w = cache->ways;
+  uint64_t i, w = cache->ways, sets = cache->sets;
   int hit;
   if (w == 0) return 0;
-  set = cache->tags + (line % cache->sets) * w;
-  for (i = 0; i < w && set[i] != line; i++) {
+  /* a mask when the set count is a power of two (every model's), not a division */
+  set = cache->tags + ((sets & (sets - 1)) ? line % sets : line & (sets - 1)) * w;
+  if (set[0] == line) return 1;      /* the most recently used line: nothing moves */
+  for (i = 1; i < w && set[i] != line; i++) {
   }
   hit = i < w;
   if (!hit) i = w - 1;               /* a miss replaces the least recently used way */
@@ -198,6 +204,7 @@ static void tb_block_accesses(tb_counters_t *c, void *uc, uint64_t s, uint64_t e
 void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
   tb_counters_t *c = (tb_counters_t *)user_data;
   uint64_t end = address + size;
+  c->uc = uc;
   if (c->static_on) tb_flush(c, UINT64_MAX);   /* the previous block has run */
   if (c->mm_on && size && address >= c->flash_lo && end <= c->flash_hi)
     tb_charge_fetch(c, address, end);
@@ -318,61 +325,152 @@ static void tb_apply_effects(tb_val_t *v, const tb_insn_t *d) {
     if (d->clobber >> r & 1) v[r].base = VAL_UNKNOWN;
 }
 
-/* The accesses of the block of halfwords [s, e), resolved against the entry
- * registers; NULL when out of memory. An access that cannot be resolved
- * needs a code hook: with `scan`, it gets one (hooked = 1); otherwise one
- * without is recorded (hooked = 2, missing). */
-static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan) {
-  tb_val_t v[16];
-  uint64_t i, n = 0;
-  tb_prog_t *p;
+/* Undo one instruction's register effects (the backward pass): exit-relative
+ * values after it become those before it. */
+static void tb_undo_effects(tb_val_t *v, const tb_insn_t *d) {
   int r;
-  for (i = s; i < e && i < c->nhw; i += c->insn[i].isize ? c->insn[i].isize / 2 : 1)
-    if (c->insn[i].flags & ACC_ACCESS) n++;
-  p = scan ? NULL : (tb_prog_t *)malloc(sizeof(tb_prog_t) + n * sizeof(tb_op_t));
-  if (!scan && !p) return NULL;
-  if (p) { p->end = e; p->nops = 0; p->regs = 0; }
+  for (r = 0; r < 16; r++)
+    if (d->clobber >> r & 1) v[r].base = VAL_UNKNOWN;
+  if (d->flags & ACC_IN_IT) {
+    if (d->rd >= 0) v[d->rd].base = VAL_UNKNOWN;
+    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].base = VAL_UNKNOWN;
+    return;
+  }
+  if (d->rd >= 0) {
+    if (d->rs == d->rd && v[d->rd].base != VAL_UNKNOWN) v[d->rd].k -= d->k;
+    else v[d->rd].base = VAL_UNKNOWN;
+  }
+  if ((d->flags & ACC_WB) && d->rn >= 0 && v[d->rn].base != VAL_UNKNOWN) v[d->rn].k -= d->wb;
+}
+
+enum { K_NONE, K_ENTRY, K_EXIT, K_HOOK, K_HOOKED };
+
+typedef struct { tb_val_t b, x; } tb_pair_t;
+
+static int tb_known(const tb_pair_t *q) {
+  return q->b.base != VAL_UNKNOWN && q->x.base != VAL_UNKNOWN;
+}
+
+static void tb_operands(tb_pair_t *q, const tb_val_t *v, const tb_insn_t *d) {
+  tb_val_t none = {VAL_CONST, 0};
+  q->b = d->rn >= 0 ? v[d->rn] : none;
+  q->x = d->rm >= 0 ? v[d->rm] : none;
+}
+
+static void tb_reset_values(tb_val_t *v) {
+  int r;
   for (r = 0; r < 16; r++) { v[r].base = r; v[r].k = 0; }
   v[15].base = VAL_UNKNOWN;           /* PC-relative addresses are folded in already */
-  for (i = s; i < e && i < c->nhw; i += c->insn[i].isize ? c->insn[i].isize / 2 : 1) {
-    const tb_insn_t *d = &c->insn[i];
-    if (!(d->flags & ACC_INSN)) break;
-    if (d->flags & ACC_ACCESS) {
-      tb_val_t b = {VAL_CONST, 0}, x = {VAL_CONST, 0};
-      if (d->rn >= 0) b = v[d->rn];
-      if (d->rm >= 0) x = v[d->rm];
-      if (c->hooked[i] == 1) {
-        /* its code hook charges it, whichever block it runs in */
-      } else if ((d->flags & (ACC_IN_IT | ACC_UNMODELLED)) || b.base == VAL_UNKNOWN ||
-                 x.base == VAL_UNKNOWN) {
-        if (scan) c->hooked[i] = 1;
-        else if (!c->hooked[i]) { c->hooked[i] = 2; c->missing++; }
-      } else if (p) {
-        tb_op_t *op = &p->ops[p->nops++];
-        op->insn = (uint32_t)(c->base + 2 * i);
-        op->b1 = (int8_t)b.base; op->k1 = b.k + d->imm;
-        op->b2 = (int8_t)x.base; op->k2 = x.k;
-        op->shift = d->shift; op->size = d->size; op->count = d->count;
-        op->write = (d->flags & ACC_WRITE) != 0;
-        if (b.base >= 0) p->regs |= 1u << b.base;
-        if (x.base >= 0) p->regs |= 1u << x.base;
-      }
-    }
+}
+
+/* How each access of the n instructions at[] is resolved: against the entry
+ * registers (a forward pass), else against the exit registers (a backward
+ * pass: registers changed afterwards only by immediates), else by a code
+ * hook. Exit-relative accesses must come after the block's last hooked one,
+ * which charges the accesses before it while the block runs. */
+static void tb_classify(const tb_counters_t *c, const uint64_t *at, uint64_t n, tb_pair_t *fwd,
+                        tb_pair_t *bwd, uint8_t *kind) {
+  tb_val_t v[16];
+  uint64_t j, last_hook = 0;
+  tb_reset_values(v);
+  for (j = 0; j < n; j++) {
+    const tb_insn_t *d = &c->insn[at[j]];
+    if (d->flags & ACC_ACCESS) tb_operands(&fwd[j], v, d);
     tb_apply_effects(v, d);
   }
+  tb_reset_values(v);
+  for (j = n; j-- > 0;) {
+    const tb_insn_t *d = &c->insn[at[j]];
+    tb_undo_effects(v, d);
+    if (d->flags & ACC_ACCESS) tb_operands(&bwd[j], v, d);
+  }
+  for (j = 0; j < n; j++) {
+    const tb_insn_t *d = &c->insn[at[j]];
+    if (!(d->flags & ACC_ACCESS)) kind[j] = K_NONE;
+    else if (c->hooked[at[j]] == 1) kind[j] = K_HOOKED;
+    else if (d->flags & (ACC_IN_IT | ACC_UNMODELLED)) kind[j] = K_HOOK;
+    else if (tb_known(&fwd[j])) kind[j] = K_ENTRY;
+    else if (tb_known(&bwd[j])) kind[j] = K_EXIT;
+    else kind[j] = K_HOOK;
+    if (kind[j] == K_HOOK || kind[j] == K_HOOKED) last_hook = j + 1;
+  }
+  for (j = 0; j < last_hook; j++)
+    if (kind[j] == K_EXIT) kind[j] = K_HOOK;
+}
+
+static void tb_emit(tb_prog_t *p, uint32_t insn, const tb_insn_t *d, const tb_pair_t *q,
+                    int from_exit) {
+  tb_op_t *op = &p->ops[p->nops++];
+  op->insn = insn;
+  op->b1 = (int8_t)q->b.base; op->k1 = q->b.k + d->imm;
+  op->b2 = (int8_t)q->x.base; op->k2 = q->x.k;
+  op->shift = d->shift; op->size = d->size; op->count = d->count;
+  op->write = (d->flags & ACC_WRITE) != 0;
+  op->from_exit = (uint8_t)from_exit;
+  if (q->b.base >= 0) *(from_exit ? &p->exit_regs : &p->regs) |= 1u << q->b.base;
+  if (q->x.base >= 0) *(from_exit ? &p->exit_regs : &p->regs) |= 1u << q->x.base;
+}
+
+/* The accesses of the block of halfwords [s, e); NULL when out of memory.
+ * An access that needs a code hook gets one with `scan` (hooked = 1);
+ * otherwise one without is recorded (hooked = 2, missing). */
+static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan) {
+  uint64_t i, j, n = 0, nops = 0, *at;
+  tb_pair_t *fwd, *bwd;
+  uint8_t *kind;
+  tb_prog_t *p = NULL;
+  if (e > c->nhw) e = c->nhw;
+  for (i = s; i < e && (c->insn[i].flags & ACC_INSN); i += c->insn[i].isize / 2) n++;
+  at = (uint64_t *)malloc((n + 1) * sizeof *at);
+  fwd = (tb_pair_t *)malloc((n + 1) * sizeof *fwd);
+  bwd = (tb_pair_t *)malloc((n + 1) * sizeof *bwd);
+  kind = (uint8_t *)malloc(n + 1);
+  if (at && fwd && bwd && kind) {
+    for (n = 0, i = s; i < e && (c->insn[i].flags & ACC_INSN); i += c->insn[i].isize / 2)
+      at[n++] = i;
+    tb_classify(c, at, n, fwd, bwd, kind);
+    for (j = 0; j < n; j++) nops += kind[j] == K_ENTRY || kind[j] == K_EXIT;
+    p = scan ? NULL : (tb_prog_t *)malloc(sizeof(tb_prog_t) + nops * sizeof(tb_op_t));
+    if (p) { p->end = e; p->nops = 0; p->regs = p->exit_regs = 0; }
+    for (j = 0; j < n && (scan || p); j++) {
+      const tb_insn_t *d = &c->insn[at[j]];
+      if (kind[j] == K_ENTRY || kind[j] == K_EXIT)
+        { if (p) tb_emit(p, (uint32_t)(c->base + 2 * at[j]), d, kind[j] == K_EXIT ? &bwd[j] : &fwd[j], kind[j] == K_EXIT); }
+      else if (kind[j] == K_HOOK && scan) c->hooked[at[j]] = 1;
+      else if (kind[j] == K_HOOK && c->hooked[at[j]] != 1) { c->hooked[at[j]] = 2; c->missing++; }
+    }
+  }
+  free(at); free(fwd); free(bwd); free(kind);
   return p;
 }
 
-/* Charge the running block's resolved accesses of instructions before `limit`. */
+static uint32_t tb_reg(tb_counters_t *c, void *uc, int r);
+
+/* Charge the running block's resolved accesses of instructions before
+ * `limit`; UINT64_MAX: all of them, the block has run (its exit registers
+ * are the live ones). */
 static void tb_flush(tb_counters_t *c, uint64_t limit) {
   tb_prog_t *p = c->cur;
+  int r, exit_read = 0;
   if (!p) return;
   while (c->cursor < p->nops && p->ops[c->cursor].insn < limit) {
-    const tb_op_t *op = &p->ops[c->cursor++];
-    uint32_t a = (uint32_t)((op->b1 >= 0 ? c->regs[op->b1] : 0) + (uint32_t)op->k1);
-    uint32_t x = (uint32_t)((op->b2 >= 0 ? c->regs[op->b2] : 0) + (uint32_t)op->k2);
+    const tb_op_t *op = &p->ops[c->cursor];
+    const uint32_t *regs = c->regs;
+    uint32_t a, x;
+    if (op->from_exit) {
+      if (limit != UINT64_MAX) break;
+      if (!exit_read) {
+        for (r = 0; r < 16; r++)
+          if (p->exit_regs >> r & 1) c->exit_regs[r] = tb_reg(c, c->uc, r);
+        exit_read = 1;
+      }
+      regs = c->exit_regs;
+    }
+    a = (uint32_t)((op->b1 >= 0 ? regs[op->b1] : 0) + (uint32_t)op->k1);
+    x = (uint32_t)((op->b2 >= 0 ? regs[op->b2] : 0) + (uint32_t)op->k2);
     tb_charge_items(c, NULL, a + (x << op->shift), op->size, op->count, op->write);
     c->static_ops++;
+    c->cursor++;
   }
   if (c->cursor >= p->nops) c->cur = NULL;
 }
@@ -405,10 +503,10 @@ void tb_access_hook(void *uc, uint64_t address, uint32_t size, void *user_data) 
   const tb_insn_t *d;
   uint32_t a, x = 0;
   (void)size;
-  tb_flush(c, address);               /* the block's earlier accesses come first */
   if (address < c->base || i >= c->nhw || c->hooked[i] != 1) return;
   d = &c->insn[i];
   if (!(d->flags & ACC_ACCESS)) return;
+  tb_flush(c, address);               /* the block's earlier accesses come first */
   if (d->flags & ACC_UNMODELLED) {
     if (!c->unmodelled++) c->unmodelled_at = address;
     return;

@@ -680,13 +680,14 @@ class _Run:
         import unicorn as U
         self.setup()
         self.hooks()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         err = None
         try:
             self.uc.emu_start(self.start, self.exit_addr, timeout=int(self.timeout_s * 1e6), count=0)
         except U.UcError as e:
             err = e
         wall = time.perf_counter() - t0
+        self.emu_cpu_seconds = time.thread_time() - cpu0      # host CPU time (bench/sim_speed.py)
         pc = self.uc.reg_read(self.reg_pc)
         c = self.counters
         if self.static_watch():
