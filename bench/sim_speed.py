@@ -1,21 +1,25 @@
-"""Simulator speed of the report's run (issue 14 item 6): every MLPerf Tiny
-model on nucleo-l4r5zi (stm32l4r5-art memory model) and cortex-m4, run as
-the report's run is (``detail=True``: misaligned accesses and flash data
-reads counted), timed as ``emu_start`` alone (``RunResult.wall_seconds``,
-best of 3), beside the plain run (``detail=False``). Host speeds are
-recorded, never asserted.
+"""Simulator speed with the memory model on (issue 14 item 6): every MLPerf
+Tiny model on nucleo-l4r5zi (stm32l4r5-art) and cortex-m4 (core only), the
+report's run (``detail=True``: misaligned accesses and flash data reads
+counted) and a validation run (``detail=False``: flash reads only), each with
+the old every-access memory hook (``access_watch="hook"``, before) and the
+static access watch (the default, after), beside the same ELF with nothing
+watched (no detail, no memory model: the ceiling). Speed = instructions of
+the whole run / host CPU seconds of ``emu_start`` (this thread's, so other
+processes on the machine count less), best of ``--repeat``. Also checks
+that both watches give the same counts. Host speeds are recorded, never
+asserted.
 
-    ./tb python bench/sim_speed.py [--build-dir /tmp/sim_speed_build] [--watch]
+    ./tb python bench/sim_speed.py [--build-dir /tmp/sim_speed_build] [--repeat 5]
 
-``--watch`` also times the old every-access memory watch (the oracle path,
-``access_watch="hook"``) and checks its counters equal the default's.
-Builds each model with scons first (validated against TFLite).
+Builds each model's ELF and validation inputs with scons first.
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,57 +32,57 @@ TARGETS = ["nucleo-l4r5zi", "cortex-m4"]
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
 
 
-def build(build_dir: Path, target: str, model: str) -> Path:
+def build(build_dir: Path, target: str, model: str) -> tuple[Path, Path]:
+    """The firmware ELF and the validation inputs (nothing simulated)."""
+    elf = build_dir / target / model / "firmware.elf"
+    inputs = build_dir / "models" / model / "inputs-n4-s1.bin"
     cmd = [str(Path(sys.executable).with_name("scons")), "-C", str(ROOT), "-Q", f"target={target}",
-           f"model={MLPERF / (model + '.tflite')}", f"build_dir={build_dir}"]
+           f"model={MLPERF / (model + '.tflite')}", f"build_dir={build_dir}", str(elf), str(inputs)]
     subprocess.run(cmd, check=True, capture_output=True)
-    return build_dir / target / model / "firmware.elf"
+    return elf, inputs
 
 
-def first_input(build_dir: Path, model: str) -> bytes:
-    raw = next((build_dir / "models" / model).glob("inputs-*.bin")).read_bytes()
-    return raw[: len(raw) // 4]                 # the first of the 4 validation inputs
-
-
-def best_run(run, n: int = 3):
-    """The result of the fastest of ``n`` runs (emu_start time)."""
-    return min((run() for _ in range(n)), key=lambda r: r.wall_seconds)
-
-
-def counters(r) -> tuple:
-    return (r.instructions, r.cycles, r.memory_cycles, r.misaligned_accesses,
+def counts(r) -> tuple:
+    return (r.total_instructions, r.total_cycles, r.memory_cycles, r.misaligned_accesses,
             [(l.instructions, l.cycles, l.memory_cycles) for l in r.layers])
+
+
+def timed(elf: Path, board, data: bytes, detail: bool, watch: str, repeat: int):
+    """(result, best M instructions per host CPU second of emu_start)."""
+    from sim.unicorn.simulator import _Run
+    best, result = 0.0, None
+    for _ in range(repeat):
+        run = _Run(elf, board, data, 2_000_000_000, 600.0, detail=detail, access_watch=watch)
+        result = run.execute()
+        best = max(best, result.total_instructions / max(run.emu_cpu_seconds, 1e-9) / 1e6)
+    return result, best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="/tmp/sim_speed_build")
-    ap.add_argument("--watch", action="store_true", help="also time the old every-access watch")
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    from sim.unicorn.simulator import _Run
     boards = plugins.targets(plugins.make_plugin_manager())
-    build_dir = Path(args.build_dir)
-    head = "| model | target | instructions | misaligned | report run | plain run |"
-    rule = "| --- | --- | ---: | ---: | ---: | ---: |"
-    if args.watch:
-        head, rule = head + " old watch | same counters |", rule + " ---: | --- |"
-    print(head + "\n" + rule)
+    print("| model | target | instructions | report run: hook -> static | validation run: "
+          "hook -> static | nothing watched | same counts |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for model in MODELS:
         for target in TARGETS:
-            board, elf = boards[target], build(build_dir, target, model)
-            data = first_input(build_dir, model)
-
-            def timed(detail: bool, watch: str = ""):
-                return best_run(lambda: _Run(elf, board, data, 2_000_000_000, 600.0, detail=detail,
-                                             access_watch=watch or None).execute())
-            report, plain = timed(True), timed(False)
-            row = (f"| {model} | {target} | {report.total_instructions:,} | "
-                   f"{report.misaligned_accesses:,} | {report.instructions_per_second / 1e6:.0f} M/s | "
-                   f"{plain.instructions_per_second / 1e6:.0f} M/s |")
-            if args.watch:
-                old = timed(True, "hook")
-                row += f" {old.instructions_per_second / 1e6:.0f} M/s | {counters(old) == counters(report)} |"
-            print(row, flush=True)
+            board = boards[target]
+            elf, inputs = build(Path(args.build_dir), target, model)
+            raw = inputs.read_bytes()
+            data = raw[: len(raw) // 4]                  # the first validation input
+            speeds, same = [], True
+            for detail in (True, False):
+                old, before = timed(elf, board, data, detail, "hook", args.repeat)
+                new, after = timed(elf, board, data, detail, "static", args.repeat)
+                speeds.append(f"{before:.0f} -> {after:.0f} M/s")
+                same = same and counts(old) == counts(new)
+            bare = replace(board, memory_model="")
+            _, ceiling = timed(elf, bare, data, False, "static", args.repeat)
+            print(f"| {model} | {target} | {new.total_instructions:,} | {speeds[0]} | {speeds[1]} | "
+                  f"{ceiling:.0f} M/s | {'yes' if same else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

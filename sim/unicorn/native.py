@@ -92,6 +92,7 @@ class Counters(ctypes.Structure):
         ("regs", ctypes.c_uint32 * 16),
         ("exit_regs", ctypes.c_uint32 * 16),
         ("uc", ctypes.c_void_p),
+        ("last_block", ctypes.c_uint64),
     ]
 
 

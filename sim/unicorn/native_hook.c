@@ -157,6 +157,7 @@ typedef struct {
   uint32_t regs[16];            /* its entry registers */
   uint32_t exit_regs[16];       /* its exit registers, read by tb_flush when needed */
   void *uc;                     /* the engine, for the last flush */
+  uint64_t last_block;          /* address of the last block hooked */
 } tb_counters_t;
 
 uint64_t tb_counters_size(void) { return sizeof(tb_counters_t); }
@@ -205,6 +206,7 @@ void tb_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data) {
   tb_counters_t *c = (tb_counters_t *)user_data;
   uint64_t end = address + size;
   c->uc = uc;
+  c->last_block = address;
   if (c->static_on) tb_flush(c, UINT64_MAX);   /* the previous block has run */
   if (c->mm_on && size && address >= c->flash_lo && end <= c->flash_hi)
     tb_charge_fetch(c, address, end);
@@ -421,6 +423,10 @@ static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan)
   tb_prog_t *p = NULL;
   if (e > c->nhw) e = c->nhw;
   for (i = s; i < e && (c->insn[i].flags & ACC_INSN); i += c->insn[i].isize / 2) n++;
+  if (i < e && !scan && !c->unmodelled++) {
+    /* the block runs code the decoder did not see as instructions: not exact */
+    c->unmodelled_at = c->base + 2 * i;
+  }
   at = (uint64_t *)malloc((n + 1) * sizeof *at);
   fwd = (tb_pair_t *)malloc((n + 1) * sizeof *fwd);
   bwd = (tb_pair_t *)malloc((n + 1) * sizeof *bwd);

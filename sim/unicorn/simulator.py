@@ -13,9 +13,12 @@ and native.py for how the counting hook is built):
    (UC_HOOK_BLOCK), snapshots the counters at every ``tb_mark`` call (a narrow
    Python UC_HOOK_CODE on that one address) and stops at ``tb_exit``. When
    the target names a memory model (``Target.memory_model``, docs/timing.md)
-   the block hook also charges instruction-cache misses per block and a read
-   hook on the flash ranges only charges data-cache misses; their cycles are
-   in ``cycles`` and counted apart in ``memory_cycles`` (per layer too).
+   the block hook also charges instruction-cache misses per block and the
+   data reads from flash go through the data cache; their cycles are in
+   ``cycles`` and counted apart in ``memory_cycles`` (per layer too). Data
+   accesses (flash reads, and misaligned ones with ``detail``) are watched
+   without a memory hook on Cortex-M (the static access watch, see _Run and
+   native_hook.c), by Unicorn's memory hook on RV32.
 3. Reads the outputs (concatenated, in the model's order), the peak stack (distance from ``__stack_end__``
    to the lowest word no longer holding the pattern), the RAM touched (bytes
    no longer holding the pattern) and, of those, the ones inside the model's
@@ -275,8 +278,8 @@ class UnicornSimulator:
         The per-inference figures span the first ``tb_mark(0)`` to the next
         ``tb_mark(TB_MARK_END)``; without marks they equal the totals.
         ``detail`` watches every data access for misalignment (the timing
-        model's penalty, or the core's trap): exact, but a memory hook makes
-        unicorn 10-40x slower. Without it misaligned accesses are not
+        model's penalty, or the core's trap), exactly (docs/simulators.md
+        "Speed with memory hooks"). Without it misaligned accesses are not
         counted (``misaligned_accesses`` is -1) and cost nothing extra.
         """
         def run(watch: bool) -> _Run:
@@ -691,7 +694,8 @@ class _Run:
         pc = self.uc.reg_read(self.reg_pc)
         c = self.counters
         if self.static_watch():
-            native.call("tb_flush_accesses", c)        # the last block's accesses
+            if c.last_block != self.exit_addr:         # (a block at tb_exit did not run)
+                native.call("tb_flush_accesses", c)    # the last block's accesses
             native.call("tb_release", c)
         if err is not None:
             self.raise_fault(err, pc)

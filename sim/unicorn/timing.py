@@ -56,10 +56,10 @@ set" (cycle counts). Values used (P = pipeline refill, N = registers moved):
 Misaligned data accesses (section 3.3.2, "Load/store timings": "Unaligned
 word or halfword loads or stores add penalty cycles"): a byte-aligned
 halfword +1 (done as two bytes), a halfword-aligned word +1 (two halfwords),
-a byte-aligned word +2 (a byte, a halfword and a byte). Charged by a memory
-hook (native_hook.c, tb_mem_hook) on the runs made with ``detail`` (the
-first validation input: the one the report shows). LDRD/LDM/STRD/STM need
-word alignment on the core (UsageFault otherwise) and are not checked.
+a byte-aligned word +2 (a byte, a halfword and a byte). Counted on the runs
+made with ``detail`` (the first validation input: the one the report shows)
+by the static access watch (``thumb_access`` below, native_hook.c), every
+access as Unicorn issues it (a VLDR/VLDM double is one 8-byte access).
 
 Not modelled by the core model (so cycles are an estimate, instructions are
 exact): flash wait states and the ART accelerator (the memory models below,
@@ -139,9 +139,9 @@ fetches are charged per executed block (every line the block's address range
 touches) through the instruction cache; with ``prefetch`` the line right
 after the last one fetched is free (the prefetch buffer read it while the
 previous line executed: assumes the core spends at least 1 + WS cycles per
-line). Data reads from flash are charged through a memory hook on the flash
-ranges only (SRAM/CCM accesses cost nothing: zero wait states) and the data
-cache. A cache is ``sets`` x ``ways`` lines, least recently used replaced.
+line). Data reads from flash are charged through the data cache, found by
+the static access watch (Cortex-M) or a memory hook on the flash ranges
+only (RV32); SRAM/CCM accesses cost nothing: zero wait states. A cache is ``sets`` x ``ways`` lines, least recently used replaced.
 
 "stm32f407-art" (the cortex-m4 target's STM32F407 at 168 MHz): ST RM0090
 section 3.4.1 "Relation between CPU clock frequency and flash memory read

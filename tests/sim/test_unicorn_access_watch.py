@@ -163,4 +163,6 @@ def test_static_watch_counts_what_the_hook_counts_on_kws(tmp_path, target_name):
         oracle = _Run(elf, board, data, 2 * 10**9, 600.0, detail=detail, access_watch="hook")
         static = _Run(elf, board, data, 2 * 10**9, 600.0, detail=detail, access_watch="static")
         assert counts(static.execute()) == counts(oracle.execute())
-        assert static.access_watch == "static" and static.counters.static_ops > 10**5
+        assert static.access_watch == "static"
+        if detail or board.memory_model:          # (else nothing is watched)
+            assert static.counters.static_ops > 10**5
