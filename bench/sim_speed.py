@@ -10,9 +10,10 @@ processes on the machine count less), best of ``--repeat``. Also checks
 that both watches give the same counts. Host speeds are recorded, never
 asserted.
 
-    ./tb python bench/sim_speed.py [--build-dir /tmp/sim_speed_build] [--repeat 5]
+    ./tb python bench/sim_speed.py [--build-dir /tmp/sim_speed_build] [--repeat 5] [--record]
 
-Builds each model's ELF and validation inputs with scons first.
+Builds each model's ELF and validation inputs with scons first. ``--record``
+writes the table into bench/results.md (its ``sim-speed`` marker block).
 """
 from __future__ import annotations
 
@@ -62,11 +63,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="/tmp/sim_speed_build")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--record", action="store_true", help="write the table into bench/results.md")
     args = ap.parse_args()
     boards = plugins.targets(plugins.make_plugin_manager())
-    print("| model | target | instructions | report run: hook -> static | validation run: "
-          "hook -> static | nothing watched | same counts |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    rows = ["| model | target | instructions | report run: hook -> static | validation run: "
+            "hook -> static | nothing watched | same counts |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    print("\n".join(rows))
     for model in MODELS:
         for target in TARGETS:
             board = boards[target]
@@ -81,8 +84,29 @@ def main() -> None:
                 same = same and counts(old) == counts(new)
             bare = replace(board, memory_model="")
             _, ceiling = timed(elf, bare, data, False, "static", args.repeat)
-            print(f"| {model} | {target} | {new.total_instructions:,} | {speeds[0]} | {speeds[1]} | "
-                  f"{ceiling:.0f} M/s | {'yes' if same else 'NO'} |", flush=True)
+            rows.append(f"| {model} | {target} | {new.total_instructions:,} | {speeds[0]} | "
+                        f"{speeds[1]} | {ceiling:.0f} M/s | {'yes' if same else 'NO'} |")
+            print(rows[-1], flush=True)
+    if args.record:
+        record(rows, args)
+
+
+def record(rows: list[str], args) -> None:
+    from bench.sweep import record as record_block
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    head = (f"`./tb python bench/sim_speed.py --build-dir {args.build_dir} --repeat {args.repeat}` "
+            f"(commit {commit}): simulated instructions per host CPU second of `emu_start` (whole run, "
+            f"best of {args.repeat}, on a 2-core machine shared with other builds), the MLPerf Tiny "
+            "models from `../shared/models/mlperf_tiny/`, first validation input. Report run: "
+            "`detail=True` (misaligned accesses and, on nucleo-l4r5zi, flash reads through the "
+            "stm32l4r5-art data cache); validation run: `detail=False` (flash reads only; nothing "
+            "watched on cortex-m4). hook: the every-access memory hook (before); static: the static "
+            "access watch (after, the default; docs/simulators.md \"Speed with memory hooks\"). "
+            "Nothing watched: the same ELF without memory model or detail (the ceiling). Same counts: "
+            "instructions, cycles, flash wait and misaligned accesses per layer equal with both.")
+    record_block(ROOT / "bench" / "results.md", "\n".join([head, "", *rows, ""]), name="sim-speed",
+                 title="Simulator speed with the memory model on (issue 14 item 6)")
 
 
 if __name__ == "__main__":

@@ -439,9 +439,9 @@ static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan)
     p = scan ? NULL : (tb_prog_t *)malloc(sizeof(tb_prog_t) + nops * sizeof(tb_op_t));
     if (p) { p->end = e; p->nops = 0; p->regs = p->exit_regs = 0; }
     for (j = 0; j < n && (scan || p); j++) {
-      const tb_insn_t *d = &c->insn[at[j]];
-      if (kind[j] == K_ENTRY || kind[j] == K_EXIT)
-        { if (p) tb_emit(p, (uint32_t)(c->base + 2 * at[j]), d, kind[j] == K_EXIT ? &bwd[j] : &fwd[j], kind[j] == K_EXIT); }
+      uint32_t insn = (uint32_t)(c->base + 2 * at[j]);
+      if (p && kind[j] == K_ENTRY) tb_emit(p, insn, &c->insn[at[j]], &fwd[j], 0);
+      else if (p && kind[j] == K_EXIT) tb_emit(p, insn, &c->insn[at[j]], &bwd[j], 1);
       else if (kind[j] == K_HOOK && scan) c->hooked[at[j]] = 1;
       else if (kind[j] == K_HOOK && c->hooked[at[j]] != 1) { c->hooked[at[j]] = 2; c->missing++; }
     }

@@ -884,8 +884,8 @@ def _record_access(access: np.ndarray, i: int, a: Access, size: int, it_left: in
                    it_starts: int) -> int:
     """Store ``a`` at halfword ``i``; returns the IT-block instructions still to come."""
     flags = a.flags | ACC_INSN | (ACC_IN_IT if it_left else 0)
-    access[i] = (_signed(a.imm & 0xFFFFFFFF), a.wb, _signed(a.k & 0xFFFFFFFF), a.clobber, a.rn, a.rm, a.rd, a.rs, a.shift, a.size,
-                 min(a.count, 255), flags, size, 0)
+    access[i] = (_signed(a.imm & 0xFFFFFFFF), a.wb, _signed(a.k & 0xFFFFFFFF), a.clobber,
+                 a.rn, a.rm, a.rd, a.rs, a.shift, a.size, min(a.count, 255), flags, size, 0)
     return it_starts or max(0, it_left - 1)
 
 
