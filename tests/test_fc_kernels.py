@@ -24,27 +24,28 @@ from opt_harness import (CM4_DIR, FAST, RV_DIR, assert_same, build_library,  # n
 from tinybuild import quant  # noqa: E402
 from tinybuild.lower import CDouble  # noqa: E402
 
-TARGETS = {"cortex-m4": CM4_DIR, "riscv": RV_DIR}
+# each int8 FULLY_CONNECTED kernel: (target, its kernel folder, the C function)
+KERNELS = {"cortex-m4": ("cortex-m4", CM4_DIR, "tb_cm4_fully_connected_s8"),
+           "cortex-m4-pairs": ("cortex-m4", CM4_DIR, "tb_cm4_fc_pairs_s8"),
+           "riscv": ("riscv", RV_DIR, "tb_rv_fully_connected_s8")}
 I32_MAX = (1 << 31) - 1
 
 
-@pytest.fixture(scope="module", params=sorted(TARGETS))
+@pytest.fixture(scope="module", params=sorted(KERNELS))
 def target(request, tmp_path_factory):
-    """(name, host library, {op: KernelImpl}) of one target."""
+    """(name, host library, {op: KernelImpl}) of one kernel."""
     name = request.param
-    lib = build_library(tmp_path_factory.mktemp(name), extra_dirs=(TARGETS[name],),
+    lib = build_library(tmp_path_factory.mktemp(name), extra_dirs=(KERNELS[name][1],),
                         name=f"libtbfc_{name.replace('-', '_')}.so")
     return name, lib, int8_kernels(name)
 
 
-FC_KERNELS = {"tb_cm4_fully_connected_s8", "tb_rv_fully_connected_s8"}
-
-
 def int8_kernels(name: str) -> dict:
-    """{op: KernelImpl} of a target, FULLY_CONNECTED being its int8 kernel
-    (a target may list other kernels for the op, e.g. 16x8 ones)."""
-    return {k.op: k for k in target_kernels(name)
-            if k.op != "FULLY_CONNECTED" or k.function in FC_KERNELS}
+    """{op: KernelImpl} of a target, FULLY_CONNECTED being the int8 kernel
+    ``name`` names (a target may list others for the op, e.g. 16x8 ones)."""
+    target_name, _, function = KERNELS[name]
+    return {k.op: k for k in target_kernels(target_name)
+            if k.op != "FULLY_CONNECTED" or k.function == function}
 
 
 def fc_inputs(rng, layer) -> list[np.ndarray]:
@@ -310,12 +311,13 @@ def sim_cases(impls, seed: int) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(TARGETS))
+@pytest.mark.parametrize("name", sorted(KERNELS))
 def test_in_the_simulator_equal_and_faster(name, tmp_path):
     impls = int8_kernels(name)
     cases = sim_cases(impls, 21)
-    rows = simulate_cases(cases, tmp_path, ram_budget=20_000, extra_dirs=(TARGETS[name],),
-                          target_name=name, flash_budget=60_000)
+    target_name, kernel_dir, _ = KERNELS[name]
+    rows = simulate_cases(cases, tmp_path, ram_budget=20_000, extra_dirs=(kernel_dir,),
+                          target_name=target_name, flash_budget=60_000)
     assert len(rows) == len(cases)
     for row, (case, *_rest) in zip(rows, cases):
         what = f"{name} FULLY_CONNECTED {case.shape}"

@@ -56,7 +56,7 @@ def tinybuild_kernels(target):
     """Optimized int8 kernels for Arm cores with the DSP extension (see docs/kernels.md)."""
     if target.arch != "arm" or target.cpu not in DSP_CPUS:
         return []
-    from .kernels import cm4_elementwise, cm4_lstm, cm4_prepare, cm4_s16
+    from .kernels import cm4_elementwise, cm4_fc_pairs, cm4_lstm, cm4_prepare, cm4_s16
     return (cm4_prepare.kernels() + cm4_elementwise.kernels() + cm4_lstm.kernels()
-            + cm4_s16.kernels())
+            + cm4_s16.kernels() + cm4_fc_pairs.kernels())
 

@@ -311,3 +311,329 @@ void tb_cm4_fully_connected_s8(const tb_fc_params *p, const int8_t *input,
     tb_cm4_fc_tensor_clamp(p, input, weights, rq, real_mul, output, scratch);
   }
 }
+
+/* ---- tb_cm4_fc_pairs_s8: two outputs per weight word -------------------------------
+ *
+ * Same arguments, requantization and exact fallback as tb_cm4_fully_connected_s8;
+ * weights and biases laid out by targets/cortex_m4/kernels/cm4_fc_pairs.py.
+ * Outputs go in pairs (A, B). For each pair and each two inputs (i0, i1) one
+ * weight word holds the bytes [A_i0 + 128, B_i0, A_i1 + 128, B_i1] (A as an
+ * unsigned byte, B signed), so the word's raw halfwords are the int16 values
+ * 256 B_i + A_i + 128: one SMLAD on the raw word against the input pair
+ * (x_i0, x_i1) adds 256 (B products) + (A products) + 128 (x_i0 + x_i1), and
+ * SXTB16 ROR #8 of the word gives (B_i0, B_i1) for a second SMLAD: 4 MACs for
+ * one SXTB16 and two SMLAD (the block-of-4 kernel above: two SXTB16). With
+ * a = bias_A + 256 bias_B - 128 X + sum(raw words x inputs) and b = bias_B +
+ * sum(B x inputs), X the sum of the row's expanded inputs (the pad's too:
+ * the pad's A bytes are 128), A's accumulator is a - 256 b, all mod 2^32,
+ * so exactly the reference's int32 sum.
+ *
+ * Per group of 4 inputs and 4 outputs (2 pairs): 2 LDM (the inputs' 2 words,
+ * the weights' 4: 8 cycles), 4 SXTB16, 8 SMLAD = 20 cycles, 14 instructions
+ * for 16 MACs (6 LDR in one pipelined run would save a cycle for 4 more
+ * instructions); 8 groups per loop pass, entered part way (TBB) for K4 / 4
+ * not a multiple of 8. With 4n + 1 outputs the first comes alone (its K4 plain
+ * bytes, the one-row loop); with 4n + 3 a zero row completes the last block;
+ * with 4n + 2 the last pair runs a one-pair loop.
+ * rq: header {flags, 0, 0, 0}, per output slot its starting value (the lone
+ * output: its bias; a pair: bias_A + 256 bias_B mod 2^32, bias_B), padded to
+ * a multiple of 4, then the tb_cm4_fc_mult records as above. */
+
+/* tb_cm4_fc_expand, also returning 128 times the sum of the expanded values
+ * (mod 2^32; the pad's too): the pairs' correction. */
+static uint32_t tb_cm4_fcp_expand(const int8_t *input, int32_t k, uint32_t off2, uint32_t *px) {
+  const uint32_t ones = 0x00010001u;
+  int32_t i = k & ~3, sum = 0;
+  if (i < k) {
+    uint32_t v = 0;
+    int32_t j;
+    for (j = k - 1; j >= i; --j) v = v << 8 | (uint8_t)input[j];
+    px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+    px[i >> 1] = tb_sxtab16(off2, v);
+    sum = tb_smlad(px[i >> 1], ones, tb_smlad(px[(i >> 1) + 1], ones, sum));
+  }
+  for (i -= 4; i >= 0; i -= 4) {
+    const uint32_t v = tb_ld32(input + i);
+    const uint32_t hi = tb_sxtab16_ror8(off2, v), lo = tb_sxtab16(off2, v);
+    px[(i >> 1) + 1] = hi;
+    px[i >> 1] = lo;
+    sum = tb_smlad(lo, ones, tb_smlad(hi, ones, sum));
+  }
+  return (uint32_t)sum << 7;
+}
+
+/* Two pairs (4 outputs) over nq groups of 4 inputs, from the pairs' starting
+ * values init[0..3]; acc[0..3] gets the 4 outputs' sums. Returns the next
+ * block's weights. */
+TB_INLINE const uint32_t *tb_cm4_fcp_block(const uint32_t *px, const uint32_t *pw, int32_t nq,
+                                           const int32_t *init, uint32_t x128, int32_t *acc) {
+#ifdef TB_CM4_DSP
+  register uint32_t a0 __asm__("r0");
+  register uint32_t b0 __asm__("r1");
+  register uint32_t a1 __asm__("r2");
+  register uint32_t b1 __asm__("r3");
+  register uint32_t w0 __asm__("r4") = (uint32_t)init;
+  register uint32_t w1 __asm__("r5") = x128;
+  register uint32_t w2 __asm__("r6");
+  register uint32_t w3 __asm__("r7");
+  register uint32_t xa __asm__("r8") = (uint32_t)nq;
+  register uint32_t xb __asm__("r9");
+  register const uint32_t *rx __asm__("r10") = px;
+  register const uint32_t *rw __asm__("r11") = pw;
+  register const uint32_t *end __asm__("r12") = px + 2 * nq;
+  register int32_t *dst __asm__("lr") = acc;
+#define TB_CM4_FCP_GROUP                                     \
+  "ldmia %[rx]!, {%[xa], %[xb]}\n\t"                         \
+  "ldmia %[rw]!, {%[w0], %[w1], %[w2], %[w3]}\n\t"           \
+  "smlad %[a0], %[w0], %[xa], %[a0]\n\t"                     \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"                          \
+  "smlad %[b0], %[w0], %[xa], %[b0]\n\t"                     \
+  "smlad %[a0], %[w1], %[xb], %[a0]\n\t"                     \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"                          \
+  "smlad %[b0], %[w1], %[xb], %[b0]\n\t"                     \
+  "smlad %[a1], %[w2], %[xa], %[a1]\n\t"                     \
+  "sxtb16 %[w2], %[w2], ror #8\n\t"                          \
+  "smlad %[b1], %[w2], %[xa], %[b1]\n\t"                     \
+  "smlad %[a1], %[w3], %[xb], %[a1]\n\t"                     \
+  "sxtb16 %[w3], %[w3], ror #8\n\t"                          \
+  "smlad %[b1], %[w3], %[xb], %[b1]\n\t"
+  __asm__ volatile(
+      "ldmia %[w0], {%[a0], %[b0], %[a1], %[b1]}\n\t"
+      "sub %[a0], %[a0], %[w1]\n\t"
+      "sub %[a1], %[a1], %[w1]\n\t"
+      /* nq % 8 groups first: enter the 8-group body at group 8 - nq % 8 */
+      "ands %[xa], %[xa], #7\n\t"
+      "tbb [pc, %[xa]]\n\t"
+      "0:\n\t"
+      ".byte (1f-0b)/2, (17f-0b)/2, (16f-0b)/2, (15f-0b)/2\n\t"
+      ".byte (14f-0b)/2, (13f-0b)/2, (12f-0b)/2, (11f-0b)/2\n\t"
+      "1:\n\t" TB_CM4_FCP_GROUP
+      "11:\n\t" TB_CM4_FCP_GROUP
+      "12:\n\t" TB_CM4_FCP_GROUP
+      "13:\n\t" TB_CM4_FCP_GROUP
+      "14:\n\t" TB_CM4_FCP_GROUP
+      "15:\n\t" TB_CM4_FCP_GROUP
+      "16:\n\t" TB_CM4_FCP_GROUP
+      "17:\n\t" TB_CM4_FCP_GROUP
+      "cmp %[rx], %[end]\n\t"
+      "bne 1b\n\t"
+      "sub %[a0], %[a0], %[b0], lsl #8\n\t"
+      "sub %[a1], %[a1], %[b1], lsl #8\n\t"
+      "stmia %[dst], {%[a0], %[b0], %[a1], %[b1]}\n\t"
+      : [a0] "=&r"(a0), [b0] "=&r"(b0), [a1] "=&r"(a1), [b1] "=&r"(b1), [w0] "+r"(w0),
+        [w1] "+r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3), [xa] "+r"(xa), [xb] "=&r"(xb),
+        [rx] "+r"(rx), [rw] "+r"(rw)
+      : [end] "r"(end), [dst] "r"(dst)
+      : "cc", "memory");
+#undef TB_CM4_FCP_GROUP
+  return rw;
+#else
+  uint32_t a[2], b[2];
+  int32_t g, r;
+  for (r = 0; r < 2; ++r) a[r] = (uint32_t)init[2 * r] - x128, b[r] = (uint32_t)init[2 * r + 1];
+  for (g = 0; g < nq; ++g, px += 2, pw += 4) {
+    for (r = 0; r < 2; ++r) {
+      a[r] = (uint32_t)tb_smlad(pw[2 * r], px[0], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r]), px[0], (int32_t)b[r]);
+      a[r] = (uint32_t)tb_smlad(pw[2 * r + 1], px[1], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r + 1]), px[1], (int32_t)b[r]);
+    }
+  }
+  for (r = 0; r < 2; ++r) acc[2 * r] = (int32_t)(a[r] - (b[r] << 8)), acc[2 * r + 1] = (int32_t)b[r];
+  return pw;
+#endif
+}
+
+/* The sums of n outputs (whole blocks; n <= TB_CM4_FCP_CHUNK) into acc, from
+ * their starting values init; returns the next weights. Out of line: one
+ * copy of the block loop for the four specializations. */
+__attribute__((noinline)) static const uint32_t *tb_cm4_fcp_sums(
+    const uint32_t *px, const uint32_t *pw, int32_t nq, const int32_t *init, uint32_t x128,
+    int32_t *acc, int32_t n) {
+  int32_t j;
+  for (j = 0; j < n; j += 4) pw = tb_cm4_fcp_block(px, pw, nq, init + j, x128, acc + j);
+  return pw;
+}
+
+/* One pair over nq groups (the last pair of 4n + 2 outputs), two groups per pass. */
+static void tb_cm4_fcp_pair(const uint32_t *px, const uint32_t *pw, int32_t nq,
+                            const int32_t *init, uint32_t x128, int32_t *acc) {
+  uint32_t a = (uint32_t)init[0] - x128, b = (uint32_t)init[1];
+  const uint32_t *const end = px + 2 * nq;
+  if (nq & 1) {
+    const uint32_t w0 = pw[0], w1 = pw[1];
+    a = (uint32_t)tb_smlad(w1, px[1], tb_smlad(w0, px[0], (int32_t)a));
+    b = (uint32_t)tb_smlad(tb_sxtb16_ror8(w1), px[1],
+                           tb_smlad(tb_sxtb16_ror8(w0), px[0], (int32_t)b));
+    px += 2, pw += 2;
+  }
+  for (; px != end; px += 4, pw += 4) {
+    const uint32_t x0 = px[0], x1 = px[1], x2 = px[2], x3 = px[3];
+    const uint32_t w0 = pw[0], w1 = pw[1], w2 = pw[2], w3 = pw[3];
+    a = (uint32_t)tb_smlad(w0, x0, (int32_t)a);
+    b = (uint32_t)tb_smlad(tb_sxtb16_ror8(w0), x0, (int32_t)b);
+    a = (uint32_t)tb_smlad(w1, x1, (int32_t)a);
+    b = (uint32_t)tb_smlad(tb_sxtb16_ror8(w1), x1, (int32_t)b);
+    a = (uint32_t)tb_smlad(w2, x2, (int32_t)a);
+    b = (uint32_t)tb_smlad(tb_sxtb16_ror8(w2), x2, (int32_t)b);
+    a = (uint32_t)tb_smlad(w3, x3, (int32_t)a);
+    b = (uint32_t)tb_smlad(tb_sxtb16_ror8(w3), x3, (int32_t)b);
+  }
+  acc[0] = (int32_t)(a - (b << 8)), acc[1] = (int32_t)b;
+}
+
+/* Near a tie: the reference's double expression for output o. */
+__attribute__((noinline)) static int32_t tb_cm4_fcp_double(const tb_cm4_fc_ctx *c, int32_t q,
+                                                           int32_t acc) {
+  return tb_round_half_away((double)acc * c->real_mul[q]);
+}
+
+/* tb_cm4_fc_fixed with one rarely taken branch: P = |acc| R + |acc| +
+ * 2^(31+t) (one UMLAL onto the 64-bit {2^(t-1), |acc|}); with F = P mod 2^(32+t), F - |acc| is the fraction
+ * tb_cm4_fc_fixed tests, and it is within |acc| of a tie exactly when
+ * F < 2 |acc|, i.e. P's high word has no fraction bits and lo / 2 < |acc|;
+ * otherwise subtracting |acc| does not cross a multiple of 2^(32+t), so the
+ * rounded value is P's high word >> t. Returns 0 near a tie. */
+TB_INLINE int tb_cm4_fcp_fixed(int32_t acc, tb_cm4_fc_mult q, int32_t *c) {
+  const uint32_t s = (uint32_t)(acc >> 31), a = ((uint32_t)acc ^ s) - s;
+  uint32_t lo = a, hi = q.half;
+#ifdef TB_CM4_DSP
+  __asm__("umlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(a), "r"(q.r));
+#else
+  const uint64_t prod = (uint64_t)a * q.r + a + ((uint64_t)q.half << 32);
+  lo = (uint32_t)prod, hi = (uint32_t)(prod >> 32);
+#endif
+  if (__builtin_expect((hi & q.mask) == 0 && lo >> 1 < a, 0)) return 0;
+  *c = (int32_t)(((hi >> q.t) ^ s) - s);
+  return 1;
+}
+
+/* Outputs o..o+n-1 from their sums acc[0..n-1]: the fixed-point form, or
+ * near a tie the double. The per-tensor record and the activation range are
+ * read before the first store (the output may alias them). */
+TB_INLINE void tb_cm4_fcp_outputs(const tb_cm4_fc_ctx *c, int32_t o, int32_t n,
+                                  const int32_t *acc, int per_channel, int full) {
+  const tb_cm4_fc_mult q0 = *c->mult;
+  const tb_cm4_fc_mult *m = c->mult + o;      /* per-channel: output o's record */
+  const int32_t zp = c->zp, lo = c->lo, hi = c->hi;
+  int8_t *out = c->out + o, *const end = out + n;
+  for (; out != end; ++out, ++acc) {
+    const tb_cm4_fc_mult q = per_channel ? *m++ : q0;
+    int32_t v;
+    if (!tb_cm4_fcp_fixed(*acc, q, &v)) {
+      v = tb_cm4_fcp_double(c, per_channel ? (int32_t)(out - c->out) : 0, *acc);
+    }
+    v += zp;
+    *out = (int8_t)(full ? tb_ssat8(v) : tb_clamp(v, lo, hi));
+  }
+}
+
+/* The four specializations, out of line: the loop gets every register. */
+#define TB_CM4_FCP_RQ(name, per_channel, full)                                                \
+  __attribute__((noinline)) static void name(const tb_cm4_fc_ctx *c, int32_t o, int32_t n,   \
+                                             const int32_t *acc) {                            \
+    tb_cm4_fcp_outputs(c, o, n, acc, per_channel, full);                                      \
+  }
+TB_CM4_FCP_RQ(tb_cm4_fcp_rq_tensor_full, 0, 1)
+TB_CM4_FCP_RQ(tb_cm4_fcp_rq_tensor_clamp, 0, 0)
+TB_CM4_FCP_RQ(tb_cm4_fcp_rq_channel_full, 1, 1)
+TB_CM4_FCP_RQ(tb_cm4_fcp_rq_channel_clamp, 1, 0)
+#undef TB_CM4_FCP_RQ
+
+/* Outputs o..o+n-1 from acc[0..n-1], through the specialization's loop. */
+TB_INLINE void tb_cm4_fcp_requant(const tb_cm4_fc_ctx *c, int32_t o, int32_t n,
+                                  const int32_t *acc, int per_channel, int full) {
+  if (per_channel) {
+    (full ? tb_cm4_fcp_rq_channel_full : tb_cm4_fcp_rq_channel_clamp)(c, o, n, acc);
+  } else {
+    (full ? tb_cm4_fcp_rq_tensor_full : tb_cm4_fcp_rq_tensor_clamp)(c, o, n, acc);
+  }
+}
+
+#define TB_CM4_FCP_CHUNK 16   /* outputs summed before they are requantized */
+
+/* One row of inputs (expanded in c->px) to its outputs: with 4n + 1 outputs
+ * the first alone, then blocks of 2 pairs (their sums TB_CM4_FCP_CHUNK at a
+ * time, then requantized in one loop: the block's loop needs every
+ * register; 4n + 3 outputs: the last block's fourth is a zero row), with
+ * 4n + 2 the last pair alone. per_channel and full are constants in each copy. */
+TB_INLINE void tb_cm4_fcp_row(const tb_cm4_fc_ctx *c, uint32_t x128, int per_channel, int full) {
+  const int32_t outs = c->outs, nq = c->nq, tail = outs & 3;
+  const int32_t blocks_end = tail == 2 ? outs - 2 : outs;
+  const uint32_t *pw = c->weights;
+  int32_t o = 0, acc[TB_CM4_FCP_CHUNK];
+  if (tail == 1) {
+    acc[0] = tb_cm4_fc_row1(c->px, pw, nq, c->bias[0]);
+    tb_cm4_fcp_requant(c, 0, 1, acc, per_channel, full);
+    pw += nq, o = 1;
+  }
+  while (o < blocks_end) {
+    const int32_t n = blocks_end - o < TB_CM4_FCP_CHUNK ? blocks_end - o : TB_CM4_FCP_CHUNK;
+    pw = tb_cm4_fcp_sums(c->px, pw, nq, c->bias + o, x128, acc, n);
+    tb_cm4_fcp_requant(c, o, n, acc, per_channel, full);
+    o += n;
+  }
+  if (tail == 2) {
+    tb_cm4_fcp_pair(c->px, pw, nq, c->bias + o, x128, acc);
+    tb_cm4_fcp_requant(c, o, 2, acc, per_channel, full);
+  }
+}
+
+/* The layer, one row of inputs after the other. */
+TB_INLINE void tb_cm4_fcp_layer(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                                const int32_t *rq, const double *real_mul, int8_t *output,
+                                void *scratch, int per_channel, int full) {
+  const int32_t k = p->in_features, outs = p->out_features;
+  const int32_t n_rows = p->rows > 0 ? p->rows : 1;
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  tb_cm4_fc_ctx c;
+  int32_t row;
+  c.px = (const uint32_t *)scratch;
+  c.weights = (const uint32_t *)(const void *)weights;
+  c.bias = rq + 4;
+  c.mult = (const tb_cm4_fc_mult *)(const void *)(c.bias + ((outs + 3) & ~3));
+  c.real_mul = real_mul;
+  c.nq = (k + 3) >> 2, c.outs = outs;
+  c.zp = p->output_offset, c.lo = (int8_t)p->act_min, c.hi = (int8_t)p->act_max;
+  for (row = 0; row < n_rows; ++row) {
+    uint32_t x128 = 0;   /* one output: no pair, no correction */
+    if (outs > 1) {
+      x128 = tb_cm4_fcp_expand(input + row * k, k, off2, (uint32_t *)scratch);
+    } else {
+      tb_cm4_fc_expand(input + row * k, k, off2, (uint32_t *)scratch);
+    }
+    c.out = output + row * outs;
+    tb_cm4_fcp_row(&c, x128, per_channel, full);
+  }
+}
+
+#define TB_CM4_FCP_VARIANT(name, per_channel, full)                                           \
+  __attribute__((noinline)) static void name(const tb_fc_params *p, const int8_t *input,      \
+                                             const int8_t *weights, const int32_t *rq,        \
+                                             const double *real_mul, int8_t *output,          \
+                                             void *scratch) {                                 \
+    tb_cm4_fcp_layer(p, input, weights, rq, real_mul, output, scratch, per_channel, full);    \
+  }
+TB_CM4_FCP_VARIANT(tb_cm4_fcp_tensor_full, 0, 1)
+TB_CM4_FCP_VARIANT(tb_cm4_fcp_tensor_clamp, 0, 0)
+TB_CM4_FCP_VARIANT(tb_cm4_fcp_channel_full, 1, 1)
+TB_CM4_FCP_VARIANT(tb_cm4_fcp_channel_clamp, 1, 0)
+#undef TB_CM4_FCP_VARIANT
+
+void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);
+void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {
+  const int32_t flags = rq[0];
+  if (flags & TB_CM4_FC_PER_CHANNEL) {
+    if (flags & TB_CM4_FC_FULLRANGE) {
+      tb_cm4_fcp_channel_full(p, input, weights, rq, real_mul, output, scratch);
+    } else {
+      tb_cm4_fcp_channel_clamp(p, input, weights, rq, real_mul, output, scratch);
+    }
+  } else if (flags & TB_CM4_FC_FULLRANGE) {
+    tb_cm4_fcp_tensor_full(p, input, weights, rq, real_mul, output, scratch);
+  } else {
+    tb_cm4_fcp_tensor_clamp(p, input, weights, rq, real_mul, output, scratch);
+  }
+}
