@@ -63,25 +63,32 @@ typedef int (*tb_emu_stop_fn)(void *uc);
 typedef int (*tb_reg_read_fn)(void *uc, int regid, void *value);
 
 enum { ACC_INSN = 1, ACC_ACCESS = 2, ACC_WRITE = 4, ACC_WB = 8, ACC_IN_IT = 16,
-       ACC_UNMODELLED = 32, ACC_ENDS_TB = 64 };
+       ACC_UNMODELLED = 32, ACC_ENDS_TB = 64, ACC_ADDREG = 128 };
 
 /* One instruction's accesses and register effects (timing.ACCESS_DTYPE). */
 typedef struct {
   int32_t imm, wb, k;
   uint16_t clobber;
   int8_t rn, rm, rd, rs;
-  uint8_t shift, size, count, flags, isize, pad;
+  uint8_t shift, size, count, flags, isize;
+  int8_t rs2;                 /* ACC_ADDREG: rd = rs + rs2 * k */
 } tb_insn_t;
 
+/* A register's value inside a block: k + the sum of up to two terms
+ * coef * R[id], id 0..15 the register at block entry, 16..31 at block exit. */
+typedef struct {
+  int8_t known, n;
+  int8_t id[2];
+  uint32_t coef[2];
+  uint32_t k;
+} tb_val_t;
+
 /* A resolved access of a compiled block: count items of size bytes from
- * R[b1] + k1 + ((R[b2] + k2) << shift), R = the registers at block entry
- * (b < 0: no register), or at block exit (from_exit). */
+ * the address `at`. */
 typedef struct {
   uint32_t insn;
-  int32_t k1, k2;
-  int8_t b1, b2;
-  uint8_t shift, size, count, write;
-  uint8_t from_exit;          /* R: the registers at block exit instead */
+  tb_val_t at;
+  uint8_t size, count, write, from_exit;
 } tb_op_t;
 
 typedef struct {
@@ -295,12 +302,6 @@ void tb_flash_read_hook(void *uc, int type, uint64_t address, int size, int64_t 
 
 /* -- the static access watch ------------------------------------------------ */
 
-/* A register's value inside a block: entry value of register `base` plus k
- * (base -1: the constant k; base -2: unknown). */
-typedef struct { int32_t base, k; } tb_val_t;
-
-enum { VAL_CONST = -1, VAL_UNKNOWN = -2 };
-
 static void tb_charge_items(tb_counters_t *c, void *uc, uint32_t address, int size, int count,
                             int write) {
   int j;
@@ -308,79 +309,131 @@ static void tb_charge_items(tb_counters_t *c, void *uc, uint32_t address, int si
     tb_charge_access(c, uc, (uint32_t)(address + (uint32_t)(j * size)), size, !write);
 }
 
+static const tb_val_t TB_UNKNOWN = {0, 0, {0, 0}, {0, 0}, 0};
+
+static tb_val_t tb_constant(uint32_t k) {
+  tb_val_t v = {1, 0, {0, 0}, {0, 0}, 0};
+  v.k = k;
+  return v;
+}
+
+/* dst += src * scale; unknown when that needs more than two terms. */
+static void tb_add_scaled(tb_val_t *dst, const tb_val_t *src, uint32_t scale) {
+  int i, j;
+  if (!dst->known || !src->known) { *dst = TB_UNKNOWN; return; }
+  for (i = 0; i < src->n; i++) {
+    uint32_t coef = src->coef[i] * scale;
+    for (j = 0; j < dst->n && dst->id[j] != src->id[i]; j++) {
+    }
+    if (j == dst->n) {
+      if (dst->n == 2) { *dst = TB_UNKNOWN; return; }
+      dst->id[dst->n] = src->id[i];
+      dst->coef[dst->n++] = 0;
+    }
+    dst->coef[j] += coef;
+    if (!dst->coef[j]) {              /* the term cancelled out */
+      dst->n--;
+      dst->id[j] = dst->id[dst->n];
+      dst->coef[j] = dst->coef[dst->n];
+    }
+  }
+  dst->k += src->k * scale;
+}
+
 /* Register effects of one instruction, after its access (see timing.py). */
 static void tb_apply_effects(tb_val_t *v, const tb_insn_t *d) {
   int r;
-  tb_val_t rd = {VAL_UNKNOWN, 0};
+  tb_val_t rd = TB_UNKNOWN;
   if (d->rd >= 0) {
-    if (d->rs < 0) { rd.base = VAL_CONST; rd.k = d->k; }
-    else if (v[d->rs].base != VAL_UNKNOWN) { rd.base = v[d->rs].base; rd.k = v[d->rs].k + d->k; }
+    rd = d->rs < 0 ? tb_constant(0) : v[d->rs];
+    if (rd.known) rd.k += (uint32_t)d->k;
+    if (d->flags & ACC_ADDREG) { rd.k -= (uint32_t)d->k; tb_add_scaled(&rd, &v[d->rs2], (uint32_t)d->k); }
   }
   if (d->flags & ACC_IN_IT) {         /* may not execute: what it writes is unknown */
-    if (d->rd >= 0) v[d->rd].base = VAL_UNKNOWN;
-    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].base = VAL_UNKNOWN;
+    if (d->rd >= 0) v[d->rd] = TB_UNKNOWN;
+    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn] = TB_UNKNOWN;
   } else {
-    if ((d->flags & ACC_WB) && d->rn >= 0 && v[d->rn].base != VAL_UNKNOWN) v[d->rn].k += d->wb;
+    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].k += (uint32_t)d->wb;
     if (d->rd >= 0) v[d->rd] = rd;
   }
   for (r = 0; r < 16; r++)
-    if (d->clobber >> r & 1) v[r].base = VAL_UNKNOWN;
+    if (d->clobber >> r & 1) v[r] = TB_UNKNOWN;
 }
 
-/* Undo one instruction's register effects (the backward pass): exit-relative
- * values after it become those before it. */
+/* Undo one instruction's register effects (the backward pass): values in
+ * exit registers after it become those before it. */
 static void tb_undo_effects(tb_val_t *v, const tb_insn_t *d) {
   int r;
   for (r = 0; r < 16; r++)
-    if (d->clobber >> r & 1) v[r].base = VAL_UNKNOWN;
+    if (d->clobber >> r & 1) v[r] = TB_UNKNOWN;
   if (d->flags & ACC_IN_IT) {
-    if (d->rd >= 0) v[d->rd].base = VAL_UNKNOWN;
-    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].base = VAL_UNKNOWN;
+    if (d->rd >= 0) v[d->rd] = TB_UNKNOWN;
+    if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn] = TB_UNKNOWN;
     return;
   }
   if (d->rd >= 0) {
-    if (d->rs == d->rd && v[d->rd].base != VAL_UNKNOWN) v[d->rd].k -= d->k;
-    else v[d->rd].base = VAL_UNKNOWN;
+    if (d->rs != d->rd || ((d->flags & ACC_ADDREG) && d->rs2 == d->rd)) v[d->rd] = TB_UNKNOWN;
+    else if (d->flags & ACC_ADDREG) tb_add_scaled(&v[d->rd], &v[d->rs2], (uint32_t)-d->k);
+    else v[d->rd].k -= (uint32_t)d->k;
   }
-  if ((d->flags & ACC_WB) && d->rn >= 0 && v[d->rn].base != VAL_UNKNOWN) v[d->rn].k -= d->wb;
+  if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].k -= (uint32_t)d->wb;
 }
 
 enum { K_NONE, K_ENTRY, K_EXIT, K_HOOK, K_HOOKED };
 
 typedef struct { tb_val_t b, x; } tb_pair_t;
 
-static int tb_known(const tb_pair_t *q) {
-  return q->b.base != VAL_UNKNOWN && q->x.base != VAL_UNKNOWN;
-}
-
 static void tb_operands(tb_pair_t *q, const tb_val_t *v, const tb_insn_t *d) {
-  tb_val_t none = {VAL_CONST, 0};
-  q->b = d->rn >= 0 ? v[d->rn] : none;
-  q->x = d->rm >= 0 ? v[d->rm] : none;
+  q->b = d->rn >= 0 ? v[d->rn] : tb_constant(0);
+  q->x = d->rm >= 0 ? v[d->rm] : tb_constant(0);
 }
 
-static void tb_reset_values(tb_val_t *v) {
+/* Every register its own value at entry (exit: id + 16); the PC is unknown
+ * (PC-relative addresses are folded in already). */
+static void tb_reset_values(tb_val_t *v, int side) {
   int r;
-  for (r = 0; r < 16; r++) { v[r].base = r; v[r].k = 0; }
-  v[15].base = VAL_UNKNOWN;           /* PC-relative addresses are folded in already */
+  for (r = 0; r < 16; r++) {
+    tb_val_t x = {1, 1, {0, 0}, {1, 0}, 0};
+    x.id[0] = (int8_t)(r + 16 * side);
+    v[r] = x;
+  }
+  v[15] = TB_UNKNOWN;
 }
 
-/* How each access of the n instructions at[] is resolved: against the entry
- * registers (a forward pass), else against the exit registers (a backward
- * pass: registers changed afterwards only by immediates), else by a code
- * hook. Exit-relative accesses must come after the block's last hooked one,
- * which charges the accesses before it while the block runs. */
+/* The access's address from the entry-side operands where the forward pass
+ * knows them, else the exit-side ones; unknown when neither. */
+static tb_val_t tb_address(const tb_pair_t *fwd, const tb_pair_t *bwd, const tb_insn_t *d) {
+  tb_val_t a = fwd->b.known ? fwd->b : bwd->b;
+  const tb_val_t *x = fwd->x.known ? &fwd->x : &bwd->x;
+  tb_add_scaled(&a, x, 1u << d->shift);
+  if (a.known) a.k += (uint32_t)d->imm;
+  return a;
+}
+
+static int tb_from_exit(const tb_val_t *a) {
+  int i;
+  for (i = 0; i < a->n; i++)
+    if (a->id[i] >= 16) return 1;
+  return 0;
+}
+
+/* How each access of the n instructions at[] is resolved (its address in
+ * fwd[j].b): against the entry registers (a forward pass), or also the exit
+ * registers (a backward pass: registers changed afterwards only by
+ * immediates and register sums), else by a code hook. Accesses that read
+ * exit registers must come after the block's last hooked one, which charges
+ * the accesses before it while the block runs. */
 static void tb_classify(const tb_counters_t *c, const uint64_t *at, uint64_t n, tb_pair_t *fwd,
                         tb_pair_t *bwd, uint8_t *kind) {
   tb_val_t v[16];
   uint64_t j, last_hook = 0;
-  tb_reset_values(v);
+  tb_reset_values(v, 0);
   for (j = 0; j < n; j++) {
     const tb_insn_t *d = &c->insn[at[j]];
     if (d->flags & ACC_ACCESS) tb_operands(&fwd[j], v, d);
     tb_apply_effects(v, d);
   }
-  tb_reset_values(v);
+  tb_reset_values(v, 1);
   for (j = n; j-- > 0;) {
     const tb_insn_t *d = &c->insn[at[j]];
     tb_undo_effects(v, d);
@@ -388,29 +441,29 @@ static void tb_classify(const tb_counters_t *c, const uint64_t *at, uint64_t n, 
   }
   for (j = 0; j < n; j++) {
     const tb_insn_t *d = &c->insn[at[j]];
-    if (!(d->flags & ACC_ACCESS)) kind[j] = K_NONE;
-    else if (c->hooked[at[j]] == 1) kind[j] = K_HOOKED;
-    else if (d->flags & (ACC_IN_IT | ACC_UNMODELLED)) kind[j] = K_HOOK;
-    else if (tb_known(&fwd[j])) kind[j] = K_ENTRY;
-    else if (tb_known(&bwd[j])) kind[j] = K_EXIT;
-    else kind[j] = K_HOOK;
+    if (!(d->flags & ACC_ACCESS)) { kind[j] = K_NONE; continue; }
+    fwd[j].b = tb_address(&fwd[j], &bwd[j], d);
+    if (c->hooked[at[j]] == 1) kind[j] = K_HOOKED;
+    else if ((d->flags & (ACC_IN_IT | ACC_UNMODELLED)) || !fwd[j].b.known) kind[j] = K_HOOK;
+    else kind[j] = tb_from_exit(&fwd[j].b) ? K_EXIT : K_ENTRY;
     if (kind[j] == K_HOOK || kind[j] == K_HOOKED) last_hook = j + 1;
   }
   for (j = 0; j < last_hook; j++)
     if (kind[j] == K_EXIT) kind[j] = K_HOOK;
 }
 
-static void tb_emit(tb_prog_t *p, uint32_t insn, const tb_insn_t *d, const tb_pair_t *q,
-                    int from_exit) {
+static void tb_emit(tb_prog_t *p, uint32_t insn, const tb_insn_t *d, const tb_val_t *a) {
   tb_op_t *op = &p->ops[p->nops++];
+  int i;
   op->insn = insn;
-  op->b1 = (int8_t)q->b.base; op->k1 = q->b.k + d->imm;
-  op->b2 = (int8_t)q->x.base; op->k2 = q->x.k;
-  op->shift = d->shift; op->size = d->size; op->count = d->count;
+  op->at = *a;
+  op->size = d->size; op->count = d->count;
   op->write = (d->flags & ACC_WRITE) != 0;
-  op->from_exit = (uint8_t)from_exit;
-  if (q->b.base >= 0) *(from_exit ? &p->exit_regs : &p->regs) |= 1u << q->b.base;
-  if (q->x.base >= 0) *(from_exit ? &p->exit_regs : &p->regs) |= 1u << q->x.base;
+  op->from_exit = (uint8_t)tb_from_exit(a);
+  for (i = 0; i < a->n; i++) {
+    if (a->id[i] >= 16) p->exit_regs |= 1u << (a->id[i] - 16);
+    else p->regs |= 1u << a->id[i];
+  }
 }
 
 /* The accesses of the block of halfwords [s, e); NULL when out of memory.
@@ -427,7 +480,7 @@ static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan)
     /* the block runs code the decoder did not see as instructions: not exact */
     c->unmodelled_at = c->base + 2 * i;
   }
-  at = (uint64_t *)malloc((n + 1) * sizeof *at);
+  at = (uint64_t *)calloc(n + 1, sizeof *at);
   fwd = (tb_pair_t *)malloc((n + 1) * sizeof *fwd);
   bwd = (tb_pair_t *)malloc((n + 1) * sizeof *bwd);
   kind = (uint8_t *)malloc(n + 1);
@@ -440,8 +493,8 @@ static tb_prog_t *tb_compile(tb_counters_t *c, uint64_t s, uint64_t e, int scan)
     if (p) { p->end = e; p->nops = 0; p->regs = p->exit_regs = 0; }
     for (j = 0; j < n && (scan || p); j++) {
       uint32_t insn = (uint32_t)(c->base + 2 * at[j]);
-      if (p && kind[j] == K_ENTRY) tb_emit(p, insn, &c->insn[at[j]], &fwd[j], 0);
-      else if (p && kind[j] == K_EXIT) tb_emit(p, insn, &c->insn[at[j]], &bwd[j], 1);
+      if (p && (kind[j] == K_ENTRY || kind[j] == K_EXIT))
+        tb_emit(p, insn, &c->insn[at[j]], &fwd[j].b);
       else if (kind[j] == K_HOOK && scan) c->hooked[at[j]] = 1;
       else if (kind[j] == K_HOOK && c->hooked[at[j]] != 1) { c->hooked[at[j]] = 2; c->missing++; }
     }
@@ -457,12 +510,11 @@ static uint32_t tb_reg(tb_counters_t *c, void *uc, int r);
  * are the live ones). */
 static void tb_flush(tb_counters_t *c, uint64_t limit) {
   tb_prog_t *p = c->cur;
-  int r, exit_read = 0;
+  int r, i, exit_read = 0;
   if (!p) return;
   while (c->cursor < p->nops && p->ops[c->cursor].insn < limit) {
     const tb_op_t *op = &p->ops[c->cursor];
-    const uint32_t *regs = c->regs;
-    uint32_t a, x;
+    uint32_t a = op->at.k;
     if (op->from_exit) {
       if (limit != UINT64_MAX) break;
       if (!exit_read) {
@@ -470,11 +522,12 @@ static void tb_flush(tb_counters_t *c, uint64_t limit) {
           if (p->exit_regs >> r & 1) c->exit_regs[r] = tb_reg(c, c->uc, r);
         exit_read = 1;
       }
-      regs = c->exit_regs;
     }
-    a = (uint32_t)((op->b1 >= 0 ? regs[op->b1] : 0) + (uint32_t)op->k1);
-    x = (uint32_t)((op->b2 >= 0 ? regs[op->b2] : 0) + (uint32_t)op->k2);
-    tb_charge_items(c, NULL, a + (x << op->shift), op->size, op->count, op->write);
+    for (i = 0; i < op->at.n; i++) {
+      int id = op->at.id[i];
+      a += op->at.coef[i] * (id >= 16 ? c->exit_regs[id - 16] : c->regs[id]);
+    }
+    tb_charge_items(c, NULL, a, op->size, op->count, op->write);
     c->static_ops++;
     c->cursor++;
   }

@@ -486,13 +486,13 @@ def thumb_decode(h1: int, h2: int):
 # instruction it does not model is flagged UNMODELLED (if one executes, the
 # run is redone with the every-access watch).
 
-ACC_INSN, ACC_ACCESS, ACC_WRITE, ACC_WB, ACC_IN_IT, ACC_UNMODELLED, ACC_ENDS_TB = (
-    1, 2, 4, 8, 16, 32, 64)
+ACC_INSN, ACC_ACCESS, ACC_WRITE, ACC_WB, ACC_IN_IT, ACC_UNMODELLED, ACC_ENDS_TB, ACC_ADDREG = (
+    1, 2, 4, 8, 16, 32, 64, 128)
 ALL_REGS = 0xFFFF
 ACCESS_DTYPE = np.dtype([("imm", "<i4"), ("wb", "<i4"), ("k", "<i4"), ("clobber", "<u2"),
                          ("rn", "i1"), ("rm", "i1"), ("rd", "i1"), ("rs", "i1"),
                          ("shift", "u1"), ("size", "u1"), ("count", "u1"), ("flags", "u1"),
-                         ("isize", "u1"), ("pad", "u1")], align=True)
+                         ("isize", "u1"), ("rs2", "i1")], align=True)
 
 
 @dataclass
@@ -510,6 +510,7 @@ class Access:
     rs: int = -1
     k: int = 0
     clobber: int = 0
+    rs2: int = -1          # ACC_ADDREG: rd = rs + rs2 * k (a register sum, scaled)
 
 
 def _bits(mask_regs) -> int:
@@ -531,6 +532,13 @@ def _mem(rn: int, imm: int, size: int, *, write: bool = False, rm: int = -1, shi
         a.flags |= ACC_WB
         a.wb = wb
     return a
+
+
+def _add_register(rd: int, rn: int, rm: int, scale: int) -> Access:
+    """rd = rn + rm * scale (ADD/SUB of a shifted register)."""
+    if 15 in (rd, rn, rm):
+        return Access(ACC_ENDS_TB) if rd == 15 else _clobber(rd)
+    return Access(ACC_ADDREG, rd=rd, rs=rn, rs2=rm, k=scale)
 
 
 def _affine(rd: int, rs: int, k: int) -> Access:
@@ -562,7 +570,7 @@ def _thumb16_access(h: int, pc: int) -> Access:
         if op >= 2:
             imm3 = (h >> 6) & 7
             return _affine(lo3, rn, imm3 if op == 2 else -imm3)
-        return _clobber(lo3)
+        return _add_register(lo3, rn, (h >> 6) & 7, 1 if op == 0 else -1)
     if h >> 13 == 0:                                   # shift by immediate
         return _clobber(lo3)
     if h >> 13 == 0b001:                               # MOV/CMP/ADD/SUB imm8
@@ -578,13 +586,11 @@ def _thumb16_access(h: int, pc: int) -> Access:
         if op == 1:
             return Access()
         ends = ACC_ENDS_TB if rd == 15 else 0
-        if op == 2:
-            a = _affine(rd, -1, pc + 4) if rm == 15 else _affine(rd, rm, 0)
-        else:
-            a = _clobber(rd)
         if ends:
-            a = Access(ends)
-        return a
+            return Access(ends)
+        if op == 2:
+            return _affine(rd, -1, pc + 4) if rm == 15 else _affine(rd, rm, 0)
+        return _add_register(rd, rd, rm, 1)
     if h >> 11 == 0b01001:                             # LDR literal
         return _mem(15, (h & 0xFF) * 4, 4, loads=_bits([rd8]), pc=pc)
     if h >> 12 == 0b0101:                              # register offset
@@ -654,7 +660,7 @@ def _thumb32_access(h1: int, h2: int, pc: int) -> Access:
             return _ldm_stm32(h1, h2)
         if (op2 & 0b1100100) == 0b0000100:
             return _dual_exclusive(h1, h2, pc)
-        return Access() if rd == 15 else _clobber(rd)   # data processing (shifted register)
+        return _data_shifted_register(h1, h2)
     if op1 == 2:
         if not h2 >> 15:
             return _data_imm32(h1, h2, pc)
@@ -676,6 +682,16 @@ def _thumb32_access(h1: int, h2: int, pc: int) -> Access:
     if (op2 & 0b1110000) == 0b0100000 or (op2 & 0b1111000) == 0b0110000:
         return _clobber(rd)                            # data processing (register), multiply
     return _clobber(*range(16))
+
+
+def _data_shifted_register(h1: int, h2: int) -> Access:
+    op, s, rn, rd = (h1 >> 5) & 0xF, (h1 >> 4) & 1, h1 & 0xF, (h2 >> 8) & 0xF
+    if rd == 15 and s:
+        return Access()                                # TST/TEQ/CMN/CMP
+    shift = ((h2 >> 12) & 7) << 2 | (h2 >> 6) & 3
+    if op in (8, 13) and (h2 >> 4) & 3 == 0:           # ADD.W / SUB.W rd, rn, rm, LSL #shift
+        return _add_register(rd, rn, h2 & 0xF, (1 << shift) * (1 if op == 8 else -1))
+    return _clobber(rd)
 
 
 def _single32(h1: int, h2: int, pc: int, write: bool) -> Access:
@@ -885,7 +901,7 @@ def _record_access(access: np.ndarray, i: int, a: Access, size: int, it_left: in
     """Store ``a`` at halfword ``i``; returns the IT-block instructions still to come."""
     flags = a.flags | ACC_INSN | (ACC_IN_IT if it_left else 0)
     access[i] = (_signed(a.imm & 0xFFFFFFFF), a.wb, _signed(a.k & 0xFFFFFFFF), a.clobber,
-                 a.rn, a.rm, a.rd, a.rs, a.shift, a.size, min(a.count, 255), flags, size, 0)
+                 a.rn, a.rm, a.rd, a.rs, a.shift, a.size, min(a.count, 255), flags, size, a.rs2)
     return it_starts or max(0, it_left - 1)
 
 

@@ -132,8 +132,17 @@ def test_decoder_follows_immediate_register_updates(halfwords, rd, rs, k):
     assert (a.rd, a.rs, a.k, a.clobber) == (rd, rs, k, 0)
 
 
+@pytest.mark.parametrize("halfwords,rd,rs,rs2,scale", [
+    ([0x4496], 14, 14, 2, 1),             # add lr, r2
+    ([0xEB0E, 0x0E46], 14, 14, 6, 2),     # add.w lr, lr, r6, lsl #1
+    ([0x1AD1], 1, 2, 3, -1),              # subs r1, r2, r3
+])
+def test_decoder_follows_register_sums(halfwords, rd, rs, rs2, scale):
+    a = _decoded(halfwords)
+    assert a.flags & timing.ACC_ADDREG and (a.rd, a.rs, a.rs2, a.k, a.clobber) == (rd, rs, rs2, scale, 0)
+
+
 @pytest.mark.parametrize("halfwords,clobbered", [
-    ([0x4496], {14}),                     # add lr, r2 (a register sum: not followed)
     ([0xFB03, 0xF803], {8}),              # mul r8, r3, r3
     ([0xE9DD, 0x2107], {1, 2}),           # ldrd r2, r1, [sp, #28]
     ([0xF000, 0xF800], {14}),             # bl
