@@ -540,49 +540,48 @@ TB_CM4_FCP_RQ(tb_cm4_fcp_rq_channel_full, 1, 1)
 TB_CM4_FCP_RQ(tb_cm4_fcp_rq_channel_clamp, 1, 0)
 #undef TB_CM4_FCP_RQ
 
-/* Outputs o..o+n-1 from acc[0..n-1], through the specialization's loop. */
-TB_INLINE void tb_cm4_fcp_requant(const tb_cm4_fc_ctx *c, int32_t o, int32_t n,
-                                  const int32_t *acc, int per_channel, int full) {
-  if (per_channel) {
-    (full ? tb_cm4_fcp_rq_channel_full : tb_cm4_fcp_rq_channel_clamp)(c, o, n, acc);
-  } else {
-    (full ? tb_cm4_fcp_rq_tensor_full : tb_cm4_fcp_rq_tensor_clamp)(c, o, n, acc);
-  }
-}
+/* A specialization's requantization loop. */
+typedef void (*tb_cm4_fcp_rq)(const tb_cm4_fc_ctx *c, int32_t o, int32_t n, const int32_t *acc);
 
 #define TB_CM4_FCP_CHUNK 16   /* outputs summed before they are requantized */
 
 /* One row of inputs (expanded in c->px) to its outputs: with 4n + 1 outputs
  * the first alone, then blocks of 2 pairs (their sums TB_CM4_FCP_CHUNK at a
- * time, then requantized in one loop: the block's loop needs every
+ * time, then requantized by rq in one loop: the block's loop needs every
  * register; 4n + 3 outputs: the last block's fourth is a zero row), with
- * 4n + 2 the last pair alone. per_channel and full are constants in each copy. */
-TB_INLINE void tb_cm4_fcp_row(const tb_cm4_fc_ctx *c, uint32_t x128, int per_channel, int full) {
+ * 4n + 2 the last pair alone. */
+static void tb_cm4_fcp_row(const tb_cm4_fc_ctx *c, uint32_t x128, tb_cm4_fcp_rq rq) {
   const int32_t outs = c->outs, nq = c->nq, tail = outs & 3;
   const int32_t blocks_end = tail == 2 ? outs - 2 : outs;
   const uint32_t *pw = c->weights;
   int32_t o = 0, acc[TB_CM4_FCP_CHUNK];
   if (tail == 1) {
     acc[0] = tb_cm4_fc_row1(c->px, pw, nq, c->bias[0]);
-    tb_cm4_fcp_requant(c, 0, 1, acc, per_channel, full);
+    rq(c, 0, 1, acc);
     pw += nq, o = 1;
   }
   while (o < blocks_end) {
     const int32_t n = blocks_end - o < TB_CM4_FCP_CHUNK ? blocks_end - o : TB_CM4_FCP_CHUNK;
     pw = tb_cm4_fcp_sums(c->px, pw, nq, c->bias + o, x128, acc, n);
-    tb_cm4_fcp_requant(c, o, n, acc, per_channel, full);
+    rq(c, o, n, acc);
     o += n;
   }
   if (tail == 2) {
     tb_cm4_fcp_pair(c->px, pw, nq, c->bias + o, x128, acc);
-    tb_cm4_fcp_requant(c, o, 2, acc, per_channel, full);
+    rq(c, o, 2, acc);
   }
 }
 
-/* The layer, one row of inputs after the other. */
-TB_INLINE void tb_cm4_fcp_layer(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
-                                const int32_t *rq, const double *real_mul, int8_t *output,
-                                void *scratch, int per_channel, int full) {
+/* The layer, one row of inputs after the other, requantized by the loop
+ * rq[0]'s flags name (per-tensor or per-channel, full range or clamped). */
+void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);
+void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {
+  static const tb_cm4_fcp_rq loops[4] = {tb_cm4_fcp_rq_tensor_clamp, tb_cm4_fcp_rq_tensor_full,
+                                         tb_cm4_fcp_rq_channel_clamp, tb_cm4_fcp_rq_channel_full};
+  const tb_cm4_fcp_rq loop = loops[(rq[0] & TB_CM4_FC_PER_CHANNEL ? 2 : 0) +
+                                   (rq[0] & TB_CM4_FC_FULLRANGE ? 1 : 0)];
   const int32_t k = p->in_features, outs = p->out_features;
   const int32_t n_rows = p->rows > 0 ? p->rows : 1;
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
@@ -603,37 +602,6 @@ TB_INLINE void tb_cm4_fcp_layer(const tb_fc_params *p, const int8_t *input, cons
       tb_cm4_fc_expand(input + row * k, k, off2, (uint32_t *)scratch);
     }
     c.out = output + row * outs;
-    tb_cm4_fcp_row(&c, x128, per_channel, full);
-  }
-}
-
-#define TB_CM4_FCP_VARIANT(name, per_channel, full)                                           \
-  __attribute__((noinline)) static void name(const tb_fc_params *p, const int8_t *input,      \
-                                             const int8_t *weights, const int32_t *rq,        \
-                                             const double *real_mul, int8_t *output,          \
-                                             void *scratch) {                                 \
-    tb_cm4_fcp_layer(p, input, weights, rq, real_mul, output, scratch, per_channel, full);    \
-  }
-TB_CM4_FCP_VARIANT(tb_cm4_fcp_tensor_full, 0, 1)
-TB_CM4_FCP_VARIANT(tb_cm4_fcp_tensor_clamp, 0, 0)
-TB_CM4_FCP_VARIANT(tb_cm4_fcp_channel_full, 1, 1)
-TB_CM4_FCP_VARIANT(tb_cm4_fcp_channel_clamp, 1, 0)
-#undef TB_CM4_FCP_VARIANT
-
-void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
-                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);
-void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
-                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {
-  const int32_t flags = rq[0];
-  if (flags & TB_CM4_FC_PER_CHANNEL) {
-    if (flags & TB_CM4_FC_FULLRANGE) {
-      tb_cm4_fcp_channel_full(p, input, weights, rq, real_mul, output, scratch);
-    } else {
-      tb_cm4_fcp_channel_clamp(p, input, weights, rq, real_mul, output, scratch);
-    }
-  } else if (flags & TB_CM4_FC_FULLRANGE) {
-    tb_cm4_fcp_tensor_full(p, input, weights, rq, real_mul, output, scratch);
-  } else {
-    tb_cm4_fcp_tensor_clamp(p, input, weights, rq, real_mul, output, scratch);
+    tb_cm4_fcp_row(&c, x128, loop);
   }
 }
