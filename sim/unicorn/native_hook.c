@@ -37,14 +37,17 @@
  * any memory hook: timing.py decodes every instruction's data accesses
  * (tb_insn_t: base, index << shift, offset, size, count, write-back) and
  * register effects; at block entry tb_block_hook compiles the block once
- * (cached per start address) into accesses whose address is an entry
- * register's value plus a constant (writeback and ADD/SUB/MOV immediates
- * tracked through the block), reads those registers and charges the
- * accesses in program order, deferred until the block has run (the next
- * block hook, or tb_flush_accesses at the end) so that a tb_mark snapshot
- * sees them where the every-access watch would. An access it cannot resolve
- * (base or index computed otherwise in the block, or inside an IT block,
- * where it may be skipped) has a code hook on its instruction
+ * (cached per start address) into accesses whose address is a constant plus
+ * up to two scaled registers (write-back, ADD/SUB/MOV of immediates and
+ * ADD/SUB of shifted registers followed through the block): registers at
+ * block entry (a forward pass), or at block exit where the block changes
+ * them afterwards only that way (a backward pass). It reads those registers
+ * and charges the accesses in program order, deferred until the block has
+ * run (the next block hook, or tb_flush_accesses at the end) so that a
+ * tb_mark snapshot sees them where the every-access watch would. An access
+ * it cannot resolve (base or index loaded or computed otherwise in the
+ * block, or inside an IT block, where it may be skipped) has a code hook on
+ * its instruction
  * (tb_access_hook: the live registers give the address); an instruction
  * that needs one and has none is recorded in `hooked` (2) and counted in
  * `missing`, and one the decoder does not model (UNMODELLED) in
@@ -55,9 +58,7 @@
  * uc_emu_stop / uc_reg_read are passed in as function pointers.
  */
 #include <stdint.h>
-
 #include <stdlib.h>
-#include <string.h>
 
 typedef int (*tb_emu_stop_fn)(void *uc);
 typedef int (*tb_reg_read_fn)(void *uc, int regid, void *value);

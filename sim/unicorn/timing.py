@@ -481,7 +481,8 @@ def thumb_decode(h1: int, h2: int):
 # ``count`` items of ``size`` bytes, ascending from
 #     rn + imm + (rm << shift)        (rn < 0: imm is the absolute address)
 # as QEMU issues them; then rn += wb (flag WB), rd = rs + k (rd >= 0; rs < 0:
-# rd = k) and the registers in ``clobber`` become unknown. Anything this
+# rd = k; flag ADDREG: rd = rs + rs2 * k) and the registers in ``clobber``
+# become unknown. Anything this
 # decoder does not know clobbers every register (only costs speed); a memory
 # instruction it does not model is flagged UNMODELLED (if one executes, the
 # run is redone with the every-access watch).
