@@ -636,8 +636,9 @@ class _Run:
 
     def static_shortfall(self) -> str:
         """Why the static watch's counts of the run just made are not exact
-        ("" when they are): an access that needed a code hook it did not
-        have, or an instruction the decoder does not model."""
+        ("" when they are, or the run did not use it): an access that needed
+        a code hook it did not have, or an instruction the decoder does not
+        model."""
         c = self.counters
         if not self.static_watch():
             return ""
@@ -661,20 +662,20 @@ class _Run:
         # `scons -j2` runs two simulate steps in two threads. Seen here: a run
         # stopped mid-layer, without error, when a second one started.
         with _EMULATION_LOCK:
-            for _ in range(3):
+            attempt = 0
+            while True:
                 result = self._execute()
-                why = self.static_shortfall()
-                if not why:
+                if not self.static_shortfall():
                     return result
-                self.redo(why)
-            raise TinybuildError(f"the unicorn simulator's access watch is inexact on "
-                                 f"{shown(self.elf_path.name)}: {why}")
+                attempt += 1
+                self.redo(last_static=attempt == 2)
 
-    def redo(self, why: str) -> None:
+    def redo(self, last_static: bool) -> None:
         """Prepare another attempt: the accesses that lacked a code hook get
-        one; an unmodelled memory instruction means the every-access watch."""
+        one; an unmodelled memory instruction, or a second shortfall, means
+        the every-access watch (exact, slow)."""
         hooked = self.access_arrays[0]
-        if self.counters.unmodelled:
+        if self.counters.unmodelled or last_static:
             self.access_watch = "hook"
         self.extra_hooks = np.union1d(self.extra_hooks, np.flatnonzero(hooked == 2))
         self.marks, self.copies, self.fault = [], {}, None

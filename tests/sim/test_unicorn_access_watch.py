@@ -93,6 +93,24 @@ def test_an_access_left_without_its_code_hook_is_counted_on_a_second_run(target,
     assert counts(static) == counts(oracle)
 
 
+def test_a_second_shortfall_falls_back_to_the_every_access_hook(target, elf, monkeypatch):
+    """Should the redo miss accesses again, the third run uses the hook: slow, exact."""
+    board = replace(target, memory_model="stm32l4r5-art", clock_hz=120_000_000)
+    oracle, _ = run(elf, board, "hook")
+    shortfalls = []
+    real = _Run.static_shortfall
+
+    def static_shortfall(self):
+        if self.static_watch() and len(shortfalls) < 2:
+            shortfalls.append(1)
+            return "1 access without a code hook"          # as if the redo missed again
+        return real(self)
+    monkeypatch.setattr(_Run, "static_shortfall", static_shortfall)
+    static, r = run(elf, board, "static")
+    assert len(shortfalls) == 2 and r.access_watch == "hook"
+    assert counts(static) == counts(oracle)
+
+
 def test_rv32_keeps_the_every_access_hook(rv32_build):
     elf, target = rv32_build
     assert _Run(elf, target, bytes(64), 10**9, 60.0).access_watch == "hook"
