@@ -88,8 +88,9 @@ APP_MAIN = r"""
 #include "tinybuild_model.h"
 
 /* The board's startup calls tb_exit(main()); the simulator stops there. On a
- * real board this is the application's own code. */
-__attribute__((noinline, used, noreturn)) void tb_exit(int code) {
+ * real board this is the application's own code. Weak: the cortex-m4 startup
+ * brings its own (semihosting, for QEMU). */
+__attribute__((weak, noinline, used, noreturn)) void tb_exit(int code) {
   for (;;) {
     __asm__ volatile("" : : "r"(code) : "memory");
   }

@@ -113,7 +113,7 @@ def test_stack_reserve_comes_from_defsym_else_the_script(known):
 def test_where_the_builtin_scripts_put_the_arena_and_the_stack(known):
     m4 = known["cortex-m4"]
     assert linkcheck.section_region(m4, ".noinit") == "RAM"
-    assert linkcheck.section_region(m4, ".stack") == "CCMRAM"
+    assert linkcheck.section_region(m4, ".stack") == "RAM"      # the bottom of SRAM
     assert linkcheck.section_region(known["riscv"], ".stack") == "RAM"
 
 
@@ -130,7 +130,7 @@ def test_arena_larger_than_every_ram_region_is_refused_at_codegen(known):
     msg = str(err.value)
     assert "\n" not in msg and "STM32F407VG" in msg and "target 'cortex-m4'" in msg
     assert "RAM region RAM (131,072 B at 0x20000000, one of 2 RAM regions: 196,608 B in all)" in msg
-    assert "arena 140,000 B (lower bound 139,000 B)" in msg and "stack" not in msg
+    assert "arena 140,000 B (lower bound 139,000 B) + stack reserve 4,096 B" in msg   # both in SRAM
     assert "no RAM region holds the 140,000 B arena" in msg and "smaller model" in msg
 
 
@@ -167,7 +167,7 @@ def test_arena_too_big_for_any_bank_says_which_bank_of_how_many(tmp_path, pm, kn
     assert "\n" not in msg
     assert "RAM region RAM (131,072 B at 0x20000000, one of 2 RAM regions: 196,608 B in all) needs" in msg
     assert "arena 200,000 B" in msg and "other data/bss" in msg
-    assert "stack reserve" not in msg          # the stack is in CCMRAM, not in this bank
+    assert "stack reserve 4,096 B" in msg      # the stack is at the bottom of this bank
     assert "no RAM region holds the 200,000 B arena" in msg
 
 

@@ -1,7 +1,8 @@
 """QEMU backend (``sim=qemu``): runs a firmware ELF on a board QEMU emulates.
 
 Used as the independent second opinion on the default simulator's
-instruction counts: the same ELF runs in both (see targets/mps2_an386/).
+instruction counts: the same ELF runs in both (mps2-an386, hifive1, and the
+cortex-m4 target's own ELF on -M netduinoplus2, an STM32F405).
 
 How a run works (Debian 12's QEMU 7.2 here; any QEMU from 4.2 with TCG
 plugins enabled):
@@ -18,7 +19,10 @@ plugins enabled):
   ``TB_OUTPUT <hex>`` (every output, in order) and exits through semihosting SYS_EXIT_EXTENDED; a
   fault handler writes ``TB_FAULT pc=...``. (The stack cannot be painted
   from outside: QEMU's ELF loader zero-fills the NOLOAD stack segment and
-  refuses a second ROM blob over it.)
+  refuses a second ROM blob over it.) A board whose startup does not paint
+  its stack (cortex-m4: painting would add instructions to the whole run)
+  sets ``stack_from_stores``: the counting plugin then records the lowest
+  store into the stack before tb_exit, which is the same word.
 - Instructions are counted by a TCG plugin of our own (tb_count.c, built once
   with the host C compiler and cached like the unicorn hook): an inline add
   per executed instruction, a snapshot at every ``tb_mark``, the count at
@@ -57,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinybuild.codegen import read_io_desc
-from tinybuild.errors import TinybuildError
+from tinybuild.errors import TinybuildError, shown
 from tinybuild.target import LayerProfile, RunResult, Target
 
 from sim.unicorn.simulator import ElfImage, load_elf
@@ -78,6 +82,14 @@ class QemuBoard:
     extra_args: tuple[str, ...] = ()
     semihosting: str = "arm"       # calling convention of tb_exit's semihosting
     start_at_entry: bool = False   # set the PC to the ELF entry (skip the board's boot ROM)
+    # Peak stack from the counting plugin's lowest store into the stack, for
+    # firmware whose startup does not paint its stack (so no TB_STACK line).
+    stack_from_stores: bool = False
+    # (origin, bytes) of the memory the machine maps, for the check that every
+    # part of the ELF lands in it; empty: not checked.
+    memory: tuple[tuple[int, int], ...] = ()
+    # Why an io=uart firmware (docs/realboard.md) cannot run here; empty: it can.
+    no_uart: str = ""
 
 
 # Targets QEMU runs, by tinybuild target name. Another plugin may add its own
@@ -85,6 +97,14 @@ class QemuBoard:
 # targets/mps2_an386/startup_mps2_an386.c).
 BOARDS: dict[str, QemuBoard] = {
     "mps2-an386": QemuBoard("qemu-system-arm", "mps2-an386", "arm"),
+    # The cortex-m4 target's own ELF (STM32F407) on QEMU's STM32F405: the same
+    # flash at 0x08000000 (aliased at 0, where the core fetches its vector
+    # table) and SRAM at 0x20000000 (192 KiB there, 128 KiB on the F407), but no
+    # CCM at 0x10000000 (`info mtree`), so nothing may be placed there.
+    "cortex-m4": QemuBoard("qemu-system-arm", "netduinoplus2", "arm", stack_from_stores=True,
+                           memory=((0x0800_0000, 1024 * 1024), (0x2000_0000, 192 * 1024)),
+                           no_uart="its RCC is not modelled (reads 0), so tb_board_init's clock "
+                                   "setup would wait for the PLL forever"),
     # SiFive HiFive1 Rev B: the revb mask ROM at 0x1000 jumps to 0x20010000,
     # the ELF's entry (targets/hifive1/); the ROM's instructions are not counted.
     "hifive1": QemuBoard("qemu-system-riscv32", "sifive_e,revb=on", "riscv32", semihosting="riscv"),
@@ -246,6 +266,11 @@ class _QemuRun:
                             str(self.elf))
         self.num_layers = desc.num_layers
         desc.check_input(self.input, self.elf.name)
+        self.check_memory_map()
+        if self.board.no_uart and "tb_board_init" in self.img.symbols:
+            raise TinybuildError(f"sim=qemu: an io=uart firmware does not run on QEMU's "
+                                 f"{self.board.machine}: {self.board.no_uart}; use sim=unicorn "
+                                 f"(its UART model) for io=uart on {self.target.name}")
         if not semihosts(self.img):
             raise TinybuildError(
                 f"{self.elf.name} makes no semihosting call, so QEMU cannot return the output or "
@@ -264,9 +289,27 @@ class _QemuRun:
                 args += ["-device", f"loader,file={work / f'input{i}.bin'},addr=0x{addr:x},force-raw=on"]
         self.stack_end = self.img.symbols.get("__stack_end__")
         limit = max(0, self.max_instructions)
+        extra = (f",stack_lo=0x{self.sym('__stack_start__'):x},stack_hi=0x{self.sym('__stack_end__'):x}"
+                 if b.stack_from_stores else "")
+        handler = self.img.symbols.get("Fault_Handler")       # the shared semihosting one
+        extra += f",fault=0x{handler:x}" if handler is not None else ""
         args += ["-plugin", f"{plugin},mark=0x{self.sym('tb_mark'):x},exit=0x{self.sym('tb_exit'):x},"
-                            f"start=0x{self.reset_pc():x},limit={limit},out={work / 'counts.txt'}"]
+                            f"start=0x{self.reset_pc():x},limit={limit},out={work / 'counts.txt'}{extra}"]
         return args
+
+    def check_memory_map(self) -> None:
+        """One line, before QEMU starts, if part of the ELF lies where the
+        machine has no memory (e.g. CCM on netduinoplus2): QEMU would fault."""
+        mapped = self.board.memory
+        for seg in self.img.segments if mapped else ():
+            if not any(o <= seg.vaddr and seg.vaddr + seg.memsz <= o + n for o, n in mapped):
+                region = self.target.region_of(seg.vaddr)
+                where = f" ({region.name})" if region else ""
+                have = ", ".join(f"0x{o:08x}..0x{o + n:08x}" for o, n in mapped)
+                raise TinybuildError(
+                    f"sim=qemu: {shown(self.elf.name)} puts {seg.memsz:,} B at 0x{seg.vaddr:08x}{where}, "
+                    f"which QEMU's {self.board.machine} does not have (it maps {have}); keep code in "
+                    f"flash and data and stack in SRAM, or use sim=unicorn")
 
     def reset_pc(self) -> int:
         """Where the firmware's own code starts: the reset vector (Arm M-profile,
@@ -276,6 +319,31 @@ class _QemuRun:
             vt = flash[0].origin if flash else 0
             return struct.unpack("<II", read_static(self.img, vt, 8))[1] & ~1
         return self.img.entry
+
+    def fault_message(self, fault: re.Match, counts: dict, marks: int) -> str:
+        pc, lr, cfsr, bfar, mmfar = (int(x, 16) for x in fault.groups()[:5])
+        what = describe_cfsr(cfsr, bfar, mmfar)
+        lo, hi = self.img.symbols.get("__stack_start__"), self.img.symbols.get("__stack_end__")
+        sp = int(fault.group(6), 16) if fault.group(6) else None
+        if pc == 0 and sp is not None and lo is not None and hi is not None and sp < lo:
+            # No frame (stacking it faulted): where the firmware was is the
+            # block the plugin saw run last before the fault handler.
+            block = counts.get("fault_block", -1)
+            where = (f"near {self.context(block, marks)}" if block >= 0 else
+                     f"(firmware {shown(self.elf.name)}, target {self.target.name}, sim=qemu)")
+            return (f"firmware fault: stack overflow (SP=0x{sp:08x}; the stack is {hi - lo:,} bytes, "
+                    f"0x{lo:08x}..0x{hi:08x}; reserve more with -Wl,--defsym=STACK_SIZE=<bytes> in the "
+                    f"target's ldflags): {what}; {where}")
+        return f"firmware fault: {what}; {self.context(pc, marks)} (LR=0x{lr:08x})"
+
+    def lowest_stack_word(self, semi: str, counts: dict) -> int | None:
+        """The lowest stack word the firmware wrote: from its TB_STACK line (a
+        painted stack) or the plugin's lowest store (None: not measured)."""
+        if self.board.stack_from_stores:
+            low = counts.get("stack_low", -1)
+            return low & ~3 if low >= 0 else None
+        s = re.search(r"TB_STACK ([0-9a-f]{8})", semi)
+        return int(s.group(1), 16) if s else None
 
     def execute(self) -> RunResult:
         if not shutil.which(self.board.binary):
@@ -314,11 +382,9 @@ class _QemuRun:
                 f"QEMU ended (exit status {rc}) without the counting plugin's results; "
                 f"command: {' '.join(cmd)}\n{qemu_output.strip()[-2000:]}")
         fault = re.search(r"TB_FAULT pc=([0-9a-f]{8}) lr=([0-9a-f]{8}) cfsr=([0-9a-f]{8}) "
-                          r"bfar=([0-9a-f]{8}) mmfar=([0-9a-f]{8})", semi)
+                          r"bfar=([0-9a-f]{8}) mmfar=([0-9a-f]{8})(?: sp=([0-9a-f]{8}))?", semi)
         if fault:
-            pc, lr, cfsr, bfar, mmfar = (int(x, 16) for x in fault.groups())
-            raise TinybuildError(f"firmware fault: {describe_cfsr(cfsr, bfar, mmfar)}; "
-                                 f"{self.context(pc, len(marks))} (LR=0x{lr:08x})")
+            raise TinybuildError(self.fault_message(fault, counts, len(marks)))
         if counts.get("limit_hit"):
             raise TinybuildError(
                 f"runaway firmware: stopped after {counts['insns']:,} instructions "
@@ -345,15 +411,15 @@ class _QemuRun:
         else:
             inference = total
         peak = 0
-        s = re.search(r"TB_STACK ([0-9a-f]{8})", semi)
-        if s and self.stack_end:
-            peak = max(0, self.stack_end - int(s.group(1), 16))
+        low = self.lowest_stack_word(semi, counts)
+        if low is not None and self.stack_end:
+            peak = max(0, self.stack_end - low)
             lo = self.img.symbols.get("__stack_start__")
-            if lo is not None and int(s.group(1), 16) <= lo:
+            if lo is not None and low <= lo:
                 raise TinybuildError(
                     f"stack overflow: the firmware wrote the lowest word of its {self.stack_end - lo:,}-byte "
                     f"stack (0x{lo:08x}..0x{self.stack_end:08x}), so it used all of it and most likely "
-                    f"more (QEMU's {self.board.machine} does not fault below it); reserve more with "
+                    f"more (QEMU's {self.board.machine} raised no fault below it); reserve more with "
                     f"-Wl,--defsym=STACK_SIZE=<bytes> in the target's ldflags "
                     f"(firmware {self.elf.name}, target {self.target.name}, sim=qemu)")
         return RunResult(simulator="qemu", output=output, instructions=inference, cycles=inference,

@@ -1,10 +1,24 @@
-/* Reset and vector table for the STM32F407 (Cortex-M4F).
+/* Reset, vector table and semihosting exit for the STM32F407 (Cortex-M4F).
  * Reset_Handler copies .data from flash, zeroes .bss, grants the FPU full
  * access (CPACR CP10/CP11, ARMv7-M ARM B3.2.20), then runs main() and stops in
- * tb_exit(). Every other exception lands in Default_Handler, which spins so a
- * debugger (or a simulator's instruction limit) sees where it went. */
+ * tb_exit().
+ *
+ * tb_exit() overrides the runtime's weak one with the Arm semihosting exit of
+ * tinybuild/runtime/tb_semihost_arm.h (shared with mps2-an386): it writes the
+ * outputs in hex and leaves through SYS_EXIT_EXTENDED, which is how QEMU's
+ * netduinoplus2 (STM32F405: this ELF runs there unchanged, sim=qemu) reports
+ * the result and stops. The unicorn simulator stops at tb_exit's first
+ * instruction, so none of it is counted. Nothing here paints the stack (that
+ * would add instructions to the whole run): unicorn paints it from outside,
+ * QEMU's counting plugin tracks the lowest store into it. Faults go to the
+ * shared Fault_Handler (TB_FAULT line, exit code 0xFA); every other exception
+ * lands in Default_Handler, which spins so a debugger (or a simulator's
+ * instruction limit) sees where it went.
+ *
+ * plugins/nrf52840.py links this file too (nothing in it is STM32-specific). */
 #include <stdint.h>
 #include "tb_runtime.h"
+#include "../../tinybuild/runtime/tb_semihost_arm.h"   /* by path: also without -I (export builds) */
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, __stack_end__;
 extern int main(void);
@@ -25,16 +39,19 @@ __attribute__((noreturn)) void Reset_Handler(void) {
   tb_exit(main());
 }
 
+/* The lowest stack word written is measured by the simulator (0: no TB_STACK line). */
+__attribute__((noreturn, noinline, used)) void tb_exit(int code) { tb_exit_report(code, 0); }
+
 void Default_Handler(void) {
   for (;;) {
   }
 }
 
 void NMI_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void HardFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void MemManage_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void BusFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void UsageFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void HardFault_Handler(void) __attribute__((weak, alias("Fault_Handler")));
+void MemManage_Handler(void) __attribute__((weak, alias("Fault_Handler")));
+void BusFault_Handler(void) __attribute__((weak, alias("Fault_Handler")));
+void UsageFault_Handler(void) __attribute__((weak, alias("Fault_Handler")));
 void SVC_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void DebugMon_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void PendSV_Handler(void) __attribute__((weak, alias("Default_Handler")));

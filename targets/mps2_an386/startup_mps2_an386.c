@@ -5,71 +5,28 @@
  * the FPU full access (CPACR CP10/CP11, ARMv7-M ARM B3.2.20), runs main() and
  * ends in tb_exit().
  *
- * tb_exit() overrides the runtime's weak one: it writes one line
- *   "TB_OUTPUT <hex bytes of the output tensor>\n"
- * and leaves through Arm semihosting (SYS_WRITE0, then SYS_EXIT_EXTENDED with
- * the exit code), which is how QEMU (-semihosting-config enable=on) reports
- * the result and stops. Before that it writes "TB_STACK <address>\n", the
- * lowest stack word that no longer holds TB_PAINT (peak stack use =
- * __stack_end__ - address).
+ * tb_exit() overrides the runtime's weak one: it finds the lowest stack word
+ * that no longer holds TB_PAINT (peak stack use = __stack_end__ - address) and
+ * hands it to tb_exit_report (tinybuild/runtime/tb_semihost_arm.h, shared with
+ * the cortex-m4 target), which writes "TB_STACK <address>\n" and
+ * "TB_OUTPUT <hex bytes of every output>\n" and leaves through Arm semihosting:
+ * how QEMU (-semihosting-config enable=on) reports the result and stops.
  * The unicorn simulator stops at tb_exit's address before running it, so the
  * same ELF runs in both and every instruction up to tb_exit is common to the
- * two.
- *
- * A fault (HardFault, MemManage, BusFault, UsageFault) writes
- *   "TB_FAULT pc=<stacked PC> lr=<stacked LR> cfsr=<CFSR> bfar=<BFAR> mmfar=<MMFAR>\n"
- * and exits with code 0xFA, so the simulator can name the faulting PC. */
+ * two. A fault (HardFault, MemManage, BusFault, UsageFault) goes to the shared
+ * Fault_Handler, which writes "TB_FAULT pc=... " and exits with code 0xFA. */
 #include <stdint.h>
 #include "tb_runtime.h"
+#include "../../tinybuild/runtime/tb_semihost_arm.h"   /* tb_exit_report, Fault_Handler (shared with cortex-m4) */
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, __stack_start__, __stack_end__;
 extern int main(void);
 
 void Reset_Handler(void);
 void Default_Handler(void);
-void Fault_Handler(void);
 
 #define CPACR (*(volatile uint32_t *)0xE000ED88u)
-#define CFSR (*(volatile uint32_t *)0xE000ED28u)
-#define MMFAR (*(volatile uint32_t *)0xE000ED34u)
-#define BFAR (*(volatile uint32_t *)0xE000ED38u)
-
-#define SYS_WRITE0 0x04
-#define SYS_EXIT_EXTENDED 0x20
-#define ADP_STOPPED_APPLICATION_EXIT 0x20026u
-#define TB_FAULT_EXIT_CODE 0xFA
 #define TB_PAINT 0x3A5CA3C5u   /* the word simulators paint RAM with */
-
-static int semihost(int op, const void *arg) {
-  register int r0 __asm__("r0") = op;
-  register const void *r1 __asm__("r1") = arg;
-  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-  return r0;
-}
-
-static __attribute__((noreturn)) void semihost_exit(int code) {
-  uint32_t block[2] = {ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
-  semihost(SYS_EXIT_EXTENDED, block);
-  for (;;) {
-  }
-}
-
-static char *put_str(char *p, const char *s) {
-  while (*s) *p++ = *s++;
-  return p;
-}
-
-static char *put_hex8(char *p, uint8_t v) {
-  static const char digits[] = "0123456789abcdef";
-  *p++ = digits[v >> 4];
-  *p++ = digits[v & 15];
-  return p;
-}
-
-static char *put_hex32(char *p, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) p = put_hex8(p, (uint8_t)(v >> shift));
-  return p;
-}
 
 /* tb_exit scans the stack before it pushes anything (so its own frame does
  * not count), then hands the exit code and the lowest written stack word to
@@ -92,60 +49,6 @@ __attribute__((naked, used, noreturn)) void tb_exit(int code) {
       "adds r1, r1, #4\n\t"
       "b 1b\n\t"
       "2: b tb_exit_report\n\t");
-}
-
-__attribute__((noinline, used, noreturn)) void tb_exit_report(int code, uint32_t low) {
-  char line[160];
-  char *p = put_str(line, "TB_STACK ");
-  p = put_hex32(p, low);
-  *p++ = '\n';
-  *p = 0;
-  semihost(SYS_WRITE0, line);
-  p = put_str(line, "TB_OUTPUT ");
-  for (uint32_t k = 0; k < tb_io_desc.num_outputs; k++) {   /* every output, in order */
-    const uint8_t *out = TB_IO_OUTPUT(k).data;
-    for (uint32_t i = 0; i < TB_IO_OUTPUT(k).size; i++) {
-      if (p - line > (long)sizeof line - 4) {   /* flush a full buffer */
-        *p = 0;
-        semihost(SYS_WRITE0, line);
-        p = line;
-      }
-      p = put_hex8(p, out[i]);
-    }
-  }
-  *p++ = '\n';
-  *p = 0;
-  semihost(SYS_WRITE0, line);
-  semihost_exit(code);
-}
-
-__attribute__((used)) void tb_fault_report(const uint32_t *frame) {
-  char line[128];
-  char *p = put_str(line, "TB_FAULT pc=");
-  p = put_hex32(p, frame[6]);
-  p = put_str(p, " lr=");
-  p = put_hex32(p, frame[5]);
-  p = put_str(p, " cfsr=");
-  p = put_hex32(p, CFSR);
-  p = put_str(p, " bfar=");
-  p = put_hex32(p, BFAR);
-  p = put_str(p, " mmfar=");
-  p = put_hex32(p, MMFAR);
-  *p++ = '\n';
-  *p = 0;
-  semihost(SYS_WRITE0, line);
-  semihost_exit(TB_FAULT_EXIT_CODE);
-}
-
-/* The stacked exception frame (r0-r3, r12, lr, pc, xpsr) is on MSP or PSP
- * (EXC_RETURN bit 2). */
-__attribute__((naked)) void Fault_Handler(void) {
-  __asm__ volatile(
-      "tst lr, #4\n\t"
-      "ite eq\n\t"
-      "mrseq r0, msp\n\t"
-      "mrsne r0, psp\n\t"
-      "b tb_fault_report\n\t");
 }
 
 __attribute__((noreturn)) void Reset_Handler(void) {

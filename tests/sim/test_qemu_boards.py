@@ -5,10 +5,8 @@ exactly: per inference, per layer and for the whole run (from the firmware's
 ``_start`` at 0x20010000 to tb_exit; the revb mask ROM's jump at 0x1000 runs
 before ``_start`` and is not counted, the one difference by construction).
 
-QEMU's ``netduinoplus2`` (STM32F405) does not run the cortex-m4 target's ELF:
-QEMU 7.2's STM32F405 has no CCM at 0x10000000, where that target's stack
-lives, and the ELF does not semihost; ``test_netduinoplus2_is_not_claimed``
-pins that the QEMU backend does not pretend otherwise (docs/simulators.md).
+QEMU's ``netduinoplus2`` (STM32F405) runs the cortex-m4 target's own ELF
+(stack at the bottom of SRAM, semihosting tb_exit): tests/sim/test_qemu_sim.py.
 """
 from __future__ import annotations
 
@@ -66,9 +64,10 @@ def test_hifive1_is_a_builtin_board_qemu_runs(boards):
     assert Q.BOARDS["hifive1"].machine == "sifive_e,revb=on"
 
 
-def test_netduinoplus2_is_not_claimed(boards):
-    """The cortex-m4 ELF keeps its stack in CCM, which QEMU's STM32F405 lacks."""
-    assert not Q.QemuSimulator().supports(boards["cortex-m4"])
+def test_netduinoplus2_runs_the_cortex_m4_target(boards):
+    """Its ELF keeps nothing in CCM, which QEMU's STM32F405 lacks."""
+    assert Q.QemuSimulator().supports(boards["cortex-m4"])
+    assert Q.BOARDS["cortex-m4"].machine == "netduinoplus2"
 
 
 @needs_qemu_rv32

@@ -239,15 +239,15 @@ def test_unmapped_read_is_reported(simulator, target, build_arm):
 
 
 def test_stack_overflow_is_named(simulator, target, build_arm):
-    # The STM32F407's 4 KiB stack sits at the bottom of CCM RAM (0x10000000):
+    # The STM32F407's 4 KiB stack sits at the bottom of SRAM (0x20000000):
     # a 16 KiB local array runs off its end into unmapped memory.
     elf = build_arm("overflow", ["test_model.c"], ("TB_TEST_STACK_OVERFLOW",))
     with pytest.raises(TinybuildError) as e:
         simulator.run(elf, target, bytes(64))
     msg = str(e.value)
-    assert msg.startswith("firmware fault: stack overflow (SP=0x0ff")
-    assert "the stack is 4,096 bytes, 0x10000000..0x10001000" in msg
-    assert "write to unmapped memory at 0x0ff" in msg
+    assert msg.startswith("firmware fault: stack overflow (SP=0x1fff")
+    assert "the stack is 4,096 bytes, 0x20000000..0x20001000" in msg
+    assert "write to unmapped memory at 0x1fff" in msg
     assert "too_deep" in msg and re.search(r"\b(during|in) layer 1\b", msg)
 
 
@@ -259,16 +259,16 @@ def test_stack_overflow_on_mps2(simulator, mps2, build_mps2):
 
 
 def test_silent_stack_overflow_is_caught_at_exit(simulator, target, build_arm):
-    # A board whose stack lies above other RAM does not fault: here CCM is
+    # A board whose stack lies above other RAM does not fault: here SRAM is
     # grown downwards so the 16 KiB array lands in mapped memory below the stack.
     from dataclasses import replace
     from tinybuild.target import MemoryRegion
 
-    roomy = replace(target, memory=(target.memory[0], target.memory[1],
-                                    MemoryRegion("CCMRAM", 0x0FFF0000, 0x20000, "ram")))
+    roomy = replace(target, memory=(target.memory[0], MemoryRegion("RAM", 0x1FFF0000, 0x30000, "ram"),
+                                    target.memory[2]))
     elf = build_arm("overflow", ["test_model.c"], ("TB_TEST_STACK_OVERFLOW",))
     with pytest.raises(TinybuildError, match=r"stack overflow: the firmware wrote the lowest word of its "
-                                             r"4,096-byte stack \(0x10000000\.\.0x10001000\)"):
+                                             r"4,096-byte stack \(0x20000000\.\.0x20001000\)"):
         simulator.run(elf, roomy, bytes(64))
 
 
