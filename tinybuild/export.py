@@ -24,6 +24,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from . import esp_direct_boot
 from .errors import TinybuildError, shown
 from .kernel_registry import KERNEL_DIR, RUNTIME_DIR
 
@@ -452,6 +453,9 @@ def make_images(toolchain, target, elf: Path, bin_path: Path, hex_path: Path, ru
 
 
 def _esp_image(target, elf: Path, bin_path: Path, run_tool) -> None:
+    if target.name in esp_direct_boot.CHIPS:      # the ROM boots it without a bootloader
+        esp_direct_boot.write_image(elf, bin_path)
+        return
     if importlib.util.find_spec("esptool") is None:
         raise TinybuildError("esptool (PyPI) is not installed, and it makes the ESP32 image "
                              "firmware.bin. Fix: ./tb installs it (requirements.txt)")
@@ -488,6 +492,8 @@ def list_files(report_targets) -> None:
         if (folder / name).exists():
             what = "ESP32 app image (esptool elf2image): what the chip's bootloader loads" \
                 if name == "firmware.bin" and esp else what
+            what = esp_direct_boot.WHAT if name == "firmware.bin" and \
+                record["target"]["name"] in esp_direct_boot.CHIPS else what
             files.append({"name": name, "bytes": (folder / name).stat().st_size, "what": what})
     record["files"] = files
     json_path.write_text(json.dumps(record, indent=1) + "\n")

@@ -1,16 +1,21 @@
-/* Entry code for the ESP32-C3 (ESP-RISC-V, RV32IMC).
- *
- * _start is the ELF entry, where the second-stage bootloader (or the ROM in
- * direct-boot mode) jumps once flash is mapped. It sets gp (relaxation off
+/* Entry code for the ESP32-C3 (ESP-RISC-V, RV32IMC), booted by the ROM's
+ * "direct boot" (esp32c3.ld): flash offset 0 holds tb_direct_boot_magic, so
+ * the ROM maps flash at 0x42000000/0x3C000000 and jumps to 0x42000008, which
+ * the linker script makes _start (the ELF entry, where the simulator starts
+ * too). The ROM sets up nothing else for us: _start sets gp (relaxation off
  * while doing so) and sp, then continues in C: copy .data from DROM, zero
- * .bss, run main() and stop in tb_exit(). Interrupts stay as the loader left
- * them (disabled) and the watchdogs are not touched: one inference takes a
- * fraction of a second. */
+ * .bss, run main() and stop in tb_exit(). Interrupts and mtvec stay as the
+ * ROM left them, and the watchdogs are not touched here (io=uart's
+ * tb_board_init stops them). */
 #include <stdint.h>
 #include "tb_runtime.h"
 
 extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[];
 extern int main(void);
+
+/* 0xAEDB041D twice at flash offset 0: what the ROM checks before a direct boot. */
+const uint32_t tb_direct_boot_magic[2] __attribute__((section(".tb_direct_boot"), used)) = {
+    0xAEDB041Du, 0xAEDB041Du};
 
 void tb_reset_c(void) __attribute__((noreturn, used));
 void _start(void) __attribute__((naked, noreturn, section(".text.tb_start")));
