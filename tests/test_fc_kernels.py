@@ -325,3 +325,91 @@ def test_in_the_simulator_equal_and_faster(name, tmp_path):
         assert_same(row["ref"], row["opt"], what)
         assert row["opt_instr"] <= row["ref_instr"], \
             f"{what}: {row['opt_instr']} > {row['ref_instr']} instructions"
+
+
+# -- tb_cm4_fc_pairs_s8: the layout and where the build takes it ------------------------------
+
+
+def cm4_fc_pairs():
+    sys.path.insert(0, str(CM4_DIR.parent.parent.parent))
+    from targets.cortex_m4.kernels import cm4_fc_pairs as module
+    return module
+
+
+@pytest.mark.parametrize("outs, k", [(4, 8), (5, 3), (6, 17), (7, 4), (2, 1), (13, 9)])
+def test_pairs_layout_decodes_to_the_weights(outs, k):
+    """Each pair word's raw halfwords are 256 B + A + 128 and its bytes 1, 3
+    are B, for inputs (4g, 4g+2) / (4g+1, 4g+3) in the stream's block order;
+    a lone first output (4n + 1) is its plain row; 4n + 3 gets a zero row."""
+    mod = cm4_fc_pairs()
+    rng = np.random.default_rng(outs * 100 + k)
+    w = rng.integers(-128, 128, size=(outs, k)).astype(np.int8)
+    stream = mod.fc_pairs_layout(w, outs, k)
+    k4, single = (k + 3) // 4 * 4, int(outs % 4 == 1)
+    full = np.zeros((outs + (outs % 4 == 3), k4), np.int64)
+    full[:outs, :k] = w
+    assert stream.size == full.size
+    assert (stream[:single * k4] == full[:single].reshape(-1)).all()
+    words = stream[single * k4:].view(np.uint8).reshape(-1, 4)
+    b = words[:, 1::2].view(np.int8).astype(np.int64)
+    raw = words[:, 0::2].astype(np.int64) + 256 * b
+    pairs = full[single:].reshape(-1, 2, k4)
+    expect_raw, expect_b = [], []
+    order = [(p, g) for blk in range(len(pairs) // 2) for g in range(k4 // 4) for p in (2 * blk, 2 * blk + 1)]
+    order += [(len(pairs) - 1, g) for g in range(k4 // 4)] if len(pairs) % 2 else []
+    for p, g in order:
+        for s in (0, 1):
+            i = [4 * g + s, 4 * g + 2 + s]
+            expect_raw.append(256 * pairs[p, 1, i] + pairs[p, 0, i] + 128)
+            expect_b.append(pairs[p, 1, i])
+    assert (raw == np.array(expect_raw)).all() and (b == np.array(expect_b)).all()
+
+
+def test_pairs_starts_fold_the_second_bias():
+    mod = cm4_fc_pairs()
+    assert mod.fc_pairs_starts(np.array([3, -2, 5]), 3).tolist() == [3 - 512, -2, 5, 0]
+    assert mod.fc_pairs_starts(np.array([7, 1, 2, 3, 4]), 5).tolist() == [7, 1 + 512, 2, 3 + 1024, 4, 0, 0, 0]
+    # modulo 2^32, as int32 words: 2^30 + 2^32 + 256 and 2^31 - 1 + 2^31
+    assert mod.fc_pairs_starts(np.array([1 << 30, (1 << 24) + 1]), 2).tolist() == \
+        [(1 << 30) + 256, (1 << 24) + 1, 0, 0]
+    assert mod.fc_pairs_starts(np.array([(1 << 31) - 1, 1 << 23]), 2).tolist() == [-1, 1 << 23, 0, 0]
+
+
+@pytest.mark.parametrize("k, outs, taken", [(640, 128, True), (128, 128, True), (128, 640, True),
+                                             (256, 2, True), (64, 12, True), (8, 128, False),
+                                             (250, 1, False), (4, 64, False)])
+def test_the_build_picks_pairs_where_estimated_faster(k, outs, taken):
+    from opt_harness import chosen
+    rng = np.random.default_rng(k + outs)
+    layer = random_fc_layer(rng, in_features=k, out_features=outs, out_zp=-128, activation="RELU")
+    fc = [i for i in target_kernels("cortex-m4") if i.op == "FULLY_CONNECTED" and "int8" in i.dtypes]
+    picked = chosen(layer, fc)
+    assert picked.kernel == ("tb_cm4_fc_pairs_s8" if taken else "tb_cm4_fully_connected_s8")
+
+
+@pytest.mark.slow
+def test_where_the_build_picks_pairs_it_is_not_slower_than_blocks(tmp_path):
+    """In the simulator, on AD's, KWS's and VWW's shapes and small ones near the
+    estimate's edge: wherever tb_cm4_fc_pairs_s8 is picked, it takes no more
+    instructions and cycles than tb_cm4_fully_connected_s8 on the same layer."""
+    blocks, pairs = int8_kernels("cortex-m4"), int8_kernels("cortex-m4-pairs")
+    rng = np.random.default_rng(31)
+    shapes = [(640, 128), (128, 128), (128, 8), (128, 640), (64, 12), (256, 2), (17, 128),
+              (24, 12), (40, 8), (48, 5), (32, 3), (100, 6)]
+    cases, picked = [], []
+    for k, outs in shapes:
+        for per_channel in (False, True):
+            layer = random_fc_layer(rng, in_features=k, out_features=outs, per_channel=per_channel,
+                                    in_zp=int(rng.integers(-128, 128)), out_zp=-128, activation="RELU")
+            if not pairs["FULLY_CONNECTED"].accepts(layer):
+                continue
+            inputs = fc_inputs(rng, layer)
+            picked.append(f"{k}>{outs}{' pc' if per_channel else ''}")
+            for impls in (blocks, pairs):
+                cases.append((reference(layer), optimized(layer, impls), inputs, None))
+    assert len(picked) >= 12
+    rows = simulate_cases(cases, tmp_path, ram_budget=60_000, flash_budget=400_000)
+    for what, b, p in zip(picked, rows[0::2], rows[1::2]):
+        assert_same(p["ref"], p["opt"], what)
+        assert p["opt_instr"] <= b["opt_instr"] and p["opt_cycles"] <= b["opt_cycles"], \
+            f"{what}: pairs {p['opt_instr']}/{p['opt_cycles']} vs blocks {b['opt_instr']}/{b['opt_cycles']}"
