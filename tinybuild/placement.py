@@ -41,9 +41,6 @@ MARGIN_BYTES = 32
 # the application around the model; place=ram takes all of it.
 AUTO_RESERVE_SHARE = 0.25
 AUTO_RESERVE_MAX = 16 * 1024
-# Boards whose silicon has flash wait states the simulator does not charge yet
-# (their memory model is available but not turned on: docs/timing.md).
-SILICON_MEMORY_MODEL = {"cortex-m4": "stm32f407-art"}
 # Output positions computed per pass over the weights: the cortex-m4 kernels
 # block conv outputs and walk depthwise rows, so they re-read less than once
 # per position. Fit to the per-layer flash wait cycles of the MLPerf Tiny models
@@ -88,13 +85,9 @@ def flash_model(target):
         from sim.unicorn import timing
     except ImportError:
         return None, "the unicorn simulator's memory models are not importable"
-    name = target.memory_model if target.memory_model not in timing.NO_MEMORY_MODEL else \
-        SILICON_MEMORY_MODEL.get(target.name, "")
-    if not name:
+    if target.memory_model in timing.NO_MEMORY_MODEL:
         return None, f"board {shown(target.name)} has no memory model: flash reads cost nothing"
-    model = timing.MEMORY_MODELS[name]
-    simulated = target.memory_model == name
-    return model, name if simulated else f"{name} (the silicon's; not charged by the simulator)"
+    return timing.memory_model_for(target), target.memory_model
 
 
 def estimate(layer: dict, consts: list[tuple[str, int]], model, wait_states: int) -> dict[str, int]:
@@ -252,9 +245,7 @@ def summary_line(record: dict | None) -> str:
     layers = len({p["layer"] for p in record["placed"]})
     return (f"  placement   place={record['place']}: {len(record['placed'])} constants of {layers} "
             f"layers, {record['ram_bytes']:,} B to {record['region']} (est. "
-            f"{record['cycles_saved_estimate']:,} flash wait cycles saved"
-            + ("; the simulator does not charge them on this board)"
-               if "not charged" in record["memory_model"] else ")"))
+            f"{record['cycles_saved_estimate']:,} flash wait cycles saved)")
 
 
 def markdown(record: dict | None) -> list[str]:

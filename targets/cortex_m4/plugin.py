@@ -34,6 +34,7 @@ STM32F407 = Target(
     libc="newlib-nano",
     default_simulator="unicorn",
     timing_model="cortex-m4",
+    memory_model="stm32f407-art",     # 5 wait states at 168 MHz behind the ART (docs/timing.md)
     toolchain_hint="Debian/Ubuntu: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
     xpack_package="@xpack-dev-tools/arm-none-eabi-gcc",
     realboard=realboard.STM32F407,
