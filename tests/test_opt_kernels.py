@@ -581,3 +581,71 @@ def test_conv2d_large_padded_plane_in_the_simulator(tmp_path, impls):
     rows = run_firmware(cases, tmp_path)
     for (ref, opt, _, _), (case, *_rest) in zip(rows, cases):
         assert_same(ref, opt, f"{case.op} {case.shape}")
+
+
+# -- raw-B weight words (cm4_prepare.conv_raw_b) ----------------------------------------------
+
+def test_conv_raw_b_halfwords_are_256_b_plus_a(impls):
+    """Every pair of int8 weights (a for channel c, b for c+1) the raw-B form can
+    hold: each halfword of the stored word, read as int16, is 256 * b + a, and
+    its SXTB16 (bytes 0 and 2) is a."""
+    cm4_prepare = sys.modules[impls["CONV_2D"].prepare.__module__]
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
+    ok = (b - (a < 0)) >= -128
+    a, b = a[ok], b[ok]
+    n = a.size - a.size % 4
+    w = np.stack([a[:n], b[:n]]).reshape(2, n // 4, 4).transpose(1, 0, 2).reshape(-1, 4)  # (pairs*2, k)
+    words = cm4_prepare.conv_filter_layout(w, w.shape[0], 4, raw_b=True).view("<i2").reshape(-1, 4)
+    # word layout per pair: k-pairs (0, 2), (1, 3): halfwords k0, k2, k1, k3
+    got = words[:, [0, 2, 1, 3]]
+    pa, pb = w[0::2], w[1::2]
+    assert (got == 256 * pb + pa).all()
+    assert not cm4_prepare.conv_raw_b(np.array([[-1], [-128]]), 2, 255)
+    assert cm4_prepare.conv_raw_b(np.array([[1], [-128]]), 2, 255)
+
+
+def test_conv_raw_b_refused_where_a_sum_could_reach_2_to_23(impls):
+    """256 * |S_c+1| must stay below 2^31: a 3x3x64 filter of +-127 on inputs up
+    to 255 away from the zero point is refused (the kernel then splits both
+    channels with SXTB16), the same layer with small weights is not."""
+    big = random_conv_layer(np.random.default_rng(1), in_h=8, in_w=8, in_c=64, out_c=4,
+                            in_zp=-128, out_zp=-128)
+    w = big.consts[0].values.copy()
+    w[:] = np.where(np.arange(w.size) % 2, 127, -127)
+    big.consts[0].values = w
+    small = random_conv_layer(np.random.default_rng(1), in_h=8, in_w=8, in_c=64, out_c=4,
+                              in_zp=-128, out_zp=-128, weight_range=20)
+    raw = lambda layer: any("raw word" in n for n in optimized(layer, impls).notes)
+    assert not raw(big) and raw(small)
+
+
+@pytest.mark.slow
+def test_conv2d_raw_b_and_split_in_the_simulator(tmp_path, impls, smallk_impls):
+    """Both weight forms on the real instructions: 3x3 and 1x1 (the small-K
+    kernels hand a refused layer to the split loop), the 1-2 pixel remainder
+    (tb_cm4_dot1), both requantization forms, in place too. Refused here: a
+    3x3x64 filter of +-127 (sums up to 2^23) and, for all, a weight -128 of an
+    odd channel beside a negative one."""
+    rng = np.random.default_rng(31)
+    cases = []
+    for weight_range in (127, 12):
+        for shape, kernels in [(dict(in_h=5, in_w=6, in_c=64, out_c=6, k_h=3, k_w=3, padding="SAME"), impls),
+                               (dict(in_h=3, in_w=3, in_c=128, out_c=6, k_h=1, k_w=1, padding="VALID"), impls),
+                               (dict(in_h=4, in_w=4, in_c=128, out_c=4, k_h=1, k_w=1, padding="VALID"),
+                                smallk_impls[128])]:
+            for out_zp in (-128, 7):
+                layer = random_conv_layer(rng, in_zp=-128, out_zp=out_zp, weight_range=weight_range,
+                                          **shape)
+                if weight_range == 127:      # refused: sums up to 2^23 (3x3x64), a -128 weight
+                    w = layer.consts[0].values.copy().reshape(shape["out_c"], -1)
+                    w[:] = np.where(rng.integers(0, 2, w.shape) == 1, 127, -127)
+                    w[0, 0], w[1, 0] = -5, -128  # channel 1's byte would be -129
+                    layer.consts[0].values = w.reshape(-1)
+                x = rng.integers(-128, 128, size=shape["in_h"] * shape["in_w"] * shape["in_c"]).astype(np.int8)
+                opt = optimized(layer, kernels)
+                assert any("raw word" in n for n in opt.notes) == (weight_range == 12), opt.notes
+                cases.append((reference(layer), opt, [x], None))
+                cases += [(reference(layer), opt, [x], d) for d in in_place_deltas(opt)]
+    rows = run_firmware(cases, tmp_path)
+    for (ref, opt, _, _), (case, *_rest) in zip(rows, cases):
+        assert_same(ref, opt, f"{case.op} {case.shape}")

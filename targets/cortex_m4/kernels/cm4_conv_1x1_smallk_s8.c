@@ -5,7 +5,9 @@
  * Same build-time data as tb_cm4_conv2d_s8 (cm4_prepare.prepare_conv: the
  * filter stream of channel-pair records, K4/2 weight words then 8 int32
  * {M, B, e, 2*bias} per pair; the rq header; the scratch column of 4 pixels),
- * and the same 4 pixels x 2 channels register block. What differs is the
+ * and the same 4 pixels x 2 channels register block (raw-B weight words:
+ * TB_CM4_CONV_STEP4; a layer the build refused the raw form goes to
+ * tb_cm4_conv2d_s8 like one without the fast requantization). What differs is the
  * fixed work per channel pair: with K = 8 a pair's multiply-adds take only 4
  * k-pairs (about 65 cycles), and the general kernel's state loads, computed
  * entry into its unrolled sweep, sweep-end test and requantization-form test
@@ -30,6 +32,7 @@
 #define TB_CM4_SK_FAST 1
 #define TB_CM4_SK_FULLRANGE 2
 #define TB_CM4_SK_NO_SIGN 8   /* the fast form without its sign term (cm4_prepare.conv_no_sign) */
+#define TB_CM4_SK_RAW_B 16    /* raw-B weight words (cm4_prepare.conv_raw_b, TB_CM4_CONV_STEP4) */
 #define TB_CM4_SK_PAIR_RQ 8   /* int32 words after each channel pair's weights */
 #define TB_CM4_SK_BLOCK 4     /* output pixels per block */
 
@@ -72,13 +75,26 @@ typedef struct {
   "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
   "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
+/* channel c+1 (raw-word sums, TB_CM4_CONV_STEP4): A holds 256 times its sum
+ * (b - a, taken before a is requantized): t = 2*bias + (A >> 7) */
+#define TB_CM4_SK_RQB(A)                                            \
+  "add %[" #A "], %[w], %[" #A "], asr #7\n\t"                      \
+  "smmlar %[" #A "], %[" #A "], %[xa], %[xb]\n\t"                   \
+  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_SK_RQB_SIGN(A)                                       \
+  "add %[px], %[w], %[" #A "], asr #7\n\t"                          \
+  "add %[" #A "], %[xb], %[px], asr #31\n\t"                        \
+  "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
+  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
 
 /* All channel pairs of one block: per pair, k-pair 0 with SMUAD (sets the 8
  * accumulators), the other NP - 1 k-pairs, the record's 8 requantization
  * words with two LDMs, one STRH per pixel for the channel pair. Inlined into
  * the kernel: st is then a local, its fields addressed from sp (every other
  * register is an operand). */
-#define TB_CM4_SK_PAIRS(NAME, NP, STEPS, RQ, RELOAD_PX)                                    \
+#define TB_CM4_SK_PAIRS(NAME, NP, STEPS, RQ, RQB, RELOAD_PX)                               \
   TB_INLINE void NAME(tb_cm4_sk_state *st, const uint32_t *rec, const uint32_t *col) {      \
     register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"),                 \
         a3 __asm__("r3");                                                                    \
@@ -96,7 +112,6 @@ typedef struct {
         "ldr %[a2], [%[px], #8]\n\t"                                                         \
         "ldr %[a3], [%[px], #12]\n\t"                                                        \
         "sxtb16 %[wa], %[w]\n\t"                                                             \
-        "sxtb16 %[w], %[w], ror #8\n\t"                                                      \
         "smuad %[b0], %[a0], %[w]\n\t"                                                       \
         "smuad %[a0], %[a0], %[wa]\n\t"                                                      \
         "smuad %[b1], %[a1], %[w]\n\t"                                                       \
@@ -108,9 +123,13 @@ typedef struct {
         STEPS                                                                                \
         "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
         "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                                      \
+        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
+        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
+        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
+        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
         RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
         "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                                      \
-        RQ(b0) RQ(b1) RQ(b2) RQ(b3)                                                          \
+        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
         "ldr %[xa], %[st_o]\n\t"                                                             \
         "ldr %[xb], %[st_stride]\n\t"                                                        \
         "ldr %[wa], %[st_stride3]\n\t"                                                       \
@@ -137,18 +156,18 @@ typedef struct {
 
 #define TB_CM4_SK_NO_RELOAD ""
 #define TB_CM4_SK_RELOAD "ldr %[px], %[st_col]\n\t"
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4_sign, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8_sign, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16_sign, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ_SIGN,
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4_sign, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN, TB_CM4_SK_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8_sign, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN, TB_CM4_SK_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16_sign, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
                 TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32_sign, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ_SIGN,
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32_sign, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
                 TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64_sign, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ_SIGN,
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
+TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64_sign, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
                 TB_CM4_SK_RELOAD)
 #else
 /* Portable C: the same sums and the same requantization (with the sign term,
@@ -160,13 +179,14 @@ static void tb_cm4_sk_pairs_c(const uint32_t *col, const uint32_t *rec, int32_t 
     const int32_t *r = (const int32_t *)(const void *)(rec + npairs);
     int32_t acc[2][TB_CM4_SK_BLOCK] = {{0}};
     for (j = 0; j < npairs; ++j) {
-      const uint32_t wa = tb_sxtb16(rec[j]), wb = tb_sxtb16_ror8(rec[j]);
+      const uint32_t wa = tb_sxtb16(rec[j]), wb = rec[j];   /* raw-B words */
       for (q = 0; q < TB_CM4_SK_BLOCK; ++q) {
         acc[0][q] = tb_smlad(col[TB_CM4_SK_BLOCK * j + q], wa, acc[0][q]);
         acc[1][q] = tb_smlad(col[TB_CM4_SK_BLOCK * j + q], wb, acc[1][q]);
       }
     }
     for (q = 0; q < TB_CM4_SK_BLOCK; ++q) {
+      acc[1][q] = tb_asr((int32_t)((uint32_t)acc[1][q] - (uint32_t)acc[0][q]), 8);
       int32_t h;
       for (h = 0; h < 2; ++h) {
         const int32_t *rh = r + 4 * h;
@@ -199,7 +219,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   const int sign = !(flags & TB_CM4_SK_NO_SIGN);
   tb_cm4_sk_state st;
 #endif
-  if ((flags & ~TB_CM4_SK_NO_SIGN) != (TB_CM4_SK_FAST | TB_CM4_SK_FULLRANGE) ||
+  if ((flags & ~TB_CM4_SK_NO_SIGN) != (TB_CM4_SK_FAST | TB_CM4_SK_FULLRANGE | TB_CM4_SK_RAW_B) ||
       p->in_c != depth || (out_c & 1) || (npix & 3) || npix == 0) {
     tb_cm4_conv2d_s8(p, input, filter, rq, output, scratch);
     return;

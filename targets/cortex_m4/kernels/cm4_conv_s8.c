@@ -11,15 +11,20 @@
  *     SXTAB16 and SXTAB16 ROR #8 give), the 4 pixels interleaved pair by pair:
  *     word[j*4 + q] = pair j of pixel q. A 1x1 stride-1 unpadded convolution
  *     needs no patch extraction: its "column" is the input pixel itself. A
- *     small padded input is first copied once into a plane framed by the
- *     zero point, so that no block needs bounds checks.
+ *     padded input is first copied once into a plane framed by the zero
+ *     point (when small, or where it pays), so that no block needs bounds
+ *     checks.
  *  2. For every pair of output channels, 8 accumulators (4 pixels x 2
  *     channels) run over the K4/2 pairs: one weight word holds both channels'
  *     bytes for one pair (reordered at build time: [c k][c+1 k][c k'][c+1 k']),
- *     SXTB16 / SXTB16 ROR #8 split it per channel, and 8 SMLADs do 16 MACs.
- *     Per 16 MACs: 5 loads, 2 extends, 8 SMLADs (17 cycles on the M4's
- *     pipeline: the 4 free registers allow two runs of pipelined loads per
- *     step), fully unrolled: no loop counter.
+ *     and 8 SMLADs do 16 MACs: channel c with the word's SXTB16, channel c+1
+ *     with the raw word, whose halfwords the build made 256 * w[c+1] + w[c]
+ *     (rq[0] bit 4, cm4_prepare.conv_raw_b: the odd channel's sum is then
+ *     (b - a) >> 8). Per 16 MACs: 5 loads, 1 extend, 8 SMLADs (16 cycles on
+ *     the M4's pipeline: the 4 free registers allow two runs of pipelined
+ *     loads per step), fully unrolled: no loop counter. Where the build
+ *     refuses the raw form (a sum could reach 2^23), SXTB16 / SXTB16 ROR #8
+ *     split the word per channel (tb_cm4_conv_pairs_split, 17 cycles).
  *  3. Requantization of sum + bias with the precomputed {M, B, e} per channel
  *     (the fast form of tb_rq), or TFLite's MultiplyByQuantizedMultiplier
  *     when the layer needs it. With the fast form and a full int8 output
@@ -53,8 +58,10 @@
 #define TB_CM4_RQ_FAST 1
 #define TB_CM4_RQ_FULLRANGE 2
 #define TB_CM4_RQ_NO_SIGN 8   /* the fast form without its sign term (cm4_prepare.conv_no_sign) */
+#define TB_CM4_RQ_RAW_B 16    /* odd channels' weights for SMLAD on the raw word (cm4_prepare.conv_raw_b) */
 #define TB_CM4_PAIR_RQ 8      /* int32 words after each channel pair's weights */
 #define TB_CM4_CONV_BLOCK 4   /* output pixels per block */
+#define TB_CM4_CONV_STEPS_SPLIT 32   /* ... in tb_cm4_conv_pairs_split */
 #define TB_CM4_CONV_STEPS 64  /* k-pairs per unrolled sweep (the asm below: 64 steps, 16 * 64 column bytes) */
 
 /* Expand 4*n int8 values (n groups) starting at src into pixel q's column:
@@ -366,7 +373,7 @@ static __attribute__((noinline)) void tb_cm4_im2col(const tb_conv_params *p,
  * range, in one assembly loop. Per pair (pw: its record):
  *  - the first k-pair with SMUAD, which initializes the 8 accumulators (the
  *    bias is added at requantization, where it costs nothing: see below);
- *  - the other npairs - 1 k-pairs: 64 unrolled steps of 60 bytes entered at a
+ *  - the other npairs - 1 k-pairs: 64 unrolled steps of 56 bytes entered at a
  *    computed offset (no loop counter: all 14 registers hold data), repeated
  *    while more sweeps remain (64, not 32: each further sweep costs about 8
  *    cycles per pair, ResNet-8's 3x3 layers take 1-4 fewer; 1.9 KB of flash);
@@ -390,7 +397,7 @@ typedef struct {
   int8_t *o;              /* output of pixel 0, channel c */
   int32_t stride;         /* out_c */
   const uint32_t *pw_end; /* end of the records of this block's pairs */
-  int32_t entry60;        /* 60 * entry step */
+  int32_t entry_bytes;    /* TB_CM4_CONV_STEP_BYTES * entry step */
 } tb_cm4_conv_state;
 
 
@@ -407,9 +414,31 @@ typedef struct {
   "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
   "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
+/* channel c+1 (raw-word sums, TB_CM4_CONV_STEP4): its sum is 256 * (b - a),
+ * taken as b - a before a is requantized and t = 2*bias + ((b - a) >> 7) */
+#define TB_CM4_RQ1B(A)                                              \
+  "add %[px], %[w], %[" #A "], asr #7\n\t"                          \
+  "smmlar %[" #A "], %[px], %[xa], %[xb]\n\t"                       \
+  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_RQ1B_SIGN(A)                                         \
+  "add %[px], %[w], %[" #A "], asr #7\n\t"                          \
+  "add %[" #A "], %[xb], %[px], asr #31\n\t"                        \
+  "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
+  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_RAW_B_SUMS                                           \
+  "sub %[b0], %[b0], %[a0]\n\t"                                     \
+  "sub %[b1], %[b1], %[a1]\n\t"                                     \
+  "sub %[b2], %[b2], %[a2]\n\t"                                     \
+  "sub %[b3], %[b3], %[a3]\n\t"
 #define TB_CM4_RQ4(A0, A1, A2, A3) TB_CM4_RQ1(A0) TB_CM4_RQ1(A1) TB_CM4_RQ1(A2) TB_CM4_RQ1(A3)
 #define TB_CM4_RQ4_SIGN(A0, A1, A2, A3) \
   TB_CM4_RQ1_SIGN(A0) TB_CM4_RQ1_SIGN(A1) TB_CM4_RQ1_SIGN(A2) TB_CM4_RQ1_SIGN(A3)
+#define TB_CM4_RQ4B(A0, A1, A2, A3) \
+  TB_CM4_RQ1B(A0) TB_CM4_RQ1B(A1) TB_CM4_RQ1B(A2) TB_CM4_RQ1B(A3)
+#define TB_CM4_RQ4B_SIGN(A0, A1, A2, A3) \
+  TB_CM4_RQ1B_SIGN(A0) TB_CM4_RQ1B_SIGN(A1) TB_CM4_RQ1B_SIGN(A2) TB_CM4_RQ1B_SIGN(A3)
 
 static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_state *st,
                                                                    const uint32_t *pw_in) {
@@ -420,7 +449,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
   register const uint32_t *pw __asm__("lr") = pw_in;
   __asm__ volatile(
       "adr.w %[xb], 1f\n\t"
-      "ldr %[xa], %[st_entry60]\n\t"
+      "ldr %[xa], %[st_entry_bytes]\n\t"
       "add %[xb], %[xb], %[xa]\n\t"
       "orr %[xb], %[xb], #1\n\t"
       "str %[xb], %[st_target]\n\t"
@@ -452,6 +481,106 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
       "bhi 6f\n\t"
       /* the record's requantization words follow the last sweep's weights */
       "add %[pw], %[pw], #256\n\t"
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RAW_B_SUMS
+      TB_CM4_RQ4(a0, a1, a2, a3)
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RQ4B(b0, b1, b2, b3)
+      "7:\n\t"
+      /* two channels per pixel: one STRH each; pixel 0's last, advancing o */
+      "ldr %[xa], %[st_o]\n\t"
+      "ldr %[xb], %[st_stride]\n\t"
+      "ldr %[px], %[st_pw_end]\n\t"
+      "bfi %[a0], %[b0], #8, #8\n\t"
+      "bfi %[a1], %[b1], #8, #8\n\t"
+      "bfi %[a2], %[b2], #8, #8\n\t"
+      "bfi %[a3], %[b3], #8, #8\n\t"
+      "add %[wa], %[xb], %[xb], lsl #1\n\t"
+      "strh %[a1], [%[xa], %[xb]]\n\t"
+      "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"
+      "strh %[a3], [%[xa], %[wa]]\n\t"
+      "strh %[a0], [%[xa]], #2\n\t"
+      "str %[xa], %[st_o]\n\t"
+      "cmp %[pw], %[px]\n\t"
+      "beq 9f\n"
+      "3:\n\t"
+      /* the next pair's first k-pair: SMUAD sets the accumulators; the 4
+       * column words go to a0..a3, free until their own SMUAD */
+      "ldr %[xa], %[st_col]\n\t"
+      "ldr %[xb], %[st_target]\n\t"
+      "ldr %[wa], %[st_pw_skip]\n\t"
+      "ldr %[px], %[st_sweep_col]\n\t"
+      "ldr %[w], [%[pw]]\n\t"
+      "ldr %[a0], [%[xa]]\n\t"
+      "ldr %[a1], [%[xa], #4]\n\t"
+      "ldr %[a2], [%[xa], #8]\n\t"
+      "ldr %[a3], [%[xa], #12]\n\t"
+      "add %[pw], %[pw], %[wa]\n\t"
+      "sxtb16 %[wa], %[w]\n\t"
+      "smuad %[b0], %[a0], %[w]\n\t"
+      "smuad %[a0], %[a0], %[wa]\n\t"
+      "smuad %[b1], %[a1], %[w]\n\t"
+      "smuad %[a1], %[a1], %[wa]\n\t"
+      "smuad %[b2], %[a2], %[w]\n\t"
+      "smuad %[a2], %[a2], %[wa]\n\t"
+      "smuad %[b3], %[a3], %[w]\n\t"
+      "smuad %[a3], %[a3], %[wa]\n\t"
+      "bx %[xb]\n"
+      "6:\n\t"
+      "add %[pw], %[pw], #256\n\t"
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RAW_B_SUMS
+      TB_CM4_RQ4_SIGN(a0, a1, a2, a3)
+      "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
+      TB_CM4_RQ4B_SIGN(b0, b1, b2, b3)
+      "b 7b\n"
+      "9:\n\t"
+      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
+        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
+        [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw),
+        [st_o] "+m"(st->o), [st_target] "+m"(st->target)
+      : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col),
+        [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride),
+        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes)
+      : "cc", "memory");
+}
+/* The same loop for weights without the raw-B form (cm4_prepare.conv_raw_b
+ * refused the layer: a channel's sum could reach 2^23), both channels split
+ * by SXTB16 / SXTB16 ROR 8: 17-cycle steps of 60 bytes, sweeps of
+ * TB_CM4_CONV_STEPS_SPLIT (32) steps. */
+static inline __attribute__((always_inline)) void tb_cm4_conv_pairs_split(tb_cm4_conv_state *st,
+                                                                         const uint32_t *pw_in) {
+  register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
+  register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7");
+  register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"), w __asm__("r11");
+  register uint32_t px __asm__("r12");
+  register const uint32_t *pw __asm__("lr") = pw_in;
+  __asm__ volatile(
+      "adr.w %[xb], 1f\n\t"
+      "ldr %[xa], %[st_entry_bytes]\n\t"
+      "add %[xb], %[xb], %[xa]\n\t"
+      "orr %[xb], %[xb], #1\n\t"
+      "str %[xb], %[st_target]\n\t"
+      "b 3f\n\t"
+      ".p2align 2\n"
+      "5:\n\t"                       /* another sweep of the same pair */
+      "add %[px], %[px], #512\n\t"
+      "add %[pw], %[pw], #128\n"
+      "1:\n\t"
+      TB_CM4_CONV_STEP4_SPLIT(0) TB_CM4_CONV_STEP4_SPLIT(1) TB_CM4_CONV_STEP4_SPLIT(2) TB_CM4_CONV_STEP4_SPLIT(3)
+      TB_CM4_CONV_STEP4_SPLIT(4) TB_CM4_CONV_STEP4_SPLIT(5) TB_CM4_CONV_STEP4_SPLIT(6) TB_CM4_CONV_STEP4_SPLIT(7)
+      TB_CM4_CONV_STEP4_SPLIT(8) TB_CM4_CONV_STEP4_SPLIT(9) TB_CM4_CONV_STEP4_SPLIT(10) TB_CM4_CONV_STEP4_SPLIT(11)
+      TB_CM4_CONV_STEP4_SPLIT(12) TB_CM4_CONV_STEP4_SPLIT(13) TB_CM4_CONV_STEP4_SPLIT(14) TB_CM4_CONV_STEP4_SPLIT(15)
+      TB_CM4_CONV_STEP4_SPLIT(16) TB_CM4_CONV_STEP4_SPLIT(17) TB_CM4_CONV_STEP4_SPLIT(18) TB_CM4_CONV_STEP4_SPLIT(19)
+      TB_CM4_CONV_STEP4_SPLIT(20) TB_CM4_CONV_STEP4_SPLIT(21) TB_CM4_CONV_STEP4_SPLIT(22) TB_CM4_CONV_STEP4_SPLIT(23)
+      TB_CM4_CONV_STEP4_SPLIT(24) TB_CM4_CONV_STEP4_SPLIT(25) TB_CM4_CONV_STEP4_SPLIT(26) TB_CM4_CONV_STEP4_SPLIT(27)
+      TB_CM4_CONV_STEP4_SPLIT(28) TB_CM4_CONV_STEP4_SPLIT(29) TB_CM4_CONV_STEP4_SPLIT(30) TB_CM4_CONV_STEP4_SPLIT(31)
+      "ldr %[xa], %[st_px_last]\n\t"
+      "cmp %[px], %[xa]\n\t"
+      "bcc 5b\n\t"
+      "bhi 6f\n\t"
+      /* the record's requantization words follow the last sweep's weights */
+      "add %[pw], %[pw], #128\n\t"
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4(a0, a1, a2, a3)
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
@@ -498,7 +627,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
       "smuad %[a3], %[a3], %[wa]\n\t"
       "bx %[xb]\n"
       "6:\n\t"
-      "add %[pw], %[pw], #256\n\t"
+      "add %[pw], %[pw], #128\n\t"
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4_SIGN(a0, a1, a2, a3)
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
@@ -511,7 +640,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
         [st_o] "+m"(st->o), [st_target] "+m"(st->target)
       : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col),
         [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride),
-        [st_pw_end] "m"(st->pw_end), [st_entry60] "m"(st->entry60)
+        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes)
       : "cc", "memory");
 }
 #endif
@@ -534,10 +663,10 @@ static int8_t tb_cm4_conv_out(int32_t sum, const int32_t *r4, int32_t flags,
 }
 
 #ifdef TB_CM4_DSP
-/* One pixel (column slot 0, a word every 16 bytes) times one channel pair,
- * n8 groups of 8 k-pairs: per 2 k-pairs one run of 4 loads (5 cycles),
- * 4 SXTB16 and 4 SMLAD; GCC spreads the loads of the C loop apart, where each
- * costs 2 cycles instead of 1. */
+/* One pixel (column slot 0, a word every 16 bytes) times one channel pair
+ * whose weights are raw-B words (TB_CM4_CONV_STEP4), n8 groups of 8 k-pairs:
+ * per 2 k-pairs one run of 4 loads (5 cycles), 2 SXTB16 and 4 SMLAD; GCC
+ * spreads the loads of the C loop apart, where each costs 2 cycles instead of 1. */
 #define TB_CM4_DOT1_2(i)                                      \
   "ldr.w %[w0], [%[pw], #(8*" #i ")]\n\t"                     \
   "ldr.w %[w1], [%[pw], #(8*" #i "+4)]\n\t"                   \
@@ -545,11 +674,9 @@ static int8_t tb_cm4_conv_out(int32_t sum, const int32_t *r4, int32_t flags,
   "ldr.w %[x1], [%[px], #(32*" #i "+16)]\n\t"                 \
   "sxtb16 %[t], %[w0]\n\t"                                   \
   "smlad %[a], %[x0], %[t], %[a]\n\t"                        \
-  "sxtb16 %[w0], %[w0], ror #8\n\t"                          \
   "smlad %[b], %[x0], %[w0], %[b]\n\t"                       \
   "sxtb16 %[t], %[w1]\n\t"                                   \
   "smlad %[a], %[x1], %[t], %[a]\n\t"                        \
-  "sxtb16 %[w1], %[w1], ror #8\n\t"                          \
   "smlad %[b], %[x1], %[w1], %[b]\n\t"
 
 static inline __attribute__((always_inline)) void tb_cm4_dot1(const uint32_t **ppx,
@@ -573,14 +700,22 @@ static inline __attribute__((always_inline)) void tb_cm4_dot1(const uint32_t **p
 }
 #endif
 
+/* Channel c+1's sum from the accumulators of a raw-B weight stream (b: the
+ * raw words' sum, 256 * S_c+1 + S_c; a: S_c), or b itself. */
+TB_INLINE int32_t tb_cm4_sum_b(int32_t b, int32_t a, int raw_b) {
+  return raw_b ? tb_asr((int32_t)((uint32_t)b - (uint32_t)a), 8) : b;
+}
+
 /* All channels of 1 or 2 pixels (slots 0 and 1 of the column): per k-pair one
- * weight word, two SXTB16 and 2 * nb SMLADs (1 pixel on the Cortex-M4: whole
- * groups of 8 k-pairs in tb_cm4_dot1). rec: the first pair's record. */
+ * weight word, one or two SXTB16 and 2 * nb SMLADs (1 pixel on the Cortex-M4,
+ * raw-B weights: whole groups of 8 k-pairs in tb_cm4_dot1). rec: the first
+ * pair's record. */
 static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32_t nb,
                                                       int32_t npairs, const uint32_t *rec,
                                                       const tb_conv_params *p, int32_t flags,
                                                       int8_t *o) {
   const int32_t out_c = p->out_c;
+  const int raw_b = (flags & TB_CM4_RQ_RAW_B) != 0;
   int32_t c, j;
   for (c = 0; c < out_c; c += 2, rec += npairs + TB_CM4_PAIR_RQ) {
     const uint32_t *px = col, *pw = rec;
@@ -589,7 +724,7 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
     if (nb == 2) {
       for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++, x0 = px[0], x1 = px[1];
-        const uint32_t wa = tb_sxtb16(w), wb = tb_sxtb16_ror8(w);
+        const uint32_t wa = tb_sxtb16(w), wb = raw_b ? w : tb_sxtb16_ror8(w);
         a0 = tb_smlad(x0, wa, a0);
         b0 = tb_smlad(x0, wb, b0);
         a1 = tb_smlad(x1, wa, a1);
@@ -598,7 +733,7 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
     } else {
       j = 0;
 #ifdef TB_CM4_DSP
-      if (npairs >= 8) {
+      if (npairs >= 8 && raw_b) {
         tb_cm4_dot1(&px, &pw, npairs >> 3, &a0, &b0);
         j = npairs & ~7;
       }
@@ -606,9 +741,11 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
       for (; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++, x0 = px[0];
         a0 = tb_smlad(x0, tb_sxtb16(w), a0);
-        b0 = tb_smlad(x0, tb_sxtb16_ror8(w), b0);
+        b0 = tb_smlad(x0, raw_b ? w : tb_sxtb16_ror8(w), b0);
       }
     }
+    b0 = tb_cm4_sum_b(b0, a0, raw_b);
+    b1 = tb_cm4_sum_b(b1, a1, raw_b);
     o[c] = tb_cm4_conv_out(a0, r, flags, p);
     if (c + 1 < out_c) o[c + 1] = tb_cm4_conv_out(b0, r + 4, flags, p);
     if (nb == 2) {
@@ -681,6 +818,7 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   const int32_t npairs = k4 >> 1;
   const int32_t npix = p->out_h * out_w;
   const int32_t flags = rq[0];
+  const int raw_b = (flags & TB_CM4_RQ_RAW_B) != 0;
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
   const int is_1x1 = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                      p->pad_top == 0 && p->pad_left == 0 && (in_c & 3) == 0;
@@ -708,10 +846,12 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
 #ifdef TB_CM4_DSP
   /* the assembly loop: k-pair 0 by itself, then the other npairs - 1 in
    * sweeps of TB_CM4_CONV_STEPS steps, the first entered at step `entry` */
-  const int fast = (flags & ~TB_CM4_RQ_NO_SIGN) == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE) &&
-                   out_c >= 2;
-  const int32_t sweeps = (npairs - 1 + TB_CM4_CONV_STEPS - 1) / TB_CM4_CONV_STEPS;
-  const int32_t entry = sweeps * TB_CM4_CONV_STEPS - (npairs - 1);
+  const int fast = (flags & ~(TB_CM4_RQ_NO_SIGN | TB_CM4_RQ_RAW_B)) ==
+                   (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE) && out_c >= 2;
+  /* raw-B weights: tb_cm4_conv_pairs, else tb_cm4_conv_pairs_split */
+  const int32_t steps = raw_b ? TB_CM4_CONV_STEPS : TB_CM4_CONV_STEPS_SPLIT;
+  const int32_t sweeps = (npairs - 1 + steps - 1) / steps;
+  const int32_t entry = sweeps * steps - (npairs - 1);
 #endif
   const int32_t rec_words = npairs + TB_CM4_PAIR_RQ;   /* one channel pair's record */
   /* In place, the planner may put the output above the input: then the
@@ -727,12 +867,12 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   st.target = 0;
   st.pw_skip = 4 - 4 * entry;
   st.sweep_col = (uint32_t)col + 16u - 16u * (uint32_t)entry;
-  st.px_last = st.sweep_col + 16u * TB_CM4_CONV_STEPS * (uint32_t)(sweeps - 1) -
+  st.px_last = st.sweep_col + 16u * (uint32_t)steps * (uint32_t)(sweeps - 1) -
                ((flags & TB_CM4_RQ_NO_SIGN) ? 0u : 1u);
   st.o = output;
   st.stride = out_c;
   st.pw_end = (const uint32_t *)(const void *)filter + (out_c >> 1) * rec_words;
-  st.entry60 = 60 * entry;
+  st.entry_bytes = (raw_b ? TB_CM4_CONV_STEP_BYTES : TB_CM4_CONV_STEP_BYTES_SPLIT) * entry;
 #endif
   if (plane_w) {   /* the whole input is read here: any overlap is safe from now on */
     tb_cm4_conv_plane(p, input, plane, plane_w, plane_h);
@@ -843,7 +983,11 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
       c = (out_c >> 1) * 2;
       st.o = dst;
-      tb_cm4_conv_pairs(&st, rec);
+      if (raw_b) {
+        tb_cm4_conv_pairs(&st, rec);
+      } else {
+        tb_cm4_conv_pairs_split(&st, rec);
+      }
       rec = st.pw_end;
       if (dst != o) {
         for (q = 0; q < nb * out_c; ++q) o[q] = tail[q];
@@ -863,13 +1007,14 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = 0, acc[1][q] = 0;
       for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
         const uint32_t w = *pw++;
-        const uint32_t wa = tb_sxtb16(w), wb = tb_sxtb16_ror8(w);
+        const uint32_t wa = tb_sxtb16(w), wb = raw_b ? w : tb_sxtb16_ror8(w);
         for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
           acc[0][q] = tb_smlad(px[q], wa, acc[0][q]);
           acc[1][q] = tb_smlad(px[q], wb, acc[1][q]);
         }
       }
       for (q = 0; q < nb; ++q) {
+        acc[1][q] = tb_cm4_sum_b(acc[1][q], acc[0][q], raw_b);
         o[q * out_c] = tb_cm4_conv_out(acc[0][q], r, flags, p);
         if (c + 1 < out_c) o[q * out_c + 1] = tb_cm4_conv_out(acc[1][q], r + 4, flags, p);
       }

@@ -180,15 +180,37 @@ void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *i
 
 /* One k-pair step of the convolutions' 4 pixels x 2 channels block (the
  * general kernel's sweep and the small-K kernels' loops): k-pair k's weight
- * word, split by SXTB16 / SXTB16 ROR 8, times the column's 4 pixel words;
- * 5 loads in two pipelined runs, 2 SXTB16, 8 SMLAD. Operands: w, wa, xa, xb,
- * pw (weights), px (column), a0..a3 / b0..b3 (accumulators). */
-#define TB_CM4_CONV_STEP4(k)                                   \
+ * word times the column's 4 pixel words, channel c with its SXTB16 (bytes 0
+ * and 2), channel c+1 with the raw word (cm4_prepare.conv_raw_b: its int16
+ * halfwords are 256 * w[c+1] + w[c], so b - a is 256 times channel c+1's sum);
+ * 5 loads in two pipelined runs, 1 SXTB16, 8 SMLAD: 16 cycles per 16 MACs,
+ * 14 instructions (56 bytes). Operands: w, wa, xa, xb, pw (weights), px
+ * (column), a0..a3 / b0..b3 (accumulators). */
+/* ... and the step for weights without the raw-B form: both channels split by
+ * SXTB16 / SXTB16 ROR 8, 2 SXTB16, 17 cycles, 60 bytes. */
+#define TB_CM4_CONV_STEP4_SPLIT(k)                             \
   "ldr.w %[w], [%[pw], #(4*" #k ")]\n\t"                       \
   "ldr.w %[xa], [%[px], #(16*" #k ")]\n\t"                     \
   "ldr.w %[xb], [%[px], #(16*" #k "+4)]\n\t"                   \
   "sxtb16 %[wa], %[w]\n\t"                                     \
   "sxtb16 %[w], %[w], ror #8\n\t"                              \
+  "smlad %[a0], %[xa], %[wa], %[a0]\n\t"                       \
+  "smlad %[b0], %[xa], %[w], %[b0]\n\t"                        \
+  "smlad %[a1], %[xb], %[wa], %[a1]\n\t"                       \
+  "smlad %[b1], %[xb], %[w], %[b1]\n\t"                        \
+  "ldr.w %[xa], [%[px], #(16*" #k "+8)]\n\t"                   \
+  "ldr.w %[xb], [%[px], #(16*" #k "+12)]\n\t"                  \
+  "smlad %[a2], %[xa], %[wa], %[a2]\n\t"                       \
+  "smlad %[b2], %[xa], %[w], %[b2]\n\t"                        \
+  "smlad %[a3], %[xb], %[wa], %[a3]\n\t"                       \
+  "smlad %[b3], %[xb], %[w], %[b3]\n\t"
+#define TB_CM4_CONV_STEP_BYTES_SPLIT 60
+#define TB_CM4_CONV_STEP_BYTES 56
+#define TB_CM4_CONV_STEP4(k)                                   \
+  "ldr.w %[w], [%[pw], #(4*" #k ")]\n\t"                       \
+  "ldr.w %[xa], [%[px], #(16*" #k ")]\n\t"                     \
+  "ldr.w %[xb], [%[px], #(16*" #k "+4)]\n\t"                   \
+  "sxtb16 %[wa], %[w]\n\t"                                     \
   "smlad %[a0], %[xa], %[wa], %[a0]\n\t"                       \
   "smlad %[b0], %[xa], %[w], %[b0]\n\t"                        \
   "smlad %[a1], %[xb], %[wa], %[a1]\n\t"                       \
