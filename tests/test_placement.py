@@ -10,13 +10,15 @@ import pytest
 
 from tbtest import ROOT
 from tinybuild import linkcheck, placement, plugins
+from tinybuild.errors import TinybuildError
 
 SCONS = Path(sys.executable).with_name("scons")
 MODEL = ROOT / "models" / "kws.h5"
+AD01 = ROOT.parent / "shared" / "models" / "mlperf_tiny" / "ad01_int8.tflite"
 
 
-def _scons(build_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(SCONS), "-C", str(ROOT), "-Q", f"build_dir={build_dir}", f"model={MODEL}", *args]
+def _scons(build_dir: Path, *args: str, model: Path = MODEL) -> subprocess.CompletedProcess:
+    cmd = [str(SCONS), "-C", str(ROOT), "-Q", f"build_dir={build_dir}", f"model={model}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=1800)
 
 
@@ -61,11 +63,101 @@ def _cand(name, size, saved):
 
 def test_greedy_takes_the_most_saving_per_byte_that_fits():
     found = [_cand("big", 1000, 2000), _cand("dense", 100, 1000), _cand("thin", 500, 50)]
-    budget = 1100 + placement.MARGIN_BYTES
+    budget = {"SRAM1": 1100 + placement.MARGIN_BYTES}
     assert [c.symbol for c in placement.choose(found, budget, "ram")] == ["dense", "big"]
     # auto leaves a quarter of the free RAM (at most 16 KiB) to the application
     assert [c.symbol for c in placement.choose(found, budget, "auto")] == ["dense", "thin"]
-    assert placement.choose(found, placement.MARGIN_BYTES + 99, "ram") == []
+    assert placement.choose(found, {"SRAM1": placement.MARGIN_BYTES + 99}, "ram") == []
+    assert placement.choose(found, {}, "ram") == []
+
+
+def test_each_constant_goes_to_the_first_region_it_still_fits_in():
+    # per byte: dense 10, big 2, mid 1.5, thin 0.1; SRAM1 takes dense (100) and then has
+    # 400 left: big (1000) goes on to SRAM3, mid (300) still fits SRAM1, thin (500) SRAM3.
+    found = [_cand("big", 1000, 2000), _cand("dense", 100, 1000), _cand("thin", 500, 50),
+             _cand("mid", 300, 450)]
+    free = {"SRAM1": 500 + placement.MARGIN_BYTES, "SRAM3": 1500 + placement.MARGIN_BYTES}
+    chosen = placement.choose(found, free, "ram")
+    assert [(c.symbol, c.region) for c in chosen] == [
+        ("dense", "SRAM1"), ("big", "SRAM3"), ("mid", "SRAM1"), ("thin", "SRAM3")]
+    # one byte less in SRAM3: thin no longer fits anywhere and is left in flash
+    free["SRAM3"] -= 1
+    assert [c.symbol for c in placement.choose(found, free, "ram")] == ["dense", "big", "mid"]
+    # the order of the regions is the preference: SRAM3 first takes what fits there first
+    first3 = placement.choose(found, {"SRAM3": free["SRAM3"], "SRAM1": free["SRAM1"]}, "ram")
+    assert [(c.symbol, c.region) for c in first3][:2] == [("dense", "SRAM3"), ("big", "SRAM3")]
+
+
+def test_auto_keeps_its_reserve_in_every_region():
+    free = {"SRAM1": 100_000, "SRAM3": 8_000}
+    # a quarter of what is free, at most AUTO_RESERVE_MAX, per region
+    assert placement.budget(100_000, "auto") == 100_000 - placement.MARGIN_BYTES - 16 * 1024
+    assert placement.budget(8_000, "auto") == 8_000 - placement.MARGIN_BYTES - 2_000
+    assert placement.budget(8_000, "ram") == 8_000 - placement.MARGIN_BYTES
+    exact = [_cand("a", 100_000 - placement.MARGIN_BYTES - 16 * 1024, 10**8),
+             _cand("b", 6_000 - placement.MARGIN_BYTES, 10**5)]
+    assert [(c.symbol, c.region) for c in placement.choose(exact, free, "auto")] == [
+        ("a", "SRAM1"), ("b", "SRAM3")]
+    exact[1].bytes += 4           # one word more than SRAM3's budget
+    assert [c.symbol for c in placement.choose(exact, free, "auto")] == ["a"]
+
+
+def test_sections_are_named_for_their_region():
+    assert placement.ram_section("tb_L3_filter", "SRAM1", "SRAM1") == ".ramdata.tb_L3_filter"
+    assert placement.ram_section("tb_L3_filter", "SRAM3", "SRAM1") == ".ramdata_SRAM3.tb_L3_filter"
+
+
+def test_the_boards_offer_their_banks(targets):
+    assert placement.bank_names(targets["nucleo-l4r5zi"]) == ["SRAM3", "SRAM2"]
+    assert placement.bank_names(targets["cortex-m4"]) == ["CCMRAM"]
+    # nrf52840 links the cortex-m4 startup but its linker script has no bank; riscv has none
+    assert placement.bank_names(targets["nrf52840"]) == []
+    assert placement.bank_names(targets["riscv"]) == []
+
+
+def _board(targets, tmp_path, script_text: str, startup_text: str):
+    script, startup = tmp_path / "board.ld", tmp_path / "startup.c"
+    script.write_text(script_text)
+    startup.write_text(startup_text)
+    return dataclasses.replace(targets["nucleo-l4r5zi"], linker_script=script,
+                               startup_sources=(startup,))
+
+
+def test_a_bank_needs_a_startup_that_copies_it_and_a_ram_region(targets, tmp_path):
+    bank = "  .ramdata_SRAM3 : { *(.ramdata_SRAM3.*) } > SRAM3 AT > FLASH\n"
+    copies = "#ifdef TB_PLACE_BANKS\n/* copy */\n#endif\n"
+    assert placement.bank_names(_board(targets, tmp_path, bank, copies)) == ["SRAM3"]
+    # a startup that knows nothing of banks: the section is not offered
+    assert placement.bank_names(_board(targets, tmp_path, bank, "void f(void) {}\n")) == []
+    bad = bank.replace("SRAM3", "SRAM9")
+    with pytest.raises(TinybuildError) as err:
+        placement.bank_names(_board(targets, tmp_path, bad, copies))
+    assert "\n" not in str(err.value) and ".ramdata_SRAM9" in str(err.value)
+    assert "no RAM region SRAM9" in str(err.value)
+
+
+def _record(regions):
+    placed = [{"symbol": f"tb_L{i}_filter", "layer": i, "role": "filter", "bytes": n,
+               "cycles_saved": 10 * n, "address": 0x2000_0000 + i, "region": name}
+              for i, (name, n) in enumerate(regions) if n]
+    return {"place": "auto", "placed": placed, "ram_bytes": sum(n for _, n in regions),
+            "cycles_saved_estimate": 10 * sum(n for _, n in regions), "region": regions[0][0],
+            "free_bytes": 200_000, "memory_model": "stm32l4r5-art", "wait_states": 5,
+            "line_bytes": 8, "note": "",
+            "regions": [{"name": name, "free_bytes": 200_000, "placed_bytes": n}
+                        for name, n in regions]}
+
+
+def test_summary_and_report_name_the_region_of_each_constant():
+    one = _record([("SRAM1", 1000), ("SRAM3", 0)])
+    assert placement.summary_line(one).endswith("1,000 B to SRAM1 (est. 10,000 flash wait cycles saved)")
+    two = _record([("SRAM1", 173_456), ("SRAM3", 98_304), ("SRAM2", 0)])
+    line = placement.summary_line(two)
+    assert "271,760 B to SRAM1 173,456 B + SRAM3 98,304 B (est." in line and "SRAM2" not in line
+    md = "\n".join(placement.markdown(two))
+    assert "| 0 | tb_L0_filter | 173,456 | SRAM1 | 0x20000000 |" in md
+    assert "| 1 | tb_L1_filter | 98,304 | SRAM3 | 0x20000001 |" in md
+    assert "SRAM2 0 of 200,000 B" in md
 
 
 def test_unknown_place_is_one_line(tmp_path):
@@ -162,14 +254,14 @@ def test_no_ram_left_places_nothing_and_says_so(builds, targets):
     """The same firmware on a board whose .data region it already fills."""
     tdir, _ = builds["cortex-m4", "flash"]
     target = targets["cortex-m4"]
-    region, free = placement.data_region(tdir / "firmware.elf", target)
-    full = dataclasses.replace(region, length=region.length - free)
-    tight = dataclasses.replace(target, memory=tuple(full if r.name == region.name else r
-                                                     for r in target.memory))
+    free = placement.ram_regions(tdir / "firmware.elf", target)
+    assert list(free) == ["RAM", "CCMRAM"] and free["CCMRAM"] == 64 * 1024
+    tight = dataclasses.replace(target, memory=tuple(
+        dataclasses.replace(r, length=r.length - free.get(r.name, 0)) for r in target.memory))
     plan = json.loads((tdir / "plan.json").read_text())
     record, chosen = placement.decide(tdir / "firmware.elf", tight, "auto", plan)
     assert chosen == [] and record["placed"] == [] and record["free_bytes"] == 0
-    assert record["note"].startswith("no RAM left for constants: 0 B free in RAM")
+    assert record["note"].startswith("no RAM left for constants: 0 B free in RAM, 0 B free in CCMRAM")
     line = placement.summary_line(record)
     assert "nothing placed" in line and "\n" not in line
     # the roomy board does place something
@@ -187,3 +279,53 @@ def test_a_board_without_ramdata_in_its_linker_script_places_nothing(builds, tar
     record, chosen = placement.decide(tdir / "firmware.elf", old, "ram",
                                       json.loads((tdir / "plan.json").read_text()))
     assert chosen == [] and "linker script has no .ramdata section: nothing placed" in record["note"]
+
+
+# -- several RAM banks: MLPerf Tiny AD01's 270 KB of weights outgrow SRAM1 --------------
+
+
+@pytest.fixture(scope="module")
+def ad01_builds(tmp_path_factory):
+    if not AD01.exists():
+        pytest.skip(f"{AD01} is not here (the shared MLPerf Tiny models)")
+    root = tmp_path_factory.mktemp("banks")
+    out = {}
+    for target, place in (("nucleo-l4r5zi", "flash"), ("nucleo-l4r5zi", "auto"), ("cortex-m4", "auto")):
+        proc = _scons(root, f"target={target}", f"place={place}", "inputs=2", model=AD01)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out[target, place] = (root / target / f"ad01_int8{placement.variant_suffix(place)}", proc.stdout)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board, bank", [("nucleo-l4r5zi", "SRAM3"), ("cortex-m4", "CCMRAM")])
+def test_constants_beyond_the_data_region_go_to_the_next_bank(ad01_builds, targets, board, bank):
+    tdir, stdout = ad01_builds[board, "auto"]
+    target, elf = targets[board], tdir / "firmware.elf"
+    report = json.loads((tdir / "report.json").read_text())
+    assert report["validation"]["match"]         # the startup copied every bank from flash
+    record = json.loads((tdir / "placement.json").read_text())
+    used = {r["name"]: r["placed_bytes"] for r in record["regions"] if r["placed_bytes"]}
+    assert set(used) == {record["region"], bank}
+    sections, symbols = _sections(elf), _symbols(elf)
+    bank_at, bank_size, bank_bytes = sections[f".ramdata_{bank}"]
+    assert target.region_of(bank_at).name == bank
+    for p in record["placed"]:
+        address, size = symbols[p["symbol"]]
+        assert target.region_of(address).name == p["region"] and address == p["address"]
+        if p["region"] == bank:                  # in the bank's section, its bytes from flash
+            assert bank_at <= address and address + size <= bank_at + bank_size
+    assert sum(p["bytes"] for p in record["placed"] if p["region"] == bank) == used[bank]
+    assert f"{record['region']} {used[record['region']]:,} B + {bank} {used[bank]:,} B" in stdout
+    assert f"| {bank} |" in (tdir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_bank_takes_the_flash_wait_that_was_left(ad01_builds):
+    flash, auto = (json.loads((ad01_builds["nucleo-l4r5zi", p][0] / "report.json").read_text())
+                   for p in ("flash", "auto"))
+    assert auto["inference"]["instructions"] == flash["inference"]["instructions"]
+    core = lambda r: r["inference"]["cycles"] - r["inference"]["memory_cycles"]  # noqa: E731
+    assert core(auto) == core(flash)
+    # every weight of AD01 now in SRAM: the flash wait left is instruction fetches only
+    assert auto["inference"]["memory_cycles"] < flash["inference"]["memory_cycles"] / 20

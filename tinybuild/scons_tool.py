@@ -463,7 +463,8 @@ def remove_stale(targets: list[Path], downstream: list[Path], keep_named_in: str
 RESULT_FILES = {
     "codegen": ("model.c", "model.h", "plan.json", "arena.svg"),
     "cc": ("model.o",),
-    "link": ("firmware.elf", "firmware.map", "placement.json", "model.placed.o"),  # the last two: place=
+    "link": ("firmware.elf", "firmware.map", "placement.json", "model.placed.o",  # the last three: place=
+             "startup.placed.o"),
     "image": ("firmware.bin", "firmware.hex"),
     "size": ("size.json",),
     "simulate": ("run.json",),

@@ -28,9 +28,25 @@ void Default_Handler(void);
 
 #define CPACR (*(volatile uint32_t *)0xE000ED88u)
 
+#ifdef TB_PLACE_BANKS
+/* place=auto|ram with constants beyond SRAM (docs/placement.md): the linker
+ * script's .ramdata_CCMRAM, copied from flash like .data. tinybuild/placement.py
+ * compiles this file again with -DTB_PLACE_BANKS for such a firmware only, so
+ * every other one (nrf52840's too) stays byte for byte as it was. */
+extern uint32_t __ramdata_CCMRAM_load, __ramdata_CCMRAM_start, __ramdata_CCMRAM_end;
+
+static void copy_ramdata_banks(void) {
+  const uint32_t *src = &__ramdata_CCMRAM_load;
+  for (uint32_t *dst = &__ramdata_CCMRAM_start; dst < &__ramdata_CCMRAM_end;) *dst++ = *src++;
+}
+#endif
+
 __attribute__((noreturn)) void Reset_Handler(void) {
   uint32_t *src = &_sidata;
   for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
+#ifdef TB_PLACE_BANKS
+  copy_ramdata_banks();
+#endif
   for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
 #if defined(__ARM_FP)
   CPACR |= (0xFu << 20);

@@ -14,9 +14,33 @@ void Default_Handler(void);
 
 #define CPACR (*(volatile uint32_t *)0xE000ED88u)
 
+#ifdef TB_PLACE_BANKS
+/* place=auto|ram with constants beyond SRAM1 (docs/placement.md): the linker
+ * script's .ramdata_SRAM3 (after the arena) and .ramdata_SRAM2 (above the
+ * stack), copied from flash like .data. tinybuild/placement.py compiles this
+ * file again with -DTB_PLACE_BANKS for such a firmware only, so every other
+ * one stays byte for byte as it was. */
+extern uint32_t __ramdata_SRAM3_load, __ramdata_SRAM3_start, __ramdata_SRAM3_end;
+extern uint32_t __ramdata_SRAM2_load, __ramdata_SRAM2_start, __ramdata_SRAM2_end;
+
+static void copy_ramdata_banks(void) {
+  static const struct { const uint32_t *load; uint32_t *start, *end; } banks[] = {
+      {&__ramdata_SRAM3_load, &__ramdata_SRAM3_start, &__ramdata_SRAM3_end},
+      {&__ramdata_SRAM2_load, &__ramdata_SRAM2_start, &__ramdata_SRAM2_end},
+  };
+  for (uint32_t b = 0; b < sizeof banks / sizeof banks[0]; ++b) {
+    const uint32_t *src = banks[b].load;
+    for (uint32_t *dst = banks[b].start; dst < banks[b].end;) *dst++ = *src++;
+  }
+}
+#endif
+
 __attribute__((noreturn)) void Reset_Handler(void) {
   uint32_t *src = &_sidata;
   for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
+#ifdef TB_PLACE_BANKS
+  copy_ramdata_banks();
+#endif
   for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
 #if defined(__ARM_FP)
   CPACR |= (0xFu << 20);
