@@ -177,3 +177,49 @@ def test_plane_kernel_in_the_simulator_matches_reference(tmp_path, impl):
     rows = run_firmware(cases, tmp_path)
     for (ref_layer, _, _, delta), (ref, got, _, _) in zip(cases, rows):
         assert_same(ref, got, f"{ref_layer.shape} in place {delta}")
+
+
+# one channel at a time (groups 1): in_c not a multiple of 4, or 4 planes over the
+# scratch budget (VWW's 48x48x8 and 48x48x16); widths of every residue mod 8 after an
+# odd first position (SAME stride 1: pad column 1) or an even one (VALID; SAME stride 2
+# on an even width: no pad column), both strides
+ONE_CHANNEL_SHAPES = [(5, 17, 3, 1, "SAME"), (6, 18, 1, 2, "SAME"), (4, 19, 2, 1, "VALID"),
+                      (7, 20, 3, 2, "SAME"), (3, 21, 1, 1, "SAME"), (5, 22, 2, 2, "VALID"),
+                      (4, 23, 3, 1, "VALID"), (6, 24, 1, 2, "SAME"), (9, 9, 3, 1, "SAME"),
+                      (40, 40, 4, 1, "SAME"), (48, 48, 8, 2, "SAME")]
+
+
+def groups_of(opt) -> int:
+    header = next(k for k in opt.consts if k.role == "rq").values[:4]
+    return (int(header[3]) >> 8) & 0xFF
+
+
+def test_one_channel_copy_is_taken_where_4_planes_do_not_fit(impl):
+    """The 4-channel copy needs 4 planes of scratch: over the budget (VWW's 48x48
+    layers) or for in_c not a multiple of 4 the kernel copies one channel at a time
+    (tb_cm4_dw_gather1_rows)."""
+    rng = np.random.default_rng(3)
+    for (h, w, c, s), expect in [((48, 48, 8, 1), 1), ((48, 48, 16, 2), 1), ((24, 24, 32, 1), 4),
+                                 ((9, 9, 3, 1), 1), ((12, 12, 8, 2), 4)]:
+        layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, stride=(s, s),
+                                  padding="SAME", in_zp=-128, out_zp=-128, activation="RELU")
+        assert groups_of(prepared(layer, impl)) == expect, (h, w, c, s)
+
+
+@pytest.mark.slow
+def test_one_channel_copy_in_the_simulator_matches_reference(tmp_path, impl):
+    """The one-channel copy's assembly (8 values per pass, then 4, 2, 1; an odd
+    first position alone) on rows of every length mod 8, both strides, in place."""
+    rng = np.random.default_rng(12)
+    cases = []
+    for h, w, c, s, padding in ONE_CHANNEL_SHAPES:
+        layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
+                                  stride=(s, s), padding=padding, in_zp=5, out_zp=-128,
+                                  activation="RELU")
+        x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
+        opt = prepared(layer, impl)
+        assert groups_of(opt) == 1, (h, w, c, s)
+        cases += [(reference(layer), opt, [x], None), (reference(layer), opt, [x], 0)]
+    rows = run_firmware(cases, tmp_path)
+    for (ref_layer, _, _, delta), (ref, got, _, _) in zip(cases, rows):
+        assert_same(ref, got, f"{ref_layer.shape} in place {delta}")
