@@ -665,7 +665,7 @@ static int8_t tb_cm4_conv_out(int32_t sum, const int32_t *r4, int32_t flags,
 #ifdef TB_CM4_DSP
 /* One pixel (column slot 0, a word every 16 bytes) times one channel pair
  * whose weights are raw-B words (TB_CM4_CONV_STEP4), n8 groups of 8 k-pairs:
- * per 2 k-pairs one run of 4 loads (5 cycles), 2 SXTB16 and 4 SMLAD; GCC
+ * per 2 k-pairs one run of 4 loads (5 cycles), 2 SXTB16 (4 for split words) and 4 SMLAD; GCC
  * spreads the loads of the C loop apart, where each costs 2 cycles instead of 1. */
 #define TB_CM4_DOT1_2(i)                                      \
   "ldr.w %[w0], [%[pw], #(8*" #i ")]\n\t"                     \
@@ -679,23 +679,46 @@ static int8_t tb_cm4_conv_out(int32_t sum, const int32_t *r4, int32_t flags,
   "smlad %[a], %[x1], %[t], %[a]\n\t"                        \
   "smlad %[b], %[x1], %[w1], %[b]\n\t"
 
+/* ... and for split weight words: SXTB16 / SXTB16 ROR 8 per word */
+#define TB_CM4_DOT1_2_SPLIT(i)                                \
+  "ldr.w %[w0], [%[pw], #(8*" #i ")]\n\t"                     \
+  "ldr.w %[w1], [%[pw], #(8*" #i "+4)]\n\t"                   \
+  "ldr.w %[x0], [%[px], #(32*" #i ")]\n\t"                    \
+  "ldr.w %[x1], [%[px], #(32*" #i "+16)]\n\t"                 \
+  "sxtb16 %[t], %[w0]\n\t"                                   \
+  "smlad %[a], %[x0], %[t], %[a]\n\t"                        \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"                          \
+  "smlad %[b], %[x0], %[w0], %[b]\n\t"                       \
+  "sxtb16 %[t], %[w1]\n\t"                                   \
+  "smlad %[a], %[x1], %[t], %[a]\n\t"                        \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"                          \
+  "smlad %[b], %[x1], %[w1], %[b]\n\t"
+
+#define TB_CM4_DOT1_LOOP(STEP)                                                                \
+  __asm__ volatile(                                                                          \
+      "1:\n\t"                                                                               \
+      STEP(0) STEP(1) STEP(2) STEP(3)                                                        \
+      "add %[pw], %[pw], #32\n\t"                                                            \
+      "add %[px], %[px], #128\n\t"                                                           \
+      "subs %[n], %[n], #1\n\t"                                                              \
+      "bne 1b\n\t"                                                                           \
+      : [a] "+r"(a), [b] "+r"(b), [pw] "+r"(pw), [px] "+r"(px), [n] "+r"(n8), [w0] "=&r"(w0), \
+        [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1), [t] "=&r"(t)                         \
+      :                                                                                      \
+      : "cc", "memory")
+
 static inline __attribute__((always_inline)) void tb_cm4_dot1(const uint32_t **ppx,
                                                              const uint32_t **ppw, int32_t n8,
-                                                             int32_t *pa, int32_t *pb) {
+                                                             int32_t *pa, int32_t *pb,
+                                                             int raw_b) {
   const uint32_t *px = *ppx, *pw = *ppw;
   int32_t a = *pa, b = *pb;
   uint32_t w0, w1, x0, x1, t;
-  __asm__ volatile(
-      "1:\n\t"
-      TB_CM4_DOT1_2(0) TB_CM4_DOT1_2(1) TB_CM4_DOT1_2(2) TB_CM4_DOT1_2(3)
-      "add %[pw], %[pw], #32\n\t"
-      "add %[px], %[px], #128\n\t"
-      "subs %[n], %[n], #1\n\t"
-      "bne 1b\n\t"
-      : [a] "+r"(a), [b] "+r"(b), [pw] "+r"(pw), [px] "+r"(px), [n] "+r"(n8), [w0] "=&r"(w0),
-        [w1] "=&r"(w1), [x0] "=&r"(x0), [x1] "=&r"(x1), [t] "=&r"(t)
-      :
-      : "cc", "memory");
+  if (raw_b) {
+    TB_CM4_DOT1_LOOP(TB_CM4_DOT1_2);
+  } else {
+    TB_CM4_DOT1_LOOP(TB_CM4_DOT1_2_SPLIT);
+  }
   *ppx = px, *ppw = pw, *pa = a, *pb = b;
 }
 #endif
@@ -706,16 +729,34 @@ TB_INLINE int32_t tb_cm4_sum_b(int32_t b, int32_t a, int raw_b) {
   return raw_b ? tb_asr((int32_t)((uint32_t)b - (uint32_t)a), 8) : b;
 }
 
+/* The C path's sums of one channel pair for the 4 pixels of the column (the
+ * requantization other than the fast full-range form): raw_b a constant once
+ * inlined, so each weight form has its own loop. */
+TB_INLINE void tb_cm4_pair_sums(const uint32_t *px, const uint32_t *pw, int32_t npairs,
+                                const int raw_b, int32_t acc[2][TB_CM4_CONV_BLOCK]) {
+  int32_t j, q;
+  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = 0, acc[1][q] = 0;
+  for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
+    const uint32_t w = *pw++;
+    const uint32_t wa = tb_sxtb16(w), wb = raw_b ? w : tb_sxtb16_ror8(w);
+    for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+      acc[0][q] = tb_smlad(px[q], wa, acc[0][q]);
+      acc[1][q] = tb_smlad(px[q], wb, acc[1][q]);
+    }
+  }
+  if (raw_b) {
+    for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[1][q] = tb_cm4_sum_b(acc[1][q], acc[0][q], 1);
+  }
+}
+
+
 /* All channels of 1 or 2 pixels (slots 0 and 1 of the column): per k-pair one
  * weight word, one or two SXTB16 and 2 * nb SMLADs (1 pixel on the Cortex-M4,
  * raw-B weights: whole groups of 8 k-pairs in tb_cm4_dot1). rec: the first
  * pair's record. */
-static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32_t nb,
-                                                      int32_t npairs, const uint32_t *rec,
-                                                      const tb_conv_params *p, int32_t flags,
-                                                      int8_t *o) {
+TB_INLINE void tb_cm4_few(const uint32_t *col, int32_t nb, int32_t npairs, const uint32_t *rec,
+                          const tb_conv_params *p, int32_t flags, int8_t *o, const int raw_b) {
   const int32_t out_c = p->out_c;
-  const int raw_b = (flags & TB_CM4_RQ_RAW_B) != 0;
   int32_t c, j;
   for (c = 0; c < out_c; c += 2, rec += npairs + TB_CM4_PAIR_RQ) {
     const uint32_t *px = col, *pw = rec;
@@ -733,8 +774,8 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
     } else {
       j = 0;
 #ifdef TB_CM4_DSP
-      if (npairs >= 8 && raw_b) {
-        tb_cm4_dot1(&px, &pw, npairs >> 3, &a0, &b0);
+      if (npairs >= 8) {
+        tb_cm4_dot1(&px, &pw, npairs >> 3, &a0, &b0, raw_b);
         j = npairs & ~7;
       }
 #endif
@@ -752,6 +793,18 @@ static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32
       o[out_c + c] = tb_cm4_conv_out(a1, r, flags, p);
       if (c + 1 < out_c) o[out_c + c + 1] = tb_cm4_conv_out(b1, r + 4, flags, p);
     }
+  }
+}
+
+/* raw_b a constant in each copy: no per-step test */
+static __attribute__((noinline)) void tb_cm4_conv_few(const uint32_t *col, int32_t nb,
+                                                      int32_t npairs, const uint32_t *rec,
+                                                      const tb_conv_params *p, int32_t flags,
+                                                      int8_t *o) {
+  if (flags & TB_CM4_RQ_RAW_B) {
+    tb_cm4_few(col, nb, npairs, rec, p, flags, o, 1);
+  } else {
+    tb_cm4_few(col, nb, npairs, rec, p, flags, o, 0);
   }
 }
 
@@ -1003,18 +1056,21 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
     for (; c < out_c; c += 2, rec += rec_words, o += 2) {
       const uint32_t *px = col, *pw = rec;
       const int32_t *r = (const int32_t *)(const void *)(rec + npairs);
-      int32_t acc[2][TB_CM4_CONV_BLOCK], j;
-      for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = 0, acc[1][q] = 0;
-      for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK) {
-        const uint32_t w = *pw++;
-        const uint32_t wa = tb_sxtb16(w), wb = raw_b ? w : tb_sxtb16_ror8(w);
-        for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
-          acc[0][q] = tb_smlad(px[q], wa, acc[0][q]);
-          acc[1][q] = tb_smlad(px[q], wb, acc[1][q]);
-        }
+      int32_t acc[2][TB_CM4_CONV_BLOCK];
+#ifdef TB_CM4_DSP
+      /* On the Cortex-M4 a raw-B layer comes here only for its last channel
+       * when C_out is odd (the assembly loop took the pairs; the build gives
+       * the raw-B form only to layers that loop takes): channel c+1 is the
+       * zero padding, never stored, so the split extraction serves both forms. */
+      tb_cm4_pair_sums(px, pw, npairs, 0, acc);
+#else
+      if (raw_b) {
+        tb_cm4_pair_sums(px, pw, npairs, 1, acc);
+      } else {
+        tb_cm4_pair_sums(px, pw, npairs, 0, acc);
       }
+#endif
       for (q = 0; q < nb; ++q) {
-        acc[1][q] = tb_cm4_sum_b(acc[1][q], acc[0][q], raw_b);
         o[q * out_c] = tb_cm4_conv_out(acc[0][q], r, flags, p);
         if (c + 1 < out_c) o[q * out_c + 1] = tb_cm4_conv_out(acc[1][q], r + 4, flags, p);
       }

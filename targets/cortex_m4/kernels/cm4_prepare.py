@@ -214,7 +214,10 @@ def prepare_conv(layer: Layer) -> Layer:
     if conv_no_sign(flags, triples, p["output_offset"]):
         flags |= RQ_NO_SIGN
         notes = notes + ["zero point -128, full range: the sign term is left out"]
-    raw_b = conv_raw_b(w, out_c, _max_abs_input(p["input_offset"]))
+    # the raw-B form for the assembly loops only (fast form, full int8 range): on the
+    # C path its per-output correction costs more than the SXTB16s it saves at small K
+    raw_b = (flags & ~RQ_NO_SIGN) == RQ_FAST | RQ_FULLRANGE and \
+        conv_raw_b(w, out_c, _max_abs_input(p["input_offset"]))
     if raw_b:
         flags |= RQ_RAW_B
         notes = notes + ["odd channels' weights stored as w[c+1] - (w[c] < 0): their sums "
