@@ -186,7 +186,10 @@ def test_plane_kernel_in_the_simulator_matches_reference(tmp_path, impl):
 ONE_CHANNEL_SHAPES = [(5, 17, 3, 1, "SAME"), (6, 18, 1, 2, "SAME"), (4, 19, 2, 1, "VALID"),
                       (7, 20, 3, 2, "SAME"), (3, 21, 1, 1, "SAME"), (5, 22, 2, 2, "VALID"),
                       (4, 23, 3, 1, "VALID"), (6, 24, 1, 2, "SAME"), (9, 9, 3, 1, "SAME"),
-                      (40, 40, 4, 1, "SAME"), (48, 48, 8, 2, "SAME")]
+                      (40, 40, 4, 1, "SAME"), (48, 48, 8, 2, "SAME"),
+                      # stride-2 rows over DW_SUMS slots, swept in pieces of 16: a last piece of
+                      # 1 slot (257 = 16 * 16 + 1) and of 15 (7 two-slot steps and one single)
+                      (3, 513, 1, 2, "SAME"), (4, 541, 2, 2, "SAME")]
 
 
 def groups_of(opt) -> int:
@@ -209,7 +212,8 @@ def test_one_channel_copy_is_taken_where_4_planes_do_not_fit(impl):
 @pytest.mark.slow
 def test_one_channel_copy_in_the_simulator_matches_reference(tmp_path, impl):
     """The one-channel copy's assembly (8 values per pass, then 4, 2, 1; an odd
-    first position alone) on rows of every length mod 8, both strides, in place."""
+    first position alone) on rows of every length mod 8, both strides, in place;
+    the stride-2 sweep's two-slot steps with an odd slot count and a single slot."""
     rng = np.random.default_rng(12)
     cases = []
     for h, w, c, s, padding in ONE_CHANNEL_SHAPES:
