@@ -111,6 +111,9 @@ def plane_cycles(p: dict) -> float | None:
     if path == DW_3X3S1:
         return p["in_c"] * (499 + 11.1 * (in_px + out_px))
     if path == DW_3X3S2:
+        # fitted before the two-slot stride-2 step and the one-channel copy: now up to 8.4%
+        # above the plane kernel's cycles on VWW's layers; the choice still picks the faster
+        # kernel on every stride-2 shape measured with both (docs/kernels.md)
         return p["in_c"] * (528 + 8.57 * in_px + 2.14 * out_px)
     return None
 
