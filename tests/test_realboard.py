@@ -6,9 +6,11 @@ nrf52840 and esp32c3 (Unicorn with the boards' UART, clock and watchdog
 register model) and mps2-an386 (QEMU's own CMSDK UART), and check the printed
 line against TFLite's reference bytes for the built-in input. The fast ones
 check the register models, the ESP32-C3's emulated performance-counter CSRs,
-the line parser, each flasher's command line (pyOCD run for real, with no
+its 160 MHz clock sequence (tb_uart_esp32c3.c compiled and its tb_board_init run
+in Unicorn: every clock write and ROM call, in order) and ROM stubs, the line parser, each flasher's command line (pyOCD run for real, with no
 probe attached) and the one-line refusals.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -161,6 +163,146 @@ def test_esp32c3_other_traps_stay_cpu_exceptions():
         with pytest.raises(U.UcError) as exc:
             run_rv32(rv32_program(insn))
         assert exc.value.errno == U.UC_ERR_EXCEPTION
+
+
+# -- ESP32-C3: 160 MHz from the BBPLL, run from the real tb_uart_esp32c3.c ----------------------
+
+ESP32C3_START = """
+    .globl _start
+_start:
+    li sp, 0x3000
+    call tb_board_init
+    .globl tb_done
+tb_done:
+    ebreak
+"""
+
+
+@pytest.fixture(scope="module")
+def esp32c3_board_init(tmp_path_factory):
+    """tb_uart_esp32c3.c compiled and linked at 0x1000 behind a _start that
+    calls tb_board_init: (code, entry, the address it returns to)."""
+    gcc = shutil.which("riscv64-unknown-elf-gcc")
+    if gcc is None:
+        pytest.skip("riscv64-unknown-elf-gcc not installed")
+    tmp = tmp_path_factory.mktemp("c3init")
+    (tmp / "start.S").write_text(ESP32C3_START)
+    elf, arch = tmp / "init.elf", ["-march=rv32imc", "-mabi=ilp32"]
+    subprocess.run([gcc, *arch, "--specs=picolibc.specs", "-O2", "-Wall", "-Wextra", "-Werror",
+                    f"-I{realboard.RUNTIME_DIR}", "-c", str(realboard.RUNTIME_DIR / "tb_uart_esp32c3.c"),
+                    "-o", str(tmp / "init.o")], check=True)
+    subprocess.run([gcc, *arch, "-nostdlib", "-Wl,-Ttext=0x1000", str(tmp / "start.S"),
+                    str(tmp / "init.o"), "-o", str(elf)], check=True)
+    from elftools.elf.elffile import ELFFile
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        text = e.get_section_by_name(".text")
+        code, base = text.data(), text["sh_addr"]
+        done = e.get_section_by_name(".symtab").get_symbol_by_name("tb_done")[0]["st_value"]
+    return code, base, done
+
+
+def run_board_init(board_init, model=realboard.ESP32C3.uart, count=0):
+    """Run tb_board_init in Unicorn with ``model``; the register and ROM trace."""
+    import unicorn as U
+    code, base, done = board_init
+    uc = U.Uc(U.UC_ARCH_RISCV, U.UC_MODE_RISCV32)
+    uc.mem_map(0x1000, 0x2000)
+    uc.mem_write(base, code)
+    trace = []
+    console = realboard.attach_uart(uc, model, lambda: 0, trace)
+    uc.emu_start(base, done, count=count)
+    return trace, console
+
+
+SYSCLK_CONF, CPU_PER_CONF, OPTIONS0 = 0x600C0058, 0x600C0008, 0x60008000
+ANA_CONF0, ANA_CONFIG, UART_CLK_CONF = 0x6000E040, 0x6000E044, 0x60000078
+
+
+def writes_to(trace, address):
+    return [value for kind, a, value in trace if kind == "write" and a == address]
+
+
+def test_esp32c3_clock_goes_to_160mhz_the_way_esp_idf_does(esp32c3_board_init):
+    trace, console = run_board_init(esp32c3_board_init)
+    # The sequence, in order, as ESP-IDF's rtc_clk_init()/rtc_clk_cpu_freq_set_config(160) does it.
+    steps = [(kind, a) for kind, a, _ in trace if kind in ("write", "rom")
+             and a in (ANA_CONFIG, UART_CLK_CONF, OPTIONS0, CPU_PER_CONF, ANA_CONF0, SYSCLK_CONF,
+                       "rom_i2c_writeReg", "rom_i2c_writeReg_Mask")]
+    first = {}
+    for i, step in enumerate(steps):
+        first.setdefault(step[1], i)
+    assert (first[ANA_CONFIG] < first[UART_CLK_CONF] < first[OPTIONS0] < first[CPU_PER_CONF]
+            < first[ANA_CONF0] < first["rom_i2c_writeReg"] < first[SYSCLK_CONF])
+    assert steps[-3:] == [("write", CPU_PER_CONF), ("write", SYSCLK_CONF), ("write", SYSCLK_CONF)]
+    # Internal I2C: every slave off (regi2c reset), then the BBPLL's on.
+    assert writes_to(trace, ANA_CONFIG) == [0x3FF00, 0x1FF00]
+    # UART0 stays on XTAL (SCLK_SEL 3), everything else in CLK_CONF as it was.
+    assert writes_to(trace, UART_CLK_CONF) == [0x03701000]
+    # BBPLL powered: BB_I2C_FORCE_PD, BBPLL_I2C_FORCE_PD, BBPLL_FORCE_PD cleared.
+    assert writes_to(trace, OPTIONS0)[-1] & ((1 << 6) | (1 << 8) | (1 << 10)) == 0
+    assert writes_to(trace, OPTIONS0)[-1] | 0x540 == 0x1C00A540
+    # PLL_FREQ_SEL = 480 MHz, then CPUPERIOD_SEL = 1 (160 MHz).
+    assert writes_to(trace, CPU_PER_CONF) == [0x0C, 0x0D]
+    # Calibration start: STOP_FORCE_HIGH (bit 2) cleared, then STOP_FORCE_LOW (bit 3) set.
+    assert writes_to(trace, ANA_CONF0) == [0x0, 0x8]
+    # PRE_DIV_CNT = 0 (divider 1), then SOC_CLK_SEL = 1 (PLL).
+    assert writes_to(trace, SYSCLK_CONF) == [0x000, 0x400]
+    # The BBPLL's registers for a 40 MHz crystal and 480 MHz (clk_ll_bbpll_set_config).
+    assert console.rom_calls == [
+        ("rom_i2c_writeReg", (0x66, 0, 4, 0x6B)),             # MODE_HF
+        ("rom_i2c_writeReg", (0x66, 0, 2, 0x50)),             # DCHGP 5, REF_DIV 0
+        ("rom_i2c_writeReg", (0x66, 0, 3, 8)),                # DIV_7_0
+        ("rom_i2c_writeReg_Mask", (0x66, 0, 5, 2, 0, 0)),     # DR1
+        ("rom_i2c_writeReg_Mask", (0x66, 0, 5, 6, 4, 0)),     # DR3
+        ("rom_i2c_writeReg", (0x66, 0, 6, 0x93)),             # DLREF 2, DHREF 1, DCUR 3
+        ("rom_i2c_writeReg_Mask", (0x66, 0, 9, 1, 0, 2)),     # VCO_DBIAS
+        ("rom_i2c_writeReg_Mask", (0x66, 0, 6, 5, 4, 2)),     # DHREF_SEL
+        ("rom_i2c_writeReg_Mask", (0x66, 0, 6, 7, 6, 1))]     # DLREF_SEL
+    assert bbpll_registers(console.rom_calls) == {4: 0x6B, 2: 0x50, 3: 0x08, 5: 0x00, 6: 0x63,
+                                                  9: 0x02}
+    # The watchdogs are still stopped first.
+    assert trace[0] == ("write", 0x600080A8, 0x50D83AA1)
+
+
+def bbpll_registers(calls) -> dict:
+    """The BBPLL register bytes the ROM calls leave (from zero)."""
+    regs = {}
+    for name, args in calls:
+        if name == "rom_i2c_writeReg":
+            regs[args[2]] = args[3]
+        else:
+            reg, msb, lsb, value = args[2:]
+            mask = ((1 << (msb - lsb + 1)) - 1) << lsb
+            regs[reg] = (regs.get(reg, 0) & ~mask) | ((value << lsb) & mask)
+    return regs
+
+
+def test_esp32c3_switches_no_clock_while_the_uart_still_sends(esp32c3_board_init):
+    """UART0's TX state machine busy (ST_UTX_OUT != 0): the firmware waits
+    before touching UART_CLK_CONF or the PLL."""
+    busy = dataclasses.replace(realboard.ESP32C3.uart,
+                               resets=(*realboard.ESP32C3.uart.resets, (0x6000006C, 0x10)))
+    trace, console = run_board_init(esp32c3_board_init, busy, count=3000)
+    assert ("read", 0x6000006C, 0x10) in trace
+    assert not writes_to(trace, UART_CLK_CONF) and not writes_to(trace, SYSCLK_CONF)
+    assert console.rom_calls == []
+    trace, _ = run_board_init(esp32c3_board_init)
+    reads = [i for i, (kind, a, v) in enumerate(trace) if kind == "read" and a == 0x6000006C]
+    assert reads and reads[-1] < trace.index(("write", UART_CLK_CONF, 0x03701000))
+
+
+def test_esp32c3_rom_stub_returns_and_records_only_its_entry_points():
+    code = rv32_program(
+        0x40002537,                       # lui a0, 0x40002
+        0x96050513,                       # addi a0, a0, -1696: 0x40001960 (writeReg_Mask)
+        0x00A00593,                       # li a1, 10 ... passed as a1
+        0x000500E7,                       # jalr ra, 0(a0)
+        0x00B00613,                       # li a2, 11: runs after the stub returned
+    )
+    uc, console, x = run_rv32(code)
+    assert x(12) == 11
+    assert console.rom_calls == [("rom_i2c_writeReg_Mask", (0x40001960, 10, 0, 0, 0, 0))]
 
 
 def test_a_byte_of_a_ready_register_is_its_own_byte():

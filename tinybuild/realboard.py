@@ -72,6 +72,23 @@ class UartModel:
     # simulator's cycle count, as ``cycle_counter`` does for memory.
     csrs: tuple[int, ...] = ()
     cycle_csr: int = 0
+    # (address, value) of registers whose reset value the firmware reads
+    # back (read-modify-write): what they hold before the first write.
+    resets: tuple[tuple[int, int], ...] = ()
+    # ROM functions the firmware calls (they are not in the ELF): each entry
+    # point returns at once; the call and its arguments are recorded.
+    rom: tuple["RomFunction", ...] = ()
+
+
+@dataclass(frozen=True)
+class RomFunction:
+    """A chip ROM function as the simulator models it: a ``ret`` at
+    ``address``; a call records ``name`` and its first ``args`` argument
+    registers (a0...)."""
+
+    name: str
+    address: int
+    args: int
 
 
 @dataclass(frozen=True)
@@ -160,15 +177,25 @@ NRF52840 = RealBoard(
 
 ESP32C3 = RealBoard(
     sources=(RUNTIME_DIR / "tb_uart_esp32c3.c",),
-    console="UART0 TX on GPIO21 (the DevKit's USB-UART bridge), 115200 8N1 as the ROM set it up",
-    clock="left at the ROM bootloader's 40 MHz crystal clock (160 MHz needs the BBPLL calibrated "
-          "over the internal I2C bus: not done); RTC, timer group 0/1 watchdogs stopped, super "
-          "watchdog auto-fed (ESP32-C3 TRM, Watchdog Timers)",
+    console="UART0 TX on GPIO21 (the DevKit's USB-UART bridge), 115200 8N1 as the ROM set it up "
+            "(clocked from XTAL, so the PLL switch leaves the baud alone)",
+    clock="XTAL 40 MHz -> BBPLL 480 MHz (configured over the internal I2C bus through the ROM's "
+          "rom_i2c_writeReg/_Mask, as ESP-IDF's rtc_clk.c does) -> CPU 160 MHz, APB 80 MHz; RTC, "
+          "timer group 0/1 watchdogs stopped, super watchdog auto-fed (ESP32-C3 TRM, Watchdog Timers)",
     uart=UartModel(
         data=0x6000_0000,                                        # UART_FIFO_REG
-        pages=(0x6000_0000, 0x6000_8000, 0x6001_F000, 0x6002_0000),  # UART0, RTC_CNTL, TIMG0/1
+        # UART0, RTC_CNTL, I2C_MST/ANA_CONFIG, TIMG0/1, SYSTEM
+        pages=(0x6000_0000, 0x6000_8000, 0x6000_E000, 0x6001_F000, 0x6002_0000, 0x600C_0000),
         csrs=(0x7E0, 0x7E1, 0x7E2),                              # mpcer, mpcmr, mpccr
-        cycle_csr=0x7E2))
+        cycle_csr=0x7E2,
+        # Chip reset values from ESP-IDF's soc/esp32c3 register headers. No
+        # BBPLL lock or calibration-done bit is polled (IDF polls none on the C3).
+        resets=((0x6000_0078, 0x0370_1000),                      # UART_CLK_CONF: SCLK_SEL 3 = XTAL
+                (0x6000_8000, 0x1C00_A000),                      # RTC_CNTL_OPTIONS0
+                (0x600C_0008, 0x0000_000C),                      # SYSTEM_CPU_PER_CONF: PLL_FREQ_SEL
+                (0x600C_0058, 0x0000_0001)),                     # SYSTEM_SYSCLK_CONF: PRE_DIV_CNT 1
+        rom=(RomFunction("rom_i2c_writeReg", 0x4000_195C, 4),    # esp32c3.rom.ld
+             RomFunction("rom_i2c_writeReg_Mask", 0x4000_1960, 6))))
 
 # io=uart refused with the reason, by architecture.
 NO_UART_REASON = {
@@ -249,12 +276,24 @@ def parse_console(text: str, simulator: str = "") -> tuple[bytes, int]:
 
 # -- the simulator's register model (unicorn) ----------------------------------------------
 
-def attach_uart(uc, model: UartModel, cycles) -> bytearray:
+class Console(bytearray):
+    """The bytes the UART model collected; ``rom_calls`` the (name, args) of
+    each modelled ROM function called, in order (each ran one block outside
+    the ELF's text, which the simulator allows for these)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rom_calls: list[tuple[str, tuple[int, ...]]] = []
+
+
+def attach_uart(uc, model: UartModel, cycles, trace: list | None = None) -> Console:
     """Map ``model``'s pages in Unicorn as MMIO (so only accesses there run
     Python) and return the buffer the UART's transmitted bytes collect in.
-    ``cycles()`` is the simulator's cycle count, read through the counter."""
-    console = bytearray()
-    stored: dict[int, int] = {}
+    ``cycles()`` is the simulator's cycle count, read through the counter.
+    ``trace``, if given, receives every register access and ROM call in order:
+    ("read"|"write", address, value) and ("rom", name, args)."""
+    console = Console()
+    stored: dict[int, int] = dict(model.resets)
     ready = {r.address: r for r in model.ready}
 
     def make(page):
@@ -265,6 +304,8 @@ def attach_uart(uc, model: UartModel, cycles) -> bytearray:
             value = stored.get(address & ~3, 0)
             rule = ready.get(address & ~3)
             value = rule.value(value) if rule else value
+            if trace is not None:
+                trace.append(("read", address & ~3, value))
             return (value >> (8 * (address & 3))) & ((1 << (8 * size)) - 1)
 
         def write(uc_, offset, size, value, user):
@@ -272,6 +313,8 @@ def attach_uart(uc, model: UartModel, cycles) -> bytearray:
             if address == model.data:
                 console.append(value & 0xFF)
             stored[address & ~3] = value & 0xFFFFFFFF
+            if trace is not None:
+                trace.append(("write", address & ~3, value & 0xFFFFFFFF))
         return read, write
 
     for page in model.pages:
@@ -279,7 +322,36 @@ def attach_uart(uc, model: UartModel, cycles) -> bytearray:
         uc.mmio_map(page, 0x1000, read, None, write, None)
     if model.csrs:
         emulate_csrs(uc, model, cycles)
+    if model.rom:
+        attach_rom(uc, model.rom, console.rom_calls, trace)
     return console
+
+
+RET = 0x0000_8067                # jalr x0, 0(ra)
+
+
+def attach_rom(uc, functions, calls: list, trace: list | None) -> None:
+    """Map the ROM pages ``functions`` live in, a ``ret`` at each entry point,
+    and record each call (its argument registers) in ``calls``; a narrow code
+    hook on the entry points only."""
+    import unicorn as U
+    from unicorn import riscv_const as R
+    by_address = {f.address: f for f in functions}
+    for page in sorted({f.address & ~0xFFF for f in functions}):
+        uc.mem_map(page, 0x1000, U.UC_PROT_READ | U.UC_PROT_EXEC)
+    for f in functions:
+        uc.mem_write(f.address, RET.to_bytes(4, "little"))
+
+    def on_call(uc_, address, size, user):
+        f = by_address.get(address)
+        if f is None:
+            return
+        args = tuple(uc_.reg_read(R.UC_RISCV_REG_X10 + i) & 0xFFFFFFFF for i in range(f.args))
+        calls.append((f.name, args))
+        if trace is not None:
+            trace.append(("rom", f.name, args))
+
+    uc.hook_add(U.UC_HOOK_CODE, on_call, begin=min(by_address), end=max(by_address))
 
 
 ILLEGAL_INSTRUCTION = 2          # RISC-V exception cause
