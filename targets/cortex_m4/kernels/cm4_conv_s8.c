@@ -440,22 +440,82 @@ typedef struct {
 #define TB_CM4_RQ4B_SIGN(A0, A1, A2, A3) \
   TB_CM4_RQ1B_SIGN(A0) TB_CM4_RQ1B_SIGN(A1) TB_CM4_RQ1B_SIGN(A2) TB_CM4_RQ1B_SIGN(A3)
 
+/* What tb_cm4_conv_pairs and tb_cm4_conv_pairs_split share: their registers, the
+ * entry (the sweep's computed jump target), the store of a block's two channels
+ * with the next pair's first k-pair (FIRST_B: how that pair's B weights are
+ * formed), and the asm operands. */
+#define TB_CM4_PAIRS_REGS \
+  register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3"); \
+  register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7"); \
+  register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"), w __asm__("r11"); \
+  register uint32_t px __asm__("r12"); \
+  register const uint32_t *pw __asm__("lr") = pw_in;
+#define TB_CM4_PAIRS_ENTRY \
+      "adr.w %[xb], 1f\n\t" \
+      "ldr %[xa], %[st_entry_bytes]\n\t" \
+      "add %[xb], %[xb], %[xa]\n\t" \
+      "orr %[xb], %[xb], #1\n\t" \
+      "str %[xb], %[st_target]\n\t" \
+      "b 3f\n\t" \
+      ".p2align 2\n" \
+      "5:\n\t"                       /* another sweep of the same pair */
+#define TB_CM4_PAIRS_STORE_NEXT(FIRST_B) \
+      "7:\n\t" \
+      /* two channels per pixel: one STRH each; pixel 0's last, advancing o */ \
+      "ldr %[xa], %[st_o]\n\t" \
+      "ldr %[xb], %[st_stride]\n\t" \
+      "ldr %[px], %[st_pw_end]\n\t" \
+      "bfi %[a0], %[b0], #8, #8\n\t" \
+      "bfi %[a1], %[b1], #8, #8\n\t" \
+      "bfi %[a2], %[b2], #8, #8\n\t" \
+      "bfi %[a3], %[b3], #8, #8\n\t" \
+      "add %[wa], %[xb], %[xb], lsl #1\n\t" \
+      "strh %[a1], [%[xa], %[xb]]\n\t" \
+      "strh %[a2], [%[xa], %[xb], lsl #1]\n\t" \
+      "strh %[a3], [%[xa], %[wa]]\n\t" \
+      "strh %[a0], [%[xa]], #2\n\t" \
+      "str %[xa], %[st_o]\n\t" \
+      "cmp %[pw], %[px]\n\t" \
+      "beq 9f\n" \
+      "3:\n\t" \
+      /* the next pair's first k-pair: SMUAD sets the accumulators; the 4 \
+       * column words go to a0..a3, free until their own SMUAD */ \
+      "ldr %[xa], %[st_col]\n\t" \
+      "ldr %[xb], %[st_target]\n\t" \
+      "ldr %[wa], %[st_pw_skip]\n\t" \
+      "ldr %[px], %[st_sweep_col]\n\t" \
+      "ldr %[w], [%[pw]]\n\t" \
+      "ldr %[a0], [%[xa]]\n\t" \
+      "ldr %[a1], [%[xa], #4]\n\t" \
+      "ldr %[a2], [%[xa], #8]\n\t" \
+      "ldr %[a3], [%[xa], #12]\n\t" \
+      "add %[pw], %[pw], %[wa]\n\t" \
+      "sxtb16 %[wa], %[w]\n\t" \
+      FIRST_B \
+      "smuad %[b0], %[a0], %[w]\n\t" \
+      "smuad %[a0], %[a0], %[wa]\n\t" \
+      "smuad %[b1], %[a1], %[w]\n\t" \
+      "smuad %[a1], %[a1], %[wa]\n\t" \
+      "smuad %[b2], %[a2], %[w]\n\t" \
+      "smuad %[a2], %[a2], %[wa]\n\t" \
+      "smuad %[b3], %[a3], %[w]\n\t" \
+      "smuad %[a3], %[a3], %[wa]\n\t" \
+      "bx %[xb]\n"
+#define TB_CM4_PAIRS_OPERANDS \
+      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0), \
+        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb), \
+        [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw), \
+        [st_o] "+m"(st->o), [st_target] "+m"(st->target) \
+      : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col), \
+        [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride), \
+        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes) \
+      : "cc", "memory"
+
 static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_state *st,
                                                                    const uint32_t *pw_in) {
-  register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
-  register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7");
-  register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"), w __asm__("r11");
-  register uint32_t px __asm__("r12");
-  register const uint32_t *pw __asm__("lr") = pw_in;
+  TB_CM4_PAIRS_REGS
   __asm__ volatile(
-      "adr.w %[xb], 1f\n\t"
-      "ldr %[xa], %[st_entry_bytes]\n\t"
-      "add %[xb], %[xb], %[xa]\n\t"
-      "orr %[xb], %[xb], #1\n\t"
-      "str %[xb], %[st_target]\n\t"
-      "b 3f\n\t"
-      ".p2align 2\n"
-      "5:\n\t"                       /* another sweep of the same pair */
+      TB_CM4_PAIRS_ENTRY
       "add %[px], %[px], #1024\n\t"
       "add %[pw], %[pw], #256\n"
       "1:\n\t"
@@ -486,46 +546,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
       TB_CM4_RQ4(a0, a1, a2, a3)
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4B(b0, b1, b2, b3)
-      "7:\n\t"
-      /* two channels per pixel: one STRH each; pixel 0's last, advancing o */
-      "ldr %[xa], %[st_o]\n\t"
-      "ldr %[xb], %[st_stride]\n\t"
-      "ldr %[px], %[st_pw_end]\n\t"
-      "bfi %[a0], %[b0], #8, #8\n\t"
-      "bfi %[a1], %[b1], #8, #8\n\t"
-      "bfi %[a2], %[b2], #8, #8\n\t"
-      "bfi %[a3], %[b3], #8, #8\n\t"
-      "add %[wa], %[xb], %[xb], lsl #1\n\t"
-      "strh %[a1], [%[xa], %[xb]]\n\t"
-      "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"
-      "strh %[a3], [%[xa], %[wa]]\n\t"
-      "strh %[a0], [%[xa]], #2\n\t"
-      "str %[xa], %[st_o]\n\t"
-      "cmp %[pw], %[px]\n\t"
-      "beq 9f\n"
-      "3:\n\t"
-      /* the next pair's first k-pair: SMUAD sets the accumulators; the 4
-       * column words go to a0..a3, free until their own SMUAD */
-      "ldr %[xa], %[st_col]\n\t"
-      "ldr %[xb], %[st_target]\n\t"
-      "ldr %[wa], %[st_pw_skip]\n\t"
-      "ldr %[px], %[st_sweep_col]\n\t"
-      "ldr %[w], [%[pw]]\n\t"
-      "ldr %[a0], [%[xa]]\n\t"
-      "ldr %[a1], [%[xa], #4]\n\t"
-      "ldr %[a2], [%[xa], #8]\n\t"
-      "ldr %[a3], [%[xa], #12]\n\t"
-      "add %[pw], %[pw], %[wa]\n\t"
-      "sxtb16 %[wa], %[w]\n\t"
-      "smuad %[b0], %[a0], %[w]\n\t"
-      "smuad %[a0], %[a0], %[wa]\n\t"
-      "smuad %[b1], %[a1], %[w]\n\t"
-      "smuad %[a1], %[a1], %[wa]\n\t"
-      "smuad %[b2], %[a2], %[w]\n\t"
-      "smuad %[a2], %[a2], %[wa]\n\t"
-      "smuad %[b3], %[a3], %[w]\n\t"
-      "smuad %[a3], %[a3], %[wa]\n\t"
-      "bx %[xb]\n"
+      TB_CM4_PAIRS_STORE_NEXT("")
       "6:\n\t"
       "add %[pw], %[pw], #256\n\t"
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
@@ -535,14 +556,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
       TB_CM4_RQ4B_SIGN(b0, b1, b2, b3)
       "b 7b\n"
       "9:\n\t"
-      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
-        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
-        [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw),
-        [st_o] "+m"(st->o), [st_target] "+m"(st->target)
-      : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col),
-        [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride),
-        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes)
-      : "cc", "memory");
+      TB_CM4_PAIRS_OPERANDS);
 }
 /* The same loop for weights without the raw-B form (cm4_prepare.conv_raw_b
  * refused the layer: a channel's sum could reach 2^23), both channels split
@@ -550,20 +564,9 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs(tb_cm4_conv_
  * TB_CM4_CONV_STEPS_SPLIT (32) steps. */
 static inline __attribute__((always_inline)) void tb_cm4_conv_pairs_split(tb_cm4_conv_state *st,
                                                                          const uint32_t *pw_in) {
-  register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
-  register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7");
-  register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"), w __asm__("r11");
-  register uint32_t px __asm__("r12");
-  register const uint32_t *pw __asm__("lr") = pw_in;
+  TB_CM4_PAIRS_REGS
   __asm__ volatile(
-      "adr.w %[xb], 1f\n\t"
-      "ldr %[xa], %[st_entry_bytes]\n\t"
-      "add %[xb], %[xb], %[xa]\n\t"
-      "orr %[xb], %[xb], #1\n\t"
-      "str %[xb], %[st_target]\n\t"
-      "b 3f\n\t"
-      ".p2align 2\n"
-      "5:\n\t"                       /* another sweep of the same pair */
+      TB_CM4_PAIRS_ENTRY
       "add %[px], %[px], #512\n\t"
       "add %[pw], %[pw], #128\n"
       "1:\n\t"
@@ -585,47 +588,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs_split(tb_cm4
       TB_CM4_RQ4(a0, a1, a2, a3)
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
       TB_CM4_RQ4(b0, b1, b2, b3)
-      "7:\n\t"
-      /* two channels per pixel: one STRH each; pixel 0's last, advancing o */
-      "ldr %[xa], %[st_o]\n\t"
-      "ldr %[xb], %[st_stride]\n\t"
-      "ldr %[px], %[st_pw_end]\n\t"
-      "bfi %[a0], %[b0], #8, #8\n\t"
-      "bfi %[a1], %[b1], #8, #8\n\t"
-      "bfi %[a2], %[b2], #8, #8\n\t"
-      "bfi %[a3], %[b3], #8, #8\n\t"
-      "add %[wa], %[xb], %[xb], lsl #1\n\t"
-      "strh %[a1], [%[xa], %[xb]]\n\t"
-      "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"
-      "strh %[a3], [%[xa], %[wa]]\n\t"
-      "strh %[a0], [%[xa]], #2\n\t"
-      "str %[xa], %[st_o]\n\t"
-      "cmp %[pw], %[px]\n\t"
-      "beq 9f\n"
-      "3:\n\t"
-      /* the next pair's first k-pair: SMUAD sets the accumulators; the 4
-       * column words go to a0..a3, free until their own SMUAD */
-      "ldr %[xa], %[st_col]\n\t"
-      "ldr %[xb], %[st_target]\n\t"
-      "ldr %[wa], %[st_pw_skip]\n\t"
-      "ldr %[px], %[st_sweep_col]\n\t"
-      "ldr %[w], [%[pw]]\n\t"
-      "ldr %[a0], [%[xa]]\n\t"
-      "ldr %[a1], [%[xa], #4]\n\t"
-      "ldr %[a2], [%[xa], #8]\n\t"
-      "ldr %[a3], [%[xa], #12]\n\t"
-      "add %[pw], %[pw], %[wa]\n\t"
-      "sxtb16 %[wa], %[w]\n\t"
-      "sxtb16 %[w], %[w], ror #8\n\t"
-      "smuad %[b0], %[a0], %[w]\n\t"
-      "smuad %[a0], %[a0], %[wa]\n\t"
-      "smuad %[b1], %[a1], %[w]\n\t"
-      "smuad %[a1], %[a1], %[wa]\n\t"
-      "smuad %[b2], %[a2], %[w]\n\t"
-      "smuad %[a2], %[a2], %[wa]\n\t"
-      "smuad %[b3], %[a3], %[w]\n\t"
-      "smuad %[a3], %[a3], %[wa]\n\t"
-      "bx %[xb]\n"
+      TB_CM4_PAIRS_STORE_NEXT("sxtb16 %[w], %[w], ror #8\n\t")
       "6:\n\t"
       "add %[pw], %[pw], #128\n\t"
       "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"
@@ -634,14 +597,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs_split(tb_cm4
       TB_CM4_RQ4_SIGN(b0, b1, b2, b3)
       "b 7b\n"
       "9:\n\t"
-      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
-        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
-        [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw),
-        [st_o] "+m"(st->o), [st_target] "+m"(st->target)
-      : [st_col] "m"(st->col), [st_pw_skip] "m"(st->pw_skip), [st_sweep_col] "m"(st->sweep_col),
-        [st_px_last] "m"(st->px_last), [st_stride] "m"(st->stride),
-        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes)
-      : "cc", "memory");
+      TB_CM4_PAIRS_OPERANDS);
 }
 #endif
 
