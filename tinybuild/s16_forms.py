@@ -41,6 +41,7 @@ class Thresholds:
     fc_min_in: int
     fc_min_out: int
     fc_min_macs: int = 0
+    dw_min_channels: int = 1
 
 
 def acceptors(rescale_ok: Callable[[Layer], bool], limits: Thresholds):
@@ -64,7 +65,7 @@ def acceptors(rescale_ok: Callable[[Layer], bool], limits: Thresholds):
 
     def accepts_depthwise(layer: Layer) -> bool:
         p = layer.params
-        return (computes_depthwise(layer)
+        return (computes_depthwise(layer) and p["in_c"] >= limits.dw_min_channels
                 and p["k_h"] * p["k_w"] * p["in_c"] >= limits.dw_min_taps_x_channels)
 
     def accepts_fc(layer: Layer) -> bool:
