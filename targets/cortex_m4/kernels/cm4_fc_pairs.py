@@ -7,17 +7,15 @@ C file's comment has the algebra). See docs/kernels.md.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tinybuild.kernel_cost import estimate, within
 from tinybuild.kernel_registry import KernelImpl
-from tinybuild.lower import Const, Layer
+from tinybuild.lower import Layer
 
-from .cm4_prepare import (FC_PER_CHANNEL, RQ_FULLRANGE, _const, accepts_fc, fc_mult_record,
-                          fc_overlap, fc_real_multipliers)
+from .cm4_prepare import _const, accepts_fc, fc_prepared
 
 SOURCE = Path(__file__).parent / "cm4_fc_s8.c"
 TAILS = ["", "; the first output alone", "; the last pair alone", "; a zero row completes the last block"]
@@ -111,33 +109,11 @@ def accepts(layer: Layer) -> bool:
 def prepare(layer: Layer) -> Layer:
     p = layer.params
     outs, k = p["out_features"], p["in_features"]
-    multipliers = fc_real_multipliers(layer)
-    per_channel = float(p["real_multiplier"]) == 0.0
-    records = [fc_mult_record(m) for m in (multipliers if per_channel else multipliers[:1])]
-    flags = ((RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0)
-             | (FC_PER_CHANNEL if per_channel else 0))
-    rq = np.concatenate([[flags, 0, 0, 0], fc_pairs_starts(_const(layer, "bias"), outs),
-                         np.asarray(records, np.int64).reshape(-1)])
-    consts = [Const("filter", "int8_t", fc_pairs_layout(_const(layer, "filter"), outs, k)),
-              Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
-              Const("real_mul", "double",
-                    np.asarray(multipliers if per_channel else multipliers[:1], np.float64))]
-    scratch = (k + 3) // 4 * 4 * 2
-    overlap, scratch_overlap = fc_overlap(p)
-    n_rows = p.get("rows", 1)
-    notes = ["requantization: TFLite's double rescale, exact: per output a fixed-point "
-             f"R / 2^(32 + t) ({'one per output' if per_channel else 'one for the layer'}), "
-             "in 32-bit words, unless within |acc| / 2^(32 + t) of a tie (then in double)",
-             "weights of each output pair interleaved byte by byte (the first output +128), "
-             f"blocks of 2 pairs{TAILS[outs % 4]}; each row of inputs "
-             f"expanded to int16 in {scratch} B of scratch" +
-             (" (back to front: it may overlap the input)" if n_rows <= 1 else
-              f", {n_rows} rows one after the other"),
-             "2 LDM + 4 SXTB16 + 8 SMLAD per 16 MACs (SMLAD on the raw word: 256 B + A)"]
-    return replace(layer, consts=consts, args=["filter", "rq", "real_mul"], scratch_bytes=scratch,
-                   overlap={layer.inputs[0]: overlap},
-                   scratch_overlap={layer.inputs[0]: scratch_overlap} if scratch_overlap else {},
-                   notes=notes)
+    return fc_prepared(layer, fc_pairs_layout(_const(layer, "filter"), outs, k),
+                       fc_pairs_starts(_const(layer, "bias"), outs),
+                       "weights of each output pair interleaved byte by byte (the first output "
+                       f"+128), blocks of 2 pairs{TAILS[outs % 4]}; ",
+                       "2 LDM + 4 SXTB16 + 8 SMLAD per 16 MACs (SMLAD on the raw word: 256 B + A)")
 
 
 KERNEL = KernelImpl("FULLY_CONNECTED", "tb_cm4_fc_pairs_s8", (SOURCE,), priority=PRIORITY,

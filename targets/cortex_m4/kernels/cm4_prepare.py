@@ -591,30 +591,41 @@ def prepare_fc(layer: Layer) -> Layer:
     p = layer.params
     outs, k = p["out_features"], p["in_features"]
     r4 = (outs + 3) // 4 * 4
-    multipliers = fc_real_multipliers(layer)
-    per_channel = float(p["real_multiplier"]) == 0.0
     bias = np.zeros(r4, np.int64)
     bias[:outs] = _const(layer, "bias")
+    return fc_prepared(layer, fc_weight_layout(_const(layer, "filter"), outs, k), bias,
+                       f"weights in blocks of 4 outputs x 4 inputs ({r4} outputs"
+                       f"{'; the first output alone' if outs % 4 == 1 else ''}), ",
+                       "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs")
+
+
+def fc_prepared(layer: Layer, filt: np.ndarray, starts: np.ndarray, layout_note: str,
+                step_note: str) -> Layer:
+    """The FC layer for an optimized FULLY_CONNECTED kernel (tb_cm4_fully_connected_s8,
+    tb_cm4_fc_pairs_s8): its weight stream ``filt``, the rq words {flags, 0, 0, 0,
+    ``starts`` (each output's starting sum), multiplier records}, the double
+    multipliers for the rare exact path, input scratch and overlap, and notes."""
+    p = layer.params
+    multipliers = fc_real_multipliers(layer)
+    per_channel = float(p["real_multiplier"]) == 0.0
     records = [fc_mult_record(m) for m in (multipliers if per_channel else multipliers[:1])]
     flags = ((RQ_FULLRANGE if (p["act_min"], p["act_max"]) == (-128, 127) else 0)
              | (FC_PER_CHANNEL if per_channel else 0))
-    rq = np.concatenate([[flags, 0, 0, 0], bias, np.asarray(records, np.int64).reshape(-1)])
+    rq = np.concatenate([[flags, 0, 0, 0], starts, np.asarray(records, np.int64).reshape(-1)])
     real_mul = np.asarray(multipliers if per_channel else multipliers[:1], np.float64)
-    consts = [Const("filter", "int8_t", fc_weight_layout(_const(layer, "filter"), outs, k)),
+    consts = [Const("filter", "int8_t", filt),
               Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32)),
               Const("real_mul", "double", real_mul)]
-    scratch = (k + 3) // 4 * 4 * 2
+    scratch = (p["in_features"] + 3) // 4 * 4 * 2
     overlap, scratch_overlap = fc_overlap(p)
     n_rows = p.get("rows", 1)
     notes = ["requantization: TFLite's double rescale, exact: per output a fixed-point "
              f"R / 2^(32 + t) ({'one per output' if per_channel else 'one for the layer'}), "
              "in 32-bit words, unless within |acc| / 2^(32 + t) of a tie (then in double)",
-             f"weights in blocks of 4 outputs x 4 inputs ({r4} outputs"
-             f"{'; the first output alone' if outs % 4 == 1 else ''}), each row of inputs "
-             f"expanded to int16 in {scratch} B of scratch" +
+             f"{layout_note}each row of inputs expanded to int16 in {scratch} B of scratch" +
              (" (back to front: it may overlap the input)" if n_rows <= 1 else
               f", {n_rows} rows one after the other"),
-             "2 LDM + 8 SXTB16 + 8 SMLAD per 16 MACs"]
+             step_note]
     return replace(layer, consts=consts, args=["filter", "rq", "real_mul"], scratch_bytes=scratch,
                    overlap={layer.inputs[0]: overlap},
                    scratch_overlap={layer.inputs[0]: scratch_overlap} if scratch_overlap else {},
