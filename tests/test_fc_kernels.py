@@ -379,10 +379,13 @@ def test_pairs_starts_fold_the_second_bias():
                                              (256, 2, True), (64, 12, True), (8, 128, False),
                                              (250, 1, False), (4, 64, False)])
 def test_the_build_picks_pairs_where_estimated_faster(k, outs, taken):
+    """Between pairs and blocks (tb_cm4_fc_fused_s8, above both, takes most of
+    these layers first: tests/test_fc_fused.py)."""
     from opt_harness import chosen
     rng = np.random.default_rng(k + outs)
     layer = random_fc_layer(rng, in_features=k, out_features=outs, out_zp=-128, activation="RELU")
-    fc = [i for i in target_kernels("cortex-m4") if i.op == "FULLY_CONNECTED" and "int8" in i.dtypes]
+    fc = [i for i in target_kernels("cortex-m4") if i.op == "FULLY_CONNECTED" and "int8" in i.dtypes
+          and i.function != "tb_cm4_fc_fused_s8"]
     picked = chosen(layer, fc)
     assert picked.kernel == ("tb_cm4_fc_pairs_s8" if taken else "tb_cm4_fully_connected_s8")
 

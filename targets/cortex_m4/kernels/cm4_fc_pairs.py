@@ -122,4 +122,8 @@ KERNEL = KernelImpl("FULLY_CONNECTED", "tb_cm4_fc_pairs_s8", (SOURCE,), priority
 
 
 def kernels() -> list[KernelImpl]:
-    return [KERNEL]
+    """tb_cm4_fc_fused_s8 (cm4_fc_fused.py: this kernel's loop with the
+    requantization in the block; priority decides, not this order) and this
+    kernel."""
+    from .cm4_fc_fused import KERNEL as FUSED
+    return [FUSED, KERNEL]

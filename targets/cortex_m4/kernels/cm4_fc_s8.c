@@ -605,3 +605,328 @@ void tb_cm4_fc_pairs_s8(const tb_fc_params *p, const int8_t *input, const int8_t
     tb_cm4_fcp_row(&c, x128, loop);
   }
 }
+
+/* ---- tb_cm4_fc_fused_s8: pairs with the requantization in the block's assembly -----
+ *
+ * The inner loop of tb_cm4_fc_pairs_s8 (same pair words, same +128 algebra),
+ * but each block of 4 outputs is requantized and stored while its sums are in
+ * registers: no sums through the stack, no call per 16 outputs. Build side:
+ * targets/cortex_m4/kernels/cm4_fc_fused.py. Out features a multiple of 4.
+ *
+ * Weights: per block of 4 outputs its 4 starting values (as the pairs kernel's
+ * rq holds them) and then its nq groups of pair words; the pointer runs on
+ * from block to block. rq: {flags, 0, 0, 0}, then {R, H, 2^t - 1, t}, one for
+ * the layer or one per output, with R = round(m 2^(32+t)) < 2^31 (t >= 1:
+ * quant.fc_double_fast) and H = 2^(t-1) + zp 2^t (zp folded: cm4_fc_fused
+ * checks that no sum's top word can overflow).
+ *
+ * One output, acc signed: SMMLAR gives the top word of P4 = acc R + 2^31 +
+ * H 2^32, so v = P4_hi >> t is round-half-up(acc m) + zp where P = acc R +
+ * 2^(31+t) has its fraction F = P mod 2^(32+t) in [2^31, 2^(32+t) - 2^31):
+ * exactly when P4_hi's t fraction bits are not all zero (one TST). There
+ * a <= F < 2^(32+t) - a for a = |acc| <= 2^31, which is fc_double_fast's
+ * condition for the reference's double rescale (rounding half away: for
+ * acc < 0 it is symmetric, and floor(-y + 1/2) = -floor(y + 1/2) off a tie).
+ * Otherwise (probability 2^-t) d = (acc R) mod 2^32 as a signed word is F + 2^31
+ * - 2^31 mod 2^(32+t): |d| <= a is near a tie (the block leaves the assembly and
+ * C computes the double), else v is right, less 1 when d < 0 (then F >=
+ * 2^(32+t) - 2^31 and the 2^31 carried into the top word). */
+
+
+/* The row's state; the assembly keeps its address in lr (offsets fixed). */
+typedef struct {
+  uint32_t r, h, mask, t;   /*  0: the per-tensor record */
+  int32_t lo, hi;           /* 16: the activation range (clamped copies) */
+  const uint32_t *px, *end; /* 24: the expanded input */
+  uint32_t x128, entry;     /* 32: 128 X; nq % 8 */
+  const uint32_t *rw;       /* 40: the next block's starting values and weights */
+  int8_t *out, *out_end;    /* 44: the next block's outputs; the row's end */
+  const uint32_t *q;        /* 52: per-channel: the next block's records */
+  int32_t acc[4];           /* 56: a tie's sums (the block's last n of them) */
+  uint32_t jump;            /* 72: the assembly's way into its loop for nq % 8 */
+} tb_cm4_fcf_frame;
+
+/* Output v from acc with record q, as the assembly does; 0 near a tie. */
+TB_INLINE int tb_cm4_fcf_fixed(int32_t acc, const uint32_t *q, int32_t *v) {
+  int32_t hi = tb_smmlar(acc, (int32_t)q[0], (int32_t)q[1]);
+  if (((uint32_t)hi & q[2]) == 0) {
+    const int32_t d = (int32_t)((uint32_t)acc * q[0]);
+    const uint32_t a = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint32_t ad = d < 0 ? 0u - (uint32_t)d : (uint32_t)d;
+    if (ad <= a) return 0;
+    hi -= d < 0;
+  }
+  *v = hi >> q[3];
+  return 1;
+}
+
+#ifdef TB_CM4_DSP
+/* Output j (acc register ACC) of a block: record (per-channel: loaded from
+ * r8), SMMLAR, the fraction test, shift, saturate, clamp, store. */
+#define TB_CM4_FCF_OUT(ACC, j)                                                   \
+  ".if %c[pc]\n\t ldmia r8!, {r4, r5, r6, r7}\n\t.endif\n\t"                      \
+  "smmlar r10, " ACC ", r4, r5\n\t"                                              \
+  "tst r10, r6\n\t"                                                              \
+  "beq 4" #j "f\n\t"                                                             \
+  "5" #j ":\n\t"                                                                 \
+  "asr r10, r10, r7\n\t"                                                         \
+  "ssat r10, #8, r10\n\t"                                                        \
+  ".if %c[full] == 0\n\t"                                                        \
+  ".if %c[pc]\n\t"                                                               \
+  "ssub8 " ACC ", r10, r9\n\t sel r10, r10, r9\n\t"                             \
+  "ssub8 " ACC ", r11, r10\n\t sel r10, r10, r11\n\t"                           \
+  ".else\n\t"                                                                    \
+  "ssub8 " ACC ", r10, r8\n\t sel r10, r10, r8\n\t"                             \
+  "ssub8 " ACC ", r9, r10\n\t sel r10, r10, r9\n\t"                             \
+  ".endif\n\t.endif\n\t"                                                         \
+  "strb r10, [r12], #1\n\t"
+
+/* Its rare path: d = acc R mod 2^32; |d| <= |acc|: near a tie, leave with
+ * 4 - j outputs to do; else on, 1 less when d < 0. r8, r9 saved where they
+ * hold the records' pointer or the activation range. */
+#define TB_CM4_FCF_RARE(ACC, j)                                                  \
+  "4" #j ":\n\t"                                                                 \
+  ".if %c[pc] || %c[full] == 0\n\t push {r8, r9}\n\t.endif\n\t"                  \
+  "mul r8, " ACC ", r4\n\t"                                                      \
+  "eor r9, " ACC ", " ACC ", asr #31\n\t"                                        \
+  "sub r9, r9, " ACC ", asr #31\n\t"                                             \
+  "cmp r8, #0\n\t"                                                               \
+  "itt lt\n\t"                                                                   \
+  "sublt r10, r10, #1\n\t"                                                       \
+  "rsblt r8, r8, #0\n\t"                                                         \
+  "cmp r8, r9\n\t"                                                               \
+  ".if %c[pc] || %c[full] == 0\n\t pop {r8, r9}\n\t.endif\n\t"                    \
+  "bhi 5" #j "b\n\t"                                                             \
+  "mov r10, #4 - " #j "\n\t"                                                     \
+  "b 7f\n\t"
+
+#define TB_CM4_FCF_GROUP                                     \
+  "ldmia r10!, {r8, r9}\n\t"                                 \
+  "ldmia r11!, {r4, r5, r6, r7}\n\t"                         \
+  "smlad r0, r4, r8, r0\n\t"                                 \
+  "sxtb16 r4, r4, ror #8\n\t"                                \
+  "smlad r1, r4, r8, r1\n\t"                                 \
+  "smlad r0, r5, r9, r0\n\t"                                 \
+  "sxtb16 r5, r5, ror #8\n\t"                                \
+  "smlad r1, r5, r9, r1\n\t"                                 \
+  "smlad r2, r6, r8, r2\n\t"                                 \
+  "sxtb16 r6, r6, ror #8\n\t"                                \
+  "smlad r3, r6, r8, r3\n\t"                                 \
+  "smlad r2, r7, r9, r2\n\t"                                 \
+  "sxtb16 r7, r7, ror #8\n\t"                                \
+  "smlad r3, r7, r9, r3\n\t"
+
+/* Blocks from f->rw / f->out to f->out_end; returns 0, or after a block met a
+ * tie n (1..4): its last n sums in f->acc[4-n..3], f->out at the first of
+ * those n outputs, f->rw after the block. */
+#define TB_CM4_FCF_BLOCKS(name, PER_CHANNEL, FULL)                                          \
+  __attribute__((noinline)) static int32_t name(tb_cm4_fcf_frame *f) {                      \
+    register tb_cm4_fcf_frame *fr __asm__("lr") = f;                                        \
+    register int32_t n __asm__("r0");                                                       \
+    __asm__ volatile(                                                                       \
+        "ldr r11, [lr, #40]\n\t"                                                        \
+        "ldr r8, [lr, #36]\n\t"                                                         \
+        "adr.w r9, 0f\n\t"                                                              \
+        "ldrb r8, [r9, r8]\n\t"                                                         \
+        "add r8, r9, r8, lsl #1\n\t"                                                    \
+        "add r8, r8, #1\n\t"                                                            \
+        "str r8, [lr, #72]\n\t"                                                         \
+        "b 10f\n\t"                                                                     \
+        ".align 2\n\t"                                                                  \
+        "0:\n\t"                                                                        \
+        ".byte (1f-0b)/2, (17f-0b)/2, (16f-0b)/2, (15f-0b)/2\n\t"                       \
+        ".byte (14f-0b)/2, (13f-0b)/2, (12f-0b)/2, (11f-0b)/2\n\t"                      \
+        ".align 1\n\t"                                                                  \
+        "1:\n\t" TB_CM4_FCF_GROUP "11:\n\t" TB_CM4_FCF_GROUP "12:\n\t" TB_CM4_FCF_GROUP     \
+        "13:\n\t" TB_CM4_FCF_GROUP "14:\n\t" TB_CM4_FCF_GROUP "15:\n\t" TB_CM4_FCF_GROUP    \
+        "16:\n\t" TB_CM4_FCF_GROUP "17:\n\t" TB_CM4_FCF_GROUP                               \
+        "cmp r10, r12\n\t"                                                                  \
+        "bne 1b\n\t"                                                                        \
+        "sub r0, r0, r1, lsl #8\n\t"                                                        \
+        "sub r2, r2, r3, lsl #8\n\t"                                                        \
+        ".if %c[pc]\n\t"                                                                    \
+        "ldr r8, [lr, #52]\n\t"                                                             \
+        ".if %c[full] == 0\n\t"                                                             \
+        "ldr r9, [lr, #16]\n\t str r11, [lr, #40]\n\t ldr r11, [lr, #20]\n\t"               \
+        ".endif\n\t"                                                                        \
+        ".elseif %c[full]\n\t"                                                              \
+        "ldmia lr, {r4, r5, r6, r7}\n\t"                                                    \
+        ".else\n\t"                                                                         \
+        "ldmia lr, {r4, r5, r6, r7, r8, r9}\n\t"                                            \
+        ".endif\n\t"                                                                        \
+        "ldr r12, [lr, #44]\n\t"                                                            \
+        TB_CM4_FCF_OUT("r0", 0) TB_CM4_FCF_OUT("r1", 1)                                     \
+        TB_CM4_FCF_OUT("r2", 2) TB_CM4_FCF_OUT("r3", 3)                                     \
+        "str r12, [lr, #44]\n\t"                                                            \
+        ".if %c[pc]\n\t str r8, [lr, #52]\n\t"                                              \
+        ".if %c[full] == 0\n\t ldr r11, [lr, #40]\n\t .endif\n\t .endif\n\t"                \
+        "ldr r10, [lr, #48]\n\t"                                                        \
+        "cmp r12, r10\n\t"                                                              \
+        "beq 8f\n\t"                                                                    \
+        "10:\n\t"                                                                       \
+        "ldmia r11!, {r0, r1, r2, r3}\n\t"                                              \
+        "ldr r5, [lr, #32]\n\t"                                                         \
+        "ldr r10, [lr, #24]\n\t"                                                        \
+        "ldr r12, [lr, #28]\n\t"                                                        \
+        "ldr r8, [lr, #72]\n\t"                                                         \
+        "sub r0, r0, r5\n\t"                                                            \
+        "sub r2, r2, r5\n\t"                                                            \
+        "bx r8\n\t"                                                                     \
+        "8:\n\t"                                                                        \
+        "movs r0, #0\n\t"                                                               \
+        "b 9f\n\t"                                                                      \
+        TB_CM4_FCF_RARE("r0", 0) TB_CM4_FCF_RARE("r1", 1)                                   \
+        TB_CM4_FCF_RARE("r2", 2) TB_CM4_FCF_RARE("r3", 3)                                   \
+        "7:\n\t"                                                                            \
+        "add r8, lr, #56\n\t"                                                               \
+        "stmia r8, {r0, r1, r2, r3}\n\t"                                                    \
+        "str r12, [lr, #44]\n\t"                                                            \
+        ".if %c[pc] == 0 || %c[full]\n\t str r11, [lr, #40]\n\t .endif\n\t"                 \
+        "mov r0, r10\n\t"                                                                   \
+        "9:\n\t"                                                                            \
+        : "=r"(n), "+r"(fr)                                                                 \
+        : [pc] "i"(PER_CHANNEL), [full] "i"(FULL)                                           \
+        : "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "cc",  \
+          "memory");                                                                        \
+    return n;                                                                               \
+  }
+#else
+/* The same, in C (the host tests). */
+#define TB_CM4_FCF_BLOCKS(name, PER_CHANNEL, FULL)                                          \
+  static int32_t name(tb_cm4_fcf_frame *f) {                                                \
+    const int32_t nq = (int32_t)(f->end - f->px) / 2;                                       \
+    while (f->out != f->out_end) {                                                          \
+      int32_t acc[4], j, v;                                                                 \
+      const uint32_t *init = f->rw;                                                         \
+      f->rw = tb_cm4_fcp_block(f->px, init + 4, nq, (const int32_t *)init, f->x128, acc);   \
+      for (j = 0; j < 4; ++j) {                                                             \
+        const uint32_t *q = PER_CHANNEL ? f->q : &f->r;                                     \
+        if (!tb_cm4_fcf_fixed(acc[j], q, &v)) {                                             \
+          memcpy(f->acc, acc, sizeof acc);                                                  \
+          return 4 - j;                                                                     \
+        }                                                                                   \
+        if (PER_CHANNEL) f->q += 4;                                                         \
+        v = tb_ssat8(v);                                                                    \
+        *f->out++ = (int8_t)(FULL ? v : tb_clamp(v, f->lo, f->hi));                         \
+      }                                                                                     \
+    }                                                                                       \
+    return 0;                                                                               \
+  }
+#endif
+
+TB_CM4_FCF_BLOCKS(tb_cm4_fcf_tensor_full, 0, 1)
+TB_CM4_FCF_BLOCKS(tb_cm4_fcf_tensor_clamp, 0, 0)
+TB_CM4_FCF_BLOCKS(tb_cm4_fcf_channel_full, 1, 1)
+TB_CM4_FCF_BLOCKS(tb_cm4_fcf_channel_clamp, 1, 0)
+
+/* tb_cm4_fcp_expand with two groups of 4 inputs per pass (back to front:
+ * the 8 bytes are read before the 16 they become are written, so px may start
+ * at the input): 2 LDR, 4 SXTAB16, one STMDB, 4 SMLAD for the sum. */
+static uint32_t tb_cm4_fcf_expand(const int8_t *input, int32_t k, uint32_t off2, uint32_t *px) {
+  const uint32_t ones = 0x00010001u;
+  int32_t i = k & ~3, sum = 0;
+  if (i < k) {   /* the last 1..3 inputs as a little-endian word */
+    uint32_t v = 0;
+    int32_t j;
+    for (j = k - 1; j >= i; --j) v = v << 8 | (uint8_t)input[j];
+    px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+    px[i >> 1] = tb_sxtab16(off2, v);
+    sum = tb_smlad(px[i >> 1], ones, tb_smlad(px[(i >> 1) + 1], ones, sum));
+  }
+  if (i & 4) {   /* an odd number of whole groups: the last one alone */
+    const uint32_t v = tb_ld32(input + i - 4);
+    i -= 4;
+    px[(i >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+    px[i >> 1] = tb_sxtab16(off2, v);
+    sum = tb_smlad(px[i >> 1], ones, tb_smlad(px[(i >> 1) + 1], ones, sum));
+  }
+#ifdef TB_CM4_DSP
+  if (i > 0) {
+    register uint32_t v0 __asm__("r2");
+    register uint32_t v1 __asm__("r3");
+    register uint32_t l0 __asm__("r4");
+    register uint32_t h0 __asm__("r5");
+    register uint32_t l1 __asm__("r6");
+    register uint32_t h1 __asm__("r7");
+    const int8_t *in = input + i;
+    uint32_t *out = px + (i >> 1);
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[v0], [%[in], #-8]\n\t"
+        "ldr %[v1], [%[in], #-4]\n\t"
+        "sub %[in], %[in], #8\n\t"
+        "sxtab16 %[l0], %[off], %[v0]\n\t"
+        "sxtab16 %[h0], %[off], %[v0], ror #8\n\t"
+        "sxtab16 %[l1], %[off], %[v1]\n\t"
+        "sxtab16 %[h1], %[off], %[v1], ror #8\n\t"
+        "stmdb %[out]!, {%[l0], %[h0], %[l1], %[h1]}\n\t"
+        "smlad %[s], %[l0], %[ones], %[s]\n\t"
+        "smlad %[s], %[h0], %[ones], %[s]\n\t"
+        "smlad %[s], %[l1], %[ones], %[s]\n\t"
+        "smlad %[s], %[h1], %[ones], %[s]\n\t"
+        "cmp %[in], %[start]\n\t"
+        "bne 1b\n\t"
+        : [v0] "=&r"(v0), [v1] "=&r"(v1), [l0] "=&r"(l0), [h0] "=&r"(h0), [l1] "=&r"(l1),
+          [h1] "=&r"(h1), [in] "+r"(in), [out] "+r"(out), [s] "+r"(sum)
+        : [off] "r"(off2), [ones] "r"(ones), [start] "r"(input)
+        : "cc", "memory");
+  }
+#else
+  for (i -= 4; i >= 0; i -= 4) {
+    const uint32_t v = tb_ld32(input + i);
+    const uint32_t hi = tb_sxtab16_ror8(off2, v), lo = tb_sxtab16(off2, v);
+    px[(i >> 1) + 1] = hi;
+    px[i >> 1] = lo;
+    sum = tb_smlad(lo, ones, tb_smlad(hi, ones, sum));
+  }
+#endif
+  return (uint32_t)sum << 7;
+}
+
+typedef int32_t (*tb_cm4_fcf_blocks)(tb_cm4_fcf_frame *f);
+
+/* One row (expanded in f->px): the blocks, and after a tie the reference's
+ * double for the block's remaining outputs. */
+static void tb_cm4_fcf_row(tb_cm4_fcf_frame *f, tb_cm4_fcf_blocks blocks, const uint32_t *records,
+                           const double *real_mul, int32_t per_channel, int32_t zp) {
+  int8_t *const first = f->out;
+  for (;;) {
+    int32_t n, j;
+    if (per_channel) f->q = records + 4 * (f->out - first);
+    n = blocks(f);
+    if (n == 0) return;
+    for (j = 4 - n; j < 4; ++j) {
+      const int32_t o = (int32_t)(f->out - first);
+      const int32_t v = tb_round_half_away((double)f->acc[j] * real_mul[per_channel ? o : 0]) + zp;
+      *f->out++ = (int8_t)tb_clamp(v, f->lo, f->hi);
+    }
+    if (f->out == f->out_end) return;
+  }
+}
+
+/* The layer, one row of inputs after the other. */
+void tb_cm4_fc_fused_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);
+void tb_cm4_fc_fused_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {
+  static const tb_cm4_fcf_blocks variants[4] = {tb_cm4_fcf_tensor_clamp, tb_cm4_fcf_tensor_full,
+                                                tb_cm4_fcf_channel_clamp, tb_cm4_fcf_channel_full};
+  const int32_t per_channel = (rq[0] & TB_CM4_FC_PER_CHANNEL) != 0;
+  const tb_cm4_fcf_blocks blocks = variants[2 * per_channel + ((rq[0] & TB_CM4_FC_FULLRANGE) != 0)];
+  const int32_t k = p->in_features, outs = p->out_features, nq = (k + 3) >> 2;
+  const int32_t n_rows = p->rows > 0 ? p->rows : 1;
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  const uint32_t *records = (const uint32_t *)(const void *)(rq + 4);
+  tb_cm4_fcf_frame f;
+  int32_t row;
+  memcpy(&f.r, records, 4 * sizeof(uint32_t));
+  f.lo = p->act_min, f.hi = p->act_max;
+  f.px = (const uint32_t *)scratch, f.end = f.px + 2 * nq;
+  f.entry = (uint32_t)nq & 7u;
+  for (row = 0; row < n_rows; ++row) {
+    f.x128 = tb_cm4_fcf_expand(input + row * k, k, off2, (uint32_t *)scratch);
+    f.rw = (const uint32_t *)(const void *)weights;
+    f.out = output + row * outs, f.out_end = f.out + outs;
+    tb_cm4_fcf_row(&f, blocks, records, real_mul, per_channel, p->output_offset);
+  }
+}

@@ -1,0 +1,120 @@
+"""Build-time side of tb_cm4_fc_fused_s8 (cm4_fc_s8.c): tb_cm4_fc_pairs_s8's
+inner loop with each block of 4 outputs requantized and stored inside the
+block's assembly (SMMLAR with the zero point folded, one TST for the tie
+test). Out features a multiple of 4; each block's 4 starting values lead its
+weights in the stream. See docs/kernels.md.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tinybuild import quant
+from tinybuild.kernel_cost import within
+from tinybuild.kernel_registry import KernelImpl
+from tinybuild.lower import Const, Layer
+
+from .cm4_fc_pairs import fc_pairs_layout, fc_pairs_starts
+from .cm4_prepare import _const, accepts_fc, fc_prepared, fc_real_multipliers
+
+SOURCE = Path(__file__).parent / "cm4_fc_s8.c"
+PRIORITY = 14          # above tb_cm4_fc_pairs_s8 (12) and tb_cm4_fully_connected_s8 (10)
+SMALL_K = 8            # one block (4 outputs) over this many inputs or fewer: not taken
+
+
+def fused_record(m: float, zp: int) -> list[int] | None:
+    """{R, H, 2^t - 1, t} for multiplier m and output zero point zp:
+    quant.fc_double_fast's R < 2^31 (SMMLAR takes it signed) with t >= 1
+    (m < 0.25: SMMLAR's 2^31 is then an offset beside the rounding term
+    2^(31+t), which the kernel's tie test relies on), H = 2^(t-1) + zp 2^t.
+    2^-t of the outputs take the kernel's slower test. None: no such form."""
+    fast = quant.fc_double_fast(m)
+    if fast is None or fast[1] < 1:
+        return None
+    r, t = fast
+    return [r, (1 << (t - 1)) + zp * (1 << t), (1 << t) - 1, t]
+
+
+def largest_sums(layer: Layer) -> np.ndarray:
+    """Per output the largest |sum| any int8 input gives: |bias| + the
+    largest |x + input_offset| times the row's sum of |weights|."""
+    p = layer.params
+    outs, k = p["out_features"], p["in_features"]
+    off = int(p["input_offset"])
+    x_max = max(abs(-128 + off), abs(127 + off))
+    w = np.abs(_const(layer, "filter").astype(np.int64).reshape(outs, k)).sum(axis=1)
+    bias = _const(layer, "bias")
+    b = np.zeros(outs, np.int64) if bias is None else np.abs(np.asarray(bias, np.int64))
+    return b + x_max * w
+
+
+def records(layer: Layer) -> list[list[int]] | None:
+    """The layer's records (one, or one per output), or None where a
+    multiplier has no form or a sum's top word plus H could overflow."""
+    p = layer.params
+    zp = int(p["output_offset"])
+    multipliers = fc_real_multipliers(layer)
+    recs = [fused_record(m, zp) for m in multipliers]
+    if any(r is None for r in recs):
+        return None
+    for bound, (r, h, _, t) in zip(largest_sums(layer), recs):
+        if int(bound) * r // (1 << 32) + abs(h) + 2 >= 1 << 31:
+            return None
+    return recs if float(p["real_multiplier"]) == 0.0 else recs[:1]
+
+
+def computes(layer: Layer) -> bool:
+    """accepts_fc's layers with out features a multiple of 4 whose
+    multipliers have a form (fused_record) with the zero point folded safely."""
+    if not accepts_fc(layer) or layer.params["out_features"] % 4:
+        return False
+    return records(layer) is not None
+
+
+@within(computes)
+def accepts(layer: Layer) -> bool:
+    """computes' layers, but a single block over at most 8 inputs (the row's
+    set-up is then most of the work) stays with tb_cm4_fully_connected_s8:
+    measured (tests/test_fc_fused.py) 5 -> 4 at 285/596 instructions/cycles
+    against 269/536."""
+    p = layer.params
+    if p["out_features"] == 4 and p["in_features"] <= SMALL_K:
+        return False
+    return computes(layer)
+
+
+def fused_stream(w: np.ndarray, bias: np.ndarray, outs: int, k: int) -> np.ndarray:
+    """Per block of 4 outputs: its 4 starting values (int32, little-endian),
+    then its pair words (fc_pairs_layout's block)."""
+    words = fc_pairs_layout(w, outs, k).view(np.uint8).reshape(outs // 4, -1)
+    starts = fc_pairs_starts(bias, outs).astype(np.int64).astype("<i4").view(np.uint8)
+    return np.concatenate([starts.reshape(outs // 4, 16), words], axis=1).reshape(-1).view(np.int8)
+
+
+def prepare(layer: Layer) -> Layer:
+    p = layer.params
+    outs, k = p["out_features"], p["in_features"]
+    bias = _const(layer, "bias")
+    bias = np.zeros(outs, np.int64) if bias is None else np.asarray(bias, np.int64)
+    out = fc_prepared(layer, fused_stream(_const(layer, "filter"), bias, outs, k), np.zeros(0),
+                      "per block of 4 outputs its 4 starting values, then the weights of each "
+                      "output pair interleaved byte by byte (the first output +128); ",
+                      "2 LDM + 4 SXTB16 + 8 SMLAD per 16 MACs; per output SMMLAR, TST, ASR, "
+                      "SSAT, STRB in the block's assembly")
+    rq = {c.role: c for c in out.consts}["rq"].values[:4]
+    recs = np.asarray(records(layer), np.int64).reshape(-1)
+    consts = [Const("rq", "int32_t", np.concatenate([rq, recs]).astype(np.int32))
+              if c.role == "rq" else c for c in out.consts]
+    return replace(out, consts=consts)
+
+
+KERNEL = KernelImpl("FULLY_CONNECTED", "tb_cm4_fc_fused_s8", (SOURCE,), priority=PRIORITY,
+                    accepts=accepts, prepare=prepare,
+                    name="tb_cm4_fc_fused_s8 (DSP, 2 outputs per weight word, requantized in "
+                         "the block)")
+
+
+def kernels() -> list[KernelImpl]:
+    return [KERNEL]
