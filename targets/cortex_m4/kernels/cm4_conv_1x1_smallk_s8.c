@@ -1,22 +1,21 @@
-/* CONV_2D 1x1, stride 1, unpadded, with few input channels (in_c 8, 16, 32, 64
- * or 128: VWW's 48x48x8 -> 16 ... 6x6x128 -> 128), for Cortex-M4 (DSP extension).
+/* CONV_2D 1x1, unpadded, with few input channels (in_c 8, 16, 32, 64 or 128:
+ * VWW's 48x48x8 -> 16 ... 6x6x128 -> 128, KWS's 25x5x64, ResNet-8's stride-2
+ * shortcuts), for Cortex-M4 (DSP extension).
  *
  * Bit-exact with tb_conv2d_s8 (tflite::reference_integer_ops::ConvPerChannel).
  * Same build-time data as tb_cm4_conv2d_s8 (cm4_prepare.prepare_conv: the
- * filter stream of channel-pair records, K4/2 weight words then 8 int32
- * {M, B, e, 2*bias} per pair; the rq header; the scratch column of 4 pixels),
- * and the same 4 pixels x 2 channels register block (raw-B weight words:
- * TB_CM4_CONV_STEP4; a layer the build refused the raw form goes to
- * tb_cm4_conv2d_s8 like one without the fast requantization). What differs is the
- * fixed work per channel pair: with K = 8 a pair's multiply-adds take only 4
- * k-pairs (about 65 cycles), and the general kernel's state loads, computed
- * entry into its unrolled sweep, sweep-end test and requantization-form test
- * cost about 20 cycles more per pair (147 cycles per pair and block there,
- * 128 here). Here each (depth, form) pair is its own straight-line assembly
- * loop: no entry computation, no sweep test, the column pointer stays in a
- * register. One entry point per depth (tb_cm4_conv2d_1x1_k8_s8 ... k128): a
- * build links only the depths it uses (1.3 KB for K 8 up to 8.5 KB for K 128,
- * both forms).
+ * filter stream of channel-pair records, K4/2 raw-B weight words then 8 int32
+ * {M, B, e, 2*bias} per pair; the rq header), and the same 4 pixels x 2
+ * channels register block. What differs: the fixed work per channel pair
+ * (each (depth, form) pair is its own straight-line assembly loop: no computed
+ * entry, no sweep test) and the column, which lives on the stack (see
+ * TB_CM4_SK_BLOCK_FN): 15 cycles per 16 MACs instead of 16. Each of the
+ * block's 4 pixels has its own pointer, so any stride works; a last block of
+ * 1-3 pixels goes to tb_cm4_conv2d_s8 (tb_cm4_sk_tail). One entry point per
+ * depth, tb_cm4_conv2d_1x1_any_k<D>_s8 (cm4_conv_1x1.py), and
+ * tb_cm4_conv2d_1x1_k<D>_s8 (stride 1, whole blocks: cm4_prepare.smallk_kernel),
+ * a jump to it: a build links only the depths it uses (1.7 KB for K 8 up to
+ * 12.3 KB for K 128, both forms).
  *
  * A layer whose requantization is not the fast form (prepare_conv decides
  * that after this kernel accepted the layer's shape) goes to tb_cm4_conv2d_s8
@@ -37,161 +36,258 @@
 #define TB_CM4_SK_BLOCK 4     /* output pixels per block */
 
 #ifdef TB_CM4_DSP
-/* State the loop keeps in memory (all 14 registers hold data). */
-typedef struct {
-  int8_t *o;               /* output of pixel 0, channel c */
-  int32_t stride;          /* out_c */
-  int32_t stride3;         /* 3 * out_c */
-  const uint32_t *pw_end;  /* end of the records */
-  uint32_t col;            /* the column (reloaded after the sign form used its register) */
-} tb_cm4_sk_state;
+/* The column lives on the stack, addressed from sp: the channel-pair loop then
+ * has 13 registers beside its 8 accumulators and the weight pointer, so a
+ * step loads its weight word and the 4 pixel words in one pipelined run
+ * (6 cycles), runs the 4 raw-word SMLADs, widens the weight word in place with
+ * one SXTB16 and runs the other 4: 15 cycles per 16 MACs (16 with the column
+ * in a register-addressed buffer, whose pointer leaves 4 registers: two runs of
+ * loads). One assembly block per block of 4 pixels: it lowers sp by the
+ * column and 4 state words (so an interrupt's stacking lands below them),
+ * builds the column, runs every channel pair and restores sp. Frame: column
+ * (8 * depth bytes: k-pair j of pixel q at word 4j + q), then o, stride,
+ * 3 * stride, end of the records. */
+/* Column group g (input channels 4g..4g+3) of the 4 pixels at B0 + O0 ...
+ * B3 + O3: 4 pipelined loads, 8 SXTAB16 (offset added), 8 stores. */
+#define TB_CM4_SK_COL(g, B0, O0, B1, O1, B2, O2, B3, O3)                                      \
+  "ldr %[a0], [%[" #B0 "], #(4*" #g "+" #O0 ")]\n\t"                                         \
+  "ldr %[a1], [%[" #B1 "], #(4*" #g "+" #O1 ")]\n\t"                                         \
+  "ldr %[a2], [%[" #B2 "], #(4*" #g "+" #O2 ")]\n\t"                                         \
+  "ldr %[a3], [%[" #B3 "], #(4*" #g "+" #O3 ")]\n\t"                                         \
+  "sxtab16 %[b0], %[w], %[a0]\n\t"                                                           \
+  "sxtab16 %[b1], %[w], %[a1]\n\t"                                                           \
+  "sxtab16 %[b2], %[w], %[a2]\n\t"                                                           \
+  "sxtab16 %[b3], %[w], %[a3]\n\t"                                                           \
+  "sxtab16 %[a0], %[w], %[a0], ror #8\n\t"                                                   \
+  "sxtab16 %[a1], %[w], %[a1], ror #8\n\t"                                                   \
+  "sxtab16 %[a2], %[w], %[a2], ror #8\n\t"                                                   \
+  "sxtab16 %[a3], %[w], %[a3], ror #8\n\t"                                                   \
+  "str %[b0], [sp, #(32*" #g ")]\n\t"                                                        \
+  "str %[b1], [sp, #(32*" #g "+4)]\n\t"                                                      \
+  "str %[b2], [sp, #(32*" #g "+8)]\n\t"                                                      \
+  "str %[b3], [sp, #(32*" #g "+12)]\n\t"                                                     \
+  "str %[a0], [sp, #(32*" #g "+16)]\n\t"                                                     \
+  "str %[a1], [sp, #(32*" #g "+20)]\n\t"                                                     \
+  "str %[a2], [sp, #(32*" #g "+24)]\n\t"                                                     \
+  "str %[a3], [sp, #(32*" #g "+28)]\n\t"
+/* each pixel has its own pointer x0..x3 */
+#define TB_CM4_SK_COLS(g, D) TB_CM4_SK_COL(g, x0, 0, x1, 0, x2, 0, x3, 0)
 
+/* k-pair k of a channel pair: b (channel c+1, raw word) first, then a
+ * (channel c, the word widened in place). OP: smuad for k = 0 (sets the sums). */
+#define TB_CM4_SK_LOADS(k)                                                                   \
+  "ldr %[w], [%[pw], #(4*" #k ")]\n\t"                                                       \
+  "ldr %[x0], [sp, #(16*" #k ")]\n\t"                                                        \
+  "ldr %[x1], [sp, #(16*" #k "+4)]\n\t"                                                      \
+  "ldr %[x2], [sp, #(16*" #k "+8)]\n\t"                                                      \
+  "ldr %[x3], [sp, #(16*" #k "+12)]\n\t"
+#define TB_CM4_SK_FIRST                                                                      \
+  TB_CM4_SK_LOADS(0)                                                                         \
+  "smuad %[b0], %[x0], %[w]\n\t"                                                             \
+  "smuad %[b1], %[x1], %[w]\n\t"                                                             \
+  "smuad %[b2], %[x2], %[w]\n\t"                                                             \
+  "smuad %[b3], %[x3], %[w]\n\t"                                                             \
+  "sxtb16 %[w], %[w]\n\t"                                                                    \
+  "smuad %[a0], %[x0], %[w]\n\t"                                                             \
+  "smuad %[a1], %[x1], %[w]\n\t"                                                             \
+  "smuad %[a2], %[x2], %[w]\n\t"                                                             \
+  "smuad %[a3], %[x3], %[w]\n\t"
+#define TB_CM4_SK_STEP(k)                                                                    \
+  TB_CM4_SK_LOADS(k)                                                                         \
+  "smlad %[b0], %[x0], %[w], %[b0]\n\t"                                                      \
+  "smlad %[b1], %[x1], %[w], %[b1]\n\t"                                                      \
+  "smlad %[b2], %[x2], %[w], %[b2]\n\t"                                                      \
+  "smlad %[b3], %[x3], %[w], %[b3]\n\t"                                                      \
+  "sxtb16 %[w], %[w]\n\t"                                                                    \
+  "smlad %[a0], %[x0], %[w], %[a0]\n\t"                                                      \
+  "smlad %[a1], %[x1], %[w], %[a1]\n\t"                                                      \
+  "smlad %[a2], %[x2], %[w], %[a2]\n\t"                                                      \
+  "smlad %[a3], %[x3], %[w], %[a3]\n\t"
 
-#define TB_CM4_SK_STEPS_4 TB_CM4_CONV_STEP4(1) TB_CM4_CONV_STEP4(2) TB_CM4_CONV_STEP4(3)
-#define TB_CM4_SK_STEPS_8 \
-  TB_CM4_SK_STEPS_4 TB_CM4_CONV_STEP4(4) TB_CM4_CONV_STEP4(5) TB_CM4_CONV_STEP4(6) TB_CM4_CONV_STEP4(7)
+/* columns: depth / 4 groups of G = TB_CM4_SK_COLS */
+#define TB_CM4_SK_COLS_8(G) G(0, 8) G(1, 8)
+#define TB_CM4_SK_COLS_16(G) G(0, 16) G(1, 16) G(2, 16) G(3, 16)
+#define TB_CM4_SK_COLS_32(G) \
+  G(0, 32) G(1, 32) G(2, 32) G(3, 32) G(4, 32) G(5, 32) G(6, 32) G(7, 32)
+#define TB_CM4_SK_COLS_64(G)                                                                 \
+  G(0, 64) G(1, 64) G(2, 64) G(3, 64) G(4, 64) G(5, 64) G(6, 64) G(7, 64) G(8, 64) G(9, 64)  \
+  G(10, 64) G(11, 64) G(12, 64) G(13, 64) G(14, 64) G(15, 64)
+#define TB_CM4_SK_COLS_128(G)                                                                \
+  G(0, 128) G(1, 128) G(2, 128) G(3, 128) G(4, 128) G(5, 128) G(6, 128) G(7, 128) G(8, 128)  \
+  G(9, 128) G(10, 128) G(11, 128) G(12, 128) G(13, 128) G(14, 128) G(15, 128) G(16, 128)     \
+  G(17, 128) G(18, 128) G(19, 128) G(20, 128) G(21, 128) G(22, 128) G(23, 128) G(24, 128)    \
+  G(25, 128) G(26, 128) G(27, 128) G(28, 128) G(29, 128) G(30, 128) G(31, 128)
+/* steps 1 .. NP - 1 (k-pairs) */
+#define TB_CM4_SK_STEPS_4 TB_CM4_SK_STEP(1) TB_CM4_SK_STEP(2) TB_CM4_SK_STEP(3)
+#define TB_CM4_SK_STEPS_8                                                                    \
+  TB_CM4_SK_STEPS_4 TB_CM4_SK_STEP(4) TB_CM4_SK_STEP(5) TB_CM4_SK_STEP(6) TB_CM4_SK_STEP(7)
 #define TB_CM4_SK_STEPS_16                                                                   \
-  TB_CM4_SK_STEPS_8 TB_CM4_CONV_STEP4(8) TB_CM4_CONV_STEP4(9) TB_CM4_CONV_STEP4(10) TB_CM4_CONV_STEP4(11)  \
-  TB_CM4_CONV_STEP4(12) TB_CM4_CONV_STEP4(13) TB_CM4_CONV_STEP4(14) TB_CM4_CONV_STEP4(15)
-#define TB_CM4_SK_STEPS_32                                                                   \
-  TB_CM4_SK_STEPS_16 TB_CM4_CONV_STEP4(16) TB_CM4_CONV_STEP4(17) TB_CM4_CONV_STEP4(18)               \
-  TB_CM4_CONV_STEP4(19) TB_CM4_CONV_STEP4(20) TB_CM4_CONV_STEP4(21) TB_CM4_CONV_STEP4(22)               \
-  TB_CM4_CONV_STEP4(23) TB_CM4_CONV_STEP4(24) TB_CM4_CONV_STEP4(25) TB_CM4_CONV_STEP4(26)               \
-  TB_CM4_CONV_STEP4(27) TB_CM4_CONV_STEP4(28) TB_CM4_CONV_STEP4(29) TB_CM4_CONV_STEP4(30)               \
-  TB_CM4_CONV_STEP4(31)
-#define TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_32 TB_CM4_CONV_STEP4(32) TB_CM4_CONV_STEP4(33) TB_CM4_CONV_STEP4(34) TB_CM4_CONV_STEP4(35) TB_CM4_CONV_STEP4(36) TB_CM4_CONV_STEP4(37) TB_CM4_CONV_STEP4(38) TB_CM4_CONV_STEP4(39) TB_CM4_CONV_STEP4(40) TB_CM4_CONV_STEP4(41) TB_CM4_CONV_STEP4(42) TB_CM4_CONV_STEP4(43) TB_CM4_CONV_STEP4(44) TB_CM4_CONV_STEP4(45) TB_CM4_CONV_STEP4(46) TB_CM4_CONV_STEP4(47) TB_CM4_CONV_STEP4(48) TB_CM4_CONV_STEP4(49) TB_CM4_CONV_STEP4(50) TB_CM4_CONV_STEP4(51) TB_CM4_CONV_STEP4(52) TB_CM4_CONV_STEP4(53) TB_CM4_CONV_STEP4(54) TB_CM4_CONV_STEP4(55) TB_CM4_CONV_STEP4(56) TB_CM4_CONV_STEP4(57) TB_CM4_CONV_STEP4(58) TB_CM4_CONV_STEP4(59) TB_CM4_CONV_STEP4(60) TB_CM4_CONV_STEP4(61) TB_CM4_CONV_STEP4(62) TB_CM4_CONV_STEP4(63)
+  TB_CM4_SK_STEPS_8 TB_CM4_SK_STEP(8) TB_CM4_SK_STEP(9) TB_CM4_SK_STEP(10) TB_CM4_SK_STEP(11) \
+  TB_CM4_SK_STEP(12) TB_CM4_SK_STEP(13) TB_CM4_SK_STEP(14) TB_CM4_SK_STEP(15)
+#define TB_CM4_SK_STEPS_16_31                                                                \
+  TB_CM4_SK_STEP(16) TB_CM4_SK_STEP(17) TB_CM4_SK_STEP(18) TB_CM4_SK_STEP(19)                 \
+  TB_CM4_SK_STEP(20) TB_CM4_SK_STEP(21) TB_CM4_SK_STEP(22) TB_CM4_SK_STEP(23)                 \
+  TB_CM4_SK_STEP(24) TB_CM4_SK_STEP(25) TB_CM4_SK_STEP(26) TB_CM4_SK_STEP(27)                 \
+  TB_CM4_SK_STEP(28) TB_CM4_SK_STEP(29) TB_CM4_SK_STEP(30) TB_CM4_SK_STEP(31)
+#define TB_CM4_SK_STEPS_32 TB_CM4_SK_STEPS_16 TB_CM4_SK_STEPS_16_31
+#define TB_CM4_SK_STEPS_32_63                                                                \
+  TB_CM4_SK_STEP(32) TB_CM4_SK_STEP(33) TB_CM4_SK_STEP(34) TB_CM4_SK_STEP(35)                 \
+  TB_CM4_SK_STEP(36) TB_CM4_SK_STEP(37) TB_CM4_SK_STEP(38) TB_CM4_SK_STEP(39)                 \
+  TB_CM4_SK_STEP(40) TB_CM4_SK_STEP(41) TB_CM4_SK_STEP(42) TB_CM4_SK_STEP(43)                 \
+  TB_CM4_SK_STEP(44) TB_CM4_SK_STEP(45) TB_CM4_SK_STEP(46) TB_CM4_SK_STEP(47)                 \
+  TB_CM4_SK_STEP(48) TB_CM4_SK_STEP(49) TB_CM4_SK_STEP(50) TB_CM4_SK_STEP(51)                 \
+  TB_CM4_SK_STEP(52) TB_CM4_SK_STEP(53) TB_CM4_SK_STEP(54) TB_CM4_SK_STEP(55)                 \
+  TB_CM4_SK_STEP(56) TB_CM4_SK_STEP(57) TB_CM4_SK_STEP(58) TB_CM4_SK_STEP(59)                 \
+  TB_CM4_SK_STEP(60) TB_CM4_SK_STEP(61) TB_CM4_SK_STEP(62) TB_CM4_SK_STEP(63)
+#define TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_32 TB_CM4_SK_STEPS_32_63
 
-/* requantize one sum in place: xa = M, xb = B, wa = e, w = 2*bias; the sum
- * becomes t = 2*(sum + bias) with one ADD. Without the sign term no temporary
- * is needed; with it, px (the column pointer, reloaded afterwards). */
-#define TB_CM4_SK_RQ(A)                                             \
-  "add %[" #A "], %[w], %[" #A "], lsl #1\n\t"                      \
-  "smmlar %[" #A "], %[" #A "], %[xa], %[xb]\n\t"                   \
-  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+/* requantize one sum in place: x0 = M, x1 = B, x2 = e, x3 = 2*bias; the sum
+ * becomes t = 2*(sum + bias) with one ADD. With the sign term, w (free after
+ * the steps) holds t. Channel c+1 (RQB): A holds 256 times its sum (b - a),
+ * t = 2*bias + (A >> 7). */
+#define TB_CM4_SK_RQ(A)                                                                      \
+  "add %[" #A "], %[x3], %[" #A "], lsl #1\n\t"                                              \
+  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_SK_RQ_SIGN(A)                                        \
-  "add %[px], %[w], %[" #A "], lsl #1\n\t"                          \
-  "add %[" #A "], %[xb], %[px], asr #31\n\t"                        \
-  "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
-  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+#define TB_CM4_SK_RQ_SIGN(A)                                                                 \
+  "add %[w], %[x3], %[" #A "], lsl #1\n\t"                                                   \
+  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
+  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
-/* channel c+1 (raw-word sums, TB_CM4_CONV_STEP4): A holds 256 times its sum
- * (b - a, taken before a is requantized): t = 2*bias + (A >> 7) */
-#define TB_CM4_SK_RQB(A)                                            \
-  "add %[" #A "], %[w], %[" #A "], asr #7\n\t"                      \
-  "smmlar %[" #A "], %[" #A "], %[xa], %[xb]\n\t"                   \
-  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+#define TB_CM4_SK_RQB(A)                                                                     \
+  "add %[" #A "], %[x3], %[" #A "], asr #7\n\t"                                              \
+  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_SK_RQB_SIGN(A)                                       \
-  "add %[px], %[w], %[" #A "], asr #7\n\t"                          \
-  "add %[" #A "], %[xb], %[px], asr #31\n\t"                        \
-  "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
-  "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
+#define TB_CM4_SK_RQB_SIGN(A)                                                                \
+  "add %[w], %[x3], %[" #A "], asr #7\n\t"                                                   \
+  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
+  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
 
-/* All channel pairs of one block: per pair, k-pair 0 with SMUAD (sets the 8
- * accumulators), the other NP - 1 k-pairs, the record's 8 requantization
- * words with two LDMs, one STRH per pixel for the channel pair. Inlined into
- * the kernel: st is then a local, its fields addressed from sp (every other
- * register is an operand). */
-#define TB_CM4_SK_PAIRS(NAME, NP, STEPS, RQ, RQB, RELOAD_PX)                               \
-  TB_INLINE void NAME(tb_cm4_sk_state *st, const uint32_t *rec, const uint32_t *col) {      \
-    register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"),                 \
-        a3 __asm__("r3");                                                                    \
+/* One block of 4 pixels (input pixels q0..q3, output o), every channel pair:
+ * per pair the NP k-pairs, the record's 8 requantization words with two LDMs,
+ * one STRH per pixel for the pair's two outputs. */
+#define TB_CM4_SK_BLOCK_FN(NAME, DEPTH, NP, COLS, STEPS, RQ, RQB)                            \
+  TB_INLINE void NAME(const int8_t *q0, const int8_t *q1, const int8_t *q2, const int8_t *q3, \
+                      uint32_t off2, int8_t *o, int32_t stride, const uint32_t *rec,         \
+                      const uint32_t *rec_end) {                                              \
+    register uint32_t a0 __asm__("r0") = (uint32_t)o, a1 __asm__("r1") = (uint32_t)stride,  \
+        a2 __asm__("r2") = (uint32_t)rec_end, a3 __asm__("r3");                              \
     register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"),                 \
         b3 __asm__("r7");                                                                    \
-    register uint32_t xa __asm__("r8"), xb __asm__("r9"), wa __asm__("r10"),                \
-        w __asm__("r11");                                                                    \
-    register uint32_t px __asm__("r12") = (uint32_t)col;                                     \
+    register uint32_t x0 __asm__("r8") = (uint32_t)q0, x1 __asm__("r9") = (uint32_t)q1,     \
+        x2 __asm__("r10") = (uint32_t)q2, x3 __asm__("r11") = (uint32_t)q3;                  \
+    register uint32_t w __asm__("r12") = off2;                                               \
     register const uint32_t *pw __asm__("lr") = rec;                                         \
     __asm__ volatile(                                                                        \
+        "sub sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
+        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
+        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
+        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
+        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
+        COLS                                                                                 \
         "1:\n\t"                                                                             \
-        "ldr %[w], [%[pw]]\n\t"                                                              \
-        "ldr %[a0], [%[px]]\n\t"                                                             \
-        "ldr %[a1], [%[px], #4]\n\t"                                                         \
-        "ldr %[a2], [%[px], #8]\n\t"                                                         \
-        "ldr %[a3], [%[px], #12]\n\t"                                                        \
-        "sxtb16 %[wa], %[w]\n\t"                                                             \
-        "smuad %[b0], %[a0], %[w]\n\t"                                                       \
-        "smuad %[a0], %[a0], %[wa]\n\t"                                                      \
-        "smuad %[b1], %[a1], %[w]\n\t"                                                       \
-        "smuad %[a1], %[a1], %[wa]\n\t"                                                      \
-        "smuad %[b2], %[a2], %[w]\n\t"                                                       \
-        "smuad %[a2], %[a2], %[wa]\n\t"                                                      \
-        "smuad %[b3], %[a3], %[w]\n\t"                                                       \
-        "smuad %[a3], %[a3], %[wa]\n\t"                                                      \
+        TB_CM4_SK_FIRST                                                                      \
         STEPS                                                                                \
         "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
-        "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                                      \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
         "sub %[b0], %[b0], %[a0]\n\t"                                                        \
         "sub %[b1], %[b1], %[a1]\n\t"                                                        \
         "sub %[b2], %[b2], %[a2]\n\t"                                                        \
         "sub %[b3], %[b3], %[a3]\n\t"                                                        \
         RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
-        "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                                      \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
         RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
-        "ldr %[xa], %[st_o]\n\t"                                                             \
-        "ldr %[xb], %[st_stride]\n\t"                                                        \
-        "ldr %[wa], %[st_stride3]\n\t"                                                       \
-        "ldr %[w], %[st_pw_end]\n\t"                                                         \
-        RELOAD_PX                                                                            \
+        "ldr %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "ldr %[x1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
+        "ldr %[x2], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
+        "ldr %[x3], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
         "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
         "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
         "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
         "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
-        "strh %[a1], [%[xa], %[xb]]\n\t"                                                     \
-        "strh %[a2], [%[xa], %[xb], lsl #1]\n\t"                                             \
-        "strh %[a3], [%[xa], %[wa]]\n\t"                                                     \
-        "strh %[a0], [%[xa]], #2\n\t"                                                        \
-        "str %[xa], %[st_o]\n\t"                                                             \
-        "cmp %[pw], %[w]\n\t"                                                                \
+        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
+        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
+        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
+        "strh %[a0], [%[x0]], #2\n\t"                                                        \
+        "str %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "cmp %[pw], %[x3]\n\t"                                                               \
         "bne 1b\n\t"                                                                         \
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),    \
-          [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),    \
-          [wa] "=&r"(wa), [w] "=&r"(w), [px] "+r"(px), [pw] "+r"(pw), [st_o] "+m"(st->o)     \
-        : [st_stride] "m"(st->stride), [st_stride3] "m"(st->stride3),                       \
-          [st_pw_end] "m"(st->pw_end), [st_col] "m"(st->col)                                \
+        "add sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),       \
+          [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),      \
+          [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w), [pw] "+r"(pw)                          \
+        :                                                                                    \
         : "cc", "memory");                                                                   \
   }
+/* Per depth: without and with the sign term. */
+#define TB_CM4_SK_DEPTH(D, NP, STEPS)                                                         \
+  TB_CM4_SK_BLOCK_FN(tb_cm4_sk_block##D, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS), STEPS,     \
+                     TB_CM4_SK_RQ, TB_CM4_SK_RQB)                                            \
+  TB_CM4_SK_BLOCK_FN(tb_cm4_sk_block##D##_sign, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS),     \
+                     STEPS, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
+TB_CM4_SK_DEPTH(8, 4, TB_CM4_SK_STEPS_4)
+TB_CM4_SK_DEPTH(16, 8, TB_CM4_SK_STEPS_8)
+TB_CM4_SK_DEPTH(32, 16, TB_CM4_SK_STEPS_16)
+TB_CM4_SK_DEPTH(64, 32, TB_CM4_SK_STEPS_32)
+TB_CM4_SK_DEPTH(128, 64, TB_CM4_SK_STEPS_64)
 
-#define TB_CM4_SK_NO_RELOAD ""
-#define TB_CM4_SK_RELOAD "ldr %[px], %[st_col]\n\t"
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs4_sign, 4, TB_CM4_SK_STEPS_4, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN, TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs8_sign, 8, TB_CM4_SK_STEPS_8, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN, TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs16_sign, 16, TB_CM4_SK_STEPS_16, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
-                TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs32_sign, 32, TB_CM4_SK_STEPS_32, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
-                TB_CM4_SK_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ, TB_CM4_SK_RQB, TB_CM4_SK_NO_RELOAD)
-TB_CM4_SK_PAIRS(tb_cm4_sk_pairs64_sign, 64, TB_CM4_SK_STEPS_64, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN,
-                TB_CM4_SK_RELOAD)
+/* One block for a depth (constants once inlined). */
+TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t off2, int8_t *o,
+                               int32_t out_c, const uint32_t *rec, const uint32_t *rec_end,
+                               int32_t depth, int sign) {
+#define TB_CM4_SK_CALL(D)                                                                    \
+  if (depth == D) {                                                                          \
+    if (sign) tb_cm4_sk_block##D##_sign(q[0], q[1], q[2], q[3], off2, o, out_c, rec, rec_end); \
+    else tb_cm4_sk_block##D(q[0], q[1], q[2], q[3], off2, o, out_c, rec, rec_end);           \
+    return;                                                                                  \
+  }
+  TB_CM4_SK_CALL(8)
+  TB_CM4_SK_CALL(16)
+  TB_CM4_SK_CALL(32)
+  TB_CM4_SK_CALL(64)
+  TB_CM4_SK_CALL(128)
+#undef TB_CM4_SK_CALL
+}
 #else
-/* Portable C: the same sums and the same requantization (with the sign term,
+/* Portable C: the same column, sums and requantization (with the sign term,
  * exact with or without TB_CM4_SK_NO_SIGN), for the host tests. */
-static void tb_cm4_sk_pairs_c(const uint32_t *col, const uint32_t *rec, int32_t npairs,
-                              int32_t out_c, int8_t *o) {
-  int32_t c, j, q;
+TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t off2, int8_t *o,
+                               int32_t out_c, const uint32_t *rec, const uint32_t *rec_end,
+                               int32_t depth, int sign) {
+  const int32_t npairs = depth >> 1;
+  uint32_t col[2 * 128];
+  int32_t c, j, g;
+  (void)rec_end;
+  (void)sign;
+  for (g = 0; g < depth; g += 4)
+    for (j = 0; j < TB_CM4_SK_BLOCK; ++j) {
+      const uint32_t v = tb_ld32(q[j] + g);
+      col[2 * g + j] = tb_sxtab16(off2, v);
+      col[2 * g + 4 + j] = tb_sxtab16_ror8(off2, v);
+    }
   for (c = 0; c < out_c; c += 2, rec += npairs + TB_CM4_SK_PAIR_RQ, o += 2) {
     const int32_t *r = (const int32_t *)(const void *)(rec + npairs);
     int32_t acc[2][TB_CM4_SK_BLOCK] = {{0}};
     for (j = 0; j < npairs; ++j) {
       const uint32_t wa = tb_sxtb16(rec[j]), wb = rec[j];   /* raw-B words */
-      for (q = 0; q < TB_CM4_SK_BLOCK; ++q) {
-        acc[0][q] = tb_smlad(col[TB_CM4_SK_BLOCK * j + q], wa, acc[0][q]);
-        acc[1][q] = tb_smlad(col[TB_CM4_SK_BLOCK * j + q], wb, acc[1][q]);
+      for (g = 0; g < TB_CM4_SK_BLOCK; ++g) {
+        acc[0][g] = tb_smlad(col[TB_CM4_SK_BLOCK * j + g], wa, acc[0][g]);
+        acc[1][g] = tb_smlad(col[TB_CM4_SK_BLOCK * j + g], wb, acc[1][g]);
       }
     }
-    for (q = 0; q < TB_CM4_SK_BLOCK; ++q) {
-      acc[1][q] = tb_asr((int32_t)((uint32_t)acc[1][q] - (uint32_t)acc[0][q]), 8);
+    for (g = 0; g < TB_CM4_SK_BLOCK; ++g) {
       int32_t h;
+      acc[1][g] = tb_asr((int32_t)((uint32_t)acc[1][g] - (uint32_t)acc[0][g]), 8);
       for (h = 0; h < 2; ++h) {
         const int32_t *rh = r + 4 * h;
-        const int32_t t = (int32_t)((uint32_t)acc[h][q] * 2u + (uint32_t)rh[3]);
-        o[q * out_c + h] =
+        const int32_t t = (int32_t)((uint32_t)acc[h][g] * 2u + (uint32_t)rh[3]);
+        o[g * out_c + h] =
             (int8_t)tb_ssat8(tb_asr(tb_smmlar(t, rh[0], rh[1] + tb_asr(t, 31)), rh[2]));
       }
     }
@@ -199,68 +295,97 @@ static void tb_cm4_sk_pairs_c(const uint32_t *col, const uint32_t *rec, int32_t 
 }
 #endif
 
-/* The kernel for one input depth: a constant once inlined into its entry
- * point below, so each entry point holds only its depth's two loops (a build
- * links the depths its model uses). */
+/* The block's 4 input pixels from output pixel p0 on: a 1x1 convolution
+ * reads input row y * stride_h, column x * stride_w (one division per block). */
+TB_INLINE void tb_cm4_sk_pixels(const tb_conv_params *p, const int8_t *input, int32_t p0,
+                                int32_t depth, const int8_t *q[TB_CM4_SK_BLOCK]) {
+  int32_t y = p0 / p->out_w, x = p0 - y * p->out_w, j;
+  for (j = 0; j < TB_CM4_SK_BLOCK; ++j) {
+    q[j] = input + (y * p->stride_h * p->in_w + x * p->stride_w) * depth;
+    if (++x == p->out_w) x = 0, ++y;
+  }
+}
+
+/* The last npix % 4 pixels (from pixel first on) through tb_cm4_conv2d_s8 with
+ * the same tables, as one row of 1-3 pixels: copied together first (a block
+ * reads all its pixels before it writes: the overlap the build allowed), then
+ * computed from the copy. */
+static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
+                           const int32_t *rq, int8_t *output, void *scratch, int32_t first,
+                           int32_t depth) {
+  int8_t rest[(TB_CM4_SK_BLOCK - 1) * 128];
+  const int32_t n = p->out_h * p->out_w - first;
+  tb_conv_params row = *p;
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int32_t y = (first + j) / p->out_w, x = (first + j) - y * p->out_w;
+    memcpy(rest + j * depth, input + (y * p->stride_h * p->in_w + x * p->stride_w) * depth,
+           (size_t)depth);
+  }
+  row.in_h = row.out_h = 1;
+  row.in_w = row.out_w = (int16_t)n;
+  row.stride_h = row.stride_w = 1;
+  tb_cm4_conv2d_s8(&row, rest, filter, rq, output + first * p->out_c, scratch);
+}
+
+/* The kernel for one input depth (a constant once inlined into its entry
+ * point below, so each entry point holds only its depth's loops: a build
+ * links the depths its model uses): any stride, blocks of 4 pixels, each
+ * pixel found from its row and column (consecutive at stride 1), a last
+ * partial block through tb_cm4_sk_tail. */
 TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                               const int32_t *rq, int8_t *output, void *scratch,
                               const int32_t depth) {
   const int32_t out_c = p->out_c, npix = p->out_h * p->out_w;
+  const int32_t whole = npix & ~(TB_CM4_SK_BLOCK - 1);
   const int32_t flags = rq[0];
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
   const uint32_t *rec = (const uint32_t *)(const void *)filter;
-  uint32_t *col = (uint32_t *)scratch;
+  const uint32_t *rec_end = rec + (out_c >> 1) * ((depth >> 1) + TB_CM4_SK_PAIR_RQ);
+  const int sign = !(flags & TB_CM4_SK_NO_SIGN);
+  const int stride1 = p->stride_h == 1 && p->stride_w == 1;
   /* In place, the planner may put the output above the input: then the
    * blocks run from the last to the first (rq[1], as in tb_cm4_conv2d_s8). */
   const int backward = (intptr_t)(output - input) > (intptr_t)rq[1];
   const int32_t step = backward ? -TB_CM4_SK_BLOCK : TB_CM4_SK_BLOCK;
   int32_t p0;
-#ifdef TB_CM4_DSP
-  const int sign = !(flags & TB_CM4_SK_NO_SIGN);
-  tb_cm4_sk_state st;
-#endif
   if ((flags & ~TB_CM4_SK_NO_SIGN) != (TB_CM4_SK_FAST | TB_CM4_SK_FULLRANGE | TB_CM4_SK_RAW_B) ||
-      p->in_c != depth || (out_c & 1) || (npix & 3) || npix == 0) {
+      p->in_c != depth || (out_c & 1) || whole == 0) {
     tb_cm4_conv2d_s8(p, input, filter, rq, output, scratch);
     return;
   }
-#ifdef TB_CM4_DSP
-  st.stride = out_c;
-  st.stride3 = 3 * out_c;
-  st.pw_end = rec + (out_c >> 1) * ((depth >> 1) + TB_CM4_SK_PAIR_RQ);
-  st.col = (uint32_t)col;
-#endif
-  for (p0 = backward ? npix - TB_CM4_SK_BLOCK : 0; p0 >= 0 && p0 < npix; p0 += step) {
-    tb_cm4_column4_1x1(input + p0 * depth, depth, off2, col);
-#ifdef TB_CM4_DSP
-    st.o = output + p0 * out_c;
-    if (depth == 8) {
-      if (sign) tb_cm4_sk_pairs4_sign(&st, rec, col);
-      else tb_cm4_sk_pairs4(&st, rec, col);
-    } else if (depth == 16) {
-      if (sign) tb_cm4_sk_pairs8_sign(&st, rec, col);
-      else tb_cm4_sk_pairs8(&st, rec, col);
-    } else if (depth == 32) {
-      if (sign) tb_cm4_sk_pairs16_sign(&st, rec, col);
-      else tb_cm4_sk_pairs16(&st, rec, col);
-    } else if (depth == 64) {
-      if (sign) tb_cm4_sk_pairs32_sign(&st, rec, col);
-      else tb_cm4_sk_pairs32(&st, rec, col);
+  if (backward && whole != npix)
+    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, depth);
+  for (p0 = backward ? whole - TB_CM4_SK_BLOCK : 0; p0 >= 0 && p0 < whole; p0 += step) {
+    const int8_t *q[TB_CM4_SK_BLOCK];
+    if (stride1) {
+      q[0] = input + p0 * depth;
+      q[1] = q[0] + depth;
+      q[2] = q[1] + depth;
+      q[3] = q[2] + depth;
     } else {
-      if (sign) tb_cm4_sk_pairs64_sign(&st, rec, col);
-      else tb_cm4_sk_pairs64(&st, rec, col);
+      tb_cm4_sk_pixels(p, input, p0, depth, q);
     }
-#else
-    tb_cm4_sk_pairs_c(col, rec, depth >> 1, out_c, output + p0 * out_c);
-#endif
+    tb_cm4_sk_block(q, off2, output + p0 * out_c, out_c, rec, rec_end, depth, sign);
   }
+  if (!backward && whole != npix)
+    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, depth);
 }
 
+/* tb_cm4_conv2d_1x1_any_k<D>_s8 takes any 1x1 unpadded layer on D channels
+ * (cm4_conv_1x1.py); tb_cm4_conv2d_1x1_k<D>_s8, the stride-1 layers of whole
+ * blocks (cm4_prepare.accepts_conv_1x1_smallk), is the same code: a model
+ * with both links it once. */
 #define TB_CM4_SK_ENTRY(DEPTH)                                                              \
+  void tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,    \
+                                           const int8_t *filter, const int32_t *rq,         \
+                                           int8_t *output, void *scratch) {                 \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH);                           \
+  }                                                                                         \
   void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,        \
                                        const int8_t *filter, const int32_t *rq,             \
                                        int8_t *output, void *scratch) {                     \
-    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH);                           \
+    tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(p, input, filter, rq, output, scratch);             \
   }
 TB_CM4_SK_ENTRY(8)
 TB_CM4_SK_ENTRY(16)

@@ -696,10 +696,11 @@ def smallk_kernel(depth: int) -> KernelImpl:
 
 def kernels() -> list[KernelImpl]:
     # imported here: they import this module's helpers
-    from . import cm4_cost, cm4_dw_channels
+    from . import cm4_conv_1x1, cm4_cost, cm4_dw_channels
     src = lambda name: (HERE / name,)
     return [
         *[smallk_kernel(d) for d in CONV_SMALLK_DEPTHS],
+        *cm4_conv_1x1.kernels(),
         KernelImpl("CONV_2D", "tb_cm4_conv2d_s8", src("cm4_conv_s8.c"), priority=10,
                    accepts=cm4_cost.accepts_conv_faster, prepare=prepare_conv,
                    name="tb_cm4_conv2d_s8 (DSP, 4x2 block)"),

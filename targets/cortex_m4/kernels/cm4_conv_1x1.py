@@ -1,0 +1,65 @@
+"""The 1x1 CONV_2D layers on cortex-m4 that the stride-1 small-K kernels do not
+take (tb_cm4_conv2d_1x1_any_k<depth>_s8 in cm4_conv_1x1_smallk_s8.c): any
+stride (ResNet-8's 32x32x16 -> 16x16x32 and 16x16x32 -> 8x8x64 stride-2
+shortcuts) and pixel counts that are not whole blocks of 4 (KWS's 25x5 maps,
+VWW's 3x3 ones). The small-K kernels' block with each of its 4 input pixels
+found from its output row and column; the last 1-3 pixels through
+tb_cm4_conv2d_s8 with the same tables (cm4_prepare.prepare_conv). A layer whose
+requantization is not the fast form goes to tb_cm4_conv2d_s8 at run time. See
+docs/kernels.md (Cortex-M4, Convolution).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+from tinybuild.kernel_cost import clearly_faster, within
+from tinybuild.kernel_registry import KernelImpl
+from tinybuild.lower import Layer
+
+from .cm4_prepare import CONV_BLOCK, CONV_SMALLK_DEPTHS, prepare_conv
+
+HERE = Path(__file__).parent
+PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernels take no layer of these
+
+
+def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
+    """1x1 unpadded on ``depth`` input channels, an even number of output
+    channels, at least one block of 4 output pixels, full int8 output range;
+    not the stride-1 layers of whole blocks (accepts_conv_1x1_smallk's)."""
+    p = layer.params
+    npix = p["out_h"] * p["out_w"]
+    return layer.op == "CONV_2D" and (p["k_h"], p["k_w"], p["pad_top"], p["pad_left"]) == \
+        (1, 1, 0, 0) and p["in_c"] == depth and p["out_c"] % 2 == 0 and npix >= CONV_BLOCK and \
+        (p["act_min"], p["act_max"]) == (-128, 127) and \
+        ((p["stride_h"], p["stride_w"]) != (1, 1) or npix % CONV_BLOCK != 0)
+
+
+@within(accepts_conv_1x1_any)
+def accepts_conv_1x1_any_faster(layer: Layer, depth: int) -> bool:
+    from .cm4_cost import conv_estimate, reference_estimate
+    return accepts_conv_1x1_any(layer, depth) and \
+        clearly_faster(conv_estimate(layer), reference_estimate(layer))
+
+
+def prepare_conv_1x1_any(layer: Layer) -> Layer:
+    out = prepare_conv(layer)
+    p = layer.params
+    rest = p["out_h"] * p["out_w"] % CONV_BLOCK
+    return replace(out, notes=out.notes + [
+        f"1x1, stride {p['stride_h']}x{p['stride_w']}, K {p['in_c']}: each block's 4 input pixels "
+        "read directly by row and column, no im2col" +
+        (f"; the last {rest} pixel{'s' if rest > 1 else ''} through tb_cm4_conv2d_s8" if rest else "")])
+
+
+def any_kernel(depth: int) -> KernelImpl:
+    return KernelImpl("CONV_2D", f"tb_cm4_conv2d_1x1_any_k{depth}_s8",
+                      (HERE / "cm4_conv_1x1_smallk_s8.c", HERE / "cm4_conv_s8.c"), priority=PRIORITY,
+                      accepts=partial(accepts_conv_1x1_any_faster, depth=depth),
+                      prepare=prepare_conv_1x1_any,
+                      name=f"tb_cm4_conv2d_1x1_any_k{depth}_s8 (DSP, 4x2 block, K {depth}, any stride)")
+
+
+def kernels() -> list[KernelImpl]:
+    return [any_kernel(d) for d in CONV_SMALLK_DEPTHS]
