@@ -46,6 +46,7 @@
 #define TB_CM4_RQ_FAST 1
 #define TB_CM4_RQ_FULLRANGE 2
 #define TB_CM4_RQ_NO_SIGN 8 /* cm4_prepare.DW_RQ_NO_SIGN */
+#define TB_CM4_DW_RQ_PAIRS 32 /* cm4_prepare.DW_RQ_PAIRS: the stores take the pair units */
 #define TB_CM4_DW_GENERAL 0
 #define TB_CM4_DW_3X3S1 1
 #define TB_CM4_DW_3X3S2 2
@@ -558,12 +559,138 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
 }
 #endif
 
+#ifdef TB_CM4_DSP
+/* Rows of at most 2 * units + 1 sums (units: 24 pair units in the form
+ * without the sign term, VWW's and KWS's, 12 in the one with it): per row a
+ * jump into an unrolled body of pair units (LDRD at an immediate offset, two
+ * requantizations, two STRB), entered so that it does cols / 2 of them; the
+ * row's end is 2 ADD, SUBS and a conditional jump back to the entry. No
+ * per-row count and no tests for groups of 4, a pair or a single: 7 cycles a
+ * row where the 8-sum loop spends 20-35 on them (its groups of 8 cost 7.25
+ * cycles a sum, a pair unit 7). An odd last column goes after all the rows,
+ * down the column. Every instruction has its 32-bit encoding, so the units
+ * have one size (the entry is e * size bytes in; the assembler checks the
+ * body's length). The build chooses it per layer (cm4_prepare.dw_store_pairs,
+ * flag TB_CM4_DW_RQ_PAIRS). */
+#define TB_CM4_DW_PAIRS_NO_SIGN 24  /* cm4_prepare.DW_PAIRS_MAX_COLS: 49 */
+#define TB_CM4_DW_PAIRS_SIGN 12     /* ... 25 */
+#define TB_CM4_DW_IRP_12 "0,1,2,3,4,5,6,7,8,9,10,11"
+#define TB_CM4_DW_IRP_24 TB_CM4_DW_IRP_12 ",12,13,14,15,16,17,18,19,20,21,22,23"
+#define TB_CM4_DW_PAIR_BYTES_NO_SIGN 48
+#define TB_CM4_DW_PAIR_BYTES_SIGN 56
+#define TB_CM4_DW_STR_(x) #x
+#define TB_CM4_DW_STR(x) TB_CM4_DW_STR_(x)
+#define TB_CM4_DW_RQW_SIGN(T)                            \
+  "add.w " T ", %[bias2], " T ", lsl #1\n\t"             \
+  "add.w %[u], %[b], " T ", asr #31\n\t"                 \
+  "smmlar " T ", " T ", %[m], %[u]\n\t"                  \
+  "asr.w " T ", " T ", %[e]\n\t"                         \
+  "ssat " T ", #8, " T "\n\t"
+#define TB_CM4_DW_RQW_NO_SIGN(T)                         \
+  "add.w " T ", %[bias2], " T ", lsl #1\n\t"             \
+  "smmlar " T ", " T ", %[m], %[b]\n\t"                  \
+  "asr.w " T ", " T ", %[e]\n\t"                         \
+  "ssat " T ", #8, " T "\n\t"
+/* the rows' pairs (rows >= 1; entry = e * unit bytes, e = units skipped) */
+#define TB_CM4_DW_STORE_PAIRS(RQW, BYTES, UNITS, IRP)                                                      \
+  "adr.w %[t0], 2f\n\t"                                                                        \
+  "add %[entry], %[entry], %[t0]\n\t"                                                          \
+  "orr %[entry], %[entry], #1\n\t"                                                             \
+  "bx %[entry]\n\t"                                                                            \
+  ".p2align 2\n"                                                                               \
+  "2:\n\t"                                                                                     \
+  ".irp k, " IRP "\n\t"                                                                         \
+  "ldrd %[t0], %[t1], [%[ap], #(8 * \\k)]\n\t"                                                 \
+  RQW("%[t0]") RQW("%[t1]")                                                                    \
+  "strb.w %[t0], [%[o]]\n\t"                                                                   \
+  "strb.w %[t1], [%[o], %[step]]\n\t"                                                          \
+  "add.w %[o], %[o], %[step], lsl #1\n\t"                                                      \
+  ".endr\n"                                                                                    \
+  "3:\n\t"                                                                                     \
+  ".if (3b - 2b) - " BYTES " * " UNITS "\n\t"                                                  \
+  ".error \"tb_cm4_dw_store_pairs: a pair unit is not " BYTES " bytes\"\n\t"                   \
+  ".endif\n\t"                                                                                 \
+  "add %[ap], %[ap], %[row]\n\t"                                                               \
+  "add %[o], %[o], %[adjust]\n\t"                                                              \
+  "subs %[rows], %[rows], #1\n\t"                                                              \
+  "it ne\n\t"                                                                                  \
+  "bxne %[entry]\n\t"
+/* one column, down the rows (rows >= 1) */
+#define TB_CM4_DW_STORE_COLUMN(RQW)                                                            \
+  "1:\n\t"                                                                                     \
+  "ldr %[t0], [%[ap]]\n\t"                                                                     \
+  "add %[ap], %[ap], %[row]\n\t"                                                               \
+  RQW("%[t0]")                                                                                 \
+  "strb %[t0], [%[o]]\n\t"                                                                     \
+  "add %[o], %[o], %[adjust]\n\t"                                                              \
+  "subs %[rows], %[rows], #1\n\t"                                                              \
+  "bne 1b\n\t"
+#define TB_CM4_DW_PAIRS_IN                                                                     \
+  [bias2] "r"(r[0] * 2), [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]), [step] "r"(t->col_step), \
+  [row] "r"(row), [adjust] "r"(adjust)
+
+TB_INLINE void tb_cm4_dw_store_pairs(const int32_t *acc, const tb_cm4_dw_tile *t,
+                                     const int32_t *r, int8_t *o, int32_t no_sign) {
+  const int32_t even = t->cols & ~1, row = 4 * t->acc_row;
+  const int32_t units = no_sign ? TB_CM4_DW_PAIRS_NO_SIGN : TB_CM4_DW_PAIRS_SIGN;
+  const int32_t e = units - (even >> 1);                 /* units skipped at the entry */
+  int32_t rows = t->rows, adjust = t->row_step - even * t->col_step;
+  uint32_t t0, t1, u, ap = (uint32_t)acc - 8u * (uint32_t)e, out = (uint32_t)o;
+  if (no_sign) {
+    uint32_t entry = (uint32_t)e * TB_CM4_DW_PAIR_BYTES_NO_SIGN;
+    __asm__ volatile(TB_CM4_DW_STORE_PAIRS(TB_CM4_DW_RQW_NO_SIGN,
+                                           TB_CM4_DW_STR(TB_CM4_DW_PAIR_BYTES_NO_SIGN),
+                                           TB_CM4_DW_STR(TB_CM4_DW_PAIRS_NO_SIGN),
+                                           TB_CM4_DW_IRP_24)
+                     : [t0] "=&r"(t0), [t1] "=&r"(t1), [entry] "+r"(entry), [ap] "+r"(ap),
+                       [o] "+r"(out), [rows] "+r"(rows)
+                     : TB_CM4_DW_PAIRS_IN : "cc", "memory");
+  } else {
+    uint32_t entry = (uint32_t)e * TB_CM4_DW_PAIR_BYTES_SIGN;
+    __asm__ volatile(TB_CM4_DW_STORE_PAIRS(TB_CM4_DW_RQW_SIGN,
+                                           TB_CM4_DW_STR(TB_CM4_DW_PAIR_BYTES_SIGN),
+                                           TB_CM4_DW_STR(TB_CM4_DW_PAIRS_SIGN), TB_CM4_DW_IRP_12)
+                     : [t0] "=&r"(t0), [t1] "=&r"(t1), [u] "=&r"(u), [entry] "+r"(entry),
+                       [ap] "+r"(ap), [o] "+r"(out), [rows] "+r"(rows)
+                     : TB_CM4_DW_PAIRS_IN : "cc", "memory");
+  }
+  if (t->cols & 1) {           /* the last column */
+    rows = t->rows, adjust = t->row_step;
+    ap = (uint32_t)(acc + even), out = (uint32_t)(o + even * t->col_step);
+    if (no_sign) {
+      __asm__ volatile(TB_CM4_DW_STORE_COLUMN(TB_CM4_DW_RQW_NO_SIGN)
+                       : [t0] "=&r"(t0), [ap] "+r"(ap), [o] "+r"(out), [rows] "+r"(rows)
+                       : TB_CM4_DW_PAIRS_IN : "cc", "memory");
+    } else {
+      __asm__ volatile(TB_CM4_DW_STORE_COLUMN(TB_CM4_DW_RQW_SIGN)
+                       : [t0] "=&r"(t0), [u] "=&r"(u), [ap] "+r"(ap), [o] "+r"(out),
+                         [rows] "+r"(rows)
+                       : TB_CM4_DW_PAIRS_IN : "cc", "memory");
+    }
+  }
+  (void)t0, (void)t1, (void)u;
+}
+
+/* The two variants, apart: each keeps its registers to itself. */
+static __attribute__((noinline)) void tb_cm4_dw_store_pairs_sign(const int32_t *acc,
+                                                                 const tb_cm4_dw_tile *t,
+                                                                 const int32_t *r, int8_t *o) {
+  tb_cm4_dw_store_pairs(acc, t, r, o, 0);
+}
+static __attribute__((noinline)) void tb_cm4_dw_store_pairs_no_sign(const int32_t *acc,
+                                                                    const tb_cm4_dw_tile *t,
+                                                                    const int32_t *r, int8_t *o) {
+  tb_cm4_dw_store_pairs(acc, t, r, o, 1);
+}
+#endif
+
 /* Requantize a tile of one channel's sums (+ bias) into the output. */
-static __attribute__((noinline)) void tb_cm4_dw_store(const int32_t *acc, const tb_cm4_dw_tile *t,
-                                                      const int32_t *r, int32_t flags,
-                                                      const tb_conv_params *p, int8_t *o) {
+static __attribute__((noinline)) void tb_cm4_dw_store_rows(const int32_t *acc,
+                                                           const tb_cm4_dw_tile *t,
+                                                           const int32_t *r, int32_t flags,
+                                                           const tb_conv_params *p, int8_t *o) {
   int32_t y, i;
-  if ((flags & ~TB_CM4_RQ_NO_SIGN) == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
+  if ((flags & ~(TB_CM4_RQ_NO_SIGN | TB_CM4_DW_RQ_PAIRS)) == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
 #ifdef TB_CM4_DSP
     tb_cm4_dw_rows st;
     st.cols = t->cols, st.skip = 4 * (t->acc_row - t->cols);
@@ -591,6 +718,24 @@ static __attribute__((noinline)) void tb_cm4_dw_store(const int32_t *acc, const 
       }
     }
   }
+}
+
+/* The store of a tile: the pair units where the build set TB_CM4_DW_RQ_PAIRS
+ * (the test inlined at each call site, so that neither store pays for the
+ * other), else the loops above. */
+TB_INLINE void tb_cm4_dw_store(const int32_t *acc, const tb_cm4_dw_tile *t, const int32_t *r,
+                               int32_t flags, const tb_conv_params *p, int8_t *o) {
+#ifdef TB_CM4_DSP
+  if (flags & TB_CM4_DW_RQ_PAIRS) {   /* fast form, full range, rows of at most 49 / 25 */
+    if (flags & TB_CM4_RQ_NO_SIGN) {
+      tb_cm4_dw_store_pairs_no_sign(acc, t, r, o);
+    } else {
+      tb_cm4_dw_store_pairs_sign(acc, t, r, o);
+    }
+    return;
+  }
+#endif
+  tb_cm4_dw_store_rows(acc, t, r, flags, p, o);
 }
 
 /* Where plane row pr starts: row-major, or for stride 2 even rows first. */

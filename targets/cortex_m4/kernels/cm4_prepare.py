@@ -396,6 +396,18 @@ def dw_s1_batch(p: dict, path: int) -> int:
 
 
 DW_RQ_NO_SIGN = 8                 # rq[0] flag: the store loop leaves the sign term out
+DW_RQ_PAIRS = 32                  # rq[0] flag: rows stored by the pair units (tb_cm4_dw_store_pairs)
+DW_PAIRS_MAX_COLS = {True: 49, False: 25}   # ... rows of at most 2 * units + 1 outputs, by
+                                            # DW_RQ_NO_SIGN (24 units without the sign term, 12 with)
+
+
+def dw_store_pairs(flags: int, path: int, oriented: dict) -> bool:
+    """The store takes the pair units for the fast full-range form on the 3x3
+    paths' rows of at most DW_PAIRS_MAX_COLS outputs (all of VWW's and KWS's
+    depthwise layers on the plane kernel)."""
+    return flags & (RQ_FAST | RQ_FULLRANGE) == RQ_FAST | RQ_FULLRANGE and \
+        path in (DW_3X3S1, DW_3X3S2) and \
+        oriented["out_w"] <= DW_PAIRS_MAX_COLS[bool(flags & DW_RQ_NO_SIGN)]
 
 
 def dw_no_sign(flags: int, triples: np.ndarray, zero_point: int) -> bool:
@@ -442,6 +454,9 @@ def prepare_depthwise(layer: Layer) -> Layer:
     if dw_no_sign(flags, triples, p["output_offset"]):
         flags |= DW_RQ_NO_SIGN
         notes = notes + ["zero point -128, full range: the sign term is left out"]
+    if dw_store_pairs(flags, path, dw_oriented(p, transposed)):
+        flags |= DW_RQ_PAIRS
+        notes = notes + ["rows stored by pair units (one jump per row, no tail tests)"]
     plane_w, plane_h, even_rows = dw_plane(dw_oriented(p, transposed), path)
     rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
