@@ -1,12 +1,20 @@
 /* ADD and AVERAGE_POOL_2D int8 for Cortex-M4 (DSP extension).
  *
- * ADD, bit-exact with tb_add_s8 (TFLite's general 8-bit add): each input's
- * rescale, MultiplyByQuantizedMultiplier((x + offset) << 20, ...), depends
- * on the int8 x alone, so the build tabulates it (256 int32 per input, in
- * the rq argument after a 4-word header {flags, M, B, e}); per element the
- * kernel adds the two table entries and requantizes the sum with the fast
- * exact form tb_rq. Element i is written after both inputs' element i were
- * read: the output may be either input (in place).
+ * ADD, bit-exact with tb_add_s8 (TFLite's general 8-bit add). The output
+ * depends on the int8 pair (x1, x2) alone, so the build (cm4_prepare.
+ * add_sum_tables) finds two tables of 256 int32, u1 by x1 and u2 by x2, whose
+ * sum is the output x 2^16 + 128 x 2^16 plus rounding bits below, and checks
+ * all 65,536 pairs: per element two table loads, one ADD, and the top
+ * halfword saturated to 0..255 (USAT16 #8: the int8 limits) is the output
+ * plus 128. The word loop (Cortex-M4) takes 8 elements per pass, in two
+ * words: 8 LDRB of indices and 8 LDR of table entries in one pipelined run,
+ * 4 ADD, 2 PKHTB + 2 USAT16 + ORR pack 4 biased bytes, EOR 0x80808080 unbiases
+ * them, one STR; a fused activation narrower than int8 clamps the 4 biased
+ * bytes with UQADD8, UQSUB8, UADD8 (the last also unbiases). When no such
+ * tables exist (an input's range far wider than the output's), rq holds
+ * {flags, M, B, e} and each input's rescale, and the sum is requantized with
+ * tb_rq. All of an element's (a word's) inputs are read before its output is
+ * written: the output may be either input or start before it (in place).
  *
  * AVERAGE_POOL_2D, bit-exact with tb_avg_pool2d_s8: the window sums of 4
  * channels at a time accumulate in 16-bit lanes (SXTAB16 adds the sign-
@@ -19,6 +27,136 @@
 
 #define TB_CM4_RQ_FAST 1
 #define TB_CM4_RQ_FULLRANGE 2
+#define TB_CM4_ADD_SUMS 4 /* cm4_prepare.ADD_SUM_TABLES */
+
+#ifdef TB_CM4_DSP
+/* n8 = o_end - o > 0, a multiple of 8; u: u1 then u2 (1 KiB each). clamp[3]:
+ * the UQADD8, UQSUB8, UADD8 operands (tb_cm4_add_clamp_words). */
+void tb_cm4_add_sums8(const uint8_t *a, const uint8_t *c, int8_t *o, const int8_t *o_end,
+                      const int32_t *u);
+void tb_cm4_add_sums8_clamped(const uint8_t *a, const uint8_t *c, int8_t *o, const int8_t *o_end,
+                              const int32_t *u, const uint32_t *clamp);
+
+/* One word: elements a[off..off+3], c[off..off+3] -> o[off..off+3].
+ * r0 a, r1 c, r2 o, r12 u1, lr u2; r4-r11 scratch. The 16 loads form one
+ * run (each index register is used two loads after it was loaded). */
+__asm__(
+    ".macro tb_cm4_add_word off, clamp\n"
+    "  ldrb r4, [r0, #\\off]\n"
+    "  ldrb r5, [r0, #\\off+1]\n"
+    "  ldrb r6, [r0, #\\off+2]\n"
+    "  ldrb r7, [r0, #\\off+3]\n"
+    "  ldrb r8, [r1, #\\off]\n"
+    "  ldrb r9, [r1, #\\off+1]\n"
+    "  ldrb r10, [r1, #\\off+2]\n"
+    "  ldrb r11, [r1, #\\off+3]\n"
+    "  ldr r4, [r12, r4, lsl #2]\n"
+    "  ldr r5, [r12, r5, lsl #2]\n"
+    "  ldr r6, [r12, r6, lsl #2]\n"
+    "  ldr r7, [r12, r7, lsl #2]\n"
+    "  ldr r8, [lr, r8, lsl #2]\n"
+    "  ldr r9, [lr, r9, lsl #2]\n"
+    "  ldr r10, [lr, r10, lsl #2]\n"
+    "  ldr r11, [lr, r11, lsl #2]\n"
+    "  add r4, r4, r8\n"
+    "  add r5, r5, r9\n"
+    "  add r6, r6, r10\n"
+    "  add r7, r7, r11\n"
+    "  pkhtb r4, r6, r4, asr #16\n" /* halfwords: sum0 >> 16, sum2 >> 16 */
+    "  pkhtb r5, r7, r5, asr #16\n" /* sum1 >> 16, sum3 >> 16 */
+    "  usat16 r4, #8, r4\n"
+    "  usat16 r5, #8, r5\n"
+    "  orr r4, r4, r5, lsl #8\n" /* bytes: out0..out3 + 128 */
+    "  .if \\clamp\n"
+    "  ldm sp, {r8, r9, r10}\n"
+    "  uqadd8 r4, r4, r8\n"
+    "  uqsub8 r4, r4, r9\n"
+    "  uadd8 r4, r4, r10\n"
+    "  .else\n"
+    "  eor r4, r4, #0x80808080\n"
+    "  .endif\n"
+    "  str r4, [r2, #\\off]\n"
+    ".endm\n"
+    ".macro tb_cm4_add_loop clamp\n"
+    "1:\n"
+    "  tb_cm4_add_word 0, \\clamp\n"
+    "  tb_cm4_add_word 4, \\clamp\n"
+    "  adds r0, r0, #8\n"
+    "  adds r1, r1, #8\n"
+    "  adds r2, r2, #8\n"
+    "  cmp r2, r3\n"
+    "  bne 1b\n"
+    ".endm\n"
+    "  .pushsection .text.tb_cm4_add_sums8,\"ax\",%progbits\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    "  .p2align 2\n"
+    "  .global tb_cm4_add_sums8\n"
+    "  .type tb_cm4_add_sums8, %function\n"
+    "  .thumb_func\n"
+    "tb_cm4_add_sums8:\n"
+    "  push {r4-r11, lr}\n"
+    "  ldr r12, [sp, #36]\n"
+    "  add lr, r12, #1024\n"
+    "  tb_cm4_add_loop 0\n"
+    "  pop {r4-r11, pc}\n"
+    "  .size tb_cm4_add_sums8, .-tb_cm4_add_sums8\n"
+    "  .popsection\n"
+    "  .pushsection .text.tb_cm4_add_sums8_clamped,\"ax\",%progbits\n"
+    "  .p2align 2\n"
+    "  .global tb_cm4_add_sums8_clamped\n"
+    "  .type tb_cm4_add_sums8_clamped, %function\n"
+    "  .thumb_func\n"
+    "tb_cm4_add_sums8_clamped:\n"
+    "  push {r4-r11, lr}\n"
+    "  ldr r12, [sp, #36]\n"
+    "  ldr r4, [sp, #40]\n"
+    "  ldm r4, {r4, r5, r6}\n"
+    "  push {r4, r5, r6}\n"
+    "  add lr, r12, #1024\n"
+    "  tb_cm4_add_loop 1\n"
+    "  add sp, sp, #12\n"
+    "  pop {r4-r11, pc}\n"
+    "  .size tb_cm4_add_sums8_clamped, .-tb_cm4_add_sums8_clamped\n"
+    "  .popsection\n");
+
+/* The activation clamp on 4 bytes of out + 128 (lo, hi: the range + 128):
+ * UQADD8 by 255 - hi caps at 255, UQSUB8 by 255 - hi + lo floors at 0 (the
+ * clamped value - lo), UADD8 by lo + 128 gives the clamped value + 256. */
+static void tb_cm4_add_clamp_words(const tb_add_params *p, uint32_t words[3]) {
+  const uint32_t lo = (uint32_t)(p->act_min + 128), hi = (uint32_t)(p->act_max + 128);
+  words[0] = (255u - hi) * 0x01010101u;
+  words[1] = (255u - hi + lo) * 0x01010101u;
+  words[2] = ((lo + 128u) & 255u) * 0x01010101u;
+}
+#endif
+
+/* Elements [from, n) one at a time: the word loop's arithmetic. */
+static void tb_cm4_add_sums(const tb_add_params *p, const uint8_t *a, const uint8_t *c,
+                            const int32_t *u, int8_t *o, int32_t from) {
+  int32_t i;
+  for (i = from; i < p->size; ++i) {
+    int32_t v = tb_asr(u[a[i]] + u[256 + c[i]], 16);
+    v = (v < 0 ? 0 : (v > 255 ? 255 : v)) - 128;
+    o[i] = (int8_t)tb_clamp(v, p->act_min, p->act_max);
+  }
+}
+
+static void tb_cm4_add_sums_s8(const tb_add_params *p, const uint8_t *a, const uint8_t *c,
+                               const int32_t *u, int8_t *o) {
+  int32_t done = 0;
+#ifdef TB_CM4_DSP
+  done = p->size & ~7;
+  if (done > 0 && p->act_min == -128 && p->act_max == 127) {
+    tb_cm4_add_sums8(a, c, o, o + done, u);
+  } else if (done > 0) {
+    uint32_t words[3];
+    tb_cm4_add_clamp_words(p, words);
+    tb_cm4_add_sums8_clamped(a, c, o, o + done, u, words);
+  }
+#endif
+  tb_cm4_add_sums(p, a, c, u, o, done);
+}
 
 void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *input2,
                    const int32_t *rq, int8_t *output) {
@@ -27,7 +165,9 @@ void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *i
   const int32_t *t1 = rq + 4, *t2 = rq + 4 + 256;
   const uint8_t *a = (const uint8_t *)input1, *c = (const uint8_t *)input2;
   int32_t i;
-  if (rq[0] == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
+  if (rq[0] & TB_CM4_ADD_SUMS) {
+    tb_cm4_add_sums_s8(p, a, c, rq + 4, output);
+  } else if (rq[0] == (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE)) {
     for (i = 0; i + 2 <= n; i += 2) {
       const int32_t s0 = t1[a[i]] + t2[c[i]];
       const int32_t s1 = t1[a[i + 1]] + t2[c[i + 1]];
@@ -42,9 +182,136 @@ void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *i
   }
 }
 
-/* round half away from zero of acc / count, as the reference (C truncation) */
-static int32_t tb_cm4_avg(int32_t acc, int32_t count) {
-  return acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+/* The reference's acc / count rounded half away from zero (C truncation of
+ * acc +- count / 2), by one multiply: with adj = count / 2 for acc >= 0, else
+ * count - 1 - count / 2, it is floor(x / count) - 128 for x = acc + adj +
+ * 128 * count in [0, 256 * count) (acc = 0 gives 0 with either adj).
+ * floor(x / count) = (2x * r) >> 32 for r = ceil(2^31 / count): the error
+ * x * (r - 2^31 / count) / 2^31 < x / 2^31 stays below 1 / count (the least
+ * distance of x / count from the next integer above) since x * count < 2^25.
+ * k = 2 * (count / 2 + 128 * count); k_neg: what a negative acc adds to k
+ * (-2 when count is even, else 0). */
+typedef struct {
+  uint32_t r, k, k_neg;
+} tb_cm4_avg_div;
+
+static tb_cm4_avg_div tb_cm4_avg_divisor(int32_t count) {
+  tb_cm4_avg_div d;
+  d.r = (uint32_t)((0x80000000u + (uint32_t)count - 1u) / (uint32_t)count);
+  d.k = 2u * ((uint32_t)count / 2u + 128u * (uint32_t)count);
+  d.k_neg = count % 2 == 0 ? (uint32_t)-2 : 0u;
+  return d;
+}
+
+TB_INLINE int32_t tb_cm4_avg(int32_t acc, const tb_cm4_avg_div *d) {
+  const uint32_t x2 = d->k + 2u * (uint32_t)acc + ((uint32_t)(acc >> 31) & d->k_neg);
+  return (int32_t)(uint32_t)(((uint64_t)x2 * d->r) >> 32) - 128;
+}
+
+#ifdef TB_CM4_DSP
+/* pairs > 0 passes over two taps (x0 and x1 = x0 + c, then 2c further): the
+ * four loads in one pipelined run, then 8 SXTAB16: 19 cycles per pass. */
+#define TB_CM4_POOL_PAIRS(x0, x1, c2, pairs, s02, s13, t02, t13)                       \
+  do {                                                                                \
+    uint32_t v0_, w0_, v1_, w1_;                                                      \
+    __asm__ volatile("1:\n\t"                                                         \
+                     "ldr %[v0], [%[p0]]\n\t"                                         \
+                     "ldr %[w0], [%[p0], #4]\n\t"                                     \
+                     "ldr %[v1], [%[p1]]\n\t"                                         \
+                     "ldr %[w1], [%[p1], #4]\n\t"                                     \
+                     "add %[p0], %[p0], %[step]\n\t"                                  \
+                     "add %[p1], %[p1], %[step]\n\t"                                  \
+                     "sxtab16 %[a], %[a], %[v0]\n\t"                                  \
+                     "sxtab16 %[b], %[b], %[v0], ror #8\n\t"                          \
+                     "sxtab16 %[e], %[e], %[w0]\n\t"                                  \
+                     "sxtab16 %[f], %[f], %[w0], ror #8\n\t"                          \
+                     "sxtab16 %[a], %[a], %[v1]\n\t"                                  \
+                     "sxtab16 %[b], %[b], %[v1], ror #8\n\t"                          \
+                     "sxtab16 %[e], %[e], %[w1]\n\t"                                  \
+                     "sxtab16 %[f], %[f], %[w1], ror #8\n\t"                          \
+                     "subs %[n], %[n], #1\n\t"                                        \
+                     "bne 1b\n\t"                                                     \
+                     : [p0] "+r"(x0), [p1] "+r"(x1), [n] "+r"(pairs), [a] "+r"(s02),  \
+                       [b] "+r"(s13), [e] "+r"(t02), [f] "+r"(t13), [v0] "=&r"(v0_),  \
+                       [w0] "=&r"(w0_), [v1] "=&r"(v1_), [w1] "=&r"(w1_)              \
+                     : [step] "r"(c2)                                                 \
+                     : "cc", "memory");                                               \
+  } while (0)
+#else
+#define TB_CM4_POOL_PAIRS(x0, x1, c2, pairs, s02, s13, t02, t13)                       \
+  do {                                                                                \
+    for (; pairs > 0; --pairs, x0 += c2, x1 += c2) {                                  \
+      const uint32_t v0_ = tb_ld32(x0), w0_ = tb_ld32(x0 + 4);                        \
+      const uint32_t v1_ = tb_ld32(x1), w1_ = tb_ld32(x1 + 4);                        \
+      s02 = tb_sxtab16(tb_sxtab16(s02, v0_), v1_);                                    \
+      s13 = tb_sxtab16_ror8(tb_sxtab16_ror8(s13, v0_), v1_);                          \
+      t02 = tb_sxtab16(tb_sxtab16(t02, w0_), w1_);                                    \
+      t13 = tb_sxtab16_ror8(tb_sxtab16_ror8(t13, w0_), w1_);                          \
+    }                                                                                 \
+  } while (0)
+#endif
+
+/* One output pixel's channels 0..4k-1, before the activation clamp (an int8
+ * average is int8): per 8 channels the window sums in four 16-bit-lane words
+ * (s02: channels 0 and 2, s13: 1 and 3, t02: 4 and 6, t13: 5 and 7) over
+ * `rows` runs of `taps` taps c bytes apart, `row_step` bytes apart. */
+static void tb_cm4_pool_pixel4k(const int8_t *window, int32_t c, int32_t rows, int32_t taps,
+                                int32_t row_step, const tb_cm4_avg_div *d, int8_t *o) {
+  int32_t ch, r;
+  for (ch = 0; ch + 8 <= c; ch += 8) {
+    uint32_t s02 = 0, s13 = 0, t02 = 0, t13 = 0;
+    const int8_t *first = window + ch;
+    int8_t *at = o + ch;
+    for (r = 0; r < rows; ++r, first += row_step) {
+      const int8_t *x0 = first, *x1 = first + c;
+      int32_t pairs = taps >> 1;
+      if (pairs > 0) TB_CM4_POOL_PAIRS(x0, x1, 2 * c, pairs, s02, s13, t02, t13);
+      if (taps & 1) {
+        const uint32_t v = tb_ld32(x0), w = tb_ld32(x0 + 4);
+        s02 = tb_sxtab16(s02, v);
+        s13 = tb_sxtab16_ror8(s13, v);
+        t02 = tb_sxtab16(t02, w);
+        t13 = tb_sxtab16_ror8(t13, w);
+      }
+    }
+    at[0] = (int8_t)tb_cm4_avg((int16_t)s02, d);
+    at[1] = (int8_t)tb_cm4_avg((int16_t)s13, d);
+    at[2] = (int8_t)tb_cm4_avg((int32_t)s02 >> 16, d);
+    at[3] = (int8_t)tb_cm4_avg((int32_t)s13 >> 16, d);
+    at[4] = (int8_t)tb_cm4_avg((int16_t)t02, d);
+    at[5] = (int8_t)tb_cm4_avg((int16_t)t13, d);
+    at[6] = (int8_t)tb_cm4_avg((int32_t)t02 >> 16, d);
+    at[7] = (int8_t)tb_cm4_avg((int32_t)t13 >> 16, d);
+  }
+  if (ch + 4 <= c) { /* 4 more channels: one word per tap */
+    uint32_t s02 = 0, s13 = 0;
+    const int8_t *first = window + ch;
+    int32_t k;
+    for (r = 0; r < rows; ++r, first += row_step) {
+      for (k = 0; k < taps; ++k) {
+        const uint32_t v = tb_ld32(first + k * c);
+        s02 = tb_sxtab16(s02, v);
+        s13 = tb_sxtab16_ror8(s13, v);
+      }
+    }
+    o[ch] = (int8_t)tb_cm4_avg((int16_t)s02, d);
+    o[ch + 1] = (int8_t)tb_cm4_avg((int16_t)s13, d);
+    o[ch + 2] = (int8_t)tb_cm4_avg((int32_t)s02 >> 16, d);
+    o[ch + 3] = (int8_t)tb_cm4_avg((int32_t)s13 >> 16, d);
+  }
+}
+
+/* The pixel's window (rows x taps from `window`) as runs (a window as wide as
+ * the input is one), then the activation clamp where it is narrower than int8. */
+static void tb_cm4_pool_pixel(const tb_pool_params *p, const int8_t *window, int32_t rows,
+                              int32_t taps, const tb_cm4_avg_div *d, int8_t *o) {
+  const int32_t wide = taps == p->in_w, n = p->c / 4 * 4;
+  int32_t ch;
+  tb_cm4_pool_pixel4k(window, p->c, wide ? 1 : rows, wide ? rows * taps : taps, p->in_w * p->c,
+                      d, o);
+  if (p->act_min != -128 || p->act_max != 127) {
+    for (ch = 0; ch < n; ++ch) o[ch] = (int8_t)tb_clamp(o[ch], p->act_min, p->act_max);
+  }
 }
 
 void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *output) {
@@ -60,30 +327,13 @@ void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *
       const int32_t kx1 = in_w - in_x0 < p->k_w ? in_w - in_x0 : p->k_w;
       const int32_t count = (ky1 - ky0) * (kx1 - kx0);
       int8_t *o = output + (oy * p->out_w + ox) * c;
+      tb_cm4_avg_div d = {0, 0, 0};
       ch = 0;
       if (count > 0) {
-        for (; ch + 8 <= c; ch += 8) {
-          uint32_t s02 = 0, s13 = 0, t02 = 0, t13 = 0;
-          int32_t j;
-          for (ky = ky0; ky < ky1; ++ky) {
-            const int8_t *row = input + ((in_y0 + ky) * in_w + in_x0 + kx0) * c + ch;
-            for (kx = kx0; kx < kx1; ++kx, row += c) {
-              const uint32_t v = tb_ld32(row), w = tb_ld32(row + 4);
-              s02 = tb_sxtab16(s02, v);
-              s13 = tb_sxtab16_ror8(s13, v);
-              t02 = tb_sxtab16(t02, w);
-              t13 = tb_sxtab16_ror8(t13, w);
-            }
-          }
-          {
-            const int32_t sums[8] = {(int16_t)s02, (int16_t)s13, (int16_t)(s02 >> 16),
-                                     (int16_t)(s13 >> 16), (int16_t)t02, (int16_t)t13,
-                                     (int16_t)(t02 >> 16), (int16_t)(t13 >> 16)};
-            for (j = 0; j < 8; ++j) {
-              o[ch + j] = (int8_t)tb_clamp(tb_cm4_avg(sums[j], count), p->act_min, p->act_max);
-            }
-          }
-        }
+        d = tb_cm4_avg_divisor(count);
+        tb_cm4_pool_pixel(p, input + ((in_y0 + ky0) * in_w + in_x0 + kx0) * c, ky1 - ky0,
+                          kx1 - kx0, &d, o);
+        ch = c / 4 * 4;
       }
       for (; ch < c; ++ch) {
         int32_t acc = 0;
@@ -93,7 +343,7 @@ void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *
           }
         }
         /* TFLite returns an error for an empty window; the reference emits act_min */
-        acc = count == 0 ? p->act_min : tb_cm4_avg(acc, count);
+        acc = count == 0 ? p->act_min : tb_cm4_avg(acc, &d);
         o[ch] = (int8_t)tb_clamp(acc, p->act_min, p->act_max);
       }
     }

@@ -10,7 +10,7 @@ a copy for the optimized kernel.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -649,12 +649,17 @@ def fc_prepared(layer: Layer, filt: np.ndarray, starts: np.ndarray, layout_note:
 
 # -- ADD --------------------------------------------------------------------------------
 
+ADD_SUM_TABLES = 4     # rq[0] flag: the two tables' sum holds the output (the word loop)
+ADD_SUM_SHIFT = 16     # ... in its top halfword, plus 128: USAT16 #8 saturates it, EOR 0x80 unbiases
+_ADD_SOLVER_PASSES = 2 * 256 + 2   # Bellman-Ford over 512 unknowns: more passes = a negative cycle
+
 
 def accepts_add(layer: Layer) -> bool:
     if layer.op != "ADD" or "shape" in layer.params:   # broadcast or a constant operand
         return False
     p = layer.params
-    return quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)]) is not None
+    return (add_sum_tables(p) is not None or
+            quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)]) is not None)
 
 
 def add_input_table(offset: int, mul: tuple[int, int], left_shift: int) -> np.ndarray:
@@ -673,16 +678,95 @@ def add_sum_bound(p: dict) -> int:
     return int(np.abs(t1).max() + np.abs(t2).max())
 
 
-def prepare_add(layer: Layer) -> Layer:
-    p = layer.params
+def mul_by_quant_mul_array(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """quant.mul_by_quant_mul on an int64 array of int32 values, element by element."""
+    left, right = max(int(shift), 0), max(-int(shift), 0)
+    x = ((np.asarray(x, np.int64) << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    ab = x * int(multiplier)                      # |ab| <= 2^62: exact in int64
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    y = np.where(v >= 0, np.abs(v) >> 31, -(np.abs(v) >> 31))   # C division truncates
+    y = np.where((x == -(1 << 31)) & (int(multiplier) == -(1 << 31)), (1 << 31) - 1, y)
+    mask = (1 << right) - 1
+    return (y >> right) + ((y & mask) > (mask >> 1) + (y < 0))
+
+
+def add_reference_outputs(p: dict) -> np.ndarray:
+    """[256, 256]: the reference's output for inputs (uint8)x1, (uint8)x2, before
+    the activation clamp (in the int8 range)."""
     t1 = add_input_table(p["input1_offset"], p["input1"], p["left_shift"])
     t2 = add_input_table(p["input2_offset"], p["input2"], p["left_shift"])
-    (m, b, e), = quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)])
+    m, shift = p["output"]
+    out = mul_by_quant_mul_array(t1[:, None] + t2[None, :], m, shift) + int(p["output_offset"])
+    return np.clip(out, -128, 127)
+
+
+def add_sum_tables(p: dict) -> np.ndarray | None:
+    """512 int32 (u1 by (uint8)x1, then u2 by (uint8)x2) with, for all 65,536
+    input pairs, u1 + u2 inside int32 and clamp((u1 + u2) >> 16, 0, 255) - 128
+    the reference's output before the activation clamp; or None."""
+    key = tuple(int(v) for f in ("input1_offset", "input2_offset", "output_offset", "left_shift",
+                                 "input1", "input2", "output") for v in np.ravel(p[f]))
+    return _add_sum_tables(key)
+
+
+@lru_cache(maxsize=64)
+def _add_sum_tables(key: tuple) -> np.ndarray | None:
+    o1, o2, zp, ls, m1, s1, m2, s2, m, s = key
+    p = dict(input1_offset=o1, input2_offset=o2, output_offset=zp, left_shift=ls,
+             input1=(m1, s1), input2=(m2, s2), output=(m, s))
+    want = add_reference_outputs(p) + 128
+    # u1[a] + u2[c] in [lo, hi]: difference constraints on (u1, -u2); the ends are open
+    # up to int32 where USAT16 saturates anyway
+    lo = np.where(want == 0, -(1 << 31), want << ADD_SUM_SHIFT)
+    hi = np.where(want == 255, (1 << 31) - 1, ((want + 1) << ADD_SUM_SHIFT) - 1)
+    scale = m * 2.0 ** (s - 31 + ADD_SUM_SHIFT)   # the output's real slope, in table units
+    t1 = add_input_table(o1, (m1, s1), ls)
+    t2 = add_input_table(o2, (m2, s2), ls)
+    u1 = np.floor(t1 * scale + (zp + 128.5) * (1 << ADD_SUM_SHIFT)).astype(np.int64)
+    neg_u2 = -np.floor(t2 * scale).astype(np.int64)
+    for _ in range(_ADD_SOLVER_PASSES):
+        new_u1 = np.minimum(u1, (neg_u2[None, :] + hi).min(axis=1))
+        new_neg_u2 = np.minimum(neg_u2, (new_u1[:, None] - lo).min(axis=0))
+        if (new_u1 == u1).all() and (new_neg_u2 == neg_u2).all():
+            return _add_tables_in_int32(u1, -neg_u2, want)
+        u1, neg_u2 = new_u1, new_neg_u2
+    return None   # the constraints contradict each other (an input's range is too wide)
+
+
+def _add_tables_in_int32(u1: np.ndarray, u2: np.ndarray, want: np.ndarray) -> np.ndarray | None:
+    """u1 + c, u2 - c with both in int32 (the sums do not change), checked on every pair."""
+    top, bottom = (1 << 31) - 1, -(1 << 31)
+    low = max(bottom - int(u1.min()), int(u2.max()) - top)
+    high = min(top - int(u1.max()), int(u2.min()) - bottom)
+    if low > high:
+        return None
+    c = (low + high) // 2
+    u1, u2 = u1 + c, u2 - c
+    sums = u1[:, None] + u2[None, :]
+    exact = (sums.min() >= bottom and sums.max() <= top and
+             (np.clip(sums >> ADD_SUM_SHIFT, 0, 255) == want).all())
+    return np.concatenate([u1, u2]) if exact else None
+
+
+def prepare_add(layer: Layer) -> Layer:
+    p = layer.params
     full = (p["act_min"], p["act_max"]) == (-128, 127)
-    rq = np.concatenate([[RQ_FAST | (RQ_FULLRANGE if full else 0), m, b, e], t1, t2])
-    consts = [Const("rq", "int32_t", rq.astype(np.int32))]
-    notes = ["each input's rescale (x + offset) << 20 -> MultiplyByQuantizedMultiplier is a "
-             "256-entry table computed at build time", "output: SMMLAR form, exact"]
+    sums = add_sum_tables(p)
+    if sums is not None:
+        rq = np.concatenate([[ADD_SUM_TABLES | (RQ_FULLRANGE if full else 0), 0, 0, 0], sums])
+        notes = ["two 256-entry tables whose sum is the output x 2^16 + 128 x 2^16 (bits below: "
+                 "the rounding), found at build time and checked on all 65,536 input pairs",
+                 "8 elements per pass; per 4: 16 loads in one run, 4 ADD, 2 PKHTB, 2 USAT16, ORR, "
+                 "EOR, STR" +
+                 ("" if full else "; the activation range by UQADD8, UQSUB8, UADD8")]
+    else:
+        t1 = add_input_table(p["input1_offset"], p["input1"], p["left_shift"])
+        t2 = add_input_table(p["input2_offset"], p["input2"], p["left_shift"])
+        (m, b, e), = quant.fast_requant([p["output"]], p["output_offset"], [add_sum_bound(p)])
+        rq = np.concatenate([[RQ_FAST | (RQ_FULLRANGE if full else 0), m, b, e], t1, t2])
+        notes = ["each input's rescale (x + offset) << 20 -> MultiplyByQuantizedMultiplier is a "
+                 "256-entry table computed at build time", "output: SMMLAR form, exact"]
+    consts = [Const("rq", "int32_t", rq.astype(np.int64).astype(np.int32))]
     return replace(layer, consts=consts, args=["rq"],
                    overlap={t: (None, 0) for t in layer.inputs}, notes=notes)
 
@@ -696,7 +780,8 @@ def accepts_avgpool(layer: Layer) -> bool:
 
 
 def prepare_avgpool(layer: Layer) -> Layer:
-    notes = ["window sums in 16-bit lanes (SXTAB16, at most 256 taps), 4 channels per word"]
+    notes = ["window sums in 16-bit lanes (SXTAB16, at most 256 taps), 4 channels per word, "
+             "2 taps per pass", "the rounded division by count: one UMULL by ceil(2^31 / count)"]
     return replace(layer, overlap={layer.inputs[0]: raster_overlap(layer.params)}, notes=notes)
 
 
