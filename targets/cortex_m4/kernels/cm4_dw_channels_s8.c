@@ -113,11 +113,14 @@ static void tb_cm4_dwc_group(const int8_t *const *taps, int32_t n, int32_t c,
  * 15 instructions of 4 bytes (22 cycles), unrolled TB_CM4_DWC_MAX_TAPS / 2
  * times and entered `pairs` steps before the end (no loop counter: all 14
  * registers hold data); with an odd tap count each group first runs the
- * single-tap step, which then jumps to that entry. Then per channel LDM {M, B, e}, the fast form on the
- * doubled sum (ADD, SMMLAR, ASR, SSAT) and STRB. Registers: r0-r3 the sums of
- * channels c .. c+3, r4 the weights, r5 the tap list, r6 = c, r7-r10 the
- * taps' words and then the channels' tap pairs, r11/r12 weights, lr the rq
- * stream; what does not fit lives on the stack. */
+ * single-tap step, which then jumps to that entry. Then per two channels one
+ * LDM of both {M, B, e} (7 cycles where two LDM took 8), per channel the fast
+ * form on the doubled sum (ADD, SMMLAR, ASR, SSAT) and STRB; the next group
+ * starts right there (its biases, tap list, entry), not after a jump back.
+ * Registers: r0-r3 the sums of channels c .. c+3, r4 the weights, r5 the tap
+ * list (then the group's output), r6 = c, r7-r10 the taps' words and then the
+ * channels' tap pairs, r11/r12 weights, lr the rq stream; what does not fit
+ * lives on the stack. */
 typedef struct {
   const int8_t *const *taps;   /* the pixel's tap list (single + pairs * 2 pointers) */
   int32_t pairs, in_c;
@@ -133,13 +136,20 @@ void tb_cm4_dwc_pixel_fast(const tb_cm4_dwc_job *job);
 #define TB_CM4_DWC_STR_(x) #x
 #define TB_CM4_DWC_STR(x) TB_CM4_DWC_STR_(x)
 
-#define TB_CM4_DWC_RQ(ACC, OFF)                  \
-  "ldmia lr!, {r7, r8, r9}\n\t"                  \
-  "add r8, r8, " ACC ", asr #31\n\t"             \
-  "smmlar " ACC ", " ACC ", r7, r8\n\t"          \
-  "asr " ACC ", " ACC ", r9\n\t"                 \
-  "ssat " ACC ", #8, " ACC "\n\t"                \
-  "strb " ACC ", [r10, #" OFF "]\n\t"
+/* Two channels' {M, B, e} in one LDM (r7-r9, r10-r12), the fast form on
+ * each doubled sum, two STRB at the group's output (r5). */
+#define TB_CM4_DWC_RQ2(A, B, OFF_A, OFF_B)       \
+  "ldmia lr!, {r7, r8, r9, r10, r11, r12}\n\t"   \
+  "add r8, r8, " A ", asr #31\n\t"               \
+  "smmlar " A ", " A ", r7, r8\n\t"              \
+  "asr " A ", " A ", r9\n\t"                     \
+  "ssat " A ", #8, " A "\n\t"                    \
+  "add r11, r11, " B ", asr #31\n\t"             \
+  "smmlar " B ", " B ", r10, r11\n\t"            \
+  "asr " B ", " B ", r12\n\t"                    \
+  "ssat " B ", #8, " B "\n\t"                    \
+  "strb " A ", [r5, #" OFF_A "]\n\t"             \
+  "strb " B ", [r5, #" OFF_B "]\n\t"
 
 __asm__(
     "\t.text\n\t.syntax unified\n\t.thumb\n\t.p2align 2\n\t"
@@ -205,14 +215,18 @@ __asm__(
     "smlad r3, r10, r12, r3\n\t"
     ".endr\n"
     "9:\n\t"
-    "ldr r10, [sp, #12]\n\t"
-    "add r10, r10, r6\n\t"
-    TB_CM4_DWC_RQ("r0", "0") TB_CM4_DWC_RQ("r1", "1") TB_CM4_DWC_RQ("r2", "2")
-    TB_CM4_DWC_RQ("r3", "3")
+    "ldr r5, [sp, #12]\n\t"           /* the tap list is reloaded per group: r5 is free */
+    "add r5, r5, r6\n\t"
+    TB_CM4_DWC_RQ2("r0", "r1", "0", "1") TB_CM4_DWC_RQ2("r2", "r3", "2", "3")
     "adds r6, r6, #4\n\t"
     "ldr r7, [sp, #8]\n\t"
     "cmp r6, r7\n\t"
-    "bne 1b\n\t"
+    "beq 7f\n\t"                       /* the next group: its entry here, not a jump to 1b */
+    "ldmia lr!, {r0, r1, r2, r3}\n\t"
+    "ldr r5, [sp, #0]\n\t"
+    "ldr r11, [sp, #4]\n\t"
+    "bx r11\n"
+    "7:\n\t"
     "add sp, sp, #20\n\t"
     "pop {r4-r11, pc}\n\t"
     ".size tb_cm4_dwc_pixel_fast, . - tb_cm4_dwc_pixel_fast\n");
