@@ -43,7 +43,7 @@ QUANTS = [
     (0.02, 0, 0.03, 3, 0.04, -100, "RELU6"),      # act range -100..50
     (0.9, 100, 0.01, -128, 0.5, 127, "NONE"),     # outputs pinned at 127 for most pairs
 ]
-SIZES = [1, 7, 8, 9, 15, 16, 100, 257, 1000, 4096]   # bench/sweep.py ADD_SIZES and the loop's tails
+SIZES = [1, 7, 8, 9, 15, 16, 24, 100, 257, 1000, 1003, 4096]   # sweep ADD_SIZES; odd 8-blocks, tails
 
 
 def _params(p: dict, act=(-128, 127), size=16) -> dict:
@@ -139,7 +139,7 @@ def _sim_cases(impls):
     rng = np.random.default_rng(5)
     cases = []
     for k, n in enumerate(SIZES):
-        q = QUANTS[k % len(QUANTS)]
+        q = QUANTS[2] if n == 4096 else QUANTS[k % len(QUANTS)]   # 4096: the full-range loop
         layer = random_add_layer(rng, size=n, **dict(zip(("s1", "z1", "s2", "z2", "so", "zo",
                                                           "activation"), q)))
         opt = optimized(layer, impls)
@@ -167,15 +167,15 @@ def test_word_loop_in_the_simulator(tmp_path, impls):
 def test_word_loop_modelled_cycles(tmp_path, impls):
     """On 4096 elements, core cycles only (mps2-an386: a Cortex-M4 without flash wait
     states; place=auto copies the tables to RAM on the boards with them): the loop
-    is 63 cycles per 8 elements, 75 with the activation clamp (was 17.5 per element)."""
+    is 119 cycles per 16 elements (63 per 8), 75 per 8 with the activation clamp (was 17.5 per element)."""
     cases = [c for c in _sim_cases(impls) if c[0].params["size"] == 4096 and c[3] is None]
-    assert len(cases) == 3
+    assert [c[0].params["act_min"] for c in cases] == [-128, 10, -100]
     for row, (ref, opt, x, delta) in zip(simulate_cases(cases, tmp_path, target_name="mps2-an386"),
                                          cases):
         assert_same(row["ref"], row["opt"])
         clamped = (ref.params["act_min"], ref.params["act_max"]) != (-128, 127)
-        assert row["opt_cycles"] <= (9.5 if clamped else 8) * 4096, row["opt_cycles"]
-        assert row["opt_instr"] <= (8.2 if clamped else 7.4) * 4096, row["opt_instr"]
+        assert row["opt_cycles"] <= (9.5 if clamped else 7.5) * 4096, row["opt_cycles"]
+        assert row["opt_instr"] <= (8.2 if clamped else 7.1) * 4096, row["opt_instr"]
 
 
 # -- AVERAGE_POOL_2D ---------------------------------------------------------------------

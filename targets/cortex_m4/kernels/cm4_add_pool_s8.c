@@ -6,21 +6,23 @@
  * sum is the output x 2^16 + 128 x 2^16 plus rounding bits below, and checks
  * all 65,536 pairs: per element two table loads, one ADD, and the top
  * halfword saturated to 0..255 (USAT16 #8: the int8 limits) is the output
- * plus 128. The word loop (Cortex-M4) takes 8 elements per pass, in two
- * words: 8 LDRB of indices and 8 LDR of table entries in one pipelined run,
- * 4 ADD, 2 PKHTB + 2 USAT16 + ORR pack 4 biased bytes, EOR 0x80808080 unbiases
- * them, one STR; a fused activation narrower than int8 clamps the 4 biased
- * bytes with UQADD8, UQSUB8, UADD8 (the last also unbiases). When no such
+ * plus 128. The word loop (Cortex-M4) takes 16 elements per pass (a first 8
+ * when size / 8 is odd), per word: 8 LDRB of indices and 8 LDR of table
+ * entries in one pipelined run, 4 ADD, 2 PKHTB + 2 USAT16 + ORR pack 4
+ * biased bytes, EOR 0x80808080 unbiases them, one STR; a fused activation
+ * narrower than int8 clamps the 4 biased bytes with UQADD8, UQSUB8, UADD8
+ * (the last also unbiases). When no such
  * tables exist (an input's range far wider than the output's), rq holds
  * {flags, M, B, e} and each input's rescale, and the sum is requantized with
  * tb_rq. All of an element's (a word's) inputs are read before its output is
  * written: the output may be either input or start before it (in place).
  *
- * AVERAGE_POOL_2D, bit-exact with tb_avg_pool2d_s8: the window sums of 4
- * channels at a time accumulate in 16-bit lanes (SXTAB16 adds the sign-
- * extended bytes 0 and 2, or 1 and 3, of a word to two halfwords), exact for
- * windows of at most 256 positions (|sum| <= 256 * 128); then each channel
- * is rounded and divided as the reference does. Output pixels are written in
+ * AVERAGE_POOL_2D, bit-exact with tb_avg_pool2d_s8: the window sums of 8
+ * (then 4) channels at a time accumulate in 16-bit lanes (SXTAB16 adds the
+ * sign-extended bytes 0 and 2, or 1 and 3, of a word to two halfwords), exact
+ * for windows of at most 256 positions (|sum| <= 256 * 128), two taps per
+ * pass; then each channel is rounded and divided as the reference does, by
+ * one multiply (tb_cm4_avg). Output pixels are written in
  * raster order after their window was read.
  */
 #include "tb_cm4.h"
@@ -87,6 +89,30 @@ __asm__(
     "  cmp r2, r3\n"
     "  bne 1b\n"
     ".endm\n"
+    /* 16 per pass after a first 8 when n8 / 8 is odd */
+    ".macro tb_cm4_add_loop16\n"
+    "  subs r4, r3, r2\n"
+    "  tst r4, #8\n"
+    "  beq 2f\n"
+    "  tb_cm4_add_word 0, 0\n"
+    "  tb_cm4_add_word 4, 0\n"
+    "  adds r0, r0, #8\n"
+    "  adds r1, r1, #8\n"
+    "  adds r2, r2, #8\n"
+    "  cmp r2, r3\n"
+    "  beq 3f\n"
+    "2:\n"
+    "  tb_cm4_add_word 0, 0\n"
+    "  tb_cm4_add_word 4, 0\n"
+    "  tb_cm4_add_word 8, 0\n"
+    "  tb_cm4_add_word 12, 0\n"
+    "  adds r0, r0, #16\n"
+    "  adds r1, r1, #16\n"
+    "  adds r2, r2, #16\n"
+    "  cmp r2, r3\n"
+    "  bne 2b\n"
+    "3:\n"
+    ".endm\n"
     "  .pushsection .text.tb_cm4_add_sums8,\"ax\",%progbits\n"
     "  .syntax unified\n"
     "  .thumb\n"
@@ -98,7 +124,7 @@ __asm__(
     "  push {r4-r11, lr}\n"
     "  ldr r12, [sp, #36]\n"
     "  add lr, r12, #1024\n"
-    "  tb_cm4_add_loop 0\n"
+    "  tb_cm4_add_loop16\n"
     "  pop {r4-r11, pc}\n"
     "  .size tb_cm4_add_sums8, .-tb_cm4_add_sums8\n"
     "  .popsection\n"

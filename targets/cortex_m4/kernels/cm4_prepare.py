@@ -756,7 +756,7 @@ def prepare_add(layer: Layer) -> Layer:
         rq = np.concatenate([[ADD_SUM_TABLES | (RQ_FULLRANGE if full else 0), 0, 0, 0], sums])
         notes = ["two 256-entry tables whose sum is the output x 2^16 + 128 x 2^16 (bits below: "
                  "the rounding), found at build time and checked on all 65,536 input pairs",
-                 "8 elements per pass; per 4: 16 loads in one run, 4 ADD, 2 PKHTB, 2 USAT16, ORR, "
+                 "16 elements per pass; per 4: 16 loads in one run, 4 ADD, 2 PKHTB, 2 USAT16, ORR, "
                  "EOR, STR" +
                  ("" if full else "; the activation range by UQADD8, UQSUB8, UADD8")]
     else:
