@@ -22,6 +22,13 @@ from .cm4_prepare import CONV_BLOCK, CONV_SMALLK_DEPTHS, prepare_conv
 
 HERE = Path(__file__).parent
 PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernels take no layer of these
+# A last partial block costs about 500-700 cycles more here than in tb_cm4_conv2d_s8 (its
+# copy and tb_cm4_conv2d_s8's set-up); each k-pair of a channel pair of a whole block saves
+# a cycle (15 instead of 16), the block's fixed work a little more (measured on cortex-m4,
+# unicorn: 5x1x8 -> 2, one block and a pixel, 1,576 cycles against 1,338; 1x7x8 -> 32
+# 6,850 against 6,664; 1x7x128 -> 8, 256 steps, 12,839 against 12,800): a layer with a
+# tail needs this many k-pair steps (whole blocks x channel pairs x in_c / 2).
+TAIL_MIN_STEPS = 512
 
 
 def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
@@ -36,10 +43,17 @@ def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
         ((p["stride_h"], p["stride_w"]) != (1, 1) or npix % CONV_BLOCK != 0)
 
 
+def tail_pays(p: dict) -> bool:
+    """No last partial block, or enough k-pair steps to win its cost back."""
+    npix = p["out_h"] * p["out_w"]
+    steps = npix // CONV_BLOCK * (p["out_c"] // 2) * (p["in_c"] // 2)
+    return npix % CONV_BLOCK == 0 or steps >= TAIL_MIN_STEPS
+
+
 @within(accepts_conv_1x1_any)
 def accepts_conv_1x1_any_faster(layer: Layer, depth: int) -> bool:
     from .cm4_cost import conv_estimate, reference_estimate
-    return accepts_conv_1x1_any(layer, depth) and \
+    return accepts_conv_1x1_any(layer, depth) and tail_pays(layer.params) and \
         clearly_faster(conv_estimate(layer), reference_estimate(layer))
 
 
