@@ -1,5 +1,5 @@
-"""tb_cm4_fc_fused_s8 (cortex-m4 FULLY_CONNECTED, requantized in the block's
-assembly) against the reference kernel, byte for byte: natively on the host
+"""tb_cm4_fc_fused_s8 and its per-channel and clamped entry points
+(cortex-m4 FULLY_CONNECTED, requantized in the block's assembly) against the reference kernel, byte for byte: natively on the host
 (its portable C, the same arithmetic as the assembly) and, slow, in the
 simulator on the real instructions, where it must also be no slower than
 tb_cm4_fc_pairs_s8 and tb_cm4_fully_connected_s8 wherever the build picks it."""
@@ -27,8 +27,7 @@ from tinybuild import quant  # noqa: E402
 sys.path.insert(0, str(CM4_DIR.parent.parent.parent))
 from targets.cortex_m4.kernels import cm4_fc_fused  # noqa: E402
 
-FUNCTIONS = {"fused": "tb_cm4_fc_fused_s8", "pairs": "tb_cm4_fc_pairs_s8",
-             "blocks": "tb_cm4_fully_connected_s8"}
+FUNCTIONS = {"pairs": "tb_cm4_fc_pairs_s8", "blocks": "tb_cm4_fully_connected_s8"}
 
 
 def kernels_with(fc: str) -> dict:
@@ -37,15 +36,15 @@ def kernels_with(fc: str) -> dict:
             if k.op != "FULLY_CONNECTED" or k.function == FUNCTIONS[fc]}
 
 
+def fused(layer) -> dict:
+    """{op: KernelImpl} with FULLY_CONNECTED the fused entry point for ``layer``."""
+    return {"FULLY_CONNECTED": cm4_fc_fused.kernel_for(layer)}
+
+
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     return build_library(tmp_path_factory.mktemp("fused"), extra_dirs=(CM4_DIR,),
                          name="libtbfc_fused.so")
-
-
-@pytest.fixture(scope="module")
-def impls():
-    return kernels_with("fused")
 
 
 # multipliers below 0.25 (t >= 1): dyadic ones with exact .5 ties, and products
@@ -67,13 +66,13 @@ fused_cases = st.fixed_dictionaries({
 
 @FAST
 @given(d=fused_cases)
-def test_random_layers_match_the_reference(lib, impls, d):
+def test_random_layers_match_the_reference(lib, d):
     """Random shapes (out features a multiple of 4), rows, scales, zero points
     and activations; taken exactly where cm4_fc_fused.computes says."""
     d = dict(d)
     rng = np.random.default_rng(d.pop("seed"))
     layer = random_fc_layer(rng, **d)
-    opt = compare(lib, impls, layer, fc_inputs(rng, layer), must_accept=False)
+    opt = compare(lib, fused(layer), layer, fc_inputs(rng, layer), must_accept=False)
     assert (opt is not None) == cm4_fc_fused.computes(layer)
 
 
@@ -89,7 +88,7 @@ def test_which_multipliers_and_shapes_are_taken():
     assert not cm4_fc_fused.computes(random_fc_layer(rng, in_features=16, out_features=6))
 
 
-def test_every_tie_of_per_channel_multipliers(lib, impls):
+def test_every_tie_of_per_channel_multipliers(lib):
     """Accumulators on, and next to, every rounding tie up to the int8 range,
     each output its own multiplier: the SMMLAR form, its slower test and the
     double after a tie all run, at every position in a block."""
@@ -99,22 +98,22 @@ def test_every_tie_of_per_channel_multipliers(lib, impls):
         chunk = multiple_of_4(cases[start:start + 996])
         layer = with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
                                   [a for a, _ in chunk], [m for _, m in chunk])
-        assert compare(lib, impls, layer, [np.zeros(3, np.int8)]) is not None
+        assert compare(lib, fused(layer), layer, [np.zeros(3, np.int8)]) is not None
 
 
 @pytest.mark.parametrize("m", SMALL)
 @pytest.mark.parametrize("out_zp, act", [(0, "NONE"), (-128, "RELU"), (5, "RELU6")])
-def test_every_tie_of_a_per_tensor_multiplier(lib, impls, m, out_zp, act):
+def test_every_tie_of_a_per_tensor_multiplier(lib, m, out_zp, act):
     rng = np.random.default_rng(11)
     accs = multiple_of_4([a for a, _ in tie_cases([m])])
     layer = random_fc_layer(rng, in_features=3, out_zp=out_zp, activation=act)
     layer = per_tensor_accumulators(layer, accs, m)
-    opt = compare(lib, impls, layer, [np.zeros(3, np.int8)])
+    opt = compare(lib, fused(layer), layer, [np.zeros(3, np.int8)])
     assert opt is not None and any("one for the layer" in n for n in opt.notes)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_the_double_decides_a_visible_output_at_every_position(lib, impls, per_channel):
+def test_the_double_decides_a_visible_output_at_every_position(lib, per_channel):
     acc, m = WRONG_WITHOUT_FALLBACK
     rng = np.random.default_rng(12)
     for j in range(8):
@@ -123,18 +122,18 @@ def test_the_double_decides_a_visible_output_at_every_position(lib, impls, per_c
         layer = random_fc_layer(rng, in_features=3, per_channel=True)
         layer = (with_accumulators(layer, accs, [m] * 8) if per_channel
                  else per_tensor_accumulators(layer, accs, m))
-        assert compare(lib, impls, layer, [np.zeros(3, np.int8)]) is not None
+        assert compare(lib, fused(layer), layer, [np.zeros(3, np.int8)]) is not None
 
 
 @pytest.mark.parametrize("out_zp, act", [(0, "NONE"), (-128, "RELU"), (77, "RELU6")])
 @pytest.mark.parametrize("m", [1e-9, 2 ** -20, 0.01, 0.2, 0.25, 0.4999999])
-def test_extreme_accumulators(lib, impls, m, out_zp, act):
+def test_extreme_accumulators(lib, m, out_zp, act):
     """Sums up to +-(2^31 - 1): taken where the zero point folds into H
     without overflowing SMMLAR's top word, and then exact."""
     rng = np.random.default_rng(5)
     layer = random_fc_layer(rng, in_features=5, per_channel=True, out_zp=out_zp, activation=act)
     layer = with_accumulators(layer, multiple_of_4(EXTREMES * 4), [m] * 36)
-    opt = compare(lib, impls, layer, [np.zeros(5, np.int8)], must_accept=False)
+    opt = compare(lib, fused(layer), layer, [np.zeros(5, np.int8)], must_accept=False)
     r, t = quant.fc_double_fast(m)
     h = (1 << t >> 1) + out_zp * (1 << t)
     assert (opt is not None) == (t >= 1 and (2**31 - 1) * r // 2**32 + abs(h) + 2 < 2**31)
@@ -146,11 +145,11 @@ def test_a_zero_point_that_would_overflow_is_refused():
     layer = per_tensor_accumulators(layer, [1, 2, 3, 4], 2 ** -29)   # t = 28: 100 * 2^28 > 2^31
     assert not cm4_fc_fused.computes(layer)
     assert chosen(layer, [k for k in target_kernels("cortex-m4")
-                          if k.op == "FULLY_CONNECTED" and "int8" in k.dtypes]).kernel != \
-        "tb_cm4_fc_fused_s8"
+                          if k.op == "FULLY_CONNECTED" and "int8" in k.dtypes]).kernel not in \
+        cm4_fc_fused.FUNCTIONS
 
 
-def test_largest_products(lib, impls):
+def test_largest_products(lib):
     """|x + input_offset| = 255 against weights of +-127 over 300 inputs."""
     rng = np.random.default_rng(9)
     for in_zp, x in [(127, -128), (-128, 127)]:
@@ -160,17 +159,17 @@ def test_largest_products(lib, impls):
         w[1::2] = -127
         layer.consts[0].values = w.reshape(-1)
         layer.consts[1].values = np.array([1 << 29, -(1 << 29), 0, 5, -5, 1 << 28, 7, -7], np.int32)
-        assert compare(lib, impls, layer, [np.full(300, x, np.int8)]) is not None
+        assert compare(lib, fused(layer), layer, [np.full(300, x, np.int8)]) is not None
 
 
 @pytest.mark.parametrize("rows, k, outs", [(2, 8, 4), (5, 9, 8), (3, 16, 32), (7, 5, 12), (2, 64, 64)])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_several_rows(lib, impls, rows, k, outs, per_channel):
+def test_several_rows(lib, rows, k, outs, per_channel):
     rng = np.random.default_rng(rows * 1000 + k * 10 + outs)
     layer = random_fc_layer(rng, in_features=k, out_features=outs, rows=rows,
                             per_channel=per_channel, in_zp=int(rng.integers(-128, 128)),
                             out_zp=int(rng.integers(-128, 128)), activation="RELU")
-    assert compare(lib, impls, layer, fc_inputs(rng, layer)) is not None
+    assert compare(lib, fused(layer), layer, fc_inputs(rng, layer)) is not None
 
 
 @pytest.mark.parametrize("outs, k", [(4, 1), (8, 9), (12, 16)])
@@ -224,21 +223,21 @@ def test_in_the_simulator_equal_and_no_slower(tmp_path):
     rounding ties checks the double path only: each tie leaves the assembly
     (real sums meet one with probability about |acc| 2^-(31+t))."""
     fc = [k for k in target_kernels("cortex-m4") if k.op == "FULLY_CONNECTED" and "int8" in k.dtypes]
-    before = [k for k in fc if k.function != FUNCTIONS["fused"]]
+    before = [k for k in fc if k.function not in cm4_fc_fused.FUNCTIONS]
     rng = np.random.default_rng(41)
     cases, names = [], []
     ties = multiple_of_4(tie_cases(SMALL, span=(-20, 20), steps=(-1, 0, 1)))
     tie_layer = with_accumulators(random_fc_layer(rng, in_features=3, per_channel=True),
                                   [a for a, _ in ties], [m for _, m in ties])
     for layer in shapes_layers(rng, NOT_TAKEN):
-        assert chosen(layer, fc).kernel != FUNCTIONS["fused"], layer.shape
+        assert chosen(layer, fc).kernel not in cm4_fc_fused.FUNCTIONS, layer.shape
     for layer in [*shapes_layers(rng, SIM_SHAPES), tie_layer]:
-        assert chosen(layer, fc).kernel == FUNCTIONS["fused"], layer.shape
+        assert chosen(layer, fc).kernel == cm4_fc_fused.kernel_for(layer).function, layer.shape
         old = chosen(layer, before).kernel
         inputs = fc_inputs(rng, layer)
         names.append(f"{layer.shape} {old}" + (" ties" if layer is tie_layer else ""))
-        for fn in ("fused", [k for k, v in FUNCTIONS.items() if v == old][0]):
-            cases.append((reference(layer), optimized(layer, kernels_with(fn)), inputs, None))
+        for impls in (fused(layer), kernels_with([k for k, v in FUNCTIONS.items() if v == old][0])):
+            cases.append((reference(layer), optimized(layer, impls), inputs, None))
     rows = simulate_cases(cases, tmp_path, ram_budget=60_000, flash_budget=400_000,
                           extra_dirs=(fc_sources(tmp_path / "kernels"),))
     slower = []

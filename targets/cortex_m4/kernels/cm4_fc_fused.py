@@ -2,7 +2,10 @@
 inner loop with each block of 4 outputs requantized and stored inside the
 block's assembly (SMMLAR with the zero point folded, one TST for the tie
 test). Out features a multiple of 4; each block's 4 starting values lead its
-weights in the stream. See docs/kernels.md.
+weights in the stream. Four entry points, one per specialization (per-tensor
+or per-channel weights, full or clamped output range: tb_cm4_fc_fused_s8,
+_clamp_s8, _pc_s8, _pc_clamp_s8), so a model links only the ones it calls.
+See docs/kernels.md.
 """
 from __future__ import annotations
 
@@ -77,8 +80,8 @@ def computes(layer: Layer) -> bool:
 def accepts(layer: Layer) -> bool:
     """computes' layers, but a single block over at most 8 inputs (the row's
     set-up is then most of the work) stays with tb_cm4_fully_connected_s8:
-    measured (tests/test_fc_fused.py) 5 -> 4 at 285/596 instructions/cycles
-    against 269/536."""
+    measured in the simulator, 1 -> 4 per-channel took 519 cycles against
+    508 (4, 5, 8 -> 4 were faster, by 11 to 35 cycles)."""
     p = layer.params
     if p["out_features"] == 4 and p["in_features"] <= SMALL_K:
         return False
@@ -110,11 +113,37 @@ def prepare(layer: Layer) -> Layer:
     return replace(out, consts=consts)
 
 
-KERNEL = KernelImpl("FULLY_CONNECTED", "tb_cm4_fc_fused_s8", (SOURCE,), priority=PRIORITY,
-                    accepts=accepts, prepare=prepare,
-                    name="tb_cm4_fc_fused_s8 (DSP, 2 outputs per weight word, requantized in "
-                         "the block)")
+def specialization(layer: Layer) -> tuple[bool, bool]:
+    """(per-channel weights, full int8 output range): which entry point runs it."""
+    p = layer.params
+    return float(p["real_multiplier"]) == 0.0, (p["act_min"], p["act_max"]) == (-128, 127)
+
+
+def entry(per_channel: bool, full: bool) -> KernelImpl:
+    """The KernelImpl of one specialization: the same accepts and prepare,
+    restricted to its layers, so a model links only the code it runs."""
+    function = f"tb_cm4_fc_fused{'_pc' if per_channel else ''}{'' if full else '_clamp'}_s8"
+
+    def computes_this(layer: Layer) -> bool:
+        return specialization(layer) == (per_channel, full) and computes(layer)
+
+    @within(computes_this)
+    def accepts_this(layer: Layer) -> bool:
+        return specialization(layer) == (per_channel, full) and accepts(layer)
+
+    return KernelImpl("FULLY_CONNECTED", function, (SOURCE,), priority=PRIORITY,
+                      accepts=accepts_this, prepare=prepare,
+                      name=f"{function} (DSP, 2 outputs per weight word, requantized in the block)")
+
+
+KERNELS = [entry(pc, full) for pc in (False, True) for full in (True, False)]
+FUNCTIONS = frozenset(k.function for k in KERNELS)
+
+
+def kernel_for(layer: Layer) -> KernelImpl:
+    """The specialization's KernelImpl for ``layer`` (whether or not it accepts it)."""
+    return KERNELS[2 * specialization(layer)[0] + (not specialization(layer)[1])]
 
 
 def kernels() -> list[KernelImpl]:
-    return [KERNEL]
+    return list(KERNELS)

@@ -125,5 +125,5 @@ def kernels() -> list[KernelImpl]:
     """tb_cm4_fc_fused_s8 (cm4_fc_fused.py: this kernel's loop with the
     requantization in the block; priority decides, not this order) and this
     kernel."""
-    from .cm4_fc_fused import KERNEL as FUSED
-    return [FUSED, KERNEL]
+    from .cm4_fc_fused import KERNELS as FUSED
+    return [*FUSED, KERNEL]

@@ -904,15 +904,13 @@ static void tb_cm4_fcf_row(tb_cm4_fcf_frame *f, tb_cm4_fcf_blocks blocks, const 
   }
 }
 
-/* The layer, one row of inputs after the other. */
-void tb_cm4_fc_fused_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
-                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);
-void tb_cm4_fc_fused_s8(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
-                        const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {
-  static const tb_cm4_fcf_blocks variants[4] = {tb_cm4_fcf_tensor_clamp, tb_cm4_fcf_tensor_full,
-                                                tb_cm4_fcf_channel_clamp, tb_cm4_fcf_channel_full};
+/* The layer, one row of inputs after the other, its blocks run by the
+ * specialization `blocks` (inlined in each entry point below: a model links
+ * only the entry points it calls, and a small layer's call costs less). */
+TB_INLINE void tb_cm4_fcf_layer(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
+                                const int32_t *rq, const double *real_mul, int8_t *output,
+                                void *scratch, tb_cm4_fcf_blocks blocks) {
   const int32_t per_channel = (rq[0] & TB_CM4_FC_PER_CHANNEL) != 0;
-  const tb_cm4_fcf_blocks blocks = variants[2 * per_channel + ((rq[0] & TB_CM4_FC_FULLRANGE) != 0)];
   const int32_t k = p->in_features, outs = p->out_features, nq = (k + 3) >> 2;
   const int32_t n_rows = p->rows > 0 ? p->rows : 1;
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
@@ -930,3 +928,18 @@ void tb_cm4_fc_fused_s8(const tb_fc_params *p, const int8_t *input, const int8_t
     tb_cm4_fcf_row(&f, blocks, records, real_mul, per_channel, p->output_offset);
   }
 }
+
+/* One entry point per specialization (cm4_fc_fused.py picks it by the layer's
+ * per-channel weights and activation range). */
+#define TB_CM4_FCF_ENTRY(name, blocks)                                                        \
+  void name(const tb_fc_params *p, const int8_t *input, const int8_t *weights,              \
+            const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);      \
+  void name(const tb_fc_params *p, const int8_t *input, const int8_t *weights,              \
+            const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {     \
+    tb_cm4_fcf_layer(p, input, weights, rq, real_mul, output, scratch, blocks);            \
+  }
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_s8, tb_cm4_fcf_tensor_full)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_clamp_s8, tb_cm4_fcf_tensor_clamp)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_s8, tb_cm4_fcf_channel_full)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_clamp_s8, tb_cm4_fcf_channel_clamp)
+#undef TB_CM4_FCF_ENTRY
