@@ -58,6 +58,7 @@ def tinybuild_kernels(target):
     if target.arch != "arm" or target.cpu not in DSP_CPUS:
         return []
     from .kernels import cm4_elementwise, cm4_fc_pairs, cm4_lstm, cm4_prepare, cm4_s16
-    return (cm4_prepare.kernels() + cm4_elementwise.kernels() + cm4_lstm.kernels()
-            + cm4_s16.kernels() + cm4_fc_pairs.kernels())
+    from .kernels import cm4_conv_few_in   # first: opt_harness.cm4_kernels() keeps the last per op
+    return ([cm4_conv_few_in.KERNEL] + cm4_prepare.kernels() + cm4_elementwise.kernels()
+            + cm4_lstm.kernels() + cm4_s16.kernels() + cm4_fc_pairs.kernels())
 
