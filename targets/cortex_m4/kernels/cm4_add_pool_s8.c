@@ -234,6 +234,11 @@ TB_INLINE int32_t tb_cm4_avg(int32_t acc, const tb_cm4_avg_div *d) {
   return (int32_t)(uint32_t)(((uint64_t)x2 * d->r) >> 32) - 128;
 }
 
+/* round half away from zero of acc / count, as the reference (C truncation) */
+static int32_t tb_cm4_avg_sdiv(int32_t acc, int32_t count) {
+  return acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+}
+
 #ifdef TB_CM4_DSP
 /* pairs > 0 passes over two taps (x0 and x1 = x0 + c, then 2c further): the
  * four loads in one pipelined run, then 8 SXTAB16: 19 cycles per pass. */
@@ -282,7 +287,8 @@ TB_INLINE int32_t tb_cm4_avg(int32_t acc, const tb_cm4_avg_div *d) {
  * (s02: channels 0 and 2, s13: 1 and 3, t02: 4 and 6, t13: 5 and 7) over
  * `rows` runs of `taps` taps c bytes apart, `row_step` bytes apart. */
 static void tb_cm4_pool_pixel4k(const int8_t *window, int32_t c, int32_t rows, int32_t taps,
-                                int32_t row_step, const tb_cm4_avg_div *d, int8_t *o) {
+                                int32_t row_step, const tb_cm4_avg_div *divisor, int8_t *o) {
+  const tb_cm4_avg_div div = *divisor, *d = &div; /* in registers, not reloaded per store */
   int32_t ch, r;
   for (ch = 0; ch + 8 <= c; ch += 8) {
     uint32_t s02 = 0, s13 = 0, t02 = 0, t13 = 0;
@@ -328,9 +334,12 @@ static void tb_cm4_pool_pixel4k(const int8_t *window, int32_t c, int32_t rows, i
 }
 
 /* The pixel's window (rows x taps from `window`) as runs (a window as wide as
- * the input is one), then the activation clamp where it is narrower than int8. */
-static void tb_cm4_pool_pixel(const tb_pool_params *p, const int8_t *window, int32_t rows,
-                              int32_t taps, const tb_cm4_avg_div *d, int8_t *o) {
+ * the input is one), then the activation clamp where it is narrower than int8.
+ * Not inlined: the 1-3 channel loops of tb_cm4_avg_pool2d_s8 keep their registers. */
+__attribute__((noinline)) static void tb_cm4_pool_pixel(const tb_pool_params *p,
+                                                         const int8_t *window, int32_t rows,
+                                                         int32_t taps, const tb_cm4_avg_div *d,
+                                                         int8_t *o) {
   const int32_t wide = taps == p->in_w, n = p->c / 4 * 4;
   int32_t ch;
   tb_cm4_pool_pixel4k(window, p->c, wide ? 1 : rows, wide ? rows * taps : taps, p->in_w * p->c,
@@ -353,15 +362,14 @@ void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *
       const int32_t kx1 = in_w - in_x0 < p->k_w ? in_w - in_x0 : p->k_w;
       const int32_t count = (ky1 - ky0) * (kx1 - kx0);
       int8_t *o = output + (oy * p->out_w + ox) * c;
-      tb_cm4_avg_div d = {0, 0, 0};
       ch = 0;
-      if (count > 0) {
-        d = tb_cm4_avg_divisor(count);
+      if (count > 0 && c >= 4) {
+        const tb_cm4_avg_div d = tb_cm4_avg_divisor(count);
         tb_cm4_pool_pixel(p, input + ((in_y0 + ky0) * in_w + in_x0 + kx0) * c, ky1 - ky0,
                           kx1 - kx0, &d, o);
         ch = c / 4 * 4;
       }
-      for (; ch < c; ++ch) {
+      for (; ch < c; ++ch) { /* the last 1-3 channels: one SDIV each, no divisor set-up */
         int32_t acc = 0;
         for (ky = ky0; ky < ky1; ++ky) {
           for (kx = kx0; kx < kx1; ++kx) {
@@ -369,7 +377,7 @@ void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *
           }
         }
         /* TFLite returns an error for an empty window; the reference emits act_min */
-        acc = count == 0 ? p->act_min : tb_cm4_avg(acc, &d);
+        acc = count == 0 ? p->act_min : tb_cm4_avg_sdiv(acc, count);
         o[ch] = (int8_t)tb_clamp(acc, p->act_min, p->act_max);
       }
     }
