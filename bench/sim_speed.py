@@ -10,10 +10,16 @@ processes on the machine count less), best of ``--repeat``. Also checks
 that both watches give the same counts. Host speeds are recorded, never
 asserted.
 
-    ./tb python bench/sim_speed.py [--build-dir /tmp/sim_speed_build] [--repeat 5] [--record]
+``--rv32``: the RV32 boards instead - riscv (GD32VF103, core only), esp32c3
+(core only, its default) and esp32c3 with its flash cache model on
+(esp32c3-flash-cache: every data read from flash through the cache); a
+model that does not fit a board's flash or RAM gets a row saying so.
+
+    ./tb python bench/sim_speed.py [--rv32] [--build-dir /tmp/sim_speed_build] [--repeat 5] [--record]
 
 Builds each model's ELF and validation inputs with scons first. ``--record``
-writes the table into bench/results.md (its ``sim-speed`` marker block).
+writes the table into bench/results.md (its ``sim-speed`` marker block;
+``sim-speed-rv32`` with ``--rv32``).
 """
 from __future__ import annotations
 
@@ -30,17 +36,26 @@ sys.path.insert(0, str(ROOT))
 from tinybuild import plugins  # noqa: E402
 
 MODELS = ["ad01_int8", "kws_ref_model", "pretrainedResnet_quant", "vww_96_int8"]
-TARGETS = ["nucleo-l4r5zi", "cortex-m4"]
+# (target, memory model in place of the board's; None: the board's own)
+TARGETS = [("nucleo-l4r5zi", None), ("cortex-m4", None)]
+TARGETS_RV32 = [("riscv", None), ("esp32c3", None), ("esp32c3", "esp32c3-flash-cache")]
 MLPERF = ROOT.parent / "shared" / "models" / "mlperf_tiny"
 
 
 def build(build_dir: Path, target: str, model: str) -> tuple[Path, Path]:
-    """The firmware ELF and the validation inputs (nothing simulated)."""
+    """The firmware ELF and the validation inputs (nothing simulated); a
+    failed build raises RuntimeError with scons' error line."""
     elf = build_dir / target / model / "firmware.elf"
     inputs = build_dir / "models" / model / "inputs-n4-s1.bin"
     cmd = [str(Path(sys.executable).with_name("scons")), "-C", str(ROOT), "-Q", f"target={target}",
            f"model={MLPERF / (model + '.tflite')}", f"build_dir={build_dir}", str(elf), str(inputs)]
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "error" in l.lower()]
+        fit = next((l for l in lines if "does not fit" in l), "")
+        if fit:
+            raise RuntimeError(f"does not fit the board's {'RAM' if 'RAM region' in fit else 'flash'}")
+        raise RuntimeError(lines[0][:160] if lines else f"scons exited with {proc.returncode}")
     return elf, inputs
 
 
@@ -65,6 +80,7 @@ def main() -> None:
     ap.add_argument("--build-dir", default="/tmp/sim_speed_build")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--record", action="store_true", help="write the table into bench/results.md")
+    ap.add_argument("--rv32", action="store_true", help="the RV32 boards (riscv, esp32c3)")
     args = ap.parse_args()
     boards = plugins.targets(plugins.make_plugin_manager())
     rows = ["| model | target | instructions | report run: hook -> static | validation run: "
@@ -72,9 +88,17 @@ def main() -> None:
             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     print("\n".join(rows))
     for model in MODELS:
-        for target in TARGETS:
+        for target, memory_model in TARGETS_RV32 if args.rv32 else TARGETS:
             board = boards[target]
-            elf, inputs = build(Path(args.build_dir), target, model)
+            label = target if memory_model is None else f"{target} + {memory_model}"
+            if memory_model is not None:
+                board = replace(board, memory_model=memory_model)
+            try:
+                elf, inputs = build(Path(args.build_dir), target, model)
+            except RuntimeError as e:
+                rows.append(f"| {model} | {label} | not built: {e} | | | | |")
+                print(rows[-1], flush=True)
+                continue
             raw = inputs.read_bytes()
             data = raw[: len(raw) // 4]                  # the first validation input
             speeds, same = [], True
@@ -85,17 +109,36 @@ def main() -> None:
                 same = same and counts(old) == counts(new)
             bare = replace(board, memory_model="")
             _, ceiling = timed(elf, bare, data, False, "static", args.repeat)
-            rows.append(f"| {model} | {target} | {new.total_instructions:,} | {speeds[0]} | "
+            rows.append(f"| {model} | {label} | {new.total_instructions:,} | {speeds[0]} | "
                         f"{speeds[1]} | {ceiling:.0f} M/s | {'yes' if same else 'NO'} |")
             print(rows[-1], flush=True)
     if args.record:
-        record(rows, args)
+        (record_rv32 if args.rv32 else record)(rows, args)
+
+
+def commit_now() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def record_rv32(rows: list[str], args) -> None:
+    from bench.sweep import record as record_block
+    head = (f"`./tb python bench/sim_speed.py --rv32 --build-dir {args.build_dir} --repeat "
+            f"{args.repeat}` (commit {commit_now()}): as the table above, on the RV32 boards: "
+            "riscv (GD32VF103, core only), esp32c3 (core only, its default) and esp32c3 with "
+            "esp32c3-flash-cache on (the validation run then also watches flash reads: before, "
+            "a memory hook on the flash ranges). hook -> static: the every-access memory hook "
+            "(before) and the RV32 static access watch (after, the default; docs/simulators.md "
+            "\"Speed with memory hooks\"). Same counts: instructions, cycles, flash cache misses "
+            "and misaligned accesses per layer equal with both.")
+    record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
+                 name="sim-speed-rv32",
+                 title="Simulator speed on RV32: the static access watch (issue 14 item 6)")
 
 
 def record(rows: list[str], args, commit: str = "") -> None:
     from bench.sweep import record as record_block
-    commit = commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                      capture_output=True, text=True).stdout.strip()
+    commit = commit or commit_now()
     head = (f"`./tb python bench/sim_speed.py --build-dir {args.build_dir} --repeat {args.repeat}` "
             f"(commit {commit}): simulated instructions per host CPU second of `emu_start` (whole run, "
             f"best of {args.repeat}, on a 2-core machine shared with other builds), the MLPerf Tiny "

@@ -21,6 +21,7 @@ from pathlib import Path
 from tinybuild.errors import TinybuildError
 
 SOURCE = Path(__file__).with_name("native_hook.c")
+NREGS = 32                  # TB_NREGS: registers the static access watch follows
 _lib: ctypes.CDLL | None = None
 
 
@@ -81,7 +82,12 @@ class Counters(ctypes.Structure):
         ("hooked", ctypes.c_void_p),
         ("progs", ctypes.c_void_p),
         ("reg_read", ctypes.c_void_p),
-        ("reg_ids", ctypes.c_int32 * 16),
+        ("reg_ids", ctypes.c_int32 * NREGS),
+        ("nregs", ctypes.c_int64),
+        ("pc_reg", ctypes.c_int64),
+        ("pc_id", ctypes.c_int64),
+        ("access_pc", ctypes.c_uint64),
+        ("first_misaligned_pc", ctypes.c_uint64),
         ("missing", ctypes.c_uint64),
         ("unmodelled", ctypes.c_uint64),
         ("unmodelled_at", ctypes.c_uint64),
@@ -89,8 +95,8 @@ class Counters(ctypes.Structure):
         ("hooked_ops", ctypes.c_uint64),
         ("cur", ctypes.c_void_p),
         ("cursor", ctypes.c_uint64),
-        ("regs", ctypes.c_uint32 * 16),
-        ("exit_regs", ctypes.c_uint32 * 16),
+        ("regs", ctypes.c_uint32 * NREGS),
+        ("exit_regs", ctypes.c_uint32 * NREGS),
         ("uc", ctypes.c_void_p),
         ("last_block", ctypes.c_uint64),
     ]
@@ -167,6 +173,7 @@ def add_mem_hook(uc, counters: Counters) -> int:
     lib = load()
     ucl = uclib()
     counters.emu_stop = ctypes.cast(ucl.uc_emu_stop, ctypes.c_void_p).value
+    counters.reg_read = ctypes.cast(ucl.uc_reg_read, ctypes.c_void_p).value   # the trap's PC
     handle = ctypes.c_size_t()
     status = ucl.uc_hook_add(
         uc._uch, ctypes.byref(handle), UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,

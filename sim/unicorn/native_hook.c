@@ -32,11 +32,13 @@
  * is `sets` sets of `ways` tags kept most-recently-used first (LRU);
  * 0 ways: no cache, every line is a miss.
  *
- * The static access watch (static_on; the default on Cortex-M, see
+ * The static access watch (static_on; the default on Cortex-M and RV32, see
  * docs/simulators.md "Speed with memory hooks") gets the same counts without
  * any memory hook: timing.py decodes every instruction's data accesses
  * (tb_insn_t: base, index << shift, offset, size, count, write-back) and
- * register effects; at block entry tb_block_hook compiles the block once
+ * register effects over nregs registers (r0..r15 with r15 the PC, which is
+ * never followed; or x0..x31, where the decoder folds x0 into constants);
+ * at block entry tb_block_hook compiles the block once
  * (cached per start address) into accesses whose address is a constant plus
  * up to two scaled registers (write-back, ADD/SUB/MOV of immediates and
  * ADD/SUB of shifted registers followed through the block): registers at
@@ -52,7 +54,10 @@
  * that needs one and has none is recorded in `hooked` (2) and counted in
  * `missing`, and one the decoder does not model (UNMODELLED) in
  * `unmodelled`: the Python side then runs again with more hooks or with the
- * every-access watch, so the counts stay exact.
+ * every-access watch, so the counts stay exact. A core that traps on
+ * misaligned accesses stops at the first one either way; access_pc names
+ * the instruction being charged (the every-access hook reads the PC), so
+ * both watches report the same instruction.
  *
  * No unicorn header is needed: the engine is an opaque pointer and
  * uc_emu_stop / uc_reg_read are passed in as function pointers.
@@ -69,14 +74,18 @@ enum { ACC_INSN = 1, ACC_ACCESS = 2, ACC_WRITE = 4, ACC_WB = 8, ACC_IN_IT = 16,
 /* One instruction's accesses and register effects (timing.ACCESS_DTYPE). */
 typedef struct {
   int32_t imm, wb, k;
-  uint16_t clobber;
+  uint32_t clobber;
   int8_t rn, rm, rd, rs;
   uint8_t shift, size, count, flags, isize;
   int8_t rs2;                 /* ACC_ADDREG: rd = rs + rs2 * k */
 } tb_insn_t;
 
+/* Registers the watch follows: r0..r15 (Cortex-M), x0..x31 (RV32). */
+#define TB_NREGS 32
+#define TB_EXIT TB_NREGS
+
 /* A register's value inside a block: k + the sum of up to two terms
- * coef * R[id], id 0..15 the register at block entry, 16..31 at block exit. */
+ * coef * R[id], id 0..31 the register at block entry, 32..63 at block exit. */
 typedef struct {
   int8_t known, n;
   int8_t id[2];
@@ -154,7 +163,12 @@ typedef struct {
   uint8_t *hooked;              /* nhw: 1 a code hook watches it, 2 it needed one */
   tb_prog_t **progs;            /* nhw compiled blocks, by start */
   tb_reg_read_fn reg_read;
-  int32_t reg_ids[16];          /* unicorn's ids of r0..r15 */
+  int32_t reg_ids[TB_NREGS];    /* unicorn's ids of r0..r15 / x0..x31 */
+  int64_t nregs;                /* 16 (Cortex-M) or 32 (RV32) */
+  int64_t pc_reg;               /* the register that is the PC (Cortex-M r15), else -1 */
+  int64_t pc_id;                /* unicorn's id of the PC */
+  uint64_t access_pc;           /* the instruction whose access is being charged */
+  uint64_t first_misaligned_pc; /* the instruction of the first misaligned access */
   uint64_t missing;             /* unresolved accesses without a code hook */
   uint64_t unmodelled;          /* executed memory instructions the decoder does not model */
   uint64_t unmodelled_at;
@@ -162,8 +176,8 @@ typedef struct {
   uint64_t hooked_ops;          /* accesses charged by tb_access_hook */
   tb_prog_t *cur;               /* the running block's accesses, charged up to `cursor` */
   uint64_t cursor;
-  uint32_t regs[16];            /* its entry registers */
-  uint32_t exit_regs[16];       /* its exit registers, read by tb_flush when needed */
+  uint32_t regs[TB_NREGS];      /* its entry registers */
+  uint32_t exit_regs[TB_NREGS]; /* its exit registers, read by tb_flush when needed */
   void *uc;                     /* the engine, for the last flush */
   uint64_t last_block;          /* address of the last block hooked */
 } tb_counters_t;
@@ -260,6 +274,7 @@ static void tb_charge_access(tb_counters_t *c, void *uc, uint64_t address, int s
   if (c->misaligned++ == 0) {
     c->first_misaligned = address;
     c->first_misaligned_size = (uint64_t)size;
+    c->first_misaligned_pc = c->access_pc;
   }
   if (c->trap_misaligned) {
     c->emu_stop(uc);
@@ -274,6 +289,11 @@ void tb_mem_hook(void *uc, int type, uint64_t address, int size, int64_t value,
                  void *user_data) {
   tb_counters_t *c = (tb_counters_t *)user_data;
   (void)value;
+  if (c->trap_misaligned && !c->misaligned && c->reg_read) {
+    uint64_t pc = 0;          /* name the instruction: the run stops at its access */
+    c->reg_read(uc, (int)c->pc_id, &pc);
+    c->access_pc = pc;
+  }
   tb_charge_access(c, uc, address, size, (uint64_t)type == c->read_type);
 }
 
@@ -341,9 +361,13 @@ static void tb_add_scaled(tb_val_t *dst, const tb_val_t *src, uint32_t scale) {
   dst->k += src->k * scale;
 }
 
+/* The registers in `mask` become unknown. */
+static void tb_forget(tb_val_t *v, uint32_t mask) {
+  for (; mask; mask &= mask - 1) v[__builtin_ctz(mask)] = TB_UNKNOWN;
+}
+
 /* Register effects of one instruction, after its access (see timing.py). */
 static void tb_apply_effects(tb_val_t *v, const tb_insn_t *d) {
-  int r;
   tb_val_t rd = TB_UNKNOWN;
   if (d->rd >= 0) {
     rd = d->rs < 0 ? tb_constant(0) : v[d->rs];
@@ -357,16 +381,13 @@ static void tb_apply_effects(tb_val_t *v, const tb_insn_t *d) {
     if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn].k += (uint32_t)d->wb;
     if (d->rd >= 0) v[d->rd] = rd;
   }
-  for (r = 0; r < 16; r++)
-    if (d->clobber >> r & 1) v[r] = TB_UNKNOWN;
+  tb_forget(v, d->clobber);
 }
 
 /* Undo one instruction's register effects (the backward pass): values in
  * exit registers after it become those before it. */
 static void tb_undo_effects(tb_val_t *v, const tb_insn_t *d) {
-  int r;
-  for (r = 0; r < 16; r++)
-    if (d->clobber >> r & 1) v[r] = TB_UNKNOWN;
+  tb_forget(v, d->clobber);
   if (d->flags & ACC_IN_IT) {
     if (d->rd >= 0) v[d->rd] = TB_UNKNOWN;
     if ((d->flags & ACC_WB) && d->rn >= 0) v[d->rn] = TB_UNKNOWN;
@@ -389,16 +410,16 @@ static void tb_operands(tb_pair_t *q, const tb_val_t *v, const tb_insn_t *d) {
   q->x = d->rm >= 0 ? v[d->rm] : tb_constant(0);
 }
 
-/* Every register its own value at entry (exit: id + 16); the PC is unknown
- * (PC-relative addresses are folded in already). */
-static void tb_reset_values(tb_val_t *v, int side) {
+/* Every register its own value at entry (exit: id + TB_EXIT); the PC is
+ * unknown (PC-relative addresses are folded in already). */
+static void tb_reset_values(const tb_counters_t *c, tb_val_t *v, int side) {
   int r;
-  for (r = 0; r < 16; r++) {
+  for (r = 0; r < TB_NREGS; r++) {
     tb_val_t x = {1, 1, {0, 0}, {1, 0}, 0};
-    x.id[0] = (int8_t)(r + 16 * side);
-    v[r] = x;
+    x.id[0] = (int8_t)(r + TB_EXIT * side);
+    v[r] = r < c->nregs ? x : TB_UNKNOWN;
   }
-  v[15] = TB_UNKNOWN;
+  if (c->pc_reg >= 0) v[c->pc_reg] = TB_UNKNOWN;
 }
 
 /* The access's address from the entry-side operands where the forward pass
@@ -414,7 +435,7 @@ static tb_val_t tb_address(const tb_pair_t *fwd, const tb_pair_t *bwd, const tb_
 static int tb_from_exit(const tb_val_t *a) {
   int i;
   for (i = 0; i < a->n; i++)
-    if (a->id[i] >= 16) return 1;
+    if (a->id[i] >= TB_EXIT) return 1;
   return 0;
 }
 
@@ -426,15 +447,15 @@ static int tb_from_exit(const tb_val_t *a) {
  * the accesses before it while the block runs. */
 static void tb_classify(const tb_counters_t *c, const uint64_t *at, uint64_t n, tb_pair_t *fwd,
                         tb_pair_t *bwd, uint8_t *kind) {
-  tb_val_t v[16];
+  tb_val_t v[TB_NREGS];
   uint64_t j, last_hook = 0;
-  tb_reset_values(v, 0);
+  tb_reset_values(c, v, 0);
   for (j = 0; j < n; j++) {
     const tb_insn_t *d = &c->insn[at[j]];
     if (d->flags & ACC_ACCESS) tb_operands(&fwd[j], v, d);
     tb_apply_effects(v, d);
   }
-  tb_reset_values(v, 1);
+  tb_reset_values(c, v, 1);
   for (j = n; j-- > 0;) {
     const tb_insn_t *d = &c->insn[at[j]];
     tb_undo_effects(v, d);
@@ -462,7 +483,7 @@ static void tb_emit(tb_prog_t *p, uint32_t insn, const tb_insn_t *d, const tb_va
   op->write = (d->flags & ACC_WRITE) != 0;
   op->from_exit = (uint8_t)tb_from_exit(a);
   for (i = 0; i < a->n; i++) {
-    if (a->id[i] >= 16) p->exit_regs |= 1u << (a->id[i] - 16);
+    if (a->id[i] >= TB_EXIT) p->exit_regs |= 1u << (a->id[i] - TB_EXIT);
     else p->regs |= 1u << a->id[i];
   }
 }
@@ -519,16 +540,17 @@ static void tb_flush(tb_counters_t *c, uint64_t limit) {
     if (op->from_exit) {
       if (limit != UINT64_MAX) break;
       if (!exit_read) {
-        for (r = 0; r < 16; r++)
+        for (r = 0; r < c->nregs; r++)
           if (p->exit_regs >> r & 1) c->exit_regs[r] = tb_reg(c, c->uc, r);
         exit_read = 1;
       }
     }
     for (i = 0; i < op->at.n; i++) {
       int id = op->at.id[i];
-      a += op->at.coef[i] * (id >= 16 ? c->exit_regs[id - 16] : c->regs[id]);
+      a += op->at.coef[i] * (id >= TB_EXIT ? c->exit_regs[id - TB_EXIT] : c->regs[id]);
     }
-    tb_charge_items(c, NULL, a, op->size, op->count, op->write);
+    c->access_pc = op->insn;
+    tb_charge_items(c, c->uc, a, op->size, op->count, op->write);
     c->static_ops++;
     c->cursor++;
   }
@@ -550,7 +572,7 @@ static void tb_block_accesses(tb_counters_t *c, void *uc, uint64_t s, uint64_t e
     if (!p) { c->missing++; return; }   /* out of memory: inexact, so redo the run */
   }
   if (!p->nops) return;
-  for (r = 0; r < 16; r++)
+  for (r = 0; r < c->nregs; r++)
     if (p->regs >> r & 1) c->regs[r] = tb_reg(c, uc, r);
   c->cur = p;
   c->cursor = 0;
@@ -573,6 +595,7 @@ void tb_access_hook(void *uc, uint64_t address, uint32_t size, void *user_data) 
   }
   a = (uint32_t)((d->rn >= 0 ? tb_reg(c, uc, d->rn) : 0) + (uint32_t)d->imm);
   if (d->rm >= 0) x = tb_reg(c, uc, d->rm);
+  c->access_pc = address;
   tb_charge_items(c, uc, a + (x << d->shift), d->size, d->count, (d->flags & ACC_WRITE) != 0);
   c->hooked_ops++;
 }

@@ -17,8 +17,8 @@ and native.py for how the counting hook is built):
    data reads from flash go through the data cache; their cycles are in
    ``cycles`` and counted apart in ``memory_cycles`` (per layer too). Data
    accesses (flash reads, and misaligned ones with ``detail``) are watched
-   without a memory hook on Cortex-M (the static access watch, see _Run and
-   native_hook.c), by Unicorn's memory hook on RV32.
+   without a memory hook on Cortex-M and RV32 (the static access watch, see
+   _Run and native_hook.c).
 3. Reads the outputs (concatenated, in the model's order), the peak stack (distance from ``__stack_end__``
    to the lowest word no longer holding the pattern), the RAM touched (bytes
    no longer holding the pattern) and, of those, the ones inside the model's
@@ -359,9 +359,9 @@ def _page_spans(memory) -> list[tuple[int, int]]:
 class _Run:
     """One run. ``access_watch`` says how data accesses are watched (for
     ``detail``'s misalignment count and the memory model's flash reads):
-    "static" (the default on Cortex-M: resolved per block from the decoded
-    instructions, docs/simulators.md "Speed with memory hooks") or "hook"
-    (Unicorn's memory hook on every access: RV32, and the oracle the static
+    "static" (the default: resolved per block from the decoded instructions,
+    docs/simulators.md "Speed with memory hooks") or "hook" (Unicorn's
+    memory hook on every access: the fallback, and the oracle the static
     watch is tested against)."""
 
     def __init__(self, elf: Path, target: Target, input_bytes: bytes,
@@ -387,10 +387,7 @@ class _Run:
         self.fault: tuple[int, int, int] | None = None
         if access_watch not in (None, "static", "hook"):
             raise ValueError(f"access_watch must be 'static' or 'hook', not {access_watch!r}")
-        static_ok = self.tables.access is not None
-        self.access_watch = access_watch or ("static" if static_ok else "hook")
-        if self.access_watch == "static" and not static_ok:
-            self.access_watch = "hook"                  # RV32: no static decoder
+        self.access_watch = access_watch or "static"
         self.extra_hooks = np.zeros(0, dtype=np.int64)  # halfwords a previous attempt missed
 
     # -- helpers --
@@ -534,6 +531,7 @@ class _Run:
         c.max_insns = max(0, int(self.max_instructions))
         c.pen_half_odd, c.pen_word_half, c.pen_word_byte = tb.model.misaligned_penalty
         c.trap_misaligned = int(tb.model.traps_misaligned)
+        c.pc_id = self.reg_pc
         self.counters = c
         native.add_block_hook(uc, c)
         c.count_misaligned = int(self.detail)
@@ -552,6 +550,8 @@ class _Run:
             pending.setdefault(mark, []).append(i)
 
         def on_mark(uc_, address, size, user):
+            if c.trap_misaligned and c.misaligned:
+                return          # the run stops at the trap: this block runs after it
             mark = uc_.reg_read(reg_a0)
             marks.append((mark, c.insns, c.cycles, c.mem_cycles))
             for i in pending.pop(mark, ()):
@@ -609,19 +609,29 @@ class _Run:
     def add_static_watch(self, c: native.Counters) -> None:
         """The static access watch (native_hook.c): per-block resolution, code
         hooks on the accesses no block resolves."""
-        from unicorn import arm_const as A
         tb = self.tables
         self.access_arrays = (np.zeros(tb.nhw, dtype=np.uint8),      # hooked
                               np.zeros(tb.nhw, dtype=np.uint64))     # compiled blocks
         hooked, progs = self.access_arrays
         c.static_on = 1
         c.insn, c.hooked, c.progs = tb.access.ctypes.data, hooked.ctypes.data, progs.ctypes.data
-        for r in range(13):
-            c.reg_ids[r] = A.UC_ARM_REG_R0 + r
-        c.reg_ids[13], c.reg_ids[14], c.reg_ids[15] = A.UC_ARM_REG_SP, A.UC_ARM_REG_LR, A.UC_ARM_REG_PC
+        ids = self.register_ids()
+        c.nregs, c.pc_reg = len(ids), (15 if self.img.arch == "arm" else -1)
+        for r, reg_id in enumerate(ids):
+            c.reg_ids[r] = reg_id
         native.call("tb_scan", c)
         hooked[self.extra_hooks] = 1
         native.add_access_hooks(self.uc, c, self.hook_ranges(np.flatnonzero(hooked == 1)))
+
+    def register_ids(self) -> list[int]:
+        """Unicorn's ids of the registers the decoder numbers: r0..r15 on
+        Cortex-M, x0..x31 on RV32."""
+        if self.img.arch == "arm":
+            from unicorn import arm_const as A
+            return [A.UC_ARM_REG_R0 + r for r in range(13)] + [
+                A.UC_ARM_REG_SP, A.UC_ARM_REG_LR, A.UC_ARM_REG_PC]
+        from unicorn import riscv_const as R
+        return [R.UC_RISCV_REG_X0 + r for r in range(32)]
 
     def hook_ranges(self, halfwords: np.ndarray) -> list[tuple[int, int]]:
         """Address ranges covering ``halfwords``, neighbours within HOOK_GAP merged."""
@@ -698,13 +708,13 @@ class _Run:
             if c.last_block != self.exit_addr:         # (a block at tb_exit did not run)
                 native.call("tb_flush_accesses", c)    # the last block's accesses
             native.call("tb_release", c)
-        if err is not None:
-            self.raise_fault(err, pc)
-        if c.trap_misaligned and c.misaligned:
+        if c.trap_misaligned and c.misaligned:        # (first: the trap came before any fault)
             raise TinybuildError(
                 f"firmware fault: misaligned {c.first_misaligned_size}-byte access at "
                 f"0x{c.first_misaligned:08x}, which the {self.tables.model.name} core traps on "
-                f"(near {self.context(pc)})")
+                f"(at {self.context(c.first_misaligned_pc or pc)})")
+        if err is not None:
+            self.raise_fault(err, pc)
         if pc != self.exit_addr:
             if c.limit_hit:
                 raise TinybuildError(

@@ -140,8 +140,8 @@ touches) through the instruction cache; with ``prefetch`` the line right
 after the last one fetched is free (the prefetch buffer read it while the
 previous line executed: assumes the core spends at least 1 + WS cycles per
 line). Data reads from flash are charged through the data cache, found by
-the static access watch (Cortex-M) or a memory hook on the flash ranges
-only (RV32); SRAM/CCM accesses cost nothing: zero wait states. A cache is ``sets`` x ``ways`` lines, least recently used replaced.
+the static access watch (``thumb_access``, ``rv_access``); SRAM/CCM accesses
+cost nothing: zero wait states. A cache is ``sets`` x ``ways`` lines, least recently used replaced.
 
 "stm32f407-art" (the cortex-m4 target's STM32F407 at 168 MHz): ST RM0090
 section 3.4.1 "Relation between CPU clock frequency and flash memory read
@@ -490,7 +490,7 @@ def thumb_decode(h1: int, h2: int):
 ACC_INSN, ACC_ACCESS, ACC_WRITE, ACC_WB, ACC_IN_IT, ACC_UNMODELLED, ACC_ENDS_TB, ACC_ADDREG = (
     1, 2, 4, 8, 16, 32, 64, 128)
 ALL_REGS = 0xFFFF
-ACCESS_DTYPE = np.dtype([("imm", "<i4"), ("wb", "<i4"), ("k", "<i4"), ("clobber", "<u2"),
+ACCESS_DTYPE = np.dtype([("imm", "<i4"), ("wb", "<i4"), ("k", "<i4"), ("clobber", "<u4"),
                          ("rn", "i1"), ("rm", "i1"), ("rd", "i1"), ("rs", "i1"),
                          ("shift", "u1"), ("size", "u1"), ("count", "u1"), ("flags", "u1"),
                          ("isize", "u1"), ("rs2", "i1")], align=True)
@@ -897,6 +897,166 @@ def rv_decode(ins: int, size: int, model: TimingModel | None = None):
     return 1, -1, 0
 
 
+# -- RV32IMC(+FD) data accesses, per instruction (the static access watch) ------
+#
+# The same descriptors as Thumb's, over x1..x31 (clobber bit r = xr). x0 never
+# appears: a read of x0 becomes the constant 0 (rn/rs -1), a write to it has no
+# effect. No IT blocks; no PC-relative loads (AUIPC makes a constant instead).
+# Every instruction that may end a translation block (branches, jumps, ECALL/
+# EBREAK/MRET/WFI, FENCE.I, CSR instructions: QEMU ends the block after each)
+# is flagged ENDS_TB; LR/SC/AMOs are UNMODELLED (a run that executes one falls
+# back to the every-access watch).
+
+RV_ALL_REGS = 0xFFFFFFFE
+
+
+def _sext(x: int, bits: int) -> int:
+    return x - (1 << bits) if x >> (bits - 1) & 1 else x
+
+
+def _rv_reg(r: int) -> int:
+    """A source register: -1 for x0 (the constant 0)."""
+    return r if r else -1
+
+
+def _rv_set(rd: int, rs: int, k: int) -> Access:
+    """rd = rs + k (rs -1: the constant k); nothing when rd is x0."""
+    return Access(rd=rd, rs=_rv_reg(rs), k=k) if rd else Access()
+
+
+def _rv_sum(rd: int, rs: int, rs2: int, scale: int) -> Access:
+    """rd = rs + rs2 * scale (x0 operands folded in)."""
+    if not rd:
+        return Access()
+    if not rs2:
+        return _rv_set(rd, rs, 0)
+    if not rs and scale == 1:
+        return _rv_set(rd, rs2, 0)
+    return Access(ACC_ADDREG, rd=rd, rs=_rv_reg(rs), rs2=rs2, k=scale)
+
+
+def _rv_clobber(rd: int) -> Access:
+    return Access(clobber=(1 << rd) & RV_ALL_REGS)
+
+
+def _rv_mem(rs1: int, imm: int, size: int, rd: int = 0, write: bool = False) -> Access:
+    """An access of ``size`` bytes at rs1 + imm; a load into integer rd clobbers it."""
+    return Access(ACC_ACCESS | (ACC_WRITE if write else 0), rn=_rv_reg(rs1), imm=imm, size=size,
+                  count=1, clobber=(1 << rd) & RV_ALL_REGS)
+
+
+RV_UNMODELLED = Access(ACC_ACCESS | ACC_UNMODELLED, clobber=RV_ALL_REGS)
+RV_LOAD_SIZES = {0: 1, 1: 2, 2: 4, 4: 1, 5: 2}       # LB LH LW LBU LHU
+RV_FP_SIZES = {2: 4, 3: 8}                          # FLW/FSW, FLD/FSD
+
+
+def _rv32_access(ins: int, pc: int) -> Access:
+    op, rd, f3 = ins & 0x7F, (ins >> 7) & 31, (ins >> 12) & 7
+    rs1, rs2, imm_i = (ins >> 15) & 31, (ins >> 20) & 31, _sext(ins >> 20, 12)
+    imm_s = _sext((ins >> 25) << 5 | rd, 12)
+    if op == 0x03:                                      # loads
+        return _rv_mem(rs1, imm_i, RV_LOAD_SIZES[f3], rd) if f3 in RV_LOAD_SIZES else RV_UNMODELLED
+    if op == 0x23:                                      # stores
+        return _rv_mem(rs1, imm_s, 1 << f3, write=True) if f3 < 3 else RV_UNMODELLED
+    if op in (0x07, 0x27):                              # FLW/FLD, FSW/FSD
+        if f3 not in RV_FP_SIZES:
+            return RV_UNMODELLED
+        return _rv_mem(rs1, imm_i if op == 0x07 else imm_s, RV_FP_SIZES[f3], write=op == 0x27)
+    if op == 0x13:                                      # OP-IMM
+        if f3 == 0:
+            return _rv_set(rd, rs1, imm_i)              # ADDI, LI, MV
+        if f3 == 1 and not ins >> 25:
+            return _rv_sum(rd, 0, rs1, 1 << rs2)        # SLLI: rd = rs1 << shamt
+        return _rv_clobber(rd)
+    if op == 0x33:                                      # OP
+        if ins >> 25 == 0 and f3 == 0:
+            return _rv_sum(rd, rs1, rs2, 1)             # ADD
+        if ins >> 25 == 0x20 and f3 == 0:
+            return _rv_sum(rd, rs1, rs2, -1)            # SUB
+        return _rv_clobber(rd)
+    if op == 0x37:
+        return _rv_set(rd, 0, _sext(ins & 0xFFFFF000, 32))          # LUI
+    if op == 0x17:
+        return _rv_set(rd, 0, pc + _sext(ins & 0xFFFFF000, 32))     # AUIPC
+    if op in (0x6F, 0x67):                              # JAL, JALR: rd = the return address
+        a = _rv_set(rd, 0, pc + 4)
+        a.flags |= ACC_ENDS_TB
+        return a
+    if op == 0x63:
+        return Access(ACC_ENDS_TB)                      # branches
+    if op == 0x0F:
+        return Access(ACC_ENDS_TB if f3 == 1 else 0)    # FENCE.I ends the block; FENCE
+    if op == 0x73:                                      # ECALL/EBREAK/MRET/WFI, CSR*
+        return Access(ACC_ENDS_TB, clobber=(1 << rd) & RV_ALL_REGS if f3 else 0)
+    if op == 0x2F:
+        return RV_UNMODELLED                            # LR/SC/AMO*
+    if op == 0x53:                                      # OP-FP: FEQ/FLT/FLE, FCVT.W, FMV.X/FCLASS
+        return _rv_clobber(rd) if ins >> 27 in (0x14, 0x18, 0x1C) else Access()
+    if op in (0x43, 0x47, 0x4B, 0x4F):
+        return Access()                                 # fused multiply-add: FP registers only
+    return Access(clobber=RV_ALL_REGS)
+
+
+def _rv16_access(h: int, pc: int) -> Access:
+    q, f3 = h & 3, h >> 13
+    b = lambda hi, lo: (h >> lo) & ((1 << (hi - lo + 1)) - 1)    # noqa: E731 (bits hi..lo)
+    rd, rs2, r1p, r2p = b(11, 7), b(6, 2), 8 + b(9, 7), 8 + b(4, 2)
+    imm6 = _sext(b(12, 12) << 5 | b(6, 2), 6)
+    if q == 0:
+        word = b(12, 10) << 3 | b(6, 6) << 2 | b(5, 5) << 6              # C.LW/C.SW/C.FLW/C.FSW
+        double = b(12, 10) << 3 | b(6, 5) << 6                           # C.FLD/C.FSD
+        if f3 == 0:                                    # C.ADDI4SPN
+            imm = b(12, 11) << 4 | b(10, 7) << 6 | b(6, 6) << 2 | b(5, 5) << 3
+            return _rv_set(r2p, 2, imm) if imm else Access(clobber=RV_ALL_REGS)
+        return {1: lambda: _rv_mem(r1p, double, 8), 2: lambda: _rv_mem(r1p, word, 4, r2p),
+                3: lambda: _rv_mem(r1p, word, 4), 5: lambda: _rv_mem(r1p, double, 8, write=True),
+                6: lambda: _rv_mem(r1p, word, 4, write=True),
+                7: lambda: _rv_mem(r1p, word, 4, write=True)}.get(
+                    f3, lambda: Access(clobber=RV_ALL_REGS))()
+    if q == 1:
+        if f3 == 0:
+            return _rv_set(rd, rd, imm6)               # C.ADDI, C.NOP
+        if f3 in (1, 5):                               # C.JAL (ra = pc + 2), C.J
+            a = _rv_set(1, 0, pc + 2) if f3 == 1 else Access()
+            a.flags |= ACC_ENDS_TB
+            return a
+        if f3 == 2:
+            return _rv_set(rd, 0, imm6)                # C.LI
+        if f3 == 3 and rd == 2:                        # C.ADDI16SP
+            return _rv_set(2, 2, _sext(b(12, 12) << 9 | b(6, 6) << 4 | b(5, 5) << 6 |
+                                       b(4, 3) << 7 | b(2, 2) << 5, 10))
+        if f3 == 3:
+            return _rv_set(rd, 0, imm6 << 12)          # C.LUI
+        if f3 == 4:
+            if b(11, 10) == 3 and not b(12, 12) and b(6, 5) == 0:
+                return _rv_sum(r1p, r1p, r2p, -1)      # C.SUB
+            return _rv_clobber(r1p)                    # C.SRLI/SRAI/ANDI/XOR/OR/AND
+        return Access(ACC_ENDS_TB)                     # C.BEQZ, C.BNEZ
+    if f3 == 0:
+        return _rv_sum(rd, 0, rd, 1 << b(6, 2)) if not b(12, 12) else _rv_clobber(rd)  # C.SLLI
+    if f3 in (1, 3):                                   # C.FLDSP, C.FLWSP
+        if f3 == 1:
+            return _rv_mem(2, b(12, 12) << 5 | b(6, 5) << 3 | b(4, 2) << 6, 8)
+        return _rv_mem(2, b(12, 12) << 5 | b(6, 4) << 2 | b(3, 2) << 6, 4)
+    if f3 == 2:                                        # C.LWSP
+        return _rv_mem(2, b(12, 12) << 5 | b(6, 4) << 2 | b(3, 2) << 6, 4, rd)
+    if f3 == 4:
+        if not rs2:                                    # C.JR, C.JALR, C.EBREAK
+            a = _rv_set(1, 0, pc + 2) if b(12, 12) and rd else Access()
+            a.flags |= ACC_ENDS_TB
+            return a
+        return _rv_sum(rd, rd, rs2, 1) if b(12, 12) else _rv_set(rd, rs2, 0)   # C.ADD, C.MV
+    if f3 == 5:                                        # C.FSDSP
+        return _rv_mem(2, b(12, 10) << 3 | b(9, 7) << 6, 8, write=True)
+    return _rv_mem(2, b(12, 9) << 2 | b(8, 7) << 6, 4, write=True)    # C.SWSP, C.FSWSP
+
+
+def rv_access(ins: int, size: int, pc: int) -> Access:
+    """The data accesses and register effects of the RV32 instruction at ``pc``
+    (``ins``: the 16-bit or 32-bit encoding)."""
+    return _rv32_access(ins, pc) if size == 4 else _rv16_access(ins, pc)
+
+
 def _record_access(access: np.ndarray, i: int, a: Access, size: int, it_left: int,
                    it_starts: int) -> int:
     """Store ``a`` at halfword ``i``; returns the IT-block instructions still to come."""
@@ -916,7 +1076,7 @@ class CostTables:
     cum_c: np.ndarray         # uint32, nhw + 1
     fresh_adj: np.ndarray     # uint8, nhw
     model: TimingModel
-    access: np.ndarray | None = None   # ACCESS_DTYPE, nhw (arm): the static access watch
+    access: np.ndarray | None = None   # ACCESS_DTYPE, nhw: the static access watch
 
     @property
     def nhw(self) -> int:
@@ -936,7 +1096,7 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
     n = np.zeros(nhw, dtype=np.uint32)
     c = np.zeros(nhw, dtype=np.uint32)
     adj = np.zeros(nhw, dtype=np.uint8)
-    access = np.zeros(nhw, dtype=ACCESS_DTYPE) if arch == "arm" else None
+    access = np.zeros(nhw, dtype=ACCESS_DTYPE)
     it_left = 0
 
     is_data = np.zeros(nhw + 1, dtype=bool)
@@ -987,6 +1147,7 @@ def build_tables(text: bytes, base: int, arch: str, model: TimingModel,
                 c[rv_pending[2]] += rv_pending[1]   # the predecessor stalls us
             rv_pending = (rd, stall, i) if rd > 0 and stall else None
             c[i] += cyc
+            _record_access(access, i, rv_access(ins, size, base + 2 * i), size, 0, 0)
         n[i] = 1
         i += size // 2
     cum_n = np.zeros(nhw + 1, dtype=np.uint32)

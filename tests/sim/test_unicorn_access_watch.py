@@ -111,9 +111,9 @@ def test_a_second_shortfall_falls_back_to_the_every_access_hook(target, elf, mon
     assert counts(static) == counts(oracle)
 
 
-def test_rv32_keeps_the_every_access_hook(rv32_build):
+def test_rv32_uses_the_static_watch_too(rv32_build):      # (tests/sim/test_rv_static_watch.py)
     elf, target = rv32_build
-    assert _Run(elf, target, bytes(64), 10**9, 60.0).access_watch == "hook"
+    assert _Run(elf, target, bytes(64), 10**9, 60.0).access_watch == "static"
 
 
 def _decoded(asm: list[int], pc: int = 0x0800_0000) -> timing.Access:
