@@ -40,12 +40,15 @@
  * forward overlap limit, output - input offsets above it run backwards; rq[2]
  * 4 when in_c is 3 and the filter's taps were padded to 4 channels, 9 for a
  * 3x3 kernel on 3 channels (kernel rows of 9 bytes, not padded); rq[3] the
- * padded plane's width | height << 16, or 0); the output; and the scratch
+ * padded plane's width | height << 16, or 0; rq[0] bit 5 and rq[4]: channel
+ * quads, tb_cm4_conv_quads, and the offset of their copy in the scratch); the
+ * output; and the scratch
  * buffer: 4 * K4 int16 for the columns, then K4 bytes for staging rows when
  * in_c is not a multiple of 4 (and not padded to 4 per tap), then (when the
- * pixel count is 3 mod 4) 4 * C_out bytes where the last block is computed
- * before its 3 valid pixels are copied out, then the padded plane; a last
- * block of 1 or 2 pixels runs tb_cm4_conv_few.
+ * pixel count is 3 mod 4, or with quads not 0 mod 4) 4 * C_out bytes where the
+ * last block is computed before its valid pixels are copied out, then the
+ * padded plane, then (quads) room for the filter's copy; a last block of 1 or
+ * 2 pixels runs tb_cm4_conv_few (with quads, the quad loop on pixels 0-1).
  *
  * Writes happen per block after the block's inputs were read, in raster
  * order (or, when the output lies above the input in the arena, in reverse
@@ -59,6 +62,11 @@
 #define TB_CM4_RQ_FULLRANGE 2
 #define TB_CM4_RQ_NO_SIGN 8   /* the fast form without its sign term (cm4_prepare.conv_no_sign) */
 #define TB_CM4_RQ_RAW_B 16    /* odd channels' weights for SMLAD on the raw word (cm4_prepare.conv_raw_b) */
+#define TB_CM4_RQ_QUADS 32    /* channel quads x pixel pairs (tb_cm4_conv_quads), rq[4]: their scratch */
+#define TB_CM4_QUAD_RQ 16     /* int32 words after each quad's interleaved weights */
+#ifndef TB_CM4_SRAM_BASE   /* below: the code region (flash on the STM32 boards) */
+#define TB_CM4_SRAM_BASE 0x20000000u
+#endif
 #define TB_CM4_PAIR_RQ 8      /* int32 words after each channel pair's weights */
 #define TB_CM4_CONV_BLOCK 4   /* output pixels per block */
 #define TB_CM4_CONV_STEPS_SPLIT 32   /* ... in tb_cm4_conv_pairs_split */
@@ -599,6 +607,165 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_pairs_split(tb_cm4
       "9:\n\t"
       TB_CM4_PAIRS_OPERANDS);
 }
+
+/* Channel quads x pixel pairs (rq[0] TB_CM4_RQ_QUADS): 2 pixels x 4 channels,
+ * 8 accumulators, and per k-pair one run of 4 loads (the two pairs' raw-B
+ * words, the two pixels' column words: 5 cycles), 2 SXTB16 in place (the raw
+ * word's SMLADs first) and 8 SMLAD: 15 cycles per 16 MACs where the 4 x 2
+ * block takes 16 (its fifth load needs a register it does not have). The
+ * build stores each quad as [A_k, B_k] for every k-pair (A: channels c, c+1;
+ * B: c+2, c+3; cm4_prepare.conv_quad_layout), then A's and B's 8
+ * requantization words. A quad's weights are read once per pixel pair, twice
+ * per block: a filter in flash is first copied into the scratch (rq[4]), so
+ * that flash is read once per inference, not once per block. Register names
+ * as in the pair loops (the requantization macros serve): xa, xb = the A and
+ * B weight words, wa, w = the pixels' column words; {xa, xb, wa, w} = {M, B,
+ * e, 2*bias} of one channel at requantization. */
+#define TB_CM4_QUAD_STEP(k)                                    \
+  "ldr.w %[xa], [%[pw], #(8*(" #k "))]\n\t"                    \
+  "ldr.w %[xb], [%[pw], #(8*(" #k ")+4)]\n\t"                  \
+  "ldr.w %[wa], [%[px], #(16*(" #k "))]\n\t"                   \
+  "ldr.w %[w], [%[px], #(16*(" #k ")+4)]\n\t"                  \
+  "smlad %[a1], %[wa], %[xa], %[a1]\n\t"                       \
+  "smlad %[b1], %[w], %[xa], %[b1]\n\t"                        \
+  "sxtb16 %[xa], %[xa]\n\t"                                    \
+  "smlad %[a0], %[wa], %[xa], %[a0]\n\t"                       \
+  "smlad %[b0], %[w], %[xa], %[b0]\n\t"                        \
+  "smlad %[a3], %[wa], %[xb], %[a3]\n\t"                       \
+  "smlad %[b3], %[w], %[xb], %[b3]\n\t"                        \
+  "sxtb16 %[xb], %[xb]\n\t"                                    \
+  "smlad %[a2], %[wa], %[xb], %[a2]\n\t"                       \
+  "smlad %[b2], %[w], %[xb], %[b2]\n\t"
+#define TB_CM4_QUAD_STEP8(k)                                                          \
+  TB_CM4_QUAD_STEP(8 * k) TB_CM4_QUAD_STEP(8 * k + 1) TB_CM4_QUAD_STEP(8 * k + 2)     \
+  TB_CM4_QUAD_STEP(8 * k + 3) TB_CM4_QUAD_STEP(8 * k + 4) TB_CM4_QUAD_STEP(8 * k + 5) \
+  TB_CM4_QUAD_STEP(8 * k + 6) TB_CM4_QUAD_STEP(8 * k + 7)
+/* the raw-B sums: channel c+1's (c+3's) is 256 times (b - a) */
+#define TB_CM4_QUAD_RAW_B_SUMS                                      \
+  "sub %[a1], %[a1], %[a0]\n\t"                                     \
+  "sub %[b1], %[b1], %[b0]\n\t"                                     \
+  "sub %[a3], %[a3], %[a2]\n\t"                                     \
+  "sub %[b3], %[b3], %[b2]\n\t"
+#define TB_CM4_QUAD_REQUANT(RQ, RQB)                                \
+  "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                   \
+  RQ(a0) RQ(b0)                                                     \
+  "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                   \
+  RQB(a1) RQB(b1)                                                   \
+  "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                   \
+  RQ(a2) RQ(b2)                                                     \
+  "ldmia %[pw]!, {%[xa], %[xb], %[wa], %[w]}\n\t"                   \
+  RQB(a3) RQB(b3)
+
+/* The quad loop's state (a local of the caller: addressed from sp, no
+ * register is left for a pointer). */
+typedef struct {
+  /* pairs of fields read with one LDRD (one instruction, one more cycle) */
+  uint32_t col;           /* column: the first k-pair of this pixel pair */
+  uint32_t target;        /* address of the entry step (Thumb bit set) */
+  int32_t pw_skip;        /* quad start -> the sweep's weight base: 8 - 8 * entry */
+  uint32_t sweep_col;     /* the sweep's column base: col + 16 - 16 * entry */
+  int8_t *o;              /* output of the pair's first pixel, channel c */
+  int32_t stride;         /* out_c */
+  uint32_t px_last;       /* sweep_col + 1024 * (sweeps - 1), less 1 with the sign term */
+  const uint32_t *pw_end; /* end of the quads */
+  int32_t entry_bytes;    /* TB_CM4_CONV_STEP_BYTES * entry step */
+  const uint32_t *pw_begin; /* the first quad */
+  int8_t *o2;             /* pixels 2-3's output, or 0: pixels 0-1 only */
+} tb_cm4_quad_state;
+
+/* All quads of a block: pixels 0-1, then (o2 set) pixels 2-3, whose column
+ * words are 8 bytes on (st->col, sweep_col and px_last advance by 8). */
+static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_state *st,
+                                                                   const uint32_t *pw_in) {
+  TB_CM4_PAIRS_REGS
+  __asm__ volatile(
+      TB_CM4_PAIRS_ENTRY
+      "add %[px], %[px], #1024\n\t"
+      "add %[pw], %[pw], #512\n"
+      "1:\n\t"
+      TB_CM4_QUAD_STEP8(0) TB_CM4_QUAD_STEP8(1) TB_CM4_QUAD_STEP8(2) TB_CM4_QUAD_STEP8(3)
+      TB_CM4_QUAD_STEP8(4) TB_CM4_QUAD_STEP8(5) TB_CM4_QUAD_STEP8(6) TB_CM4_QUAD_STEP8(7)
+      "ldr %[xa], %[st_px_last]\n\t"
+      "cmp %[px], %[xa]\n\t"
+      "bcc 5b\n\t"
+      "bhi 6f\n\t"
+      /* the quad's requantization words follow the last sweep's weights */
+      "add %[pw], %[pw], #512\n\t"
+      TB_CM4_QUAD_RAW_B_SUMS
+      TB_CM4_QUAD_REQUANT(TB_CM4_RQ1, TB_CM4_RQ1B)
+      "7:\n\t"
+      /* each pixel's 4 channels: one STR */
+      "ldrd %[xa], %[xb], %[st_o]\n\t"          /* o, stride */
+      "ldr %[px], %[st_pw_end]\n\t"
+      "bfi %[a0], %[a1], #8, #8\n\t"
+      "bfi %[b0], %[b1], #8, #8\n\t"
+      "bfi %[a0], %[a2], #16, #8\n\t"
+      "bfi %[b0], %[b2], #16, #8\n\t"
+      "bfi %[a0], %[a3], #24, #8\n\t"
+      "bfi %[b0], %[b3], #24, #8\n\t"
+      "str %[b0], [%[xa], %[xb]]\n\t"
+      "str %[a0], [%[xa]], #4\n\t"
+      "str %[xa], %[st_o]\n\t"
+      "cmp %[pw], %[px]\n\t"
+      "beq 8f\n"
+      "3:\n\t"
+      /* the next quad's first k-pair: SMUAD sets the accumulators; the two
+       * column words go to a0 and b0, free until their own SMUAD */
+      "ldr %[wa], %[st_col]\n\t"
+      "ldrd %[xa], %[xb], [%[pw]]\n\t"
+      "ldrd %[a0], %[b0], [%[wa]]\n\t"
+      "ldrd %[w], %[px], %[st_pw_skip]\n\t"   /* pw_skip, sweep_col */
+      "ldr %[wa], %[st_target]\n\t"
+      "add %[pw], %[pw], %[w]\n\t"
+      "smuad %[a3], %[a0], %[xb]\n\t"
+      "smuad %[b3], %[b0], %[xb]\n\t"
+      "sxtb16 %[xb], %[xb]\n\t"
+      "smuad %[a2], %[a0], %[xb]\n\t"
+      "smuad %[b2], %[b0], %[xb]\n\t"
+      "smuad %[a1], %[a0], %[xa]\n\t"
+      "smuad %[b1], %[b0], %[xa]\n\t"
+      "sxtb16 %[xa], %[xa]\n\t"
+      "smuad %[a0], %[a0], %[xa]\n\t"
+      "smuad %[b0], %[b0], %[xa]\n\t"
+      "bx %[wa]\n"
+      "6:\n\t"
+      "add %[pw], %[pw], #512\n\t"
+      TB_CM4_QUAD_RAW_B_SUMS
+      TB_CM4_QUAD_REQUANT(TB_CM4_RQ1_SIGN, TB_CM4_RQ1B_SIGN)
+      "b 7b\n"
+      "8:\n\t"
+      /* pixels 2-3, if any: the same quads from the first */
+      "ldr %[xa], %[st_o2]\n\t"
+      "cmp %[xa], #0\n\t"
+      "beq 9f\n\t"
+      "movs %[xb], #0\n\t"
+      "str %[xb], %[st_o2]\n\t"
+      "str %[xa], %[st_o]\n\t"
+      "ldr %[xa], %[st_col]\n\t"
+      "ldr %[xb], %[st_sweep_col]\n\t"
+      "ldr %[wa], %[st_px_last]\n\t"
+      "ldr %[pw], %[st_pw_begin]\n\t"
+      "add %[xa], %[xa], #8\n\t"
+      "add %[xb], %[xb], #8\n\t"
+      "add %[wa], %[wa], #8\n\t"
+      "str %[xa], %[st_col]\n\t"
+      "str %[xb], %[st_sweep_col]\n\t"
+      "str %[wa], %[st_px_last]\n\t"
+      "b 3b\n"
+      "9:\n\t"
+      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),
+        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [xa] "=&r"(xa), [xb] "=&r"(xb),
+        [wa] "=&r"(wa), [w] "=&r"(w), [px] "=&r"(px), [pw] "+r"(pw),
+        [st_o] "+m"(st->o), [st_target] "+m"(st->target)
+        /* written too (pixels 2-3), set again by the caller before every call
+         * (GCC allows at most 30 operands: these are inputs, "memory" covers them) */
+      : [st_o2] "m"(st->o2), [st_col] "m"(st->col), [st_sweep_col] "m"(st->sweep_col),
+        [st_px_last] "m"(st->px_last),
+        [st_pw_skip] "m"(st->pw_skip), [st_stride] "m"(st->stride),
+        [st_pw_end] "m"(st->pw_end), [st_entry_bytes] "m"(st->entry_bytes),
+        [st_pw_begin] "m"(st->pw_begin)
+      : "cc", "memory");
+}
 #endif
 
 /* Requantize the sum (without bias) of the channel whose record words are r4
@@ -684,6 +851,34 @@ static inline __attribute__((always_inline)) void tb_cm4_dot1(const uint32_t **p
 TB_INLINE int32_t tb_cm4_sum_b(int32_t b, int32_t a, int raw_b) {
   return raw_b ? tb_asr((int32_t)((uint32_t)b - (uint32_t)a), 8) : b;
 }
+
+#ifndef TB_CM4_DSP
+/* Channel pair `pair`'s first weight word and (*r) its requantization words in
+ * a stream of quads (TB_CM4_RQ_QUADS: a pair's words are every other word of
+ * its quad, cm4_prepare.conv_quad_layout): off the Cortex-M4 the C path
+ * computes those layers too. */
+static const uint32_t *tb_cm4_quad_pair(const uint32_t *stream, int32_t pair, int32_t npairs,
+                                        const int32_t **r) {
+  const uint32_t *q = stream + (pair >> 1) * (2 * npairs + TB_CM4_QUAD_RQ);
+  *r = (const int32_t *)(const void *)(q + 2 * npairs + TB_CM4_PAIR_RQ * (pair & 1));
+  return q + (pair & 1);
+}
+
+/* tb_cm4_pair_sums for a pair of a quad (raw-B words, every other word) */
+static void tb_cm4_quad_pair_sums(const uint32_t *px, const uint32_t *pw, int32_t npairs,
+                                  int32_t acc[2][TB_CM4_CONV_BLOCK]) {
+  int32_t j, q;
+  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[0][q] = 0, acc[1][q] = 0;
+  for (j = 0; j < npairs; ++j, px += TB_CM4_CONV_BLOCK, pw += 2) {
+    const uint32_t w = *pw, wa = tb_sxtb16(w);
+    for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+      acc[0][q] = tb_smlad(px[q], wa, acc[0][q]);
+      acc[1][q] = tb_smlad(px[q], w, acc[1][q]);
+    }
+  }
+  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) acc[1][q] = tb_cm4_sum_b(acc[1][q], acc[0][q], 1);
+}
+#endif
 
 /* The C path's sums of one channel pair for the 4 pixels of the column (the
  * requantization other than the fast full-range form): raw_b a constant once
@@ -817,8 +1012,35 @@ static __attribute__((noinline)) void tb_cm4_conv_plane(const tb_conv_params *p,
   }
 }
 
-void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
-                      const int32_t *rq, int8_t *output, void *scratch) {
+#ifdef TB_CM4_DSP
+/* n16 blocks of 16 bytes (word aligned), LDM/STM of 8 registers: 4
+ * instructions per 32 bytes (the copy is per inference: its instructions count) */
+static __attribute__((noinline)) void tb_cm4_copy16(uint32_t *d, const uint32_t *s, int32_t n16) {
+  register uint32_t a __asm__("r4"), b __asm__("r5"), c __asm__("r6"), e __asm__("r7");
+  register uint32_t f __asm__("r8"), g __asm__("r9"), h __asm__("r10"), i __asm__("r11");
+  int32_t n32 = n16 >> 1;
+  if (n32) {
+    __asm__ volatile("1:\n\t"
+                     "ldmia %[s]!, {%[a], %[b], %[c], %[e], %[f], %[g], %[h], %[i]}\n\t"
+                     "stmia %[d]!, {%[a], %[b], %[c], %[e], %[f], %[g], %[h], %[i]}\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [e] "=&r"(e), [f] "=&r"(f),
+                       [g] "=&r"(g), [h] "=&r"(h), [i] "=&r"(i), [s] "+r"(s), [d] "+r"(d),
+                       [n] "+r"(n32)
+                     :
+                     : "cc", "memory");
+  }
+  if (n16 & 1) d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3];
+}
+#endif
+
+/* The kernel, compiled twice: quads_form (rq[0] TB_CM4_RQ_QUADS: the build
+ * stored the filter as quads) is a constant in each copy, so the layers
+ * without quads run exactly the code they ran before quads existed. */
+TB_INLINE void tb_cm4_conv2d_body(const tb_conv_params *p, const int8_t *input,
+                                  const int8_t *filter, const int32_t *rq, int8_t *output,
+                                  void *scratch, const int quads_form) {
   const int32_t in_c = p->in_c, out_c = p->out_c, out_w = p->out_w;
   const int tap4 = rq[2] == 4;   /* in_c 3, taps padded to 4 channels at build time */
   const int rows9 = rq[2] == 9;  /* 3x3 kernel, in_c 3: kernel rows of 9 bytes */
@@ -849,14 +1071,17 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   /* rows9: the border stage of 3 kernel rows (cm4_prepare.prepare_conv) */
   int8_t *tail = stage + (rows9 ? 3 * TB_CM4_ROWS9_STAGE : (in_c & 3) && !tap4 ? k4 : 0);
   /* tail: 4 * out_c bytes */
-  int8_t *plane = tail + ((npix & 3) == 3 ? 4 * out_c : 0);
+  int8_t *plane = tail + ((npix & 3) == 3 || (quads_form && (npix & 3)) ? 4 * out_c : 0);
   const int8_t *src = input;   /* what the blocks read: the input or its plane */
   int32_t p0;
 #ifdef TB_CM4_DSP
   /* the assembly loop: k-pair 0 by itself, then the other npairs - 1 in
    * sweeps of TB_CM4_CONV_STEPS steps, the first entered at step `entry` */
-  const int fast = (flags & ~(TB_CM4_RQ_NO_SIGN | TB_CM4_RQ_RAW_B)) ==
+  const int fast = (flags & ~(TB_CM4_RQ_NO_SIGN | TB_CM4_RQ_RAW_B | TB_CM4_RQ_QUADS)) ==
                    (TB_CM4_RQ_FAST | TB_CM4_RQ_FULLRANGE) && out_c >= 2;
+  /* channel quads x pixel pairs: the build gives the flag only to raw-B layers
+   * (fast requantization, full range) with C_out a multiple of 4 */
+  const int quads = quads_form;
   /* raw-B weights: tb_cm4_conv_pairs, else tb_cm4_conv_pairs_split */
   const int32_t steps = raw_b ? TB_CM4_CONV_STEPS : TB_CM4_CONV_STEPS_SPLIT;
   const int32_t sweeps = (npairs - 1 + steps - 1) / steps;
@@ -882,6 +1107,21 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
   st.stride = out_c;
   st.pw_end = (const uint32_t *)(const void *)filter + (out_c >> 1) * rec_words;
   st.entry_bytes = (raw_b ? TB_CM4_CONV_STEP_BYTES : TB_CM4_CONV_STEP_BYTES_SPLIT) * entry;
+  /* the quads' weights: read twice per block, so a filter in the code region
+   * (flash on the STM32 boards) is first copied into the scratch (rq[4]) */
+  const uint32_t *quad_w = (const uint32_t *)(const void *)filter;
+  tb_cm4_quad_state qs;
+  if (quads && (uintptr_t)filter < TB_CM4_SRAM_BASE) {
+    uint32_t *const copy = (uint32_t *)(void *)((int8_t *)scratch + rq[4]);
+    tb_cm4_copy16(copy, quad_w, (out_c >> 1) * rec_words / 4);   /* out_c * (k4 + 16) bytes */
+    quad_w = copy;
+  }
+  qs.target = 0;
+  qs.pw_skip = 8 - 8 * entry;
+  qs.stride = out_c;
+  qs.pw_begin = quad_w;
+  qs.pw_end = quad_w + (out_c >> 2) * (2 * npairs + TB_CM4_QUAD_RQ);
+  qs.entry_bytes = st.entry_bytes;
 #endif
   if (plane_w) {   /* the whole input is read here: any overlap is safe from now on */
     tb_cm4_conv_plane(p, input, plane, plane_w, plane_h);
@@ -987,6 +1227,19 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       }
     }
 #ifdef TB_CM4_DSP
+    if (quads) {
+      /* a partial block: its pixel pairs into the scratch tail, then copied
+       * (also 1-2 pixels: tb_cm4_conv_few reads pair records, not quads) */
+      int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
+      qs.col = st.col, qs.sweep_col = st.sweep_col, qs.px_last = st.px_last;
+      qs.o = dst;
+      qs.o2 = nb > 2 ? dst + 2 * out_c : 0;
+      tb_cm4_conv_quads(&qs, quad_w);
+      if (dst != o) {
+        for (q = 0; q < nb * out_c; ++q) o[q] = tail[q];
+      }
+      continue;
+    }
     if (fast && nb >= 3) {
       /* a partial block computes 4 pixels into the scratch tail, then copies */
       int8_t *dst = nb == TB_CM4_CONV_BLOCK ? o : tail;
@@ -1004,7 +1257,7 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       o += c;
     }
 #endif
-    if (nb <= 2) {
+    if (nb <= 2 && !quads_form) {
       /* the last block of 1 or 2 pixels (KWS's 125, VWW's 9): no 4-pixel work */
       tb_cm4_conv_few(col, nb, npairs, rec, p, flags, o);
       continue;
@@ -1020,7 +1273,10 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
        * zero padding, never stored, so the split extraction serves both forms. */
       tb_cm4_pair_sums(px, pw, npairs, 0, acc);
 #else
-      if (raw_b) {
+      if (quads_form) {
+        pw = tb_cm4_quad_pair((const uint32_t *)(const void *)filter, c >> 1, npairs, &r);
+        tb_cm4_quad_pair_sums(px, pw, npairs, acc);
+      } else if (raw_b) {
         tb_cm4_pair_sums(px, pw, npairs, 1, acc);
       } else {
         tb_cm4_pair_sums(px, pw, npairs, 0, acc);
@@ -1032,4 +1288,22 @@ void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t
       }
     }
   }
+}
+
+/* the layers with quads: their own copy (out of line) */
+static __attribute__((noinline)) void tb_cm4_conv2d_quads(const tb_conv_params *p,
+                                                          const int8_t *input,
+                                                          const int8_t *filter,
+                                                          const int32_t *rq, int8_t *output,
+                                                          void *scratch) {
+  tb_cm4_conv2d_body(p, input, filter, rq, output, scratch, 1);
+}
+
+void tb_cm4_conv2d_s8(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
+                      const int32_t *rq, int8_t *output, void *scratch) {
+  if (rq[0] & TB_CM4_RQ_QUADS) {
+    tb_cm4_conv2d_quads(p, input, filter, rq, output, scratch);
+    return;
+  }
+  tb_cm4_conv2d_body(p, input, filter, rq, output, scratch, 0);
 }

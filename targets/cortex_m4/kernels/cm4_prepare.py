@@ -177,6 +177,42 @@ def conv_plane_bytes(p: dict, w: int, h: int) -> int:
     return (w * h * p["in_c"] + 3) // 4 * 4 + 4
 
 
+CONV_QUADS = 32               # rq[0]: channel quads x pixel pairs (tb_cm4_conv_quads), rq[4] their scratch
+CONV_QUAD_MAX = 40 * 1024     # bytes of scratch the quads' weight copy (from flash) may take
+CONV_QUAD_MIN_PAIRS = 16      # k-pairs from which a quad's 4 requantization loads are won back
+CONV_QUAD_MIN_PIXELS = 16     # output pixels from which a weight copy from flash is won back
+
+
+def conv_quad_bytes(out_c: int, k4: int) -> int:
+    """The quads' weights in the scratch: per quad, both pairs' words
+    interleaved k-pair by k-pair, then their 16 requantization words."""
+    return out_c // 4 * (k4 + 16) * 4
+
+
+def conv_quad_layout(stream: np.ndarray, out_c: int, k4: int) -> np.ndarray:
+    """conv_stream's pair records (out_c a multiple of 4) as quads: per quad of
+    channels, pair A's (c, c+1) and pair B's (c+2, c+3) weight words interleaved
+    k-pair by k-pair ([A_k, B_k]: tb_cm4_conv_quads loads both with one base),
+    then A's and B's requantization words."""
+    npairs = k4 // 2
+    rec = np.asarray(stream, np.int8).view("<u4").reshape(out_c // 2, npairs + CONV_PAIR_RQ)
+    a, b = rec[0::2], rec[1::2]
+    words = np.stack([a[:, :npairs], b[:, :npairs]], axis=2).reshape(out_c // 4, 2 * npairs)
+    quads = np.concatenate([words, a[:, npairs:], b[:, npairs:]], axis=1)
+    return quads.astype("<u4").view(np.int8).reshape(-1).copy()
+
+
+def conv_quads(p: dict, raw_b: bool, k4: int) -> bool:
+    """2 pixels x 4 channels (15 cycles per 16 MACs, the 4 x 2 block 16): for
+    raw-B layers with whole quads of channels, a kernel larger than 1x1 (the 1x1
+    layers keep their loops), enough k-pairs and pixels to win back the quads'
+    extra requantization loads and pixel-pair switch and (weights in flash) the
+    weight copy, and a copy that fits."""
+    return raw_b and p["out_c"] % 4 == 0 and p["k_h"] * p["k_w"] > 1 and \
+        k4 // 2 >= CONV_QUAD_MIN_PAIRS and p["out_h"] * p["out_w"] >= CONV_QUAD_MIN_PIXELS and \
+        conv_quad_bytes(p["out_c"], k4) <= CONV_QUAD_MAX
+
+
 def accepts_conv(layer: Layer) -> bool:
     return layer.op == "CONV_2D"
 
@@ -229,15 +265,28 @@ def prepare_conv(layer: Layer) -> Layer:
     mode = 4 if tap4 else 9 if rows9 else 0
     # staging: the general path's K4 bytes, or rows9's border stage of 3 kernel rows
     stage = CONV_ROWS9_STAGE if rows9 else k4 if p["in_c"] % 4 and not tap4 else 0
-    scratch = CONV_BLOCK * k4 * 2 + stage + \
-        (CONV_BLOCK * out_c if (p["out_h"] * p["out_w"]) % CONV_BLOCK == 3 else 0)
+    quads = conv_quads(p, raw_b, k4)
+    # the tail where a last block of 3 pixels (with quads: 1 to 3) is computed
+    tail = (p["out_h"] * p["out_w"]) % CONV_BLOCK in ((1, 2, 3) if quads else (3,))
+    scratch = CONV_BLOCK * k4 * 2 + stage + (CONV_BLOCK * out_c if tail else 0)
     plane_w, plane_h = conv_plane(p, tap4, rows9)
     if plane_w:
         scratch += conv_plane_bytes(p, plane_w, plane_h)
         notes = notes + [f"padded input: copied once into a {plane_h}x{plane_w} plane "
                          "framed by the zero point, every block then takes the interior path"]
-    rq = np.array([flags, limit, mode, plane_w | plane_h << 16], np.int64).astype(np.int32)
-    consts = [Const("filter", "int8_t", conv_stream(filt, out_c, k, rq_words, raw_b)),
+    quad_at = 0
+    if quads:
+        flags |= CONV_QUADS
+        quad_at = scratch
+        scratch += conv_quad_bytes(out_c, k4)
+        notes = notes + [f"{out_c // 4} channel quads x 2 pixels (15 cycles per 16 MACs), each quad's "
+                         "two pairs' words interleaved; a filter left in flash is copied once per "
+                         f"inference into {conv_quad_bytes(out_c, k4)} B of scratch"]
+    rq = np.array([flags, limit, mode, plane_w | plane_h << 16, quad_at], np.int64).astype(np.int32)
+    stream = conv_stream(filt, out_c, k, rq_words, raw_b)
+    if quads:
+        stream = conv_quad_layout(stream, out_c, k4)
+    consts = [Const("filter", "int8_t", stream),
               Const("rq", "int32_t", rq)]
     one_by_one = (p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == \
         (1, 1, 1, 1, 0, 0) and p["in_c"] % 4 == 0
