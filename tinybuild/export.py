@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import esp_direct_boot
 from .errors import TinybuildError, shown
-from .kernel_registry import KERNEL_DIR, RUNTIME_DIR
+from .kernel_registry import KERNEL_DIR, OPT_LEVELS, RUNTIME_DIR
 
 KINDS = ("c", "esp-idf", "zephyr", "arduino", "platformio")
 # tinybuild target -> the chip name ESP-IDF and esptool use
@@ -203,6 +203,34 @@ def _package_name(model_name: str) -> str:
     return "tinybuild_" + re.sub(r"[^A-Za-z0-9_]", "_", model_name)
 
 
+def _levels(facts: dict) -> dict[str, list[str]]:
+    """level -> the shipped kernel files compiled at it instead of -<opt> (as the firmware was)."""
+    by_level: dict[str, list[str]] = {}
+    for name, level in facts.get("opt_files", {}).items():
+        by_level.setdefault(level, []).append(name)
+    return by_level
+
+
+def _make_levels(facts: dict) -> str:
+    rules = [f"$(TB_BUILD)/{Path(name).stem}.o: TB_FILE_OPT = -{level}"
+             for level, names in _levels(facts).items() for name in names]
+    if not rules:
+        return ""
+    return ("\n# Kernel sources whose inline assembly needs at least this level (min_opt): compiled "
+            "at it, as in the measured firmware.\n" + "\n".join(rules) + "\n")
+
+
+def _cmake_levels(facts: dict, folder: str = "src/") -> str:
+    """set_source_files_properties lines: a source's options come after the target's, so they win."""
+    lines = [f"set_source_files_properties({' '.join(folder + n for n in names)}\n"
+             f"                            PROPERTIES COMPILE_OPTIONS -{level})"
+             for level, names in _levels(facts).items()]
+    if not lines:
+        return ""
+    return ("# Kernel sources whose inline assembly needs at least this level (min_opt), as in the "
+            "measured firmware.\n" + "\n".join(lines) + "\n")
+
+
 def makefile(facts: dict, sources: list[str]) -> str:
     objs = " ".join(f"$(TB_BUILD)/{Path(s).stem}.o" for s in sources)
     return f"""# {facts['title']}
@@ -218,7 +246,7 @@ endif
 TB_BUILD ?= $(TB_DIR)/build
 TB_CPU_FLAGS ?= {' '.join(facts['cpu_flags'])}
 TB_OPT ?= -{facts['opt']}
-TB_CFLAGS = $(TB_CPU_FLAGS) $(TB_OPT) {' '.join(LIBRARY_FLAGS)} -Wall -Wextra $(TB_EXTRA_CFLAGS) -I$(TB_DIR)/include
+TB_CFLAGS = $(TB_CPU_FLAGS) $(TB_OPT) $(TB_FILE_OPT) {' '.join(LIBRARY_FLAGS)} -Wall -Wextra $(TB_EXTRA_CFLAGS) -I$(TB_DIR)/include
 TB_OBJS = {objs}
 
 all: $(TB_BUILD)/libtinybuild_model.a
@@ -231,7 +259,7 @@ $(TB_BUILD)/%.o: $(TB_DIR)/src/%.c $(wildcard $(TB_DIR)/include/*.h) | $(TB_BUIL
 
 $(TB_BUILD):
 \tmkdir -p $@
-
+{_make_levels(facts)}
 clean:
 \trm -rf $(TB_BUILD)
 
@@ -256,14 +284,15 @@ add_library(tinybuild_model STATIC
 target_include_directories(tinybuild_model PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}}/include)
 # After CMake's own flags, so the measured -{facts['opt']} wins over a build type's -O.
 target_compile_options(tinybuild_model PRIVATE ${{TB_CPU_FLAGS}} -{facts['opt']} {' '.join(LIBRARY_FLAGS)} -Wall -Wextra)
-"""
+{_cmake_levels(facts)}"""
 
 
 def esp_idf_files(facts: dict, sources: list[str]) -> dict[str, str]:
     srcs = " ".join(f'"{s}"' for s in sources)
     cmake = (f"# {facts['title']}\n"
              f'idf_component_register(SRCS {srcs}\n                       INCLUDE_DIRS "include")\n'
-             f"target_compile_options(${{COMPONENT_LIB}} PRIVATE -{facts['opt']} {' '.join(LIBRARY_FLAGS)})\n")
+             f"target_compile_options(${{COMPONENT_LIB}} PRIVATE -{facts['opt']} {' '.join(LIBRARY_FLAGS)})\n"
+             + _cmake_levels(facts))
     yml = (f'version: "{facts["version"]}"\n'
            f"description: {json.dumps(facts['title'])}\n"
            f"targets:\n  - {ESP_CHIPS[facts['target']]}\n")
@@ -274,7 +303,8 @@ def zephyr_files(facts: dict, sources: list[str]) -> dict[str, str]:
     cmake = (f"# {facts['title']}\nif(CONFIG_TINYBUILD_MODEL)\n  zephyr_library_named(tinybuild_model)\n"
              f"  zephyr_library_sources(\n{_cmake_list(['  ' + s for s in sources])}\n  )\n"
              "  zephyr_include_directories(include)\n"
-             f"  zephyr_library_compile_options(-{facts['opt']} -ffp-contract=off)\nendif()\n")
+             f"  zephyr_library_compile_options(-{facts['opt']} -ffp-contract=off)\n"
+             + _cmake_levels(facts) + "endif()\n")
     kconfig = (f'config TINYBUILD_MODEL\n\tbool "tinybuild model {facts["model"]}"\n\thelp\n'
                f"\t  {facts['title']}\n")
     module = "name: tinybuild_model\nbuild:\n  cmake: .\n  kconfig: Kconfig\n"
@@ -291,11 +321,17 @@ def arduino_properties(facts: dict) -> str:
                       f"includes={API_HEADER}", ""])
 
 
+def library_level(facts: dict) -> str:
+    """One level for a whole library (library.json has no per-file flags): the
+    highest the firmware's files were compiled at, so every kernel builds."""
+    return max([facts["opt"], *facts.get("opt_files", {}).values()], key=OPT_LEVELS.__getitem__)
+
+
 def platformio_json(facts: dict) -> str:
     data = {"name": facts["package"], "version": facts["version"], "description": facts["title"],
             "keywords": ["tinyml", "tinybuild"], "frameworks": "*", "platforms": "*",
             "build": {"srcDir": "src", "includeDir": "include",
-                      "flags": [f"-{facts['opt']}", *LIBRARY_FLAGS]}}
+                      "flags": [f"-{library_level(facts)}", *LIBRARY_FLAGS]}}
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -335,8 +371,21 @@ const {'float' if t_out['dtype'] == 'float32' else t_out['dtype'] + '_t'} *score
 Quantization: real = TB_INPUT0_SCALE * (q - TB_INPUT0_ZERO_POINT) (and TB_OUTPUT0_...).
 The arena (TB_ARENA_SIZE bytes) is a static array in section `.noinit` (not zeroed at reset);
 if your linker script has no `.noinit`, compile with `-DTB_NOINIT=` and it goes to `.bss`.
-Measured with: {' '.join(facts['cpu_flags'])} -{facts['opt']} {' '.join(LIBRARY_FLAGS)}.
+Measured with: {' '.join(facts['cpu_flags'])} -{facts['opt']} {' '.join(LIBRARY_FLAGS)}{_levels_text(kind, facts)}.
 """
+
+
+def _levels_text(kind: str, facts: dict) -> str:
+    """The README's note on kernel files compiled at another level than -<opt>."""
+    by_level = _levels(facts)
+    if not by_level:
+        return ""
+    files = "; ".join(f"-{level} for {', '.join(names)}" for level, names in by_level.items())
+    note = {"platformio": f" (library.json compiles every file at -{library_level(facts)}: it has one "
+                          "level per library)",
+            "arduino": " (Arduino's own flags must be -O2, -Os or -O3 for these)"}.get(kind, "")
+    return (f", except {files}: the lowest level their inline assembly builds at (min_opt)"
+            f"{note}")
 
 
 # -- writing one export ---------------------------------------------------------------------
@@ -417,13 +466,15 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def export_facts(target, model_name: str, opt: str, tflite: Path) -> dict:
+def export_facts(target, model_name: str, opt: str, tflite: Path,
+                 opt_files: dict[str, str] | None = None) -> dict:
     version = tinybuild_version()
     return {"title": f"{_safe_text(model_name)} for {target.name} ({target.cpu}), generated by "
                      f"tinybuild {version}",
             "model": _safe_text(model_name), "package": _package_name(model_name),
             "target": target.name, "cpu": target.cpu, "triple": target.triple,
-            "cpu_flags": list(target.cflags), "opt": opt, "version": version,
+            "cpu_flags": list(target.cflags), "opt": opt, "opt_files": dict(opt_files or {}),
+            "version": version,
             "sha256": file_sha256(tflite)}
 
 
@@ -523,10 +574,11 @@ def _esptool_version() -> str:
 
 
 def declare_exports(env, st, tdir: Path, target, kinds: list[str], link_sources: list[Path],
-                    codegen, tflite, report_json, model_name: str):
+                    codegen, tflite, report_json, model_name: str, opt_files=None):
     """One step per kind: its folder and zip. Sources: the generated model, the
     plan, the validated report, the compiled .tflite (its hash), every shipped C
-    file and header, this module, and the settings (kind, flags, version)."""
+    file and header, this module, and the settings (kind, flags, version, the
+    files compiled at another level: ``opt_files``, name -> level)."""
     sources = library_sources(link_sources, target)
     headers = library_headers(sources, target)
     model_c, model_h, plan_json = codegen
@@ -535,14 +587,14 @@ def declare_exports(env, st, tdir: Path, target, kinds: list[str], link_sources:
     nodes = []
     for kind in kinds:
         settings = env.Value(json.dumps([kind, target.name, list(target.cflags), opt,
-                                         tinybuild_version()]))
+                                         tinybuild_version(), opt_files or {}]))
         files = [st._file(env, p) for p in [*sources, *headers, Path(__file__)]]
         node = env.Command(
             [st._file(env, edir / f"{kind}.zip"), st._file(env, edir / kind / "README.md")],
             [model_c, model_h, plan_json, report_json, tflite, settings, *files],
             st._action(lambda t, s, e, kind=kind: write_export(
                 kind, t[1].parent, t[0], target=target,
-                facts=export_facts(target, model_name, opt, s[4]), model_c=s[0], model_h=s[1],
+                facts=export_facts(target, model_name, opt, s[4], opt_files), model_c=s[0], model_h=s[1],
                 plan_json=s[2], report_json=s[3], sources=sources, headers=headers),
                 f"export {kind}", st._downstream([tdir], "export")))
         env.Clean(node, st._dir(env, edir / kind))

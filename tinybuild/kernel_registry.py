@@ -63,6 +63,12 @@ class KernelImpl:
     The generated code declares a prototype for every non-reference function
     from the argument types (params pointer, ``const int8_t *`` inputs, const
     arrays by their C types, ``int8_t *`` output, ``void *`` scratch).
+
+    ``min_opt`` is the lowest ``opt=`` level its ``sources`` build at (inline
+    assembly that names r7 or asks for many register operands does not
+    compile at -O0 or -O1): a build at a lower level compiles those files at
+    ``min_opt`` and the rest at its own (:func:`compile_levels`). A plugin
+    module's ``KERNEL_MIN_OPT`` is the default for its kernels.
     """
 
     op: str
@@ -75,6 +81,7 @@ class KernelImpl:
     plugin: str = ""                     # filled in by tinybuild.plugins.kernels
     dtypes: tuple[str, ...] = ("int8",)  # the Layer.dtype values it computes ("int8", "int16",
                                          # "float32"); layers of other types never reach accepts
+    min_opt: str = ""                    # "" or an OPT_LEVELS key: see above
 
     @property
     def label(self) -> str:
@@ -91,6 +98,55 @@ class KernelImpl:
             return (Path(inspect.getsourcefile(self.prepare)),)
         except TypeError:
             return ()
+
+
+# The opt= levels, ranked by how far GCC optimizes: what -O2 builds, -Os and -O3 build too
+# (frame pointer omitted, operands kept in registers).
+OPT_LEVELS = {"O0": 0, "O1": 1, "O2": 2, "Os": 2, "O3": 3}
+
+
+def compile_level(opt: str, min_opt: str = "") -> str:
+    """The level a file is compiled at: the build's ``opt``, raised to ``min_opt``."""
+    return min_opt if min_opt and OPT_LEVELS[opt] < OPT_LEVELS[min_opt] else opt
+
+
+def compile_levels(contributed: list[KernelImpl], opt: str,
+                   plugin_min_opt: dict[str, str] | None = None) -> dict[Path, str]:
+    """The kernel sources a build at ``opt`` compiles at another level, and
+    that level: the highest ``min_opt`` among the kernels that list the file
+    (a kernel without one takes its plugin's, ``plugin_min_opt[impl.plugin]``)."""
+    raised: dict[Path, str] = {}
+    for impl in contributed:
+        needs = impl.min_opt or (plugin_min_opt or {}).get(impl.plugin, "")
+        for src in map(Path, impl.sources):
+            level = compile_level(raised.get(src, opt), needs)
+            if level != opt:
+                raised[src] = level
+    return raised
+
+
+def levels_by_file(raised: dict[Path, str]) -> dict[str, str]:
+    """``compile_levels`` for a record: file name -> level, sorted by name."""
+    return {Path(p).name: level for p, level in sorted(raised.items(), key=lambda x: Path(x[0]).name)}
+
+
+def opt_files_note(opt: str, opt_files: dict[str, str]) -> str:
+    """One line for report.md: the kernel files not compiled at -<opt>, and why."""
+    by_level: dict[str, list[str]] = {}
+    for name, level in opt_files.items():
+        by_level.setdefault(level, []).append(name)
+    parts = "; ".join(f"-{level}: {', '.join(map(shown, names))}" for level, names in by_level.items())
+    return (f"Compiled at -{opt} except these kernel sources, at the lowest level their plugin "
+            f"declares they build at (min_opt): {parts}.")
+
+
+def opt_summary(report: dict) -> str:
+    """The summary's level: ``-O0 (6 kernel files at -O2: report.md)``."""
+    opt_files = report.get("opt_files") or {}
+    if not opt_files:
+        return f"-{report['opt']}"
+    levels = "/".join(f"-{level}" for level in dict.fromkeys(opt_files.values()))
+    return f"-{report['opt']} ({len(opt_files)} kernel files at {levels}: report.md)"
 
 
 # op -> reference C function, always current with tinybuild.ops (plugin ops included)
@@ -122,6 +178,13 @@ def reference_impl(op: str, dtype: str = "int8") -> KernelImpl:
                       plugin=REFERENCE_PLUGIN, dtypes=(dtype,))
 
 
+def min_opt_problem(value) -> str:
+    """What is wrong with a ``min_opt`` / ``KERNEL_MIN_OPT`` value, or ""."""
+    if value == "" or (isinstance(value, str) and value in OPT_LEVELS):
+        return ""
+    return f"min_opt must be \"\" or one of {', '.join(OPT_LEVELS)}, not {shown(repr(value), 40)}"
+
+
 def problems(impl: KernelImpl) -> list[str]:
     """What makes a contributed implementation unusable, each with its fix."""
     if impl.op not in REFERENCE:
@@ -136,6 +199,8 @@ def problems(impl: KernelImpl) -> list[str]:
         return ["dtypes must be a tuple of \"int8\", \"int16\", \"float32\""]
     if not isinstance(impl.priority, int) or isinstance(impl.priority, bool):
         return [f"priority must be an int, not {type(impl.priority).__name__}"]
+    if min_opt_problem(impl.min_opt):
+        return [min_opt_problem(impl.min_opt)]
     if not callable(impl.accepts) or (impl.prepare is not None and not callable(impl.prepare)):
         return ["accepts and prepare must be callables taking a tinybuild.lower.Layer"]
     missing = [str(p) for p in impl.sources if not Path(p).is_file()]

@@ -318,12 +318,14 @@ def _summary_cycles_note(inf: dict) -> str:
 
 
 def summary(r: dict, report_md: str | None = None) -> str:
+    from . import kernel_registry
     inf, t, tc = r["inference"], r["target"], r["toolchain"]
     slow = sorted(r["layers"], key=lambda l: -l["cycles"])[:3]
     total = inf["cycles"] or 1
     lines = [
         f"tinybuild: {shown(r['model']['name'])} on {t['name']} - {t['board']}",
-        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {shown(tc['bin_dir'], 200)}), -{r['opt']}",
+        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {shown(tc['bin_dir'], 200)}), "
+        f"{kernel_registry.opt_summary(r)}",
         f"  flash       {r['flash']['used']:>9,} B of {r['flash']['capacity']:,} ({_pct(r['flash']['used'], r['flash']['capacity'])})",
         f"  RAM         {r['ram']['used']:>9,} B of {r['ram']['capacity']:,} ({_pct(r['ram']['used'], r['ram']['capacity'])})"
         f": {r['ram']['used'] - r['stack']['reserved_bytes']:,} static + {r['stack']['reserved_bytes']:,} stack"

@@ -46,7 +46,8 @@ from pathlib import Path
 
 from . import export, ops, pipeline, placement, plugins, realboard, regress, scons_regress
 from .errors import TinybuildError, shown
-from .kernel_registry import KERNEL_DIR, RUNTIME_DIR, reference_sources
+from .kernel_registry import (KERNEL_DIR, RUNTIME_DIR, compile_levels, levels_by_file,
+                              min_opt_problem, opt_files_note, opt_summary, reference_sources)
 
 CORE_DIR = Path(__file__).parent
 MODEL_SUFFIXES = (".h5", ".keras", ".tflite", ".onnx")   # .onnx: tinybuild.onnx_import's plugin
@@ -77,7 +78,9 @@ def _variables(args):
                      "its own types (outputs go to <target>/<model>-<quant>)", "int8",
                      allowed_values=("int8", "int16x8", "float32")),
         ("toolchain", "toolchain bin folder; overrides xPack and PATH (also TINYBUILD_TOOLCHAIN)", ""),
-        EnumVariable("opt", "C optimization level", "O2", allowed_values=("O0", "O1", "O2", "O3", "Os")),
+        EnumVariable("opt", "C optimization level (kernel sources that need more, e.g. inline "
+                     "assembly, are compiled at their plugin's minimum: the report lists them)", "O2",
+                     allowed_values=("O0", "O1", "O2", "O3", "Os")),
         EnumVariable("kernels", "int8 kernels: the target plugins' optimized ones where they accept a "
                      "layer, or the portable reference ones only (outputs go to "
                      "<target>/<model>-reference-kernels)", "optimized",
@@ -526,6 +529,31 @@ def _contributed_kernels(env, pm, target) -> list:
     return plugins.kernels(pm, target) if env["kernels"] == "optimized" else []
 
 
+def plugin_min_opt(pm) -> dict[str, str]:
+    """Kernel plugins' ``KERNEL_MIN_OPT`` (the default ``min_opt`` of their
+    kernels) by plugin label, as tinybuild.plugins.kernels labels kernels."""
+    found = {}
+    for hook in pm.hook.tinybuild_kernels.get_hookimpls():
+        value = getattr(hook.plugin, "KERNEL_MIN_OPT", "")
+        label = plugins.plugin_label(pm, hook.plugin)
+        if min_opt_problem(value):
+            raise TinybuildError(f"plugin {label}: KERNEL_MIN_OPT: {min_opt_problem(value)}")
+        found[label] = value
+    return found
+
+
+def record_opt_files(report_targets, opt_files: dict[str, str]) -> None:
+    """report.json's ``opt_files`` (file -> level, for the files compiled at
+    another level than opt=) and a line in report.md saying which and why."""
+    json_path, md_path = Path(report_targets[0]), Path(report_targets[1])
+    record = json.loads(json_path.read_text())
+    record["opt_files"] = opt_files
+    json_path.write_text(json.dumps(record, indent=1) + "\n")
+    if opt_files:
+        with md_path.open("a") as md:
+            md.write(f"\n{opt_files_note(record['opt'], opt_files)}\n")
+
+
 def check_board_files(target) -> None:
     """A board's linker script and startup sources must exist (a plugin in
     progress, or one whose files moved, fails here with its name)."""
@@ -697,8 +725,9 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
 
     extra = realboard.declare_sources(env, sys.modules[__name__], tdir, target, toolchain, odir,
                                       inputs_bin, ref_json) if uart else []
+    levels = compile_levels(contributed, env["opt"], plugin_min_opt(pm))
     elf, map_file, placed = _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed,
-                                              extra, place, plan_json)
+                                              extra, place, plan_json, levels)
     images = export.declare_images(env, sys.modules[__name__], tdir, target, toolchain, elf)
     size_json = env.Command(F("size.json"),
                             [elf, map_file, env.Value(repr(target.memory))],
@@ -706,14 +735,16 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
                                 t[0], _size(s[0], s[1], target)), "size", _downstream([tdir], "size")))
     tool_info = {"triple": toolchain.triple, "version": toolchain.version,
                  "source": toolchain.source, "bin_dir": str(toolchain.bin_dir)}
+    opt_files = levels_by_file(levels)        # the report and the export name them
     settings = env.Value(json.dumps({"toolchain": tool_info, "opt": env["opt"], "model": str(model),
-                                     "target": repr(target), "note": note}))
+                                     "target": repr(target), "note": note, "opt_files": opt_files}))
     if simulator is None:
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, plan_json, conv_json, settings],
             _action(lambda t, s, e: (_report_unsimulated(t, s, target, tool_info, model, env["opt"],
-                                                         note), export.list_files(t)), "report",
+                                                         note), record_opt_files(t, opt_files),
+                                     export.list_files(t)), "report",
                     _downstream([tdir], "report")))
     else:
         limits = (int(env["max_instructions"]), float(env["sim_timeout"]))
@@ -737,7 +768,7 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
             [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
             _action(lambda t, s, e: (_report(t, s, target, tool_info, model, env["opt"]),
-                                     export.list_files(t)), "report",
+                                     record_opt_files(t, opt_files), export.list_files(t)), "report",
                     _downstream([tdir], "report")))
     env.Depends(report, images)               # report.md lists them
     env.Depends(report, placed)               # and what place= put in RAM
@@ -747,7 +778,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         export.check_kinds(export.parse_kinds(env["export"]), target)
         env.Default(export.declare_exports(
             env, sys.modules[__name__], tdir, target, export.parse_kinds(env["export"]),
-            link_sources(target, contributed), (model_c, model_h, plan_json), int8, report[0], name))
+            link_sources(target, contributed), (model_c, model_h, plan_json), int8, report[0], name,
+            opt_files))
     if "$(" not in tdir.name and "$)" not in tdir.name:     # an alias is a convenience only
         env.Alias(_literal(f"{target.name}-{tdir.name}"), report)
     env.Clean(report, [_dir(env, tdir), _dir(env, odir)])
@@ -889,21 +921,24 @@ def _board_objects(env, target, toolchain, odir):
     key = str(odir)
     if key not in _BOARD_OBJECTS:
         include_dirs = [KERNEL_DIR, RUNTIME_DIR, *map(Path, target.include_dirs)]
-        flags = list(target.cflags) + [f"-{env['opt']}", "-g", "-std=c99", "-Wall", "-Wextra",
-                                       "-ffunction-sections", "-fdata-sections", "-ffp-contract=off"]
-        compiler = {"gcc": toolchain.tool("gcc"), "version": toolchain.version, "flags": flags,
+        flags = ["-g", "-std=c99", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections",
+                 "-ffp-contract=off"]
+        compiler = {"gcc": toolchain.tool("gcc"), "version": toolchain.version,
+                    "cpu_flags": list(target.cflags), "opt": env["opt"], "flags": flags,
                     "include_dirs": include_dirs, "target": target.name, "builds": []}
         _BOARD_OBJECTS[key] = (compiler, {})
     return _BOARD_OBJECTS[key]
 
 
-def _object(env, compiler, src: Path, obj: Path, include_dirs: list[Path], downstream):
-    """Declare ``obj`` compiled from ``src``: a Python action running the
-    compiler from an argument list (with a time limit), the C scanner so a
-    header edit recompiles, and the whole command line (compiler, version,
-    flags, include folders) in the signature so a flag change recompiles."""
+def _object(env, compiler, src: Path, obj: Path, include_dirs: list[Path], downstream, level=None):
+    """Declare ``obj`` compiled from ``src`` at ``level`` (default: opt=): a
+    Python action running the compiler from an argument list (with a time
+    limit), the C scanner so a header edit recompiles, and the whole command
+    line (compiler, version, flags with the level used, include folders) in
+    the signature so a flag change recompiles."""
     check_tool_path(src, "C source")
-    argv = [compiler["gcc"], *compiler["flags"], *(f"-I{d}" for d in include_dirs)]
+    argv = [compiler["gcc"], *compiler["cpu_flags"], f"-{level or compiler['opt']}", *compiler["flags"],
+            *(f"-I{d}" for d in include_dirs)]
     timeout, verbose, board = env["compile_timeout"], env["verbose"], compiler["target"]
     node = env.Command(
         _file(env, obj), _file(env, src),
@@ -926,7 +961,7 @@ def _c_scanner():
     return _SCANNER[0]
 
 
-def _board_object(env, compiler, objects: dict, odir: Path, src: Path):
+def _board_object(env, compiler, objects: dict, odir: Path, src: Path, level=None):
     src = Path(src)
     if src not in objects:
         stems = {p.stem for p in objects}
@@ -934,7 +969,7 @@ def _board_object(env, compiler, objects: dict, odir: Path, src: Path):
         folder = hashlib.sha1(str(src.parent).encode()).hexdigest()[:8]
         sub = odir / folder if src.stem in stems else odir
         objects[src] = _object(env, compiler, src, sub / f"{src.stem}.o", compiler["include_dirs"],
-                               _downstream(compiler["builds"], "cc"))
+                               _downstream(compiler["builds"], "cc"), level)
     return objects[src]
 
 
@@ -949,10 +984,12 @@ def link_sources(target, contributed) -> list[Path]:
 
 
 def _compile_and_link(env, target, toolchain, tdir, odir, model_c, contributed, extra=(),
-                      place="flash", plan_json=None):
+                      place="flash", plan_json=None, levels=None):
+    """``levels``: the sources compiled at another level than opt= (kernel_registry.compile_levels)."""
     compiler, objects = _board_objects(env, target, toolchain, odir)
     compiler["builds"].append(tdir)
-    shared = [_board_object(env, compiler, objects, odir, src) for src in link_sources(target, contributed)]
+    shared = [_board_object(env, compiler, objects, odir, src, (levels or {}).get(src))
+              for src in link_sources(target, contributed)]
     # model.c is the codegen step's target: the same node, so the dependency is there.
     model_obj = _object(env, compiler, tdir / "model.c", tdir / "model.o",
                         [*compiler["include_dirs"], tdir], _downstream([tdir], "cc"))
@@ -1093,7 +1130,8 @@ def summary_unsimulated(r: dict, report_md: str | None = None) -> str:
     t, tc = r["target"], r["toolchain"]
     lines = [
         f"tinybuild: {r['model']['name']} on {t['name']} - {t['board']}",
-        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {tc['bin_dir']}), -{r['opt']}",
+        f"  toolchain   {tc['triple']}-gcc {tc['version']} ({tc['source']}: {tc['bin_dir']}), "
+        f"{opt_summary(r)}",
         f"  flash       {r['flash']['used']:>9,} B of {r['flash']['capacity']:,}",
         f"  RAM         {r['ram']['used']:>9,} B of {r['ram']['capacity']:,}: "
         f"{r['ram']['used'] - r['stack']['reserved_bytes']:,} static + "
