@@ -125,6 +125,66 @@ def test_the_double_decides_a_visible_output_at_every_position(lib, per_channel)
         assert compare(lib, fused(layer), layer, [np.zeros(3, np.int8)]) is not None
 
 
+@pytest.mark.parametrize("outs, six", [(12, 12), (24, 24), (128, 120)])
+def test_the_double_decides_a_visible_output_at_every_position_of_a_block_of_6(lib, outs, six):
+    """Per-tensor full-range layers run blocks of 6 (then 4): a sum the
+    fixed-point form gets wrong, at each output of the row, in either sign."""
+    acc, m = WRONG_WITHOUT_FALLBACK
+    rng = np.random.default_rng(outs)
+    for j in range(outs):
+        accs = [int(v) for v in rng.integers(-5000, 5000, size=outs)]
+        accs[j] = acc if j % 2 == 0 else -acc
+        layer = per_tensor_accumulators(random_fc_layer(rng, in_features=64), accs, m)
+        assert cm4_fc_fused.six_outputs(layer) == six
+        assert compare(lib, fused(layer), layer, [np.zeros(64, np.int8)]) is not None
+
+
+@pytest.mark.parametrize("outs, k, six", [(4, 64, 0), (8, 64, 0), (12, 64, 12), (16, 64, 0),
+                                          (24, 64, 24), (28, 64, 0), (128, 64, 120),
+                                          (640, 64, 636), (12, 4, 0), (128, 8, 120),
+                                          (64, 8, 0), (32, 64, 0), (1, 64, 0), (6, 64, 0),
+                                          (18, 64, 0)])
+def test_blocks_of_6_where_per_tensor_full_range_and_they_pay(outs, k, six):
+    """As many outputs in blocks of 6 as leave a multiple of 4, only for the
+    per-tensor full-range entry point and where six_gain says they save
+    cycles (measured: 64 -> 32 and 8 -> 64 were slower with them, 8 -> 128
+    and 64 -> 12 faster); rq[1] tells the kernel how many."""
+    rng = np.random.default_rng(outs)
+    for per_channel, act, zp, expected in [(False, "NONE", 0, six), (False, "RELU", -128, six),
+                                           (False, "RELU6", 0, 0), (True, "NONE", 0, 0)]:
+        layer = random_fc_layer(rng, in_features=k, out_features=outs, per_channel=per_channel,
+                                out_zp=zp, activation=act)
+        assert cm4_fc_fused.six_outputs(layer) == expected, (per_channel, act)
+        if cm4_fc_fused.computes(layer):
+            rq = {c.role: c for c in cm4_fc_fused.prepare(layer).consts}["rq"].values
+            assert int(rq[1]) == expected
+            assert cm4_fc_fused.kernel_for(layer).function == (
+                "tb_cm4_fc_fused6_s8" if expected else cm4_fc_fused.KERNELS[
+                    2 * per_channel + (act == "RELU6")].function)
+
+
+@pytest.mark.parametrize("outs, k, six", [(12, 5, 12), (20, 8, 12), (16, 1, 12)])
+def test_stream_of_blocks_of_6(outs, k, six):
+    """A block of 6: its 6 starting values (3 pairs, as the pairs kernel
+    starts them), then per group of 4 inputs pair 0's, 1's and 2's 2 words;
+    the last outputs in blocks of 4 as before."""
+    from targets.cortex_m4.kernels.cm4_fc_pairs import fc_pairs_starts, pair_words
+    rng = np.random.default_rng(outs + k)
+    w = rng.integers(-128, 128, size=(outs, k)).astype(np.int8)
+    bias = rng.integers(-2**31, 2**31, size=outs)
+    stream = cm4_fc_fused.fused_stream(w, bias, outs, k, six).view(np.uint8)
+    k4, nq = (k + 3) // 4 * 4, (k + 3) // 4
+    rows = np.zeros((outs, k4), np.int8)
+    rows[:, :k] = w
+    first = stream[:24 + 24 * nq]
+    assert first[:24].copy().view("<i4").tolist() == fc_pairs_starts(bias[:6], 6)[:6].tolist()
+    words = pair_words(rows[0:6:2], rows[1:6:2])            # (3 pairs, groups, 2, 4)
+    assert (first[24:].reshape(nq, 3, 2, 4) == words.transpose(1, 0, 2, 3)).all()
+    rest = cm4_fc_fused.fused_stream(w[six:], bias[six:], outs - six, k)
+    assert (stream[(six // 6) * (24 + 24 * nq):] == rest.view(np.uint8)).all()
+    assert len(stream) == (six // 6) * (24 + 24 * nq) + (outs - six) // 4 * (16 + 16 * nq)
+
+
 @pytest.mark.parametrize("out_zp, act", [(0, "NONE"), (-128, "RELU"), (77, "RELU6")])
 @pytest.mark.parametrize("m", [1e-9, 2 ** -20, 0.01, 0.2, 0.25, 0.4999999])
 def test_extreme_accumulators(lib, m, out_zp, act):
@@ -215,13 +275,14 @@ NOT_TAKEN = [(1, 4), (4, 4), (5, 4), (8, 4)]     # one block over up to 8 inputs
 
 
 @pytest.mark.slow
-def test_in_the_simulator_equal_and_no_slower(tmp_path):
+def test_in_the_simulator_equal_and_no_slower(tmp_path, monkeypatch):
     """On AD's, KWS's and the sweep's shapes, per-tensor and per-channel,
     three activations: byte for byte the reference's output, and wherever
     the build picks tb_cm4_fc_fused_s8 no more instructions and cycles than
-    the kernel picked before it (pairs or blocks). A layer of sums built on
-    rounding ties checks the double path only: each tie leaves the assembly
-    (real sums meet one with probability about |acc| 2^-(31+t))."""
+    the kernel picked before it (pairs or blocks), and wherever it picks
+    tb_cm4_fc_fused6_s8 none more than the 4-block entry point either. Layers
+    of sums built on rounding ties check the double path only: each tie leaves
+    the assembly (real sums meet one with probability about |acc| 2^-(31+t))."""
     fc = [k for k in target_kernels("cortex-m4") if k.op == "FULLY_CONNECTED" and "int8" in k.dtypes]
     before = [k for k in fc if k.function not in cm4_fc_fused.FUNCTIONS]
     rng = np.random.default_rng(41)
@@ -231,17 +292,31 @@ def test_in_the_simulator_equal_and_no_slower(tmp_path):
                                   [a for a, _ in ties], [m for _, m in ties])
     for layer in shapes_layers(rng, NOT_TAKEN):
         assert chosen(layer, fc).kernel not in cm4_fc_fused.FUNCTIONS, layer.shape
-    for layer in [*shapes_layers(rng, SIM_SHAPES), tie_layer]:
+    layers, tie_layers = list(shapes_layers(rng, SIM_SHAPES)), [tie_layer]
+    for m in (0.2, 0.13, 2 ** -9 * 11):   # per-tensor, full range: blocks of 6, then of 4
+        accs = multiple_of_4([a for a, _ in tie_cases([m], span=(-20, 20), steps=(-1, 0, 1))])
+        layer = random_fc_layer(np.random.default_rng(43), in_features=3, out_zp=0, activation="NONE")
+        tie_layers.append(per_tensor_accumulators(layer, accs + [1, -2, 3, -4], m))
+        assert cm4_fc_fused.six_outputs(tie_layers[-1]) > 0
+    for layer in [*layers, *tie_layers]:
         assert chosen(layer, fc).kernel == cm4_fc_fused.kernel_for(layer).function, layer.shape
         old = chosen(layer, before).kernel
         inputs = fc_inputs(rng, layer)
-        names.append(f"{layer.shape} {old}" + (" ties" if layer is tie_layer else ""))
+        tie = " ties" if any(layer is t for t in tie_layers) else ""
         for impls in (fused(layer), kernels_with([k for k, v in FUNCTIONS.items() if v == old][0])):
             cases.append((reference(layer), optimized(layer, impls), inputs, None))
+        names.append((f"{layer.shape} {old}{tie}", cm4_fc_fused.kernel_for(layer).function))
+        if cm4_fc_fused.six_outputs(layer):   # and with blocks of 4 only
+            with monkeypatch.context() as patch:
+                patch.setattr(cm4_fc_fused, "SIX_MIN_GAIN", float("inf"))
+                cases.append((reference(layer), optimized(layer, fused(layer)), inputs, None))
+            names.append((f"{layer.shape} tb_cm4_fc_fused_s8{tie}", None))
     rows = simulate_cases(cases, tmp_path, ram_budget=60_000, flash_budget=400_000,
                           extra_dirs=(fc_sources(tmp_path / "kernels"),))
-    slower = []
-    for what, new, old in zip(names, rows[0::2], rows[1::2]):
+    slower, i = [], 0
+    for what, function in names:
+        new, old = (rows[i], rows[i + 1]) if function else (rows[i - 2], rows[i])
+        i += 2 if function else 1
         assert_same(new["ref"], new["opt"], what)
         assert_same(old["ref"], old["opt"], what)
         print(f"{what}: fused {new['opt_instr']}/{new['opt_cycles']} vs {old['opt_instr']}/{old['opt_cycles']}")

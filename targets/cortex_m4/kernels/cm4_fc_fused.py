@@ -1,11 +1,12 @@
 """Build-time side of tb_cm4_fc_fused_s8 (cm4_fc_s8.c): tb_cm4_fc_pairs_s8's
 inner loop with each block of 4 outputs requantized and stored inside the
 block's assembly (SMMLAR with the zero point folded, one TST for the tie
-test). Out features a multiple of 4; each block's 4 starting values lead its
+test). Out features a multiple of 4; each block's starting values lead its
 weights in the stream. Four entry points, one per specialization (per-tensor
 or per-channel weights, full or clamped output range: tb_cm4_fc_fused_s8,
-_clamp_s8, _pc_s8, _pc_clamp_s8), so a model links only the ones it calls.
-See docs/kernels.md.
+_clamp_s8, _pc_s8, _pc_clamp_s8), and tb_cm4_fc_fused6_s8 for per-tensor
+full-range layers of 12 outputs or more: blocks of 6 (3 pairs), then of 4.
+A model links only the ones it calls. See docs/kernels.md.
 """
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from tinybuild.kernel_cost import within
 from tinybuild.kernel_registry import KernelImpl
 from tinybuild.lower import Const, Layer
 
-from .cm4_fc_pairs import fc_pairs_layout, fc_pairs_starts
+from .cm4_fc_pairs import fc_pairs_starts, pair_words
 from .cm4_prepare import _const, accepts_fc, fc_prepared, fc_real_multipliers
 
 SOURCE = Path(__file__).parent / "cm4_fc_s8.c"
 PRIORITY = 14          # above tb_cm4_fc_pairs_s8 (12) and tb_cm4_fully_connected_s8 (10)
 SMALL_K = 8            # one block (4 outputs) over this many inputs or fewer: not taken
+SIX_MIN_GAIN = 16      # cycles per row blocks of 6 must save (six_gain) to be used
 
 
 def fused_record(m: float, zp: int) -> list[int] | None:
@@ -88,12 +90,49 @@ def accepts(layer: Layer) -> bool:
     return computes(layer)
 
 
-def fused_stream(w: np.ndarray, bias: np.ndarray, outs: int, k: int) -> np.ndarray:
-    """Per block of 4 outputs: its 4 starting values (int32, little-endian),
-    then its pair words (fc_pairs_layout's block)."""
-    words = fc_pairs_layout(w, outs, k).view(np.uint8).reshape(outs // 4, -1)
-    starts = fc_pairs_starts(bias, outs).astype(np.int64).astype("<i4").view(np.uint8)
-    return np.concatenate([starts.reshape(outs // 4, 16), words], axis=1).reshape(-1).view(np.int8)
+def six_outputs(layer: Layer) -> int:
+    """How many of a row's outputs go in blocks of 6 (the rest in blocks of 4):
+    per-tensor full-range layers only (the 6-block loop keeps the row's
+    constants on the stack; only that specialization has it), as many as leave
+    a multiple of 4, where six_gain says they pay."""
+    per_channel, full = specialization(layer)
+    outs, nq = layer.params["out_features"], (layer.params["in_features"] + 3) // 4
+    if per_channel or not full or outs % 4:
+        return 0
+    six = outs - {0: 0, 2: 8, 4: 4}[outs % 6]
+    if six_gain(six, nq, outs > six) < SIX_MIN_GAIN:
+        return 0
+    return six
+
+
+def six_gain(six: int, nq: int, tail: bool) -> float:
+    """Estimated cycles a row saves with ``six`` outputs in blocks of 6: per
+    12 outputs 2 cycles per group of 4 inputs (58 for 2 blocks of 6, 60 for 3
+    of 4) and 21 of block set-up and stores; less the 6-block call (13), or
+    with blocks of 4 after them 155 (both loops' code: the flash cache holds
+    one). Fitted on tests/test_fc_fused.py's simulated shapes against the
+    4-block kernel alone (64 -> 32: -46 measured, -48 estimated; 8 -> 128:
+    +101, +95; 64 -> 12: +40, +40)."""
+    return six / 12 * (2 * nq + 21) - (155 if tail else 13)
+
+
+def fused_stream(w: np.ndarray, bias: np.ndarray, outs: int, k: int, six: int = 0) -> np.ndarray:
+    """The first ``six`` outputs in blocks of 6, the rest in blocks of 4; per
+    block its starting values (int32, little-endian; fc_pairs_starts), then
+    per group of 4 inputs each pair's 2 words (pair_words; a block of 4 is
+    fc_pairs_layout's block)."""
+    k4 = (k + 3) // 4 * 4
+    rows = np.zeros((outs, k4), np.int8)
+    rows[:, :k] = np.asarray(w, np.int8).reshape(outs, k)
+    sizes = [6] * (six // 6) + [4] * ((outs - six) // 4)
+    parts, o = [np.zeros(0, np.uint8)], 0
+    for size in sizes:
+        block = rows[o:o + size]
+        starts = fc_pairs_starts(bias[o:o + size], size)[:size].astype("<i4").view(np.uint8)
+        words = pair_words(block[0::2], block[1::2]).transpose(1, 0, 2, 3)   # (groups, pairs, 2, 4)
+        parts += [starts, words.reshape(-1)]
+        o += size
+    return np.concatenate(parts).view(np.int8)
 
 
 def prepare(layer: Layer) -> Layer:
@@ -101,12 +140,16 @@ def prepare(layer: Layer) -> Layer:
     outs, k = p["out_features"], p["in_features"]
     bias = _const(layer, "bias")
     bias = np.zeros(outs, np.int64) if bias is None else np.asarray(bias, np.int64)
-    out = fc_prepared(layer, fused_stream(_const(layer, "filter"), bias, outs, k), np.zeros(0),
-                      "per block of 4 outputs its 4 starting values, then the weights of each "
+    six = six_outputs(layer)
+    out = fc_prepared(layer, fused_stream(_const(layer, "filter"), bias, outs, k, six), np.zeros(0),
+                      f"{six} outputs in blocks of 6, the rest in blocks of 4; per block its "
+                      "starting values, then the weights of each "
                       "output pair interleaved byte by byte (the first output +128); ",
-                      "2 LDM + 4 SXTB16 + 8 SMLAD per 16 MACs; per output SMMLAR, TST, ASR, "
-                      "SSAT, STRB in the block's assembly")
-    rq = {c.role: c for c in out.consts}["rq"].values[:4]
+                      "2 LDM + 4 SXTB16 + 8 SMLAD per 16 MACs (blocks of 6: 3 LDM + 6 SXTB16 + "
+                      "12 SMLAD per 24); per output SMMLAR, TST, ASR, SSAT, STRB in the block's "
+                      "assembly")
+    rq = {c.role: c for c in out.consts}["rq"].values[:4].copy()
+    rq[1] = six                  # outputs in blocks of 6
     recs = np.asarray(records(layer), np.int64).reshape(-1)
     consts = [Const("rq", "int32_t", np.concatenate([rq, recs]).astype(np.int32))
               if c.role == "rq" else c for c in out.consts]
@@ -119,29 +162,40 @@ def specialization(layer: Layer) -> tuple[bool, bool]:
     return float(p["real_multiplier"]) == 0.0, (p["act_min"], p["act_max"]) == (-128, 127)
 
 
-def entry(per_channel: bool, full: bool) -> KernelImpl:
+def entry(per_channel: bool, full: bool, six: bool = False) -> KernelImpl:
     """The KernelImpl of one specialization: the same accepts and prepare,
-    restricted to its layers, so a model links only the code it runs."""
-    function = f"tb_cm4_fc_fused{'_pc' if per_channel else ''}{'' if full else '_clamp'}_s8"
+    restricted to its layers, so a model links only the code it runs. ``six``:
+    the per-tensor full-range layers with blocks of 6 (tb_cm4_fc_fused6_s8;
+    tb_cm4_fc_fused_s8 keeps the others, with no test for them)."""
+    function = (f"tb_cm4_fc_fused{'6' if six else ''}{'_pc' if per_channel else ''}"
+                f"{'' if full else '_clamp'}_s8")
+
+    def mine(layer: Layer) -> bool:
+        return (specialization(layer) == (per_channel, full)
+                and (six_outputs(layer) > 0) == six)
 
     def computes_this(layer: Layer) -> bool:
-        return specialization(layer) == (per_channel, full) and computes(layer)
+        return mine(layer) and computes(layer)
 
     @within(computes_this)
     def accepts_this(layer: Layer) -> bool:
-        return specialization(layer) == (per_channel, full) and accepts(layer)
+        return mine(layer) and accepts(layer)
 
+    label = "3 pairs per block" if six else "2 outputs per weight word"
     return KernelImpl("FULLY_CONNECTED", function, (SOURCE,), priority=PRIORITY,
                       accepts=accepts_this, prepare=prepare,
-                      name=f"{function} (DSP, 2 outputs per weight word, requantized in the block)")
+                      name=f"{function} (DSP, {label}, requantized in the block)")
 
 
-KERNELS = [entry(pc, full) for pc in (False, True) for full in (True, False)]
+KERNELS = [*(entry(pc, full) for pc in (False, True) for full in (True, False)),
+           entry(False, True, six=True)]
 FUNCTIONS = frozenset(k.function for k in KERNELS)
 
 
 def kernel_for(layer: Layer) -> KernelImpl:
     """The specialization's KernelImpl for ``layer`` (whether or not it accepts it)."""
+    if six_outputs(layer) > 0:
+        return KERNELS[4]
     return KERNELS[2 * specialization(layer)[0] + (not specialization(layer)[1])]
 
 

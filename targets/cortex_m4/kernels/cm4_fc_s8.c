@@ -644,6 +644,8 @@ typedef struct {
   const uint32_t *q;        /* 52: per-channel: the next block's records */
   int32_t acc[4];           /* 56: a tie's sums (the block's last n of them) */
   uint32_t jump;            /* 72: the assembly's way into its loop for nq % 8 */
+  int8_t *out_end6;         /* 76: the end of the row's blocks of 6 outputs */
+  int32_t acc6[6];          /* 80: a tie's sums in a block of 6 */
 } tb_cm4_fcf_frame;
 
 /* Output v from acc with record q, as the assembly does; 0 near a tie. */
@@ -790,6 +792,140 @@ TB_INLINE int tb_cm4_fcf_fixed(int32_t acc, const uint32_t *q, int32_t *v) {
           "memory");                                                                        \
     return n;                                                                               \
   }
+
+/* Blocks of 6 outputs (3 pairs; per-tensor, full range): 29 cycles per group
+ * of 4 inputs (24 MACs: 3 LDM, 6 SXTB16, 12 SMLAD) against 30 for the 4-block
+ * loop's 24 MACs, and a block's set-up and stores shared by 6 outputs. The
+ * loop needs 14 registers (6 sums, 2 input words, 3 weight words, 2 pointers,
+ * the end), so the row's constants live on the stack (sp: x128, jump, px,
+ * end, R, H, mask, t, out, out_end6, the frame, a spill slot). Output j's rare
+ * path takes lr and the finished sum register r(j-1) as scratch (output 0: r12,
+ * spilled), so it needs no push. */
+#define TB_CM4_FCF6_GROUP                                    \
+  "ldmia r11!, {r6, r7}\n\t"                                 \
+  "ldmia r12!, {r8, r9, r10}\n\t"                            \
+  "smlad r0, r8, r6, r0\n\t"                                 \
+  "sxtb16 r8, r8, ror #8\n\t"                                \
+  "smlad r1, r8, r6, r1\n\t"                                 \
+  "smlad r0, r9, r7, r0\n\t"                                 \
+  "sxtb16 r9, r9, ror #8\n\t"                                \
+  "smlad r1, r9, r7, r1\n\t"                                 \
+  "smlad r2, r10, r6, r2\n\t"                                \
+  "sxtb16 r10, r10, ror #8\n\t"                              \
+  "smlad r3, r10, r6, r3\n\t"                                \
+  "ldmia r12!, {r8, r9, r10}\n\t"                            \
+  "smlad r2, r8, r7, r2\n\t"                                 \
+  "sxtb16 r8, r8, ror #8\n\t"                                \
+  "smlad r3, r8, r7, r3\n\t"                                 \
+  "smlad r4, r9, r6, r4\n\t"                                 \
+  "sxtb16 r9, r9, ror #8\n\t"                                \
+  "smlad r5, r9, r6, r5\n\t"                                 \
+  "smlad r4, r10, r7, r4\n\t"                                \
+  "sxtb16 r10, r10, ror #8\n\t"                              \
+  "smlad r5, r10, r7, r5\n\t"
+
+/* Output j of a block of 6 (sum in ACC): R r6, H r7, mask r8, t r9, out r10. */
+#define TB_CM4_FCF6_OUT(ACC, j)                                                  \
+  "smmlar r11, " ACC ", r6, r7\n\t"                                              \
+  "tst r11, r8\n\t"                                                              \
+  "beq 4" #j "f\n\t"                                                             \
+  "5" #j ":\n\t"                                                                 \
+  "asr r11, r11, r9\n\t"                                                         \
+  "ssat r11, #8, r11\n\t"                                                        \
+  "strb r11, [r10], #1\n\t"
+
+/* Its rare path (TB_CM4_FCF_RARE's test), scratch lr and SCR. */
+#define TB_CM4_FCF6_RARE(ACC, j, SCR, SAVE, RESTORE)                             \
+  "4" #j ":\n\t"                                                                 \
+  SAVE                                                                           \
+  "mul lr, " ACC ", r6\n\t"                                                      \
+  "eor " SCR ", " ACC ", " ACC ", asr #31\n\t"                                   \
+  "sub " SCR ", " SCR ", " ACC ", asr #31\n\t"                                   \
+  "cmp lr, #0\n\t"                                                               \
+  "itt lt\n\t"                                                                   \
+  "sublt r11, r11, #1\n\t"                                                       \
+  "rsblt lr, lr, #0\n\t"                                                         \
+  "cmp lr, " SCR "\n\t"                                                          \
+  RESTORE                                                                        \
+  "bhi 5" #j "b\n\t"                                                             \
+  "mov r11, #6 - " #j "\n\t"                                                     \
+  "b 7f\n\t"
+
+/* Blocks of 6 from f->rw / f->out to f->out_end6 (at least one); returns 0,
+ * or after a block met a tie n (1..6): its last n sums in f->acc6[6-n..5],
+ * f->out at the first of those n outputs, f->rw after the block. */
+__attribute__((noinline)) static int32_t tb_cm4_fcf_tensor_full6(tb_cm4_fcf_frame *f) {
+  register tb_cm4_fcf_frame *fr __asm__("lr") = f;
+  register int32_t n __asm__("r0");
+  __asm__ volatile(
+      "ldr r8, [lr, #36]\n\t"
+      "adr.w r9, 0f\n\t"
+      "ldrh r8, [r9, r8, lsl #1]\n\t"
+      "add r1, r9, r8, lsl #1\n\t"
+      "add r1, r1, #1\n\t"
+      "ldmia lr, {r4, r5, r6, r7}\n\t"
+      "ldr r2, [lr, #24]\n\t"
+      "ldr r3, [lr, #28]\n\t"
+      "ldr r0, [lr, #32]\n\t"
+      "ldr r8, [lr, #44]\n\t"
+      "ldr r9, [lr, #76]\n\t"
+      "ldr r12, [lr, #40]\n\t"
+      "mov r10, lr\n\t"
+      "push {r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11}\n\t"
+      "b 10f\n\t"
+      ".align 2\n\t"
+      "0:\n\t"
+      ".hword (1f-0b)/2, (17f-0b)/2, (16f-0b)/2, (15f-0b)/2\n\t"
+      ".hword (14f-0b)/2, (13f-0b)/2, (12f-0b)/2, (11f-0b)/2\n\t"
+      "1:\n\t" TB_CM4_FCF6_GROUP "11:\n\t" TB_CM4_FCF6_GROUP "12:\n\t" TB_CM4_FCF6_GROUP
+      "13:\n\t" TB_CM4_FCF6_GROUP "14:\n\t" TB_CM4_FCF6_GROUP "15:\n\t" TB_CM4_FCF6_GROUP
+      "16:\n\t" TB_CM4_FCF6_GROUP "17:\n\t" TB_CM4_FCF6_GROUP
+      "cmp r11, lr\n\t"
+      "bne 1b\n\t"
+      "sub r0, r0, r1, lsl #8\n\t"
+      "sub r2, r2, r3, lsl #8\n\t"
+      "sub r4, r4, r5, lsl #8\n\t"
+      "add r6, sp, #16\n\t"
+      "ldmia r6, {r6, r7, r8, r9, r10}\n\t"
+      TB_CM4_FCF6_OUT("r0", 0) TB_CM4_FCF6_OUT("r1", 1) TB_CM4_FCF6_OUT("r2", 2)
+      TB_CM4_FCF6_OUT("r3", 3) TB_CM4_FCF6_OUT("r4", 4) TB_CM4_FCF6_OUT("r5", 5)
+      "str r10, [sp, #32]\n\t"
+      "ldr r11, [sp, #36]\n\t"
+      "cmp r10, r11\n\t"
+      "beq 8f\n\t"
+      "10:\n\t"
+      "ldmia r12!, {r0, r1, r2, r3, r4, r5}\n\t"
+      "ldmia sp, {r6, r7, r11, lr}\n\t"
+      "sub r0, r0, r6\n\t"
+      "sub r2, r2, r6\n\t"
+      "sub r4, r4, r6\n\t"
+      "bx r7\n\t"
+      TB_CM4_FCF6_RARE("r0", 0, "r12", "str r12, [sp, #44]\n\t", "ldr r12, [sp, #44]\n\t")
+      TB_CM4_FCF6_RARE("r1", 1, "r0", "", "") TB_CM4_FCF6_RARE("r2", 2, "r1", "", "")
+      TB_CM4_FCF6_RARE("r3", 3, "r2", "", "") TB_CM4_FCF6_RARE("r4", 4, "r3", "", "")
+      TB_CM4_FCF6_RARE("r5", 5, "r4", "", "")
+      "7:\n\t"
+      "ldr lr, [sp, #40]\n\t"
+      "add sp, sp, #48\n\t"
+      "add r6, lr, #80\n\t"
+      "stmia r6, {r0, r1, r2, r3, r4, r5}\n\t"
+      "str r12, [lr, #40]\n\t"
+      "str r10, [lr, #44]\n\t"
+      "mov r0, r11\n\t"
+      "b 9f\n\t"
+      "8:\n\t"
+      "ldr lr, [sp, #40]\n\t"
+      "add sp, sp, #48\n\t"
+      "str r12, [lr, #40]\n\t"
+      "str r10, [lr, #44]\n\t"
+      "movs r0, #0\n\t"
+      "9:\n\t"
+      : "=r"(n), "+r"(fr)
+      :
+      : "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "cc",
+        "memory");
+  return n;
+}
 #else
 /* The same, in C (the host tests). */
 #define TB_CM4_FCF_BLOCKS(name, PER_CHANNEL, FULL)                                          \
@@ -812,6 +948,43 @@ TB_INLINE int tb_cm4_fcf_fixed(int32_t acc, const uint32_t *q, int32_t *v) {
     }                                                                                       \
     return 0;                                                                               \
   }
+
+/* A block of 6 (3 pairs) over nq groups, from its starting values init; the
+ * sums into acc; returns the next block's weights. */
+static const uint32_t *tb_cm4_fcf_block6(const uint32_t *px, const uint32_t *pw, int32_t nq,
+                                         const int32_t *init, uint32_t x128, int32_t *acc) {
+  uint32_t a[3], b[3];
+  int32_t g, r;
+  for (r = 0; r < 3; ++r) a[r] = (uint32_t)init[2 * r] - x128, b[r] = (uint32_t)init[2 * r + 1];
+  for (g = 0; g < nq; ++g, px += 2, pw += 6) {
+    for (r = 0; r < 3; ++r) {
+      a[r] = (uint32_t)tb_smlad(pw[2 * r], px[0], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r]), px[0], (int32_t)b[r]);
+      a[r] = (uint32_t)tb_smlad(pw[2 * r + 1], px[1], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r + 1]), px[1], (int32_t)b[r]);
+    }
+  }
+  for (r = 0; r < 3; ++r) acc[2 * r] = (int32_t)(a[r] - (b[r] << 8)), acc[2 * r + 1] = (int32_t)b[r];
+  return pw;
+}
+
+/* tb_cm4_fcf_tensor_full6 in C (the host tests). */
+static int32_t tb_cm4_fcf_tensor_full6(tb_cm4_fcf_frame *f) {
+  const int32_t nq = (int32_t)(f->end - f->px) / 2;
+  while (f->out != f->out_end6) {
+    int32_t acc[6], j, v;
+    const uint32_t *init = f->rw;
+    f->rw = tb_cm4_fcf_block6(f->px, init + 6, nq, (const int32_t *)init, f->x128, acc);
+    for (j = 0; j < 6; ++j) {
+      if (!tb_cm4_fcf_fixed(acc[j], &f->r, &v)) {
+        memcpy(f->acc6, acc, sizeof acc);
+        return 6 - j;
+      }
+      *f->out++ = (int8_t)tb_ssat8(v);
+    }
+  }
+  return 0;
+}
 #endif
 
 TB_CM4_FCF_BLOCKS(tb_cm4_fcf_tensor_full, 0, 1)
@@ -904,13 +1077,28 @@ static void tb_cm4_fcf_row(tb_cm4_fcf_frame *f, tb_cm4_fcf_blocks blocks, const 
   }
 }
 
+/* A per-tensor full-range row's blocks of 6 (blocks6, up to f->out_end6),
+ * and after a tie the reference's double for the block's remaining outputs. */
+__attribute__((noinline)) static void tb_cm4_fcf_row6(tb_cm4_fcf_frame *f,
+                                                      tb_cm4_fcf_blocks blocks6,
+                                                      const double *real_mul, int32_t zp) {
+  while (f->out != f->out_end6) {
+    int32_t n = blocks6(f), j;
+    if (n == 0) return;
+    for (j = 6 - n; j < 6; ++j) {
+      const int32_t v = tb_round_half_away((double)f->acc6[j] * real_mul[0]) + zp;
+      *f->out++ = (int8_t)tb_ssat8(v);
+    }
+  }
+}
+
 /* The layer, one row of inputs after the other, its blocks run by the
  * specialization `blocks` (inlined in each entry point below: a model links
  * only the entry points it calls, and a small layer's call costs less). */
 TB_INLINE void tb_cm4_fcf_layer(const tb_fc_params *p, const int8_t *input, const int8_t *weights,
                                 const int32_t *rq, const double *real_mul, int8_t *output,
-                                void *scratch, tb_cm4_fcf_blocks blocks) {
-  const int32_t per_channel = (rq[0] & TB_CM4_FC_PER_CHANNEL) != 0;
+                                void *scratch, tb_cm4_fcf_blocks blocks,
+                                tb_cm4_fcf_blocks blocks6, int32_t per_channel) {
   const int32_t k = p->in_features, outs = p->out_features, nq = (k + 3) >> 2;
   const int32_t n_rows = p->rows > 0 ? p->rows : 1;
   const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
@@ -925,21 +1113,28 @@ TB_INLINE void tb_cm4_fcf_layer(const tb_fc_params *p, const int8_t *input, cons
     f.x128 = tb_cm4_fcf_expand(input + row * k, k, off2, (uint32_t *)scratch);
     f.rw = (const uint32_t *)(const void *)weights;
     f.out = output + row * outs, f.out_end = f.out + outs;
+    if (blocks6) {   /* tb_cm4_fc_fused6_s8: rq[1] outputs in blocks of 6 first */
+      f.out_end6 = f.out + rq[1];
+      tb_cm4_fcf_row6(&f, blocks6, real_mul, p->output_offset);
+      if (f.out == f.out_end) continue;
+    }
     tb_cm4_fcf_row(&f, blocks, records, real_mul, per_channel, p->output_offset);
   }
 }
 
 /* One entry point per specialization (cm4_fc_fused.py picks it by the layer's
  * per-channel weights and activation range). */
-#define TB_CM4_FCF_ENTRY(name, blocks)                                                        \
+#define TB_CM4_FCF_ENTRY(name, blocks, blocks6, per_channel)                                  \
   void name(const tb_fc_params *p, const int8_t *input, const int8_t *weights,              \
             const int32_t *rq, const double *real_mul, int8_t *output, void *scratch);      \
   void name(const tb_fc_params *p, const int8_t *input, const int8_t *weights,              \
             const int32_t *rq, const double *real_mul, int8_t *output, void *scratch) {     \
-    tb_cm4_fcf_layer(p, input, weights, rq, real_mul, output, scratch, blocks);            \
+    tb_cm4_fcf_layer(p, input, weights, rq, real_mul, output, scratch, blocks, blocks6,    \
+                     per_channel);                                                          \
   }
-TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_s8, tb_cm4_fcf_tensor_full)
-TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_clamp_s8, tb_cm4_fcf_tensor_clamp)
-TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_s8, tb_cm4_fcf_channel_full)
-TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_clamp_s8, tb_cm4_fcf_channel_clamp)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_s8, tb_cm4_fcf_tensor_full, 0, 0)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused6_s8, tb_cm4_fcf_tensor_full, tb_cm4_fcf_tensor_full6, 0)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_clamp_s8, tb_cm4_fcf_tensor_clamp, 0, 0)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_s8, tb_cm4_fcf_channel_full, 0, 1)
+TB_CM4_FCF_ENTRY(tb_cm4_fc_fused_pc_clamp_s8, tb_cm4_fcf_channel_clamp, 0, 1)
 #undef TB_CM4_FCF_ENTRY
