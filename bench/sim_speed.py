@@ -144,13 +144,12 @@ def record(rows: list[str], args, commit: str = "") -> None:
             f"best of {args.repeat}, on a 2-core machine shared with other builds), the MLPerf Tiny "
             "models from `../shared/models/mlperf_tiny/`, first validation input. Report run: "
             "`detail=True` (misaligned accesses and, on nucleo-l4r5zi, flash reads through the "
-            "stm32l4r5-art data cache); validation run: `detail=False` (flash reads only; nothing "
-            "watched on cortex-m4). hook: the every-access memory hook (before); static: the static "
+            "stm32l4r5-art data cache, on cortex-m4 the stm32f407-art one); validation run: "
+            "`detail=False` (flash reads only). hook: the every-access memory hook (before); static: the static "
             "access watch (after, the default; docs/simulators.md \"Speed with memory hooks\"). "
             "Nothing watched: the same ELF without memory model or detail (the ceiling). Same counts: "
-            "instructions, cycles, flash wait and misaligned accesses per layer equal with both. On "
-            "cortex-m4 the validation run and the ceiling are the same run (nothing is watched): "
-            "their difference is host noise.")
+            "instructions, cycles, flash wait and misaligned accesses per layer equal with both. "
+            "Where the rest of the time goes: docs/simulators.md \"Speed with memory hooks\".")
     record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
                  name="sim-speed",
                  title="Simulator speed with the memory model on (issue 14 item 6)")

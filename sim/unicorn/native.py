@@ -99,6 +99,9 @@ class Counters(ctypes.Structure):
         ("exit_regs", ctypes.c_uint32 * NREGS),
         ("uc", ctypes.c_void_p),
         ("last_block", ctypes.c_uint64),
+        ("warm_on", ctypes.c_uint64),
+        ("warm_first", ctypes.c_uint64),
+        ("warm_last", ctypes.c_uint64),
     ]
 
 

@@ -449,7 +449,7 @@ class _Run:
         self.uc = uc
         mapped = _page_spans(t.memory)
         for lo, hi in mapped:
-            uc.mem_map(lo, hi - lo, U.UC_PROT_ALL)
+            uc.mem_map(lo, hi - lo, self.span_prot(lo, hi))
         if img.arch == "arm" and not any(lo <= SCS_BASE < hi for lo, hi in mapped):
             # System Control Space (CPACR at 0xE000ED88, SCB, NVIC, SysTick): plain
             # RAM here, so the startup's FPU-enable write lands. Unicorn's FPU for
@@ -516,6 +516,20 @@ class _Run:
         self.sp0 = sp
         self.exit_addr = self.sym("tb_exit")
         self.mark_addr = self.sym("tb_mark")
+
+    def span_prot(self, lo: int, hi: int) -> int:
+        """Unicorn's protection for the mapped span [lo, hi): RAM that holds
+        no code is not executable. Unicorn 2.1.4 sends every store to an
+        executable page through notdirty_write -> tb_invalidate_phys_page_fast
+        (a page look-up per store, even with no code on the page: 151 k per
+        kws run) and skips that on pages mapped without UC_PROT_EXEC. Code in
+        RAM still runs: a span that holds (or is the load or run address of)
+        an executable segment, or any flash, stays executable."""
+        import unicorn as U
+        flash = any(r.kind != "ram" and r.origin < hi and lo < r.end for r in self.target.memory)
+        code = any(s.executable and s.memsz and min(s.paddr, s.vaddr) < hi
+                   and lo < max(s.paddr, s.vaddr) + s.memsz for s in self.img.segments)
+        return U.UC_PROT_ALL if flash or code else U.UC_PROT_READ | U.UC_PROT_WRITE
 
     def hooks(self):
         import unicorn as U
