@@ -7,7 +7,6 @@ against today's kernel and the reference.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +14,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (assert_same, build_library, random_conv_layer, reference,  # noqa: E402
-                         run_layer, simulate_cases)
+from opt_harness import (assert_same, build_library, forced, kernel_named, random_conv_layer,  # noqa: E402
+                         reference, run_layer, simulate_cases, target_kernels)
 
 FUNCTION = "tb_cm4_conv_few_in_s8"
 
 
 def cm4_impls():
-    from tinybuild import plugins
-    pm = plugins.make_plugin_manager()
-    return plugins.kernels(pm, plugins.find_target(pm, "cortex-m4"))
+    return target_kernels("cortex-m4")
 
 
 @pytest.fixture(scope="module")
 def impl():
-    found = [k for k in cm4_impls() if k.function == FUNCTION]
-    assert found, f"{FUNCTION} is not registered by the cortex-m4 plugin"
-    return found[0]
+    return kernel_named(FUNCTION)
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +37,6 @@ def module(impl):
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     return build_library(tmp_path_factory.mktemp("tbfew"), name="libtbfew.so")
-
-
-def forced(layer, impl):
-    out = impl.prepare(replace(layer))
-    out.kernel = impl.function
-    return out
 
 
 def today(layer):

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 from kernel_cases import QUANT, valid_window  # noqa: E402
-from opt_harness import (assert_same, build_library, random_conv_layer, reference,  # noqa: E402
-                         run_firmware, run_layer)
+from opt_harness import (assert_same, build_library, forced, kernel_named, random_conv_layer,  # noqa: E402
+                         reference, run_firmware, run_layer, target_kernels)
 from tbtest import ROOT, mlperf_model  # noqa: E402
 from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
 
@@ -42,16 +41,12 @@ SWEEP = settings(max_examples=1500, deadline=None, derandomize=True,
 
 
 def cm4_impls():
-    from tinybuild import plugins
-    pm = plugins.make_plugin_manager()
-    return plugins.kernels(pm, plugins.find_target(pm, "cortex-m4"))
+    return target_kernels("cortex-m4")
 
 
 @pytest.fixture(scope="module")
 def impl():
-    found = [k for k in cm4_impls() if k.function == FUNCTION]
-    assert found, f"{FUNCTION} is not registered by the cortex-m4 plugin"
-    return found[0]
+    return kernel_named(FUNCTION)
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +57,6 @@ def module(impl):
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     return build_library(tmp_path_factory.mktemp("tbdwc"), name="libtbdwc.so")
-
-
-def forced(layer, impl):
-    """The layer prepared for this kernel whatever its cost estimate says."""
-    out = impl.prepare(replace(layer))
-    out.kernel = impl.function
-    return out
 
 
 def deltas(opt) -> list[int]:

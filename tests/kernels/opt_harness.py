@@ -61,6 +61,20 @@ def target_kernels(target_name: str, dtype: str = "int8") -> list:
             if dtype in k.dtypes]
 
 
+def kernel_named(function: str, target_name: str = "cortex-m4"):
+    """The KernelImpl whose C function is ``function`` (the test fails if the plugin lost it)."""
+    found = [k for k in target_kernels(target_name) if k.function == function]
+    assert found, f"{function} is not registered by the {target_name} plugin"
+    return found[0]
+
+
+def forced(layer: Layer, impl) -> Layer:
+    """The layer prepared for ``impl`` whatever its cost estimate says."""
+    out = impl.prepare(replace(layer))
+    out.kernel = impl.function
+    return out
+
+
 def chosen(layer: Layer, impls: list) -> Layer | None:
     """The layer prepared for the kernel a build picks among ``impls``
     (kernel_registry.choose), or None when the build keeps the reference kernel."""
