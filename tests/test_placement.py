@@ -219,11 +219,21 @@ def test_auto_places_constants_in_ram_and_still_matches(builds, targets, board):
 
 @pytest.mark.slow
 def test_auto_saves_flash_wait_cycles_on_nucleo(builds):
-    flash = json.loads((builds["nucleo-l4r5zi", "flash"][0] / "report.json").read_text())["inference"]
-    auto = json.loads((builds["nucleo-l4r5zi", "auto"][0] / "report.json").read_text())["inference"]
-    assert auto["instructions"] == flash["instructions"]
-    assert auto["cycles"] - auto["memory_cycles"] == flash["cycles"] - flash["memory_cycles"]
-    assert auto["memory_cycles"] < flash["memory_cycles"] / 2
+    flash_dir, auto_dir = builds["nucleo-l4r5zi", "flash"][0], builds["nucleo-l4r5zi", "auto"][0]
+    flash = json.loads((flash_dir / "report.json").read_text())
+    auto = json.loads((auto_dir / "report.json").read_text())
+    # Only a kernel that copies its weights out of flash (the cm4 conv's channel
+    # quads) runs differently once they sit in RAM: it skips the copy.
+    notes = {l["index"]: " ".join(l["notes"])
+             for l in json.loads((auto_dir / "plan.json").read_text())["layers"]}
+    for a, f in zip(auto["layers"], flash["layers"]):
+        if "left in flash is copied" in notes[a["index"]]:
+            assert a["instructions"] < f["instructions"]
+            assert a["cycles"] - a["memory_cycles"] < f["cycles"] - f["memory_cycles"]
+        else:
+            assert a["instructions"] == f["instructions"], a["index"]
+            assert a["cycles"] - a["memory_cycles"] == f["cycles"] - f["memory_cycles"], a["index"]
+    assert auto["inference"]["memory_cycles"] < flash["inference"]["memory_cycles"] / 2
 
 
 @pytest.mark.slow
