@@ -121,8 +121,14 @@ def commit_now() -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def record_rv32(rows: list[str], args) -> None:
+def write_block(head: str, rows: list[str], name: str, title: str) -> None:
+    """The table with its command line as bench/results.md's marker block ``name``."""
     from bench.sweep import record as record_block
+    record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
+                 name=name, title=title)
+
+
+def record_rv32(rows: list[str], args) -> None:
     head = (f"`./tb python bench/sim_speed.py --rv32 --build-dir {args.build_dir} --repeat "
             f"{args.repeat}` (commit {commit_now()}): as the table above, on the RV32 boards: "
             "riscv (GD32VF103, core only), esp32c3 (core only, its default) and esp32c3 with "
@@ -131,13 +137,11 @@ def record_rv32(rows: list[str], args) -> None:
             "(before) and the RV32 static access watch (after, the default; docs/simulators.md "
             "\"Speed with memory hooks\"). Same counts: instructions, cycles, flash cache misses "
             "and misaligned accesses per layer equal with both.")
-    record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
-                 name="sim-speed-rv32",
-                 title="Simulator speed on RV32: the static access watch (issue 14 item 6)")
+    write_block(head, rows, "sim-speed-rv32",
+                "Simulator speed on RV32: the static access watch (issue 14 item 6)")
 
 
 def record(rows: list[str], args, commit: str = "") -> None:
-    from bench.sweep import record as record_block
     commit = commit or commit_now()
     head = (f"`./tb python bench/sim_speed.py --build-dir {args.build_dir} --repeat {args.repeat}` "
             f"(commit {commit}): simulated instructions per host CPU second of `emu_start` (whole run, "
@@ -150,9 +154,7 @@ def record(rows: list[str], args, commit: str = "") -> None:
             "Nothing watched: the same ELF without memory model or detail (the ceiling). Same counts: "
             "instructions, cycles, flash wait and misaligned accesses per layer equal with both. "
             "Where the rest of the time goes: docs/simulators.md \"Speed with memory hooks\".")
-    record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
-                 name="sim-speed",
-                 title="Simulator speed with the memory model on (issue 14 item 6)")
+    write_block(head, rows, "sim-speed", "Simulator speed with the memory model on (issue 14 item 6)")
 
 
 if __name__ == "__main__":
