@@ -362,6 +362,28 @@ static uint32_t tb_cm4_fcp_expand(const int8_t *input, int32_t k, uint32_t off2,
   return (uint32_t)sum << 7;
 }
 
+#ifndef TB_CM4_DSP
+/* The host's form of the pair blocks below (npairs 2 or 3): what their
+ * assembly computes, for the tests that run the kernels on the host. */
+static const uint32_t *tb_cm4_fc_pairs_c(const uint32_t *px, const uint32_t *pw, int32_t nq,
+                                         const int32_t *init, uint32_t x128, int32_t *acc,
+                                         int32_t npairs) {
+  uint32_t a[3], b[3];
+  int32_t g, r;
+  for (r = 0; r < npairs; ++r) a[r] = (uint32_t)init[2 * r] - x128, b[r] = (uint32_t)init[2 * r + 1];
+  for (g = 0; g < nq; ++g, px += 2, pw += 2 * npairs) {
+    for (r = 0; r < npairs; ++r) {
+      a[r] = (uint32_t)tb_smlad(pw[2 * r], px[0], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r]), px[0], (int32_t)b[r]);
+      a[r] = (uint32_t)tb_smlad(pw[2 * r + 1], px[1], (int32_t)a[r]);
+      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r + 1]), px[1], (int32_t)b[r]);
+    }
+  }
+  for (r = 0; r < npairs; ++r) acc[2 * r] = (int32_t)(a[r] - (b[r] << 8)), acc[2 * r + 1] = (int32_t)b[r];
+  return pw;
+}
+#endif
+
 /* Two pairs (4 outputs) over nq groups of 4 inputs, from the pairs' starting
  * values init[0..3]; acc[0..3] gets the 4 outputs' sums. Returns the next
  * block's weights. */
@@ -428,19 +450,7 @@ TB_INLINE const uint32_t *tb_cm4_fcp_block(const uint32_t *px, const uint32_t *p
 #undef TB_CM4_FCP_GROUP
   return rw;
 #else
-  uint32_t a[2], b[2];
-  int32_t g, r;
-  for (r = 0; r < 2; ++r) a[r] = (uint32_t)init[2 * r] - x128, b[r] = (uint32_t)init[2 * r + 1];
-  for (g = 0; g < nq; ++g, px += 2, pw += 4) {
-    for (r = 0; r < 2; ++r) {
-      a[r] = (uint32_t)tb_smlad(pw[2 * r], px[0], (int32_t)a[r]);
-      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r]), px[0], (int32_t)b[r]);
-      a[r] = (uint32_t)tb_smlad(pw[2 * r + 1], px[1], (int32_t)a[r]);
-      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r + 1]), px[1], (int32_t)b[r]);
-    }
-  }
-  for (r = 0; r < 2; ++r) acc[2 * r] = (int32_t)(a[r] - (b[r] << 8)), acc[2 * r + 1] = (int32_t)b[r];
-  return pw;
+  return tb_cm4_fc_pairs_c(px, pw, nq, init, x128, acc, 2);
 #endif
 }
 
@@ -953,19 +963,7 @@ __attribute__((noinline)) static int32_t tb_cm4_fcf_tensor_full6(tb_cm4_fcf_fram
  * sums into acc; returns the next block's weights. */
 static const uint32_t *tb_cm4_fcf_block6(const uint32_t *px, const uint32_t *pw, int32_t nq,
                                          const int32_t *init, uint32_t x128, int32_t *acc) {
-  uint32_t a[3], b[3];
-  int32_t g, r;
-  for (r = 0; r < 3; ++r) a[r] = (uint32_t)init[2 * r] - x128, b[r] = (uint32_t)init[2 * r + 1];
-  for (g = 0; g < nq; ++g, px += 2, pw += 6) {
-    for (r = 0; r < 3; ++r) {
-      a[r] = (uint32_t)tb_smlad(pw[2 * r], px[0], (int32_t)a[r]);
-      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r]), px[0], (int32_t)b[r]);
-      a[r] = (uint32_t)tb_smlad(pw[2 * r + 1], px[1], (int32_t)a[r]);
-      b[r] = (uint32_t)tb_smlad(tb_sxtb16_ror8(pw[2 * r + 1]), px[1], (int32_t)b[r]);
-    }
-  }
-  for (r = 0; r < 3; ++r) acc[2 * r] = (int32_t)(a[r] - (b[r] << 8)), acc[2 * r + 1] = (int32_t)b[r];
-  return pw;
+  return tb_cm4_fc_pairs_c(px, pw, nq, init, x128, acc, 3);
 }
 
 /* tb_cm4_fcf_tensor_full6 in C (the host tests). */
