@@ -5,8 +5,9 @@ shortcuts) and pixel counts that are not whole blocks of 4 (KWS's 25x5 maps,
 VWW's 3x3 ones). The small-K kernels' block with each of its 4 input pixels
 found from its output row and column; the last 1-3 pixels through
 tb_cm4_conv2d_s8 with the same tables (cm4_prepare.prepare_conv). A layer whose
-requantization is not the fast form goes to tb_cm4_conv2d_s8 at run time. See
-docs/kernels.md (Cortex-M4, Convolution).
+requantization is not the fast form goes to tb_cm4_conv2d_s8 at run time. K 256
+(WIDE_DEPTHS) registers both entry points here. See docs/kernels.md (Cortex-M4,
+Convolution).
 """
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ from tinybuild.lower import Layer
 from .cm4_prepare import CONV_BLOCK, CONV_SMALLK_DEPTHS, prepare_conv
 
 HERE = Path(__file__).parent
+# K 256 (VWW's 3x3x256 -> 256 ran on tb_cm4_conv2d_s8, 1.14 cycles/MAC): its column
+# built by a loop and its steps shared by both requantization forms, 8 KB; beside the
+# smaller depths of cm4_prepare.CONV_SMALLK_DEPTHS, with their stride-1 entry point too.
+WIDE_DEPTHS = (256,)
 PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernels take no layer of these
 # A last partial block costs about 500-700 cycles more here than in tb_cm4_conv2d_s8 (its
 # copy and tb_cm4_conv2d_s8's set-up); each k-pair of a channel pair of a whole block saves
@@ -76,4 +81,6 @@ def any_kernel(depth: int) -> KernelImpl:
 
 
 def kernels() -> list[KernelImpl]:
-    return [any_kernel(d) for d in CONV_SMALLK_DEPTHS]
+    from .cm4_prepare import smallk_kernel
+    return [any_kernel(d) for d in CONV_SMALLK_DEPTHS + WIDE_DEPTHS] + \
+        [smallk_kernel(d) for d in WIDE_DEPTHS]

@@ -1,5 +1,5 @@
-/* CONV_2D 1x1, unpadded, with few input channels (in_c 8, 16, 32, 64 or 128:
- * VWW's 48x48x8 -> 16 ... 6x6x128 -> 128, KWS's 25x5x64, ResNet-8's stride-2
+/* CONV_2D 1x1, unpadded, with few input channels (in_c 8, 16, 32, 64, 128 or 256:
+ * VWW's 48x48x8 -> 16 ... 3x3x256 -> 256, KWS's 25x5x64, ResNet-8's stride-2
  * shortcuts), for Cortex-M4 (DSP extension).
  *
  * Bit-exact with tb_conv2d_s8 (tflite::reference_integer_ops::ConvPerChannel).
@@ -140,6 +140,24 @@
   TB_CM4_SK_STEP(56) TB_CM4_SK_STEP(57) TB_CM4_SK_STEP(58) TB_CM4_SK_STEP(59)                 \
   TB_CM4_SK_STEP(60) TB_CM4_SK_STEP(61) TB_CM4_SK_STEP(62) TB_CM4_SK_STEP(63)
 #define TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_32 TB_CM4_SK_STEPS_32_63
+#define TB_CM4_SK_STEPS_64_127 \
+  TB_CM4_SK_STEP(64) TB_CM4_SK_STEP(65) TB_CM4_SK_STEP(66) TB_CM4_SK_STEP(67) \
+  TB_CM4_SK_STEP(68) TB_CM4_SK_STEP(69) TB_CM4_SK_STEP(70) TB_CM4_SK_STEP(71) \
+  TB_CM4_SK_STEP(72) TB_CM4_SK_STEP(73) TB_CM4_SK_STEP(74) TB_CM4_SK_STEP(75) \
+  TB_CM4_SK_STEP(76) TB_CM4_SK_STEP(77) TB_CM4_SK_STEP(78) TB_CM4_SK_STEP(79) \
+  TB_CM4_SK_STEP(80) TB_CM4_SK_STEP(81) TB_CM4_SK_STEP(82) TB_CM4_SK_STEP(83) \
+  TB_CM4_SK_STEP(84) TB_CM4_SK_STEP(85) TB_CM4_SK_STEP(86) TB_CM4_SK_STEP(87) \
+  TB_CM4_SK_STEP(88) TB_CM4_SK_STEP(89) TB_CM4_SK_STEP(90) TB_CM4_SK_STEP(91) \
+  TB_CM4_SK_STEP(92) TB_CM4_SK_STEP(93) TB_CM4_SK_STEP(94) TB_CM4_SK_STEP(95) \
+  TB_CM4_SK_STEP(96) TB_CM4_SK_STEP(97) TB_CM4_SK_STEP(98) TB_CM4_SK_STEP(99) \
+  TB_CM4_SK_STEP(100) TB_CM4_SK_STEP(101) TB_CM4_SK_STEP(102) TB_CM4_SK_STEP(103) \
+  TB_CM4_SK_STEP(104) TB_CM4_SK_STEP(105) TB_CM4_SK_STEP(106) TB_CM4_SK_STEP(107) \
+  TB_CM4_SK_STEP(108) TB_CM4_SK_STEP(109) TB_CM4_SK_STEP(110) TB_CM4_SK_STEP(111) \
+  TB_CM4_SK_STEP(112) TB_CM4_SK_STEP(113) TB_CM4_SK_STEP(114) TB_CM4_SK_STEP(115) \
+  TB_CM4_SK_STEP(116) TB_CM4_SK_STEP(117) TB_CM4_SK_STEP(118) TB_CM4_SK_STEP(119) \
+  TB_CM4_SK_STEP(120) TB_CM4_SK_STEP(121) TB_CM4_SK_STEP(122) TB_CM4_SK_STEP(123) \
+  TB_CM4_SK_STEP(124) TB_CM4_SK_STEP(125) TB_CM4_SK_STEP(126) TB_CM4_SK_STEP(127)
+#define TB_CM4_SK_STEPS_128 TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_64_127
 
 /* requantize one sum in place: x0 = M, x1 = B, x2 = e, x3 = 2*bias; the sum
  * becomes t = 2*(sum + bias) with one ADD. With the sign term, w (free after
@@ -167,6 +185,26 @@
   "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
   "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
+
+/* After a channel pair: the frame's o, stride, 3 * stride and end of the
+ * records (8 * DEPTH bytes above sp), each pixel's two outputs with one STRH,
+ * o advanced, the next pair unless the records end. */
+#define TB_CM4_SK_STORE(DEPTH)                                                               \
+        "ldr %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "ldr %[x1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
+        "ldr %[x2], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
+        "ldr %[x3], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
+        "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
+        "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
+        "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
+        "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
+        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
+        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
+        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
+        "strh %[a0], [%[x0]], #2\n\t"                                                        \
+        "str %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "cmp %[pw], %[x3]\n\t"                                                               \
+        "bne 1b\n\t"
 
 /* One block of 4 pixels (input pixels q0..q3, output o), every channel pair:
  * per pair the NP k-pairs, the record's 8 requantization words with two LDMs,
@@ -203,21 +241,7 @@
         RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
         "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
         RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
-        "ldr %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "ldr %[x1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
-        "ldr %[x2], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
-        "ldr %[x3], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
-        "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
-        "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
-        "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
-        "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
-        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
-        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
-        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
-        "strh %[a0], [%[x0]], #2\n\t"                                                        \
-        "str %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "cmp %[pw], %[x3]\n\t"                                                               \
-        "bne 1b\n\t"                                                                         \
+        TB_CM4_SK_STORE(DEPTH)                                                               \
         "add sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),       \
           [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),      \
@@ -237,6 +261,82 @@ TB_CM4_SK_DEPTH(32, 16, TB_CM4_SK_STEPS_16)
 TB_CM4_SK_DEPTH(64, 32, TB_CM4_SK_STEPS_32)
 TB_CM4_SK_DEPTH(128, 64, TB_CM4_SK_STEPS_64)
 
+/* K 256 (VWW's 3x3x256 -> 256): the same pair loop, its 128 steps once for both
+ * requantization forms (a test of the frame's sign word per pair, 4 cycles in
+ * about 2,000) and the column built by a loop, group by group from the last,
+ * each group's 8 words with one PUSH (26 cycles per group, 21 unrolled: 1% of a
+ * block), 7 KB instead of 2 x 11. Frame above the 2 KB column: o, stride,
+ * 3 * stride, end of the records, sign, the records' start (the loop's index
+ * borrows its register). */
+TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8_t *q2,
+                                  const int8_t *q3, uint32_t off2, int8_t *o, int32_t stride,
+                                  const uint32_t *rec, const uint32_t *rec_end, int sign) {
+  register uint32_t a0 __asm__("r0") = (uint32_t)o, a1 __asm__("r1") = (uint32_t)stride,
+      a2 __asm__("r2") = (uint32_t)rec_end, a3 __asm__("r3") = (uint32_t)sign;
+  register uint32_t b0 __asm__("r4"), b1 __asm__("r5"), b2 __asm__("r6"), b3 __asm__("r7");
+  register uint32_t x0 __asm__("r8") = (uint32_t)q0, x1 __asm__("r9") = (uint32_t)q1,
+      x2 __asm__("r10") = (uint32_t)q2, x3 __asm__("r11") = (uint32_t)q3;
+  register uint32_t w __asm__("r12") = off2;
+  register const uint32_t *pw __asm__("lr") = rec;
+  __asm__ volatile(
+      "sub sp, sp, #24\n\t"
+      "str %[a0], [sp]\n\t"
+      "str %[a1], [sp, #4]\n\t"
+      "add %[a1], %[a1], %[a1], lsl #1\n\t"
+      "str %[a1], [sp, #8]\n\t"
+      "str %[a2], [sp, #12]\n\t"
+      "str %[a3], [sp, #16]\n\t"
+      "str %[pw], [sp, #20]\n\t"
+      "mov %[pw], #(256-4)\n\t"
+      "2:\n\t"
+      "ldr %[b0], [%[x0], %[pw]]\n\t"
+      "ldr %[b1], [%[x1], %[pw]]\n\t"
+      "ldr %[b2], [%[x2], %[pw]]\n\t"
+      "ldr %[b3], [%[x3], %[pw]]\n\t"
+      "sxtab16 %[a0], %[w], %[b0]\n\t"
+      "sxtab16 %[a1], %[w], %[b1]\n\t"
+      "sxtab16 %[a2], %[w], %[b2]\n\t"
+      "sxtab16 %[a3], %[w], %[b3]\n\t"
+      "sxtab16 %[b0], %[w], %[b0], ror #8\n\t"
+      "sxtab16 %[b1], %[w], %[b1], ror #8\n\t"
+      "sxtab16 %[b2], %[w], %[b2], ror #8\n\t"
+      "sxtab16 %[b3], %[w], %[b3], ror #8\n\t"
+      "push {%[a0], %[a1], %[a2], %[a3], %[b0], %[b1], %[b2], %[b3]}\n\t"
+      "subs %[pw], %[pw], #4\n\t"
+      "bpl 2b\n\t"
+      "ldr %[pw], [sp, #(8*256+20)]\n\t"
+      "1:\n\t"
+      TB_CM4_SK_FIRST
+      TB_CM4_SK_STEPS_128
+      "add %[pw], %[pw], #(4*128)\n\t"
+      "ldr %[w], [sp, #(8*256+16)]\n\t"
+      "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+      "sub %[b0], %[b0], %[a0]\n\t"
+      "sub %[b1], %[b1], %[a1]\n\t"
+      "sub %[b2], %[b2], %[a2]\n\t"
+      "sub %[b3], %[b3], %[a3]\n\t"
+      "cmp %[w], #0\n\t"
+      "bne 3f\n\t"
+      TB_CM4_SK_RQ(a0) TB_CM4_SK_RQ(a1) TB_CM4_SK_RQ(a2) TB_CM4_SK_RQ(a3)
+      "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+      TB_CM4_SK_RQB(b0) TB_CM4_SK_RQB(b1) TB_CM4_SK_RQB(b2) TB_CM4_SK_RQB(b3)
+      TB_CM4_SK_STORE(256)
+      "b 4f\n\t"
+      "3:\n\t"
+      TB_CM4_SK_RQ_SIGN(a0) TB_CM4_SK_RQ_SIGN(a1) TB_CM4_SK_RQ_SIGN(a2) TB_CM4_SK_RQ_SIGN(a3)
+      "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+      TB_CM4_SK_RQB_SIGN(b0) TB_CM4_SK_RQB_SIGN(b1) TB_CM4_SK_RQB_SIGN(b2)
+      TB_CM4_SK_RQB_SIGN(b3)
+      TB_CM4_SK_STORE(256)
+      "4:\n\t"
+      "add sp, sp, #(8*256+24)\n\t"
+      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "=&r"(b0),
+        [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),
+        [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w), [pw] "+r"(pw)
+      :
+      : "cc", "memory");
+}
+
 /* One block for a depth (constants once inlined). */
 TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t off2, int8_t *o,
                                int32_t out_c, const uint32_t *rec, const uint32_t *rec_end,
@@ -253,6 +353,8 @@ TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t 
   TB_CM4_SK_CALL(64)
   TB_CM4_SK_CALL(128)
 #undef TB_CM4_SK_CALL
+  if (depth == 256)
+    tb_cm4_sk_block256(q[0], q[1], q[2], q[3], off2, o, out_c, rec, rec_end, sign);
 }
 #else
 /* Portable C: the same column, sums and requantization (with the sign term,
@@ -261,7 +363,7 @@ TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t 
                                int32_t out_c, const uint32_t *rec, const uint32_t *rec_end,
                                int32_t depth, int sign) {
   const int32_t npairs = depth >> 1;
-  uint32_t col[2 * 128];
+  uint32_t col[2 * 256];
   int32_t c, j, g;
   (void)rec_end;
   (void)sign;
@@ -313,7 +415,7 @@ TB_INLINE void tb_cm4_sk_pixels(const tb_conv_params *p, const int8_t *input, in
 static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                            const int32_t *rq, int8_t *output, void *scratch, int32_t first,
                            int32_t depth) {
-  int8_t rest[(TB_CM4_SK_BLOCK - 1) * 128];
+  int8_t rest[(TB_CM4_SK_BLOCK - 1) * 256];
   const int32_t n = p->out_h * p->out_w - first;
   tb_conv_params row = *p;
   int32_t j;
@@ -392,3 +494,4 @@ TB_CM4_SK_ENTRY(16)
 TB_CM4_SK_ENTRY(32)
 TB_CM4_SK_ENTRY(64)
 TB_CM4_SK_ENTRY(128)
+TB_CM4_SK_ENTRY(256)
