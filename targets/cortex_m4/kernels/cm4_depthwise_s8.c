@@ -28,9 +28,11 @@
  * wide (the build transposed the filter): fewer pad columns computed for
  * nothing. Requantization is the fast exact form (tb_rq) or the reference's.
  *
- * Arguments: params, input, filter (int16 per output channel: 12 values
- * W01,W12 / W01,W2x per row for the 3x3 paths, else k_h*k_w rounded up to
- * even), rq (header {flags, plane width (stride 1: the pitch) | rows per
+ * Arguments: params, input, filter (int16 per output channel: for the 3x3
+ * paths 12 values W01,W12 / W01,W2x per row, then the bias as one word; the
+ * sweeps start the sums there, so the stores add no bias; with the fast
+ * full-range form weights and bias doubled, so the sums are the form's 2 * acc;
+ * else k_h*k_w rounded up to even), rq (header {flags, plane width (stride 1: the pitch) | rows per
  * sweep (stride 1: per store) << 16, plane height | rows of the even half << 16,
  * path | planes << 8 | transposed << 16}, then per output channel {bias', M,
  * B, e} or {bias', M, shift, 0}), output, scratch (the planes, then the int32
@@ -50,6 +52,10 @@
 #define TB_CM4_DW_GENERAL 0
 #define TB_CM4_DW_3X3S1 1
 #define TB_CM4_DW_3X3S2 2
+/* int16 per output channel in the 3x3 paths' filter: W01, W12 (stride 2: W01,
+ * W2x) of each row, then the bias word the sums start from
+ * (cm4_prepare.DW_3X3_RECORD) */
+#define TB_CM4_DW_3X3_RECORD 14
 
 static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
                                 const tb_conv_params *p) {
@@ -78,10 +84,11 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
 
 /* One step of the stride-1 sweeps: the word pair (A, B) = (q[x], q[x+1]),
  * (q[x+2], q[x+3]) of one plane row times the filter row (W01, W12) into the
- * sums of outputs x (S0) and x + 1 (S1); FIRST starts the sums. */
-#define TB_CM4_DW_ROW_FIRST(S0, S1, W01, W12)                                                  \
-  "smuad  " S0 ", %[ta], " W01 "\n\t"                                                          \
-  "smultb " S1 ", %[ta], " W01 "\n\t"                                                          \
+ * sums of outputs x (S0) and x + 1 (S1); FIRST starts the sums at the bias,
+ * which register BIAS holds (it may be S0: S1 is started first). */
+#define TB_CM4_DW_ROW_FIRST(S0, S1, W01, W12, BIAS)                                            \
+  "smlatb " S1 ", %[ta], " W01 ", " BIAS "\n\t"                                                \
+  "smlad  " S0 ", %[ta], " W01 ", " BIAS "\n\t"                                                \
   "smlabt " S0 ", %[tb], " W12 ", " S0 "\n\t"                                                  \
   "smlad  " S1 ", %[tb], " W12 ", " S1 "\n\t"
 #define TB_CM4_DW_ROW_NEXT(S0, S1, W01, W12)                                                   \
@@ -93,14 +100,21 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   "ldr.w  %[ta], [%[q], #(" #ROW " * 128 + 4 * \\k)]\n\t"                                       \
   "ldr.w  %[tb], [%[q], #(" #ROW " * 128 + 4 * \\k + 4)]\n\t"
 
+/* The sums start at the channel's bias (its filter record's last word: 2 *
+ * bias' with the doubled weights of the fast full-range form), loaded into s2
+ * beside the first row's words (one more pipelined LDR, 1 cycle per step): the
+ * store then takes the sums as they are, without an ADD per output. */
+#define TB_CM4_DW_LOAD_BIAS "ldr.w  %[s2], %[bias]\n\t"
+
 /* One step of the two-row stride-1 sweep (inside an assembler macro with
- * argument k, the step's column pair): 8 LDR, 24 MACs, 4 STR, 144 bytes. */
+ * argument k, the step's column pair): 9 LDR, 24 MACs, 4 STR, 148 bytes. */
 #define TB_CM4_DW_ROWS2_STEP                                                                   \
   TB_CM4_DW_LOAD(0)                                                                            \
-  TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]")                                  \
+  TB_CM4_DW_LOAD_BIAS                                                                          \
+  TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]", "%[s2]")                         \
   TB_CM4_DW_LOAD(1)                                                                            \
   TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")                                   \
-  TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]")                                  \
+  TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]", "%[s2]")                         \
   TB_CM4_DW_LOAD(2)                                                                            \
   TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01c]", "%[w12c]")                                   \
   TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01b]", "%[w12b]")                                   \
@@ -118,16 +132,18 @@ typedef struct {
   int32_t pairs, odd;            /* row pairs left, and 1 if an odd last row follows */
   int32_t q_next, acc_next;      /* bytes from where a sweep ends to where the next one starts */
   uint32_t entry2, entry1;       /* where the first pass of a 2-row / 1-row sweep enters */
+  int32_t bias;                  /* where the sums start (the filter record's last word) */
 } tb_cm4_dw_s1_state;
 
 /* 3x3 stride 1, `rows` output rows from plane row q (column 0), n >= 1 column
- * pairs per row: sums of output row j into acc[j * TB_CM4_DW_PITCH ..]. Two
- * rows at a time, sharing the middle two of the four plane rows they read, so
- * a step loads 8 words for 4 outputs (8 LDR, 24 MACs, 4 STR: 40 cycles); an odd
- * last row alone (6 LDR, 12 MACs, 2 STR: 23 cycles for 2). One call for all
- * the rows: between row sweeps the loop state lives in memory. Each row sweep
- * enters its unrolled body so that the first pass does n mod 7 steps; weights
- * in registers (w: W01, W12 of the filter rows). */
+ * pairs per row: sums of output row j (from the bias on) into
+ * acc[j * TB_CM4_DW_PITCH ..]. Two rows at a time, sharing the middle two of
+ * the four plane rows they read, so a step loads 8 words and the bias for 4
+ * outputs (9 LDR, 24 MACs, 4 STR: 41 cycles); an odd last row alone (7 LDR,
+ * 12 MACs, 2 STR: 24 cycles for 2). One call for all the rows: between row
+ * sweeps the loop state lives in memory. Each row sweep enters its unrolled
+ * body so that the first pass does n mod 7 steps; weights in registers (w:
+ * W01, W12 of the filter rows, then the bias word). */
 static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_t n, int32_t rows,
                                                         const int16_t *w, int32_t *acc) {
 #ifdef TB_CM4_DSP
@@ -139,13 +155,15 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
   st.pairs = rows >> 1, st.odd = rows & 1;
   st.q_next = 2 * 2 * TB_CM4_DW_PITCH - (st.passes_init - 1) * 4 * TB_CM4_DW_S1_STEPS;
   st.acc_next = 2 * 4 * TB_CM4_DW_PITCH - (st.passes_init - 1) * 8 * TB_CM4_DW_S1_STEPS;
+  st.bias = (int32_t)tb_ld32(w + 12);
   __asm__ volatile(
       ".macro tb_dw3s1_rows2_step k\n\t"
       TB_CM4_DW_ROWS2_STEP
       ".endm\n\t"
       ".macro tb_dw3s1_row_step k\n\t"
       TB_CM4_DW_LOAD(0)
-      TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]")
+      TB_CM4_DW_LOAD_BIAS
+      TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]", "%[s2]")
       TB_CM4_DW_LOAD(1)
       TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")
       TB_CM4_DW_LOAD(2)
@@ -153,15 +171,17 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       "str.w  %[s0], [%[accp], #(8 * \\k)]\n\t"
       "str.w  %[s1], [%[accp], #(8 * \\k + 4)]\n\t"
       ".endm\n\t"
-      /* entries: step e of each body (144 and 80 bytes per step) */
-      "add    %[s1], %[s0], %[s0], lsl #3\n\t"
+      /* entries: step e of each body (148 = 4 * 37 and 84 = 4 * 21 bytes per step) */
+      "add    %[s1], %[s0], %[s0], lsl #2\n\t"
+      "add    %[s1], %[s1], %[s0], lsl #5\n\t"
       "adr.w  %[s2], 1f\n\t"
-      "add    %[s2], %[s2], %[s1], lsl #4\n\t"
+      "add    %[s2], %[s2], %[s1], lsl #2\n\t"
       "orr    %[s2], %[s2], #1\n\t"
       "str    %[s2], %[entry2]\n\t"
       "add    %[s1], %[s0], %[s0], lsl #2\n\t"
+      "add    %[s1], %[s1], %[s0], lsl #4\n\t"
       "adr.w  %[s3], 2f\n\t"
-      "add    %[s3], %[s3], %[s1], lsl #4\n\t"
+      "add    %[s3], %[s3], %[s1], lsl #2\n\t"
       "orr    %[s3], %[s3], #1\n\t"
       "str    %[s3], %[entry1]\n\t"
       "ldr    %[s1], %[pairs]\n\t"
@@ -174,6 +194,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       ".irp k, 0,1,2,3,4,5,6\n\t"            /* TB_CM4_DW_S1_STEPS */
       "tb_dw3s1_rows2_step \\k\n\t"
       ".endr\n\t"
+      ".if (. - 1b) - 148 * 7\n\t"
+      ".error \"tb_cm4_dw3s1_rows: a two-row step is not 148 bytes\"\n\t"
+      ".endif\n\t"
       "ldr    %[ta], %[passes]\n\t"
       "subs   %[ta], %[ta], #1\n\t"
       "beq    3f\n\t"
@@ -204,6 +227,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       ".irp k, 0,1,2,3,4,5,6\n\t"            /* TB_CM4_DW_S1_STEPS */
       "tb_dw3s1_row_step \\k\n\t"
       ".endr\n\t"
+      ".if (. - 2b) - 84 * 7\n\t"
+      ".error \"tb_cm4_dw3s1_rows: a one-row step is not 84 bytes\"\n\t"
+      ".endif\n\t"
       ".purgem tb_dw3s1_rows2_step\n\t"
       ".purgem tb_dw3s1_row_step\n\t"
       "ldr    %[ta], %[passes]\n\t"
@@ -219,13 +245,14 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
         [pairs] "+m"(st.pairs), [entry1] "=m"(st.entry1), [entry2] "=m"(st.entry2)
       : [w01a] "r"(tb_ld32(w)), [w12a] "r"(tb_ld32(w + 2)), [w01b] "r"(tb_ld32(w + 4)), [w12b] "r"(tb_ld32(w + 6)),
         [w01c] "r"(tb_ld32(w + 8)), [w12c] "r"(tb_ld32(w + 10)), [passes_init] "m"(st.passes_init),
-        [odd] "m"(st.odd), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next)
+        [odd] "m"(st.odd), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next),
+        [bias] "m"(st.bias)
       : "cc", "memory");
 #else
   int32_t j, k, r;
   for (j = 0; j < rows; ++j, q += TB_CM4_DW_PITCH, acc += TB_CM4_DW_PITCH) {
     for (k = 0; k < n; ++k) {
-      int32_t s0 = 0, s1 = 0;
+      int32_t s0 = (int32_t)tb_ld32(w + 12), s1 = s0;
       for (r = 0; r < 3; ++r) {
         const uint32_t a = tb_ld32(q + r * TB_CM4_DW_PITCH + 2 * k);
         const uint32_t b = tb_ld32(q + r * TB_CM4_DW_PITCH + 2 * k + 2);
@@ -252,6 +279,7 @@ typedef struct {
   int32_t q_chan, acc_chan;      /* bytes from one channel's plane columns / sums to the next */
   int32_t q_next, acc_next;      /* from past the batch's last channel to the next row pair */
   uint32_t entry;                /* where a channel's steps enter the unrolled body */
+  int32_t bias;                  /* the channel's bias word (where its sums start) */
 } tb_cm4_dw_batch_state;
 
 /* 3x3 stride 1 on small maps, `batch` channels side by side in one plane
@@ -260,9 +288,9 @@ typedef struct {
  * channel row. Why: on a 6x6 map a channel has 9 two-row steps, and the per-channel
  * sweep call, its set-up and its per-row-pair bookkeeping cost about as much
  * as the steps; here one call sweeps the batch, and per channel and row pair
- * only its 6 weight words are loaded (from the filter: 12 int16 per channel,
- * W01, W12 of each row) before its steps. The steps are those of
- * tb_cm4_dw3s1_rows. */
+ * only its 6 weight words and its bias are loaded (from the filter: 14 int16
+ * per channel, W01, W12 of each row, then the bias word) before its steps. The
+ * steps are those of tb_cm4_dw3s1_rows. */
 static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32_t n,
                                                          int32_t rows, int32_t batch, int32_t cw,
                                                          const int16_t *filter, int32_t *acc) {
@@ -282,16 +310,17 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       ".macro tb_dw3s1_batch_step k\n\t"
       TB_CM4_DW_ROWS2_STEP
       ".endm\n\t"
-      /* entry: step e of the body (144 bytes per step) */
-      "add    %[s1], %[s0], %[s0], lsl #3\n\t"
+      /* entry: step e of the body (148 = 4 * 37 bytes per step) */
+      "add    %[s1], %[s0], %[s0], lsl #2\n\t"
+      "add    %[s1], %[s1], %[s0], lsl #5\n\t"
       "adr.w  %[s2], 1f\n\t"
-      "add    %[s2], %[s2], %[s1], lsl #4\n\t"
+      "add    %[s2], %[s2], %[s1], lsl #2\n\t"
       "orr    %[s2], %[s2], #1\n\t"
       "str    %[s2], %[entry]\n"
       "0:\n\t"                      /* a row pair: every channel of the batch */
       "ldr    %[ta], %[batch]\n\t"
       "str    %[ta], %[left]\n"
-      "5:\n\t"                      /* a channel: its weights, then its n steps */
+      "5:\n\t"                      /* a channel: its weights and bias, then its n steps */
       "ldr    %[ta], %[wp]\n\t"
       "ldr    %[w01a], [%[ta]]\n\t"
       "ldr    %[w12a], [%[ta], #4]\n\t"
@@ -299,7 +328,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       "ldr    %[w12b], [%[ta], #12]\n\t"
       "ldr    %[w01c], [%[ta], #16]\n\t"
       "ldr    %[w12c], [%[ta], #20]\n\t"
-      "adds   %[ta], %[ta], #24\n\t"
+      "ldr    %[tb], [%[ta], #24]\n\t"
+      "adds   %[ta], %[ta], #28\n\t"
+      "str    %[tb], %[bias]\n\t"
       "str    %[ta], %[wp]\n\t"
       "ldr    %[ta], %[entry]\n\t"
       "bx     %[ta]\n\t"
@@ -308,6 +339,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       ".irp k, 0,1,2,3,4,5\n\t"            /* TB_CM4_DW_BATCH_STEPS */
       "tb_dw3s1_batch_step \\k\n\t"
       ".endr\n\t"
+      ".if (. - 1b) - 148 * 6\n\t"
+      ".error \"tb_cm4_dw3s1_batch: a step is not 148 bytes\"\n\t"
+      ".endif\n\t"
       ".purgem tb_dw3s1_batch_step\n\t"
       "ldr    %[ta], %[q_chan]\n\t"
       "ldr    %[tb], %[acc_chan]\n\t"
@@ -330,14 +364,15 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       : [s0] "+r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
         [tb] "=&r"(tb), [q] "+r"(qp), [accp] "+r"(accp), [w01a] "=&r"(w01a), [w12a] "=&r"(w12a),
         [w01b] "=&r"(w01b), [w12b] "=&r"(w12b), [w01c] "=&r"(w01c), [w12c] "=&r"(w12c),
-        [wp] "+m"(st.w), [left] "=m"(st.left), [pairs] "+m"(st.pairs), [entry] "=m"(st.entry)
+        [wp] "+m"(st.w), [left] "=m"(st.left), [pairs] "+m"(st.pairs), [entry] "=m"(st.entry),
+        [bias] "=m"(st.bias)
       : [batch] "m"(st.batch), [w_first] "m"(st.w_first), [q_chan] "m"(st.q_chan),
         [acc_chan] "m"(st.acc_chan), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next)
       : "cc", "memory");
 #else
   int32_t k;
   for (k = 0; k < batch; ++k) {
-    tb_cm4_dw3s1_rows(q + k * cw, n, rows, filter + 12 * k, acc + k * cw);
+    tb_cm4_dw3s1_rows(q + k * cw, n, rows, filter + TB_CM4_DW_3X3_RECORD * k, acc + k * cw);
   }
 #endif
 }
@@ -347,11 +382,12 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
  * of the rows. Two slots per step: slot x reads the words (q[2x], q[2x+1]),
  * (q[2x+2], q[2x+3]) of each row, slot x + 1 the second of them and the next,
  * so a step loads 3 words per row for 2 outputs (9 LDR, 12 MACs, 2 STR: 26
- * cycles, where one slot at a time took 16 per output). The rows' w2 live in
+ * cycles, where one slot at a time took 16 per output; the sums start at the
+ * bias, loaded beside the first row's words: 27 cycles). The rows' w2 live in
  * two registers (w2 of the first two rows as the halves of one, SMLABB /
- * SMLABT), so the step has the third word's register. Steps of 92 bytes, the
+ * SMLABT), so the step has the third word's register. Steps of 96 bytes, the
  * body entered so that its first pass does n / 2 mod 8 steps; an odd n ends
- * with one single-slot step (52 bytes). */
+ * with one single-slot step (56 bytes). */
 static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32_t off1,
                                                          int32_t off2, int32_t n,
                                                          const int16_t *w, int32_t *acc) {
@@ -361,8 +397,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
   uint32_t p0 = (uint32_t)q - 8u * (uint32_t)e;
   uint32_t p1 = p0 + (uint32_t)off1, p2 = p0 + (uint32_t)off2;
   uint32_t accp = (uint32_t)(acc - 2 * e);
-  uint32_t s0 = (uint32_t)e * 92u, s1, ta, tb, tc;
+  uint32_t s0 = (uint32_t)e * 96u, s1, ta, tb, tc;
   int32_t passes = (pairs + e) / (TB_CM4_DW_STEPS / 2), odd = n & 1;
+  const int32_t bias = (int32_t)tb_ld32(w + 12);
   if (!pairs) {                 /* a single slot: the tail step at the body's end */
     p0 -= 4 * TB_CM4_DW_STEPS, p1 -= 4 * TB_CM4_DW_STEPS, p2 -= 4 * TB_CM4_DW_STEPS;
     accp -= 4 * TB_CM4_DW_STEPS;
@@ -373,8 +410,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "ldr.w  %[tb], [\\p, #(8*\\k+4)]\n\t"
       "ldr.w  %[tc], [\\p, #(8*\\k+8)]\n\t"
       ".if \\first\n\t"
-      "smuad  %[s0], %[ta], \\wa\n\t"
-      "smuad  %[s1], %[tb], \\wa\n\t"
+      "ldr.w  %[s1], %[bias_m]\n\t"
+      "smlad  %[s0], %[ta], \\wa, %[s1]\n\t"
+      "smlad  %[s1], %[tb], \\wa, %[s1]\n\t"
       ".else\n\t"
       "smlad  %[s0], %[ta], \\wa, %[s0]\n\t"
       "smlad  %[s1], %[tb], \\wa, %[s1]\n\t"
@@ -401,6 +439,9 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       ".irp k, 0,1,2,3,4,5,6,7\n\t"   /* TB_CM4_DW_STEPS / 2 */
       "tb_dw3s2_step2 \\k\n\t"
       ".endr\n\t"
+      ".if (. - 1b) - 96 * 8\n\t"
+      ".error \"tb_cm4_dw3s2_sweep: a step is not 96 bytes\"\n\t"
+      ".endif\n\t"
       ".purgem tb_dw3s2_step2\n\t"
       ".purgem tb_dw3s2_row2\n\t"
       "ldr    %[ta], %[pass_m]\n\t"
@@ -418,7 +459,8 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "beq    9f\n\t"
       "ldr.w  %[ta], [%[p0], #(4 * 16)]\n\t"
       "ldr.w  %[tb], [%[p0], #(4 * 16 + 4)]\n\t"
-      "smuad  %[s0], %[ta], %[w01a]\n\t"
+      "ldr.w  %[s1], %[bias_m]\n\t"
+      "smlad  %[s0], %[ta], %[w01a], %[s1]\n\t"
       "smlabb %[s0], %[tb], %[w2ab], %[s0]\n\t"
       "ldr.w  %[ta], [%[p1], #(4 * 16)]\n\t"
       "ldr.w  %[tb], [%[p1], #(4 * 16 + 4)]\n\t"
@@ -432,7 +474,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "9:\n\t"
       : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb), [tc] "=&r"(tc),
         [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [accp] "+r"(accp), [pass_m] "+m"(passes)
-      : [odd_m] "m"(odd), [w01a] "r"(tb_ld32(w)),
+      : [odd_m] "m"(odd), [bias_m] "m"(bias), [w01a] "r"(tb_ld32(w)),
         [w2ab] "r"(tb_pkhbt16(tb_ld32(w + 2), tb_ld32(w + 6))), [w01b] "r"(tb_ld32(w + 4)),
         [w01c] "r"(tb_ld32(w + 8)), [w2c] "r"(tb_ld32(w + 10))
       : "cc", "memory");
@@ -441,7 +483,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
   const char *r0 = (const char *)q;
   const int32_t off[3] = {0, off1, off2};
   for (k = 0; k < n; ++k) {
-    int32_t s0 = 0, r;
+    int32_t s0 = (int32_t)tb_ld32(w + 12), r;
     for (r = 0; r < 3; ++r) {
       const uint32_t a = tb_ld32(r0 + off[r] + 4 * k);
       const uint32_t b = tb_ld32(r0 + off[r] + 4 * k + 4);
@@ -461,17 +503,16 @@ typedef struct {
 } tb_cm4_dw_tile;
 
 #ifdef TB_CM4_DSP
-/* Fast requantization of a full-range output: tb_rq with the bias and the
- * doubling in one ADD; without the sign term where the build proved it
- * changes nothing (TB_CM4_RQ_NO_SIGN). */
+/* Fast requantization of a full-range output: tb_rq on a sum that the sweep
+ * started at the bias with doubled weights (it is the form's 2 * acc);
+ * without the sign term where the build proved it changes nothing
+ * (TB_CM4_RQ_NO_SIGN). */
 #define TB_CM4_DW_RQ_SIGN(T)                             \
-  "add " T ", %[bias2], " T ", lsl #1\n\t"               \
   "add %[u], %[b], " T ", asr #31\n\t"                   \
   "smmlar " T ", " T ", %[m], %[u]\n\t"                  \
   "asr " T ", " T ", %[e]\n\t"                           \
   "ssat " T ", #8, " T "\n\t"
 #define TB_CM4_DW_RQ_NO_SIGN(T)                          \
-  "add " T ", %[bias2], " T ", lsl #1\n\t"               \
   "smmlar " T ", " T ", %[m], %[b]\n\t"                  \
   "asr " T ", " T ", %[e]\n\t"                           \
   "ssat " T ", #8, " T "\n\t"
@@ -482,7 +523,7 @@ typedef struct {
                                   bytes from past a row's last to the next row's first */
 } tb_cm4_dw_rows;
 
-/* Four sums: LDM, requantize, 4 STRB (27 cycles without the sign term). */
+/* Four sums: LDM, requantize, 4 STRB (23 cycles without the sign term). */
 #define TB_CM4_DW_STORE4(RQ1)                                                                  \
   "ldmia %[ap]!, {%[t0], %[t1], %[t2], %[t3]}\n\t"                                             \
   RQ1("%[t0]") RQ1("%[t1]") RQ1("%[t2]") RQ1("%[t3]")                                          \
@@ -494,7 +535,7 @@ typedef struct {
   "add %[o], %[o], %[step], lsl #1\n\t"
 
 /* The whole tile in one loop, rows counted in a register: per row, groups of
- * 8 sums (two LDM, 58 cycles without the sign term, 66 with), then 4, a pair
+ * 8 sums (two LDM, 50 cycles without the sign term, 58 with), then 4, a pair
  * (LDRD) and a single for the rest. */
 #define TB_CM4_DW_STORE_LOOP(RQ1)                                                              \
   "1:\n\t"                                                                                     \
@@ -541,7 +582,7 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
     __asm__ volatile(TB_CM4_DW_STORE_LOOP(TB_CM4_DW_RQ_NO_SIGN)
                      : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),
                        [cnt] "=&r"(cnt), [ap] "+r"(ap), [o] "+r"(out), [rows] "+r"(rows)
-                     : [bias2] "r"(r[0] * 2), [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]),
+                     : [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]),
                        [step] "r"(step), [cols] "m"(st->cols), [skip] "m"(st->skip),
                        [adjust] "m"(st->adjust)
                      : "cc", "memory");
@@ -550,7 +591,7 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
                      : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),
                        [u] "=&r"(u), [cnt] "=&r"(cnt), [ap] "+r"(ap), [o] "+r"(out),
                        [rows] "+r"(rows)
-                     : [bias2] "r"(r[0] * 2), [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]),
+                     : [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]),
                        [step] "r"(step), [cols] "m"(st->cols), [skip] "m"(st->skip),
                        [adjust] "m"(st->adjust)
                      : "cc", "memory");
@@ -563,7 +604,8 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
 /* Rows of at most 2 * units + 1 sums (units: 24 pair units in the form
  * without the sign term, VWW's and KWS's, 12 in the one with it): per row a
  * jump into an unrolled body of pair units (LDRD at an immediate offset, two
- * requantizations, two STRB), entered so that it does cols / 2 of them; the
+ * requantizations, two STRB: 12 cycles without the sign term, the sums
+ * carrying the bias), entered so that it does cols / 2 of them; the
  * row's end is 2 ADD, SUBS and a conditional jump back to the entry. No
  * per-row count and no tests for groups of 4, a pair or a single: 7 cycles a
  * row where the 8-sum loop spends 20-35 on them (its groups of 8 cost 7.25
@@ -576,18 +618,16 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
 #define TB_CM4_DW_PAIRS_SIGN 12     /* ... 25 */
 #define TB_CM4_DW_IRP_12 "0,1,2,3,4,5,6,7,8,9,10,11"
 #define TB_CM4_DW_IRP_24 TB_CM4_DW_IRP_12 ",12,13,14,15,16,17,18,19,20,21,22,23"
-#define TB_CM4_DW_PAIR_BYTES_NO_SIGN 48
-#define TB_CM4_DW_PAIR_BYTES_SIGN 56
+#define TB_CM4_DW_PAIR_BYTES_NO_SIGN 40
+#define TB_CM4_DW_PAIR_BYTES_SIGN 48
 #define TB_CM4_DW_STR_(x) #x
 #define TB_CM4_DW_STR(x) TB_CM4_DW_STR_(x)
 #define TB_CM4_DW_RQW_SIGN(T)                            \
-  "add.w " T ", %[bias2], " T ", lsl #1\n\t"             \
   "add.w %[u], %[b], " T ", asr #31\n\t"                 \
   "smmlar " T ", " T ", %[m], %[u]\n\t"                  \
   "asr.w " T ", " T ", %[e]\n\t"                         \
   "ssat " T ", #8, " T "\n\t"
 #define TB_CM4_DW_RQW_NO_SIGN(T)                         \
-  "add.w " T ", %[bias2], " T ", lsl #1\n\t"             \
   "smmlar " T ", " T ", %[m], %[b]\n\t"                  \
   "asr.w " T ", " T ", %[e]\n\t"                         \
   "ssat " T ", #8, " T "\n\t"
@@ -626,7 +666,7 @@ static void tb_cm4_dw_store_fast(const int32_t *acc, const tb_cm4_dw_rows *st, i
   "subs %[rows], %[rows], #1\n\t"                                                              \
   "bne 1b\n\t"
 #define TB_CM4_DW_PAIRS_IN                                                                     \
-  [bias2] "r"(r[0] * 2), [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]), [step] "r"(t->col_step), \
+  [b] "r"(r[2]), [m] "r"(r[1]), [e] "r"(r[3]), [step] "r"(t->col_step),                     \
   [row] "r"(row), [adjust] "r"(adjust)
 
 TB_INLINE void tb_cm4_dw_store_pairs(const int32_t *acc, const tb_cm4_dw_tile *t,
@@ -699,13 +739,13 @@ static __attribute__((noinline)) void tb_cm4_dw_store_rows(const int32_t *acc,
     (void)y, (void)i;
 #else
     for (y = 0; y < t->rows; ++y, acc += t->acc_row, o += t->row_step) {
-      /* tb_rq(acc + bias) with the doubling folded into one ADD; the sign
-       * term is left out where the build proved it changes nothing */
-      const int32_t bias2 = r[0] * 2, m = r[1], b = r[2], e = r[3];
+      /* tb_rq on the sums as they are (2 * acc: doubled weights and bias); the
+       * sign term is left out where the build proved it changes nothing */
+      const int32_t m = r[1], b = r[2], e = r[3];
       const int32_t sign = (flags & TB_CM4_RQ_NO_SIGN) ? 0 : -1;
       int8_t *oo = o;
       for (i = 0; i < t->cols; ++i, oo += t->col_step) {
-        const int32_t v = (int32_t)((uint32_t)bias2 + ((uint32_t)acc[i] << 1));
+        const int32_t v = acc[i];
         *oo = (int8_t)tb_ssat8(tb_asr(tb_smmlar(v, m, b + (tb_asr(v, 31) & sign)), e));
       }
     }
@@ -714,7 +754,7 @@ static __attribute__((noinline)) void tb_cm4_dw_store_rows(const int32_t *acc,
     for (y = 0; y < t->rows; ++y, acc += t->acc_row, o += t->row_step) {
       int8_t *oo = o;
       for (i = 0; i < t->cols; ++i, oo += t->col_step) {
-        *oo = (int8_t)tb_cm4_dw_finish(acc[i] + r[0], r, flags, p);
+        *oo = (int8_t)tb_cm4_dw_finish(acc[i], r, flags, p);   /* the sums carry the bias */
       }
     }
   }
@@ -823,6 +863,86 @@ static __attribute__((noinline)) void tb_cm4_dw_gather1_rows(const int8_t *src, 
 #endif
     }
     tb_cm4_dw_gather1_tail(s, rest, src_col, d);
+  }
+}
+
+/* Two pixels' channels c, c+1 (halfwords h0, h1) as two plane words: the
+ * word h0 | h1 << 16 holds c, c+1, c, c+1; SXTB16 takes bytes 0 and 2
+ * (channel c of both pixels), SXTB16 ROR 8 bytes 1 and 3 (channel c+1). */
+TB_INLINE uint32_t tb_cm4_dw_ld16(const int8_t *s) {
+  uint16_t h;
+  memcpy(&h, s, 2);
+  return h;
+}
+TB_INLINE void tb_cm4_dw_gather2_pair(const int8_t *s, int32_t src_col, int16_t *d,
+                                      int32_t plane) {
+  const uint32_t u = tb_cm4_dw_ld16(s) | (tb_cm4_dw_ld16(s + src_col) << 16);
+  tb_st32(d, tb_sxtb16(u));
+  tb_st32(d + plane, tb_sxtb16_ror8(u));
+}
+
+/* Channels c, c+1 (the plane path for layers whose 4 planes do not fit the
+ * scratch but 2 do: VWW's 48x48 maps): `rows` rows of n pixels (src_col
+ * bytes apart, rows src_row apart) into 2 planes `plane` values apart, rows
+ * d_row values apart (all rows start at positions of one parity). A row
+ * starting at an odd position copies that pixel alone first (every word
+ * store aligned); then per 8 pixels 8 pipelined LDRH, 4 ORR, 8 SXTB16, 8 STR
+ * (38 cycles for 16 values, where the one-channel copy takes 52); the rest
+ * 2 pixels, then 1, at a time. */
+static __attribute__((noinline)) void tb_cm4_dw_gather2_rows(const int8_t *src, int32_t rows,
+                                                             int32_t n, int32_t src_col,
+                                                             int32_t src_row, int16_t *d0,
+                                                             int32_t d_row, int32_t plane) {
+  const int32_t lead = n > 0 && ((uintptr_t)d0 & 2) ? 1 : 0;
+  const int32_t octs = (n - lead) >> 3, rest = (n - lead) & 7;
+  for (; rows > 0; --rows, src += src_row, d0 += d_row) {
+    const int8_t *s = src;
+    int16_t *d = d0;
+    int32_t k;
+    if (lead) d[0] = s[0], d[plane] = s[1], ++d, s += src_col;
+    if (octs) {
+#ifdef TB_CM4_DSP
+      uint32_t u0, u1, u2, u3, d1 = (uint32_t)(d + plane), cnt = (uint32_t)octs;
+      uint32_t dd = (uint32_t)d;
+      __asm__ volatile(
+          ".macro tb_dw_g2_quad off\n\t"
+          "ldrh   %[u0], [%[s]]\n\t"
+          "ldrh   %[u1], [%[s], %[st]]\n\t"
+          "ldrh   %[u2], [%[s], %[st2]]\n\t"
+          "ldrh   %[u3], [%[s], %[st3]]\n\t"
+          "add    %[s], %[s], %[st], lsl #2\n\t"
+          "orr    %[u0], %[u0], %[u1], lsl #16\n\t"
+          "orr    %[u2], %[u2], %[u3], lsl #16\n\t"
+          "sxtb16 %[u1], %[u0]\n\t"
+          "sxtb16 %[u0], %[u0], ror #8\n\t"
+          "sxtb16 %[u3], %[u2]\n\t"
+          "sxtb16 %[u2], %[u2], ror #8\n\t"
+          "str    %[u1], [%[d], #\\off]\n\t"
+          "str    %[u3], [%[d], #(\\off + 4)]\n\t"
+          "str    %[u0], [%[d1], #\\off]\n\t"
+          "str    %[u2], [%[d1], #(\\off + 4)]\n\t"
+          ".endm\n"
+          "1:\n\t"
+          "tb_dw_g2_quad 0\n\t"
+          "tb_dw_g2_quad 8\n\t"
+          ".purgem tb_dw_g2_quad\n\t"
+          "adds   %[d], %[d], #16\n\t"
+          "adds   %[d1], %[d1], #16\n\t"
+          "subs   %[cnt], %[cnt], #1\n\t"
+          "bne    1b\n\t"
+          : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [s] "+r"(s),
+            [d] "+r"(dd), [d1] "+r"(d1), [cnt] "+r"(cnt)
+          : [st] "r"(src_col), [st2] "r"(2 * src_col), [st3] "r"(3 * src_col)
+          : "cc", "memory");
+      d = (int16_t *)dd;
+#else
+      for (k = 0; k < 4 * octs; ++k, s += 2 * src_col, d += 2) {
+        tb_cm4_dw_gather2_pair(s, src_col, d, plane);
+      }
+#endif
+    }
+    for (k = 0; k < rest >> 1; ++k, s += 2 * src_col, d += 2) tb_cm4_dw_gather2_pair(s, src_col, d, plane);
+    if (rest & 1) d[0] = s[0], d[plane] = s[1];
   }
 }
 
@@ -1002,8 +1122,8 @@ static tb_cm4_dw_view tb_cm4_dw_orient(const tb_conv_params *p, int transposed) 
   return v;
 }
 
-/* Copy channel c (planes == 1) or channels c .. c+3 into the plane(s),
- * row by row; planes are plane_values apart. */
+/* Copy channel c (groups == 1) or channels c .. c + groups - 1 (2 or 4)
+ * into the plane(s), row by row; planes are plane_values apart. */
 static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, const tb_cm4_dw_view *v,
                                                        int16_t *planes, int32_t wp,
                                                        int32_t even_rows, int32_t groups,
@@ -1022,6 +1142,17 @@ static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, const 
                                tb_cm4_dw_row(planes, v->pt + y, wp, even_rows) + v->pl, wp,
                                plane_values);
       }
+    }
+    return;
+  }
+  if (groups == 2) {
+    /* two channels: all rows in one call; stride 2: the even plane rows, then the odd ones */
+    for (y = 0; y < (even_rows ? 2 : 1) && y < v->in_h; ++y) {
+      const int32_t step = even_rows ? 2 : 1;
+      tb_cm4_dw_gather2_rows(src + y * v->src_row, (v->in_h - y + step - 1) / step, v->in_w,
+                             v->src_col, step * v->src_row,
+                             tb_cm4_dw_row(planes, v->pt + y, wp, even_rows) + v->pl, wp,
+                             plane_values);
     }
     return;
   }
@@ -1079,7 +1210,7 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
     }
     for (y = 0; y < v->out_h; y += rows_per) {
       t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
-      tb_cm4_dw3s1_batch(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw, filter + 12 * ic,
+      tb_cm4_dw3s1_batch(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw, filter + TB_CM4_DW_3X3_RECORD * ic,
                          acc);
       for (k = 0; k < batch; ++k) {
         tb_cm4_dw_store(acc + k * cw, &t, rq + 4 + 4 * (ic + k), flags, p,
@@ -1150,13 +1281,14 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
   const int32_t flags = rq[0], wp = rq[1] & 0xFFFF, rows_per = rq[1] >> 16;
   const int32_t hp = rq[2] & 0xFFFF, even_rows = rq[2] >> 16;
   const int32_t path = rq[3] & 0xFF;
-  /* rq[3] bits 8..15: number of planes (1 or 4; 4 when in_c % 4 == 0 and they fit) */
+  /* rq[3] bits 8..15: number of planes (1, 2 or 4: channels copied at once where they fit) */
   const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
   const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
   /* rq[3] bits 24..31: channels side by side per stride-1 sweep (0: one channel per sweep) */
   const int32_t batch = (rq[3] >> 24) & 0xFF;
   const int32_t in_c = p->in_c, dm = p->depth_multiplier;
-  const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1) : 12;
+  const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1)
+                                                      : TB_CM4_DW_3X3_RECORD;
   const int32_t plane_words = (wp * hp + 1) >> 1;
   int16_t *planes = (int16_t *)scratch;
   int32_t *accbuf = (int32_t *)scratch + groups * plane_words;
@@ -1180,9 +1312,9 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
   }
   for (ic = 0; ic < in_c; ++ic) {
     int32_t m;
-    int16_t *plane = planes + (groups == 4 ? (ic & 3) * plane_words * 2 : 0);
-    /* copy channel ic (or channels ic .. ic+3) into the plane(s), row by row */
-    if (groups == 1 || (ic & 3) == 0) {
+    int16_t *plane = planes + (ic & (groups - 1)) * plane_words * 2;
+    /* copy channel ic (or channels ic .. ic + groups - 1) into the plane(s), row by row */
+    if ((ic & (groups - 1)) == 0) {
       tb_cm4_dw_gather(input + ic, &v, planes, wp, even_rows, groups, plane_words * 2);
     }
     for (m = 0; m < dm; ++m) {

@@ -409,6 +409,18 @@ DW_GROUP_BUDGET = 16384           # scratch for 4 channel planes at once, else o
                                   # stride 1: 13 KB, under the arena's peak; its 48x48 layers' 20-26 KB
                                   # would raise VWW's arena by 15 KB)
 DW_SUMS = 256                     # at most this many int32 sums per sweep
+
+
+def dw_groups(p: dict, batch: int, plane_bytes: int) -> int:
+    """Channels copied into their planes at once: 4 where 4 planes fit
+    DW_GROUP_BUDGET, else 2 where 2 do (VWW's 48x48 maps: 2.4 cycles per value
+    where one channel at a time takes 3.3), else 1."""
+    if p["depth_multiplier"] != 1 or batch:
+        return 1
+    for g in (4, 2):
+        if p["in_c"] % g == 0 and g * plane_bytes <= DW_GROUP_BUDGET:
+            return g
+    return 1
 DW_S1_ROWS = 6                    # 3x3 stride 1: output rows per store (sums rows of DW_PITCH)
 
 
@@ -473,6 +485,27 @@ def accepts_depthwise(layer: Layer) -> bool:
     return layer.op == "DEPTHWISE_CONV_2D"
 
 
+DW_3X3_RECORD = 14                # int16 per channel of the 3x3 paths' filter (TB_CM4_DW_3X3_RECORD)
+
+
+def dw_3x3_records(w: np.ndarray, bias_folded: np.ndarray, path: int, flags: int) -> np.ndarray:
+    """The 3x3 paths' filter, DW_3X3_RECORD int16 per channel: per row (w0, w1),
+    (w1, w2) (stride 1) or (w0, w1), (w2, 0) (stride 2), then the folded bias as
+    one word: the sweeps start each sum there, so the stores add no bias. With
+    the fast full-range form (the stores' assembly) weights and bias are
+    doubled: the sums are then the form's 2 * acc, exact mod 2^32 and within
+    int32 at the end (|2 * acc| < 2^31 is one of the form's conditions)."""
+    out_c = w.shape[2]
+    scale = 2 if flags & (RQ_FAST | RQ_FULLRANGE) == RQ_FAST | RQ_FULLRANGE else 1
+    pairs = (w[:, 0], w[:, 1], w[:, 1], w[:, 2]) if path == DW_3X3S1 else \
+        (w[:, 0], w[:, 1], w[:, 2], np.zeros_like(w[:, 0]))
+    taps = np.stack(pairs, axis=1).transpose(2, 0, 1).reshape(out_c, 12) * scale
+    bias = (scale * bias_folded.astype(np.int64)) & 0xFFFFFFFF
+    halves = np.stack([bias & 0xFFFF, bias >> 16], axis=1)
+    halves = np.where(halves >= 1 << 15, halves - (1 << 16), halves)
+    return np.concatenate([taps, halves], axis=1)
+
+
 def prepare_depthwise(layer: Layer) -> Layer:
     p = layer.params
     kh, kw, out_c = p["k_h"], p["k_w"], p["out_c"]
@@ -490,12 +523,8 @@ def prepare_depthwise(layer: Layer) -> Layer:
     constants = [int(b) if s == 0 else None for b, s in zip(bias, wsum)]
     flags, triples, notes = requant(_const(layer, "out_mul"), p["output_offset"], bounds,
                                     p["act_min"], p["act_max"], out_c, constants)
-    if path == DW_3X3S1:     # per row (w0, w1), (w1, w2)
-        taps = np.stack([w[:, 0], w[:, 1], w[:, 1], w[:, 2]], axis=1)        # (3, 4, C)
-        filt = taps.transpose(2, 0, 1).reshape(out_c, 12)
-    elif path == DW_3X3S2:   # per row (w0, w1), (w2, 0)
-        taps = np.stack([w[:, 0], w[:, 1], w[:, 2], np.zeros_like(w[:, 0])], axis=1)
-        filt = taps.transpose(2, 0, 1).reshape(out_c, 12)
+    if path in (DW_3X3S1, DW_3X3S2):
+        filt = dw_3x3_records(w, bias_folded, path, flags)
     else:
         n = (kh * kw + 1) // 2 * 2
         filt = np.zeros((out_c, n), np.int64)
@@ -510,8 +539,7 @@ def prepare_depthwise(layer: Layer) -> Layer:
     rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
     batch = dw_s1_batch(dw_oriented(p, transposed), path)
-    groups = 4 if p["in_c"] % 4 == 0 and p["depth_multiplier"] == 1 and not batch and \
-        4 * plane_bytes <= DW_GROUP_BUDGET else 1
+    groups = dw_groups(p, batch, plane_bytes)
     header = [flags, plane_w | (rows_per << 16), plane_h | (even_rows << 16),
               path | (groups << 8) | (int(transposed) << 16) | (batch << 24)]
     rq = np.concatenate([header,
