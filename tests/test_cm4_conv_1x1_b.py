@@ -78,7 +78,7 @@ def test_k256_accepts_its_shapes_only(kernels):
 
 cases = st.fixed_dictionaries({
     "in_h": st.integers(1, 5), "in_w": st.integers(1, 5),
-    "out_c": st.sampled_from([2, 4, 6]),
+    "out_c": st.sampled_from([2, 6, 8, 10]),
     "stride": st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 2)]),
     "per_channel": st.booleans(), "use_bias": st.booleans(),
     "weight_range": st.sampled_from([1, 127]), "in_scale": st.floats(1e-3, 1.0),
@@ -116,10 +116,10 @@ def extreme(rng, shape, stride, out_zp):
     """Weights +-127 (the largest raw-B sums 256 * |S| the build takes are
     beside them: the build must fall back to the split form where they wrap),
     inputs at -128/127, a dead channel with a bias near 2^30."""
-    layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=DEPTH, out_c=6, k_h=1,
+    layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=DEPTH, out_c=10, k_h=1,
                               k_w=1, stride=stride, padding="VALID", in_zp=-128, out_zp=out_zp,
                               weight_range=12)
-    wts = layer.consts[0].values.copy().reshape(6, DEPTH)
+    wts = layer.consts[0].values.copy().reshape(10, DEPTH)
     wts[0, ::2], wts[1, ::2], wts[2] = 60, -60, 0
     layer.consts[0].values = wts.reshape(-1)
     b = layer.consts[1].values.copy()
@@ -132,15 +132,16 @@ def extreme(rng, shape, stride, out_zp):
 @pytest.mark.slow
 def test_k256_in_the_simulator(tmp_path, kernels):
     """The assembly: both requantization forms (zero point -128 leaves the sign
-    term out, 9 keeps it), whole blocks, tails of 1-3 pixels, strides, out of
-    place and in place at every declared overlap, random and extreme sums."""
+    term out, 9 keeps it), whole blocks, tails of 1-3 pixels (10 channels: a
+    pass of 4 pairs and a last pair), strides, out of place and in place at
+    every declared overlap, random and extreme sums."""
     rng = np.random.default_rng(21)
     runs = []
     for kind, stride, shape in [("smallk", (1, 1), (2, 4)), ("any", (1, 1), (3, 3)),
                                 ("any", (1, 1), (5, 1)), ("any", (1, 1), (7, 1)),
                                 ("any", (2, 2), (4, 4)), ("any", (1, 2), (3, 5))]:
         for out_zp in (-128, 9):
-            layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=DEPTH, out_c=6,
+            layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=DEPTH, out_c=10,
                                       k_h=1, k_w=1, stride=stride, padding="VALID",
                                       in_zp=int(rng.integers(-128, 128)), out_zp=out_zp)
             x = rng.integers(-128, 128, size=shape[0] * shape[1] * DEPTH).astype(np.int8)

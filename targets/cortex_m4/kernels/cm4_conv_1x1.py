@@ -3,8 +3,8 @@ take (tb_cm4_conv2d_1x1_any_k<depth>_s8 in cm4_conv_1x1_smallk_s8.c): any
 stride (ResNet-8's 32x32x16 -> 16x16x32 and 16x16x32 -> 8x8x64 stride-2
 shortcuts) and pixel counts that are not whole blocks of 4 (KWS's 25x5 maps,
 VWW's 3x3 ones). The small-K kernels' block with each of its 4 input pixels
-found from its output row and column; the last 1-3 pixels through
-tb_cm4_conv2d_s8 with the same tables (cm4_prepare.prepare_conv). A layer whose
+found from its output row and column; the last 1-3 pixels one at a time, 4
+channel pairs per pass, with the same tables (cm4_prepare.prepare_conv). A layer whose
 requantization is not the fast form goes to tb_cm4_conv2d_s8 at run time. K 256
 (WIDE_DEPTHS) registers both entry points here. See docs/kernels.md (Cortex-M4,
 Convolution).

@@ -11,7 +11,7 @@
  * entry, no sweep test) and the column, which lives on the stack (see
  * TB_CM4_SK_BLOCK_FN): 15 cycles per 16 MACs instead of 16. Each of the
  * block's 4 pixels has its own pointer, so any stride works; a last block of
- * 1-3 pixels goes to tb_cm4_conv2d_s8 (tb_cm4_sk_tail). One entry point per
+ * 1-3 pixels runs pixel by pixel, 4 channel pairs per pass (tb_cm4_sk_tail). One entry point per
  * depth, tb_cm4_conv2d_1x1_any_k<D>_s8 (cm4_conv_1x1.py), and
  * tb_cm4_conv2d_1x1_k<D>_s8 (stride 1, whole blocks: cm4_prepare.smallk_kernel),
  * a jump to it: a build links only the depths it uses (1.7 KB for K 8 up to
@@ -408,26 +408,141 @@ TB_INLINE void tb_cm4_sk_pixels(const tb_conv_params *p, const int8_t *input, in
   }
 }
 
-/* The last npix % 4 pixels (from pixel first on) through tb_cm4_conv2d_s8 with
- * the same tables, as one row of 1-3 pixels: copied together first (a block
- * reads all its pixels before it writes: the overlap the build allowed), then
- * computed from the copy. */
-static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
-                           const int32_t *rq, int8_t *output, void *scratch, int32_t first,
-                           int32_t depth) {
+/* A last partial block: its 1-3 pixels one at a time, 4 channel pairs per pass
+ * (tb_cm4_conv2d_s8's one-pixel path ran VWW's 3x3 maps' ninth pixel at about
+ * 1.8-2.1 cycles/MAC). Per k-pair the pixel's column word and the 4 pairs'
+ * weight words (records R words apart) in two pipelined runs, 4 SXTB16, 8
+ * SMLAD: 19 cycles per 16 MACs, 4 k-pairs per loop pass. One function per
+ * depth (R a constant), passed to tb_cm4_sk_tail by its entry point: a build
+ * links the depths it uses. Sums: channel c of the 4 pairs, then the raw-B
+ * sums (256 * S_c+1 + S_c). */
+typedef void tb_cm4_sk_quad_fn(const uint32_t *col, const uint32_t *col_end,
+                               const uint32_t *rec, int32_t sums[8]);
+#ifdef TB_CM4_DSP
+#define TB_CM4_SK_QSTEP(k, R)                                                                \
+  "ldr %[x], [%[c], #(4*" #k ")]\n\t"                                                        \
+  "ldr %[t0], [%[pw], #(4*" #k ")]\n\t"                                                      \
+  "ldr %[t1], [%[pw], #(4*(" #k "+" #R "))]\n\t"                                             \
+  "smlad %[b0], %[x], %[t0], %[b0]\n\t"                                                      \
+  "sxtb16 %[t0], %[t0]\n\t"                                                                  \
+  "smlad %[a0], %[x], %[t0], %[a0]\n\t"                                                      \
+  "smlad %[b1], %[x], %[t1], %[b1]\n\t"                                                      \
+  "sxtb16 %[t1], %[t1]\n\t"                                                                  \
+  "smlad %[a1], %[x], %[t1], %[a1]\n\t"                                                      \
+  "ldr %[t0], [%[pw], #(4*(" #k "+2*" #R "))]\n\t"                                           \
+  "ldr %[t1], [%[pw], #(4*(" #k "+3*" #R "))]\n\t"                                           \
+  "smlad %[b2], %[x], %[t0], %[b2]\n\t"                                                      \
+  "sxtb16 %[t0], %[t0]\n\t"                                                                  \
+  "smlad %[a2], %[x], %[t0], %[a2]\n\t"                                                      \
+  "smlad %[b3], %[x], %[t1], %[b3]\n\t"                                                      \
+  "sxtb16 %[t1], %[t1]\n\t"                                                                  \
+  "smlad %[a3], %[x], %[t1], %[a3]\n\t"
+#define TB_CM4_SK_QUAD_FN(D)                                                                  \
+  static void tb_cm4_sk_quad##D(const uint32_t *col, const uint32_t *col_end,                 \
+                                const uint32_t *rec, int32_t sums[8]) {                       \
+    register uint32_t a0 __asm__("r0") = 0, a1 __asm__("r1") = 0, a2 __asm__("r2") = 0,     \
+        a3 __asm__("r3") = 0, b0 __asm__("r4") = 0, b1 __asm__("r5") = 0,                    \
+        b2 __asm__("r6") = 0, b3 __asm__("r7") = 0;                                          \
+    register uint32_t x __asm__("r8"), t0 __asm__("r9"), t1 __asm__("r10");                 \
+    register const uint32_t *c __asm__("r11") = col, *end __asm__("r12") = col_end;          \
+    register const uint32_t *pw __asm__("lr") = rec;                                         \
+    __asm__ volatile(                                                                        \
+        "1:\n\t"                                                                             \
+        TB_CM4_SK_QSTEP(0, (D/2+8)) TB_CM4_SK_QSTEP(1, (D/2+8))                              \
+        TB_CM4_SK_QSTEP(2, (D/2+8)) TB_CM4_SK_QSTEP(3, (D/2+8))                              \
+        "add %[c], %[c], #16\n\t"                                                            \
+        "add %[pw], %[pw], #16\n\t"                                                          \
+        "cmp %[c], %[end]\n\t"                                                               \
+        "bne 1b\n\t"                                                                         \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),         \
+          [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [x] "=&r"(x), [t0] "=&r"(t0),         \
+          [t1] "=&r"(t1), [c] "+r"(c), [pw] "+r"(pw)                                         \
+        : [end] "r"(end)                                                                     \
+        : "cc", "memory");                                                                   \
+    sums[0] = (int32_t)a0, sums[1] = (int32_t)a1, sums[2] = (int32_t)a2;                     \
+    sums[3] = (int32_t)a3, sums[4] = (int32_t)b0, sums[5] = (int32_t)b1;                     \
+    sums[6] = (int32_t)b2, sums[7] = (int32_t)b3;                                            \
+  }
+#else
+/* Portable C: the same sums (wrapping), for the host tests. */
+#define TB_CM4_SK_QUAD_FN(D)                                                                  \
+  static void tb_cm4_sk_quad##D(const uint32_t *col, const uint32_t *col_end,                 \
+                                const uint32_t *rec, int32_t sums[8]) {                       \
+    int32_t i;                                                                               \
+    for (i = 0; i < 8; ++i) sums[i] = 0;                                                     \
+    for (; col != col_end; ++col, ++rec)                                                     \
+      for (i = 0; i < 4; ++i) {                                                              \
+        const uint32_t w = rec[i * (D / 2 + TB_CM4_SK_PAIR_RQ)];                              \
+        sums[4 + i] = tb_smlad(*col, w, sums[4 + i]);                                        \
+        sums[i] = tb_smlad(*col, tb_sxtb16(w), sums[i]);                                     \
+      }                                                                                      \
+  }
+#endif
+TB_CM4_SK_QUAD_FN(8)
+TB_CM4_SK_QUAD_FN(16)
+TB_CM4_SK_QUAD_FN(32)
+TB_CM4_SK_QUAD_FN(64)
+TB_CM4_SK_QUAD_FN(128)
+TB_CM4_SK_QUAD_FN(256)
+
+/* Channel pair (c, c+1) of one pixel from its sums (a: S_c, b: the raw-B sum
+ * 256 * S_c+1 + S_c) and its record's 8 requantization words r, with the sign
+ * term (exact with or without TB_CM4_SK_NO_SIGN). */
+TB_INLINE void tb_cm4_sk_rq_pair(int32_t a, int32_t b, const int32_t *r, int8_t *o) {
+  const int32_t sb = tb_asr((int32_t)((uint32_t)b - (uint32_t)a), 8);
+  const int32_t t0 = (int32_t)((uint32_t)a * 2u + (uint32_t)r[3]);
+  const int32_t t1 = (int32_t)((uint32_t)sb * 2u + (uint32_t)r[7]);
+  o[0] = (int8_t)tb_ssat8(tb_asr(tb_smmlar(t0, r[0], r[1] + tb_asr(t0, 31)), r[2]));
+  o[1] = (int8_t)tb_ssat8(tb_asr(tb_smmlar(t1, r[4], r[5] + tb_asr(t1, 31)), r[6]));
+}
+
+/* One pixel's outputs from its column (np words): 4 channel pairs per pass,
+ * the last 1-3 pairs one by one in C. */
+static void tb_cm4_sk_pixel(const uint32_t *col, int32_t np, const uint32_t *rec, int32_t out_c,
+                            tb_cm4_sk_quad_fn *quad, int8_t *o) {
+  const int32_t rlen = np + TB_CM4_SK_PAIR_RQ, pairs = out_c >> 1;
+  int32_t c = 0, i, k;
+  for (; c + 4 <= pairs; c += 4) {
+    int32_t sums[8];
+    quad(col, col + np, rec + c * rlen, sums);
+    for (i = 0; i < 4; ++i)
+      tb_cm4_sk_rq_pair(sums[i], sums[4 + i],
+                        (const int32_t *)(const void *)(rec + (c + i) * rlen + np), o + 2 * (c + i));
+  }
+  for (; c < pairs; ++c) {
+    const uint32_t *w = rec + c * rlen;
+    int32_t a = 0, b = 0;
+    for (k = 0; k < np; ++k) {
+      b = tb_smlad(col[k], w[k], b);
+      a = tb_smlad(col[k], tb_sxtb16(w[k]), a);
+    }
+    tb_cm4_sk_rq_pair(a, b, (const int32_t *)(const void *)(w + np), o + 2 * c);
+  }
+}
+
+/* The last npix % 4 pixels (from pixel first on), copied together first (a
+ * block reads all its pixels before it writes: the overlap the build allowed),
+ * then each computed from the copy by tb_cm4_sk_pixel. */
+static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const uint32_t *rec,
+                           int8_t *output, int32_t first, int32_t depth, tb_cm4_sk_quad_fn *quad) {
   int8_t rest[(TB_CM4_SK_BLOCK - 1) * 256];
+  uint32_t col[256 / 2];
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
   const int32_t n = p->out_h * p->out_w - first;
-  tb_conv_params row = *p;
-  int32_t j;
+  int32_t j, g;
   for (j = 0; j < n; ++j) {
     const int32_t y = (first + j) / p->out_w, x = (first + j) - y * p->out_w;
     memcpy(rest + j * depth, input + (y * p->stride_h * p->in_w + x * p->stride_w) * depth,
            (size_t)depth);
   }
-  row.in_h = row.out_h = 1;
-  row.in_w = row.out_w = (int16_t)n;
-  row.stride_h = row.stride_w = 1;
-  tb_cm4_conv2d_s8(&row, rest, filter, rq, output + first * p->out_c, scratch);
+  for (j = 0; j < n; ++j) {
+    for (g = 0; g < depth; g += 4) {
+      const uint32_t v = tb_ld32(rest + j * depth + g);
+      col[g >> 1] = tb_sxtab16(off2, v);
+      col[(g >> 1) + 1] = tb_sxtab16_ror8(off2, v);
+    }
+    tb_cm4_sk_pixel(col, depth >> 1, rec, p->out_c, quad, output + (first + j) * p->out_c);
+  }
 }
 
 /* The kernel for one input depth (a constant once inlined into its entry
@@ -437,7 +552,7 @@ static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const i
  * partial block through tb_cm4_sk_tail. */
 TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                               const int32_t *rq, int8_t *output, void *scratch,
-                              const int32_t depth) {
+                              const int32_t depth, tb_cm4_sk_quad_fn *quad) {
   const int32_t out_c = p->out_c, npix = p->out_h * p->out_w;
   const int32_t whole = npix & ~(TB_CM4_SK_BLOCK - 1);
   const int32_t flags = rq[0];
@@ -457,7 +572,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
     return;
   }
   if (backward && whole != npix)
-    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, depth);
+    tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
   for (p0 = backward ? whole - TB_CM4_SK_BLOCK : 0; p0 >= 0 && p0 < whole; p0 += step) {
     const int8_t *q[TB_CM4_SK_BLOCK];
     if (stride1) {
@@ -471,7 +586,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
     tb_cm4_sk_block(q, off2, output + p0 * out_c, out_c, rec, rec_end, depth, sign);
   }
   if (!backward && whole != npix)
-    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, depth);
+    tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
 }
 
 /* tb_cm4_conv2d_1x1_any_k<D>_s8 takes any 1x1 unpadded layer on D channels
@@ -482,7 +597,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   void tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,    \
                                            const int8_t *filter, const int32_t *rq,         \
                                            int8_t *output, void *scratch) {                 \
-    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH);                           \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH);      \
   }                                                                                         \
   void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,        \
                                        const int8_t *filter, const int32_t *rq,             \
