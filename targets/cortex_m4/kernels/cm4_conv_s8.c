@@ -766,6 +766,221 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
         [st_pw_begin] "m"(st->pw_begin)
       : "cc", "memory");
 }
+
+/* 3x3 kernels on 3 channels (rows9) with the fast full-range requantization
+ * and raw-B weights (VWW's and ResNet-8's first layers, K 27 -> 28: 14
+ * k-pairs, too few for the quads): a run of blocks of 4 pixels is one
+ * assembly block that lowers sp, and per block builds the column there and
+ * runs every channel pair over it, as tb_cm4_conv2d_1x1_k*_s8 do. Addressed
+ * from sp, the column needs no register: a step loads its weight word and
+ * the 4 pixels' words in one pipelined run (6 cycles), 4 SMLAD on the raw
+ * word, SXTB16, 4 more: 15 cycles per 16 MACs (16 in tb_cm4_conv_pairs),
+ * straight-line over the 14 k-pairs (no computed entry, no sweep test). Each
+ * pixel's column: its 3 kernel rows from x_q (its top-left tap), R bytes
+ * apart, as 7 words of the concatenated rows (tb_cm4_im2col_rows9's order):
+ * 9 loads in three runs, ORR, PKHBT, 14 SXTAB16 and 14 STR. The next block's
+ * pixels are step4 bytes on (negative: the blocks run backward), its output
+ * o_skip bytes after the end of this one's first pixel. Frame: x0..x3, off2,
+ * rec (one LDM per block), R, step4, blocks left, o, stride, 3 * stride, the
+ * end of the records, o_skip, then the column (k-pair j of pixel q at word
+ * 4j + q). */
+#define TB_CM4_STR_(x) #x
+#define TB_CM4_STR(x) TB_CM4_STR_(x)
+#ifndef TB_CM4_R9_BLOCKS   /* 0: rows9 layers take the 4 x 2 block loop (tests compare) */
+#define TB_CM4_R9_BLOCKS 1
+#endif
+#define TB_CM4_R9_FRAME 280       /* 56 + the column: 4 pixels x 14 k-pairs x 4 bytes */
+#define TB_CM4_R9_GROUP(V, g, Q)                                                             \
+  "sxtab16 %[b3], %[w], %[" #V "]\n\t"                                                       \
+  "sxtab16 %[" #V "], %[w], %[" #V "], ror #8\n\t"                                           \
+  "str %[b3], [sp, #(56+32*" #g "+4*" #Q ")]\n\t"                                            \
+  "str %[" #V "], [sp, #(56+32*" #g "+16+4*" #Q ")]\n\t"
+/* pixel Q from register X (consumed), R in a3: groups v0, v1, v2 | v3 << 8,
+ * v4, PKHBT(v5, v6), v7, v8 (byte 27 meets the weight 0 the build put there) */
+#define TB_CM4_R9_COLUMN(X, Q)                                                               \
+  "ldr %[a0], [%[" #X "]]\n\t"                                                               \
+  "ldr %[a1], [%[" #X "], #4]\n\t"                                                           \
+  "ldrb %[a2], [%[" #X "], #8]\n\t"                                                          \
+  "ldr %[b0], [%[" #X "], %[a3]]\n\t"                                                        \
+  "add %[" #X "], %[" #X "], %[a3]\n\t"                                                      \
+  "ldr %[b1], [%[" #X "], #3]\n\t"                                                           \
+  "ldr %[b2], [%[" #X "], #7]\n\t"                                                           \
+  "ldr %[b3], [%[" #X "], %[a3]]\n\t"                                                        \
+  "add %[" #X "], %[" #X "], %[a3]\n\t"                                                      \
+  "orr %[a2], %[a2], %[b0], lsl #8\n\t"                                                      \
+  "pkhbt %[b2], %[b2], %[b3], lsl #16\n\t"                                                   \
+  "ldr %[b0], [%[" #X "], #2]\n\t"                                                           \
+  "ldr %[" #X "], [%[" #X "], #6]\n\t"                                                       \
+  TB_CM4_R9_GROUP(a0, 0, Q) TB_CM4_R9_GROUP(a1, 1, Q) TB_CM4_R9_GROUP(a2, 2, Q)              \
+  TB_CM4_R9_GROUP(b1, 3, Q) TB_CM4_R9_GROUP(b2, 4, Q) TB_CM4_R9_GROUP(b0, 5, Q)              \
+  TB_CM4_R9_GROUP(X, 6, Q)
+/* k-pair k of a channel pair: channel c+1 (raw word) first, then channel c
+ * (the word widened in place); OP smuad for k = 0 (sets the sums) */
+#define TB_CM4_R9_STEP(k, OP, ACC)                                                           \
+  "ldr %[w], [%[pw], #(4*" #k ")]\n\t"                                                       \
+  "ldr %[x0], [sp, #(56+16*" #k ")]\n\t"                                                     \
+  "ldr %[x1], [sp, #(56+16*" #k "+4)]\n\t"                                                   \
+  "ldr %[x2], [sp, #(56+16*" #k "+8)]\n\t"                                                   \
+  "ldr %[x3], [sp, #(56+16*" #k "+12)]\n\t"                                                  \
+  #OP " %[b0], %[x0], %[w]" ACC(b0) "\n\t"                                                   \
+  #OP " %[b1], %[x1], %[w]" ACC(b1) "\n\t"                                                   \
+  #OP " %[b2], %[x2], %[w]" ACC(b2) "\n\t"                                                   \
+  #OP " %[b3], %[x3], %[w]" ACC(b3) "\n\t"                                                   \
+  "sxtb16 %[w], %[w]\n\t"                                                                    \
+  #OP " %[a0], %[x0], %[w]" ACC(a0) "\n\t"                                                   \
+  #OP " %[a1], %[x1], %[w]" ACC(a1) "\n\t"                                                   \
+  #OP " %[a2], %[x2], %[w]" ACC(a2) "\n\t"                                                   \
+  #OP " %[a3], %[x3], %[w]" ACC(a3) "\n\t"
+#define TB_CM4_R9_SET(A)
+#define TB_CM4_R9_ADD(A) ", %[" #A "]"
+#define TB_CM4_R9_MAC(k) TB_CM4_R9_STEP(k, smlad, TB_CM4_R9_ADD)
+/* requantize one sum in place: x0 = M, x1 = B, x2 = e, x3 = 2*bias; t = 2*(sum
+ * + bias) (channel c+1, SH asr #7: the sum is 256 * (b - a)); with the sign
+ * term, w (free after the steps) holds t */
+#define TB_CM4_R9_RQ(A, SH)                                                                  \
+  "add %[" #A "], %[x3], %[" #A "], " SH "\n\t"                                              \
+  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_R9_RQ_SIGN(A, SH)                                                             \
+  "add %[w], %[x3], %[" #A "], " SH "\n\t"                                                   \
+  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
+  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_R9_BLOCKS_FN(NAME, RQ)                                                        \
+  static __attribute__((noinline)) void NAME(const int8_t *const *q, int32_t row_step,       \
+                                             uint32_t off2, int8_t *o, int32_t stride,       \
+                                             const uint32_t *rec, const uint32_t *rec_end,   \
+                                             int32_t blocks, int32_t step4,                  \
+                                             int32_t o_skip) {                               \
+    register uint32_t a0 __asm__("r0") = (uint32_t)o, a1 __asm__("r1") = (uint32_t)stride,  \
+        a2 __asm__("r2") = (uint32_t)rec_end, a3 __asm__("r3") = (uint32_t)row_step;        \
+    register uint32_t b0 __asm__("r4") = (uint32_t)blocks, b1 __asm__("r5") = (uint32_t)step4, \
+        b2 __asm__("r6") = (uint32_t)o_skip, b3 __asm__("r7");                               \
+    register uint32_t x0 __asm__("r8") = (uint32_t)q[0], x1 __asm__("r9") = (uint32_t)q[1], \
+        x2 __asm__("r10") = (uint32_t)q[2], x3 __asm__("r11") = (uint32_t)q[3];              \
+    register uint32_t w __asm__("r12") = off2;                                               \
+    register const uint32_t *pw __asm__("lr") = rec;                                         \
+    __asm__ volatile(                                                                        \
+        "sub sp, sp, #" TB_CM4_STR(TB_CM4_R9_FRAME) "\n\t"                                   \
+        "stmia sp, {r8, r9, r10, r11, r12, lr}\n\t"                                          \
+        "str %[a3], [sp, #24]\n\t"                                                           \
+        "str %[b1], [sp, #28]\n\t"                                                           \
+        "str %[b0], [sp, #32]\n\t"                                                           \
+        "str %[a0], [sp, #36]\n\t"                                                           \
+        "str %[a1], [sp, #40]\n\t"                                                           \
+        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
+        "str %[a1], [sp, #44]\n\t"                                                           \
+        "str %[a2], [sp, #48]\n\t"                                                           \
+        "str %[b2], [sp, #52]\n"                                                             \
+        "2:\n\t"                                                                             \
+        /* a block: its pixels, off2, the first record; the next block's pixels */           \
+        "ldmia sp, {r8, r9, r10, r11, r12, lr}\n\t"                                          \
+        "ldr %[a3], [sp, #24]\n\t"                                                           \
+        "ldr %[b0], [sp, #28]\n\t"                                                           \
+        "add %[a0], %[x0], %[b0]\n\t"                                                        \
+        "add %[a1], %[x1], %[b0]\n\t"                                                        \
+        "add %[a2], %[x2], %[b0]\n\t"                                                        \
+        "add %[b1], %[x3], %[b0]\n\t"                                                        \
+        "stmia sp, {r0, r1, r2, r5}\n\t"                                                     \
+        TB_CM4_R9_COLUMN(x0, 0) TB_CM4_R9_COLUMN(x1, 1) TB_CM4_R9_COLUMN(x2, 2)              \
+        TB_CM4_R9_COLUMN(x3, 3)                                                              \
+        "1:\n\t"                                                                             \
+        TB_CM4_R9_STEP(0, smuad, TB_CM4_R9_SET)                                              \
+        TB_CM4_R9_MAC(1) TB_CM4_R9_MAC(2) TB_CM4_R9_MAC(3) TB_CM4_R9_MAC(4)                  \
+        TB_CM4_R9_MAC(5) TB_CM4_R9_MAC(6) TB_CM4_R9_MAC(7) TB_CM4_R9_MAC(8)                  \
+        TB_CM4_R9_MAC(9) TB_CM4_R9_MAC(10) TB_CM4_R9_MAC(11) TB_CM4_R9_MAC(12)               \
+        TB_CM4_R9_MAC(13)                                                                    \
+        "add %[pw], %[pw], #(4*14)\n\t"                                                      \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
+        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
+        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
+        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
+        RQ(a0, "lsl #1") RQ(a1, "lsl #1") RQ(a2, "lsl #1") RQ(a3, "lsl #1")                  \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        RQ(b0, "asr #7") RQ(b1, "asr #7") RQ(b2, "asr #7") RQ(b3, "asr #7")                  \
+        "ldr %[x0], [sp, #36]\n\t"                                                           \
+        "ldr %[x1], [sp, #40]\n\t"                                                           \
+        "ldr %[x2], [sp, #44]\n\t"                                                           \
+        "ldr %[x3], [sp, #48]\n\t"                                                           \
+        "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
+        "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
+        "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
+        "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
+        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
+        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
+        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
+        "strh %[a0], [%[x0]], #2\n\t"                                                        \
+        "str %[x0], [sp, #36]\n\t"                                                           \
+        "cmp %[pw], %[x3]\n\t"                                                               \
+        "bne 1b\n\t"                                                                         \
+        /* the next block: o advanced by stride in the pairs, o_skip more */                 \
+        "ldr %[a0], [sp, #32]\n\t"                                                           \
+        "ldr %[x1], [sp, #52]\n\t"                                                           \
+        "add %[x0], %[x0], %[x1]\n\t"                                                        \
+        "str %[x0], [sp, #36]\n\t"                                                           \
+        "subs %[a0], %[a0], #1\n\t"                                                          \
+        "str %[a0], [sp, #32]\n\t"                                                           \
+        "bne 2b\n\t"                                                                         \
+        "add sp, sp, #" TB_CM4_STR(TB_CM4_R9_FRAME) "\n\t"                                   \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),         \
+          [b1] "+r"(b1), [b2] "+r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),       \
+          [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w), [pw] "+r"(pw)                          \
+        :                                                                                    \
+        : "cc", "memory");                                                                   \
+  }
+TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks, TB_CM4_R9_RQ)
+TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks_sign, TB_CM4_R9_RQ_SIGN)
+
+#define TB_CM4_R9_SLOT 12   /* bytes per kernel row of a staged pixel (9 + the last load's 3) */
+
+/* A border block's 4 pixels for tb_cm4_rows9_block: pixel q's kernel row ky
+ * as 9 bytes at stage + 4 * TB_CM4_R9_SLOT * ky + TB_CM4_R9_SLOT * q, the taps
+ * outside the input as the zero point (0 once the offset is added, what the
+ * reference skips); base[q]: pixel q's first row. stage: 12 * 12 bytes. */
+static __attribute__((noinline)) void tb_cm4_rows9_stage4(const tb_conv_params *p,
+                                                          const int8_t *input, int32_t p0,
+                                                          int8_t *stage, const int8_t **base) {
+  const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+  int32_t q, ky, kx, i;
+  for (i = 0; i < 3 * 4 * TB_CM4_R9_SLOT; i += 4) tb_st32(stage + i, zp4);
+  for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
+    const int32_t y = (p0 + q) / p->out_w, x = (p0 + q) - y * p->out_w;
+    const int32_t iy0 = y * p->stride_h - p->pad_top, ix0 = x * p->stride_w - p->pad_left;
+    base[q] = stage + TB_CM4_R9_SLOT * q;
+    for (ky = 0; ky < 3; ++ky) {
+      const int32_t iy = iy0 + ky * p->dil_h;
+      if (iy < 0 || iy >= p->in_h) continue;
+      for (kx = 0; kx < 3; ++kx) {
+        const int32_t ix = ix0 + kx;
+        if (ix >= 0 && ix < p->in_w) {
+          const int8_t *src = input + (iy * p->in_w + ix) * 3;
+          int8_t *d = stage + 4 * TB_CM4_R9_SLOT * ky + TB_CM4_R9_SLOT * q + 3 * kx;
+          d[0] = src[0];
+          d[1] = src[1];
+          d[2] = src[2];
+        }
+      }
+    }
+  }
+}
+
+/* n whole blocks of a rows9 layer from pixels base[0..3] and output o on,
+ * each block's pixels step4 bytes after the previous one's, its output o_skip
+ * bytes after the previous one's second pixel; the requantization form
+ * chosen per layer. */
+TB_INLINE void tb_cm4_rows9(const int8_t *const *base, int32_t row_step, uint32_t off2,
+                            int8_t *o, int32_t out_c, const uint32_t *rec,
+                            const uint32_t *rec_end, int32_t n, int32_t step4,
+                            int32_t o_skip, int sign) {
+  if (sign) {
+    tb_cm4_rows9_blocks_sign(base, row_step, off2, o, out_c, rec, rec_end, n, step4, o_skip);
+  } else {
+    tb_cm4_rows9_blocks(base, row_step, off2, o, out_c, rec, rec_end, n, step4, o_skip);
+  }
+}
 #endif
 
 /* Requantize the sum (without bias) of the channel whose record words are r4
@@ -1086,6 +1301,11 @@ TB_INLINE void tb_cm4_conv2d_body(const tb_conv_params *p, const int8_t *input,
   const int32_t steps = raw_b ? TB_CM4_CONV_STEPS : TB_CM4_CONV_STEPS_SPLIT;
   const int32_t sweeps = (npairs - 1 + steps - 1) / steps;
   const int32_t entry = sweeps * steps - (npairs - 1);
+  /* 3x3 on 3 channels, raw-B, an even C_out: whole blocks in tb_cm4_rows9 */
+  const int r9 = TB_CM4_R9_BLOCKS && rows9 && fast && raw_b && !quads_form && !(out_c & 1);
+  const int r9_sign = !(flags & TB_CM4_RQ_NO_SIGN);
+  const uint32_t *const r9_end = (const uint32_t *)(const void *)filter +
+                                 (out_c >> 1) * (npairs + TB_CM4_PAIR_RQ);
 #endif
   const int32_t rec_words = npairs + TB_CM4_PAIR_RQ;   /* one channel pair's record */
   /* In place, the planner may put the output above the input: then the
@@ -1152,6 +1372,8 @@ TB_INLINE void tb_cm4_conv2d_body(const tb_conv_params *p, const int8_t *input,
       base[2] = base[1] + run_dx;
       base[3] = base[2] + run_dx;
       if (rows9) {
+#ifdef TB_CM4_DSP
+#endif
         tb_cm4_im2col_rows9(base, TB_CM4_CONV_BLOCK, row_step, off2, col);
       } else {
         tb_cm4_im2col4_inside(base, p->k_h, row_step, segs, seg_step, seg_groups, off2, col);
@@ -1206,6 +1428,23 @@ TB_INLINE void tb_cm4_conv2d_body(const tb_conv_params *p, const int8_t *input,
           if (q + 1 < nb && ++ox == out_w) ox = 0, ++oy;
         }
       }
+#ifdef TB_CM4_DSP
+      if (r9 && nb == TB_CM4_CONV_BLOCK) {
+        /* this block and (forward) its run in one call; a border block: its
+         * 4 pixels staged, rows 4 * TB_CM4_R9_SLOT apart */
+        int32_t n = 1;
+        if (inside) {
+          n += run_left;
+          run_left = 0;
+        } else {
+          tb_cm4_rows9_stage4(p, input, p0, (int8_t *)col, base);
+        }
+        tb_cm4_rows9(base, inside ? row_step : 4 * TB_CM4_R9_SLOT, off2, o, out_c, rec, r9_end,
+                     n, run_step, (step - 1) * out_c, r9_sign);
+        p0 += (n - 1) * step;
+        continue;
+      }
+#endif
       if (inside && rows9) {
         tb_cm4_im2col_rows9(base, TB_CM4_CONV_BLOCK, row_step, off2, col);
       } else if (inside) {
