@@ -10,21 +10,35 @@ processes on the machine count less), best of ``--repeat``. Also checks
 that both watches give the same counts. Host speeds are recorded, never
 asserted.
 
+``--patch``: the Cortex-M boards with the unpatched Unicorn wheel's library
+against tinybuild's patched one (third_party/unicorn; docs/simulators.md),
+each in a child process (libunicorn is loaded once per process): the report
+run, the validation run and nothing watched, static watch only, and whether
+every count and output is the same with both. The wheel's library is the
+installed one if it is unpatched, else the ``libunicorn.so.2.wheel`` that
+``./tb`` keeps beside it; the patched one the installed one, or
+``--unicorn-lib DIR`` (a build not installed yet).
+
 ``--rv32``: the RV32 boards instead - riscv (GD32VF103, core only), esp32c3
 (core only, its default) and esp32c3 with its flash cache model on
 (esp32c3-flash-cache: every data read from flash through the cache); a
 model that does not fit a board's flash or RAM gets a row saying so.
 
-    ./tb python bench/sim_speed.py [--rv32] [--build-dir /tmp/sim_speed_build] [--repeat 5] [--record]
+    ./tb python bench/sim_speed.py [--rv32 | --patch [--unicorn-lib DIR]] [--build-dir /tmp/sim_speed_build]
+                                   [--repeat 5] [--record]
 
 Builds each model's ELF and validation inputs with scons first. ``--record``
 writes the table into bench/results.md (its ``sim-speed`` marker block;
-``sim-speed-rv32`` with ``--rv32``).
+``sim-speed-rv32`` with ``--rv32``, ``sim-speed-patch`` with ``--patch``).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import subprocess
+import tempfile
 import sys
 import textwrap
 from dataclasses import replace
@@ -75,13 +89,93 @@ def timed(elf: Path, board, data: bytes, detail: bool, watch: str, repeat: int):
     return result, best
 
 
+def speeds(elf: Path, board, data: bytes, repeat: int) -> dict:
+    """Report run, validation run and nothing watched (static watch), with
+    what each run counted and computed."""
+    out = {}
+    for name, detail, bare in (("report", True, False), ("validation", False, False), ("bare", False, True)):
+        b = replace(board, memory_model="") if bare else board
+        r, speed = timed(elf, b, data, detail, "static", repeat)
+        out[name] = speed
+        out[name + "_counts"] = repr((counts(r), r.output.hex(), r.peak_stack_bytes, r.ram_touched_bytes))
+    out["instructions"] = r.total_instructions
+    return out
+
+
+def child(args) -> None:
+    """--patch's child: one ELF on one board with the libunicorn this process loaded."""
+    from sim.unicorn import native
+    board = plugins.targets(plugins.make_plugin_manager())[args.child_target]
+    raw = Path(args.child_inputs).read_bytes()
+    result = speeds(Path(args.child_elf), board, raw[: len(raw) // 4], args.repeat)
+    result["patched"] = native.unicorn_patch_level() > 0
+    print(json.dumps(result))
+
+
+def wheel_and_patched_libs(unicorn_lib: str | None) -> tuple[str, str]:
+    """Folders whose libunicorn.so.2 is the unpatched wheel's and the patched one."""
+    import importlib.util
+    installed = Path(importlib.util.find_spec("unicorn").origin).parent / "lib"
+    kept = installed / "libunicorn.so.2.wheel"
+    if kept.exists():                    # ./tb replaced the wheel's library: point at its copy
+        wheel = Path(tempfile.mkdtemp(prefix="tb-unicorn-wheel-"))
+        (wheel / "libunicorn.so.2").symlink_to(kept)
+    else:
+        wheel = installed
+    return str(wheel), unicorn_lib or str(installed)
+
+
+def patch_rows(args) -> list[str]:
+    wheel, patched = wheel_and_patched_libs(args.unicorn_lib)
+    rows = ["| model | target | instructions | report run: wheel -> patched | validation run: wheel -> "
+            "patched | nothing watched: wheel -> patched | same counts |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    print("\n".join(rows))
+    frozen = Path(tempfile.mkdtemp(prefix="tb-sim-speed-"))   # both runs see the same ELF
+    for model in MODELS:
+        for target, _ in TARGETS:
+            got = {}
+            elf, inputs = build(Path(args.build_dir), target, model)
+            elf, inputs = shutil.copy(elf, frozen / "firmware.elf"), shutil.copy(inputs, frozen / "inputs.bin")
+            for name, lib in (("wheel", wheel), ("patched", patched)):
+                cmd = [sys.executable, __file__, "--child-elf", elf, "--child-inputs", inputs,
+                       "--child-target", target, "--repeat", str(args.repeat)]
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      env={**os.environ, "LIBUNICORN_PATH": lib})
+                if proc.returncode:
+                    raise SystemExit(f"sim_speed: {model} on {target} with {lib}: "
+                                     f"{(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+                got[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            w, p = got["wheel"], got["patched"]
+            if w["patched"] or not p["patched"]:
+                raise SystemExit(f"sim_speed: {wheel} must hold the unpatched library and {patched} the patched one")
+            same = all(w[k + "_counts"] == p[k + "_counts"] for k in ("report", "validation", "bare"))
+            cells = [f"{w[k]:.0f} -> {p[k]:.0f} M/s" for k in ("report", "validation", "bare")]
+            rows.append(f"| {model} | {target} | {p['instructions']:,} | {' | '.join(cells)} | "
+                        f"{'yes' if same else 'NO'} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="/tmp/sim_speed_build")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--record", action="store_true", help="write the table into bench/results.md")
     ap.add_argument("--rv32", action="store_true", help="the RV32 boards (riscv, esp32c3)")
+    ap.add_argument("--patch", action="store_true",
+                    help="the unpatched Unicorn wheel against tinybuild's patched library")
+    ap.add_argument("--unicorn-lib", help="with --patch: a folder holding the patched libunicorn.so.2")
+    for hidden in ("--child-elf", "--child-inputs", "--child-target"):
+        ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_elf:
+        return child(args)
+    if args.patch:
+        rows = patch_rows(args)
+        if args.record:
+            record_patch(rows, args)
+        return
     boards = plugins.targets(plugins.make_plugin_manager())
     rows = ["| model | target | instructions | report run: hook -> static | validation run: "
             "hook -> static | nothing watched | same counts |",
@@ -126,6 +220,22 @@ def write_block(head: str, rows: list[str], name: str, title: str) -> None:
     from bench.sweep import record as record_block
     record_block(ROOT / "bench" / "results.md", "\n".join([textwrap.fill(head, 110), "", *rows, ""]),
                  name=name, title=title)
+
+
+def record_patch(rows: list[str], args) -> None:
+    lib = f" --unicorn-lib {args.unicorn_lib}" if args.unicorn_lib else ""
+    head = (f"`./tb python bench/sim_speed.py --patch{lib} --build-dir {args.build_dir} --repeat "
+            f"{args.repeat}` (commit {commit_now()}): as the first table (host CPU time of `emu_start`, "
+            f"best of {args.repeat}, the static access watch), with the unpatched Unicorn 2.1.4 wheel's "
+            "library and with tinybuild's patched build of the same sdist (third_party/unicorn: the Q "
+            "flag of SMLAD/SMLAxy/SMLAWx in TCG ops, the exit check after a load or store only with a "
+            "memory hook, a code hook covering an instruction alone called directly; "
+            "docs/simulators.md), each in its own process. Both with the native hook's cache model "
+            "as committed. Same counts: instructions, cycles, flash wait and misaligned accesses "
+            "per layer, output bytes, peak stack and RAM touched equal with both libraries, in all "
+            "three runs.")
+    write_block(head, rows, "sim-speed-patch",
+                "Simulator speed with tinybuild's patched Unicorn (issue 14 item 6)")
 
 
 def record_rv32(rows: list[str], args) -> None:

@@ -26,9 +26,12 @@ _lib: ctypes.CDLL | None = None
 
 
 class Cache(ctypes.Structure):
-    """Mirror of tb_cache_t: ``sets`` x ``ways`` tags, most recently used first."""
+    """Mirror of tb_cache_t: ``sets`` x ``ways`` tags (set by Python); the LRU
+    order and way hints are allocated by the hook and freed by tb_release."""
 
-    _fields_ = [("tags", ctypes.c_void_p), ("sets", ctypes.c_uint64), ("ways", ctypes.c_uint64)]
+    _fields_ = [("tags", ctypes.c_void_p), ("sets", ctypes.c_uint64), ("ways", ctypes.c_uint64),
+                ("order", ctypes.c_void_p), ("hint", ctypes.c_void_p),
+                ("last", ctypes.c_uint64)]
 
 
 class Counters(ctypes.Structure):
@@ -166,6 +169,22 @@ def load() -> ctypes.CDLL:
 def uclib() -> ctypes.CDLL:
     from unicorn.unicorn_py3.unicorn import uclib as lib  # the loaded libunicorn
     return lib
+
+
+def unicorn_patch_level() -> int:
+    """1 or more: the loaded libunicorn carries tinybuild's speed patch
+    (third_party/unicorn, built by ``./tb``); 0: the unpatched wheel (same
+    counts, slower Cortex-M runs)."""
+    level = getattr(uclib(), "uc_tinybuild_patch_level", None)
+    return int(level()) if level is not None else 0
+
+
+def unicorn_label() -> str:
+    """How the loaded Unicorn is named in ``tinybuild simulators`` and the report."""
+    import unicorn
+    if unicorn_patch_level():
+        return f"unicorn {unicorn.__version__} + tinybuild speed patch"
+    return f"unicorn {unicorn.__version__} (unpatched wheel: slower Cortex-M runs)"
 
 
 def add_mem_hook(uc, counters: Counters) -> int:

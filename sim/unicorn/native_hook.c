@@ -113,10 +113,18 @@ typedef struct {
 } tb_prog_t;
 
 typedef struct {
-  uint32_t *tags;          /* sets * ways line numbers, MRU first; 0xFFFFFFFF: empty */
+  uint32_t *tags;          /* sets * ways line numbers; 0xFFFFFFFF: empty */
   uint64_t sets;
   uint64_t ways;
+  /* allocated at the first access, freed by tb_release: */
+  uint16_t *order;         /* per set: newest and oldest way, then per way: newer, older */
+  uint16_t *hint;          /* TB_HINTS pairs: how many cached lines have these low bits, and
+                              the way of the last one looked up */
+  uint64_t last;           /* the line accessed last + 1 (0: none) */
 } tb_cache_t;
+
+#define TB_HINTS 4096
+#define TB_NO_LINE 0xFFFFFFFFu    /* an empty way's tag */
 
 typedef struct {
   uint64_t insns;          /* instructions executed so far */
@@ -212,21 +220,99 @@ static uint64_t tb_find_tag(const uint32_t *set, uint64_t w, uint32_t line) {
   return i;
 }
 
+/* Each set's ways in use order, a doubly linked list in `order`: at
+ * set * (2 + 2 * ways), the newest and the oldest way, then each way's newer
+ * and older neighbour. Empty ways start oldest, so they are filled first. */
+static uint16_t *tb_order(const tb_cache_t *cache, uint64_t set) {
+  return cache->order + set * (2 + 2 * cache->ways);
+}
+
+static int tb_cache_alloc(tb_cache_t *cache) {
+  uint64_t s, i, w = cache->ways;
+  cache->order = (uint16_t *)malloc(cache->sets * (2 + 2 * w) * sizeof *cache->order);
+  cache->hint = (uint16_t *)calloc(2 * TB_HINTS, sizeof *cache->hint);
+  if (!cache->order || !cache->hint || w > 0xFFFF) return 0;
+  for (s = 0; s < cache->sets; s++) {
+    uint16_t *o = tb_order(cache, s);
+    o[0] = 0;
+    o[1] = (uint16_t)(w - 1);
+    for (i = 0; i < w; i++) {
+      o[2 + 2 * i] = (uint16_t)(i ? i - 1 : 0);      /* newer */
+      o[3 + 2 * i] = (uint16_t)(i + 1 < w ? i + 1 : i);  /* older */
+    }
+  }
+  return 1;
+}
+
+static void tb_cache_free(tb_cache_t *cache) {
+  free(cache->order);
+  free(cache->hint);
+  cache->order = NULL;
+  cache->hint = NULL;
+}
+
+/* Make way i the newest of its set: unlink it, then put it in front. */
+static void tb_make_newest(uint16_t *o, uint64_t i) {
+  uint16_t newer, older;
+  if (o[0] == i) return;
+  newer = o[2 + 2 * i];
+  if (o[1] == i) {
+    o[1] = newer;
+  } else {
+    older = o[3 + 2 * i];
+    o[3 + 2 * newer] = older;
+    o[2 + 2 * older] = newer;
+  }
+  o[3 + 2 * i] = o[0];
+  o[2 + 2 * o[0]] = (uint16_t)i;
+  o[0] = (uint16_t)i;
+}
+
+/* The way of `set` holding `line`, or w. Its hint pair says how many
+ * cached lines share the line's low bits: none, or one in another way, is a
+ * miss without scanning the set (misses are frequent: loops larger than the
+ * cache). */
+static uint64_t tb_find_line(const tb_cache_t *cache, const uint32_t *set, uint32_t line) {
+  const uint16_t *h = cache->hint + 2 * (line & (TB_HINTS - 1));
+  uint64_t w = cache->ways;
+  if (h[0] == 0) return w;
+  if (h[1] < w && set[h[1]] == line) return h[1];
+  return h[0] == 1 ? w : tb_find_tag(set, w, line);
+}
+
 /* Look `line` up in `cache` and make it the most recently used line of its
- * set; 1 on a hit. */
-static int tb_cache_access(tb_cache_t *cache, uint32_t line) {
+ * set; 1 on a hit. Exact LRU as a linked list per set: a hit or a miss
+ * moves one way to the front (shifting every line behind a hit and
+ * scanning the instruction cache's 64-way set for it was the report run's
+ * largest cost). */
+static inline int tb_cache_access(tb_cache_t *cache, uint32_t line) {
   uint32_t *set;
-  uint64_t i, w = cache->ways, sets = cache->sets;
+  uint16_t *o, *h;
+  uint64_t i, s, w = cache->ways, sets = cache->sets;
   int hit;
   if (w == 0) return 0;
+  if (cache->last == (uint64_t)line + 1) return 1;   /* the newest line: nothing changes */
+  if (!cache->order && !tb_cache_alloc(cache)) abort();
   /* a mask when the set count is a power of two (every model's), not a division */
-  set = cache->tags + ((sets & (sets - 1)) ? line % sets : line & (sets - 1)) * w;
-  if (set[0] == line) return 1;      /* the most recently used line: nothing moves */
-  i = tb_find_tag(set, w, line);
+  s = (sets & (sets - 1)) ? line % sets : line & (sets - 1);
+  set = cache->tags + s * w;
+  o = tb_order(cache, s);
+  if (set[o[0]] == line) {            /* the newest of its set already: nothing moves */
+    cache->last = (uint64_t)line + 1;
+    return 1;
+  }
+  h = cache->hint + 2 * (line & (TB_HINTS - 1));
+  i = tb_find_line(cache, set, line);
   hit = i < w;
-  if (!hit) i = w - 1;               /* a miss replaces the least recently used way */
-  for (; i > 0; i--) set[i] = set[i - 1];
-  set[0] = line;
+  if (!hit) {                         /* a miss replaces the least recently used way */
+    i = o[1];
+    if (set[i] != TB_NO_LINE) cache->hint[2 * (set[i] & (TB_HINTS - 1))]--;
+    set[i] = line;
+    h[0]++;
+  }
+  h[1] = (uint16_t)i;
+  tb_make_newest(o, i);
+  cache->last = (uint64_t)line + 1;
   return hit;
 }
 
@@ -341,9 +427,11 @@ static void tb_charge_read(tb_counters_t *c, uint64_t address, int size) {
   uint64_t line, last;
   line = address >> c->line_shift;
   last = (address + (uint64_t)(size > 0 ? size : 1) - 1) >> c->line_shift;
-  if (c->dcache.tags == c->icache.tags) c->warm_on = 0;   /* a unified cache changed */
+  /* a unified cache: one set of tags and stamps, and its instruction lines may change */
+  tb_cache_t *cache = c->dcache.tags == c->icache.tags ? &c->icache : &c->dcache;
+  if (cache == &c->icache) c->warm_on = 0;
   for (; line <= last; line++) {
-    if (!tb_cache_access(&c->dcache, (uint32_t)line)) {
+    if (!tb_cache_access(cache, (uint32_t)line)) {
       c->dmisses++;
       c->cycles += c->miss_cycles;
       c->mem_cycles += c->miss_cycles;
@@ -659,9 +747,11 @@ void tb_scan(tb_counters_t *c) {
   }
 }
 
-/* Free the compiled blocks (the end of a run). */
+/* Free the compiled blocks and the caches' stamps (the end of a run). */
 void tb_release(tb_counters_t *c) {
   uint64_t i;
+  tb_cache_free(&c->icache);
+  tb_cache_free(&c->dcache);
   if (!c->progs) return;
   for (i = 0; i < c->nhw; i++) { free(c->progs[i]); c->progs[i] = NULL; }
   c->cur = NULL;

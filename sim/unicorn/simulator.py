@@ -266,7 +266,7 @@ class UnicornSimulator:
         else:
             return False, (f"unicorn {unicorn.__version__}, but no host C compiler to build "
                            "its native counting hook (install gcc or set CC)")
-        return True, f"unicorn {unicorn.__version__}; {how}"
+        return True, f"{native.unicorn_label()}; {how}"
 
     def run(self, elf: Path, target: Target, input_bytes: bytes, *,
             max_instructions: int = 2_000_000_000, timeout_s: float = 600.0,
@@ -722,10 +722,9 @@ class _Run:
         self.emu_cpu_seconds = time.thread_time() - cpu0      # host CPU time (bench/sim_speed.py)
         pc = self.uc.reg_read(self.reg_pc)
         c = self.counters
-        if self.static_watch():
-            if c.last_block != self.exit_addr:         # (a block at tb_exit did not run)
-                native.call("tb_flush_accesses", c)    # the last block's accesses
-            native.call("tb_release", c)
+        if self.static_watch() and c.last_block != self.exit_addr:   # (a block at tb_exit did not run)
+            native.call("tb_flush_accesses", c)        # the last block's accesses
+        native.call("tb_release", c)                   # compiled blocks, cache stamps
         if c.trap_misaligned and c.misaligned:        # (first: the trap came before any fault)
             raise TinybuildError(
                 f"firmware fault: misaligned {c.first_misaligned_size}-byte access at "
