@@ -421,7 +421,7 @@ def dw_groups(p: dict, batch: int, plane_bytes: int) -> int:
         if p["in_c"] % g == 0 and g * plane_bytes <= DW_GROUP_BUDGET:
             return g
     return 1
-DW_S1_ROWS = 6                    # 3x3 stride 1: output rows per store (sums rows of DW_PITCH)
+DW_S1_ROWS = 24                   # 3x3 stride 1: output rows per store (sums rows of DW_PITCH)
 
 
 def dw_sweep_rows(p: dict, path: int, plane_w: int) -> tuple[int, int]:
