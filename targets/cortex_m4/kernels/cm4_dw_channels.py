@@ -20,7 +20,7 @@ from tinybuild.lower import Const, Layer
 from tinybuild.planner import raster_overlap
 
 from .cm4_prepare import (DW_3X3S1, DW_3X3S2, RQ_FAST, RQ_FULLRANGE, _const, _max_abs_input,
-                          dw_oriented, dw_path, dw_s1_batch, dw_transposed, requant)
+                          conv_no_sign, dw_oriented, dw_path, dw_s1_batch, dw_transposed, requant)
 
 HERE = Path(__file__).parent
 MAX_TAPS = 32            # the tap list lives on the stack (TB_CM4_DWC_MAX_TAPS)
@@ -103,18 +103,17 @@ def plane_cycles(p: dict) -> float | None:
     """The plane kernel (cm4_depthwise_s8.c) on its 3x3 paths: per channel the set-up,
     the copy of the input pixels and the sweep and store of the output pixels. None
     for its general path (one SMLABB and about 18 cycles per MAC): slower than this
-    kernel on every shape."""
+    kernel on every shape. Refitted after the sums from the bias, the 2-channel copy and
+    the batched store (nucleo-l4r5zi place=auto: VWW's and KWS's layers on this kernel,
+    the others from their exact instructions x 1.19; within 6%)."""
     path = dw_path(p)
     in_px, out_px = p["in_h"] * p["in_w"], p["out_h"] * p["out_w"]
     if path == DW_3X3S1 and dw_s1_batch(dw_oriented(p, dw_transposed(p, path)), path):
-        return p["in_c"] * (249 + 11.68 * (in_px + out_px))
+        return p["in_c"] * (174 + 10.67 * (in_px + out_px))
     if path == DW_3X3S1:
-        return p["in_c"] * (499 + 11.1 * (in_px + out_px))
+        return p["in_c"] * (402 + 10.51 * (in_px + out_px))
     if path == DW_3X3S2:
-        # fitted before the two-slot stride-2 step and the one-channel copy: now up to 8.4%
-        # above the plane kernel's cycles on VWW's layers; the choice still picks the faster
-        # kernel on every stride-2 shape measured with both (docs/kernels.md)
-        return p["in_c"] * (528 + 8.57 * in_px + 2.14 * out_px)
+        return p["in_c"] * (390 + 7.96 * in_px + 1.99 * out_px)
     return None
 
 
@@ -190,3 +189,92 @@ def prepare(layer: Layer) -> Layer:
 KERNEL = KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_dw_channels_s8", (HERE / "cm4_dw_channels_s8.c",),
                     priority=PRIORITY, accepts=accepts, prepare=prepare,
                     name="tb_cm4_dw_channels_s8 (DSP, channel-parallel)")
+
+
+# -- 3x3 on a framed word plane (tb_cm4_dw_channels_3x3_s8) ------------------------------
+PITCH = 16               # words per plane row (TB_CM4_DWC3_PITCH): taps at immediate offsets
+RECORD_WORDS = 34        # per group: 4 biases, tap 0, 4 tap pairs, 4 x {M, B, e}
+PLANE_MAX_ROWS = 64      # 4 KB of scratch at most
+PRIORITY_3X3 = PRIORITY + 1
+
+
+def plane_shape(p: dict) -> tuple[int, int]:
+    """Rows and columns of the framed plane: every input pixel at (pad_top + y,
+    pad_left + x) and every tap of every output pixel inside."""
+    rows = max(p["pad_top"] + p["in_h"], (p["out_h"] - 1) * p["stride_h"] + 3)
+    cols = max(p["pad_left"] + p["in_w"], (p["out_w"] - 1) * p["stride_w"] + 3)
+    return rows, cols
+
+
+def channels_3x3_cycles(p: dict, sign: bool = True) -> float:
+    """Cortex-M4 cycles, fitted on 16 single layers (mps2-an386, within 1.2%): per output
+    pixel and group the 7 LDM, the single tap, 4 tap pairs of 18 and the requantization
+    (4 more with the sign term); per output row and group the row's bookkeeping; per
+    group its plane copy (per input pixel) and set-up; the plane's fill."""
+    groups, rows = p["in_c"] // 4, plane_shape(p)[0]
+    per_group = (p["out_h"] * p["out_w"] * (129.2 + 4 * sign) + p["out_h"] * 25.3 +
+                 p["in_h"] * p["in_w"] * 4.5 + 36.4)
+    return groups * per_group + rows * PITCH * 1.5 + 145
+
+
+MARGIN_CHANNELS = 0.98   # against channels_cycles: both fits within 1.6%
+
+
+def accepts_3x3(layer: Layer) -> bool:
+    if layer.op != "DEPTHWISE_CONV_2D":
+        return False
+    p = layer.params
+    if p["depth_multiplier"] != 1 or p["in_c"] % 4 or (p["k_h"], p["k_w"]) != (3, 3) or \
+            (p["dil_h"], p["dil_w"]) != (1, 1) or max(p["stride_h"], p["stride_w"]) > 2:
+        return False
+    rows, cols = plane_shape(p)
+    if cols > PITCH or rows > PLANE_MAX_ROWS:
+        return False
+    bias_folded, flags, triples, _ = requantization(layer)
+    if flags != RQ_FAST | RQ_FULLRANGE or np.abs(bias_folded).max(initial=0) >= 1 << 31:
+        return False
+    mine = channels_3x3_cycles(p, not conv_no_sign(flags, triples, p["output_offset"]))
+    plane = plane_cycles(p)
+    return mine < MARGIN_CHANNELS * channels_cycles(p) and (plane is None or mine < MARGIN * plane)
+
+
+def group_records(w: np.ndarray, bias2: np.ndarray, triples: np.ndarray) -> np.ndarray:
+    """(9, C) doubled weights, doubled biases (mod 2^32), (C, 3) {M, B, e} -> per group
+    of 4 channels 34 int32 in the order the kernel's LDMs read them: the 4 biases and
+    tap 0's 2 weight words, the 4 tap pairs' 16 weight words (channel_words' order),
+    the 4 channels' {M, B, e}."""
+    c = w.shape[1]
+    words = channel_words(w).view(np.int32).reshape(c // 4, 18)
+    biases = (np.asarray(bias2, np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+    rq = np.asarray(triples, np.int64).reshape(c // 4, 12).astype(np.int32)
+    return np.concatenate([biases.reshape(c // 4, 4), words, rq], axis=1)
+
+
+def prepare_3x3(layer: Layer) -> Layer:
+    p = layer.params
+    c, off = p["out_c"], p["input_offset"]
+    w = _const(layer, "filter").astype(np.int64).reshape(9, c)
+    bias_folded, flags, triples, notes = requantization(layer)
+    no_sign = conv_no_sign(flags, triples, p["output_offset"])
+    rows, cols = plane_shape(p)
+    zero_word = int(np.array([-off] * 4, np.int8).view(np.int32)[0])
+    header = np.array([int(no_sign), zero_word, rows, 0], np.int64)
+    records = group_records(2 * w, 2 * bias_folded, triples)
+    groups = np.concatenate([header.astype(np.int32), records.reshape(-1)])
+    notes = notes + [
+        f"channel-parallel 3x3 on a word plane: per group of 4 channels its pixels copied into "
+        f"a plane of {rows} x {PITCH} words framed by the input zero point ({rows * PITCH * 4} B "
+        "of scratch), taps at immediate offsets; 2 PKH + 4 SXTB16 + 4 SMLAD per tap pair",
+        f"{c // 4} group records of {RECORD_WORDS} words (weights and biases doubled, "
+        "input_offset * sum(filter) folded into the bias)" +
+        ("; zero point -128, full range: the sign term is left out" if no_sign else ""),
+        "in place: output - input in (0, 0) (group by group)"]
+    return replace(layer, consts=[Const("groups", "int32_t", groups)], args=["groups"],
+                   scratch_bytes=rows * PITCH * 4, overlap={layer.inputs[0]: (0, 0)},
+                   notes=notes)
+
+
+KERNEL_3X3 = KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_dw_channels_3x3_s8",
+                        (HERE / "cm4_dw_channels_s8.c",), priority=PRIORITY_3X3,
+                        accepts=accepts_3x3, prepare=prepare_3x3,
+                        name="tb_cm4_dw_channels_3x3_s8 (DSP, channel-parallel, word plane)")

@@ -282,3 +282,304 @@ void tb_cm4_dw_channels_s8(const tb_conv_params *p, const int8_t *input, const i
     }
   }
 }
+
+/* ---- 3x3 kernels on a framed word plane: tb_cm4_dw_channels_3x3_s8 ---------------------
+ *
+ * The same arithmetic per group of 4 channels (a single first tap, then 4 tap pairs,
+ * the fast full-range requantization on doubled sums), but the group's channels are
+ * first copied, one word per pixel, into a plane of TB_CM4_DWC3_PITCH words per row
+ * framed by words of input zero points (the scratch: filled once per call, its
+ * interior overwritten per group). A tap of output pixel (y, x) is then the word at
+ * plane row y * stride_h + ky, column x * stride_w + kx: a fixed immediate offset
+ * from the pixel's top-left tap, for the border pixels too. No tap list, no
+ * address loads: per tap pair the two tap words (one LDRD where they are neighbours
+ * in a plane row), one LDM of the 4 weight words, then 2 PKH, 4 SXTB16, 4 SMLAD: 18
+ * cycles per 8 MACs (22 with the tap list). The loop runs group by group (one call each: the
+ * copy, then every output row), then pixel by pixel, so the group's record
+ * (cm4_dw_channels.group_records: 4 doubled biases and tap 0's 2 weight words, the
+ * pairs' 16 weight words, 4 x {M, B, e}) is read by 7 LDM from one pointer (an LDM
+ * takes a cycle more than a run of LDR with immediate offsets but 3-5 instructions
+ * less: no layer this kernel takes runs more instructions than before).
+ *
+ * groups: header {1: no sign term, the input zero point in every byte, plane rows,
+ * 0}, then per group of 4 channels its 34-word record. In place only at offset 0:
+ * group g of every pixel is written after group g's plane was copied, and no other
+ * group's input bytes are touched. */
+#define TB_CM4_DWC3_PITCH 16   /* words per plane row: cm4_dw_channels.PITCH */
+#define TB_CM4_DWC3_WORDS 34   /* words per group record: cm4_dw_channels.RECORD_WORDS */
+#define TB_CM4_DWC3_RECORD_BYTES 136
+
+typedef struct {
+  const int8_t *src;     /* 0: the group's first channel of input pixel 0 */
+  uint32_t *dst;         /* 4: the plane word of input pixel 0 */
+  int32_t in_h, in_w;    /* 8, 12 */
+  int32_t in_c;          /* 16: bytes between pixels, in and out */
+  const uint32_t *p;     /* 20: the plane (output pixel 0's top-left tap) */
+  const int32_t *g;      /* 24: the group's record */
+  int8_t *o;             /* 28: output pixel 0, the group's first channel */
+  int32_t out_w;         /* 32 */
+  int32_t pstep;         /* 36: bytes between output pixels in the plane: 4 * stride_w */
+  int32_t row_step;      /* 40: bytes between output rows in the plane */
+  int32_t out_h;         /* 44 */
+  int32_t groups;        /* 48: groups of 4 channels (the assembly runs them all) */
+  int32_t fill;          /* 52: plane words (a multiple of 16) */
+  uint32_t zero;         /* 56: the input zero point in every byte */
+} tb_cm4_dwc3_job;
+
+/* Plane word offsets of taps 0..8 (ky, kx) and the record's parts, in words, in
+ * the order the kernel's LDMs read them: the 4 biases and tap 0's 2 weight words,
+ * the 4 tap pairs' 16 weight words, the 4 x {M, B, e}. */
+#define TB_CM4_DWC3_TAP(t) (((t) / 3) * TB_CM4_DWC3_PITCH + (t) % 3)
+#define TB_CM4_DWC3_BIAS 0
+#define TB_CM4_DWC3_W0 4
+#define TB_CM4_DWC3_PAIRS 6
+#define TB_CM4_DWC3_RQ 22
+
+#ifdef TB_CM4_DSP
+void tb_cm4_dwc3_group_sign(const tb_cm4_dwc3_job *job);
+void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
+
+/* One tap pair: the taps' words (LOAD_TAPS: an LDRD where they are neighbours in the
+ * plane row, else two LDR), then the pair's 4 weight words by one LDM (channels c,
+ * c+2, c+1, c+3): 18 cycles per 8 MACs, 12-13 instructions. */
+#define TB_CM4_DWC3_PAIR(LOAD_TAPS)               \
+  LOAD_TAPS                                       \
+  "ldmia r5!, {r9, r10, r11, r12}\n\t"            \
+  "pkhbt lr, r7, r8, lsl #16\n\t"                 \
+  "pkhtb r8, r8, r7, asr #16\n\t"                 \
+  "sxtb16 r7, lr\n\t"                             \
+  "sxtb16 lr, lr, ror #8\n\t"                     \
+  "smlad r0, r7, r9, r0\n\t"                      \
+  "smlad r1, lr, r11, r1\n\t"                     \
+  "sxtb16 r7, r8\n\t"                             \
+  "sxtb16 r8, r8, ror #8\n\t"                     \
+  "smlad r2, r7, r10, r2\n\t"                     \
+  "smlad r3, r8, r12, r3\n\t"
+#define TB_CM4_DWC3_TAPS_LDRD(T) "ldrd r7, r8, [r4, #" T "]\n\t"
+#define TB_CM4_DWC3_TAPS_LDR(TA, TB) "ldr r7, [r4, #" TA "]\n\tldr r8, [r4, #" TB "]\n\t"
+
+/* Two channels' requantization: {M, B, e} of A in r7-r9, of B in r10-r12; SIGN_*
+ * adds the sign term (acc >> 31) to B. */
+#define TB_CM4_DWC3_RQ2(A, B, SIGN_A, SIGN_B)     \
+  SIGN_A                                          \
+  "smmlar " A ", " A ", r7, r8\n\t"               \
+  "asr " A ", " A ", r9\n\t"                      \
+  "ssat " A ", #8, " A "\n\t"                     \
+  SIGN_B                                          \
+  "smmlar " B ", " B ", r10, r11\n\t"             \
+  "asr " B ", " B ", r12\n\t"                     \
+  "ssat " B ", #8, " B "\n\t"
+
+/* Every group: the copy (per input row 4 words per pass: 4 pipelined loads at
+ * register offsets, one STM; the last 1-3 words under IT), then every output pixel:
+ * r0-r3 the 4 channels' sums, r4 the pixel's top-left tap, r5 the record, r6 the
+ * output, r7-r12 and lr the words. [sp]: in_c, pstep, the row's end, row_step,
+ * rows left, the row's start, the group's input, its output, groups left, job.
+ * First the whole plane is filled with zero-point words (16 per pass). */
+#define TB_CM4_DWC3_GROUP(NAME, S0, S1, S2, S3)                                 \
+  __asm__("\t.text\n\t.syntax unified\n\t.thumb\n\t.p2align 2\n\t"              \
+          ".type " NAME ", %function\n\t.thumb_func\n"                          \
+          NAME ":\n\t"                                                          \
+          "push {r4-r11, lr}\n\t"                                               \
+          "sub sp, sp, #40\n\t"                                                 \
+          "ldr r1, [r0, #20]\n\t"      /* the plane's frame: zero points */   \
+          "ldr r2, [r0, #52]\n\t"                                               \
+          "ldr r3, [r0, #56]\n\t"                                               \
+          "mov r4, r3\n\t"                                                      \
+          "mov r5, r3\n\t"                                                      \
+          "mov r6, r3\n"                                                         \
+          "5:\n\t"                                                              \
+          "stmia r1!, {r3, r4, r5, r6}\n\t"                                     \
+          "stmia r1!, {r3, r4, r5, r6}\n\t"                                     \
+          "stmia r1!, {r3, r4, r5, r6}\n\t"                                     \
+          "stmia r1!, {r3, r4, r5, r6}\n\t"                                     \
+          "subs r2, r2, #16\n\t"                                                \
+          "bne 5b\n\t"                                                          \
+          "ldr r1, [r0, #0]\n\t"                                                \
+          "ldr r2, [r0, #28]\n\t"                                               \
+          "ldr r3, [r0, #48]\n\t"                                               \
+          "ldr r5, [r0, #24]\n\t"                                               \
+          "ldr r6, [r0, #16]\n\t"                                               \
+          "ldr r7, [r0, #36]\n\t"                                               \
+          "ldr r8, [r0, #40]\n\t"                                               \
+          "str r1, [sp, #24]\n\t"                                               \
+          "str r2, [sp, #28]\n\t"                                               \
+          "str r3, [sp, #32]\n\t"                                               \
+          "str r0, [sp, #36]\n\t"                                               \
+          "str r6, [sp, #0]\n\t"                                                \
+          "str r7, [sp, #4]\n\t"                                                \
+          "str r8, [sp, #12]\n"                                                 \
+          "20:\n\t"                      /* a group: its plane */               \
+          "ldr r0, [sp, #36]\n\t"                                               \
+          "ldr r1, [sp, #24]\n\t"                                               \
+          "ldr r2, [r0, #4]\n\t"                                                \
+          "ldr r3, [r0, #8]\n\t"                                                \
+          "ldr r4, [r0, #12]\n\t"                                               \
+          "ldr r6, [sp, #0]\n\t"                                                \
+          "add r12, r6, r6, lsl #1\n\t"                                         \
+          "rsb lr, r4, #" TB_CM4_DWC_STR(TB_CM4_DWC3_PITCH) "\n\t"              \
+          "lsl lr, lr, #2\n"                                                    \
+          "10:\n\t"                                                             \
+          "subs r7, r4, #4\n\t"                                                 \
+          "blt 12f\n"                                                           \
+          "11:\n\t"                                                             \
+          "ldr r8, [r1]\n\t"                                                    \
+          "ldr r9, [r1, r6]\n\t"                                                \
+          "ldr r10, [r1, r6, lsl #1]\n\t"                                       \
+          "ldr r11, [r1, r12]\n\t"                                              \
+          "add r1, r1, r6, lsl #2\n\t"                                          \
+          "stmia r2!, {r8, r9, r10, r11}\n\t"                                   \
+          "subs r7, r7, #4\n\t"                                                 \
+          "bge 11b\n"                                                           \
+          "12:\n\t"                                                             \
+          "adds r7, r7, #4\n\t"                                                 \
+          "beq 14f\n\t"                                                         \
+          "ldr r8, [r1]\n\t"                                                    \
+          "cmp r7, #2\n\t"                                                      \
+          "itt ge\n\t"                                                          \
+          "ldrge r9, [r1, r6]\n\t"                                              \
+          "strge r9, [r2, #4]\n\t"                                              \
+          "itt gt\n\t"                                                          \
+          "ldrgt r10, [r1, r6, lsl #1]\n\t"                                     \
+          "strgt r10, [r2, #8]\n\t"                                             \
+          "str r8, [r2]\n\t"                                                    \
+          "mla r1, r7, r6, r1\n\t"                                              \
+          "add r2, r2, r7, lsl #2\n"                                            \
+          "14:\n\t"                                                             \
+          "add r2, r2, lr\n\t"                                                  \
+          "subs r3, r3, #1\n\t"                                                 \
+          "bne 10b\n\t"                                                         \
+          "ldr r4, [r0, #20]\n\t"        /* its output rows */                  \
+          "ldr r7, [r0, #32]\n\t"                                               \
+          "ldr r11, [r0, #44]\n\t"                                              \
+          "ldr r6, [sp, #28]\n\t"                                               \
+          "ldr r8, [sp, #4]\n\t"                                                \
+          "mla r7, r7, r8, r4\n\t"                                              \
+          "str r7, [sp, #8]\n\t"                                                \
+          "str r11, [sp, #16]\n\t"                                              \
+          "str r4, [sp, #20]\n"                                                 \
+          "1:\n\t"                     /* doubled biases, tap 0's (w[c], w[c+2]), */ \
+          "ldmia r5!, {r0, r1, r2, r3, r8, r9}\n\t" /* (w[c+1], w[c+3]); r5: rq */  \
+          "ldr r7, [r4, #0]\n\t"         /* tap 0 alone */                      \
+          "sxtb16 r10, r7\n\t"                                                  \
+          "sxtb16 r7, r7, ror #8\n\t"                                           \
+          "smlabb r0, r10, r8, r0\n\t"                                          \
+          "smlatt r2, r10, r8, r2\n\t"                                          \
+          "smlabb r1, r7, r9, r1\n\t"                                           \
+          "smlatt r3, r7, r9, r3\n\t"                                           \
+          TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDRD("4"))                          \
+          TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDRD("64"))                         \
+          TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDR("72", "128"))                   \
+          TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDRD("132"))                        \
+          "ldmia r5!, {r7, r8, r9, r10, r11, r12}\n\t"                           \
+          "ldr lr, [sp, #4]\n\t"                                                \
+          TB_CM4_DWC3_RQ2("r0", "r1", S0, S1)                                   \
+          "add r4, r4, lr\n\t"                                                  \
+          "ldmia r5!, {r7, r8, r9, r10, r11, r12}\n\t"                           \
+          "ldr lr, [sp, #0]\n\t"                                                \
+          TB_CM4_DWC3_RQ2("r2", "r3", S2, S3)                                   \
+          "strb r0, [r6, #0]\n\t"                                               \
+          "strb r1, [r6, #1]\n\t"                                               \
+          "strb r2, [r6, #2]\n\t"                                               \
+          "strb r3, [r6, #3]\n\t"                                               \
+          "add r6, r6, lr\n\t"                                                  \
+          "sub r5, r5, #" TB_CM4_DWC_STR(TB_CM4_DWC3_RECORD_BYTES) "\n\t" /* its start */ \
+          "ldr lr, [sp, #8]\n\t"                                                \
+          "cmp r4, lr\n\t"                                                      \
+          "bne.w 1b\n\t"                 /* the next row: start, end, count */  \
+          "ldr r4, [sp, #20]\n\t"                                               \
+          "ldr r7, [sp, #12]\n\t"                                               \
+          "ldr r8, [sp, #16]\n\t"                                               \
+          "add r4, r4, r7\n\t"                                                  \
+          "add lr, lr, r7\n\t"                                                  \
+          "str r4, [sp, #20]\n\t"                                               \
+          "str lr, [sp, #8]\n\t"                                                \
+          "subs r8, r8, #1\n\t"                                                 \
+          "str r8, [sp, #16]\n\t"                                               \
+          "bne.w 1b\n\t"                 /* the next group */                   \
+          "add r5, r5, #" TB_CM4_DWC_STR(TB_CM4_DWC3_RECORD_BYTES) "\n\t"       \
+          "ldr r1, [sp, #24]\n\t"                                               \
+          "ldr r2, [sp, #28]\n\t"                                               \
+          "ldr r3, [sp, #32]\n\t"                                               \
+          "adds r1, r1, #4\n\t"                                                 \
+          "adds r2, r2, #4\n\t"                                                 \
+          "str r1, [sp, #24]\n\t"                                               \
+          "str r2, [sp, #28]\n\t"                                               \
+          "subs r3, r3, #1\n\t"                                                 \
+          "str r3, [sp, #32]\n\t"                                               \
+          "bne.w 20b\n\t"                                                       \
+          "add sp, sp, #40\n\t"                                                 \
+          "pop {r4-r11, pc}\n\t"                                                \
+          ".size " NAME ", . - " NAME "\n")
+
+TB_CM4_DWC3_GROUP("tb_cm4_dwc3_group_sign", "add r8, r8, r0, asr #31\n\t",
+                  "add r11, r11, r1, asr #31\n\t", "add r8, r8, r2, asr #31\n\t",
+                  "add r11, r11, r3, asr #31\n\t");
+TB_CM4_DWC3_GROUP("tb_cm4_dwc3_group_nosign", "", "", "", "");
+#else
+/* What the assembly computes, in portable C: one output pixel of the group. */
+static void tb_cm4_dwc3_pixel_c(const uint32_t *q, const int32_t *g, int32_t sign, int8_t *o) {
+  const uint32_t *w = (const uint32_t *)g;
+  const uint32_t a = q[0], a02 = tb_sxtb16(a), a13 = tb_sxtb16_ror8(a);
+  int32_t acc[4], t, ch;
+  acc[0] = tb_smlabb(a02, w[TB_CM4_DWC3_W0], g[TB_CM4_DWC3_BIAS + 0]);
+  acc[2] = tb_smlatt(a02, w[TB_CM4_DWC3_W0], g[TB_CM4_DWC3_BIAS + 2]);
+  acc[1] = tb_smlabb(a13, w[TB_CM4_DWC3_W0 + 1], g[TB_CM4_DWC3_BIAS + 1]);
+  acc[3] = tb_smlatt(a13, w[TB_CM4_DWC3_W0 + 1], g[TB_CM4_DWC3_BIAS + 3]);
+  for (t = 1; t < 9; t += 2) {
+    const uint32_t *pw = w + TB_CM4_DWC3_PAIRS + 2 * (t - 1);
+    const uint32_t x = q[TB_CM4_DWC3_TAP(t)], y = q[TB_CM4_DWC3_TAP(t + 1)];
+    const uint32_t lo = tb_pkhbt16(x, y), hi = tb_pkhtb16(y, x);
+    acc[0] = tb_smlad(tb_sxtb16(lo), pw[0], acc[0]);
+    acc[1] = tb_smlad(tb_sxtb16_ror8(lo), pw[2], acc[1]);
+    acc[2] = tb_smlad(tb_sxtb16(hi), pw[1], acc[2]);
+    acc[3] = tb_smlad(tb_sxtb16_ror8(hi), pw[3], acc[3]);
+  }
+  for (ch = 0; ch < 4; ++ch) {
+    const int32_t *r = g + TB_CM4_DWC3_RQ + 3 * ch;
+    const int32_t b = sign ? r[1] + tb_asr(acc[ch], 31) : r[1];
+    o[ch] = (int8_t)tb_ssat8(tb_asr(tb_smmlar(acc[ch], r[0], b), r[2]));
+  }
+}
+
+static void tb_cm4_dwc3_group_c(const tb_cm4_dwc3_job *job, int32_t sign) {
+  const int32_t in_c = job->in_c;
+  int32_t y, x;
+  int8_t *o = job->o;
+  for (y = 0; y < job->in_h; ++y) {
+    for (x = 0; x < job->in_w; ++x) {
+      job->dst[y * TB_CM4_DWC3_PITCH + x] = tb_ld32(job->src + (y * job->in_w + x) * in_c);
+    }
+  }
+  for (y = 0; y < job->out_h; ++y) {
+    const uint32_t *q = job->p + y * (job->row_step / 4);
+    for (x = 0; x < job->out_w; ++x, q += job->pstep / 4, o += in_c) {
+      tb_cm4_dwc3_pixel_c(q, job->g, sign, o);
+    }
+  }
+}
+#endif
+
+void tb_cm4_dw_channels_3x3_s8(const tb_conv_params *p, const int8_t *input, const int32_t *groups,
+                               int8_t *output, void *scratch) {
+  uint32_t *plane = (uint32_t *)scratch;
+  const int32_t rows = groups[2], sign = !(groups[0] & 1);
+  tb_cm4_dwc3_job job;
+  job.fill = rows * TB_CM4_DWC3_PITCH, job.zero = (uint32_t)groups[1];
+  job.dst = plane + p->pad_top * TB_CM4_DWC3_PITCH + p->pad_left;
+  job.in_h = p->in_h, job.in_w = p->in_w, job.in_c = p->in_c;
+  job.p = plane, job.out_w = p->out_w, job.out_h = p->out_h;
+  job.pstep = 4 * p->stride_w, job.row_step = 4 * TB_CM4_DWC3_PITCH * p->stride_h;
+  job.g = groups + 4, job.groups = p->in_c / 4;
+  job.src = input, job.o = output;
+#ifdef TB_CM4_DSP
+  if (sign) tb_cm4_dwc3_group_sign(&job);
+  else tb_cm4_dwc3_group_nosign(&job);
+#else
+  for (int32_t i = 0; i < job.fill; ++i) plane[i] = job.zero;
+  for (int32_t c = 0; c < p->in_c; c += 4, job.g += TB_CM4_DWC3_WORDS) {
+    job.src = input + c, job.o = output + c;
+    tb_cm4_dwc3_group_c(&job, sign);
+  }
+#endif
+}

@@ -885,7 +885,7 @@ def kernels() -> list[KernelImpl]:
                    priority=DW_AS_CONV_PRIORITY, accepts=cm4_cost.accepts_depthwise_as_conv_faster,
                    prepare=prepare_depthwise_as_conv,
                    name="tb_cm4_conv2d_s8 (DSP, 4x2 block; depthwise on one input channel)"),
-        cm4_dw_channels.KERNEL,  # priority 20, above the plane kernel where it accepts
+        cm4_dw_channels.KERNEL_3X3, cm4_dw_channels.KERNEL,  # priorities 21, 20: above the plane kernel
         KernelImpl("DEPTHWISE_CONV_2D", "tb_cm4_depthwise_conv2d_s8", src("cm4_depthwise_s8.c"),
                    priority=10, accepts=cm4_cost.accepts_plane_faster, prepare=prepare_depthwise,
                    name="tb_cm4_depthwise_conv2d_s8 (DSP, planar)"),
