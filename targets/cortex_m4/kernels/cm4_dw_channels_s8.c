@@ -324,6 +324,7 @@ typedef struct {
   int32_t groups;        /* 48: groups of 4 channels (the assembly runs them all) */
   int32_t fill;          /* 52: plane words (a multiple of 16) */
   uint32_t zero;         /* 56: the input zero point in every byte */
+  int32_t *record;       /* 60: scratch for a record read from flash */
 } tb_cm4_dwc3_job;
 
 /* Plane word offsets of taps 0..8 (ky, kx) and the record's parts, in words, in
@@ -374,14 +375,17 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
  * register offsets, one STM; the last 1-3 words under IT), then every output pixel:
  * r0-r3 the 4 channels' sums, r4 the pixel's top-left tap, r5 the record, r6 the
  * output, r7-r12 and lr the words. [sp]: in_c, pstep, the row's end, row_step,
- * rows left, the row's start, the group's input, its output, groups left, job.
- * First the whole plane is filled with zero-point words (16 per pass). */
+ * rows left, the row's start, the group's input, its output, groups left, job, the
+ * group's record in flash (0: read in place). First the whole plane is filled with
+ * zero-point words (16 per pass). A record below 0x20000000 (flash on the STM32
+ * boards) is first copied to the scratch (8 LDM/STM), so that each pixel's 7 LDM
+ * read SRAM, not flash through the ART's small data cache (136 bytes per pixel). */
 #define TB_CM4_DWC3_GROUP(NAME, S0, S1, S2, S3)                                 \
   __asm__("\t.text\n\t.syntax unified\n\t.thumb\n\t.p2align 2\n\t"              \
           ".type " NAME ", %function\n\t.thumb_func\n"                          \
           NAME ":\n\t"                                                          \
           "push {r4-r11, lr}\n\t"                                               \
-          "sub sp, sp, #40\n\t"                                                 \
+          "sub sp, sp, #48\n\t"                                                 \
           "ldr r1, [r0, #20]\n\t"      /* the plane's frame: zero points */   \
           "ldr r2, [r0, #52]\n\t"                                               \
           "ldr r3, [r0, #56]\n\t"                                               \
@@ -409,8 +413,26 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
           "str r6, [sp, #0]\n\t"                                                \
           "str r7, [sp, #4]\n\t"                                                \
           "str r8, [sp, #12]\n"                                                 \
-          "20:\n\t"                      /* a group: its plane */               \
+          "20:\n\t"                      /* a group: its record out of flash */ \
           "ldr r0, [sp, #36]\n\t"                                               \
+          "movs r1, #0\n\t"                                                     \
+          "cmp r5, #0x20000000\n\t"                                             \
+          "bhs 21f\n\t"                                                         \
+          "mov r1, r5\n\t"                                                      \
+          "ldr r2, [r0, #60]\n\t"                                               \
+          "ldmia r5!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "stmia r2!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "ldmia r5!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "stmia r2!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "ldmia r5!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "stmia r2!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "ldmia r5!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "stmia r2!, {r3, r4, r6, r7, r8, r9, r10, r11}\n\t"                   \
+          "ldmia r5!, {r3, r4}\n\t"                                             \
+          "stmia r2!, {r3, r4}\n\t"                                             \
+          "ldr r5, [r0, #60]\n"                                                  \
+          "21:\n\t"                                                             \
+          "str r1, [sp, #40]\n\t"      /* 0: the record is read in place */   \
           "ldr r1, [sp, #24]\n\t"                                               \
           "ldr r2, [r0, #4]\n\t"                                                \
           "ldr r3, [r0, #8]\n\t"                                                \
@@ -497,6 +519,10 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
           "subs r8, r8, #1\n\t"                                                 \
           "str r8, [sp, #16]\n\t"                                               \
           "bne.w 1b\n\t"                 /* the next group */                   \
+          "ldr r1, [sp, #40]\n\t"                                               \
+          "cmp r1, #0\n\t"                                                      \
+          "it ne\n\t"                                                           \
+          "movne r5, r1\n\t"                                                    \
           "add r5, r5, #" TB_CM4_DWC_STR(TB_CM4_DWC3_RECORD_BYTES) "\n\t"       \
           "ldr r1, [sp, #24]\n\t"                                               \
           "ldr r2, [sp, #28]\n\t"                                               \
@@ -508,7 +534,7 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
           "subs r3, r3, #1\n\t"                                                 \
           "str r3, [sp, #32]\n\t"                                               \
           "bne.w 20b\n\t"                                                       \
-          "add sp, sp, #40\n\t"                                                 \
+          "add sp, sp, #48\n\t"                                                 \
           "pop {r4-r11, pc}\n\t"                                                \
           ".size " NAME ", . - " NAME "\n")
 
@@ -566,6 +592,7 @@ void tb_cm4_dw_channels_3x3_s8(const tb_conv_params *p, const int8_t *input, con
   const int32_t rows = groups[2], sign = !(groups[0] & 1);
   tb_cm4_dwc3_job job;
   job.fill = rows * TB_CM4_DWC3_PITCH, job.zero = (uint32_t)groups[1];
+  job.record = (int32_t *)(plane + job.fill);
   job.dst = plane + p->pad_top * TB_CM4_DWC3_PITCH + p->pad_left;
   job.in_h = p->in_h, job.in_w = p->in_w, job.in_c = p->in_c;
   job.p = plane, job.out_w = p->out_w, job.out_h = p->out_h;
