@@ -936,34 +936,45 @@ TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks_sign, TB_CM4_R9_RQ_SIGN)
 
 #define TB_CM4_R9_SLOT 12   /* bytes per kernel row of a staged pixel (9 + the last load's 3) */
 
-/* A border block's 4 pixels for tb_cm4_rows9_block: pixel q's kernel row ky
+/* A border block's 4 pixels for tb_cm4_rows9_blocks: pixel q's kernel row ky
  * as 9 bytes at stage + 4 * TB_CM4_R9_SLOT * ky + TB_CM4_R9_SLOT * q, the taps
  * outside the input as the zero point (0 once the offset is added, what the
- * reference skips); base[q]: pixel q's first row. stage: 12 * 12 bytes. */
+ * reference skips); base[q]: pixel q's first row. A row inside the input is
+ * two words and a byte; others are filled, then their taps inside copied.
+ * stage: 12 * 12 bytes. */
 static __attribute__((noinline)) void tb_cm4_rows9_stage4(const tb_conv_params *p,
                                                           const int8_t *input, int32_t p0,
                                                           int8_t *stage, const int8_t **base) {
   const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-  int32_t q, ky, kx, i;
-  for (i = 0; i < 3 * 4 * TB_CM4_R9_SLOT; i += 4) tb_st32(stage + i, zp4);
+  const int32_t in_w = p->in_w, in_h = p->in_h;
+  int32_t y = p0 / p->out_w, x = p0 - y * p->out_w, q, ky, kx;
   for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
-    const int32_t y = (p0 + q) / p->out_w, x = (p0 + q) - y * p->out_w;
     const int32_t iy0 = y * p->stride_h - p->pad_top, ix0 = x * p->stride_w - p->pad_left;
-    base[q] = stage + TB_CM4_R9_SLOT * q;
-    for (ky = 0; ky < 3; ++ky) {
+    const int cols_in = ix0 >= 0 && ix0 + 3 <= in_w;
+    int8_t *d = stage + TB_CM4_R9_SLOT * q;
+    base[q] = d;
+    for (ky = 0; ky < 3; ++ky, d += 4 * TB_CM4_R9_SLOT) {
       const int32_t iy = iy0 + ky * p->dil_h;
-      if (iy < 0 || iy >= p->in_h) continue;
+      const int8_t *src = input + (iy * in_w + ix0) * 3;
+      if (iy >= 0 && iy < in_h && cols_in) {
+        tb_st32(d, tb_ld32(src));
+        tb_st32(d + 4, tb_ld32(src + 4));
+        d[8] = src[8];
+        continue;
+      }
+      tb_st32(d, zp4);
+      tb_st32(d + 4, zp4);
+      tb_st32(d + 8, zp4);
+      if (iy < 0 || iy >= in_h) continue;
       for (kx = 0; kx < 3; ++kx) {
-        const int32_t ix = ix0 + kx;
-        if (ix >= 0 && ix < p->in_w) {
-          const int8_t *src = input + (iy * p->in_w + ix) * 3;
-          int8_t *d = stage + 4 * TB_CM4_R9_SLOT * ky + TB_CM4_R9_SLOT * q + 3 * kx;
-          d[0] = src[0];
-          d[1] = src[1];
-          d[2] = src[2];
+        if (ix0 + kx >= 0 && ix0 + kx < in_w) {
+          d[3 * kx] = src[3 * kx];
+          d[3 * kx + 1] = src[3 * kx + 1];
+          d[3 * kx + 2] = src[3 * kx + 2];
         }
       }
     }
+    if (++x == p->out_w) x = 0, ++y;
   }
 }
 
