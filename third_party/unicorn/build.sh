@@ -34,7 +34,12 @@ cmake --build "$work/build" -j"$(nproc 2>/dev/null || echo 2)" --target unicorn 
 # The new library must load and say it is patched before it replaces the wheel's.
 LIBUNICORN_PATH="$work/build" "$python" -c \
   "from unicorn.unicorn_py3.unicorn import uclib; assert uclib.uc_tinybuild_patch_level() >= 1"
-[ -f "$libdir/libunicorn.so.2.wheel" ] || cp "$libdir/libunicorn.so.2" "$libdir/libunicorn.so.2.wheel"
+# Keep the wheel's library (bench/sim_speed.py --patch compares with it): the installed one, unless
+# it is already a patched build.
+if LIBUNICORN_PATH="$libdir" "$python" -c "import sys; from unicorn.unicorn_py3.unicorn import uclib
+sys.exit(hasattr(uclib, 'uc_tinybuild_patch_level'))"; then
+  cp "$libdir/libunicorn.so.2" "$libdir/libunicorn.so.2.wheel"
+fi
 cp "$work/build/libunicorn.so.2" "$libdir/libunicorn.so.2.tmp"
 mv -f "$libdir/libunicorn.so.2.tmp" "$libdir/libunicorn.so.2"
 rm -rf "$src" "$work/build"
