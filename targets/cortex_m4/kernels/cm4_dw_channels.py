@@ -214,7 +214,7 @@ def channels_3x3_cycles(p: dict, sign: bool = True) -> float:
     code region (93 cycles: paid wherever the weights stay in flash; it saves about 45
     cycles of flash wait per pixel on the STM32F407); the plane's fill."""
     groups, rows = p["in_c"] // 4, plane_shape(p)[0]
-    per_group = (p["out_h"] * p["out_w"] * (129.2 + 4 * sign) + p["out_h"] * 25.3 +
+    per_group = (p["out_h"] * p["out_w"] * (127.2 + 4 * sign) + p["out_h"] * 25.3 +
                  p["in_h"] * p["in_w"] * 4.5 + 36.4 + 93)
     return groups * per_group + rows * PITCH * 1.5 + 145
 

@@ -494,19 +494,17 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
           TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDR("72", "128"))                   \
           TB_CM4_DWC3_PAIR(TB_CM4_DWC3_TAPS_LDRD("132"))                        \
           "ldmia r5!, {r7, r8, r9, r10, r11, r12}\n\t"                           \
-          "ldr lr, [sp, #4]\n\t"                                                \
           TB_CM4_DWC3_RQ2("r0", "r1", S0, S1)                                   \
-          "add r4, r4, lr\n\t"                                                  \
           "ldmia r5!, {r7, r8, r9, r10, r11, r12}\n\t"                           \
-          "ldr lr, [sp, #0]\n\t"                                                \
           TB_CM4_DWC3_RQ2("r2", "r3", S2, S3)                                   \
+          "ldmia sp, {r7, r8, lr}\n\t"   /* in_c, pstep, the row's end */       \
           "strb r0, [r6, #0]\n\t"                                               \
           "strb r1, [r6, #1]\n\t"                                               \
           "strb r2, [r6, #2]\n\t"                                               \
           "strb r3, [r6, #3]\n\t"                                               \
-          "add r6, r6, lr\n\t"                                                  \
+          "add r6, r6, r7\n\t"                                                  \
+          "add r4, r4, r8\n\t"                                                  \
           "sub r5, r5, #" TB_CM4_DWC_STR(TB_CM4_DWC3_RECORD_BYTES) "\n\t" /* its start */ \
-          "ldr lr, [sp, #8]\n\t"                                                \
           "cmp r4, lr\n\t"                                                      \
           "bne.w 1b\n\t"                 /* the next row: start, end, count */  \
           "ldr r4, [sp, #20]\n\t"                                               \
