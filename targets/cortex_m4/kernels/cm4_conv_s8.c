@@ -214,10 +214,11 @@ static __attribute__((noinline)) void tb_cm4_im2col4_1x1(const int8_t *b, int32_
 
 /* im2col of n pixels (slots 0..n-1 from col) of a 3x3 convolution of a
  * 3-channel input (VWW's and ResNet-8's first layer) whose taps all lie inside
- * the input: each kernel row
- * is 9 contiguous bytes, the 27 values (padded to 28; the build put a zero
- * weight there) are 7 words of the concatenated rows, each one or two
- * (unaligned) word loads, no per-tap work. row_step: bytes between kernel rows. */
+ * the input: each kernel row is 9 contiguous bytes; the 27 values (padded to
+ * 28; the build put a zero weight there) are taken in the order the build
+ * stored the weights (cm4_prepare.CONV_ROWS9_ORDER): each row's first 8 bytes
+ * (two word loads, aligned as the row is), then one word of the rows' last
+ * bytes; no per-tap work. row_step: bytes between kernel rows. */
 static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b, int32_t n,
                                                           int32_t row_step, uint32_t off2,
                                                           uint32_t *col) {
@@ -225,7 +226,7 @@ static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b
   for (q = 0; q < n; ++q) {
     const int8_t *r0 = b[q], *r1 = r0 + row_step, *r2 = r1 + row_step;
     uint32_t *dst = col + q;
-    uint32_t v0, v1, v2, v3, v4, v5, v6, v7, v8, g;
+    uint32_t v0, v1, v2, v3, v4, v5, e0, e1, e2, g;
     /* the loads in two runs, each load after the first one cycle (between
      * the SXTAB16s, where GCC would put them, each costs two) */
 #ifdef TB_CM4_DSP
@@ -233,14 +234,14 @@ static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b
                      "ldr %1, [%6, #4]\n\t"
                      "ldrb %2, [%6, #8]\n\t"
                      "ldr %3, [%7]\n\t"
-                     "ldr %4, [%7, #3]\n\t"
-                     "ldr %5, [%7, #7]\n\t"
-                     : "=&r"(v0), "=&r"(v1), "=&r"(v2), "=&r"(v3), "=&r"(v4), "=&r"(v5)
+                     "ldr %4, [%7, #4]\n\t"
+                     "ldrb %5, [%7, #8]\n\t"
+                     : "=&r"(v0), "=&r"(v1), "=&r"(e0), "=&r"(v2), "=&r"(v3), "=&r"(e1)
                      : "r"(r0), "r"(r1)
                      : "memory");
 #else
-    v0 = tb_ld32(r0), v1 = tb_ld32(r0 + 4), v2 = (uint8_t)r0[8];
-    v3 = tb_ld32(r1), v4 = tb_ld32(r1 + 3), v5 = tb_ld32(r1 + 7);
+    v0 = tb_ld32(r0), v1 = tb_ld32(r0 + 4), e0 = (uint8_t)r0[8];
+    v2 = tb_ld32(r1), v3 = tb_ld32(r1 + 4), e1 = (uint8_t)r1[8];
 #endif
 #define TB_CM4_ROWS9_GROUP(i, expr) \
     g = (expr);                      \
@@ -248,21 +249,21 @@ static __attribute__((noinline)) void tb_cm4_im2col_rows9(const int8_t *const *b
     dst[8 * (i) + 4] = tb_sxtab16_ror8(off2, g);
     TB_CM4_ROWS9_GROUP(0, v0)
     TB_CM4_ROWS9_GROUP(1, v1)
-    TB_CM4_ROWS9_GROUP(2, v2 | (v3 << 8))
-    TB_CM4_ROWS9_GROUP(3, v4)
+    TB_CM4_ROWS9_GROUP(2, v2)
+    TB_CM4_ROWS9_GROUP(3, v3)
 #ifdef TB_CM4_DSP
     __asm__ volatile("ldr %0, [%3]\n\t"
-                     "ldr %1, [%3, #2]\n\t"
-                     "ldr %2, [%3, #6]\n\t"
-                     : "=&r"(v6), "=&r"(v7), "=&r"(v8)
+                     "ldr %1, [%3, #4]\n\t"
+                     "ldrb %2, [%3, #8]\n\t"
+                     : "=&r"(v4), "=&r"(v5), "=&r"(e2)
                      : "r"(r2)
                      : "memory");
 #else
-    v6 = tb_ld32(r2), v7 = tb_ld32(r2 + 2), v8 = tb_ld32(r2 + 6);
+    v4 = tb_ld32(r2), v5 = tb_ld32(r2 + 4), e2 = (uint8_t)r2[8];
 #endif
-    TB_CM4_ROWS9_GROUP(4, tb_pkhbt16(v5, v6))   /* 2 bytes of row 1, 2 of row 2 */
-    TB_CM4_ROWS9_GROUP(5, v7)
-    TB_CM4_ROWS9_GROUP(6, v8)   /* byte 3 (the next pixel's) meets weight 0 */
+    TB_CM4_ROWS9_GROUP(4, v4)
+    TB_CM4_ROWS9_GROUP(5, v5)
+    TB_CM4_ROWS9_GROUP(6, e0 | (e1 << 8) | (e2 << 16))   /* the fourth byte meets weight 0 */
 #undef TB_CM4_ROWS9_GROUP
   }
 }
@@ -777,8 +778,8 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
  * word, SXTB16, 4 more: 15 cycles per 16 MACs (16 in tb_cm4_conv_pairs),
  * straight-line over the 14 k-pairs (no computed entry, no sweep test). Each
  * pixel's column: its 3 kernel rows from x_q (its top-left tap), R bytes
- * apart, as 7 words of the concatenated rows (tb_cm4_im2col_rows9's order):
- * 9 loads in three runs, ORR, PKHBT, 14 SXTAB16 and 14 STR. The next block's
+ * apart, as 7 words in tb_cm4_im2col_rows9's order: 9 loads in three runs,
+ * 2 ORR, 14 SXTAB16 and 14 STR. The next block's
  * pixels are step4 bytes on (negative: the blocks run backward), its output
  * o_skip bytes after the end of this one's first pixel. Frame: x0..x3, off2,
  * rec (one LDM per block), R, step4, blocks left, o, stride, 3 * stride, the
@@ -790,30 +791,32 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
 #define TB_CM4_R9_BLOCKS 1
 #endif
 #define TB_CM4_R9_FRAME 280       /* 56 + the column: 4 pixels x 14 k-pairs x 4 bytes */
-#define TB_CM4_R9_GROUP(V, g, Q)                                                             \
-  "sxtab16 %[b3], %[w], %[" #V "]\n\t"                                                       \
+#define TB_CM4_R9_GROUP(V, g, Q, T)                                                          \
+  "sxtab16 %[" #T "], %[w], %[" #V "]\n\t"                                                   \
   "sxtab16 %[" #V "], %[w], %[" #V "], ror #8\n\t"                                           \
-  "str %[b3], [sp, #(56+32*" #g "+4*" #Q ")]\n\t"                                            \
+  "str %[" #T "], [sp, #(56+32*" #g "+4*" #Q ")]\n\t"                                        \
   "str %[" #V "], [sp, #(56+32*" #g "+16+4*" #Q ")]\n\t"
-/* pixel Q from register X (consumed), R in a3: groups v0, v1, v2 | v3 << 8,
- * v4, PKHBT(v5, v6), v7, v8 (byte 27 meets the weight 0 the build put there) */
+/* pixel Q from register X (consumed), R in a3: groups r0[0..3], r0[4..7],
+ * r1[0..3], r1[4..7], r2[0..3], r2[4..7], then r0[8] | r1[8] << 8 | r2[8] << 16
+ * (cm4_prepare.CONV_ROWS9_ORDER; the fourth byte meets the weight 0 the build
+ * put there): the word loads as aligned as the rows */
 #define TB_CM4_R9_COLUMN(X, Q)                                                               \
   "ldr %[a0], [%[" #X "]]\n\t"                                                               \
   "ldr %[a1], [%[" #X "], #4]\n\t"                                                           \
   "ldrb %[a2], [%[" #X "], #8]\n\t"                                                          \
   "ldr %[b0], [%[" #X "], %[a3]]\n\t"                                                        \
   "add %[" #X "], %[" #X "], %[a3]\n\t"                                                      \
-  "ldr %[b1], [%[" #X "], #3]\n\t"                                                           \
-  "ldr %[b2], [%[" #X "], #7]\n\t"                                                           \
+  "ldr %[b1], [%[" #X "], #4]\n\t"                                                           \
+  "ldrb %[b2], [%[" #X "], #8]\n\t"                                                          \
   "ldr %[b3], [%[" #X "], %[a3]]\n\t"                                                        \
   "add %[" #X "], %[" #X "], %[a3]\n\t"                                                      \
-  "orr %[a2], %[a2], %[b0], lsl #8\n\t"                                                      \
-  "pkhbt %[b2], %[b2], %[b3], lsl #16\n\t"                                                   \
-  "ldr %[b0], [%[" #X "], #2]\n\t"                                                           \
-  "ldr %[" #X "], [%[" #X "], #6]\n\t"                                                       \
-  TB_CM4_R9_GROUP(a0, 0, Q) TB_CM4_R9_GROUP(a1, 1, Q) TB_CM4_R9_GROUP(a2, 2, Q)              \
-  TB_CM4_R9_GROUP(b1, 3, Q) TB_CM4_R9_GROUP(b2, 4, Q) TB_CM4_R9_GROUP(b0, 5, Q)              \
-  TB_CM4_R9_GROUP(X, 6, Q)
+  "orr %[a2], %[a2], %[b2], lsl #8\n\t"                                                      \
+  "ldr %[b2], [%[" #X "], #4]\n\t"                                                           \
+  "ldrb %[" #X "], [%[" #X "], #8]\n\t"                                                      \
+  "orr %[a2], %[a2], %[" #X "], lsl #16\n\t"                                                 \
+  TB_CM4_R9_GROUP(a0, 0, Q, X) TB_CM4_R9_GROUP(a1, 1, Q, X) TB_CM4_R9_GROUP(b0, 2, Q, X)     \
+  TB_CM4_R9_GROUP(b1, 3, Q, X) TB_CM4_R9_GROUP(b3, 4, Q, X) TB_CM4_R9_GROUP(b2, 5, Q, X)     \
+  TB_CM4_R9_GROUP(a2, 6, Q, X)
 /* k-pair k of a channel pair: channel c+1 (raw word) first, then channel c
  * (the word widened in place); OP smuad for k = 0 (sets the sums) */
 #define TB_CM4_R9_STEP(k, OP, ACC)                                                           \

@@ -27,6 +27,9 @@ RQ_NO_SIGN = 8                 # conv: a negative accumulator always clamps to -
 RQ_RAW_B = 16                  # conv: odd channels' weights stored for SMLAD on the raw word (conv_raw_b)
 CONV_PAIR_RQ = 8               # int32 words after each channel pair's weights
 CONV_ROWS9_STAGE = 3 * 12      # 3x3 on 3 channels: a border pixel's 3 kernel rows, 12 B apart
+# 3x3 on 3 channels: the column's k order (tb_cm4_im2col_rows9): each kernel row's first 8
+# bytes (two word loads as aligned as the row), then the 3 rows' last bytes (and a 0 weight)
+CONV_ROWS9_ORDER = np.array([*range(0, 8), *range(9, 17), *range(18, 26), 8, 17, 26])
 
 
 def _const(layer: Layer, role: str) -> np.ndarray | None:
@@ -229,6 +232,8 @@ def prepare_conv(layer: Layer) -> Layer:
     if tap4:
         filt = np.concatenate([filt, np.zeros(filt.shape[:2] + (1,), filt.dtype)], axis=2)
     out_c, k = p["out_c"], filt.shape[1] * filt.shape[2]
+    if rows9:
+        filt = filt.reshape(out_c, k)[:, CONV_ROWS9_ORDER]
     filt = filt.reshape(-1)
     k4 = (k + 3) // 4 * 4
     cp = (out_c + 1) // 2 * 2
