@@ -153,3 +153,34 @@ def test_k256_in_the_simulator(tmp_path, kernels):
     rows = run_firmware(runs, tmp_path)
     for (ref, opt, _, _), (case, *_rest) in zip(rows, runs):
         assert_same(ref, opt, f"{case.op} {case.shape}")
+
+
+@pytest.mark.slow
+def test_stride1_runs_in_the_simulator(tmp_path, modules):
+    """K <= 64, stride 1, whole blocks: the blocks as one run in assembly
+    (TB_CM4_SK_RUN_FN), forward and backward (in place, the output above the
+    input), one and several channel pairs per block, both requantization forms;
+    beside them the any entry's blocks and tail at stride 1."""
+    cm4_prepare, any_1x1 = modules
+    rng = np.random.default_rng(33)
+    runs = []
+    for depth in (8, 16, 32, 64):
+        for kind, shape, out_c in [("smallk", (6, 8), 2), ("smallk", (2, 6), 6),
+                                   ("any", (5, 5), 8)]:
+            impls = {"CONV_2D": cm4_prepare.smallk_kernel(depth) if kind == "smallk" else
+                     any_1x1.any_kernel(depth)}
+            for out_zp in (-128, 9):
+                layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=depth,
+                                          out_c=out_c, k_h=1, k_w=1, padding="VALID",
+                                          in_zp=int(rng.integers(-128, 128)), out_zp=out_zp)
+                x = rng.integers(-128, 128, size=shape[0] * shape[1] * depth).astype(np.int8)
+                opt = optimized(layer, impls)
+                if opt is None:
+                    assert kind == "any", (depth, shape, out_c)
+                    continue
+                runs.append((reference(layer), opt, [x], None))
+                runs += [(reference(layer), opt, [x], d) for d in in_place_deltas(opt)]
+    assert len(runs) > 30
+    rows = run_firmware(runs, tmp_path)
+    for (ref, opt, _, _), (case, *_rest) in zip(rows, runs):
+        assert_same(ref, opt, f"{case.op} {case.shape}")

@@ -32,7 +32,9 @@ PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernel
 # a cycle (15 instead of 16), the block's fixed work a little more (measured on cortex-m4,
 # unicorn: 5x1x8 -> 2, one block and a pixel, 1,576 cycles against 1,338; 1x7x8 -> 32
 # 6,850 against 6,664; 1x7x128 -> 8, 256 steps, 12,839 against 12,800): a layer with a
-# tail needs this many k-pair steps (whole blocks x channel pairs x in_c / 2).
+# tail needs this many k-pair steps (whole blocks x channel pairs x in_c / 2). Measured with
+# the tail through tb_cm4_conv2d_s8; the pixel tail (tb_cm4_sk_tail) costs less on the layers
+# measured (VWW's 3x3 maps, KWS's 25x5), so the threshold errs on the safe side.
 TAIL_MIN_STEPS = 512
 
 

@@ -337,6 +337,111 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
       : "cc", "memory");
 }
 
+/* K <= 64, stride 1: a run of consecutive blocks in one assembly block (the C
+ * loop around a block cost about 50 cycles per block: the asm takes every
+ * register, so its state went through memory; VWW's 48x48x8 -> 16 has 576
+ * blocks of 8 channel pairs). The frame adds the block step: o's adjustment
+ * (the pair loop leaves o out_c past the block's first pixel), the block's
+ * input q, its step dq (+-4 * depth: backward in place), the end q_end, the
+ * records' start and off2; the 4 pixels are at q + j * depth (immediate
+ * offsets, one base). About 15 cycles per block. */
+#define TB_CM4_SK_COLS1(g, D) TB_CM4_SK_COL(g, x0, 0, x0, D, x0, 2*D, x0, 3*D)
+#define TB_CM4_SK_RUN_FN(NAME, DEPTH, NP, COLS, STEPS, RQ, RQB)                              \
+  TB_INLINE void NAME(const int8_t *q, const int8_t *q_end, int32_t dq, int8_t *o,          \
+                      int32_t stride, int32_t adjust, const uint32_t *rec,                  \
+                      const uint32_t *rec_end, uint32_t off2) {                             \
+    register uint32_t a0 __asm__("r0") = (uint32_t)o, a1 __asm__("r1") = (uint32_t)stride,  \
+        a2 __asm__("r2") = (uint32_t)rec_end, a3 __asm__("r3") = (uint32_t)adjust;          \
+    register uint32_t b0 __asm__("r4") = (uint32_t)dq, b1 __asm__("r5") = (uint32_t)q_end,  \
+        b2 __asm__("r6"), b3 __asm__("r7");                                                  \
+    register uint32_t x0 __asm__("r8") = (uint32_t)q, x1 __asm__("r9"), x2 __asm__("r10"),  \
+        x3 __asm__("r11");                                                                   \
+    register uint32_t w __asm__("r12") = off2;                                               \
+    register const uint32_t *pw __asm__("lr") = rec;                                         \
+    __asm__ volatile(                                                                        \
+        "sub sp, sp, #(8*" #DEPTH "+40)\n\t"                                                 \
+        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
+        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
+        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
+        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
+        "str %[a3], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
+        "str %[x0], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
+        "str %[b0], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
+        "str %[b1], [sp, #(8*" #DEPTH "+28)]\n\t"                                            \
+        "str %[pw], [sp, #(8*" #DEPTH "+32)]\n\t"                                            \
+        "str %[w], [sp, #(8*" #DEPTH "+36)]\n\t"                                             \
+        "5:\n\t"                                                                             \
+        COLS                                                                                 \
+        "1:\n\t"                                                                             \
+        TB_CM4_SK_FIRST                                                                      \
+        STEPS                                                                                \
+        "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
+        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
+        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
+        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
+        RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
+        TB_CM4_SK_STORE(DEPTH)                                                               \
+        "ldr %[x1], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
+        "ldr %[x2], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
+        "ldr %[x3], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
+        "ldr %[a0], [sp, #(8*" #DEPTH "+28)]\n\t"                                            \
+        "ldr %[pw], [sp, #(8*" #DEPTH "+32)]\n\t"                                            \
+        "ldr %[w], [sp, #(8*" #DEPTH "+36)]\n\t"                                             \
+        "add %[x0], %[x0], %[x1]\n\t"                                                        \
+        "str %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "add %[x0], %[x2], %[x3]\n\t"                                                        \
+        "str %[x0], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
+        "cmp %[x0], %[a0]\n\t"                                                               \
+        "bne 5b\n\t"                                                                         \
+        "add sp, sp, #(8*" #DEPTH "+40)\n\t"                                                 \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "+r"(b0),         \
+          [b1] "+r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "=&r"(x1),      \
+          [x2] "=&r"(x2), [x3] "=&r"(x3), [w] "+r"(w), [pw] "+r"(pw)                        \
+        :                                                                                    \
+        : "cc", "memory");                                                                   \
+  }
+#define TB_CM4_SK_RUN_DEPTH(D, NP, STEPS)                                                     \
+  TB_CM4_SK_RUN_FN(tb_cm4_sk_run##D, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS1), STEPS,        \
+                   TB_CM4_SK_RQ, TB_CM4_SK_RQB)                                              \
+  TB_CM4_SK_RUN_FN(tb_cm4_sk_run##D##_sign, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS1), STEPS, \
+                   TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
+TB_CM4_SK_RUN_DEPTH(8, 4, TB_CM4_SK_STEPS_4)
+TB_CM4_SK_RUN_DEPTH(16, 8, TB_CM4_SK_STEPS_8)
+TB_CM4_SK_RUN_DEPTH(32, 16, TB_CM4_SK_STEPS_16)
+TB_CM4_SK_RUN_DEPTH(64, 32, TB_CM4_SK_STEPS_32)
+/* Runs from the stride-1 entry up to K 64 (it holds only runs: no more flash;
+ * K 128 would add 12 KB beside VWW's any_k128), not from the any entry (it would
+ * hold both runs and blocks: ResNet-8's stride-2 K 16 and 32, +5.5 KB, no run). */
+#define TB_CM4_SK_RUN_MAX 64
+
+/* The stride-1 blocks first..first+n*4 (backward: from the last), as runs. */
+TB_INLINE void tb_cm4_sk_run(const int8_t *input, int8_t *output, int32_t whole, int backward,
+                             uint32_t off2, int32_t out_c, const uint32_t *rec,
+                             const uint32_t *rec_end, int32_t depth, int sign) {
+  const int32_t last = whole - TB_CM4_SK_BLOCK;
+  const int8_t *q = input + (backward ? last * depth : 0);
+  const int8_t *q_end = backward ? input - TB_CM4_SK_BLOCK * depth : input + whole * depth;
+  const int32_t dq = (backward ? -TB_CM4_SK_BLOCK : TB_CM4_SK_BLOCK) * depth;
+  int8_t *o = output + (backward ? last * out_c : 0);
+  const int32_t adjust = (backward ? -TB_CM4_SK_BLOCK - 1 : TB_CM4_SK_BLOCK - 1) * out_c;
+#define TB_CM4_SK_RUN_CALL(D)                                                                \
+  if (depth == D) {                                                                          \
+    if (sign) tb_cm4_sk_run##D##_sign(q, q_end, dq, o, out_c, adjust, rec, rec_end, off2);     \
+    else tb_cm4_sk_run##D(q, q_end, dq, o, out_c, adjust, rec, rec_end, off2);               \
+    return;                                                                                  \
+  }
+  TB_CM4_SK_RUN_CALL(8)
+  TB_CM4_SK_RUN_CALL(16)
+  TB_CM4_SK_RUN_CALL(32)
+  TB_CM4_SK_RUN_CALL(64)
+#undef TB_CM4_SK_RUN_CALL
+}
+
 /* One block for a depth (constants once inlined). */
 TB_INLINE void tb_cm4_sk_block(const int8_t *const q[TB_CM4_SK_BLOCK], uint32_t off2, int8_t *o,
                                int32_t out_c, const uint32_t *rec, const uint32_t *rec_end,
@@ -552,7 +657,8 @@ static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const u
  * partial block through tb_cm4_sk_tail. */
 TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                               const int32_t *rq, int8_t *output, void *scratch,
-                              const int32_t depth, tb_cm4_sk_quad_fn *quad) {
+                              const int32_t depth, tb_cm4_sk_quad_fn *quad,
+                              const int stride1_entry) {
   const int32_t out_c = p->out_c, npix = p->out_h * p->out_w;
   const int32_t whole = npix & ~(TB_CM4_SK_BLOCK - 1);
   const int32_t flags = rq[0];
@@ -573,6 +679,14 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   }
   if (backward && whole != npix)
     tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+#ifdef TB_CM4_DSP
+  if (stride1_entry && depth <= TB_CM4_SK_RUN_MAX) {
+    tb_cm4_sk_run(input, output, whole, backward, off2, out_c, rec, rec_end, depth, sign);
+    if (!backward && whole != npix)
+      tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+    return;
+  }
+#endif
   for (p0 = backward ? whole - TB_CM4_SK_BLOCK : 0; p0 >= 0 && p0 < whole; p0 += step) {
     const int8_t *q[TB_CM4_SK_BLOCK];
     if (stride1) {
@@ -591,22 +705,36 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
 
 /* tb_cm4_conv2d_1x1_any_k<D>_s8 takes any 1x1 unpadded layer on D channels
  * (cm4_conv_1x1.py); tb_cm4_conv2d_1x1_k<D>_s8, the stride-1 layers of whole
- * blocks (cm4_prepare.accepts_conv_1x1_smallk), is the same code: a model
- * with both links it once. */
-#define TB_CM4_SK_ENTRY(DEPTH)                                                              \
+ * blocks (cm4_prepare.accepts_conv_1x1_smallk), is the same code (a model
+ * with both links it once), except for K <= 64, where it holds only the runs
+ * (TB_CM4_SK_RUN_FN) and the any entry only the blocks. */
+#define TB_CM4_SK_ENTRY_ANY(DEPTH)                                                          \
   void tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,    \
                                            const int8_t *filter, const int32_t *rq,         \
                                            int8_t *output, void *scratch) {                 \
-    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH);      \
-  }                                                                                         \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH, 0);   \
+  }
+#define TB_CM4_SK_ENTRY(DEPTH)                                                              \
+  TB_CM4_SK_ENTRY_ANY(DEPTH)                                                                \
   void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,        \
                                        const int8_t *filter, const int32_t *rq,             \
                                        int8_t *output, void *scratch) {                     \
     tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(p, input, filter, rq, output, scratch);             \
   }
-TB_CM4_SK_ENTRY(8)
-TB_CM4_SK_ENTRY(16)
-TB_CM4_SK_ENTRY(32)
-TB_CM4_SK_ENTRY(64)
+#ifdef TB_CM4_DSP
+#define TB_CM4_SK_ENTRY_RUNS(DEPTH)                                                         \
+  TB_CM4_SK_ENTRY_ANY(DEPTH)                                                                \
+  void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,        \
+                                       const int8_t *filter, const int32_t *rq,             \
+                                       int8_t *output, void *scratch) {                     \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH, 1);   \
+  }
+#else
+#define TB_CM4_SK_ENTRY_RUNS TB_CM4_SK_ENTRY
+#endif
+TB_CM4_SK_ENTRY_RUNS(8)
+TB_CM4_SK_ENTRY_RUNS(16)
+TB_CM4_SK_ENTRY_RUNS(32)
+TB_CM4_SK_ENTRY_RUNS(64)
 TB_CM4_SK_ENTRY(128)
 TB_CM4_SK_ENTRY(256)
