@@ -679,6 +679,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   }
   if (backward && whole != npix)
     tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+  (void)stride1_entry;   /* the runs are assembly only */
 #ifdef TB_CM4_DSP
   if (stride1_entry && depth <= TB_CM4_SK_RUN_MAX) {
     tb_cm4_sk_run(input, output, whole, backward, off2, out_c, rec, rec_end, depth, sign);
