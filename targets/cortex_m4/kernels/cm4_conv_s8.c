@@ -949,17 +949,18 @@ static __attribute__((noinline)) void tb_cm4_rows9_stage4(const tb_conv_params *
                                                           const int8_t *input, int32_t p0,
                                                           int8_t *stage, const int8_t **base) {
   const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
-  const int32_t in_w = p->in_w, in_h = p->in_h;
+  const int32_t in_w = p->in_w, in_h = p->in_h, dil_h = p->dil_h, row = in_w * 3;
   int32_t y = p0 / p->out_w, x = p0 - y * p->out_w, q, ky, kx;
   for (q = 0; q < TB_CM4_CONV_BLOCK; ++q) {
-    const int32_t iy0 = y * p->stride_h - p->pad_top, ix0 = x * p->stride_w - p->pad_left;
+    const int32_t ix0 = x * p->stride_w - p->pad_left;
     const int cols_in = ix0 >= 0 && ix0 + 3 <= in_w;
+    int32_t iy = y * p->stride_h - p->pad_top;
     int8_t *d = stage + TB_CM4_R9_SLOT * q;
     base[q] = d;
-    for (ky = 0; ky < 3; ++ky, d += 4 * TB_CM4_R9_SLOT) {
-      const int32_t iy = iy0 + ky * p->dil_h;
-      const int8_t *src = input + (iy * in_w + ix0) * 3;
-      if (iy >= 0 && iy < in_h && cols_in) {
+    for (ky = 0; ky < 3; ++ky, d += 4 * TB_CM4_R9_SLOT, iy += dil_h) {
+      const int8_t *src = input + iy * row + ix0 * 3;
+      const int row_in = (uint32_t)iy < (uint32_t)in_h;
+      if (row_in && cols_in) {
         tb_st32(d, tb_ld32(src));
         tb_st32(d + 4, tb_ld32(src + 4));
         d[8] = src[8];
@@ -968,9 +969,8 @@ static __attribute__((noinline)) void tb_cm4_rows9_stage4(const tb_conv_params *
       tb_st32(d, zp4);
       tb_st32(d + 4, zp4);
       tb_st32(d + 8, zp4);
-      if (iy < 0 || iy >= in_h) continue;
-      for (kx = 0; kx < 3; ++kx) {
-        if (ix0 + kx >= 0 && ix0 + kx < in_w) {
+      for (kx = 0; row_in && kx < 3; ++kx) {
+        if ((uint32_t)(ix0 + kx) < (uint32_t)in_w) {
           d[3 * kx] = src[3 * kx];
           d[3 * kx + 1] = src[3 * kx + 1];
           d[3 * kx + 2] = src[3 * kx + 2];
