@@ -164,7 +164,10 @@ SDIST = ROOT / ".venv" / "unicorn-build" / "unicorn-2.1.4.tar.gz"
                     reason="no Unicorn sdist downloaded by ./tb (TINYBUILD_UNICORN_PATCH=1) or no patch(1)")
 def test_the_patch_applies_to_the_pinned_sdist(tmp_path):
     with tarfile.open(SDIST) as tar:
-        tar.extractall(tmp_path, filter="data")
+        if hasattr(tarfile, "data_filter"):      # Python >= 3.11.4 (and Debian's backport)
+            tar.extractall(tmp_path, filter="data")
+        else:
+            tar.extractall(tmp_path)
     proc = subprocess.run(["patch", "-p1", "--dry-run", "-d", str(tmp_path / "unicorn-2.1.4" / "src"),
                            "-i", str(ROOT / "third_party" / "unicorn" / "tinybuild-speed.patch")],
                           capture_output=True, text=True)
