@@ -270,27 +270,28 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
  * is 144 bytes of flash on every model with a depthwise layer. */
 #define TB_CM4_DW_BATCH_STEPS 6
 
-/* Where the channel-batched stride-1 sweep is between channels (the
- * registers are all taken by the steps and the weights). */
+/* Where the channel-batched stride-1 sweep is between row pairs and channels
+ * (the registers are all taken by the steps and the weights). */
 typedef struct {
-  const int16_t *w, *w_first;    /* the next channel's filter rows; the batch's first */
-  int32_t left, batch;           /* channels left in this row pair; channels per row pair */
-  int32_t pairs;                 /* row pairs left */
-  int32_t q_chan, acc_chan;      /* bytes from one channel's plane columns / sums to the next */
-  int32_t q_next, acc_next;      /* from past the batch's last channel to the next row pair */
-  uint32_t entry;                /* where a channel's steps enter the unrolled body */
+  const int16_t *w;              /* the next channel's filter record */
+  int32_t left;                  /* channels left */
+  int32_t pairs, pairs0;         /* row pairs left in this channel; per channel */
+  int32_t q_chan, acc_chan;      /* bytes from past a channel's last row pair to the next channel */
+  uint32_t entry;                /* where a row pair's steps enter the unrolled body */
   int32_t bias;                  /* the channel's bias word (where its sums start) */
 } tb_cm4_dw_batch_state;
 
 /* 3x3 stride 1 on small maps, `batch` channels side by side in one plane
  * (channel k's columns at k * cw values, its sums at k * cw int32): `rows`
  * (even) output rows, 1 <= n <= TB_CM4_DW_BATCH_STEPS column pairs per
- * channel row. Why: on a 6x6 map a channel has 9 two-row steps, and the per-channel
- * sweep call, its set-up and its per-row-pair bookkeeping cost about as much
- * as the steps; here one call sweeps the batch, and per channel and row pair
- * only its 6 weight words and its bias are loaded (from the filter: 14 int16
- * per channel, W01, W12 of each row, then the bias word) before its steps. The
- * steps are those of tb_cm4_dw3s1_rows. */
+ * channel row. Why: on a 6x6 map a channel has 9 two-row steps, and the
+ * per-channel sweep call, its set-up and its per-row-pair bookkeeping cost
+ * about as much as the steps; here one call sweeps the batch, channel by
+ * channel: its 6 weight words and its bias (from the filter: 14 int16 per
+ * channel, W01, W12 of each row, then the bias word) are loaded once, then
+ * its row pairs (the next one 2 plane rows and 2 sums rows on: 12 cycles
+ * between them, where reloading the weights per row pair took 34). The steps
+ * are those of tb_cm4_dw3s1_rows. */
 static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32_t n,
                                                          int32_t rows, int32_t batch, int32_t cw,
                                                          const int16_t *filter, int32_t *acc) {
@@ -300,12 +301,12 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
   uint32_t s0 = (uint32_t)e, s1, s2, s3, ta, tb;
   uint32_t w01a, w12a, w01b, w12b, w01c, w12c;  /* the channel's filter rows, loaded in the loop */
   tb_cm4_dw_batch_state st;
-  st.w = st.w_first = filter;
-  st.batch = batch;
-  st.pairs = rows >> 1;
-  st.q_chan = 2 * cw, st.acc_chan = 4 * cw;
-  st.q_next = 2 * 2 * TB_CM4_DW_PITCH - batch * 2 * cw;
-  st.acc_next = 2 * 4 * TB_CM4_DW_PITCH - batch * 4 * cw;
+  st.w = filter;
+  st.left = batch;
+  st.pairs0 = rows >> 1;
+  /* the last row pair leaves q and accp at its own start */
+  st.q_chan = 2 * cw - (st.pairs0 - 1) * 2 * 2 * TB_CM4_DW_PITCH;
+  st.acc_chan = 4 * cw - (st.pairs0 - 1) * 2 * 4 * TB_CM4_DW_PITCH;
   __asm__ volatile(
       ".macro tb_dw3s1_batch_step k\n\t"
       TB_CM4_DW_ROWS2_STEP
@@ -317,10 +318,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       "add    %[s2], %[s2], %[s1], lsl #2\n\t"
       "orr    %[s2], %[s2], #1\n\t"
       "str    %[s2], %[entry]\n"
-      "0:\n\t"                      /* a row pair: every channel of the batch */
-      "ldr    %[ta], %[batch]\n\t"
-      "str    %[ta], %[left]\n"
-      "5:\n\t"                      /* a channel: its weights and bias, then its n steps */
+      "5:\n\t"                      /* a channel: its weights and bias, then its row pairs */
       "ldr    %[ta], %[wp]\n\t"
       "ldr    %[w01a], [%[ta]]\n\t"
       "ldr    %[w12a], [%[ta], #4]\n\t"
@@ -332,6 +330,8 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       "adds   %[ta], %[ta], #28\n\t"
       "str    %[tb], %[bias]\n\t"
       "str    %[ta], %[wp]\n\t"
+      "ldr    %[ta], %[pairs0]\n\t"
+      "str    %[ta], %[pairs]\n\t"
       "ldr    %[ta], %[entry]\n\t"
       "bx     %[ta]\n\t"
       ".p2align 2\n"
@@ -343,6 +343,15 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       ".error \"tb_cm4_dw3s1_batch: a step is not 148 bytes\"\n\t"
       ".endif\n\t"
       ".purgem tb_dw3s1_batch_step\n\t"
+      "ldr    %[ta], %[pairs]\n\t"   /* the channel's next row pair, or the next channel */
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    6f\n\t"
+      "str    %[ta], %[pairs]\n\t"
+      "add    %[q], %[q], #(2 * 2 * 64)\n\t"     /* TB_CM4_DW_PITCH */
+      "add    %[accp], %[accp], #(2 * 4 * 64)\n\t"
+      "ldr    %[ta], %[entry]\n\t"
+      "bx     %[ta]\n"
+      "6:\n\t"
       "ldr    %[ta], %[q_chan]\n\t"
       "ldr    %[tb], %[acc_chan]\n\t"
       "add    %[q], %[q], %[ta]\n\t"
@@ -351,23 +360,12 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       "subs   %[ta], %[ta], #1\n\t"
       "str    %[ta], %[left]\n\t"
       "bne    5b\n\t"
-      "ldr    %[ta], %[q_next]\n\t"  /* the batch done: the next row pair, or out */
-      "ldr    %[tb], %[acc_next]\n\t"
-      "add    %[q], %[q], %[ta]\n\t"
-      "add    %[accp], %[accp], %[tb]\n\t"
-      "ldr    %[ta], %[w_first]\n\t"
-      "str    %[ta], %[wp]\n\t"
-      "ldr    %[ta], %[pairs]\n\t"
-      "subs   %[ta], %[ta], #1\n\t"
-      "str    %[ta], %[pairs]\n\t"
-      "bne    0b\n\t"
       : [s0] "+r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
         [tb] "=&r"(tb), [q] "+r"(qp), [accp] "+r"(accp), [w01a] "=&r"(w01a), [w12a] "=&r"(w12a),
         [w01b] "=&r"(w01b), [w12b] "=&r"(w12b), [w01c] "=&r"(w01c), [w12c] "=&r"(w12c),
-        [wp] "+m"(st.w), [left] "=m"(st.left), [pairs] "+m"(st.pairs), [entry] "=m"(st.entry),
+        [wp] "+m"(st.w), [left] "+m"(st.left), [pairs] "=m"(st.pairs), [entry] "=m"(st.entry),
         [bias] "=m"(st.bias)
-      : [batch] "m"(st.batch), [w_first] "m"(st.w_first), [q_chan] "m"(st.q_chan),
-        [acc_chan] "m"(st.acc_chan), [q_next] "m"(st.q_next), [acc_next] "m"(st.acc_next)
+      : [pairs0] "m"(st.pairs0), [q_chan] "m"(st.q_chan), [acc_chan] "m"(st.acc_chan)
       : "cc", "memory");
 #else
   int32_t k;

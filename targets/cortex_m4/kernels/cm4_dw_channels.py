@@ -109,7 +109,7 @@ def plane_cycles(p: dict) -> float | None:
     path = dw_path(p)
     in_px, out_px = p["in_h"] * p["in_w"], p["out_h"] * p["out_w"]
     if path == DW_3X3S1 and dw_s1_batch(dw_oriented(p, dw_transposed(p, path)), path):
-        return p["in_c"] * (181 + 10.54 * (in_px + out_px))
+        return p["in_c"] * (168 + 10.26 * (in_px + out_px))
     if path == DW_3X3S1:
         return p["in_c"] * (532 + 10.21 * (in_px + out_px))
     if path == DW_3X3S2:
