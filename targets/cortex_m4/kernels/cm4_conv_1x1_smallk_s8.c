@@ -206,9 +206,40 @@
         "cmp %[pw], %[x3]\n\t"                                                               \
         "bne 1b\n\t"
 
-/* One block of 4 pixels (input pixels q0..q3, output o), every channel pair:
- * per pair the NP k-pairs, the record's 8 requantization words with two LDMs,
- * one STRH per pixel for the pair's two outputs. */
+/* The frame words TB_CM4_SK_STORE reads, 8 * DEPTH bytes above sp: o (a0),
+ * stride (a1, left as 3 * stride), 3 * stride, end of the records (a2). */
+#define TB_CM4_SK_FRAME(DEPTH)                                                               \
+        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
+        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
+        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
+        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
+        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"
+
+/* A channel pair's two requantizations from its sums (a0..a3: channel c,
+ * b0..b3: channel c+1 as b - a) and record (two LDMs: the first is loaded),
+ * then the store and the loop to the next pair. */
+#define TB_CM4_SK_RQ_STORE(DEPTH, RQ, RQB)                                                   \
+        RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
+        TB_CM4_SK_STORE(DEPTH)
+
+/* Every channel pair of a block whose column is on the stack (label 1):
+ * per pair the NP k-pairs, b - a, the requantizations and the store. */
+#define TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
+        "1:\n\t"                                                                             \
+        TB_CM4_SK_FIRST                                                                      \
+        STEPS                                                                                \
+        "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
+        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
+        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
+        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
+        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
+        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
+        TB_CM4_SK_RQ_STORE(DEPTH, RQ, RQB)
+
+/* One block of 4 pixels (input pixels q0..q3, output o): the frame, the
+ * column, every channel pair (TB_CM4_SK_PAIRS). */
 #define TB_CM4_SK_BLOCK_FN(NAME, DEPTH, NP, COLS, STEPS, RQ, RQB)                            \
   TB_INLINE void NAME(const int8_t *q0, const int8_t *q1, const int8_t *q2, const int8_t *q3, \
                       uint32_t off2, int8_t *o, int32_t stride, const uint32_t *rec,         \
@@ -223,25 +254,9 @@
     register const uint32_t *pw __asm__("lr") = rec;                                         \
     __asm__ volatile(                                                                        \
         "sub sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
-        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
-        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
-        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
-        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
+        TB_CM4_SK_FRAME(DEPTH)                                                               \
         COLS                                                                                 \
-        "1:\n\t"                                                                             \
-        TB_CM4_SK_FIRST                                                                      \
-        STEPS                                                                                \
-        "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
-        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
-        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
-        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
-        RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
-        TB_CM4_SK_STORE(DEPTH)                                                               \
+        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
         "add sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),       \
           [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),      \
@@ -317,17 +332,10 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
       "sub %[b3], %[b3], %[a3]\n\t"
       "cmp %[w], #0\n\t"
       "bne 3f\n\t"
-      TB_CM4_SK_RQ(a0) TB_CM4_SK_RQ(a1) TB_CM4_SK_RQ(a2) TB_CM4_SK_RQ(a3)
-      "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
-      TB_CM4_SK_RQB(b0) TB_CM4_SK_RQB(b1) TB_CM4_SK_RQB(b2) TB_CM4_SK_RQB(b3)
-      TB_CM4_SK_STORE(256)
+      TB_CM4_SK_RQ_STORE(256, TB_CM4_SK_RQ, TB_CM4_SK_RQB)
       "b 4f\n\t"
       "3:\n\t"
-      TB_CM4_SK_RQ_SIGN(a0) TB_CM4_SK_RQ_SIGN(a1) TB_CM4_SK_RQ_SIGN(a2) TB_CM4_SK_RQ_SIGN(a3)
-      "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
-      TB_CM4_SK_RQB_SIGN(b0) TB_CM4_SK_RQB_SIGN(b1) TB_CM4_SK_RQB_SIGN(b2)
-      TB_CM4_SK_RQB_SIGN(b3)
-      TB_CM4_SK_STORE(256)
+      TB_CM4_SK_RQ_STORE(256, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
       "4:\n\t"
       "add sp, sp, #(8*256+24)\n\t"
       : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "=&r"(b0),
@@ -360,11 +368,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
     register const uint32_t *pw __asm__("lr") = rec;                                         \
     __asm__ volatile(                                                                        \
         "sub sp, sp, #(8*" #DEPTH "+40)\n\t"                                                 \
-        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
-        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
-        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
-        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
+        TB_CM4_SK_FRAME(DEPTH)                                                               \
         "str %[a3], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
         "str %[x0], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
         "str %[b0], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
@@ -373,19 +377,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
         "str %[w], [sp, #(8*" #DEPTH "+36)]\n\t"                                             \
         "5:\n\t"                                                                             \
         COLS                                                                                 \
-        "1:\n\t"                                                                             \
-        TB_CM4_SK_FIRST                                                                      \
-        STEPS                                                                                \
-        "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
-        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
-        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
-        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
-        RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
-        TB_CM4_SK_STORE(DEPTH)                                                               \
+        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
         "ldr %[x1], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
         "ldr %[x2], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
         "ldr %[x3], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
