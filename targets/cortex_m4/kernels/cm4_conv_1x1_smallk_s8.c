@@ -159,88 +159,18 @@
   TB_CM4_SK_STEP(124) TB_CM4_SK_STEP(125) TB_CM4_SK_STEP(126) TB_CM4_SK_STEP(127)
 #define TB_CM4_SK_STEPS_128 TB_CM4_SK_STEPS_64 TB_CM4_SK_STEPS_64_127
 
-/* requantize one sum in place: x0 = M, x1 = B, x2 = e, x3 = 2*bias; the sum
- * becomes t = 2*(sum + bias) with one ADD. With the sign term, w (free after
- * the steps) holds t. Channel c+1 (RQB): A holds 256 times its sum (b - a),
- * t = 2*bias + (A >> 7). */
-#define TB_CM4_SK_RQ(A)                                                                      \
-  "add %[" #A "], %[x3], %[" #A "], lsl #1\n\t"                                              \
-  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_SK_RQ_SIGN(A)                                                                 \
-  "add %[w], %[x3], %[" #A "], lsl #1\n\t"                                                   \
-  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
-  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_SK_RQB(A)                                                                     \
-  "add %[" #A "], %[x3], %[" #A "], asr #7\n\t"                                              \
-  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_SK_RQB_SIGN(A)                                                                \
-  "add %[w], %[x3], %[" #A "], asr #7\n\t"                                                   \
-  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
-  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
-
-/* After a channel pair: the frame's o, stride, 3 * stride and end of the
- * records (8 * DEPTH bytes above sp), each pixel's two outputs with one STRH,
- * o advanced, the next pair unless the records end. */
-#define TB_CM4_SK_STORE(DEPTH)                                                               \
-        "ldr %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "ldr %[x1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
-        "ldr %[x2], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
-        "ldr %[x3], [sp, #(8*" #DEPTH "+12)]\n\t"                                            \
-        "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
-        "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
-        "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
-        "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
-        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
-        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
-        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
-        "strh %[a0], [%[x0]], #2\n\t"                                                        \
-        "str %[x0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "cmp %[pw], %[x3]\n\t"                                                               \
-        "bne 1b\n\t"
-
-/* The frame words TB_CM4_SK_STORE reads, 8 * DEPTH bytes above sp: o (a0),
- * stride (a1, left as 3 * stride), 3 * stride, end of the records (a2). */
-#define TB_CM4_SK_FRAME(DEPTH)                                                               \
-        "str %[a0], [sp, #(8*" #DEPTH ")]\n\t"                                               \
-        "str %[a1], [sp, #(8*" #DEPTH "+4)]\n\t"                                             \
-        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
-        "str %[a1], [sp, #(8*" #DEPTH "+8)]\n\t"                                             \
-        "str %[a2], [sp, #(8*" #DEPTH "+12)]\n\t"
-
-/* A channel pair's two requantizations from its sums (a0..a3: channel c,
- * b0..b3: channel c+1 as b - a) and record (two LDMs: the first is loaded),
- * then the store and the loop to the next pair. */
-#define TB_CM4_SK_RQ_STORE(DEPTH, RQ, RQB)                                                   \
-        RQ(a0) RQ(a1) RQ(a2) RQ(a3)                                                          \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        RQB(b0) RQB(b1) RQB(b2) RQB(b3)                                                      \
-        TB_CM4_SK_STORE(DEPTH)
-
-/* Every channel pair of a block whose column is on the stack (label 1):
- * per pair the NP k-pairs, b - a, the requantizations and the store. */
-#define TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
+/* Every channel pair of a block (label 1): its NP k-pairs, then the record's
+ * requantization and the store (RQ: TB_CM4_STACK_RQ or _SIGN). The frame's 4
+ * words (TB_CM4_STACK_FRAME) lie above the column, 8 * DEPTH bytes above sp. */
+#define TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ)                                                \
         "1:\n\t"                                                                             \
         TB_CM4_SK_FIRST                                                                      \
         STEPS                                                                                \
-        "add %[pw], %[pw], #(4*" #NP ")\n\t"                                                 \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
-        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
-        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
-        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
-        TB_CM4_SK_RQ_STORE(DEPTH, RQ, RQB)
+        TB_CM4_STACK_PAIR_END(NP, RQ, "8*" #DEPTH)
 
 /* One block of 4 pixels (input pixels q0..q3, output o): the frame, the
  * column, every channel pair (TB_CM4_SK_PAIRS). */
-#define TB_CM4_SK_BLOCK_FN(NAME, DEPTH, NP, COLS, STEPS, RQ, RQB)                            \
+#define TB_CM4_SK_BLOCK_FN(NAME, DEPTH, NP, COLS, STEPS, RQ)                                 \
   TB_INLINE void NAME(const int8_t *q0, const int8_t *q1, const int8_t *q2, const int8_t *q3, \
                       uint32_t off2, int8_t *o, int32_t stride, const uint32_t *rec,         \
                       const uint32_t *rec_end) {                                              \
@@ -254,9 +184,9 @@
     register const uint32_t *pw __asm__("lr") = rec;                                         \
     __asm__ volatile(                                                                        \
         "sub sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
-        TB_CM4_SK_FRAME(DEPTH)                                                               \
+        TB_CM4_STACK_FRAME("8*" #DEPTH)                                                      \
         COLS                                                                                 \
-        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
+        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ)                                                \
         "add sp, sp, #(8*" #DEPTH "+16)\n\t"                                                 \
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "=&r"(a3), [b0] "=&r"(b0),       \
           [b1] "=&r"(b1), [b2] "=&r"(b2), [b3] "=&r"(b3), [x0] "+r"(x0), [x1] "+r"(x1),      \
@@ -267,9 +197,9 @@
 /* Per depth: without and with the sign term. */
 #define TB_CM4_SK_DEPTH(D, NP, STEPS)                                                         \
   TB_CM4_SK_BLOCK_FN(tb_cm4_sk_block##D, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS), STEPS,     \
-                     TB_CM4_SK_RQ, TB_CM4_SK_RQB)                                            \
+                     TB_CM4_STACK_RQ)                                                        \
   TB_CM4_SK_BLOCK_FN(tb_cm4_sk_block##D##_sign, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS),     \
-                     STEPS, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
+                     STEPS, TB_CM4_STACK_RQ_SIGN)
 TB_CM4_SK_DEPTH(8, 4, TB_CM4_SK_STEPS_4)
 TB_CM4_SK_DEPTH(16, 8, TB_CM4_SK_STEPS_8)
 TB_CM4_SK_DEPTH(32, 16, TB_CM4_SK_STEPS_16)
@@ -295,11 +225,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
   register const uint32_t *pw __asm__("lr") = rec;
   __asm__ volatile(
       "sub sp, sp, #24\n\t"
-      "str %[a0], [sp]\n\t"
-      "str %[a1], [sp, #4]\n\t"
-      "add %[a1], %[a1], %[a1], lsl #1\n\t"
-      "str %[a1], [sp, #8]\n\t"
-      "str %[a2], [sp, #12]\n\t"
+      TB_CM4_STACK_FRAME("0")
       "str %[a3], [sp, #16]\n\t"
       "str %[pw], [sp, #20]\n\t"
       "mov %[pw], #(256-4)\n\t"
@@ -326,16 +252,13 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
       "add %[pw], %[pw], #(4*128)\n\t"
       "ldr %[w], [sp, #(8*256+16)]\n\t"
       "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
-      "sub %[b0], %[b0], %[a0]\n\t"
-      "sub %[b1], %[b1], %[a1]\n\t"
-      "sub %[b2], %[b2], %[a2]\n\t"
-      "sub %[b3], %[b3], %[a3]\n\t"
+      TB_CM4_RAW_B_SUMS
       "cmp %[w], #0\n\t"
       "bne 3f\n\t"
-      TB_CM4_SK_RQ_STORE(256, TB_CM4_SK_RQ, TB_CM4_SK_RQB)
+      TB_CM4_STACK_RQ_STORE(TB_CM4_STACK_RQ, "8*256")
       "b 4f\n\t"
       "3:\n\t"
-      TB_CM4_SK_RQ_STORE(256, TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
+      TB_CM4_STACK_RQ_STORE(TB_CM4_STACK_RQ_SIGN, "8*256")
       "4:\n\t"
       "add sp, sp, #(8*256+24)\n\t"
       : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [b0] "=&r"(b0),
@@ -354,7 +277,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
  * records' start and off2; the 4 pixels are at q + j * depth (immediate
  * offsets, one base). About 15 cycles per block. */
 #define TB_CM4_SK_COLS1(g, D) TB_CM4_SK_COL(g, x0, 0, x0, D, x0, 2*D, x0, 3*D)
-#define TB_CM4_SK_RUN_FN(NAME, DEPTH, NP, COLS, STEPS, RQ, RQB)                              \
+#define TB_CM4_SK_RUN_FN(NAME, DEPTH, NP, COLS, STEPS, RQ)                                   \
   TB_INLINE void NAME(const int8_t *q, const int8_t *q_end, int32_t dq, int8_t *o,          \
                       int32_t stride, int32_t adjust, const uint32_t *rec,                  \
                       const uint32_t *rec_end, uint32_t off2) {                             \
@@ -368,7 +291,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
     register const uint32_t *pw __asm__("lr") = rec;                                         \
     __asm__ volatile(                                                                        \
         "sub sp, sp, #(8*" #DEPTH "+40)\n\t"                                                 \
-        TB_CM4_SK_FRAME(DEPTH)                                                               \
+        TB_CM4_STACK_FRAME("8*" #DEPTH)                                                      \
         "str %[a3], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
         "str %[x0], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
         "str %[b0], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
@@ -377,7 +300,7 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
         "str %[w], [sp, #(8*" #DEPTH "+36)]\n\t"                                             \
         "5:\n\t"                                                                             \
         COLS                                                                                 \
-        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ, RQB)                                           \
+        TB_CM4_SK_PAIRS(DEPTH, NP, STEPS, RQ)                                                \
         "ldr %[x1], [sp, #(8*" #DEPTH "+16)]\n\t"                                            \
         "ldr %[x2], [sp, #(8*" #DEPTH "+20)]\n\t"                                            \
         "ldr %[x3], [sp, #(8*" #DEPTH "+24)]\n\t"                                            \
@@ -399,9 +322,9 @@ TB_INLINE void tb_cm4_sk_block256(const int8_t *q0, const int8_t *q1, const int8
   }
 #define TB_CM4_SK_RUN_DEPTH(D, NP, STEPS)                                                     \
   TB_CM4_SK_RUN_FN(tb_cm4_sk_run##D, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS1), STEPS,        \
-                   TB_CM4_SK_RQ, TB_CM4_SK_RQB)                                              \
+                   TB_CM4_STACK_RQ)                                                          \
   TB_CM4_SK_RUN_FN(tb_cm4_sk_run##D##_sign, D, NP, TB_CM4_SK_COLS_##D(TB_CM4_SK_COLS1), STEPS, \
-                   TB_CM4_SK_RQ_SIGN, TB_CM4_SK_RQB_SIGN)
+                   TB_CM4_STACK_RQ_SIGN)
 TB_CM4_SK_RUN_DEPTH(8, 4, TB_CM4_SK_STEPS_4)
 TB_CM4_SK_RUN_DEPTH(16, 8, TB_CM4_SK_STEPS_8)
 TB_CM4_SK_RUN_DEPTH(32, 16, TB_CM4_SK_STEPS_16)

@@ -436,11 +436,6 @@ typedef struct {
   "smmlar %[" #A "], %[px], %[xa], %[" #A "]\n\t"                   \
   "asr %[" #A "], %[" #A "], %[wa]\n\t"                             \
   "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_RAW_B_SUMS                                           \
-  "sub %[b0], %[b0], %[a0]\n\t"                                     \
-  "sub %[b1], %[b1], %[a1]\n\t"                                     \
-  "sub %[b2], %[b2], %[a2]\n\t"                                     \
-  "sub %[b3], %[b3], %[a3]\n\t"
 #define TB_CM4_RQ4(A0, A1, A2, A3) TB_CM4_RQ1(A0) TB_CM4_RQ1(A1) TB_CM4_RQ1(A2) TB_CM4_RQ1(A3)
 #define TB_CM4_RQ4_SIGN(A0, A1, A2, A3) \
   TB_CM4_RQ1_SIGN(A0) TB_CM4_RQ1_SIGN(A1) TB_CM4_RQ1_SIGN(A2) TB_CM4_RQ1_SIGN(A3)
@@ -837,20 +832,6 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
 #define TB_CM4_R9_SET(A)
 #define TB_CM4_R9_ADD(A) ", %[" #A "]"
 #define TB_CM4_R9_MAC(k) TB_CM4_R9_STEP(k, smlad, TB_CM4_R9_ADD)
-/* requantize one sum in place: x0 = M, x1 = B, x2 = e, x3 = 2*bias; t = 2*(sum
- * + bias) (channel c+1, SH asr #7: the sum is 256 * (b - a)); with the sign
- * term, w (free after the steps) holds t */
-#define TB_CM4_R9_RQ(A, SH)                                                                  \
-  "add %[" #A "], %[x3], %[" #A "], " SH "\n\t"                                              \
-  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                                            \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
-#define TB_CM4_R9_RQ_SIGN(A, SH)                                                             \
-  "add %[w], %[x3], %[" #A "], " SH "\n\t"                                                   \
-  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                                  \
-  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                                             \
-  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                                      \
-  "ssat %[" #A "], #8, %[" #A "]\n\t"
 #define TB_CM4_R9_BLOCKS_FN(NAME, RQ)                                                        \
   static __attribute__((noinline)) void NAME(const int8_t *const *q, int32_t row_step,       \
                                              uint32_t off2, int8_t *o, int32_t stride,       \
@@ -871,11 +852,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
         "str %[a3], [sp, #24]\n\t"                                                           \
         "str %[b1], [sp, #28]\n\t"                                                           \
         "str %[b0], [sp, #32]\n\t"                                                           \
-        "str %[a0], [sp, #36]\n\t"                                                           \
-        "str %[a1], [sp, #40]\n\t"                                                           \
-        "add %[a1], %[a1], %[a1], lsl #1\n\t"                                                \
-        "str %[a1], [sp, #44]\n\t"                                                           \
-        "str %[a2], [sp, #48]\n\t"                                                           \
+        TB_CM4_STACK_FRAME("36")                                                             \
         "str %[b2], [sp, #52]\n"                                                             \
         "2:\n\t"                                                                             \
         /* a block: its pixels, off2, the first record; the next block's pixels */           \
@@ -895,30 +872,7 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
         TB_CM4_R9_MAC(5) TB_CM4_R9_MAC(6) TB_CM4_R9_MAC(7) TB_CM4_R9_MAC(8)                  \
         TB_CM4_R9_MAC(9) TB_CM4_R9_MAC(10) TB_CM4_R9_MAC(11) TB_CM4_R9_MAC(12)               \
         TB_CM4_R9_MAC(13)                                                                    \
-        "add %[pw], %[pw], #(4*14)\n\t"                                                      \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        "sub %[b0], %[b0], %[a0]\n\t"                                                        \
-        "sub %[b1], %[b1], %[a1]\n\t"                                                        \
-        "sub %[b2], %[b2], %[a2]\n\t"                                                        \
-        "sub %[b3], %[b3], %[a3]\n\t"                                                        \
-        RQ(a0, "lsl #1") RQ(a1, "lsl #1") RQ(a2, "lsl #1") RQ(a3, "lsl #1")                  \
-        "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                                     \
-        RQ(b0, "asr #7") RQ(b1, "asr #7") RQ(b2, "asr #7") RQ(b3, "asr #7")                  \
-        "ldr %[x0], [sp, #36]\n\t"                                                           \
-        "ldr %[x1], [sp, #40]\n\t"                                                           \
-        "ldr %[x2], [sp, #44]\n\t"                                                           \
-        "ldr %[x3], [sp, #48]\n\t"                                                           \
-        "bfi %[a0], %[b0], #8, #8\n\t"                                                       \
-        "bfi %[a1], %[b1], #8, #8\n\t"                                                       \
-        "bfi %[a2], %[b2], #8, #8\n\t"                                                       \
-        "bfi %[a3], %[b3], #8, #8\n\t"                                                       \
-        "strh %[a1], [%[x0], %[x1]]\n\t"                                                     \
-        "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                             \
-        "strh %[a3], [%[x0], %[x2]]\n\t"                                                     \
-        "strh %[a0], [%[x0]], #2\n\t"                                                        \
-        "str %[x0], [sp, #36]\n\t"                                                           \
-        "cmp %[pw], %[x3]\n\t"                                                               \
-        "bne 1b\n\t"                                                                         \
+        TB_CM4_STACK_PAIR_END(14, RQ, "36")                                                  \
         /* the next block: o advanced by stride in the pairs, o_skip more */                 \
         "ldr %[a0], [sp, #32]\n\t"                                                           \
         "ldr %[x1], [sp, #52]\n\t"                                                           \
@@ -934,8 +888,8 @@ static inline __attribute__((always_inline)) void tb_cm4_conv_quads(tb_cm4_quad_
         :                                                                                    \
         : "cc", "memory");                                                                   \
   }
-TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks, TB_CM4_R9_RQ)
-TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks_sign, TB_CM4_R9_RQ_SIGN)
+TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks, TB_CM4_STACK_RQ)
+TB_CM4_R9_BLOCKS_FN(tb_cm4_rows9_blocks_sign, TB_CM4_STACK_RQ_SIGN)
 
 #define TB_CM4_R9_SLOT 12   /* bytes per kernel row of a staged pixel (9 + the last load's 3) */
 

@@ -222,6 +222,72 @@ void tb_cm4_add_s8(const tb_add_params *p, const int8_t *input1, const int8_t *i
   "smlad %[a3], %[xb], %[wa], %[a3]\n\t"                       \
   "smlad %[b3], %[xb], %[w], %[b3]\n\t"
 
+/* Channel c+1's raw-B sums (b0..b3: 256 * S_c+1 + S_c) less channel c's
+ * (a0..a3): 256 * S_c+1. */
+#define TB_CM4_RAW_B_SUMS                                                   \
+  "sub %[b0], %[b0], %[a0]\n\t"                                             \
+  "sub %[b1], %[b1], %[a1]\n\t"                                             \
+  "sub %[b2], %[b2], %[a2]\n\t"                                             \
+  "sub %[b3], %[b3], %[a3]\n\t"
+
+/* What the 4 pixels x 2 channels raw-B blocks with their column on the stack
+ * share (the 1x1 small-K kernels' blocks and runs, the rows9 blocks): a frame
+ * of 4 words at sp + AT (an assembler expression): o, stride, 3 * stride, the
+ * end of the records; per channel pair, after its k-pairs, each channel's
+ * {M, B, e, 2*bias} by one LDM into x0..x3, its 4 sums requantized, then one
+ * STRH per pixel. Requantize one sum in place: t = 2 * (sum + bias) with one
+ * ADD (SH: lsl #1, or asr #7 for channel c+1, 256 times its sum); with the
+ * sign term w (free after the steps) holds t. */
+#define TB_CM4_STACK_RQ(A, SH)                                              \
+  "add %[" #A "], %[x3], %[" #A "], " SH "\n\t"                             \
+  "smmlar %[" #A "], %[" #A "], %[x0], %[x1]\n\t"                           \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                     \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+#define TB_CM4_STACK_RQ_SIGN(A, SH)                                         \
+  "add %[w], %[x3], %[" #A "], " SH "\n\t"                                  \
+  "add %[" #A "], %[x1], %[w], asr #31\n\t"                                 \
+  "smmlar %[" #A "], %[w], %[x0], %[" #A "]\n\t"                            \
+  "asr %[" #A "], %[" #A "], %[x2]\n\t"                                     \
+  "ssat %[" #A "], #8, %[" #A "]\n\t"
+/* the frame from a0 = o, a1 = stride (left as 3 * stride), a2 = the end */
+#define TB_CM4_STACK_FRAME(AT)                                              \
+  "str %[a0], [sp, #(" AT ")]\n\t"                                          \
+  "str %[a1], [sp, #(" AT "+4)]\n\t"                                        \
+  "add %[a1], %[a1], %[a1], lsl #1\n\t"                                     \
+  "str %[a1], [sp, #(" AT "+8)]\n\t"                                        \
+  "str %[a2], [sp, #(" AT "+12)]\n\t"
+/* each pixel's two outputs with one STRH, o advanced, the next pair (label 1)
+ * unless the records end */
+#define TB_CM4_STACK_STORE(AT)                                              \
+  "ldr %[x0], [sp, #(" AT ")]\n\t"                                          \
+  "ldr %[x1], [sp, #(" AT "+4)]\n\t"                                        \
+  "ldr %[x2], [sp, #(" AT "+8)]\n\t"                                        \
+  "ldr %[x3], [sp, #(" AT "+12)]\n\t"                                       \
+  "bfi %[a0], %[b0], #8, #8\n\t"                                            \
+  "bfi %[a1], %[b1], #8, #8\n\t"                                            \
+  "bfi %[a2], %[b2], #8, #8\n\t"                                            \
+  "bfi %[a3], %[b3], #8, #8\n\t"                                            \
+  "strh %[a1], [%[x0], %[x1]]\n\t"                                          \
+  "strh %[a2], [%[x0], %[x1], lsl #1]\n\t"                                  \
+  "strh %[a3], [%[x0], %[x2]]\n\t"                                          \
+  "strh %[a0], [%[x0]], #2\n\t"                                             \
+  "str %[x0], [sp, #(" AT ")]\n\t"                                          \
+  "cmp %[pw], %[x3]\n\t"                                                    \
+  "bne 1b\n\t"
+/* both channels' requantizations (RQ: TB_CM4_STACK_RQ or _SIGN; the record's
+ * first 4 words loaded), then the store */
+#define TB_CM4_STACK_RQ_STORE(RQ, AT)                                       \
+  RQ(a0, "lsl #1") RQ(a1, "lsl #1") RQ(a2, "lsl #1") RQ(a3, "lsl #1")       \
+  "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                          \
+  RQ(b0, "asr #7") RQ(b1, "asr #7") RQ(b2, "asr #7") RQ(b3, "asr #7")       \
+  TB_CM4_STACK_STORE(AT)
+/* after the pair's NP k-pairs (pw at its record's start) */
+#define TB_CM4_STACK_PAIR_END(NP, RQ, AT)                                   \
+  "add %[pw], %[pw], #(4*" #NP ")\n\t"                                      \
+  "ldmia %[pw]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"                          \
+  TB_CM4_RAW_B_SUMS                                                         \
+  TB_CM4_STACK_RQ_STORE(RQ, AT)
+
 /* The int16 column of 4 consecutive pixels of a 1x1 stride-1 convolution
  * (in_c a multiple of 4) starting at b, input offset added (off2 = offset in
  * both halves): channel pair j of pixel q at word 4*j + q, per group of 4
