@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 from kernel_cases import check_conv  # noqa: E402
 from opt_harness import (FAST, assert_same, build_library, cm4_kernels, compare,  # noqa: E402
                          in_place_deltas, optimized, random_conv_layer, reference,
-                         run_firmware)
+                         run_firmware, run_layer)
 
 DEPTH = 256
 
@@ -112,6 +112,49 @@ def test_k256_hands_other_requantizations_to_the_general_kernel(lib, kernels):
     compare(lib, kernels["any"], layer, [rng.integers(-128, 128, 9 * DEPTH).astype(np.int8)])
 
 
+def run_with_scratch(lib, opt, x, fill=77):
+    """The kernel once out of place on a scratch of ``fill`` bytes: (output, scratch)."""
+    import ctypes
+    from opt_harness import _params_struct
+    params = _params_struct(opt)
+    consts = {c.role: np.ascontiguousarray(c.values) for c in opt.consts}
+    out = np.zeros(opt.params["out_h"] * opt.params["out_w"] * opt.params["out_c"], np.int8)
+    scratch = np.full(opt.scratch_bytes, fill, np.int8)
+    fn = getattr(lib, opt.kernel)
+    fn.restype = None
+    fn(ctypes.byref(params), ctypes.c_void_p(x.ctypes.data),
+       *[ctypes.c_void_p(consts[r].ctypes.data) for r in opt.args],
+       ctypes.c_void_p(out.ctypes.data), ctypes.c_void_p(scratch.ctypes.data))
+    return out, scratch
+
+
+@pytest.mark.parametrize("depth, pixels, out_c", [(DEPTH, 7, 10), (DEPTH, 6, 10), (DEPTH, 5, 10),
+                                                  (8, 7, 32), (8, 6, 32)])
+def test_a_tail_of_2_or_3_pixels_runs_as_one_block(lib, modules, depth, pixels, out_c):
+    """The rule (cm4_conv_1x1_smallk_s8.c tb_cm4_sk_tail): a last 2-3 pixels
+    run as one block into the scratch (the weights read once: pixel by pixel
+    each pass over weights in flash missed the data cache, str_ww's 15x1x128
+    on cortex-m4); a last single pixel stays pixel by pixel (the block would
+    take 60 cycles per 16 MACs, the pixel 19: VWW's 3x3 maps), the scratch
+    untouched. The build reserves the block's 4 pixels of output in the scratch."""
+    _, any_1x1 = modules
+    rng = np.random.default_rng(pixels)
+    layer = random_conv_layer(rng, in_h=pixels, in_w=1, in_c=depth, out_c=out_c, k_h=1, k_w=1,
+                              padding="VALID", in_zp=-3, out_zp=-128)
+    opt = optimized(layer, {"CONV_2D": any_1x1.any_kernel(depth)})
+    assert opt is not None and opt.scratch_bytes >= 4 * out_c
+    x = rng.integers(-128, 128, size=pixels * depth).astype(np.int8)
+    out, scratch = run_with_scratch(lib, opt, x)
+    assert_same(run_layer(lib, reference(layer), [x]), out)
+    rest = pixels % 4
+    block = scratch[:4 * out_c].reshape(4, out_c)
+    if rest == 1:
+        assert (scratch == 77).all()
+    else:
+        tail = out.reshape(pixels, out_c)[pixels - rest:]
+        assert np.array_equal(block[:rest], tail) and (block[rest:] == tail[-1]).all()
+
+
 def extreme(rng, shape, stride, out_zp):
     """Weights +-127 (the largest raw-B sums 256 * |S| the build takes are
     beside them: the build must fall back to the split form where they wrap),
@@ -133,12 +176,13 @@ def extreme(rng, shape, stride, out_zp):
 def test_k256_in_the_simulator(tmp_path, kernels):
     """The assembly: both requantization forms (zero point -128 leaves the sign
     term out, 9 keeps it), whole blocks, tails of 1-3 pixels (10 channels: a
-    pass of 4 pairs and a last pair), strides, out of place and in place at
+    pass of 4 pairs and a last pair; 2-3 pixels as one block), strides, out of place and in place at
     every declared overlap, random and extreme sums."""
     rng = np.random.default_rng(21)
     runs = []
     for kind, stride, shape in [("smallk", (1, 1), (2, 4)), ("any", (1, 1), (3, 3)),
                                 ("any", (1, 1), (5, 1)), ("any", (1, 1), (7, 1)),
+                                ("any", (1, 1), (6, 1)),
                                 ("any", (2, 2), (4, 4)), ("any", (1, 2), (3, 5))]:
         for out_zp in (-128, 9):
             layer = random_conv_layer(rng, in_h=shape[0], in_w=shape[1], in_c=DEPTH, out_c=10,
@@ -160,13 +204,13 @@ def test_stride1_runs_in_the_simulator(tmp_path, modules):
     """K <= 64, stride 1, whole blocks: the blocks as one run in assembly
     (TB_CM4_SK_RUN_FN), forward and backward (in place, the output above the
     input), one and several channel pairs per block, both requantization forms;
-    beside them the any entry's blocks and tail at stride 1."""
+    beside them the any entry's blocks and tails (1 pixel, 3 as a block) at stride 1."""
     cm4_prepare, any_1x1 = modules
     rng = np.random.default_rng(33)
     runs = []
     for depth in (8, 16, 32, 64):
         for kind, shape, out_c in [("smallk", (6, 8), 2), ("smallk", (2, 6), 6),
-                                   ("any", (5, 5), 8)]:
+                                   ("any", (5, 5), 8), ("any", (3, 5), 8)]:
             impls = {"CONV_2D": cm4_prepare.smallk_kernel(depth) if kind == "smallk" else
                      any_1x1.any_kernel(depth)}
             for out_zp in (-128, 9):

@@ -3,8 +3,10 @@ take (tb_cm4_conv2d_1x1_any_k<depth>_s8 in cm4_conv_1x1_smallk_s8.c): any
 stride (ResNet-8's 32x32x16 -> 16x16x32 and 16x16x32 -> 8x8x64 stride-2
 shortcuts) and pixel counts that are not whole blocks of 4 (KWS's 25x5 maps,
 VWW's 3x3 ones). The small-K kernels' block with each of its 4 input pixels
-found from its output row and column; the last 1-3 pixels one at a time, 4
-channel pairs per pass, with the same tables (cm4_prepare.prepare_conv). A layer whose
+found from its output row and column; a last 2-3 pixels as one more block (the
+last repeated) into the scratch, so the weights are read once (pixel by pixel,
+in flash, each pass missed the data cache); a last single pixel 4 channel pairs
+per pass; the same tables (cm4_prepare.prepare_conv). A layer whose
 requantization is not the fast form goes to tb_cm4_conv2d_s8 at run time. K 256
 (WIDE_DEPTHS) registers both entry points here. See docs/kernels.md (Cortex-M4,
 Convolution).
@@ -68,10 +70,24 @@ def prepare_conv_1x1_any(layer: Layer) -> Layer:
     out = prepare_conv(layer)
     p = layer.params
     rest = p["out_h"] * p["out_w"] % CONV_BLOCK
-    return replace(out, notes=out.notes + [
+    return replace(out, scratch_bytes=tail_scratch_bytes(p, out.scratch_bytes), notes=out.notes + [
         f"1x1, stride {p['stride_h']}x{p['stride_w']}, K {p['in_c']}: each block's 4 input pixels "
-        "read directly by row and column, no im2col" +
-        (f"; the last {rest} pixel{'s' if rest > 1 else ''} through tb_cm4_conv2d_s8" if rest else "")])
+        "read directly by row and column, no im2col" + tail_note(rest)])
+
+
+def tail_scratch_bytes(p: dict, scratch: int) -> int:
+    """A last block of 2-3 pixels runs as a whole block into the scratch (its
+    4 pixels' outputs), so the weights are read once, not once per pixel."""
+    rest = p["out_h"] * p["out_w"] % CONV_BLOCK
+    return max(scratch, CONV_BLOCK * p["out_c"]) if rest >= 2 else scratch
+
+
+def tail_note(rest: int) -> str:
+    """How the build note names the last ``rest`` pixels' path."""
+    if rest == 1:
+        return "; the last pixel 4 channel pairs per pass"
+    return f"; the last {rest} pixels as one more block (the last repeated) into the scratch" \
+        if rest else ""
 
 
 def any_kernel(depth: int) -> KernelImpl:

@@ -11,7 +11,8 @@
  * entry, no sweep test) and the column, which lives on the stack (see
  * TB_CM4_SK_BLOCK_FN): 15 cycles per 16 MACs instead of 16. Each of the
  * block's 4 pixels has its own pointer, so any stride works; a last block of
- * 1-3 pixels runs pixel by pixel, 4 channel pairs per pass (tb_cm4_sk_tail). One entry point per
+ * 2-3 pixels runs as one more block into the scratch, 1 pixel by 4 channel pairs per pass
+ * (tb_cm4_sk_tail). One entry point per
  * depth, tb_cm4_conv2d_1x1_any_k<D>_s8 (cm4_conv_1x1.py), and
  * tb_cm4_conv2d_1x1_k<D>_s8 (stride 1, whole blocks: cm4_prepare.smallk_kernel),
  * a jump to it: a build links only the depths it uses (1.7 KB for K 8 up to
@@ -540,21 +541,62 @@ static void tb_cm4_sk_pixel(const uint32_t *col, int32_t np, const uint32_t *rec
   }
 }
 
-/* The last npix % 4 pixels (from pixel first on), copied together first (a
- * block reads all its pixels before it writes: the overlap the build allowed),
- * then each computed from the copy by tb_cm4_sk_pixel. */
-static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const uint32_t *rec,
-                           int8_t *output, int32_t first, int32_t depth, tb_cm4_sk_quad_fn *quad) {
-  int8_t rest[(TB_CM4_SK_BLOCK - 1) * 256];
-  uint32_t col[256 / 2];
-  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
-  const int32_t n = p->out_h * p->out_w - first;
-  int32_t j, g;
+/* The last n = npix % 4 pixels (from pixel first on) copied together into rest
+ * (a block reads all its pixels before it writes: the overlap the build allowed). */
+TB_INLINE void tb_cm4_sk_copy_rest(const tb_conv_params *p, const int8_t *input, int32_t first,
+                                   int32_t n, int32_t depth, int8_t *rest) {
+  int32_t j;
   for (j = 0; j < n; ++j) {
     const int32_t y = (first + j) / p->out_w, x = (first + j) - y * p->out_w;
     memcpy(rest + j * depth, input + (y * p->stride_h * p->in_w + x * p->stride_w) * depth,
            (size_t)depth);
   }
+}
+
+/* The kernel's entry point (tb_cm4_conv2d_1x1_any_k<D>_s8), for the tail's block. */
+typedef void tb_cm4_sk_entry_fn(const tb_conv_params *p, const int8_t *input,
+                                const int8_t *filter, const int32_t *rq, int8_t *output,
+                                void *scratch);
+
+/* A last 2-3 pixels as one whole block (the last pixel repeated) by the entry
+ * point itself, a 1x4 layer on their copy, into the scratch (4 * out_c bytes,
+ * cm4_conv_1x1.tail_scratch_bytes), then copied out: the weights read once.
+ * tb_cm4_sk_pixel reads them once per pixel, and in flash every pass misses
+ * the data cache (str_ww's 15x1x128 -> 128 on cortex-m4: 12,300 cycles of
+ * flash wait more for 3 pixels). */
+static __attribute__((noinline)) void tb_cm4_sk_tail_block(const tb_conv_params *p,
+                                                            const int8_t *input,
+                                                            const int8_t *filter,
+                                                            const int32_t *rq, int8_t *output,
+                                                            void *scratch, int32_t first,
+                                                            int32_t n, int32_t depth,
+                                                            tb_cm4_sk_entry_fn *entry) {
+  int8_t rest[TB_CM4_SK_BLOCK * 256];
+  tb_conv_params row = *p;
+  int32_t j;
+  tb_cm4_sk_copy_rest(p, input, first, n, depth, rest);
+  for (j = n; j < TB_CM4_SK_BLOCK; ++j)
+    memcpy(rest + j * depth, rest + (n - 1) * depth, (size_t)depth);
+  row.in_h = row.out_h = 1;
+  row.in_w = row.out_w = TB_CM4_SK_BLOCK;
+  row.stride_h = row.stride_w = 1;
+  entry(&row, rest, filter, rq, (int8_t *)scratch, NULL);
+  memcpy(output + first * p->out_c, scratch, (size_t)(n * p->out_c));
+}
+
+/* The last npix % 4 pixels pixel by pixel from their copy (tb_cm4_sk_pixel:
+ * 19 cycles per 16 MACs where a block for 1 pixel would take 60). */
+static __attribute__((noinline)) void tb_cm4_sk_tail_pixels(const tb_conv_params *p,
+                                                            const int8_t *input,
+                                                            const uint32_t *rec, int8_t *output,
+                                                            int32_t first, int32_t n,
+                                                            tb_cm4_sk_quad_fn *quad) {
+  const int32_t depth = p->in_c;   /* the kernel's (tb_cm4_sk_conv checked) */
+  int8_t rest[(TB_CM4_SK_BLOCK - 1) * 256];
+  uint32_t col[256 / 2];
+  const uint32_t off2 = ((uint32_t)p->input_offset & 0xFFFFu) * 0x10001u;
+  int32_t j, g;
+  tb_cm4_sk_copy_rest(p, input, first, n, depth, rest);
   for (j = 0; j < n; ++j) {
     for (g = 0; g < depth; g += 4) {
       const uint32_t v = tb_ld32(rest + j * depth + g);
@@ -565,6 +607,20 @@ static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const u
   }
 }
 
+/* The last n = npix % 4 pixels (from pixel first on): 2-3 as a block where
+ * the entry point gave itself (entry; the build reserves the scratch), else
+ * pixel by pixel (the two apart: only one's stack frame at a time). */
+TB_INLINE void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
+                              const int32_t *rq, int8_t *output, void *scratch, int32_t first,
+                              int32_t n, int32_t depth, tb_cm4_sk_quad_fn *quad,
+                              tb_cm4_sk_entry_fn *entry) {
+  if (entry && n >= 2)
+    tb_cm4_sk_tail_block(p, input, filter, rq, output, scratch, first, n, depth, entry);
+  else
+    tb_cm4_sk_tail_pixels(p, input, (const uint32_t *)(const void *)filter, output, first, n,
+                          quad);
+}
+
 /* The kernel for one input depth (a constant once inlined into its entry
  * point below, so each entry point holds only its depth's loops: a build
  * links the depths its model uses): any stride, blocks of 4 pixels, each
@@ -573,7 +629,7 @@ static void tb_cm4_sk_tail(const tb_conv_params *p, const int8_t *input, const u
 TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, const int8_t *filter,
                               const int32_t *rq, int8_t *output, void *scratch,
                               const int32_t depth, tb_cm4_sk_quad_fn *quad,
-                              const int stride1_entry) {
+                              tb_cm4_sk_entry_fn *entry, const int stride1_entry) {
   const int32_t out_c = p->out_c, npix = p->out_h * p->out_w;
   const int32_t whole = npix & ~(TB_CM4_SK_BLOCK - 1);
   const int32_t flags = rq[0];
@@ -593,13 +649,14 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
     return;
   }
   if (backward && whole != npix)
-    tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, npix - whole, depth, quad, entry);
   (void)stride1_entry;   /* the runs are assembly only */
 #ifdef TB_CM4_DSP
   if (stride1_entry && depth <= TB_CM4_SK_RUN_MAX) {
     tb_cm4_sk_run(input, output, whole, backward, off2, out_c, rec, rec_end, depth, sign);
     if (!backward && whole != npix)
-      tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+      tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, npix - whole, depth, quad,
+                     entry);
     return;
   }
 #endif
@@ -616,7 +673,7 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
     tb_cm4_sk_block(q, off2, output + p0 * out_c, out_c, rec, rec_end, depth, sign);
   }
   if (!backward && whole != npix)
-    tb_cm4_sk_tail(p, input, rec, output, whole, depth, quad);
+    tb_cm4_sk_tail(p, input, filter, rq, output, scratch, whole, npix - whole, depth, quad, entry);
 }
 
 /* tb_cm4_conv2d_1x1_any_k<D>_s8 takes any 1x1 unpadded layer on D channels
@@ -628,7 +685,8 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   void tb_cm4_conv2d_1x1_any_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,    \
                                            const int8_t *filter, const int32_t *rq,         \
                                            int8_t *output, void *scratch) {                 \
-    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH, 0);   \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH,       \
+                   tb_cm4_conv2d_1x1_any_k##DEPTH##_s8, 0);                                 \
   }
 #define TB_CM4_SK_ENTRY(DEPTH)                                                              \
   TB_CM4_SK_ENTRY_ANY(DEPTH)                                                                \
@@ -643,7 +701,8 @@ TB_INLINE void tb_cm4_sk_conv(const tb_conv_params *p, const int8_t *input, cons
   void tb_cm4_conv2d_1x1_k##DEPTH##_s8(const tb_conv_params *p, const int8_t *input,        \
                                        const int8_t *filter, const int32_t *rq,             \
                                        int8_t *output, void *scratch) {                     \
-    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH, 1);   \
+    tb_cm4_sk_conv(p, input, filter, rq, output, scratch, DEPTH, tb_cm4_sk_quad##DEPTH, NULL, \
+                   1);                                                                      \
   }
 #else
 #define TB_CM4_SK_ENTRY_RUNS TB_CM4_SK_ENTRY
