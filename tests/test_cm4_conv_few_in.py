@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (assert_same, build_library, forced, kernel_named, random_conv_layer,  # noqa: E402
+from opt_harness import (assert_same, forced, kernel_fixtures, random_conv_layer,  # noqa: E402
                          reference, run_layer, simulate_cases, target_kernels)
 
 FUNCTION = "tb_cm4_conv_few_in_s8"
@@ -24,19 +24,7 @@ def cm4_impls():
     return target_kernels("cortex-m4")
 
 
-@pytest.fixture(scope="module")
-def impl():
-    return kernel_named(FUNCTION)
-
-
-@pytest.fixture(scope="module")
-def module(impl):
-    return sys.modules[impl.prepare.__module__]
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbfew"), name="libtbfew.so")
+impl, module, lib = kernel_fixtures(FUNCTION, "tbfew")
 
 
 def today(layer):

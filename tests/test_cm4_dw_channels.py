@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 from kernel_cases import QUANT, valid_window  # noqa: E402
-from opt_harness import (assert_same, build_library, forced, kernel_named, random_conv_layer,  # noqa: E402
+from opt_harness import (assert_same, forced, kernel_fixtures, random_conv_layer,  # noqa: E402
                          reference, run_firmware, run_layer, target_kernels)
 from tbtest import ROOT, mlperf_model  # noqa: E402
 from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
@@ -44,19 +44,7 @@ def cm4_impls():
     return target_kernels("cortex-m4")
 
 
-@pytest.fixture(scope="module")
-def impl():
-    return kernel_named(FUNCTION)
-
-
-@pytest.fixture(scope="module")
-def module(impl):
-    return sys.modules[impl.prepare.__module__]
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbdwc"), name="libtbdwc.so")
+impl, module, lib = kernel_fixtures(FUNCTION, "tbdwc")
 
 
 def deltas(opt) -> list[int]:

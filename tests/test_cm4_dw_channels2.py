@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 from kernel_cases import QUANT  # noqa: E402
-from opt_harness import (assert_same, build_library, forced, kernel_named, random_conv_layer,  # noqa: E402
+from opt_harness import (assert_same, forced, kernel_fixtures, random_conv_layer,  # noqa: E402
                          reference, run_firmware, run_layer)
 
 FUNCTION = "tb_cm4_dw_channels_3x3_s8"
@@ -31,19 +31,7 @@ FAST = settings(max_examples=150, deadline=None, derandomize=True,
                                        HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-@pytest.fixture(scope="module")
-def impl():
-    return kernel_named(FUNCTION)
-
-
-@pytest.fixture(scope="module")
-def module(impl):
-    return sys.modules[impl.prepare.__module__]
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbdwc3"), name="libtbdwc3.so")
+impl, module, lib = kernel_fixtures(FUNCTION, "tbdwc3")
 
 
 def compare(lib, impl, layer, x):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import replace
 from functools import partial
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 from kernel_harness import AddParams, ConvParams, FcParams, PoolParams
@@ -66,6 +68,25 @@ def kernel_named(function: str, target_name: str = "cortex-m4"):
     found = [k for k in target_kernels(target_name) if k.function == function]
     assert found, f"{function} is not registered by the {target_name} plugin"
     return found[0]
+
+
+def kernel_fixtures(function: str, tag: str):
+    """A kernel test file's module-scoped fixtures ``impl`` (the KernelImpl of ``function``),
+    ``module`` (its prepare function's module) and ``lib`` (the host library, built once as
+    ``lib<tag>.so``): ``impl, module, lib = kernel_fixtures(FUNCTION, "tbfew")``."""
+    @pytest.fixture(scope="module", name="impl")
+    def impl_fixture():
+        return kernel_named(function)
+
+    @pytest.fixture(scope="module", name="module")
+    def module_fixture(impl):
+        return sys.modules[impl.prepare.__module__]
+
+    @pytest.fixture(scope="module", name="lib")
+    def lib_fixture(tmp_path_factory):
+        return build_library(tmp_path_factory.mktemp(tag), name=f"lib{tag}.so")
+
+    return impl_fixture, module_fixture, lib_fixture
 
 
 def forced(layer: Layer, impl) -> Layer:
