@@ -325,6 +325,8 @@ typedef struct {
   int32_t fill;          /* 52: plane words (a multiple of 16) */
   uint32_t zero;         /* 56: the input zero point in every byte */
   int32_t *record;       /* 60: scratch for a record read from flash */
+  uint32_t copy_entry;   /* 64: where tb_cm4_dwc3_copy_rows enters for rows of in_w words */
+  int32_t row_skip;      /* 68: plane bytes from a row's last copied word to the next row */
 } tb_cm4_dwc3_job;
 
 /* Plane word offsets of taps 0..8 (ky, kx) and the record's parts, in words, in
@@ -371,8 +373,73 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
   "asr " B ", " B ", r12\n\t"                     \
   "ssat " B ", #8, " B "\n\t"
 
-/* Every group: the copy (per input row 4 words per pass: 4 pipelined loads at
- * register offsets, one STM; the last 1-3 words under IT), then every output pixel:
+/* The group's plane copy, every input row (r3 rows, r1 the group's word of input pixel
+ * 0, r2 its plane word, r6 = in_c, r12 = 3 * in_c, r11 the plane bytes from a row's
+ * last word to the next row): per row one jump (r4: job.copy_entry) into the chain
+ * for in_w % 4 at the block that leaves in_w / 4 blocks of 4 words (4 pipelined loads
+ * at register offsets, one STM: 11 cycles), then the last 1-3 words; no count or
+ * tail tests inside a row (a row of 3 words: 15 cycles where a 4-word loop with an IT
+ * tail took 25). Clobbers r1-r3, r7-r10; returns by lr. */
+#define TB_CM4_DWC3_BLOCK                         \
+  "ldr.w r7, [r1]\n\t"                            \
+  "ldr.w r8, [r1, r6]\n\t"                        \
+  "ldr.w r9, [r1, r6, lsl #1]\n\t"                \
+  "ldr.w r10, [r1, r12]\n\t"                      \
+  "add.w r1, r1, r6, lsl #2\n\t"                  \
+  "stmia.w r2!, {r7, r8, r9, r10}\n\t"
+#define TB_CM4_DWC3_BLOCK_BYTES 24   /* 6 instructions of 4 bytes */
+#define TB_CM4_DWC3_ROW_END                       \
+  "add.w r2, r2, r11\n\t"                         \
+  "subs r3, r3, #1\n\t"                           \
+  "it ne\n\t"                                     \
+  "bxne r4\n\t"                                   \
+  "bx lr\n\t"
+void tb_cm4_dwc3_copy_rows(void);   /* not C-callable: the registers above */
+extern const char tb_cm4_dwc3_chain0[], tb_cm4_dwc3_chain1[], tb_cm4_dwc3_chain2[],
+    tb_cm4_dwc3_chain3[];
+__asm__("\t.text\n\t.syntax unified\n\t.thumb\n\t.p2align 2\n\t"
+        ".type tb_cm4_dwc3_copy_rows, %function\n\t.thumb_func\n"
+        "tb_cm4_dwc3_copy_rows:\n\t"
+        "bx r4\n\t"
+        ".p2align 2\n\t.global tb_cm4_dwc3_chain0\n"
+        "tb_cm4_dwc3_chain0:\n\t"              /* in_w 4, 8, 12, 16 */
+        TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK
+        TB_CM4_DWC3_ROW_END
+        ".p2align 2\n\t.global tb_cm4_dwc3_chain1\n"
+        "tb_cm4_dwc3_chain1:\n\t"              /* in_w 1, 5, 9, 13 */
+        TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK
+        "ldr.w r7, [r1]\n\t"
+        "add.w r1, r1, r6\n\t"
+        "str.w r7, [r2], #4\n\t"
+        TB_CM4_DWC3_ROW_END
+        ".p2align 2\n\t.global tb_cm4_dwc3_chain2\n"
+        "tb_cm4_dwc3_chain2:\n\t"              /* in_w 2, 6, 10, 14 */
+        TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK
+        "ldr.w r7, [r1]\n\t"
+        "ldr.w r8, [r1, r6]\n\t"
+        "add.w r1, r1, r6, lsl #1\n\t"
+        "stmia.w r2!, {r7, r8}\n\t"
+        TB_CM4_DWC3_ROW_END
+        ".p2align 2\n\t.global tb_cm4_dwc3_chain3\n"
+        "tb_cm4_dwc3_chain3:\n\t"              /* in_w 3, 7, 11, 15 */
+        TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK TB_CM4_DWC3_BLOCK
+        "ldr.w r7, [r1]\n\t"
+        "ldr.w r8, [r1, r6]\n\t"
+        "ldr.w r9, [r1, r6, lsl #1]\n\t"
+        "add.w r1, r1, r12\n\t"
+        "stmia.w r2!, {r7, r8, r9}\n\t"
+        TB_CM4_DWC3_ROW_END
+        ".size tb_cm4_dwc3_copy_rows, . - tb_cm4_dwc3_copy_rows\n");
+
+/* Where tb_cm4_dwc3_copy_rows enters for rows of in_w (1..16) words. */
+static uint32_t tb_cm4_dwc3_copy_entry(int32_t in_w) {
+  static const char *const chains[4] = {tb_cm4_dwc3_chain0, tb_cm4_dwc3_chain1,
+                                        tb_cm4_dwc3_chain2, tb_cm4_dwc3_chain3};
+  const int32_t blocks = (in_w & 3) ? 3 : 4; /* blocks of 4 words in the chain */
+  return ((uint32_t)chains[in_w & 3] + (blocks - (in_w >> 2)) * TB_CM4_DWC3_BLOCK_BYTES) | 1u;
+}
+
+/* Every group: the copy (tb_cm4_dwc3_copy_rows), then every output pixel:
  * r0-r3 the 4 channels' sums, r4 the pixel's top-left tap, r5 the record, r6 the
  * output, r7-r12 and lr the words. [sp]: in_c, pstep, the row's end, row_step,
  * rows left, the row's start, the group's input, its output, groups left, job, the
@@ -436,41 +503,11 @@ void tb_cm4_dwc3_group_nosign(const tb_cm4_dwc3_job *job);
           "ldr r1, [sp, #24]\n\t"                                               \
           "ldr r2, [r0, #4]\n\t"                                                \
           "ldr r3, [r0, #8]\n\t"                                                \
-          "ldr r4, [r0, #12]\n\t"                                               \
-          "ldr r6, [sp, #0]\n\t"                                                \
-          "add r12, r6, r6, lsl #1\n\t"                                         \
-          "rsb lr, r4, #" TB_CM4_DWC_STR(TB_CM4_DWC3_PITCH) "\n\t"              \
-          "lsl lr, lr, #2\n"                                                    \
-          "10:\n\t"                                                             \
-          "subs r7, r4, #4\n\t"                                                 \
-          "blt 12f\n"                                                           \
-          "11:\n\t"                                                             \
-          "ldr r8, [r1]\n\t"                                                    \
-          "ldr r9, [r1, r6]\n\t"                                                \
-          "ldr r10, [r1, r6, lsl #1]\n\t"                                       \
-          "ldr r11, [r1, r12]\n\t"                                              \
-          "add r1, r1, r6, lsl #2\n\t"                                          \
-          "stmia r2!, {r8, r9, r10, r11}\n\t"                                   \
-          "subs r7, r7, #4\n\t"                                                 \
-          "bge 11b\n"                                                           \
-          "12:\n\t"                                                             \
-          "adds r7, r7, #4\n\t"                                                 \
-          "beq 14f\n\t"                                                         \
-          "ldr r8, [r1]\n\t"                                                    \
-          "cmp r7, #2\n\t"                                                      \
-          "itt ge\n\t"                                                          \
-          "ldrge r9, [r1, r6]\n\t"                                              \
-          "strge r9, [r2, #4]\n\t"                                              \
-          "itt gt\n\t"                                                          \
-          "ldrgt r10, [r1, r6, lsl #1]\n\t"                                     \
-          "strgt r10, [r2, #8]\n\t"                                             \
-          "str r8, [r2]\n\t"                                                    \
-          "mla r1, r7, r6, r1\n\t"                                              \
-          "add r2, r2, r7, lsl #2\n"                                            \
-          "14:\n\t"                                                             \
-          "add r2, r2, lr\n\t"                                                  \
-          "subs r3, r3, #1\n\t"                                                 \
-          "bne 10b\n\t"                                                         \
+          "ldr r4, [r0, #64]\n\t"      /* the copy: its entry, row skip */        \
+          "ldr r11, [r0, #68]\n\t"                                                \
+          "ldr r6, [sp, #0]\n\t"                                                  \
+          "add r12, r6, r6, lsl #1\n\t"                                           \
+          "bl tb_cm4_dwc3_copy_rows\n\t"                                          \
           "ldr r4, [r0, #20]\n\t"        /* its output rows */                  \
           "ldr r7, [r0, #32]\n\t"                                               \
           "ldr r11, [r0, #44]\n\t"                                              \
@@ -598,6 +635,8 @@ void tb_cm4_dw_channels_3x3_s8(const tb_conv_params *p, const int8_t *input, con
   job.g = groups + 4, job.groups = p->in_c / 4;
   job.src = input, job.o = output;
 #ifdef TB_CM4_DSP
+  job.copy_entry = tb_cm4_dwc3_copy_entry(p->in_w);
+  job.row_skip = 4 * (TB_CM4_DWC3_PITCH - p->in_w);
   if (sign) tb_cm4_dwc3_group_sign(&job);
   else tb_cm4_dwc3_group_nosign(&job);
 #else
