@@ -22,8 +22,10 @@
  * sign-extended bytes 0 and 2, or 1 and 3, of a word to two halfwords), exact
  * for windows of at most 256 positions (|sum| <= 256 * 128), two taps per
  * pass; then each channel is rounded and divided as the reference does, by
- * one multiply (tb_cm4_avg). Output pixels are written in
- * raster order after their window was read.
+ * one multiply (tb_cm4_avg). The last 1-3 channels' sums take one pass over
+ * the window together (the reference's loop took one per channel, slower than
+ * the reference itself on 1-2 tap windows of 3 channels). Output pixels are
+ * written in raster order after their window was read.
  */
 #include "tb_cm4.h"
 
@@ -333,25 +335,61 @@ static void tb_cm4_pool_pixel4k(const int8_t *window, int32_t c, int32_t rows, i
   }
 }
 
-/* The pixel's window (rows x taps from `window`) as runs (a window as wide as
- * the input is one), then the activation clamp where it is narrower than int8.
- * Not inlined: the 1-3 channel loops of tb_cm4_avg_pool2d_s8 keep their registers. */
+/* One tail channel's output: the reference's division (one SDIV: no divisor
+ * set-up). */
+TB_INLINE int8_t tb_cm4_pool_out(int32_t acc, int32_t count, int32_t lo, int32_t hi) {
+  return (int8_t)tb_clamp(tb_cm4_avg_sdiv(acc, count), lo, hi);
+}
+
+/* The last n (1-3) channels of one output pixel, all n sums in one pass over
+ * the window (rows runs of taps taps, c bytes apart, row_step apart). n is a
+ * constant at each call: three loops without per-tap tests. */
+TB_INLINE void tb_cm4_pool_tail_n(const tb_pool_params *p, const int8_t *window, int32_t rows,
+                                  int32_t taps, int32_t row_step, int32_t n, int8_t *o) {
+  const int32_t c = p->c, count = rows * taps, lo = p->act_min, hi = p->act_max;
+  int32_t a0 = 0, a1 = 0, a2 = 0, r, k;
+  for (r = 0; r < rows; ++r, window += row_step) {
+    const int8_t *x = window;
+    for (k = 0; k < taps; ++k, x += c) {
+      a0 += x[0];
+      if (n > 1) a1 += x[1];
+      if (n > 2) a2 += x[2];
+    }
+  }
+  o[0] = tb_cm4_pool_out(a0, count, lo, hi);
+  if (n > 1) o[1] = tb_cm4_pool_out(a1, count, lo, hi);
+  if (n > 2) o[2] = tb_cm4_pool_out(a2, count, lo, hi);
+}
+
+/* One output pixel: its window (rows x taps from `window`, rows > 0, taps > 0)
+ * as runs (a window as wide as the input is one); channels 0..4k-1 in 16-bit
+ * lanes, then the activation clamp where it is narrower than int8; the last
+ * 1-3 channels in one pass. Not inlined: the loop over pixels keeps its
+ * registers. */
 __attribute__((noinline)) static void tb_cm4_pool_pixel(const tb_pool_params *p,
                                                          const int8_t *window, int32_t rows,
-                                                         int32_t taps, const tb_cm4_avg_div *d,
-                                                         int8_t *o) {
-  const int32_t wide = taps == p->in_w, n = p->c / 4 * 4;
+                                                         int32_t taps, int8_t *o) {
+  const int32_t c = p->c, c4 = c / 4 * 4, row_step = p->in_w * c;
   int32_t ch;
-  tb_cm4_pool_pixel4k(window, p->c, wide ? 1 : rows, wide ? rows * taps : taps, p->in_w * p->c,
-                      d, o);
-  if (p->act_min != -128 || p->act_max != 127) {
-    for (ch = 0; ch < n; ++ch) o[ch] = (int8_t)tb_clamp(o[ch], p->act_min, p->act_max);
+  if (taps == p->in_w) {
+    taps *= rows;
+    rows = 1;
   }
+  if (c4 > 0) {
+    const tb_cm4_avg_div d = tb_cm4_avg_divisor(rows * taps);
+    tb_cm4_pool_pixel4k(window, c, rows, taps, row_step, &d, o);
+    if (p->act_min != -128 || p->act_max != 127) {
+      for (ch = 0; ch < c4; ++ch) o[ch] = (int8_t)tb_clamp(o[ch], p->act_min, p->act_max);
+    }
+  }
+  if ((c & 3) == 1) tb_cm4_pool_tail_n(p, window + c4, rows, taps, row_step, 1, o + c4);
+  else if ((c & 3) == 2) tb_cm4_pool_tail_n(p, window + c4, rows, taps, row_step, 2, o + c4);
+  else if ((c & 3) == 3) tb_cm4_pool_tail_n(p, window + c4, rows, taps, row_step, 3, o + c4);
 }
 
 void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *output) {
   const int32_t c = p->c, in_w = p->in_w;
-  int32_t oy, ox, ch, ky, kx;
+  int32_t oy, ox, ch;
   for (oy = 0; oy < p->out_h; ++oy) {
     const int32_t in_y0 = oy * p->stride_h - p->pad_top;
     const int32_t ky0 = in_y0 < 0 ? -in_y0 : 0;
@@ -360,25 +398,12 @@ void tb_cm4_avg_pool2d_s8(const tb_pool_params *p, const int8_t *input, int8_t *
       const int32_t in_x0 = ox * p->stride_w - p->pad_left;
       const int32_t kx0 = in_x0 < 0 ? -in_x0 : 0;
       const int32_t kx1 = in_w - in_x0 < p->k_w ? in_w - in_x0 : p->k_w;
-      const int32_t count = (ky1 - ky0) * (kx1 - kx0);
       int8_t *o = output + (oy * p->out_w + ox) * c;
-      ch = 0;
-      if (count > 0 && c >= 4) {
-        const tb_cm4_avg_div d = tb_cm4_avg_divisor(count);
+      if (ky1 > ky0 && kx1 > kx0) {
         tb_cm4_pool_pixel(p, input + ((in_y0 + ky0) * in_w + in_x0 + kx0) * c, ky1 - ky0,
-                          kx1 - kx0, &d, o);
-        ch = c / 4 * 4;
-      }
-      for (; ch < c; ++ch) { /* the last 1-3 channels: one SDIV each, no divisor set-up */
-        int32_t acc = 0;
-        for (ky = ky0; ky < ky1; ++ky) {
-          for (kx = kx0; kx < kx1; ++kx) {
-            acc += input[((in_y0 + ky) * in_w + (in_x0 + kx)) * c + ch];
-          }
-        }
-        /* TFLite returns an error for an empty window; the reference emits act_min */
-        acc = count == 0 ? p->act_min : tb_cm4_avg_sdiv(acc, count);
-        o[ch] = (int8_t)tb_clamp(acc, p->act_min, p->act_max);
+                          kx1 - kx0, o);
+      } else { /* TFLite returns an error for an empty window; the reference emits act_min */
+        for (ch = 0; ch < c; ++ch) o[ch] = (int8_t)p->act_min;
       }
     }
   }
