@@ -32,6 +32,7 @@ from tbtest import ROOT, mlperf_model  # noqa: E402
 from tinybuild.planner import ALIGNMENT, intervals  # noqa: E402
 
 FUNCTION = "tb_cm4_dw_channels_s8"
+FUNCTION_3X3 = "tb_cm4_dw_channels_3x3_s8"
 FAST = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -243,8 +244,9 @@ def test_str_ww_on_cortex_m4_matches_tflite_within_the_goal(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["str_ww_ref_model.tflite", "vww_96_int8.tflite"])
 def test_models_natively_match_tflite(tmp_path, name):
-    """The whole model with every cortex-m4 kernel (this one where it accepts),
-    the kernels' portable C on the host, against TFLite."""
+    """The whole model with every cortex-m4 kernel (this one or its 3x3 form where they
+    accept: VWW's channel-parallel layers all run the 3x3 form), the kernels' portable
+    C on the host, against TFLite."""
     from tinybuild import pipeline
     from tinybuild.host import build_host_model, run_host_model
     from tinybuild.reference import make_inputs, reference_outputs
@@ -252,7 +254,7 @@ def test_models_natively_match_tflite(tmp_path, name):
 
     model = mlperf_model(name)
     plan = pipeline.generate(model, tmp_path, cm4_impls())
-    assert any(l["kernel"] == FUNCTION for l in plan["layers"])
+    assert any(l["kernel"] in (FUNCTION, FUNCTION_3X3) for l in plan["layers"])
     assert plan["memory"]["arena_size"] == plan["memory"]["lower_bound"]
     exe = build_host_model(tmp_path, tmp_path / "model_host",
                            extra_sources=sorted(CM4_DIR.glob("*.c")))
