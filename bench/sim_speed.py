@@ -24,8 +24,16 @@ installed one if it is unpatched, else the ``libunicorn.so.2.wheel`` that
 (esp32c3-flash-cache: every data read from flash through the cache); a
 model that does not fit a board's flash or RAM gets a row saying so.
 
-    ./tb python bench/sim_speed.py [--rv32 | --patch [--unicorn-lib DIR]] [--build-dir /tmp/sim_speed_build]
-                                   [--repeat 5] [--record]
+``--report``: the report run as a build makes it now, against how it was
+made at ``--before REV`` (that commit's native_hook.c, a new engine for every
+run): cold (a new engine, translation included: the first run of a
+firmware in a process) and warm (on the engine the plain check run kept:
+``UnicornSimulator.run(detail=True)`` runs that check first, so this is
+the build's report run), before and now interleaved in one process so both
+see the same host load; and whether every count is the same in all three.
+
+    ./tb python bench/sim_speed.py [--rv32 | --patch [--unicorn-lib DIR] | --report [--before REV]]
+                                   [--build-dir /tmp/sim_speed_build] [--repeat 5] [--record]
 
 Builds each model's ELF and validation inputs with scons first. ``--record``
 writes the table into bench/results.md (its ``sim-speed`` marker block;
@@ -157,6 +165,67 @@ def patch_rows(args) -> list[str]:
     return rows
 
 
+def report_speeds(elf: Path, board, data: bytes, repeat: int, before_hook: Path) -> dict:
+    """--report: best M instr/s of the report run before (``before_hook``, a
+    new engine each run), now cold and now warm, and whether all counted the same."""
+    from sim.unicorn import native
+    from sim.unicorn import simulator as S
+    now_hook, best, seen = native.SOURCE, {"before": 0.0, "cold": 0.0, "warm": 0.0}, {}
+
+    def report_run(kind: str) -> None:
+        S.clear_engines()
+        native.SOURCE, native._lib = (before_hook if kind == "before" else now_hook), None
+        S.REUSE_ENGINES = kind != "before"
+        if kind == "warm":                       # the plain check run, first, as a build does
+            S._Run(elf, board, data, 2_000_000_000, 600.0, detail=False).execute()
+        run = S._Run(elf, board, data, 2_000_000_000, 600.0, detail=True)
+        r = run.execute()
+        best[kind] = max(best[kind], r.total_instructions / max(run.emu_cpu_seconds, 1e-9) / 1e6)
+        seen[kind] = repr((counts(r), r.output.hex(), r.peak_stack_bytes, r.ram_touched_bytes))
+        best["instructions"] = r.total_instructions
+
+    for _ in range(repeat):
+        for kind in ("before", "cold", "warm"):
+            report_run(kind)
+    S.clear_engines()
+    native.SOURCE, native._lib, S.REUSE_ENGINES = now_hook, None, True
+    return {**best, "same": len(set(seen.values())) == 1}
+
+
+def report_rows(args) -> list[str]:
+    before_hook = Path(tempfile.mkdtemp(prefix="tb-sim-speed-")) / "native_hook_before.c"
+    before_hook.write_bytes(subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{args.before}:sim/unicorn/native_hook.c"],
+        capture_output=True, check=True).stdout)
+    boards = plugins.targets(plugins.make_plugin_manager())
+    rows = ["| model | target | instructions | report run before | now: cold | now: warm (a build's) "
+            "| same counts |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    print("\n".join(rows))
+    for model in MODELS:
+        for target, _ in TARGETS:
+            elf, inputs = build(Path(args.build_dir), target, model)
+            raw = inputs.read_bytes()
+            got = report_speeds(elf, boards[target], raw[: len(raw) // 4], args.repeat, before_hook)
+            rows.append(f"| {model} | {target} | {got['instructions']:,} | {got['before']:.0f} M/s | "
+                        f"{got['cold']:.0f} M/s | {got['warm']:.0f} M/s | {'yes' if got['same'] else 'NO'} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def record_report(rows: list[str], args) -> None:
+    head = (f"`./tb python bench/sim_speed.py --report --before {args.before} --build-dir "
+            f"{args.build_dir} --repeat {args.repeat}` (commit {commit_now()}): the report run "
+            f"(`detail=True`, the static access watch and the board's memory model), simulated "
+            f"instructions per host CPU second of `emu_start`, best of {args.repeat}, before "
+            f"(native_hook.c at {args.before}, a new engine for every run) and now, interleaved in "
+            "one process; cold: a new engine (translation included), warm: on the engine the plain "
+            "check run kept (what a build's report run is now: UnicornSimulator.run runs the check "
+            "first). Same counts: instructions, cycles, flash wait and misaligned accesses per layer, "
+            "output bytes, peak stack and RAM touched equal in all three.")
+    write_block(head, rows, "sim-speed-report",
+                "Simulator speed of the report run: kept engines, 4-way LRU sets (issue 14 item 6)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", default="/tmp/sim_speed_build")
@@ -166,11 +235,19 @@ def main() -> None:
     ap.add_argument("--patch", action="store_true",
                     help="the unpatched Unicorn wheel against tinybuild's patched library")
     ap.add_argument("--unicorn-lib", help="with --patch: a folder holding the patched libunicorn.so.2")
+    ap.add_argument("--report", action="store_true",
+                    help="the report run now (cold and warm) against --before's native hook")
+    ap.add_argument("--before", default="38670ee", help="with --report: the commit to compare with")
     for hidden in ("--child-elf", "--child-inputs", "--child-target"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_elf:
         return child(args)
+    if args.report:
+        rows = report_rows(args)
+        if args.record:
+            record_report(rows, args)
+        return
     if args.patch:
         rows = patch_rows(args)
         if args.record:

@@ -159,7 +159,9 @@ def load() -> ctypes.CDLL:
             raise TinybuildError(
                 f"native hook struct size mismatch ({lib.tb_counters_size()} != "
                 f"{ctypes.sizeof(Counters)}): delete {library_path()} and retry")
-        for name in ("tb_scan", "tb_flush_accesses", "tb_release"):
+        for name in ("tb_scan", "tb_flush_accesses", "tb_release", "tb_release_caches"):
+            if not hasattr(lib, name):       # an older native_hook.c (bench/sim_speed.py --report)
+                setattr(lib, name, lib.tb_release)
             getattr(lib, name).argtypes = [ctypes.c_void_p]
             getattr(lib, name).restype = None
         _lib = lib
@@ -265,5 +267,6 @@ def add_access_hooks(uc, counters: Counters, ranges: list[tuple[int, int]]) -> N
 
 
 def call(name: str, counters: Counters) -> None:
-    """Call the native function ``name`` (tb_scan, tb_flush_accesses, tb_release)."""
+    """Call the native function ``name`` (tb_scan, tb_flush_accesses, tb_release,
+    tb_release_caches)."""
     getattr(load(), name)(ctypes.c_void_p(ctypes.addressof(counters)))

@@ -286,6 +286,49 @@ static uint64_t tb_find_line(const tb_cache_t *cache, const uint32_t *set, uint3
  * moves one way to the front (shifting every line behind a hit and
  * scanning the instruction cache's 64-way set for it was the report run's
  * largest cost). */
+/* Sets of at most TB_SMALL_WAYS ways (stm32l4r5-art's 4, esp32c3's 8) keep
+ * their tags in use order, newest first: a look-up compares the few tags, a
+ * hit moves its line to the front and a miss shifts the oldest out. No order
+ * list or hints to maintain (the report run's largest cost on nucleo-l4r5zi,
+ * where nearly every instruction line misses). Four ways are one SSE2
+ * register: one compare, one shuffle. */
+#define TB_SMALL_WAYS 8
+
+#ifdef __SSE2__
+/* Look `line` up in a 4-way set (tags newest first) and make it the newest,
+ * without a branch: a hit at way p or a miss (p = 3, the oldest leaves)
+ * shifts ways 0..p-1 one older. Branches on hit or miss were mispredicted
+ * about as often as lines miss. */
+static inline int tb_lru4(uint32_t *set, uint32_t line) {
+  __m128i t = _mm_loadu_si128((const __m128i *)set);
+  int mask = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(t, _mm_set1_epi32((int)line))));
+  int p = mask ? __builtin_ctz((unsigned)mask) : 3;
+  __m128i older = _mm_cmpgt_epi32(_mm_set1_epi32(p + 1), _mm_setr_epi32(0, 1, 2, 3));
+  __m128i n = _mm_or_si128(_mm_and_si128(older, _mm_slli_si128(t, 4)), _mm_andnot_si128(older, t));
+  _mm_storeu_si128((__m128i *)set, n);
+  set[0] = line;
+  return mask != 0;
+}
+#endif
+
+static inline int tb_small_access(tb_cache_t *cache, uint32_t line) {
+  uint64_t w = cache->ways, sets = cache->sets, i;
+  uint32_t *set = cache->tags + ((sets & (sets - 1)) ? line % sets : line & (sets - 1)) * w;
+  int hit;
+  cache->last = (uint64_t)line + 1;
+#ifdef __SSE2__
+  if (w == 4) return tb_lru4(set, line);
+#endif
+  if (set[0] == line) return 1;
+  for (i = 1; i < w && set[i] != line; i++) {
+  }
+  hit = i < w;
+  if (!hit) i = w - 1;                /* a miss: the oldest line leaves */
+  for (; i; i--) set[i] = set[i - 1];
+  set[0] = line;
+  return hit;
+}
+
 static inline int tb_cache_access(tb_cache_t *cache, uint32_t line) {
   uint32_t *set;
   uint16_t *o, *h;
@@ -293,6 +336,7 @@ static inline int tb_cache_access(tb_cache_t *cache, uint32_t line) {
   int hit;
   if (w == 0) return 0;
   if (cache->last == (uint64_t)line + 1) return 1;   /* the newest line: nothing changes */
+  if (w <= TB_SMALL_WAYS) return tb_small_access(cache, line);
   if (!cache->order && !tb_cache_alloc(cache)) abort();
   /* a mask when the set count is a power of two (every model's), not a division */
   s = (sets & (sets - 1)) ? line % sets : line & (sets - 1);
@@ -324,12 +368,41 @@ static int tb_fetch_is_warm(const tb_counters_t *c, uint64_t first, uint64_t las
   return c->warm_on && c->warm_first == first && c->warm_last == last;
 }
 
+#ifdef __SSE2__
+/* tb_charge_fetch's lines [line, last] in a cache of 4-way sets, a power
+ * of two of them (stm32l4r5-art): no branch per line. */
+static void tb_fetch_lru4(tb_counters_t *c, uint64_t line, uint64_t last) {
+  uint32_t *tags = c->icache.tags;
+  uint64_t mask = c->icache.sets - 1, prev = c->last_iline, prefetch = c->prefetch != 0;
+  uint64_t imisses = 0, prefetched = 0;
+  for (; line <= last; line++) {
+    uint64_t miss = !tb_lru4(tags + 4 * (line & mask), (uint32_t)line);
+    uint64_t supplied = miss & prefetch & (line == prev + 1);
+    prefetched += supplied;
+    imisses += miss & !supplied;
+    prev = line;
+  }
+  c->last_iline = prev;
+  c->icache.last = prev + 1;          /* the newest line, as tb_cache_access keeps it */
+  c->prefetched += prefetched;
+  c->imisses += imisses;
+  c->cycles += imisses * c->miss_cycles;
+  c->mem_cycles += imisses * c->miss_cycles;
+}
+#endif
+
 static void tb_charge_fetch(tb_counters_t *c, uint64_t address, uint64_t end) {
   uint64_t line = address >> c->line_shift, last = (end - 1) >> c->line_shift;
   if (tb_fetch_is_warm(c, line, last)) return;   /* every line hits; last_iline is `last` */
   c->warm_on = c->icache.ways && last - line < c->icache.sets * c->icache.ways;
   c->warm_first = line;
   c->warm_last = last;
+#ifdef __SSE2__
+  if (c->icache.ways == 4 && !(c->icache.sets & (c->icache.sets - 1))) {
+    tb_fetch_lru4(c, line, last);
+    return;
+  }
+#endif
   for (; line <= last; line++) {
     int hit = tb_cache_access(&c->icache, (uint32_t)line);
     if (!hit) {
@@ -806,11 +879,18 @@ void tb_scan(tb_counters_t *c) {
   }
 }
 
-/* Free the compiled blocks and the caches' stamps (the end of a run). */
-void tb_release(tb_counters_t *c) {
-  uint64_t i;
+/* Free the caches' order lists and hints (the end of a run). */
+void tb_release_caches(tb_counters_t *c) {
   tb_cache_free(&c->icache);
   tb_cache_free(&c->dcache);
+  c->cur = NULL;
+}
+
+/* Also free the compiled blocks (kept with an engine kept for another run:
+ * they depend only on the firmware and the hooked instructions). */
+void tb_release(tb_counters_t *c) {
+  uint64_t i;
+  tb_release_caches(c);
   if (!c->progs) return;
   for (i = 0; i < c->nhw; i++) { tb_free_prog(c->progs[i]); c->progs[i] = NULL; }
   c->cur = NULL;

@@ -54,6 +54,7 @@ the deepest stack word written happens to equal the whole pattern word.
 from __future__ import annotations
 
 import bisect
+import ctypes
 import functools
 import os
 import struct
@@ -286,35 +287,35 @@ class UnicornSimulator:
             return _Run(Path(elf), target, bytes(input_bytes), max_instructions, timeout_s,
                         layer_profile=self.layer_profile, detail=watch)
 
+        plain_run = run(False)
+        if not detail:
+            return plain_run.execute()
+        if plain_run.tables.model.traps_misaligned:
+            return run(True).execute()      # the watch is how a trapping core's fault is seen
+        # The plain run first: the report run then reuses its engine and
+        # translations (the same hooks, _Engine).
+        plain = plain_run.execute()
         try:
-            result = run(detail).execute()
+            watched = run(True).execute()
         except TinybuildError as fault:
-            plain = run(False) if detail else None
-            if plain is None or plain.tables.model.traps_misaligned:
-                raise
             # Unicorn 2.1.4 itself misexecutes some code (seen: returning from
             # libgcc's __aeabi_dcmpge after its IT block) whenever any memory
-            # hook is installed, even a no-op one. A real fault faults again
-            # without the watch; otherwise report that run, labelled.
-            result = plain.execute()
+            # hook is installed, even a no-op one. A real fault faults without
+            # the watch too; otherwise report the plain run, labelled.
             print(f"[simulate] unicorn: {fault}; without the memory-access watch the same firmware "
                   "runs (a Unicorn fault under memory hooks, docs/simulators.md): this run's "
                   "cycles leave out misaligned-access penalties", file=sys.stderr, flush=True)
-            result.cycle_model += (" | misaligned-access penalties not counted: Unicorn faults "
-                                   "under its memory watch on this firmware")
-            return result
-        return self._checked_against_plain(run, result) if detail else result
+            plain.cycle_model += (" | misaligned-access penalties not counted: Unicorn faults "
+                                  "under its memory watch on this firmware")
+            return plain
+        return self._checked_against_plain(plain, watched)
 
     @staticmethod
-    def _checked_against_plain(run, watched: RunResult) -> RunResult:
+    def _checked_against_plain(plain: RunResult, watched: RunResult) -> RunResult:
         """The watched run against a plain one: Unicorn 2.1.4 can also compute
         wrong bytes under a memory hook without faulting (seen: GCC's IT blocks
         and register-offset STRH in 16x8 kernels). Outputs that differ mean the
         watched run is wrong: the plain run is reported, labelled."""
-        plain_run = run(False)
-        if plain_run.tables.model.traps_misaligned:
-            return watched               # the watch is how a trapping core's fault is seen
-        plain = plain_run.execute()
         if plain.output == watched.output:
             return watched
         print("[simulate] unicorn: the run watching memory accesses computed other output bytes "
@@ -341,6 +342,80 @@ class UnicornSimulator:
 
 
 _EMULATION_LOCK = threading.Lock()
+
+# Engines kept between runs (docs/simulators.md "Speed with memory hooks"):
+# the report run, its check without the watch and the other validation
+# inputs run the same firmware with the same hooks, so all but the first
+# reuse its translated code instead of translating it again. False: a new
+# engine for every run (tests compare the two).
+REUSE_ENGINES = True
+MAX_ENGINES = 2
+_ENGINES: dict[tuple, "_Engine"] = {}
+
+
+def clear_engines() -> None:
+    """Drop every kept engine (tests; bench/sim_speed.py's cold runs)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].release()
+
+
+@dataclass
+class _Current:
+    run: "_Run"          # the run an engine's Python hooks record into
+
+
+class _Engine:
+    """A set-up Unicorn engine with its hooks, counters and the state to put
+    back before its next run: the counters and hooked-instruction flags as
+    set up, the registers at reset, and flash (any memory that is not RAM)
+    as loaded. Kept only after a run that succeeded."""
+
+    ATTRS = ("uc", "reg_pc", "reg_sp", "reg_a0", "ram", "start", "pc0", "sp0", "exit_addr",
+             "mark_addr", "counters", "cache_tags", "access_arrays", "current")
+
+    def __init__(self, key: tuple, run: "_Run"):
+        self.key = key
+        self.attrs = {a: getattr(run, a) for a in self.ATTRS if hasattr(run, a)}
+        c = run.counters
+        self.counters0 = ctypes.string_at(ctypes.addressof(c), ctypes.sizeof(c))
+        self.hooked0 = run.access_arrays[0].copy() if hasattr(run, "access_arrays") else None
+        self.context = run.uc.context_save()
+        uc = run.uc
+        self.rom = [(lo, bytes(uc.mem_read(lo, hi - lo))) for lo, hi in _page_spans(
+            r for r in run.target.memory if r.kind != "ram")]
+        if run.img.arch == "arm" and not any(lo <= SCS_BASE < hi for lo, hi in _page_spans(run.target.memory)):
+            self.rom.append((SCS_BASE, bytes(PAGE)))
+
+    def attach(self, run: "_Run") -> None:
+        """Make ``run`` this engine's: its attributes, counters as set up."""
+        for a, v in self.attrs.items():
+            setattr(run, a, v)
+        run.console = bytearray()
+        run.current.run = run
+        c = run.counters
+        ctypes.memmove(ctypes.addressof(c), self.counters0, len(self.counters0))
+        c.count_misaligned = int(run.detail)
+        c.max_insns = max(0, int(run.max_instructions))
+        for tags in getattr(run, "cache_tags", ()):
+            tags.fill(0xFFFFFFFF)
+        if self.hooked0 is not None:
+            run.access_arrays[0][:] = self.hooked0
+
+    def restore_rom(self) -> None:
+        """Memory that is not RAM back as loaded where a run wrote it."""
+        uc = self.attrs["uc"]
+        for lo, data in self.rom:
+            if bytes(uc.mem_read(lo, len(data))) != data:
+                uc.mem_write(lo, data)
+
+    def keep(self) -> None:
+        while len(_ENGINES) >= MAX_ENGINES:
+            _ENGINES.pop(next(iter(_ENGINES))).release()
+        _ENGINES[self.key] = self
+
+    def release(self) -> None:
+        """Free the compiled blocks the counters point to."""
+        native.call("tb_release", self.attrs["counters"])
 
 
 def _page_spans(memory) -> list[tuple[int, int]]:
@@ -432,6 +507,7 @@ class _Run:
 
     # -- setup --
     def setup(self):
+        """A new engine with the board's memory mapped, then the image and inputs loaded."""
         import unicorn as U
         img, t = self.img, self.target
         if img.arch == "arm":
@@ -461,12 +537,22 @@ class _Run:
             # An io=uart firmware: its UART and clock registers as MMIO (tinybuild/realboard.py).
             from tinybuild.realboard import attach_uart
             self.console = attach_uart(uc, board.uart, lambda: self.counters.cycles)
-
-        # Paint RAM, then load the image at its load addresses.
+            self.reusable = False
         self.ram = [r for r in t.memory if r.kind == "ram"]
+        self.load_image(engine=None)
+
+    def load_image(self, engine: _Engine | None) -> None:
+        """Paint RAM, load the image at its load addresses, write the inputs
+        and reset the core. On a kept ``engine`` only what a run can change
+        is written: RAM (never executable unless it holds code), and flash
+        or other memory only where the last run wrote it (a write to code
+        throws its translations away)."""
+        img, t, uc = self.img, self.target, self.uc
         self.loaded_ram: list[tuple[int, int]] = []
         for r in self.ram:
             uc.mem_write(r.origin, PATTERN * (r.length // 4) + PATTERN[: r.length % 4])
+        if engine is not None:
+            engine.restore_rom()
         for s in img.segments:
             if not s.data:
                 continue
@@ -476,9 +562,11 @@ class _Run:
                     f"{shown(self.elf_path, 200)}: segment at 0x{s.paddr:08x}..0x{s.paddr + len(s.data):08x} "
                     f"lies outside target {t.name}'s memory map "
                     f"({', '.join(f'{m.name} 0x{m.origin:08x}+0x{m.length:x}' for m in t.memory)})")
-            uc.mem_write(s.paddr, s.data)
             if region.kind == "ram":
+                uc.mem_write(s.paddr, s.data)
                 self.loaded_ram.append((s.paddr, s.paddr + len(s.data)))
+            elif engine is None:
+                uc.mem_write(s.paddr, s.data)
 
         # The model's I/O descriptor and its inputs (concatenated in self.input).
         desc = read_io_desc(lambda a, n: uc.mem_read(a, n), self.sym("tb_io_desc"),
@@ -497,6 +585,9 @@ class _Run:
             if data:
                 uc.mem_write(addr, data)
 
+        if engine is not None:           # the registers as they were before the first run
+            uc.context_restore(engine.context)
+            return
         # Reset.
         if img.arch == "arm":
             flash = t.regions("flash")
@@ -557,26 +648,23 @@ class _Run:
             self.add_memory_model(c)
 
         reg_a0 = self.reg_a0
-        marks = self.marks
-
-        pending = {}                                  # mark id -> indices into arena_reads
-        for i, (mark, _, _) in enumerate(self.arena_reads):
-            pending.setdefault(mark, []).append(i)
+        self.current = current = _Current(self)      # the run the hooks report to (a kept engine's next)
 
         def on_mark(uc_, address, size, user):
             if c.trap_misaligned and c.misaligned:
                 return          # the run stops at the trap: this block runs after it
+            run = current.run
             mark = uc_.reg_read(reg_a0)
-            marks.append((mark, c.insns, c.cycles, c.mem_cycles))
-            for i in pending.pop(mark, ()):
-                _, offset, nbytes = self.arena_reads[i]
-                self.copies[i] = bytes(uc_.mem_read(self.arena_addr + offset, nbytes))
+            run.marks.append((mark, c.insns, c.cycles, c.mem_cycles))
+            for i in run.pending.pop(mark, ()):
+                _, offset, nbytes = run.arena_reads[i]
+                run.copies[i] = bytes(uc_.mem_read(run.arena_addr + offset, nbytes))
 
         if self.layer_profile:
             uc.hook_add(U.UC_HOOK_CODE, on_mark, begin=self.mark_addr, end=self.mark_addr)
 
         def on_invalid(uc_, access, address, size, value, user):
-            self.fault = (access, address, size)
+            current.run.fault = (access, address, size)
             return False
 
         uc.hook_add(U.UC_HOOK_MEM_INVALID, on_invalid)
@@ -692,9 +780,17 @@ class _Run:
         with _EMULATION_LOCK:
             attempt = 0
             while True:
-                result = self._execute()
+                try:
+                    result = self._execute()
+                finally:
+                    if self.engine is None and hasattr(self, "counters"):
+                        native.call("tb_release", self.counters)   # its compiled blocks
                 if not self.static_shortfall():
+                    if self.engine is not None:
+                        self.engine.keep()
                     return result
+                if self.engine is not None:
+                    self.engine.release()
                 attempt += 1
                 self.redo(last_static=attempt == 2)
 
@@ -708,10 +804,36 @@ class _Run:
         self.extra_hooks = np.union1d(self.extra_hooks, np.flatnonzero(hooked == 2))
         self.marks, self.copies, self.fault = [], {}, None
 
+    def engine_key(self) -> tuple:
+        """What decides an engine's hooks and counters' setup: runs with the
+        same key can share one engine (and its translations)."""
+        st = os.stat(self.elf_path)
+        return (str(self.elf_path.resolve()), st.st_mtime_ns, st.st_size, repr(self.target),
+                self.layer_profile, self.access_watch, self.static_watch() or self.detail,
+                tuple(self.extra_hooks.tolist()))
+
+    def start_engine(self) -> _Engine | None:
+        """A kept engine for this run (taken out of the cache while it runs), or
+        a new one (None: set up here)."""
+        self.pending: dict[int, list[int]] = {}           # mark id -> indices into arena_reads
+        for i, (mark, _, _) in enumerate(self.arena_reads):
+            self.pending.setdefault(mark, []).append(i)
+        # (a subclass may add hooks of its own that a kept engine lacks)
+        key = self.engine_key() if REUSE_ENGINES and type(self) is _Run else None
+        engine = _ENGINES.pop(key, None)
+        if engine is None:
+            self.reusable = key is not None
+            self.setup()
+            self.hooks()
+            return _Engine(key, self) if self.reusable else None
+        engine.attach(self)
+        self.load_image(engine)
+        return engine
+
     def _execute(self) -> RunResult:
         import unicorn as U
-        self.setup()
-        self.hooks()
+        self.engine = None
+        engine = self.start_engine()
         t0, cpu0 = time.perf_counter(), time.thread_time()
         err = None
         try:
@@ -724,7 +846,7 @@ class _Run:
         c = self.counters
         if self.static_watch() and c.last_block != self.exit_addr:   # (a block at tb_exit did not run)
             native.call("tb_flush_accesses", c)        # the last block's accesses
-        native.call("tb_release", c)                   # compiled blocks, cache stamps
+        native.call("tb_release_caches", c)            # (compiled blocks: execute)
         if c.trap_misaligned and c.misaligned:        # (first: the trap came before any fault)
             raise TinybuildError(
                 f"firmware fault: misaligned {c.first_misaligned_size}-byte access at "
@@ -750,7 +872,9 @@ class _Run:
                 f"decoded text (code in RAM?); the unicorn simulator cannot count them exactly")
         exit_code = self.uc.reg_read(self.reg_a0)
         exit_code = exit_code - (1 << 32) if exit_code & 0x80000000 else exit_code
-        return self.result(wall, exit_code)
+        result = self.result(wall, exit_code)
+        self.engine = engine                          # kept if exact (a failed run's is dropped)
+        return result
 
     def raise_fault(self, err, pc: int):
         import unicorn as U

@@ -39,6 +39,16 @@ def stm32f407() -> Target:
         include_dirs=(RUNTIME,), timing_model="cortex-m4")
 
 
+@pytest.fixture(autouse=True)
+def fresh_unicorn_engines():
+    """No engine kept by an earlier test (sim/unicorn/simulator.py _Engine):
+    a test that patches how a run is set up gets a run set up that way."""
+    from sim.unicorn import simulator
+    simulator.clear_engines()
+    yield
+    simulator.clear_engines()
+
+
 @pytest.fixture(scope="session")
 def target() -> Target:
     return stm32f407()
