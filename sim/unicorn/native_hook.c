@@ -309,6 +309,25 @@ static inline int tb_lru4(uint32_t *set, uint32_t line) {
   set[0] = line;
   return mask != 0;
 }
+
+/* The same for 8 ways (stm32f407-art's data cache, esp32c3's sets) in two registers. */
+static inline int tb_lru8(uint32_t *set, uint32_t line) {
+  const __m128i key = _mm_set1_epi32((int)line);
+  __m128i a = _mm_loadu_si128((const __m128i *)set), b = _mm_loadu_si128((const __m128i *)(set + 4));
+  int mask = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(a, key)))
+           | _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(b, key))) << 4;
+  int p = mask ? __builtin_ctz((unsigned)mask) : 7;
+  __m128i bound = _mm_set1_epi32(p + 1);
+  __m128i older_a = _mm_cmpgt_epi32(bound, _mm_setr_epi32(0, 1, 2, 3));
+  __m128i older_b = _mm_cmpgt_epi32(bound, _mm_setr_epi32(4, 5, 6, 7));
+  __m128i shifted_b = _mm_or_si128(_mm_slli_si128(b, 4), _mm_srli_si128(a, 12));
+  a = _mm_or_si128(_mm_and_si128(older_a, _mm_slli_si128(a, 4)), _mm_andnot_si128(older_a, a));
+  b = _mm_or_si128(_mm_and_si128(older_b, shifted_b), _mm_andnot_si128(older_b, b));
+  _mm_storeu_si128((__m128i *)set, a);
+  _mm_storeu_si128((__m128i *)(set + 4), b);
+  set[0] = line;
+  return mask != 0;
+}
 #endif
 
 static inline int tb_small_access(tb_cache_t *cache, uint32_t line) {
@@ -318,6 +337,7 @@ static inline int tb_small_access(tb_cache_t *cache, uint32_t line) {
   cache->last = (uint64_t)line + 1;
 #ifdef __SSE2__
   if (w == 4) return tb_lru4(set, line);
+  if (w == 8) return tb_lru8(set, line);
 #endif
   if (set[0] == line) return 1;
   for (i = 1; i < w && set[i] != line; i++) {
