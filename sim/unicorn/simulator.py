@@ -370,8 +370,9 @@ class _Engine:
     set up, the registers at reset, and flash (any memory that is not RAM)
     as loaded. Kept only after a run that succeeded."""
 
+    # (tables: the cost arrays and descriptors the counters point to)
     ATTRS = ("uc", "reg_pc", "reg_sp", "reg_a0", "ram", "start", "pc0", "sp0", "exit_addr",
-             "mark_addr", "counters", "cache_tags", "access_arrays", "current")
+             "mark_addr", "counters", "cache_tags", "access_arrays", "current", "tables")
 
     def __init__(self, key: tuple, run: "_Run"):
         self.key = key
