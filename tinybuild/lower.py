@@ -70,6 +70,9 @@ class Layer:
                                      # int16 activations, int8 weights) or "float32"; picks the
                                      # reference kernel (OpDef.kernel / OpDef.typed) and which
                                      # plugin kernels may take it (KernelImpl.dtypes)
+    place: str = "flash"             # the build's place= (docs/placement.md): with auto|ram a
+                                     # kernel may leave out the scratch for its own copy of a
+                                     # constant from flash (the build puts constants in RAM)
 
     def __post_init__(self):
         if isinstance(self.outputs, (int, np.integer)):    # Layer(..., output_tensor, ...)

@@ -141,17 +141,21 @@ def split(blob: bytes, size: int) -> list[bytes]:
 # -- code generation ---------------------------------------------------------------
 
 def generate(tflite: Path, out_dir: Path, contributed_kernels: list, name: str = "",
-             input_layout: str = "") -> dict:
+             input_layout: str = "", place: str = "flash") -> dict:
     """Lower, choose kernels, plan and write model.c/.h, plan.json, arena.svg.
     ``name`` is the user's model name (the converted file is model.int8.tflite);
     ``input_layout`` what the importer says the input is (e.g. "NHWC" for an
-    ONNX model's NCHW input turned around at build time), for model.h."""
+    ONNX model's NCHW input turned around at build time), for model.h; ``place``
+    the build's place= (each Layer.place, before the kernels' prepare)."""
     from . import codegen, kernel_registry, lower, planner
     from .importer import load_graph
 
     graph = load_graph(tflite)
     graph.name = name or graph.name
-    layers = kernel_registry.select_kernels(lower.lower_graph(graph), contributed_kernels)
+    lowered = lower.lower_graph(graph)
+    for layer in lowered:
+        layer.place = place
+    layers = kernel_registry.select_kernels(lowered, contributed_kernels)
     plan = planner.plan_memory(graph, layers)
     codegen.write_model(out_dir, graph, layers, plan, f"{graph.name} ({tflite.name})",
                         input_layout)

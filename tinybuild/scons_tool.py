@@ -718,9 +718,10 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
 
     model_c, model_h, plan_json, _arena_svg = env.Command(
         [F(f) for f in RESULT_FILES["codegen"]],
-        [int8, conv_json] + codegen_inputs(env, pm, target, contributed),
+        [int8, conv_json, env.Value(f"place={place}")] +
+        codegen_inputs(env, pm, target, contributed),
         _action(lambda t, s, e: generate(s[0], t[0].parent, target, contributed, name,
-                                         pipeline.read_json(s[1])), "codegen",
+                                         pipeline.read_json(s[1]), place), "codegen",
                 _downstream([tdir], "codegen")))
 
     extra = realboard.declare_sources(env, sys.modules[__name__], tdir, target, toolchain, odir,
@@ -799,13 +800,13 @@ def _validation(env, F, tdir, target, pm, limits, sources):
 
 
 def generate(tflite: Path, out_dir: Path, target, contributed, name: str,
-             conversion: dict | None = None) -> None:
+             conversion: dict | None = None, place: str = "flash") -> None:
     """Code generation, then the arena against the board's RAM: a model that
     cannot fit stops here, before anything is compiled for it. ``conversion``
     (convert.json) gives the input layout an importer recorded (ONNX) for model.h."""
     from .linkcheck import check_arena_fits
     plan = pipeline.generate(tflite, out_dir, contributed, name,
-                             (conversion or {}).get("input_layout", ""))
+                             (conversion or {}).get("input_layout", ""), place)
     memory = plan["memory"]
     check_arena_fits(target, memory["arena_size"], None, lower_bound=memory["lower_bound"])
 

@@ -41,13 +41,14 @@
  * 4 when in_c is 3 and the filter's taps were padded to 4 channels, 9 for a
  * 3x3 kernel on 3 channels (kernel rows of 9 bytes, not padded); rq[3] the
  * padded plane's width | height << 16, or 0; rq[0] bit 5 and rq[4]: channel
- * quads, tb_cm4_conv_quads, and the offset of their copy in the scratch); the
+ * quads, tb_cm4_conv_quads, and the offset of their copy in the scratch, or
+ * -1: none, cm4_prepare.conv_quad_copy); the
  * output; and the scratch
  * buffer: 4 * K4 int16 for the columns, then K4 bytes for staging rows when
  * in_c is not a multiple of 4 (and not padded to 4 per tap), then (when the
  * pixel count is 3 mod 4, or with quads not 0 mod 4) 4 * C_out bytes where the
  * last block is computed before its valid pixels are copied out, then the
- * padded plane, then (quads) room for the filter's copy; a last block of 1 or
+ * padded plane, then (quads, place=flash) room for the filter's copy; a last block of 1 or
  * 2 pixels runs tb_cm4_conv_few (with quads, the quad loop on pixels 0-1).
  *
  * Writes happen per block after the block's inputs were read, in raster
@@ -1296,12 +1297,14 @@ TB_INLINE void tb_cm4_conv2d_body(const tb_conv_params *p, const int8_t *input,
   st.pw_end = (const uint32_t *)(const void *)filter + (out_c >> 1) * rec_words;
   st.entry_bytes = (raw_b ? TB_CM4_CONV_STEP_BYTES : TB_CM4_CONV_STEP_BYTES_SPLIT) * entry;
   /* the quads' weights: read twice per block, so a filter in the code region
-   * (flash on the STM32 boards) is first copied into the scratch (rq[4]) */
+   * (flash on the STM32 boards) is first copied into the scratch at rq[4];
+   * rq[4] < 0: no room for it (place=auto|ram builds), read where it is */
   const uint32_t *quad_w = (const uint32_t *)(const void *)filter;
   tb_cm4_quad_state qs;
-  if (quads && (uintptr_t)filter < TB_CM4_SRAM_BASE) {
+  if (quads && (uintptr_t)filter < TB_CM4_SRAM_BASE && rq[4] >= 0) {
     uint32_t *const copy = (uint32_t *)(void *)((int8_t *)scratch + rq[4]);
-    tb_cm4_copy16(copy, quad_w, (out_c >> 1) * rec_words / 4);   /* out_c * (k4 + 16) bytes */
+    /* out_c * (k4 + 16) bytes; unsigned: a shift, no rounding of a negative */
+    tb_cm4_copy16(copy, quad_w, (int32_t)((uint32_t)((out_c >> 1) * rec_words) >> 2));
     quad_w = copy;
   }
   qs.target = 0;

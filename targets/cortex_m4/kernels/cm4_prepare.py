@@ -181,6 +181,7 @@ def conv_plane_bytes(p: dict, w: int, h: int) -> int:
 
 
 CONV_QUADS = 32               # rq[0]: channel quads x pixel pairs (tb_cm4_conv_quads), rq[4] their scratch
+CONV_QUAD_NO_COPY = -1        # rq[4]: no room for the copy (place=auto|ram): the filter is read where it is
 CONV_QUAD_MAX = 40 * 1024     # bytes of scratch the quads' weight copy (from flash) may take
 CONV_QUAD_MIN_PAIRS = 16      # k-pairs from which a quad's 4 requantization loads are won back
 CONV_QUAD_MIN_PIXELS = 16     # output pixels from which a weight copy from flash is won back
@@ -214,6 +215,18 @@ def conv_quads(p: dict, raw_b: bool, k4: int) -> bool:
     return raw_b and p["out_c"] % 4 == 0 and p["k_h"] * p["k_w"] > 1 and \
         k4 // 2 >= CONV_QUAD_MIN_PAIRS and p["out_h"] * p["out_w"] >= CONV_QUAD_MIN_PIXELS and \
         conv_quad_bytes(p["out_c"], k4) <= CONV_QUAD_MAX
+
+
+def conv_quad_copy(place: str, scratch: int, size: int) -> tuple[int, str]:
+    """(rq[4], note): where in the scratch the quads copy a filter left in flash
+    (read twice per block), after the other ``scratch`` bytes; CONV_QUAD_NO_COPY
+    when the build puts constants in RAM (place=auto|ram): the copy would only
+    double the filter's RAM, and a filter left in flash there (RAM full) is read
+    from flash."""
+    if place != "flash":
+        return CONV_QUAD_NO_COPY, (f"place={place}: the filter is read where the build put it, no "
+                                   f"scratch for a copy ({size} B with place=flash)")
+    return scratch, f"a filter left in flash is copied once per inference into {size} B of scratch"
 
 
 def accepts_conv(layer: Layer) -> bool:
@@ -282,11 +295,10 @@ def prepare_conv(layer: Layer) -> Layer:
     quad_at = 0
     if quads:
         flags |= CONV_QUADS
-        quad_at = scratch
-        scratch += conv_quad_bytes(out_c, k4)
+        quad_at, copy_note = conv_quad_copy(layer.place, scratch, conv_quad_bytes(out_c, k4))
+        scratch += 0 if quad_at == CONV_QUAD_NO_COPY else conv_quad_bytes(out_c, k4)
         notes = notes + [f"{out_c // 4} channel quads x 2 pixels (15 cycles per 16 MACs), each quad's "
-                         "two pairs' words interleaved; a filter left in flash is copied once per "
-                         f"inference into {conv_quad_bytes(out_c, k4)} B of scratch"]
+                         "two pairs' words interleaved; " + copy_note]
     rq = np.array([flags, limit, mode, plane_w | plane_h << 16, quad_at], np.int64).astype(np.int32)
     stream = conv_stream(filt, out_c, k, rq_words, raw_b)
     if quads:
