@@ -962,69 +962,184 @@ TB_INLINE void tb_cm4_dw_gather2_pair(const int8_t *s, int32_t src_col, int16_t 
   tb_st32(d + plane, tb_sxtb16_ror8(u));
 }
 
+/* 4 pixels' halfwords as two words h0 | h1 << 16, each split by SXTB16
+ * (channel c) and SXTB16 ROR 8 (channel c + 1); the stores at OFF + 4,
+ * OFF + 8 of the pointers lagging by one word, WB: the last with write-back */
+#define TB_CM4_DW_G2_QUAD_MACRO \
+  ".macro tb_dw_g2_quad off, wb\n\t" \
+  "ldrh   %[u0], [%[s]]\n\t" \
+  "ldrh   %[u1], [%[s], %[st]]\n\t" \
+  "ldrh   %[u2], [%[s], %[st2]]\n\t" \
+  "ldrh   %[u3], [%[s], %[st3]]\n\t" \
+  "add    %[s], %[s], %[st], lsl #2\n\t" \
+  "orr    %[u0], %[u0], %[u1], lsl #16\n\t" \
+  "orr    %[u2], %[u2], %[u3], lsl #16\n\t" \
+  "sxtb16 %[u1], %[u0]\n\t" \
+  "sxtb16 %[u0], %[u0], ror #8\n\t" \
+  "sxtb16 %[u3], %[u2]\n\t" \
+  "sxtb16 %[u2], %[u2], ror #8\n\t" \
+  "str    %[u1], [%[d], #(\\off + 4)]\n\t" \
+  ".if \\wb\n\t" \
+  "str    %[u3], [%[d], #(\\off + 8)]!\n\t" \
+  "str    %[u0], [%[d1], #(\\off + 4)]\n\t" \
+  "str    %[u2], [%[d1], #(\\off + 8)]!\n\t" \
+  ".else\n\t" \
+  "str    %[u3], [%[d], #(\\off + 8)]\n\t" \
+  "str    %[u0], [%[d1], #(\\off + 4)]\n\t" \
+  "str    %[u2], [%[d1], #(\\off + 8)]\n\t" \
+  ".endif\n\t" \
+  ".endm\n"
+
+/* Where the 2-channel copy is between rows (its loop takes the registers). */
+typedef struct {
+  const int8_t *src;             /* the next row's first pixel */
+  int16_t *d;                    /* the next row's first value in the first plane */
+  int32_t rows, lead, octs, pairs, odd; /* rows left; per row: 1 if the first pixel goes
+                                           alone (odd plane position), groups of 8, pairs
+                                           and a single pixel after them */
+  int32_t src_row, d_row;        /* bytes to the next row */
+} tb_cm4_dw_copy2;
+
 /* Channels c, c+1 (the plane path for layers whose 4 planes do not fit the
  * scratch but 2 do: VWW's 48x48 maps): `rows` rows of n pixels (src_col
  * bytes apart, rows src_row apart) into 2 planes `plane` values apart, rows
  * d_row values apart (all rows start at positions of one parity). A row
  * starting at an odd position copies that pixel alone first (every word
- * store aligned); then per 8 pixels 8 pipelined LDRH, 4 ORR, 8 SXTB16, 8 STR
- * (38 cycles for 16 values, where the one-channel copy takes 52); the rest
- * 2 pixels, then 1, at a time. */
+ * store aligned); then per 8 pixels 8 pipelined LDRH, 4 ORR, 8 SXTB16, 8 STR,
+ * the last store of each plane advancing its pointer (36 cycles for 16
+ * values, where the one-channel copy takes 52); the rest 2 pixels, then 1,
+ * at a time. One loop for all the rows, the row state in memory (a C loop
+ * per row with the rest in C cost 45-100 cycles a row on VWW's 48x48 maps). */
 static __attribute__((noinline)) void tb_cm4_dw_gather2_rows(const int8_t *src, int32_t rows,
                                                              int32_t n, int32_t src_col,
                                                              int32_t src_row, int16_t *d0,
                                                              int32_t d_row, int32_t plane) {
   const int32_t lead = n > 0 && ((uintptr_t)d0 & 2) ? 1 : 0;
   const int32_t octs = (n - lead) >> 3, rest = (n - lead) & 7;
+  if (rows <= 0 || n <= 0) return;
+#ifdef TB_CM4_DSP
+  if (!lead && !rest) {
+    /* whole groups of 8 in every row (VWW's 48x48 stride 2): the row state in
+     * registers, 10 cycles a row where the general loop's tests take about 40 */
+    uint32_t u0, u1, u2, u3, cnt, s = (uint32_t)src, left = (uint32_t)rows;
+    uint32_t d = (uint32_t)d0 - 4u, d1 = d + 2u * (uint32_t)plane;
+    const int32_t s_adj = src_row - 8 * octs * src_col, d_adj = 2 * d_row - 16 * octs;
+    __asm__ volatile(
+        TB_CM4_DW_G2_QUAD_MACRO
+        "1:\n\t"
+        "mov    %[cnt], %[octs]\n"
+        "2:\n\t"
+        "tb_dw_g2_quad 0, 0\n\t"
+        "tb_dw_g2_quad 8, 1\n\t"
+        "subs   %[cnt], %[cnt], #1\n\t"
+        "bne    2b\n\t"
+        "ldr    %[u0], %[s_adj]\n\t"
+        "add    %[s], %[s], %[u0]\n\t"
+        "add    %[d], %[d], %[d_adj]\n\t"
+        "add    %[d1], %[d1], %[d_adj]\n\t"
+        "subs   %[left], %[left], #1\n\t"
+        "bne    1b\n\t"
+        ".purgem tb_dw_g2_quad\n\t"
+        : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [cnt] "=&r"(cnt),
+          [s] "+r"(s), [d] "+r"(d), [d1] "+r"(d1), [left] "+r"(left)
+        : [st] "r"(src_col), [st2] "r"(2 * src_col), [st3] "r"(3 * src_col),
+          [octs] "r"(octs), [d_adj] "r"(d_adj), [s_adj] "m"(s_adj)
+        : "cc", "memory");
+    return;
+  }
+  {
+    uint32_t u0, u1, u2, u3, s, d, d1, cnt;
+    tb_cm4_dw_copy2 st;
+    st.src = src, st.d = d0, st.rows = rows, st.lead = lead;
+    st.octs = octs, st.pairs = rest >> 1, st.odd = rest & 1;
+    st.src_row = src_row, st.d_row = 2 * d_row;
+    __asm__ volatile(
+        TB_CM4_DW_G2_QUAD_MACRO
+        "1:\n\t"
+        "ldr    %[s], %[src]\n\t"
+        "ldr    %[d], %[dst]\n\t"
+        "add    %[d1], %[d], %[pb]\n\t"
+        "ldr    %[cnt], %[lead]\n\t"
+        "cmp    %[cnt], #0\n\t"
+        "beq    2f\n\t"
+        "ldrh   %[u0], [%[s]]\n\t"
+        "add    %[s], %[s], %[st]\n\t"
+        "sxtb16 %[u1], %[u0]\n\t"
+        "sxtb16 %[u0], %[u0], ror #8\n\t"
+        "strh   %[u1], [%[d]], #2\n\t"
+        "strh   %[u0], [%[d1]], #2\n"
+        "2:\n\t"
+        "ldr    %[cnt], %[octs]\n\t"
+        "cmp    %[cnt], #0\n\t"
+        "beq    4f\n\t"
+        "subs   %[d], %[d], #4\n\t"        /* lagging by one word: the last stores write back */
+        "subs   %[d1], %[d1], #4\n"
+        "3:\n\t"
+        "tb_dw_g2_quad 0, 0\n\t"
+        "tb_dw_g2_quad 8, 1\n\t"
+        "subs   %[cnt], %[cnt], #1\n\t"
+        "bne    3b\n\t"
+        "adds   %[d], %[d], #4\n\t"
+        "adds   %[d1], %[d1], #4\n"
+        "4:\n\t"
+        "ldr    %[cnt], %[pairs]\n\t"
+        "cmp    %[cnt], #0\n\t"
+        "beq    6f\n"
+        "5:\n\t"
+        "ldrh   %[u0], [%[s]]\n\t"
+        "ldrh   %[u1], [%[s], %[st]]\n\t"
+        "add    %[s], %[s], %[st], lsl #1\n\t"
+        "orr    %[u0], %[u0], %[u1], lsl #16\n\t"
+        "sxtb16 %[u1], %[u0]\n\t"
+        "sxtb16 %[u0], %[u0], ror #8\n\t"
+        "str    %[u1], [%[d]], #4\n\t"
+        "str    %[u0], [%[d1]], #4\n\t"
+        "subs   %[cnt], %[cnt], #1\n\t"
+        "bne    5b\n"
+        "6:\n\t"
+        "ldr    %[cnt], %[odd]\n\t"
+        "cmp    %[cnt], #0\n\t"
+        "beq    7f\n\t"
+        "ldrh   %[u0], [%[s]]\n\t"
+        "sxtb16 %[u1], %[u0]\n\t"
+        "sxtb16 %[u0], %[u0], ror #8\n\t"
+        "strh   %[u1], [%[d]]\n\t"
+        "strh   %[u0], [%[d1]]\n"
+        "7:\n\t"
+        "ldr    %[u0], %[src]\n\t"
+        "ldr    %[u1], %[src_row]\n\t"
+        "ldr    %[u2], %[dst]\n\t"
+        "ldr    %[u3], %[d_row]\n\t"
+        "add    %[u0], %[u0], %[u1]\n\t"
+        "add    %[u2], %[u2], %[u3]\n\t"
+        "str    %[u0], %[src]\n\t"
+        "str    %[u2], %[dst]\n\t"
+        "ldr    %[cnt], %[rows]\n\t"
+        "subs   %[cnt], %[cnt], #1\n\t"
+        "str    %[cnt], %[rows]\n\t"
+        "bne    1b\n\t"
+        ".purgem tb_dw_g2_quad\n\t"
+        : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [s] "=&r"(s),
+          [d] "=&r"(d), [d1] "=&r"(d1), [cnt] "=&r"(cnt),
+          [src] "+m"(st.src), [dst] "+m"(st.d), [rows] "+m"(st.rows)
+        : [st] "r"(src_col), [st2] "r"(2 * src_col), [st3] "r"(3 * src_col),
+          [pb] "r"(2 * plane), [lead] "m"(st.lead), [octs] "m"(st.octs),
+          [pairs] "m"(st.pairs), [odd] "m"(st.odd), [src_row] "m"(st.src_row),
+          [d_row] "m"(st.d_row)
+        : "cc", "memory");
+  }
+#else
   for (; rows > 0; --rows, src += src_row, d0 += d_row) {
     const int8_t *s = src;
     int16_t *d = d0;
     int32_t k;
     if (lead) d[0] = s[0], d[plane] = s[1], ++d, s += src_col;
-    if (octs) {
-#ifdef TB_CM4_DSP
-      uint32_t u0, u1, u2, u3, d1 = (uint32_t)(d + plane), cnt = (uint32_t)octs;
-      uint32_t dd = (uint32_t)d;
-      __asm__ volatile(
-          ".macro tb_dw_g2_quad off\n\t"
-          "ldrh   %[u0], [%[s]]\n\t"
-          "ldrh   %[u1], [%[s], %[st]]\n\t"
-          "ldrh   %[u2], [%[s], %[st2]]\n\t"
-          "ldrh   %[u3], [%[s], %[st3]]\n\t"
-          "add    %[s], %[s], %[st], lsl #2\n\t"
-          "orr    %[u0], %[u0], %[u1], lsl #16\n\t"
-          "orr    %[u2], %[u2], %[u3], lsl #16\n\t"
-          "sxtb16 %[u1], %[u0]\n\t"
-          "sxtb16 %[u0], %[u0], ror #8\n\t"
-          "sxtb16 %[u3], %[u2]\n\t"
-          "sxtb16 %[u2], %[u2], ror #8\n\t"
-          "str    %[u1], [%[d], #\\off]\n\t"
-          "str    %[u3], [%[d], #(\\off + 4)]\n\t"
-          "str    %[u0], [%[d1], #\\off]\n\t"
-          "str    %[u2], [%[d1], #(\\off + 4)]\n\t"
-          ".endm\n"
-          "1:\n\t"
-          "tb_dw_g2_quad 0\n\t"
-          "tb_dw_g2_quad 8\n\t"
-          ".purgem tb_dw_g2_quad\n\t"
-          "adds   %[d], %[d], #16\n\t"
-          "adds   %[d1], %[d1], #16\n\t"
-          "subs   %[cnt], %[cnt], #1\n\t"
-          "bne    1b\n\t"
-          : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [s] "+r"(s),
-            [d] "+r"(dd), [d1] "+r"(d1), [cnt] "+r"(cnt)
-          : [st] "r"(src_col), [st2] "r"(2 * src_col), [st3] "r"(3 * src_col)
-          : "cc", "memory");
-      d = (int16_t *)dd;
-#else
-      for (k = 0; k < 4 * octs; ++k, s += 2 * src_col, d += 2) {
-        tb_cm4_dw_gather2_pair(s, src_col, d, plane);
-      }
-#endif
+    for (k = 0; k < 4 * octs + (rest >> 1); ++k, s += 2 * src_col, d += 2) {
+      tb_cm4_dw_gather2_pair(s, src_col, d, plane);
     }
-    for (k = 0; k < rest >> 1; ++k, s += 2 * src_col, d += 2) tb_cm4_dw_gather2_pair(s, src_col, d, plane);
     if (rest & 1) d[0] = s[0], d[plane] = s[1];
   }
+#endif
 }
 
 /* Channels c .. c+3 of one pixel (one aligned word) into the 4 planes: the
@@ -1047,11 +1162,44 @@ typedef struct {
   int32_t src_row, d_row;        /* bytes to the next row */
 } tb_cm4_dw_copy4;
 
+/* One group of 4 pixels of the 4-channel copy (32 cycles): 4 pipelined word
+ * loads; per two pixels PKHBT / PKHTB pair their channels c, c+1 and
+ * c+2, c+3, SXTB16 plain and ROR 8 split each pair into two plane words. */
+#define TB_CM4_DW_G4_QUAD \
+  "ldr %[u0], [%[s]]\n\t" \
+  "ldr %[u1], [%[s], %[ss]]\n\t" \
+  "ldr %[u2], [%[s], %[ss], lsl #1]\n\t" \
+  "ldr %[u3], [%[s], %[ss3]]\n\t" \
+  "add %[s], %[s], %[ss], lsl #2\n\t" \
+  "pkhbt %[t], %[u0], %[u1], lsl #16\n\t" \
+  "pkhtb %[u1], %[u1], %[u0], asr #16\n\t" \
+  "sxtb16 %[u0], %[t]\n\t" \
+  "sxtb16 %[t], %[t], ror #8\n\t" \
+  "sxtb16 %[x], %[u1]\n\t" \
+  "sxtb16 %[u1], %[u1], ror #8\n\t" \
+  "str %[u0], [%[d]]\n\t" \
+  "str %[t], [%[d], %[pb]]\n\t" \
+  "str %[x], [%[d], %[pb], lsl #1]\n\t" \
+  "str %[u1], [%[d], %[pb3]]\n\t" \
+  "adds %[d], %[d], #4\n\t" \
+  "pkhbt %[t], %[u2], %[u3], lsl #16\n\t" \
+  "pkhtb %[u3], %[u3], %[u2], asr #16\n\t" \
+  "sxtb16 %[u2], %[t]\n\t" \
+  "sxtb16 %[t], %[t], ror #8\n\t" \
+  "sxtb16 %[x], %[u3]\n\t" \
+  "sxtb16 %[u3], %[u3], ror #8\n\t" \
+  "str %[u2], [%[d]]\n\t" \
+  "str %[t], [%[d], %[pb]]\n\t" \
+  "str %[x], [%[d], %[pb], lsl #1]\n\t" \
+  "str %[u3], [%[d], %[pb3]]\n\t" \
+  "adds %[d], %[d], #4\n\t"
+
 /* Channels c .. c+3 of `rows` rows of n pixels (src_col bytes apart, rows
  * src_row apart) into 4 planes `plane` values apart, rows d_row values apart
  * (all rows start at positions of the same parity). Per 4 pixels: 4
- * pipelined word loads, SXTB16 (plain and ROR 8) splits each into two
- * channel pairs, PKH pairs two pixels per plane word (36 cycles on the M4). A
+ * pipelined word loads; per two pixels PKHBT / PKHTB pair their channels
+ * c, c+1 and c+2, c+3, SXTB16 (plain and ROR 8) splits each pair into two
+ * plane words (32 cycles on the M4; 36 with SXTB16 first, 4 PKH). A
  * row that starts at an odd position copies that pixel alone first, so every
  * plane word is stored aligned (an unaligned STR costs a cycle more). One
  * loop for all the rows: the row state lives in memory. */
@@ -1060,6 +1208,34 @@ static __attribute__((noinline)) void tb_cm4_dw_gather4_rows(const int8_t *src, 
   const int32_t lead = n > 0 && ((uintptr_t)d0 & 2) ? 1 : 0;
   if (rows <= 0 || n <= 0) return;
 #ifdef TB_CM4_DSP
+  if (!lead && !(n & 3)) {
+    /* whole groups of 4 in every row (VWW's 24x24x32 stride 2): no tests per
+     * row, the next row's pointers from two adjustments (about 11 cycles a row
+     * where the general loop takes about 37) */
+    uint32_t u0, u1, u2, u3, x, t, cnt, s = (uint32_t)src, d = (uint32_t)d0;
+    uint32_t left = (uint32_t)rows;
+    const int32_t quads = n >> 2;
+    const int32_t s_adj = src_row - 4 * quads * src_col, d_adj = 2 * d_row - 8 * quads;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[cnt], %[quads]\n"
+        "2:\n\t"
+        TB_CM4_DW_G4_QUAD
+        "subs %[cnt], %[cnt], #1\n\t"
+        "bne 2b\n\t"
+        "ldr %[u0], %[s_adj]\n\t"
+        "ldr %[u1], %[d_adj]\n\t"
+        "add %[s], %[s], %[u0]\n\t"
+        "add %[d], %[d], %[u1]\n\t"
+        "subs %[left], %[left], #1\n\t"
+        "bne 1b\n\t"
+        : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [x] "=&r"(x),
+          [t] "=&r"(t), [cnt] "=&r"(cnt), [s] "+r"(s), [d] "+r"(d), [left] "+r"(left)
+        : [ss] "r"(src_col), [ss3] "r"(3 * src_col), [pb] "r"(2 * plane), [pb3] "r"(6 * plane),
+          [quads] "m"(quads), [s_adj] "m"(s_adj), [d_adj] "m"(d_adj)
+        : "cc", "memory");
+    return;
+  }
   {
     uint32_t u0, u1, u2, u3, x, y, t, s, d, cnt;
     tb_cm4_dw_copy4 st;
@@ -1091,39 +1267,7 @@ static __attribute__((noinline)) void tb_cm4_dw_gather4_rows(const int8_t *src, 
         "cmp %[cnt], #0\n\t"
         "beq 4f\n"
         "3:\n\t"
-        "ldr %[u0], [%[s]]\n\t"
-        "ldr %[u1], [%[s], %[ss]]\n\t"
-        "ldr %[u2], [%[s], %[ss], lsl #1]\n\t"
-        "ldr %[u3], [%[s], %[ss3]]\n\t"
-        "add %[s], %[s], %[ss], lsl #2\n\t"
-        /* pixels 0, 1: channels c+1, c+3 (ROR 8) into x, y; c, c+2 in place */
-        "sxtb16 %[x], %[u0], ror #8\n\t"
-        "sxtb16 %[y], %[u1], ror #8\n\t"
-        "sxtb16 %[u0], %[u0]\n\t"
-        "sxtb16 %[u1], %[u1]\n\t"
-        "pkhbt %[t], %[u0], %[u1], lsl #16\n\t"
-        "pkhtb %[u1], %[u1], %[u0], asr #16\n\t"
-        "pkhbt %[u0], %[x], %[y], lsl #16\n\t"
-        "pkhtb %[y], %[y], %[x], asr #16\n\t"
-        "str %[t], [%[d]]\n\t"
-        "str %[u0], [%[d], %[pb]]\n\t"
-        "str %[u1], [%[d], %[pb], lsl #1]\n\t"
-        "str %[y], [%[d], %[pb3]]\n\t"
-        "adds %[d], %[d], #4\n\t"
-        /* pixels 2, 3 */
-        "sxtb16 %[x], %[u2], ror #8\n\t"
-        "sxtb16 %[y], %[u3], ror #8\n\t"
-        "sxtb16 %[u2], %[u2]\n\t"
-        "sxtb16 %[u3], %[u3]\n\t"
-        "pkhbt %[t], %[u2], %[u3], lsl #16\n\t"
-        "pkhtb %[u3], %[u3], %[u2], asr #16\n\t"
-        "pkhbt %[u2], %[x], %[y], lsl #16\n\t"
-        "pkhtb %[y], %[y], %[x], asr #16\n\t"
-        "str %[t], [%[d]]\n\t"
-        "str %[u2], [%[d], %[pb]]\n\t"
-        "str %[u3], [%[d], %[pb], lsl #1]\n\t"
-        "str %[y], [%[d], %[pb3]]\n\t"
-        "adds %[d], %[d], #4\n\t"
+        TB_CM4_DW_G4_QUAD
         "subs %[cnt], %[cnt], #1\n\t"
         "bne 3b\n"
         "4:\n\t"
