@@ -38,6 +38,13 @@ PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernel
 # the tail through tb_cm4_conv2d_s8; the pixel tail (tb_cm4_sk_tail) costs less on the layers
 # measured (VWW's 3x3 maps, KWS's 25x5), so the threshold errs on the safe side.
 TAIL_MIN_STEPS = 512
+# Refit with the pixel tail (cortex-m4, unicorn, both kernels forced on 1x1 layers of 1-3
+# blocks and a tail, K 8-256, C_out 2-64): the tail's cost grows with K, and the layer wins
+# it back wherever whole blocks x C_out >= K / TAIL_K_PER_BLOCK_CHANNEL (K 8-64: from 4
+# k-pair steps, 1x5x8 -> 2 812 cycles against 1,326; K 128 from 256 steps; 1x5x128 -> 4,
+# 128 steps, 6,210 against 6,034 stays on tb_cm4_conv2d_s8). Added to TAIL_MIN_STEPS, not
+# in place of it: K 256 below 16 blocks x C_out measured mixed either side of 512 steps.
+TAIL_K_PER_BLOCK_CHANNEL = 16
 
 
 def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
@@ -55,8 +62,10 @@ def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
 def tail_pays(p: dict) -> bool:
     """No last partial block, or enough k-pair steps to win its cost back."""
     npix = p["out_h"] * p["out_w"]
-    steps = npix // CONV_BLOCK * (p["out_c"] // 2) * (p["in_c"] // 2)
-    return npix % CONV_BLOCK == 0 or steps >= TAIL_MIN_STEPS
+    blocks = npix // CONV_BLOCK
+    steps = blocks * (p["out_c"] // 2) * (p["in_c"] // 2)
+    return npix % CONV_BLOCK == 0 or steps >= TAIL_MIN_STEPS or \
+        blocks * p["out_c"] * TAIL_K_PER_BLOCK_CHANNEL >= p["in_c"]
 
 
 @within(accepts_conv_1x1_any)
