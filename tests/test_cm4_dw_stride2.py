@@ -7,7 +7,9 @@ Pinned: the 2-channel copy's loop over all rows (tb_cm4_dw_gather2_rows: an odd
 first pixel alone, groups of 8, then pairs and a single) and its path for rows
 of whole groups of 8 without a lead (the row state in registers); the 4-channel
 copy's path for rows of whole groups of 4 without a lead (PKH before SXTB16),
-next to rows that need the general loop (a lead, a tail of 1-3); row counts of
+next to its general rows (tb_cm4_dw_gather4_rows: pixel pairs in an unrolled
+body entered per row, a zero-point word before an odd first position and after
+an odd last one, several passes, rows too short for a pair); row counts of
 1, odd and even (stride 2 copies the even rows, then the odd ones); extreme
 inputs (all -128, all 127); in place. On the host (portable fallbacks) and in
 the simulator (the assembly; slow).
@@ -39,9 +41,14 @@ SHAPES = [
     # 4 channels, rows of whole groups of 4 from an even position (the fast rows)
     (24, 24, 32, 2, "SAME", 4), (12, 12, 64, 2, "SAME", 4), (1, 4, 4, 2, "SAME", 4),
     (9, 8, 8, 2, "SAME", 4), (6, 12, 4, 1, "VALID", 4),   # batched: channels side by side
-    # 4 channels, the general rows: a lead, tails of 1-3
+    # 4 channels, the general rows (pixel pairs, one jump into a body of 12 per pass):
+    # a leading (zero point, pixel 0) word, a trailing (pixel, zero point) word, both,
+    # neither; 12 and 24 pairs (whole passes), 19 (two passes); rows of 1 pixel and of
+    # 2 from an odd position (no pair: one pixel at a time)
     (24, 24, 32, 1, "SAME", 4), (5, 10, 4, 2, "SAME", 4), (7, 9, 8, 2, "VALID", 4),
-    (3, 11, 4, 1, "VALID", 4),
+    (3, 11, 4, 1, "VALID", 4), (4, 40, 4, 1, "SAME", 4), (3, 25, 4, 1, "VALID", 4),
+    (2, 49, 4, 2, "SAME", 4), (25, 5, 8, 1, "SAME", 4), (6, 6, 8, 1, "SAME", 4),
+    (1, 2, 4, 1, "SAME", 4), (1, 1, 4, 1, "SAME", 4),
 ]
 
 

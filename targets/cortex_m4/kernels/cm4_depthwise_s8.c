@@ -1153,15 +1153,6 @@ TB_INLINE void tb_cm4_dw_gather4_one(uint32_t u, int16_t *d0, int32_t plane) {
   d0[3 * plane] = (int16_t)(u13 >> 16);
 }
 
-/* Where the 4-channel copy is between rows (its loop takes every register). */
-typedef struct {
-  const int8_t *src;             /* the next row's first pixel */
-  int16_t *d;                    /* the next row's first value in the first plane */
-  int32_t rows, lead, quads, tail; /* rows left; per row: 1 if the first pixel goes alone
-                                      (odd plane position), groups of 4, pixels after them */
-  int32_t src_row, d_row;        /* bytes to the next row */
-} tb_cm4_dw_copy4;
-
 /* One group of 4 pixels of the 4-channel copy (32 cycles): 4 pipelined word
  * loads; per two pixels PKHBT / PKHTB pair their channels c, c+1 and
  * c+2, c+3, SXTB16 plain and ROR 8 split each pair into two plane words. */
@@ -1194,18 +1185,46 @@ typedef struct {
   "str %[u3], [%[d], %[pb3]]\n\t" \
   "adds %[d], %[d], #4\n\t"
 
+/* pixel pairs per pass of the 4-channel copy's unrolled row (56 bytes each) */
+#define TB_CM4_DW_G4_UNITS 12
+
+/* One pixel pair of the 4-channel copy (PAIR: the word pair (u0, u1); its
+ * channels c, c+1 in t and c+2, c+3 in u1 by PKH, then SXTB16 plain and ROR 8
+ * split each into two plane words), stored at d in the 4 planes, d on by a
+ * word. Every instruction 32-bit: the units have one size. */
+#define TB_CM4_DW_G4_SPLIT(A, B)                                                               \
+  "pkhbt  %[t], " A ", " B ", lsl #16\n\t"                                                     \
+  "pkhtb  %[u1], " B ", " A ", asr #16\n\t"                                                    \
+  "sxtb16 %[u0], %[t]\n\t"                                                                     \
+  "sxtb16 %[t], %[t], ror #8\n\t"                                                              \
+  "sxtb16 %[x], %[u1]\n\t"                                                                     \
+  "sxtb16 %[u1], %[u1], ror #8\n\t"                                                            \
+  "str.w  %[u0], [%[d]]\n\t"                                                                   \
+  "str.w  %[t], [%[d], %[pb]]\n\t"                                                             \
+  "str.w  %[x], [%[d], %[pb], lsl #1]\n\t"                                                     \
+  "str.w  %[u1], [%[d], %[pb3]]\n\t"                                                           \
+  "add.w  %[d], %[d], #4\n\t"
+
 /* Channels c .. c+3 of `rows` rows of n pixels (src_col bytes apart, rows
  * src_row apart) into 4 planes `plane` values apart, rows d_row values apart
- * (all rows start at positions of the same parity). Per 4 pixels: 4
- * pipelined word loads; per two pixels PKHBT / PKHTB pair their channels
- * c, c+1 and c+2, c+3, SXTB16 (plain and ROR 8) splits each pair into two
- * plane words (32 cycles on the M4; 36 with SXTB16 first, 4 PKH). A
- * row that starts at an odd position copies that pixel alone first, so every
- * plane word is stored aligned (an unaligned STR costs a cycle more). One
- * loop for all the rows: the row state lives in memory. */
+ * (all rows start at positions of the same parity); zz: the input zero point
+ * in every byte. Every plane word is stored whole and aligned: a row that
+ * starts at an odd position begins with the word (zero point, pixel 0), one
+ * that ends at an even position ends with (last pixel, zero point) - both
+ * positions are the plane's frame (a pad column, or the slack of a row
+ * rounded up to even), which holds the zero point already. Between them the
+ * pixel pairs, each 2 pipelined word loads, 2 PKH, 4 SXTB16, 4 STR (15
+ * cycles; SXTB16 before PKH took 18); a row is one jump into an unrolled body
+ * of TB_CM4_DW_G4_UNITS pairs (more passes for longer rows), no tests for a
+ * lead or a tail inside the row: VWW's 24x24x32 stride-1 rows (a lead word,
+ * 11 pairs, a trailing word) 220 cycles where a loop copying the lone pixels
+ * with STRH took 248. Rows of whole groups of 4 from an even position take a
+ * plain loop (no jumps: 11 cycles a row beside the groups). */
 static __attribute__((noinline)) void tb_cm4_dw_gather4_rows(const int8_t *src, int32_t rows, int32_t n, int32_t src_col,
-                                   int32_t src_row, int16_t *d0, int32_t d_row, int32_t plane) {
+                                   int32_t src_row, int16_t *d0, int32_t d_row, int32_t plane,
+                                   uint32_t zz) {
   const int32_t lead = n > 0 && ((uintptr_t)d0 & 2) ? 1 : 0;
+  const int32_t pairs = (n - lead) >> 1, tail = (n - lead) & 1;
   if (rows <= 0 || n <= 0) return;
 #ifdef TB_CM4_DSP
   if (!lead && !(n & 3)) {
@@ -1236,71 +1255,78 @@ static __attribute__((noinline)) void tb_cm4_dw_gather4_rows(const int8_t *src, 
         : "cc", "memory");
     return;
   }
-  {
-    uint32_t u0, u1, u2, u3, x, y, t, s, d, cnt;
-    tb_cm4_dw_copy4 st;
-    st.src = src, st.d = d0, st.rows = rows, st.lead = lead;
-    st.quads = (n - lead) >> 2, st.tail = (n - lead) & 3;
-    st.src_row = src_row, st.d_row = 2 * d_row;
-#define TB_CM4_DW_COPY1                                                                        \
-  "ldr %[u0], [%[s]]\n\t"                                                                      \
-  "add %[s], %[s], %[ss]\n\t"                                                                  \
-  "sxtb16 %[x], %[u0], ror #8\n\t"                                                             \
-  "sxtb16 %[u0], %[u0]\n\t"                                                                    \
-  "strh %[u0], [%[d]]\n\t"                                                                     \
-  "lsrs %[u0], %[u0], #16\n\t"                                                                 \
-  "strh %[u0], [%[d], %[pb], lsl #1]\n\t"                                                      \
-  "strh %[x], [%[d], %[pb]]\n\t"                                                               \
-  "lsrs %[x], %[x], #16\n\t"                                                                   \
-  "strh %[x], [%[d], %[pb3]]\n\t"                                                              \
-  "adds %[d], %[d], #2\n\t"
+  if (pairs) {
+    /* e units skipped at a row's first pass; the row state: passes, the tail,
+     * where a row starts (the lead word or the entry) and the adjustments from
+     * a row's end to the next row's start */
+    const int32_t e = (TB_CM4_DW_G4_UNITS - pairs % TB_CM4_DW_G4_UNITS) % TB_CM4_DW_G4_UNITS;
+    const int32_t passes = (pairs + e) / TB_CM4_DW_G4_UNITS;
+    const int32_t s_adj = src_row - n * src_col;
+    const int32_t d_adj = 2 * d_row - 4 * (lead + pairs + tail);
+    uint32_t u0, u1, t, x, cnt, first, s = (uint32_t)src, d = (uint32_t)(d0 - lead);
+    uint32_t left = (uint32_t)rows, entry = (uint32_t)e * 56u;
     __asm__ volatile(
+        "adr.w  %[t], 5f\n\t"
+        "add    %[entry], %[entry], %[t]\n\t"
+        "orr    %[entry], %[entry], #1\n\t"
+        "adr.w  %[first], 4f\n\t"
+        "orr    %[first], %[first], #1\n\t"
+        "ldr    %[t], %[lead]\n\t"
+        "cmp    %[t], #0\n\t"
+        "it     eq\n\t"
+        "moveq  %[first], %[entry]\n"
         "1:\n\t"
-        "ldr %[s], %[src]\n\t"
-        "ldr %[d], %[dst]\n\t"
-        "ldr %[cnt], %[lead]\n\t"
-        "cmp %[cnt], #0\n\t"
-        "beq 2f\n\t"
-        TB_CM4_DW_COPY1
-        "2:\n\t"
-        "ldr %[cnt], %[quads]\n\t"
-        "cmp %[cnt], #0\n\t"
-        "beq 4f\n"
-        "3:\n\t"
-        TB_CM4_DW_G4_QUAD
-        "subs %[cnt], %[cnt], #1\n\t"
-        "bne 3b\n"
-        "4:\n\t"
-        "ldr %[cnt], %[tail]\n\t"
-        "cmp %[cnt], #0\n\t"
-        "beq 6f\n"
+        "ldr    %[cnt], %[passes]\n\t"
+        "bx     %[first]\n\t"
+        ".p2align 2\n"
+        "4:\n\t"                                     /* (zero point, pixel 0) */
+        "ldr.w  %[u0], [%[s]]\n\t"
+        "add.w  %[s], %[s], %[ss]\n\t"
+        TB_CM4_DW_G4_SPLIT("%[zz]", "%[u0]")
+        "bx     %[entry]\n\t"
+        ".p2align 2\n"
         "5:\n\t"
-        TB_CM4_DW_COPY1
-        "subs %[cnt], %[cnt], #1\n\t"
-        "bne 5b\n"
+        ".rept " TB_CM4_DW_STR(TB_CM4_DW_G4_UNITS) "\n\t"
+        "ldr.w  %[u0], [%[s]]\n\t"
+        "ldr.w  %[u1], [%[s], %[ss]]\n\t"
+        "add.w  %[s], %[s], %[ss], lsl #1\n\t"
+        TB_CM4_DW_G4_SPLIT("%[u0]", "%[u1]")
+        ".endr\n"
         "6:\n\t"
-        "ldr %[t], %[src]\n\t"
-        "ldr %[x], %[src_row]\n\t"
-        "ldr %[u0], %[dst]\n\t"
-        "ldr %[y], %[d_row]\n\t"
-        "add %[t], %[t], %[x]\n\t"
-        "add %[u0], %[u0], %[y]\n\t"
-        "str %[t], %[src]\n\t"
-        "str %[u0], %[dst]\n\t"
-        "ldr %[t], %[rows]\n\t"
-        "subs %[t], %[t], #1\n\t"
-        "str %[t], %[rows]\n\t"
-        "bne 1b\n\t"
-        : [u0] "=&r"(u0), [u1] "=&r"(u1), [u2] "=&r"(u2), [u3] "=&r"(u3), [x] "=&r"(x),
-          [y] "=&r"(y), [t] "=&r"(t), [s] "=&r"(s), [d] "=&r"(d), [cnt] "=&r"(cnt),
-          [src] "+m"(st.src), [dst] "+m"(st.d), [rows] "+m"(st.rows)
-        : [ss] "r"(src_col), [ss3] "r"(3 * src_col), [pb] "r"(2 * plane), [pb3] "r"(6 * plane),
-          [lead] "m"(st.lead), [quads] "m"(st.quads), [tail] "m"(st.tail),
-          [src_row] "m"(st.src_row), [d_row] "m"(st.d_row)
+        ".if (6b - 5b) - 56 * " TB_CM4_DW_STR(TB_CM4_DW_G4_UNITS) "\n\t"
+        ".error \"tb_cm4_dw_gather4_rows: a pair unit is not 56 bytes\"\n\t"
+        ".endif\n\t"
+        "subs   %[cnt], %[cnt], #1\n\t"
+        "bne    5b\n\t"
+        "ldr    %[t], %[tail]\n\t"
+        "cmp    %[t], #0\n\t"
+        "beq    7f\n\t"
+        "ldr.w  %[u0], [%[s]]\n\t"                   /* (last pixel, zero point) */
+        "add.w  %[s], %[s], %[ss]\n\t"
+        TB_CM4_DW_G4_SPLIT("%[u0]", "%[zz]")
+        "7:\n\t"
+        "ldr    %[t], %[s_adj]\n\t"
+        "ldr    %[u0], %[d_adj]\n\t"
+        "add    %[s], %[s], %[t]\n\t"
+        "add    %[d], %[d], %[u0]\n\t"
+        "subs   %[left], %[left], #1\n\t"
+        "bne    1b\n\t"
+        : [u0] "=&r"(u0), [u1] "=&r"(u1), [t] "=&r"(t), [x] "=&r"(x), [cnt] "=&r"(cnt),
+          [first] "=&r"(first), [s] "+r"(s), [d] "+r"(d), [left] "+r"(left), [entry] "+r"(entry)
+        : [ss] "r"(src_col), [pb] "r"(2 * plane), [pb3] "r"(6 * plane), [zz] "r"(zz),
+          [lead] "m"(lead), [passes] "m"(passes), [tail] "m"(tail), [s_adj] "m"(s_adj),
+          [d_adj] "m"(d_adj)
         : "cc", "memory");
-#undef TB_CM4_DW_COPY1
+    return;
+  }
+  /* rows of one pixel, or two from an odd position: one pixel at a time */
+  (void)zz;
+  for (; rows > 0; --rows, src += src_row, d0 += d_row) {
+    int32_t i;
+    for (i = 0; i < n; ++i) tb_cm4_dw_gather4_one(tb_ld32(src + i * src_col), d0 + i, plane);
   }
 #else
+  (void)zz, (void)pairs, (void)tail;
   for (; rows > 0; --rows, src += src_row, d0 += d_row) {
     const int8_t *sp = src;
     int32_t i = 0, m = n;
@@ -1348,24 +1374,25 @@ static tb_cm4_dw_view tb_cm4_dw_orient(const tb_conv_params *p, int transposed) 
 }
 
 /* Copy channel c (groups == 1) or channels c .. c + groups - 1 (2 or 4)
- * into the plane(s), row by row; planes are plane_values apart. */
+ * into the plane(s), row by row; planes are plane_values apart; zz: the
+ * input zero point in every byte (the 4-channel copy's frame words). */
 static __attribute__((noinline)) void tb_cm4_dw_gather(const int8_t *src, const tb_cm4_dw_view *v,
                                                        int16_t *planes, int32_t wp,
                                                        int32_t even_rows, int32_t groups,
-                                                       int32_t plane_values) {
+                                                       int32_t plane_values, uint32_t zz) {
   int32_t y;
   if (groups == 4) {
     /* plane rows at one pitch: all rows at once; stride 2: the even plane rows,
      * then the odd ones */
     if (!even_rows) {
       tb_cm4_dw_gather4_rows(src, v->in_h, v->in_w, v->src_col, v->src_row,
-                             planes + v->pt * wp + v->pl, wp, plane_values);
+                             planes + v->pt * wp + v->pl, wp, plane_values, zz);
     } else {
       for (y = 0; y < 2 && y < v->in_h; ++y) {
         tb_cm4_dw_gather4_rows(src + y * v->src_row, (v->in_h - y + 1) >> 1, v->in_w, v->src_col,
                                2 * v->src_row,
                                tb_cm4_dw_row(planes, v->pt + y, wp, even_rows) + v->pl, wp,
-                               plane_values);
+                               plane_values, zz);
       }
     }
     return;
@@ -1423,6 +1450,7 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
                                     int32_t flags, const tb_conv_params *p, int8_t *out) {
   const int32_t pairs = (v->out_w + 1) >> 1;
   const int32_t cw = ((v->pl + v->in_w > 2 * pairs + 2 ? v->pl + v->in_w : 2 * pairs + 2) + 1) & ~1;
+  const uint32_t zz = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
   tb_cm4_dw_tile t;
   int32_t ic, k, y;
   t.col_step = v->out_col, t.row_step = v->out_row;
@@ -1431,7 +1459,7 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
     for (k = 0; k < batch; k += 4) {
       tb_cm4_dw_gather4_rows(input + ic + k, v->in_h, v->in_w, v->src_col, v->src_row,
                              plane + v->pt * TB_CM4_DW_PITCH + v->pl + k * cw, TB_CM4_DW_PITCH,
-                             cw);
+                             cw, zz);
     }
     for (y = 0; y < v->out_h; y += rows_per) {
       t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
@@ -1553,7 +1581,8 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
     int16_t *plane = planes + (ic & (groups - 1)) * plane_words * 2;
     /* copy channel ic (or channels ic .. ic + groups - 1) into the plane(s), row by row */
     if ((ic & (groups - 1)) == 0) {
-      tb_cm4_dw_gather(input + ic, &v, planes, wp, even_rows, groups, plane_words * 2);
+      tb_cm4_dw_gather(input + ic, &v, planes, wp, even_rows, groups, plane_words * 2,
+                       (uint32_t)(uint8_t)zp * 0x01010101u);
     }
     for (m = 0; m < dm; ++m) {
       const int32_t oc = ic * dm + m;
