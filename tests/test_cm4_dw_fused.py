@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (assert_same, build_library, cm4_kernels, random_conv_layer,  # noqa: E402
+from opt_harness import (assert_same, forced, kernel_fixtures, random_conv_layer,  # noqa: E402
                          reference, run_firmware, run_layer)
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
@@ -47,24 +47,7 @@ SIGN_Q = (-3, 7, "NONE")           # the sign term
 CLAMPED_Q = (0, -128, "RELU6")     # fast form, not the full range: the C store loop
 
 
-@pytest.fixture(scope="module")
-def impl():
-    found = cm4_kernels()["DEPTHWISE_CONV_2D"]
-    assert found.function == "tb_cm4_depthwise_conv2d_s8"
-    return found
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbdwf"), name="libtbdwf.so")
-
-
-def prepared(layer, impl):
-    out = impl.prepare(replace(layer))
-    out.kernel = impl.function
-    return out
-
-
+impl, module, lib = kernel_fixtures("tb_cm4_depthwise_conv2d_s8", "tbdwf")
 def const(layer, role) -> np.ndarray:
     return next(c for c in layer.consts if c.role == role).values
 
@@ -103,7 +86,7 @@ def sums_start(opt) -> np.ndarray:
 def test_3x3_records_end_with_the_bias_doubled_for_the_fast_full_range_form(impl, s, q, doubled):
     rng = np.random.default_rng(4)
     layer = layer_for(rng, 6, 7, 8, s, q)        # wider than tall: not transposed
-    opt = prepared(layer, impl)
+    opt = forced(layer, impl)
     flags = int(const(opt, "rq")[0])
     assert (flags & (RQ_FAST | RQ_FULLRANGE) == RQ_FAST | RQ_FULLRANGE) == doubled
     scale = 2 if doubled else 1
@@ -119,7 +102,7 @@ def test_3x3_records_end_with_the_bias_doubled_for_the_fast_full_range_form(impl
 def test_a_dead_channel_whose_doubled_bias_wraps_is_a_constant(lib, impl):
     rng = np.random.default_rng(5)
     layer = with_bias(layer_for(rng, 6, 6, 4, 1, NO_SIGN_Q), 2, (1 << 30) + 12345, dead=True)
-    opt = prepared(layer, impl)
+    opt = forced(layer, impl)
     assert int(const(opt, "rq")[0]) & RQ_FAST
     assert sums_start(opt)[2] == 2 * ((1 << 30) + 12345) - (1 << 32)     # wrapped
     x = rng.integers(-128, 128, size=6 * 6 * 4).astype(np.int8)
@@ -131,7 +114,7 @@ def test_biases_past_the_fast_form_keep_undoubled_sums(lib, impl):
     arithmetic runs on the sums as they are (bias included, not doubled)."""
     rng = np.random.default_rng(6)
     layer = with_bias(layer_for(rng, 5, 7, 4, 1, NO_SIGN_Q), 3, (1 << 30) - 100)
-    opt = prepared(layer, impl)
+    opt = forced(layer, impl)
     assert not int(const(opt, "rq")[0]) & RQ_FAST
     assert (const(opt, "filter").reshape(-1, RECORD)[:, :12] ==
             np.stack([const(layer, "filter").reshape(3, 3, 4)[r, c] for r in range(3)
@@ -145,7 +128,7 @@ def test_two_channels_at_a_time_where_4_planes_do_not_fit_but_2_do(impl):
     for (h, w, c, s), expect in [((48, 48, 8, 1), 2), ((48, 48, 16, 2), 2), ((24, 24, 32, 1), 4),
                                  ((9, 9, 6, 1), 2), ((5, 5, 2, 2), 2), ((9, 9, 3, 1), 1),
                                  ((90, 60, 8, 1), 1)]:
-        opt = prepared(layer_for(rng, h, w, c, s, NO_SIGN_Q), impl)
+        opt = forced(layer_for(rng, h, w, c, s, NO_SIGN_Q), impl)
         assert groups_of(opt) == expect, (h, w, c, s)
 
 
@@ -164,7 +147,7 @@ def test_two_channel_copy_and_sums_from_the_bias_match_reference(lib, impl, d):
     padding = d["padding"] if min(d["in_h"], d["in_w"]) >= 3 else "SAME"
     layer = layer_for(rng, d["in_h"], d["in_w"], d["in_c"], d["stride"], d["q"], padding=padding)
     x = rng.integers(-128, 128, size=d["in_h"] * d["in_w"] * d["in_c"]).astype(np.int8)
-    opt = prepared(layer, impl)
+    opt = forced(layer, impl)
     assert groups_of(opt) == 2
     ref = run_layer(lib, reference(layer), [x])
     assert_same(ref, run_layer(lib, opt, [x]), layer.shape)
@@ -191,7 +174,7 @@ def test_two_channel_copy_in_the_simulator_matches_reference(tmp_path, impl):
         q = (NO_SIGN_Q, SIGN_Q)[len(cases) // 2 % 2]
         layer = layer_for(rng, h, w, c, s, q, padding=padding)
         x = rng.integers(-128, 128, size=h * w * c).astype(np.int8)
-        opt = prepared(layer, impl)
+        opt = forced(layer, impl)
         assert groups_of(opt) == 2, (h, w, c, s)
         cases += [(reference(layer), opt, [x], None), (reference(layer), opt, [x], 0)]
     rows = run_firmware(cases, tmp_path)
@@ -225,7 +208,7 @@ def test_extreme_sums_from_the_bias_in_the_simulator_match_reference(tmp_path, i
             value = (127, -128, None)[(i + 2 * j) % 3]
             x = (np.full(h * w * c, value, np.int8) if value is not None else
                  rng.integers(-128, 128, size=h * w * c).astype(np.int8))
-            opt = prepared(layer, impl)
+            opt = forced(layer, impl)
             cases += [(reference(layer), opt, [x], None), (reference(layer), opt, [x], 0)]
     rows = run_firmware(cases, tmp_path)
     for (ref_layer, opt, _, delta), (ref, got, _, _) in zip(cases, rows):

@@ -17,7 +17,6 @@ the simulator (the assembly; slow).
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
-from opt_harness import (assert_same, build_library, cm4_kernels, random_conv_layer,  # noqa: E402
+from opt_harness import (assert_same, forced, kernel_fixtures, random_conv_layer,  # noqa: E402
                          reference, run_firmware, run_layer)
 
 # (h, w, c, stride, padding, planes copied at once): 2 planes where 4 do not fit the
@@ -52,24 +51,7 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def impl():
-    found = cm4_kernels()["DEPTHWISE_CONV_2D"]
-    assert found.function == "tb_cm4_depthwise_conv2d_s8"
-    return found
-
-
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return build_library(tmp_path_factory.mktemp("tbdws2"), name="libtbdws2.so")
-
-
-def prepared(layer, impl):
-    out = impl.prepare(replace(layer))
-    out.kernel = impl.function
-    return out
-
-
+impl, module, lib = kernel_fixtures("tb_cm4_depthwise_conv2d_s8", "tbdws2")
 def channels_per_copy(opt) -> int:
     """Planes copied at once (header bits 8..15), 4 for the batched small maps
     (bits 24..31: channels side by side, copied 4 at a time)."""
@@ -103,14 +85,14 @@ def test_shapes_take_the_copy_they_pin(impl):
     kinds = set()
     for _, layer, planes in layers(1):
         p = layer.params
-        assert channels_per_copy(prepared(layer, impl)) == planes, layer.shape
+        assert channels_per_copy(forced(layer, impl)) == planes, layer.shape
         kinds.add((planes, p["pad_left"] == 0 and p["in_w"] % (8 if planes == 2 else 4) == 0))
     assert kinds == {(2, True), (2, False), (4, True), (4, False)}
 
 
 def test_copies_on_the_host_match_reference(lib, impl):
     for rng, layer, _ in layers(2):
-        opt = prepared(layer, impl)
+        opt = forced(layer, impl)
         p = layer.params
         for x in inputs(rng, p["in_h"] * p["in_w"] * p["in_c"]):
             ref = run_layer(lib, reference(layer), [x])
@@ -123,7 +105,7 @@ def test_copies_in_the_simulator_match_reference(tmp_path, impl):
     cases = []
     for rng, layer, _ in layers(3):
         p = layer.params
-        opt = prepared(layer, impl)
+        opt = forced(layer, impl)
         for j, x in enumerate(inputs(rng, p["in_h"] * p["in_w"] * p["in_c"])):
             cases.append((reference(layer), opt, [x], None if j % 2 else 0))
     rows = run_firmware(cases, tmp_path)
