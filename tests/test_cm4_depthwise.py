@@ -187,8 +187,8 @@ ONE_CHANNEL_SHAPES = [(5, 17, 3, 1, "SAME"), (6, 18, 1, 2, "SAME"), (4, 19, 2, 1
                       (7, 20, 3, 2, "SAME"), (3, 21, 1, 1, "SAME"), (5, 22, 2, 2, "VALID"),
                       (4, 23, 3, 1, "VALID"), (6, 24, 1, 2, "SAME"), (9, 9, 3, 1, "SAME"),
                       (40, 40, 4, 1, "SAME"), (48, 48, 8, 2, "SAME"),
-                      # stride-2 rows over DW_SUMS slots, swept in pieces of 16: a last piece of
-                      # 1 slot (257 = 16 * 16 + 1) and of 15 (7 two-slot steps and one single)
+                      # stride-2 rows over DW_SUMS slots, swept in pieces of 32: a last piece of
+                      # 1 slot (257 = 8 * 32 + 1) and of 15 (7 two-slot steps and one single)
                       (3, 513, 1, 2, "SAME"), (4, 541, 2, 2, "SAME")]
 
 

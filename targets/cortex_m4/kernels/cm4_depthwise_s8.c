@@ -68,10 +68,10 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   return tb_clamp(v, p->act_min, p->act_max);
 }
 
-/* stride 2: output slots per unrolled sweep (cm4_prepare.DW_STEPS); 16, not
- * 32: the pass bookkeeping is 3% of a step per slot, and the 832 bytes it
- * saves pay for the batched stride-1 sweep on every model's flash */
-#define TB_CM4_DW_STEPS 16
+/* stride 2: output slots per unrolled sweep (cm4_prepare.DW_STEPS); 32: the
+ * pass bookkeeping (about 11 cycles) once per 16 double steps, not 8 (VWW's
+ * stride-2 layers about 1% faster for 768 bytes of flash) */
+#define TB_CM4_DW_STEPS 32
 
 /* 3x3 stride 1 planes have a fixed pitch, so that the sweeps reach every row
  * with an immediate offset from one pointer (registers are what limits the
@@ -106,13 +106,26 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
  * store then takes the sums as they are, without an ADD per output. */
 #define TB_CM4_DW_LOAD_BIAS "ldr.w  %[s2], %[bias]\n\t"
 
-/* One step of the two-row stride-1 sweep (inside an assembler macro with
- * argument k, the step's column pair): 9 LDR, 24 MACs, 4 STR, 148 bytes. */
-#define TB_CM4_DW_ROWS2_STEP                                                                   \
-  TB_CM4_DW_LOAD(0)                                                                            \
-  TB_CM4_DW_LOAD_BIAS                                                                          \
-  TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]", "%[s2]")                         \
+/* The first row's words into the sums registers s0, s1 beside the second
+ * row's (ta, tb) and the bias (s2): 5 pipelined LDR (6 cycles, where the
+ * first row's words and the bias, then the second row's took 7), then the
+ * first row's products with the sums started at the bias (s3 holds the
+ * second sum while s1 still holds the word B). */
+#define TB_CM4_DW_LOAD01_FIRST                                                                 \
   TB_CM4_DW_LOAD(1)                                                                            \
+  "ldr.w  %[s0], [%[q], #(4 * \\k)]\n\t"                                                        \
+  "ldr.w  %[s1], [%[q], #(4 * \\k + 4)]\n\t"                                                    \
+  TB_CM4_DW_LOAD_BIAS                                                                          \
+  "smlatb %[s3], %[s0], %[w01a], %[s2]\n\t"                                                   \
+  "smlad  %[s0], %[s0], %[w01a], %[s2]\n\t"                                                   \
+  "smlabt %[s0], %[s1], %[w12a], %[s0]\n\t"                                                   \
+  "smlad  %[s1], %[s1], %[w12a], %[s3]\n\t"
+
+/* One step of the two-row stride-1 sweep (inside an assembler macro with
+ * argument k, the step's column pair): 9 LDR, 24 MACs, 4 STR, 148 bytes,
+ * 40 cycles. */
+#define TB_CM4_DW_ROWS2_STEP                                                                   \
+  TB_CM4_DW_LOAD01_FIRST                                                                       \
   TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")                                   \
   TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]", "%[s2]")                         \
   TB_CM4_DW_LOAD(2)                                                                            \
@@ -139,8 +152,8 @@ typedef struct {
  * pairs per row: sums of output row j (from the bias on) into
  * acc[j * TB_CM4_DW_PITCH ..]. Two rows at a time, sharing the middle two of
  * the four plane rows they read, so a step loads 8 words and the bias for 4
- * outputs (9 LDR, 24 MACs, 4 STR: 41 cycles); an odd last row alone (7 LDR,
- * 12 MACs, 2 STR: 24 cycles for 2). One call for all the rows: between row
+ * outputs (9 LDR, 24 MACs, 4 STR: 40 cycles); an odd last row alone (7 LDR,
+ * 12 MACs, 2 STR: 23 cycles for 2). One call for all the rows: between row
  * sweeps the loop state lives in memory. Each row sweep enters its unrolled
  * body so that the first pass does n mod 7 steps; weights in registers (w:
  * W01, W12 of the filter rows, then the bias word). */
@@ -161,10 +174,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows(const int16_t *q, int32_
       TB_CM4_DW_ROWS2_STEP
       ".endm\n\t"
       ".macro tb_dw3s1_row_step k\n\t"
-      TB_CM4_DW_LOAD(0)
-      TB_CM4_DW_LOAD_BIAS
-      TB_CM4_DW_ROW_FIRST("%[s0]", "%[s1]", "%[w01a]", "%[w12a]", "%[s2]")
-      TB_CM4_DW_LOAD(1)
+      TB_CM4_DW_LOAD01_FIRST
       TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")
       TB_CM4_DW_LOAD(2)
       TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01c]", "%[w12c]")
@@ -384,7 +394,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
  * bias, loaded beside the first row's words: 27 cycles). The rows' w2 live in
  * two registers (w2 of the first two rows as the halves of one, SMLABB /
  * SMLABT), so the step has the third word's register. Steps of 96 bytes, the
- * body entered so that its first pass does n / 2 mod 8 steps; an odd n ends
+ * body entered so that its first pass does n / 2 mod 16 steps; an odd n ends
  * with one single-slot step (56 bytes). */
 static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32_t off1,
                                                          int32_t off2, int32_t n,
@@ -434,10 +444,10 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "bx     %[s1]\n\t"
       ".p2align 2\n"
       "1:\n\t"
-      ".irp k, 0,1,2,3,4,5,6,7\n\t"   /* TB_CM4_DW_STEPS / 2 */
+      ".irp k, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n\t"   /* TB_CM4_DW_STEPS / 2 */
       "tb_dw3s2_step2 \\k\n\t"
       ".endr\n\t"
-      ".if (. - 1b) - 96 * 8\n\t"
+      ".if (. - 1b) - 96 * 16\n\t"
       ".error \"tb_cm4_dw3s2_sweep: a step is not 96 bytes\"\n\t"
       ".endif\n\t"
       ".purgem tb_dw3s2_step2\n\t"
@@ -446,29 +456,29 @@ static __attribute__((noinline)) void tb_cm4_dw3s2_sweep(const int16_t *q, int32
       "subs   %[ta], %[ta], #1\n\t"
       "beq    8f\n\t"
       "str    %[ta], %[pass_m]\n\t"
-      "add    %[p0], %[p0], #(4 * 16)\n\t"   /* TB_CM4_DW_STEPS slots */
-      "add    %[p1], %[p1], #(4 * 16)\n\t"
-      "add    %[p2], %[p2], #(4 * 16)\n\t"
-      "add    %[accp], %[accp], #(4 * 16)\n\t"
+      "add    %[p0], %[p0], #(4 * 32)\n\t"   /* TB_CM4_DW_STEPS slots */
+      "add    %[p1], %[p1], #(4 * 32)\n\t"
+      "add    %[p2], %[p2], #(4 * 32)\n\t"
+      "add    %[accp], %[accp], #(4 * 32)\n\t"
       "b      1b\n"
       "8:\n\t"                               /* an odd n: the last slot alone */
       "ldr    %[ta], %[odd_m]\n\t"
       "cmp    %[ta], #0\n\t"
       "beq    9f\n\t"
-      "ldr.w  %[ta], [%[p0], #(4 * 16)]\n\t"
-      "ldr.w  %[tb], [%[p0], #(4 * 16 + 4)]\n\t"
+      "ldr.w  %[ta], [%[p0], #(4 * 32)]\n\t"
+      "ldr.w  %[tb], [%[p0], #(4 * 32 + 4)]\n\t"
       "ldr.w  %[s1], %[bias_m]\n\t"
       "smlad  %[s0], %[ta], %[w01a], %[s1]\n\t"
       "smlabb %[s0], %[tb], %[w2ab], %[s0]\n\t"
-      "ldr.w  %[ta], [%[p1], #(4 * 16)]\n\t"
-      "ldr.w  %[tb], [%[p1], #(4 * 16 + 4)]\n\t"
+      "ldr.w  %[ta], [%[p1], #(4 * 32)]\n\t"
+      "ldr.w  %[tb], [%[p1], #(4 * 32 + 4)]\n\t"
       "smlad  %[s0], %[ta], %[w01b], %[s0]\n\t"
       "smlabt %[s0], %[tb], %[w2ab], %[s0]\n\t"
-      "ldr.w  %[ta], [%[p2], #(4 * 16)]\n\t"
-      "ldr.w  %[tb], [%[p2], #(4 * 16 + 4)]\n\t"
+      "ldr.w  %[ta], [%[p2], #(4 * 32)]\n\t"
+      "ldr.w  %[tb], [%[p2], #(4 * 32 + 4)]\n\t"
       "smlad  %[s0], %[ta], %[w01c], %[s0]\n\t"
       "smlabb %[s0], %[tb], %[w2c], %[s0]\n\t"
-      "str.w  %[s0], [%[accp], #(4 * 16)]\n"
+      "str.w  %[s0], [%[accp], #(4 * 32)]\n"
       "9:\n\t"
       : [s0] "+r"(s0), [s1] "=&r"(s1), [ta] "=&r"(ta), [tb] "=&r"(tb), [tc] "=&r"(tc),
         [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [accp] "+r"(accp), [pass_m] "+m"(passes)

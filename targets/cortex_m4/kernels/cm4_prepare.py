@@ -421,7 +421,7 @@ def dw_plane(p: dict, path: int) -> tuple[int, int, int]:
     return (w + 1) // 2 * 2, h, 0
 
 
-DW_STEPS = 16                     # stride 2: output slots per unrolled sweep (cm4_depthwise_s8.c)
+DW_STEPS = 32                     # stride 2: output slots per unrolled sweep (cm4_depthwise_s8.c)
 DW_GROUP_BUDGET = 16384           # scratch for 4 channel planes at once, else one (VWW's 24x24x32
                                   # stride 1: 13 KB, under the arena's peak; its 48x48 layers' 20-26 KB
                                   # would raise VWW's arena by 15 KB)
