@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tbtest import ROOT, mlperf_model
+from test_cm4_floor import floor
 from tinybuild import linkcheck, plugins
 
 SCONS = Path(sys.executable).with_name("scons")
@@ -73,3 +74,7 @@ def test_mlperf_tiny_models_build_and_match_tflite(tmp_path, name):
     assert 0 < inf["memory_cycles"] < inf["cycles"]
     assert inf["cycle_model"] == "cortex-m4 + stm32l4r5-art (5-cycle line miss)"
     assert sum(l["memory_cycles"] for l in r["layers"]) == inf["memory_cycles"]
+    # no layer beats the floor that bench/cm4_floor.py and docs/kernels.md claim
+    below = [(l["index"], l["cycles"], f) for l in r["layers"]
+             for f, _ in [floor.layer_floor(l)] if l["cycles"] < f]
+    assert below == []
