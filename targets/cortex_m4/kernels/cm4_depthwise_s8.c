@@ -121,10 +121,11 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   "smlabt %[s0], %[s1], %[w12a], %[s0]\n\t"                                                   \
   "smlad  %[s1], %[s1], %[w12a], %[s3]\n\t"
 
-/* One step of the two-row stride-1 sweep (inside an assembler macro with
- * argument k, the step's column pair): 9 LDR, 24 MACs, 4 STR, 148 bytes,
- * 40 cycles. */
-#define TB_CM4_DW_ROWS2_STEP                                                                   \
+/* The sums of one step of the two-row stride-1 sweep (inside an assembler
+ * macro with argument k, the step's column pair): outputs 2k, 2k + 1 of the
+ * first row in s0, s1, of the second in s2, s3; 9 LDR, 24 MACs, 33
+ * instructions of 4 bytes, 36 cycles. */
+#define TB_CM4_DW_ROWS2_MACS                                                                   \
   TB_CM4_DW_LOAD01_FIRST                                                                       \
   TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01b]", "%[w12b]")                                   \
   TB_CM4_DW_ROW_FIRST("%[s2]", "%[s3]", "%[w01a]", "%[w12a]", "%[s2]")                         \
@@ -132,7 +133,12 @@ static int32_t tb_cm4_dw_finish(int32_t acc, const int32_t *r, int32_t flags,
   TB_CM4_DW_ROW_NEXT("%[s0]", "%[s1]", "%[w01c]", "%[w12c]")                                   \
   TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01b]", "%[w12b]")                                   \
   TB_CM4_DW_LOAD(3)                                                                            \
-  TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01c]", "%[w12c]")                                   \
+  TB_CM4_DW_ROW_NEXT("%[s2]", "%[s3]", "%[w01c]", "%[w12c]")
+
+/* One step of the two-row stride-1 sweep: the sums, then 4 STR; 148 bytes,
+ * 40 cycles. */
+#define TB_CM4_DW_ROWS2_STEP                                                                   \
+  TB_CM4_DW_ROWS2_MACS                                                                         \
   "str.w  %[s0], [%[accp], #(8 * \\k)]\n\t"                                                     \
   "str.w  %[s1], [%[accp], #(8 * \\k + 4)]\n\t"                                                 \
   "str.w  %[s2], [%[accp], #(256 + 8 * \\k)]\n\t"                                               \
@@ -384,6 +390,151 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
   }
 #endif
 }
+
+#ifdef TB_CM4_DSP
+/* Where the requantizing batched sweep is between row pairs and channels. */
+typedef struct {
+  const int16_t *w;              /* the next channel's filter record */
+  const int32_t *r;              /* the next channel's {bias', M, B, e} */
+  int32_t left;                  /* channels left */
+  int32_t pairs, pairs0;         /* row pairs left in this channel; per channel */
+  int32_t q_chan, o_chan;        /* from past a channel's last row pair to the next channel */
+  int32_t o_pair;                /* output bytes from past a row pair's last step to the next */
+  uint32_t entry;                /* where a row pair's steps enter the unrolled body (set up:
+                                    the steps skipped) */
+  int32_t bias, m, b, e;         /* the channel's bias word and {M, B, e} (M, B one LDRD) */
+  int32_t row, col;              /* output bytes to the next row, column (one LDRD) */
+} tb_cm4_dw_batch_rq_state;
+
+/* The requantization and store of a step's 4 sums (no sign term: the build
+ * proved it changes nothing): {M, B}, 4 SMMLAR, e, 4 ASR, 4 SSAT, then the
+ * bytes of the step's two columns in its two rows; o on by two columns. 21
+ * instructions of 4 bytes, 26 cycles, where storing the sums (4 STR) and the
+ * pair units' store of them took about 36. */
+#define TB_CM4_DW_ROWS2_RQ_NO_SIGN                                                             \
+  "ldrd   %[ta], %[tb], %[mb]\n\t"                                                              \
+  "smmlar %[s0], %[s0], %[ta], %[tb]\n\t"                                                      \
+  "smmlar %[s1], %[s1], %[ta], %[tb]\n\t"                                                      \
+  "smmlar %[s2], %[s2], %[ta], %[tb]\n\t"                                                      \
+  "smmlar %[s3], %[s3], %[ta], %[tb]\n\t"                                                      \
+  "ldr.w  %[ta], %[e]\n\t"                                                                     \
+  "asr.w  %[s0], %[s0], %[ta]\n\t"                                                             \
+  "asr.w  %[s1], %[s1], %[ta]\n\t"                                                             \
+  "asr.w  %[s2], %[s2], %[ta]\n\t"                                                             \
+  "asr.w  %[s3], %[s3], %[ta]\n\t"                                                             \
+  "ssat   %[s0], #8, %[s0]\n\t"                                                                \
+  "ssat   %[s1], #8, %[s1]\n\t"                                                                \
+  "ssat   %[s2], #8, %[s2]\n\t"                                                                \
+  "ssat   %[s3], #8, %[s3]\n\t"                                                                \
+  "ldrd   %[ta], %[tb], %[rowcol]\n\t"                                                          \
+  "add.w  %[ta], %[o], %[ta]\n\t"                                                              \
+  "strb.w %[s0], [%[o]]\n\t"                                                                   \
+  "strb.w %[s1], [%[o], %[tb]]\n\t"                                                            \
+  "strb.w %[s2], [%[ta]]\n\t"                                                                  \
+  "strb.w %[s3], [%[ta], %[tb]]\n\t"                                                           \
+  "add.w  %[o], %[o], %[tb], lsl #1\n\t"
+
+/* tb_cm4_dw3s1_batch with the store inside: each step requantizes its 4 sums
+ * in registers and writes the bytes to the output (channel k's at o + k),
+ * where the sweep stored the sums and a second pass (tb_cm4_dw_store_pairs_batch)
+ * loaded, requantized and stored them: on VWW's 6x6 maps the store was a
+ * third of the layer, its loads, row ends and channel ends 4 of its 8 cycles
+ * per output. For the fast full-range form without the sign term and an even
+ * out_w (no column past the row's end to write); `rows` even, 1 <= n <=
+ * TB_CM4_DW_BATCH_STEPS column pairs, the channels' records r (4 words
+ * apart). */
+static __attribute__((noinline)) void tb_cm4_dw3s1_batch_rq(const int16_t *q, int32_t n,
+                                                            int32_t rows, int32_t batch,
+                                                            int32_t cw, const int16_t *filter,
+                                                            const int32_t *r, int8_t *out,
+                                                            int32_t col, int32_t row) {
+  const int32_t e = TB_CM4_DW_BATCH_STEPS - n;
+  uint32_t qp = (uint32_t)q - 4u * (uint32_t)e, o = (uint32_t)out;
+  uint32_t s0, s1, s2, s3, ta, tb;
+  uint32_t w01a, w12a, w01b, w12b, w01c, w12c;  /* the channel's filter rows, loaded in the loop */
+  tb_cm4_dw_batch_rq_state st;
+  st.w = filter, st.r = r, st.left = batch, st.pairs0 = rows >> 1, st.entry = (uint32_t)e;
+  st.col = col, st.row = row;
+  /* the last row pair leaves q at its own start, o past its last step */
+  st.q_chan = 2 * cw - (st.pairs0 - 1) * 2 * 2 * TB_CM4_DW_PITCH;
+  st.o_pair = 2 * row - 2 * n * col;
+  st.o_chan = 1 - (st.pairs0 - 1) * 2 * row - 2 * n * col;
+  __asm__ volatile(
+      ".macro tb_dw3s1_batch_rq_step k\n\t"
+      TB_CM4_DW_ROWS2_MACS
+      TB_CM4_DW_ROWS2_RQ_NO_SIGN
+      ".endm\n\t"
+      /* entry: step e of the body (216 = 27 * 8 bytes per step) */
+      "ldr    %[s0], %[entry]\n\t"
+      "add    %[s1], %[s0], %[s0], lsl #1\n\t"
+      "add    %[s1], %[s1], %[s1], lsl #3\n\t"
+      "adr.w  %[s2], 1f\n\t"
+      "add    %[s2], %[s2], %[s1], lsl #3\n\t"
+      "orr    %[s2], %[s2], #1\n\t"
+      "str    %[s2], %[entry]\n"
+      "5:\n\t"                      /* a channel: its weights, bias and {M, B, e}, then its row pairs */
+      "ldr    %[ta], %[wp]\n\t"
+      "ldr    %[w01a], [%[ta]]\n\t"
+      "ldr    %[w12a], [%[ta], #4]\n\t"
+      "ldr    %[w01b], [%[ta], #8]\n\t"
+      "ldr    %[w12b], [%[ta], #12]\n\t"
+      "ldr    %[w01c], [%[ta], #16]\n\t"
+      "ldr    %[w12c], [%[ta], #20]\n\t"
+      "ldr    %[tb], [%[ta], #24]\n\t"
+      "adds   %[ta], %[ta], #28\n\t"
+      "str    %[tb], %[bias]\n\t"
+      "str    %[ta], %[wp]\n\t"
+      "ldr    %[ta], %[rp]\n\t"
+      "ldr    %[tb], [%[ta], #4]\n\t"
+      "str    %[tb], %[mb]\n\t"
+      "ldr    %[tb], [%[ta], #8]\n\t"
+      "str    %[tb], %[bb]\n\t"
+      "ldr    %[tb], [%[ta], #12]\n\t"
+      "str    %[tb], %[e]\n\t"
+      "adds   %[ta], %[ta], #16\n\t"
+      "str    %[ta], %[rp]\n\t"
+      "ldr    %[ta], %[pairs0]\n\t"
+      "str    %[ta], %[pairs]\n\t"
+      "ldr    %[ta], %[entry]\n\t"
+      "bx     %[ta]\n\t"
+      ".p2align 2\n"
+      "1:\n\t"
+      ".irp k, 0,1,2,3,4,5\n\t"            /* TB_CM4_DW_BATCH_STEPS */
+      "tb_dw3s1_batch_rq_step \\k\n\t"
+      ".endr\n\t"
+      ".if (. - 1b) - 216 * 6\n\t"
+      ".error \"tb_cm4_dw3s1_batch_rq: a step is not 216 bytes\"\n\t"
+      ".endif\n\t"
+      ".purgem tb_dw3s1_batch_rq_step\n\t"
+      "ldr    %[ta], %[pairs]\n\t"   /* the channel's next row pair, or the next channel */
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    6f\n\t"
+      "str    %[ta], %[pairs]\n\t"
+      "add    %[q], %[q], #(2 * 2 * 64)\n\t"     /* TB_CM4_DW_PITCH */
+      "ldr    %[ta], %[o_pair]\n\t"
+      "add    %[o], %[o], %[ta]\n\t"
+      "ldr    %[ta], %[entry]\n\t"
+      "bx     %[ta]\n"
+      "6:\n\t"
+      "ldrd   %[ta], %[tb], %[chan]\n\t"
+      "add    %[q], %[q], %[ta]\n\t"
+      "add    %[o], %[o], %[tb]\n\t"
+      "ldr    %[ta], %[left]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "str    %[ta], %[left]\n\t"
+      "bne    5b\n\t"
+      /* (st's fields as "m" inputs, written too: nothing reads st after the
+       * asm, and "+m" operands would pass the limit of 30) */
+      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
+        [tb] "=&r"(tb), [q] "+r"(qp), [o] "+r"(o), [w01a] "=&r"(w01a), [w12a] "=&r"(w12a),
+        [w01b] "=&r"(w01b), [w12b] "=&r"(w12b), [w01c] "=&r"(w01c), [w12c] "=&r"(w12c)
+      : [wp] "m"(st.w), [rp] "m"(st.r), [left] "m"(st.left), [pairs] "m"(st.pairs),
+        [entry] "m"(st.entry), [bias] "m"(st.bias), [mb] "m"(st.m), [bb] "m"(st.b),
+        [e] "m"(st.e), [pairs0] "m"(st.pairs0), [chan] "m"(st.q_chan),
+        [o_pair] "m"(st.o_pair), [rowcol] "m"(st.row)
+      : "cc", "memory");
+}
+#endif
 
 /* 3x3 stride 2: n >= 1 output slots, q at the even-row position of the first,
  * its odd row off1 bytes and the next even row off2 bytes further; w: W01, W2x
@@ -1473,6 +1624,15 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
     }
     for (y = 0; y < v->out_h; y += rows_per) {
       t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
+#ifdef TB_CM4_DSP
+      if ((flags & TB_CM4_DW_RQ_PAIRS) && (flags & TB_CM4_RQ_NO_SIGN) && !(t.cols & 1)) {
+        /* requantized and stored by the sweep itself */
+        tb_cm4_dw3s1_batch_rq(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw,
+                              filter + TB_CM4_DW_3X3_RECORD * ic, rq + 4 + 4 * ic,
+                              out + ic + y * v->out_row, v->out_col, v->out_row);
+        continue;
+      }
+#endif
       tb_cm4_dw3s1_batch(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw, filter + TB_CM4_DW_3X3_RECORD * ic,
                          acc);
 #ifdef TB_CM4_DSP
