@@ -173,3 +173,12 @@ def accepts_avgpool_faster(layer: Layer) -> bool:
     10-15% slower than the reference, 2 channels about as fast)."""
     return accepts_avgpool(layer) and layer.params["c"] >= AVGPOOL_MIN_CHANNELS
 
+
+@within(accepts_avgpool)
+def accepts_avgpool_4k1_faster(layer: Layer) -> bool:
+    """tb_cm4_avg_pool2d_4k1_s8 on 4k+1 channels, k >= 1: the last channel in the
+    4-channel pass, at most the cycles of tb_cm4_avg_pool2d_s8's tail call
+    (tests/test_cm4_choice_fixes.py)."""
+    c = layer.params["c"]
+    return accepts_avgpool_faster(layer) and c > 4 and c % 4 == 1
+

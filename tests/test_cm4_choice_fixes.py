@@ -1,0 +1,117 @@
+"""Cortex-M4 kernel choices that must pick the faster kernel (issue 14 item 5,
+"never slower, right choice").
+
+Average pool on 4k+1 channels (k >= 1): tb_cm4_avg_pool2d_4k1_s8 takes the
+last channel in the 4-channel pass (byte 3 of the word of the last 4
+channels), no call of tb_cm4_avg_pool2d_s8's 1-3 channel tail. On the host:
+byte for byte against the reference (clamped, in place, extreme inputs) and
+which kernel a build picks. In the simulator (slow): fewer cycles than
+tb_cm4_avg_pool2d_s8 on the same 4k+1 layers (core cycles, mps2-an386), and
+1x1x3 and 1x1x5 at or below their figures before the tail pass came in
+(cortex-m4: 375 and 430 cycles).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+
+from opt_harness import (assert_same, build_library, chosen, forced, in_place_deltas,  # noqa: E402
+                         kernel_named, random_pool_layer, reference, run_layer, simulate_cases,
+                         target_kernels)
+
+POOL_4K1 = "tb_cm4_avg_pool2d_4k1_s8"
+POOL = "tb_cm4_avg_pool2d_s8"
+# (in_h, in_w, k_h, k_w, stride, padding): 1 to 64 taps, windows cut by SAME padding, a
+# window as wide as the input (one run), odd tap counts (the pass's single last tap)
+POOL_SHAPES = [(1, 1, 1, 1, 1, "VALID"), (1, 2, 1, 2, 1, "VALID"), (2, 1, 2, 1, 1, "VALID"),
+               (2, 2, 2, 2, 2, "VALID"), (4, 4, 1, 1, 2, "VALID"), (3, 3, 3, 3, 1, "SAME"),
+               (5, 5, 2, 2, 1, "SAME"), (6, 6, 3, 3, 2, "SAME"), (8, 8, 8, 8, 1, "VALID"),
+               (5, 3, 5, 3, 1, "VALID"), (4, 7, 3, 1, 1, "SAME")]
+CHANNELS_4K1 = (5, 9, 13, 17, 33)
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return build_library(tmp_path_factory.mktemp("tbchoice"), name="libtbchoice.so")
+
+
+@pytest.fixture(scope="module")
+def every():
+    return target_kernels("cortex-m4")
+
+
+def pool_cases(channels, activation="NONE", seed=0):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for c in channels:
+        for h, w, kh, kw, s, pad in POOL_SHAPES:
+            layer = random_pool_layer(rng, in_h=h, in_w=w, c=c, k_h=kh, k_w=kw, stride=(s, s),
+                                      padding=pad, activation=activation, zp=5)
+            cases.append((layer, rng.integers(-128, 128, h * w * c).astype(np.int8)))
+    return cases
+
+
+# -- average pool, 4k+1 channels: the host ------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["NONE", "RELU6"])
+def test_pool_4k1_matches_the_reference_in_and_out_of_place(lib, activation):
+    impl = kernel_named(POOL_4K1)
+    for layer, x in pool_cases(CHANNELS_4K1, activation, seed=5):
+        opt = forced(layer, impl)
+        for inputs in ([x], [np.full_like(x, -128)], [np.full_like(x, 127)]):
+            ref = run_layer(lib, reference(layer), inputs)
+            assert_same(ref, run_layer(lib, opt, inputs), f"{layer.shape} {activation}")
+            for delta in in_place_deltas(opt):
+                got = run_layer(lib, opt, inputs, overlap_delta=delta)
+                assert_same(ref, got, f"{layer.shape} {activation} in place at {delta}")
+
+
+def test_pool_picks_the_4k1_kernel_on_4k_plus_1_channels_only(every):
+    for layer, _ in pool_cases(range(1, 19)):
+        c = layer.params["c"]
+        picked = chosen(layer, every)
+        want = None if c < 3 else POOL_4K1 if c > 4 and c % 4 == 1 else POOL
+        assert (picked.kernel if picked else None) == want, layer.shape
+
+
+# -- average pool, 4k+1 channels: the simulator -------------------------------------------
+
+
+def _warm_rows(cases, tmp_path, target):
+    """Each case twice in one firmware, the second run's row: both kernels
+    measured with their code in the instruction cache."""
+    rows = simulate_cases([c for c in cases for _ in (0, 1)], tmp_path, target_name=target,
+                          flash_budget=60_000)
+    return rows[1::2]
+
+
+@pytest.mark.slow
+def test_pool_4k1_runs_fewer_core_cycles_than_the_tail_call(tmp_path):
+    new, old = kernel_named(POOL_4K1), kernel_named(POOL)
+    cases = []
+    for layer, x in pool_cases(CHANNELS_4K1, seed=3):
+        cases += [(reference(layer), forced(layer, new), [x], None),
+                  (reference(layer), forced(layer, old), [x], None)]
+    rows = _warm_rows(cases, tmp_path, "mps2-an386")
+    for (_, opt, _, _), a, b in zip(cases[0::2], rows[0::2], rows[1::2]):
+        assert_same(a["ref"], a["opt"], opt.shape)
+        assert_same(b["ref"], b["opt"], opt.shape)
+        assert a["opt_cycles"] < b["opt_cycles"], (opt.shape, a["opt_cycles"], b["opt_cycles"])
+
+
+@pytest.mark.slow
+def test_small_pools_keep_their_figures_on_cortex_m4(tmp_path, every):
+    """1x1 pools as the build picks their kernel: 3 channels <= 375 cycles (the
+    one-pass tail), 5 channels <= 430 (before the tail pass came in: 477)."""
+    cases = [(reference(layer), chosen(layer, every), [x], None)
+             for layer, x in pool_cases((3, 5), seed=3)[::len(POOL_SHAPES)]]
+    rows = _warm_rows(cases, tmp_path, "cortex-m4")
+    for (_, opt, _, _), row, most in zip(cases, rows, (375, 430)):
+        assert_same(row["ref"], row["opt"], opt.shape)
+        assert row["opt_cycles"] <= most, (opt.shape, opt.kernel, row["opt_cycles"])
