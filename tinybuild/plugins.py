@@ -77,6 +77,17 @@ def _plugin_files(folder: Path) -> list[Path]:
     return nested + flat
 
 
+def _named_plugin_path(path: Path, how: str) -> Path:
+    """A plugin folder or file the user named must be there (a typo must not
+    silently drop the board it provides) and a file must be Python."""
+    if not path.exists():
+        raise TinybuildError(f"{how}{shown(path, 300)}: no such plugin folder or file. "
+                             "Fix: name a folder of plugin .py files or a plugin .py file")
+    if path.is_file() and path.suffix != ".py":
+        raise TinybuildError(f"{how}{shown(path, 300)}: a plugin file must be a Python .py file")
+    return path
+
+
 def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("tinybuild")
     pm.add_hookspecs(hookspecs)
@@ -94,7 +105,9 @@ def make_plugin_manager(extra_dirs: list[Path] | None = None) -> pluggy.PluginMa
         raise TinybuildError(f"an installed tinybuild plugin failed to load: {type(exc).__name__}: "
                              f"{shown(exc, 300)}") from None
     env_dirs = [Path(p) for p in os.environ.get("TINYBUILD_PLUGINS", "").split(os.pathsep) if p]
-    for folder in [*USER_DIRS, *env_dirs, *(extra_dirs or [])]:
+    named = [*(("TINYBUILD_PLUGINS=", d) for d in env_dirs),
+             *(("plugins=", d) for d in extra_dirs or [])]
+    for folder in [*USER_DIRS, *(_named_plugin_path(Path(d), how) for how, d in named)]:
         for path in _plugin_files(Path(folder)):
             _load_file(pm, path, "tinybuild_user")
     try:

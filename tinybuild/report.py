@@ -392,7 +392,7 @@ def validation_line(v: dict) -> str:
     if v.get("validate") == "no":
         return f"  output      {v['skipped']}: not compared with TFLite, at your request"
     return (f"  output matches TFLite reference: {'yes' if v['match'] else 'NO'}{_how_close(v)} "
-            f"({v['inputs']} inputs)")
+            f"({v['inputs']} input{'' if v['inputs'] == 1 else 's'})")
 
 
 def kernels_line(layers: list[dict]) -> str:

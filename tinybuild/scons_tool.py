@@ -69,7 +69,8 @@ def _variables(args):
     v = Variables(None, args)
     v.AddVariables(
         ("target", "board to build for ('tinybuild targets' lists them), or 'all'", "cortex-m4"),
-        ("model", "model file (.h5/.keras/.tflite); a bare name is looked up in models/", "kws.h5"),
+        ("model", "model file (.h5/.keras/.tflite/.onnx) or SavedModel folder; a bare name is "
+                  "looked up in models/", "kws.h5"),
         ("sim", "simulator backend; empty = the board's default", ""),
         ("calibration", "calibration samples (.npy/.npz) for int8 quantization; empty = "
                         "<model>_calib.npy beside the model, else seeded noise", ""),
@@ -271,7 +272,7 @@ def _setup(env, args) -> None:
     try:
         variables.Update(env)
     except SCons.Errors.UserError as exc:    # e.g. kernels=fast: one line, no SCons file:line
-        raise TinybuildError(f"{exc}; `scons -h` lists the variables") from None
+        raise TinybuildError(variable_error(exc)) from None
     Help(HELP_INTRO + variables.GenerateHelpText(env), append=False)
     if GetOption("help"):
         return
@@ -284,6 +285,8 @@ def _setup(env, args) -> None:
     # Content signatures, not timestamps: an edit within the same second as the
     # last build must still rebuild (timestamps have one-second resolution here).
     env.Decider("content")
+    if not env["build_dir"].strip():     # else the outputs would land in the project folder
+        raise TinybuildError("build_dir= is empty. Fix: name a folder, e.g. build_dir=build")
     build_root = Path(env.Dir("#").abspath) / env["build_dir"]
     prepare_build_folder(build_root, env["build_dir"])
     import SCons.SConsign
@@ -291,6 +294,15 @@ def _setup(env, args) -> None:
     if env["cachedir"]:
         env.CacheDir(_literal(env["cachedir"], "cachedir"))
     _declare(env)
+
+
+def variable_error(exc) -> str:
+    """SCons's message for a bad enum or yes/no value, on one line (its yes/no
+    message has two) and saying what a yes/no variable takes."""
+    text = ": ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if "boolean variable" in text:
+        text += ". Valid values are: yes, no (also 1/0, true/false, on/off)"
+    return f"{text}; `scons -h` lists the variables"
 
 
 def _literal(text, variable: str = "") -> str:
@@ -312,10 +324,29 @@ def _dir(env, path):
     return env.fs.Dir(str(path))
 
 
+def is_saved_model(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file()
+                                 for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+def model_files(env, model: Path) -> list:
+    """The model's file nodes: the file, or every file of a SavedModel folder."""
+    paths = sorted(p for p in model.rglob("*") if p.is_file()) if model.is_dir() else [model]
+    return [_file(env, p) for p in paths]
+
+
 def resolve_model(spec: str, root: Path) -> Path:
+    if not spec.strip():                 # else the project folder itself would be "the model"
+        raise TinybuildError("model= is empty. Fix: name a model file, e.g. model=kws.h5")
     p = Path(spec)
     candidates = [p] if p.is_absolute() else [root / p, root / "models" / p]
     for c in candidates:
+        if c.is_dir():
+            if is_saved_model(c):
+                return c.resolve()
+            raise TinybuildError(f"model={_p(spec)}: {_p(c)} is a folder without saved_model.pb, not "
+                                 f"a model. Fix: name a {', '.join(MODEL_SUFFIXES)} file or a "
+                                 "SavedModel folder")
         if c.exists():
             if c.suffix.lower() not in MODEL_SUFFIXES:
                 raise TinybuildError(f"model={_p(spec)}: unsupported format '{shown(c.suffix)}'; use "
@@ -640,8 +671,9 @@ def _declare_all(env, root, pm) -> None:
 def _calibration(spec: str, model: Path, root: Path) -> Path | None:
     if spec:
         p = Path(spec) if Path(spec).is_absolute() else root / spec
-        if not p.exists():
-            raise TinybuildError(f"calibration={_p(spec)}: no such file")
+        if not p.is_file():
+            raise TinybuildError(f"calibration={_p(spec)}: " + ("a folder, not a .npy/.npz file"
+                                                              if p.is_dir() else "no such file"))
         return p.resolve()
     beside = model.with_name(model.stem + "_calib.npy")
     return beside if beside.exists() else None
@@ -743,7 +775,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, plan_json, conv_json, settings],
-            _action(lambda t, s, e: (_report_unsimulated(t, s, target, tool_info, model, env["opt"],
+            _action(lambda t, s, e: (drop_export(t), _report_unsimulated(t, s, target, tool_info,
+                                                                         model, env["opt"],
                                                          note), record_opt_files(t, opt_files),
                                      export.list_files(t)), "report",
                     _downstream([tdir], "report")))
@@ -768,7 +801,8 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         report = env.Command(
             [F("report.json"), F("report.md")],
             [size_json, run_json, validation, plan_json, conv_json, settings],
-            _action(lambda t, s, e: (_report(t, s, target, tool_info, model, env["opt"]),
+            _action(lambda t, s, e: (drop_export(t), _report(t, s, target, tool_info, model,
+                                                             env["opt"]),
                                      record_opt_files(t, opt_files), export.list_files(t)), "report",
                     _downstream([tdir], "report")))
     env.Depends(report, images)               # report.md lists them
@@ -785,6 +819,13 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
         env.Alias(_literal(f"{target.name}-{tdir.name}"), report)
     env.Clean(report, [_dir(env, tdir), _dir(env, odir)])
     return target, tdir, report[0]
+
+
+def drop_export(report_targets) -> None:
+    """A new report means the build changed (model, opt=, kernels, ...): the
+    export of an earlier build must not stay beside it. A requested export is
+    written again after the report (it is one of its sources)."""
+    remove_stale([], [Path(str(report_targets[0])).parent / "export"])
 
 
 def _validation(env, F, tdir, target, pm, limits, sources):
@@ -877,11 +918,13 @@ def _convert(env, model, mdir, calib_src, calibration, pm, builds, quant):
     importers = {s: conv.convert_model for s in MODEL_SUFFIXES if s != ".onnx"}
     for _, mapping in plugins.collect(pm, "tinybuild_model_importers"):
         importers.update(mapping if isinstance(mapping, dict) else {})
+    if model.is_dir():                    # a SavedModel folder: the core's TensorFlow front end
+        importers = {model.suffix.lower(): conv.convert_model}
     return env.Command(
         [_file(env, mdir / "model.int8.tflite"), _file(env, mdir / "convert.json")],
-        [_file(env, model), env.Value(f"quant={quant}")] + calib_src
+        model_files(env, model) + [env.Value(f"quant={quant}")] + calib_src
         + _converter_signature(env, importers.get(model.suffix.lower())),
-        _action(lambda t, s, e: pipeline.convert(s[0], t[0], calibration, t[1], importers,
+        _action(lambda t, s, e: pipeline.convert(model, t[0], calibration, t[1], importers,
                                                  quant), "convert",
                 _downstream(builds)))
 
