@@ -133,3 +133,24 @@ def test_a_saved_model_folder_builds_and_matches_tflite(tmp_path):
     assert "output matches TFLite reference: yes, byte for byte (1 input)" in result.stdout
     record = (tmp_path / "build" / "models" / "kws_ref_model_savedmodel" / "convert.json")
     assert '"loader": "saved_model"' in record.read_text()
+
+
+class _Sim:
+    name = "fake"
+
+    def __init__(self, usable):
+        self.usable = usable
+
+    def supports(self, target):
+        return True
+
+    def available(self):
+        return (True, "ok") if self.usable else (False, "fake-sim is not on PATH")
+
+
+def test_a_requested_simulator_that_cannot_run_here_stops_before_the_build():
+    """sim=renode without Renode compiled and linked everything, then failed at the run."""
+    target = plugins.find_target(plugins.make_plugin_manager([]), "cortex-m4")
+    with pytest.raises(TinybuildError, match=r"^sim=fake: not usable here: fake-sim is not on PATH"):
+        scons_tool.choose_simulator("fake", target, {"fake": _Sim(False)})
+    assert scons_tool.choose_simulator("fake", target, {"fake": _Sim(True)})[0].usable

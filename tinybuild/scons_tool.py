@@ -619,6 +619,9 @@ def choose_simulator(requested: str, target, sims: dict):
         if not sims[requested].supports(target):
             raise TinybuildError(f"sim={requested} cannot run target '{target.name}' ({target.arch}, "
                                  f"{target.cpu}); simulators that can: {', '.join(runnable) or 'none'}")
+        usable, why = sims[requested].available()     # say so now, not after compiling everything
+        if not usable:
+            raise TinybuildError(f"sim={requested}: not usable here: {why}")
         return sims[requested], ""
     default = target.default_simulator
     if default and default not in sims:
