@@ -154,3 +154,15 @@ def test_a_requested_simulator_that_cannot_run_here_stops_before_the_build():
     with pytest.raises(TinybuildError, match=r"^sim=fake: not usable here: fake-sim is not on PATH"):
         scons_tool.choose_simulator("fake", target, {"fake": _Sim(False)})
     assert scons_tool.choose_simulator("fake", target, {"fake": _Sim(True)})[0].usable
+
+
+def test_doctor_checks_the_kernel_plugins_a_build_would_stop_on(tmp_path, capsys):
+    from tinybuild import cli
+    (tmp_path / "bad_kernels.py").write_text(
+        "from tinybuild.hookspecs import hookimpl\n"
+        "@hookimpl\ndef tinybuild_kernels(target):\n    return [object()]\n")
+    assert cli.main(["--plugins", str(tmp_path), "doctor"]) == 2
+    out = capsys.readouterr().out
+    assert "error: plugin" in out and "not a tinybuild.kernel_registry.KernelImpl" in out
+    assert cli.main(["doctor"]) == 0
+    assert "optimized kernels per target: cortex-m4 " in capsys.readouterr().out

@@ -83,11 +83,20 @@ def cmd_doctor(pm, args) -> int:
     print("\ntargets:")
     try:                        # a broken board plugin is reported; the rest is still checked
         targets_ok = cmd_targets(pm, args) == 0
+        _print_kernels(pm)
     except TinybuildError as exc:
         print(f"  error: {exc}")
         targets_ok = False
     print("\nsimulators:")
     return max(cmd_simulators(pm, args), 0 if targets_ok else 2)
+
+
+def _print_kernels(pm) -> None:
+    """Every board's optimized kernels, checked as a build checks them (a
+    broken kernel plugin would otherwise pass the doctor and stop every build)."""
+    counts = [f"{name} {len(plugins.kernels(pm, target))}"
+              for name, target in sorted(plugins.targets(pm).items())]
+    print(f"\noptimized kernels per target: {', '.join(counts)}")
 
 
 def _installed() -> bool:
