@@ -166,3 +166,14 @@ def test_doctor_checks_the_kernel_plugins_a_build_would_stop_on(tmp_path, capsys
     assert "error: plugin" in out and "not a tinybuild.kernel_registry.KernelImpl" in out
     assert cli.main(["doctor"]) == 0
     assert "optimized kernels per target: cortex-m4 " in capsys.readouterr().out
+
+
+def test_target_all_gives_each_board_the_export_kinds_it_can_take():
+    from tinybuild import export
+    pm = plugins.make_plugin_manager()
+    boards = plugins.targets(pm)
+    assert export.kinds_for_board(["c", "esp-idf"], boards["esp32c3"]) == ["c", "esp-idf"]
+    assert export.kinds_for_board(["c", "esp-idf"], boards["cortex-m4"]) == ["c"]
+    assert export.kinds_for_board(["esp-idf"], boards["riscv"]) == []
+    with pytest.raises(TinybuildError, match="not an ESP32 chip"):   # one target still stops
+        export.check_kinds(["esp-idf"], boards["cortex-m4"])

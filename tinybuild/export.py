@@ -58,6 +58,12 @@ def check_kinds(kinds: list[str], target) -> None:
                              f"builds for {', '.join(ESP_CHIPS)}). Fix: target=esp32c3, or export=c")
 
 
+def kinds_for_board(kinds: list[str], target) -> list[str]:
+    """target=all: each board gets the kinds it can take (ESP-IDF only on the
+    ESP chips), where a single target asking for one it cannot take stops."""
+    return [k for k in kinds if k != "esp-idf" or target.name in ESP_CHIPS]
+
+
 def no_toolchain_error(spec: str, target) -> TinybuildError:
     return TinybuildError(f"export={shown(spec)}: target '{target.name}' has no {target.triple}-gcc "
                           "here, and an export ships the sources this build compiled, measured and "

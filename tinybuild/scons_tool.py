@@ -663,8 +663,9 @@ def _declare_all(env, root, pm) -> None:
         except TinybuildError as exc:
             skipped.append((name, str(exc).splitlines()[0]))
             continue
+        kinds = export.kinds_for_board(export.parse_kinds(env["export"]), target)
         built.append(declare_build(env, root, target, model, toolchain, simulator, calibration,
-                                   contributed, pm, note))
+                                   contributed, pm, note, export_kinds=kinds))
     if not built:
         raise TinybuildError("target=all: no board has its toolchain here:\n" +
                              "\n".join(f"  {n}: {why}" for n, why in skipped))
@@ -728,9 +729,10 @@ def _unvalidated_inputs(env, mdir, int8, calib_src, calibration, count, seed, bu
 
 
 def declare_build(env, root, target, model, toolchain, simulator, calibration, contributed, pm,
-                  note="", kernels=None, quant=None):
+                  note="", kernels=None, quant=None, export_kinds=None):
     """Declare one board's build of one model; returns ``(target, tdir, report node)``.
-    ``kernels`` and ``quant`` default to the build variables (a regression case sets them).
+    ``kernels`` and ``quant`` default to the build variables (a regression case sets them),
+    ``export_kinds`` to the kinds of ``export=`` (target=all passes each board's).
 
     With ``simulator`` None the build stops after link and size, and the
     report carries ``note`` (why it was not simulated)."""
@@ -812,10 +814,11 @@ def declare_build(env, root, target, model, toolchain, simulator, calibration, c
     env.Depends(report, placed)               # and what place= put in RAM
     env.Default(report)
     realboard.declare_upload(env, sys.modules[__name__], tdir, target, images, report)
-    if env["export"]:
-        export.check_kinds(export.parse_kinds(env["export"]), target)
+    kinds = export.parse_kinds(env["export"]) if export_kinds is None else export_kinds
+    if kinds:
+        export.check_kinds(kinds, target)
         env.Default(export.declare_exports(
-            env, sys.modules[__name__], tdir, target, export.parse_kinds(env["export"]),
+            env, sys.modules[__name__], tdir, target, kinds,
             link_sources(target, contributed), (model_c, model_h, plan_json), int8, report[0], name,
             opt_files))
     if "$(" not in tdir.name and "$)" not in tdir.name:     # an alias is a convenience only
@@ -1246,7 +1249,7 @@ def comparison_table(model_name: str, rows: list[tuple[str, dict | None, str]]) 
         table.append([
             name, r["target"]["board"].split(" (")[0], f"{r['flash']['used']:,}", f"{r['ram']['used']:,}",
             f"{inf['instructions']:,}" if inf else "-", f"{inf['cycles']:,}" if inf else "-",
-            f"{inf['ms']:g} @ {clock}" if inf else f"- @ {clock}",
+            f"{inf['ms']:.3f} @ {clock}" if inf else f"- @ {clock}",
             _match_cell(r["validation"])])
         if not inf:
             notes.append(f"  {name}: {r['validation']['skipped']}")
