@@ -1,6 +1,7 @@
 """Which kernel takes a 1x1 layer whose pixels end in a partial block
-(cm4_conv_1x1.tail_pays): tb_cm4_conv2d_1x1_any_k<K>_s8 (its pixel tail) from
-512 k-pair steps or from whole blocks x C_out >= K / 16, else tb_cm4_conv2d_s8.
+(cm4_conv_1x1.tail_pays): tb_cm4_conv2d_1x1_any_k<K>_s8 (its pixel tail) on
+K <= 64, deeper from enough whole blocks x channel pairs, else tb_cm4_conv2d_s8
+(the refit's shapes: tests/test_cm4_choice_fixes.py).
 
 On the host: the choice on both sides of the rule. In the simulator (slow),
 both kernels forced on 1x1 layers of 1-3 blocks and a tail, K 8-128: where a
@@ -43,10 +44,10 @@ def every():
 @pytest.mark.parametrize("shape, kernel", [
     ((1, 5, 8, 2), "tb_cm4_conv2d_1x1_any_k8_s8"),        # 4 steps: was tb_cm4_conv2d_s8
     ((3, 3, 64, 4), "tb_cm4_conv2d_1x1_any_k64_s8"),      # 128 steps
-    ((3, 3, 128, 4), "tb_cm4_conv2d_1x1_any_k128_s8"),    # 256 steps, 2 blocks x 4 >= 128 / 16
-    ((1, 5, 128, 4), "tb_cm4_conv2d_s8"),                 # 128 steps, 1 block x 4 < 8
-    ((1, 5, 256, 8), "tb_cm4_conv2d_1x1_any_k256_s8"),    # 512 steps: TAIL_MIN_STEPS
-    ((1, 5, 256, 6), "tb_cm4_conv2d_s8"),                 # 384 steps, 6 < 16
+    ((3, 3, 128, 4), "tb_cm4_conv2d_1x1_any_k128_s8"),    # 2 blocks x 2 pairs >= 3
+    ((1, 5, 128, 4), "tb_cm4_conv2d_s8"),                 # 1 block x 2 pairs < 3
+    ((1, 5, 256, 8), "tb_cm4_conv2d_1x1_any_k256_s8"),    # no channel pair left over
+    ((1, 5, 256, 6), "tb_cm4_conv2d_s8"),                 # 1 block x 3 pairs < 11
 ])
 def test_the_tail_rule_picks(every, shape, kernel):
     layer, _ = layer_of(*shape)

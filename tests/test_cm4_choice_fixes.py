@@ -1,6 +1,13 @@
 """Cortex-M4 kernel choices that must pick the faster kernel (issue 14 item 5,
 "never slower, right choice").
 
+1x1 convolutions whose pixels end in a partial block (cm4_conv_1x1.tail_pays):
+tb_cm4_conv2d_1x1_any_k<K>_s8 where its pixel tail pays, else tb_cm4_conv2d_s8.
+On the host: the choice on both sides of the rule (3x3x256 -> 4, 512 k-pair
+steps, was the pixel tail: 18,357 cycles against 17,770). In the simulator
+(slow): both kernels forced on 1x1 layers of 1-8 blocks and a 1-3 pixel tail,
+K 128 and 256, C_out 2-16: the kernel a build picks runs fewer cycles.
+
 Average pool on 4k+1 channels (k >= 1): tb_cm4_avg_pool2d_4k1_s8 takes the
 last channel in the 4-channel pass (byte 3 of the word of the last 4
 channels), no call of tb_cm4_avg_pool2d_s8's 1-3 channel tail. On the host:
@@ -21,9 +28,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "kernels"))
 
 from opt_harness import (assert_same, build_library, chosen, forced, in_place_deltas,  # noqa: E402
-                         kernel_named, random_pool_layer, reference, run_layer, simulate_cases,
-                         target_kernels)
+                         kernel_named, random_conv_layer, random_pool_layer, reference,
+                         run_layer, simulate_cases, target_kernels)
 
+CONV = "tb_cm4_conv2d_s8"
+# (h, w, K, C_out): both sides of tail_pays at K 128 and 256 (a last 1, 2 or 3 pixels)
+TAIL_GRID = [(h, w, 256, oc) for oc in (2, 4, 6)
+             for h, w in ((1, 5), (3, 3), (1, 17), (3, 2), (1, 10), (1, 14), (1, 7))] + \
+            [(1, 13, 256, 2), (1, 13, 256, 6), (1, 5, 256, 14), (3, 3, 256, 14), (1, 5, 256, 8),
+             (3, 2, 256, 8), (1, 5, 256, 10), (1, 5, 128, 2), (1, 5, 128, 4), (1, 5, 128, 6),
+             (3, 2, 128, 4), (1, 7, 128, 6), (1, 5, 128, 14), (1, 5, 64, 2), (1, 5, 64, 6)]
 POOL_4K1 = "tb_cm4_avg_pool2d_4k1_s8"
 POOL = "tb_cm4_avg_pool2d_s8"
 # (in_h, in_w, k_h, k_w, stride, padding): 1 to 64 taps, windows cut by SAME padding, a
@@ -54,6 +68,56 @@ def pool_cases(channels, activation="NONE", seed=0):
                                       padding=pad, activation=activation, zp=5)
             cases.append((layer, rng.integers(-128, 128, h * w * c).astype(np.int8)))
     return cases
+
+
+def conv_1x1(h: int, w: int, k: int, oc: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    layer = random_conv_layer(rng, in_h=h, in_w=w, in_c=k, out_c=oc, k_h=1, k_w=1,
+                              padding="VALID", in_zp=-128, out_zp=-128, activation="RELU",
+                              weight_range=20)
+    return layer, rng.integers(-128, 128, h * w * k).astype(np.int8)
+
+
+# -- 1x1 convolutions with a pixel tail ---------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, kernel", [
+    ((3, 3, 256, 4), CONV),                              # 2 blocks x 2 pairs < 6 (was the tail)
+    ((3, 3, 256, 6), CONV),                              # 2 x 3 < 11: 768 steps (was the tail)
+    ((1, 13, 256, 6), CONV),                             # 3 x 3 < 11 (was the tail)
+    ((1, 17, 256, 6), "tb_cm4_conv2d_1x1_any_k256_s8"),  # 4 x 3 >= 11
+    ((1, 13, 256, 2), "tb_cm4_conv2d_1x1_any_k256_s8"),  # 3 x 1 >= 3 (was tb_cm4_conv2d_s8)
+    ((1, 5, 256, 8), "tb_cm4_conv2d_1x1_any_k256_s8"),   # no pair left over
+    ((3, 2, 256, 6), CONV),                              # a last 2 pixels, 1 block
+    ((1, 7, 256, 4), "tb_cm4_conv2d_1x1_any_k256_s8"),   # a last 3 pixels, 2 block pairs
+    ((1, 5, 128, 2), "tb_cm4_conv2d_1x1_any_k128_s8"),   # 1 pair, 1 left over (was conv)
+    ((1, 5, 128, 6), CONV),                              # 1 x 3 < 6
+    ((3, 2, 128, 4), "tb_cm4_conv2d_1x1_any_k128_s8"),   # a last 2 pixels (was conv)
+    ((1, 5, 64, 2), "tb_cm4_conv2d_1x1_any_k64_s8"),     # K 64: from one block (was conv)
+])
+def test_the_1x1_tail_rule_picks(every, shape, kernel):
+    layer, _ = conv_1x1(*shape)
+    assert chosen(layer, every).kernel == kernel
+
+
+@pytest.mark.slow
+def test_the_1x1_kernel_picked_runs_fewer_cycles(tmp_path, every):
+    conv = kernel_named(CONV)
+    cases, picks = [], []
+    for i, shape in enumerate(TAIL_GRID):
+        layer, x = conv_1x1(*shape, seed=i)
+        anyk = kernel_named(f"tb_cm4_conv2d_1x1_any_k{shape[2]}_s8")
+        picks.append(chosen(layer, every).kernel == anyk.function)
+        cases += [(reference(layer), forced(layer, anyk), [x], None),
+                  (reference(layer), forced(layer, conv), [x], None)]
+    assert 0 < sum(picks) < len(picks)
+    rows = _warm_rows(cases, tmp_path, "cortex-m4")
+    for shape, pick_any, a, c in zip(TAIL_GRID, picks, rows[0::2], rows[1::2]):
+        assert_same(a["ref"], a["opt"], str(shape))
+        assert_same(c["ref"], c["opt"], str(shape))
+        picked, other = (a, c) if pick_any else (c, a)
+        assert picked["opt_cycles"] < other["opt_cycles"], (shape, pick_any, a["opt_cycles"],
+                                                            c["opt_cycles"])
 
 
 # -- average pool, 4k+1 channels: the host ------------------------------------------------

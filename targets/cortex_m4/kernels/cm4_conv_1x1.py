@@ -29,22 +29,22 @@ HERE = Path(__file__).parent
 # smaller depths of cm4_prepare.CONV_SMALLK_DEPTHS, with their stride-1 entry point too.
 WIDE_DEPTHS = (256,)
 PRIORITY = 15                  # above tb_cm4_conv2d_s8 (10); the small-K kernels take no layer of these
-# A last partial block costs about 500-700 cycles more here than in tb_cm4_conv2d_s8 (its
-# copy and tb_cm4_conv2d_s8's set-up); each k-pair of a channel pair of a whole block saves
-# a cycle (15 instead of 16), the block's fixed work a little more (measured on cortex-m4,
-# unicorn: 5x1x8 -> 2, one block and a pixel, 1,576 cycles against 1,338; 1x7x8 -> 32
-# 6,850 against 6,664; 1x7x128 -> 8, 256 steps, 12,839 against 12,800): a layer with a
-# tail needs this many k-pair steps (whole blocks x channel pairs x in_c / 2). Measured with
-# the tail through tb_cm4_conv2d_s8; the pixel tail (tb_cm4_sk_tail) costs less on the layers
-# measured (VWW's 3x3 maps, KWS's 25x5), so the threshold errs on the safe side.
-TAIL_MIN_STEPS = 512
-# Refit with the pixel tail (cortex-m4, unicorn, both kernels forced on 1x1 layers of 1-3
-# blocks and a tail, K 8-256, C_out 2-64): the tail's cost grows with K, and the layer wins
-# it back wherever whole blocks x C_out >= K / TAIL_K_PER_BLOCK_CHANNEL (K 8-64: from 4
-# k-pair steps, 1x5x8 -> 2 812 cycles against 1,326; K 128 from 256 steps; 1x5x128 -> 4,
-# 128 steps, 6,210 against 6,034 stays on tb_cm4_conv2d_s8). Added to TAIL_MIN_STEPS, not
-# in place of it: K 256 below 16 blocks x C_out measured mixed either side of 512 steps.
-TAIL_K_PER_BLOCK_CHANNEL = 16
+# A last partial block (1-3 pixels) costs this kernel more than tb_cm4_conv2d_s8, and each
+# k-pair step of a whole block's channel pair saves a little; with K <= 64 the layer wins it
+# back from one block, deeper it needs enough blocks x channel pairs. Refitted on both kernels
+# forced (cortex-m4, unicorn, each case run twice and the second measured; 1x1 layers of 1-8
+# blocks and a tail, K 8-256, C_out 2-16; tests/test_cm4_choice_fixes.py): the last single pixel
+# runs 4 channel pairs per pass and its pairs % 4 left over one by one, the dearer the deeper:
+# at K 256 and C_out 6 (3 pairs left over) it pays from 4 blocks (3x3x256 -> 6, 2 blocks:
+# 24,649 cycles against 23,503), at C_out 8 from one (1x5x256 -> 8: 15,832 against 17,501).
+# K 128 and 256: the least blocks x channel pairs with a last single pixel, by pairs % 4.
+TAIL_PIXEL_MIN_BLOCK_PAIRS = {128: (0, 1, 3, 6), 256: (0, 3, 6, 11)}
+# K 256, a last 2 pixels (one more block into the scratch): from 4 channel pairs (C_out 8:
+# 3x2x256 22,855 against 23,073), else from 2 blocks and 3 block pairs (1x14x256 -> 2, 3
+# blocks: 18,343 against 18,624; 3x2x256 -> 6, 1 block: 18,517 against 18,437); a last 3
+# pixels from 2 block pairs (1x7x256 -> 2: 9,987 against 9,791; -> 4: 14,312 against 14,425).
+TAIL_BLOCK_PAIRS_K256 = {2: 3, 3: 2}
+TAIL_PAIRS_K256 = 4
 
 
 def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
@@ -60,12 +60,17 @@ def accepts_conv_1x1_any(layer: Layer, depth: int) -> bool:
 
 
 def tail_pays(p: dict) -> bool:
-    """No last partial block, or enough k-pair steps to win its cost back."""
-    npix = p["out_h"] * p["out_w"]
-    blocks = npix // CONV_BLOCK
-    steps = blocks * (p["out_c"] // 2) * (p["in_c"] // 2)
-    return npix % CONV_BLOCK == 0 or steps >= TAIL_MIN_STEPS or \
-        blocks * p["out_c"] * TAIL_K_PER_BLOCK_CHANNEL >= p["in_c"]
+    """No last partial block, or enough whole blocks x channel pairs to win its cost back."""
+    npix, k, pairs = p["out_h"] * p["out_w"], p["in_c"], p["out_c"] // 2
+    blocks, rest = npix // CONV_BLOCK, npix % CONV_BLOCK
+    if rest == 0 or k <= 64:
+        return True
+    if rest == 1:
+        return blocks * pairs >= TAIL_PIXEL_MIN_BLOCK_PAIRS[k][pairs % 4]
+    if k == 128:
+        return True
+    return pairs >= TAIL_PAIRS_K256 or \
+        (blocks >= 2 or rest == 3) and blocks * pairs >= TAIL_BLOCK_PAIRS_K256[rest]
 
 
 @within(accepts_conv_1x1_any)

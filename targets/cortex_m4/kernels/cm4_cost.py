@@ -181,4 +181,3 @@ def accepts_avgpool_4k1_faster(layer: Layer) -> bool:
     (tests/test_cm4_choice_fixes.py)."""
     c = layer.params["c"]
     return accepts_avgpool_faster(layer) and c > 4 and c % 4 == 1
-
