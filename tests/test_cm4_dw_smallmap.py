@@ -1,6 +1,7 @@
-"""The plane depthwise kernel's batched small maps (cm4_depthwise_s8.c,
-tb_cm4_dw3s1_batch_rq) where the sweep requantizes and stores its outputs
-itself, against the reference kernel byte for byte.
+"""The plane depthwise kernel's 3x3 stride-1 sweeps that requantize and store
+their outputs themselves (cm4_depthwise_s8.c: tb_cm4_dw3s1_batch_rq on the
+batched small maps, tb_cm4_dw3s1_rows_rq one channel per sweep), against the
+reference kernel byte for byte.
 
 Taken where the batched sweep runs (3x3 stride 1, an even number of output
 rows, at most 6 column pairs: VWW's 6x6x128 and 12x12x64), with the fast
@@ -9,7 +10,10 @@ the row's end would write a byte outside it). Pinned: every column-pair count
 1..6 (the body's entry), batches of 4, 8 and 16 channels, several row pairs,
 VALID and SAME, a transposed layer, in place; extreme sums (weights +-127 on
 inputs 127 or -128, biases near the fast form's limit); and the layers that keep
-the sweep-then-store path (odd out_w, the sign term) beside them. In the
+the sweep-then-store path (odd out_w, the sign term) beside them. One channel
+per sweep (cm4_prepare.dw_sweep_stores: even rows and columns, VWW's 48x48x8
+and 24x24x32): passes of 7 steps entered at every residue, 1, 2 and 4 channels
+copied at once, transposed, VALID; KWS's 25x5 (odd) keeps the old path. In the
 simulator (the assembly; the host build runs the portable path). The exact
 instruction count of VWW's 6x6x128 shape pins that the fused path runs.
 """
@@ -46,6 +50,19 @@ FUSED = [
 ]
 # batched, but odd out_w: the sums are stored, then requantized
 UNFUSED = [(4, 5, 12, "SAME"), (6, 3, 8, "SAME")]
+# one channel per sweep, the sweep storing (cm4_prepare.dw_sweep_stores): (in_h, in_w, in_c,
+# padding, column pairs); passes of 7 steps: n mod 7 = 0, 1, 3, 5; 4 planes, 2 (48x48x8's),
+# 1 (odd in_c); transposed; VALID
+ROWS = [
+    (14, 14, 4, "SAME", 7),     # one whole pass
+    (16, 16, 3, "SAME", 8),     # one channel at a time, a pass and a step
+    (6, 48, 8, "SAME", 24),     # 4 passes, the first of 3 steps (VWW's rows of 48)
+    (20, 14, 8, "SAME", 10),    # transposed: rows of 20
+    (24, 24, 32, "SAME", 12),   # VWW
+    (12, 22, 6, "VALID", 10),   # two channels at a time, no pad column
+]
+# one channel per sweep, sums stored: odd rows or columns (KWS's 25x5), the sign term
+ROWS_UNFUSED = [(25, 5, 8, "SAME"), (13, 14, 4, "SAME"), (15, 15, 4, "SAME")]
 
 
 def layer_for(rng, h, w, c, padding, q, **kw):
@@ -66,12 +83,27 @@ def header(opt) -> np.ndarray:
 
 def fused(opt, module) -> bool:
     """What the kernel tests (tb_cm4_dw_3x3s1_batched): batched, pair units
-    without the sign term, an even oriented out_w."""
+    without the sign term, an even oriented out_w; or the header's bit for one
+    channel per sweep, the sweep storing."""
     h = header(opt)
     p = opt.params
     oriented = module.dw_oriented(p, bool((h[3] >> 16) & 1))
-    return bool((h[3] >> 24) & 0xFF) and (h[0] & (RQ_PAIRS | RQ_NO_SIGN)) == RQ_PAIRS | RQ_NO_SIGN \
-        and oriented["out_w"] % 2 == 0
+    batched = bool((h[3] >> 24) & 0xFF) and oriented["out_w"] % 2 == 0 and \
+        (h[0] & (RQ_PAIRS | RQ_NO_SIGN)) == RQ_PAIRS | RQ_NO_SIGN
+    return batched or bool(h[3] & module.DW_SWEEP_STORES)
+
+
+@pytest.mark.parametrize("shape", ROWS, ids=lambda s: "x".join(map(str, s[:3])) + s[3][0])
+def test_one_channel_sweeps_store_on_even_rows_and_columns(impl, module, shape):
+    h, w, c, padding, pairs = shape
+    opt = forced(layer_for(np.random.default_rng(h * 100 + w), h, w, c, padding, NO_SIGN_Q), impl)
+    hd = header(opt)
+    oriented = module.dw_oriented(opt.params, bool((hd[3] >> 16) & 1))
+    assert (oriented["out_w"] + 1) // 2 == pairs
+    assert hd[3] & module.DW_SWEEP_STORES and not (hd[3] >> 24) & 0xFF, opt.notes
+    for other, q in [(s, NO_SIGN_Q) for s in ROWS_UNFUSED] + [(shape[:4], SIGN_Q)]:
+        opt = forced(layer_for(np.random.default_rng(1), *other[:4], q), impl)
+        assert not header(opt)[3] & module.DW_SWEEP_STORES, (other, q)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +129,7 @@ def test_fused_shapes_take_the_batched_sweep_with_pair_units_without_sign(impl, 
 
 def cases_for(rng, impl):
     cases = []
-    shapes = [s[:4] for s in FUSED] + UNFUSED
+    shapes = [s[:4] for s in FUSED] + UNFUSED + [s[:4] for s in ROWS] + ROWS_UNFUSED
     for i, (h, w, c, padding) in enumerate(shapes):
         n = h * w * c
         for q in (NO_SIGN_Q, NO_SIGN_Q2, SIGN_Q):
@@ -113,7 +145,7 @@ def cases_for(rng, impl):
 @pytest.mark.slow
 def test_fused_sweep_in_the_simulator_matches_reference(tmp_path, impl, module):
     cases = cases_for(np.random.default_rng(23), impl)
-    assert sum(fused(opt, module) for _, opt, _, _ in cases) >= 40
+    assert sum(fused(opt, module) for _, opt, _, _ in cases) >= 80
     rows = simulate_cases(cases, tmp_path)
     for (ref_layer, opt, x, delta), row in zip(cases, rows):
         assert row["opt_instr"] > 0, f"{ref_layer.shape}: the plane kernel did not run"

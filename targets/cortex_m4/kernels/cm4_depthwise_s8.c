@@ -52,6 +52,9 @@
 #define TB_CM4_DW_GENERAL 0
 #define TB_CM4_DW_3X3S1 1
 #define TB_CM4_DW_3X3S2 2
+/* rq[3] bit 23, just below the batch field: one channel per sweep, the sweep
+ * storing its outputs (cm4_prepare.DW_SWEEP_STORES) */
+#define TB_CM4_DW_SWEEP_STORES 1
 /* int16 per output channel in the 3x3 paths' filter: W01, W12 (stride 2: W01,
  * W2x) of each row, then the bias word the sums start from
  * (cm4_prepare.DW_3X3_RECORD) */
@@ -532,6 +535,93 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch_rq(const int16_t *q, in
         [entry] "m"(st.entry), [bias] "m"(st.bias), [mb] "m"(st.m), [bb] "m"(st.b),
         [e] "m"(st.e), [pairs0] "m"(st.pairs0), [chan] "m"(st.q_chan),
         [o_pair] "m"(st.o_pair), [rowcol] "m"(st.row)
+      : "cc", "memory");
+}
+#endif
+
+#ifdef TB_CM4_DSP
+/* Where the requantizing stride-1 sweep is between passes and row pairs. */
+typedef struct {
+  int32_t passes, passes_init;   /* passes of TB_CM4_DW_S1_STEPS left in this row pair, per pair */
+  int32_t pairs;                 /* row pairs left */
+  int32_t q_next, o_next;        /* from where a row pair's sweep ends to where the next starts */
+  uint32_t entry;                /* where a row pair's first pass enters (set up: the steps skipped) */
+  int32_t bias, m, b, e;         /* the channel's bias word and {M, B, e} (M, B one LDRD) */
+  int32_t row, col;              /* output bytes to the next row, column (one LDRD) */
+} tb_cm4_dw_rows_rq_state;
+
+/* tb_cm4_dw3s1_rows with the store inside (the steps of tb_cm4_dw3s1_batch_rq):
+ * `rows` (even) output rows of n column pairs (2n = out_w: even) requantized
+ * in registers and written to the output at `out`, columns col bytes apart,
+ * rows row apart. For the fast full-range form without the sign term: VWW's
+ * 48x48x8 and 24x24x32 stride-1 layers, where the sums rows, their pair-unit
+ * store and its row ends cost about 9 cycles per 4 outputs more. */
+static __attribute__((noinline)) void tb_cm4_dw3s1_rows_rq(const int16_t *q, int32_t n,
+                                                           int32_t rows, const int16_t *w,
+                                                           const int32_t *r, int8_t *out,
+                                                           int32_t col, int32_t row) {
+  const int32_t e = (TB_CM4_DW_S1_STEPS - n % TB_CM4_DW_S1_STEPS) % TB_CM4_DW_S1_STEPS;
+  uint32_t qp = (uint32_t)q - 4u * (uint32_t)e, o = (uint32_t)out;
+  uint32_t s0, s1, s2, s3, ta, tb;
+  tb_cm4_dw_rows_rq_state st;
+  st.passes_init = st.passes = (n + e) / TB_CM4_DW_S1_STEPS;
+  st.pairs = rows >> 1;
+  st.q_next = 2 * 2 * TB_CM4_DW_PITCH - (st.passes_init - 1) * 4 * TB_CM4_DW_S1_STEPS;
+  st.o_next = 2 * row - 2 * n * col;
+  st.entry = (uint32_t)e;
+  st.bias = (int32_t)tb_ld32(w + 12), st.m = r[1], st.b = r[2], st.e = r[3];
+  st.row = row, st.col = col;
+  __asm__ volatile(
+      ".macro tb_dw3s1_rows_rq_step k\n\t"
+      TB_CM4_DW_ROWS2_MACS
+      TB_CM4_DW_ROWS2_RQ_NO_SIGN
+      ".endm\n\t"
+      /* entry: step e of the body (216 = 27 * 8 bytes per step) */
+      "ldr    %[s0], %[entry]\n\t"
+      "add    %[s1], %[s0], %[s0], lsl #1\n\t"
+      "add    %[s1], %[s1], %[s1], lsl #3\n\t"
+      "adr.w  %[s2], 1f\n\t"
+      "add    %[s2], %[s2], %[s1], lsl #3\n\t"
+      "orr    %[s2], %[s2], #1\n\t"
+      "str    %[s2], %[entry]\n\t"
+      "bx     %[s2]\n\t"
+      ".p2align 2\n"
+      "1:\n\t"
+      ".irp k, 0,1,2,3,4,5,6\n\t"            /* TB_CM4_DW_S1_STEPS */
+      "tb_dw3s1_rows_rq_step \\k\n\t"
+      ".endr\n\t"
+      ".if (. - 1b) - 216 * 7\n\t"
+      ".error \"tb_cm4_dw3s1_rows_rq: a step is not 216 bytes\"\n\t"
+      ".endif\n\t"
+      ".purgem tb_dw3s1_rows_rq_step\n\t"
+      "ldr    %[ta], %[passes]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    3f\n\t"
+      "str    %[ta], %[passes]\n\t"
+      "add    %[q], %[q], #(4 * 7)\n\t"
+      "b      1b\n"
+      "3:\n\t"                      /* a row pair done: the next, or out */
+      "ldr    %[ta], %[pairs]\n\t"
+      "subs   %[ta], %[ta], #1\n\t"
+      "beq    9f\n\t"
+      "str    %[ta], %[pairs]\n\t"
+      "ldr    %[ta], %[q_next]\n\t"
+      "ldr    %[tb], %[o_next]\n\t"
+      "add    %[q], %[q], %[ta]\n\t"
+      "add    %[o], %[o], %[tb]\n\t"
+      "ldr    %[ta], %[passes_init]\n\t"
+      "str    %[ta], %[passes]\n\t"
+      "ldr    %[ta], %[entry]\n\t"
+      "bx     %[ta]\n"
+      "9:\n\t"
+      /* (st's fields as "m" inputs, written too: nothing reads st after the asm) */
+      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [ta] "=&r"(ta),
+        [tb] "=&r"(tb), [q] "+r"(qp), [o] "+r"(o)
+      : [w01a] "r"(tb_ld32(w)), [w12a] "r"(tb_ld32(w + 2)), [w01b] "r"(tb_ld32(w + 4)),
+        [w12b] "r"(tb_ld32(w + 6)), [w01c] "r"(tb_ld32(w + 8)), [w12c] "r"(tb_ld32(w + 10)),
+        [passes] "m"(st.passes), [pairs] "m"(st.pairs), [entry] "m"(st.entry),
+        [bias] "m"(st.bias), [mb] "m"(st.m), [e] "m"(st.e), [rowcol] "m"(st.row),
+        [passes_init] "m"(st.passes_init), [q_next] "m"(st.q_next), [o_next] "m"(st.o_next)
       : "cc", "memory");
 }
 #endif
@@ -1601,19 +1691,55 @@ static void tb_cm4_dw_3x3s1(const int16_t *plane, const tb_cm4_dw_view *v, int32
   }
 }
 
+#ifdef TB_CM4_DSP
+/* A 3x3 stride-1 layer whose sweeps store their outputs (tb_cm4_dw3s1_rows_rq;
+ * cm4_prepare.dw_sweep_stores: the pair units' form without the sign term, an
+ * even number of rows and of columns, depth multiplier 1), channel by channel
+ * (copied `groups` at a time into planes plane_values apart), in a loop of its
+ * own: the other layers' channel loop stays as it was. */
+static __attribute__((noinline)) void tb_cm4_dw_3x3s1_rq_layer(const tb_conv_params *p,
+                                                               const int8_t *input,
+                                                               const int16_t *filter,
+                                                               const int32_t *rq, int8_t *output,
+                                                               int16_t *planes) {
+  const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
+  const int32_t wp = rq[1] & 0xFFFF, hp = rq[2] & 0xFFFF;
+  const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
+  const int32_t plane_values = (wp * hp + 1) & ~1;
+  const uint32_t zz = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
+  int32_t ic;
+  for (ic = 0; ic < p->in_c; ++ic) {
+    if ((ic & (groups - 1)) == 0) {
+      tb_cm4_dw_gather(input + ic, &v, planes, wp, 0, groups, plane_values, zz);
+    }
+    tb_cm4_dw3s1_rows_rq(planes + (ic & (groups - 1)) * plane_values,
+                         (v.out_w + 1) >> 1, v.out_h, filter + TB_CM4_DW_3X3_RECORD * ic,
+                         rq + 4 + 4 * ic, output + ic, v.out_col, v.out_row);
+  }
+}
+#endif
+
 /* 3x3 stride 1 on small maps, `batch` channels (a multiple of 4) at a time
  * side by side in one plane, cw values apart (cm4_prepare.dw_s1_batch): copy
  * the batch 4 channels per gather, then per chunk of rows_per output rows one
- * sweep of the whole batch and each channel's store. */
+ * sweep of the whole batch and each channel's store. batch2: 2 * batch, or
+ * TB_CM4_DW_SWEEP_STORES for a layer of one channel per sweep (rq's bits 23..31). */
 static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *input, const tb_cm4_dw_view *v,
-                                    int16_t *plane, int32_t batch, int32_t rows_per,
+                                    int16_t *plane, int32_t batch2, int32_t rows_per,
                                     const int16_t *filter, int32_t *acc, const int32_t *rq,
                                     int32_t flags, const tb_conv_params *p, int8_t *out) {
+  const int32_t batch = batch2 >> 1;
   const int32_t pairs = (v->out_w + 1) >> 1;
   const int32_t cw = ((v->pl + v->in_w > 2 * pairs + 2 ? v->pl + v->in_w : 2 * pairs + 2) + 1) & ~1;
   const uint32_t zz = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
   tb_cm4_dw_tile t;
   int32_t ic, k, y;
+#ifdef TB_CM4_DSP
+  if (batch2 == TB_CM4_DW_SWEEP_STORES) {   /* (dispatched here: the caller's code stays as it was) */
+    tb_cm4_dw_3x3s1_rq_layer(p, input, filter, rq, out, plane);
+    return;
+  }
+#endif
   t.col_step = v->out_col, t.row_step = v->out_row;
   t.cols = v->out_w, t.acc_row = TB_CM4_DW_PITCH;
   for (ic = 0; ic < p->in_c; ic += batch) {
@@ -1711,6 +1837,7 @@ static __attribute__((noinline)) void tb_cm4_dw_general(const int16_t *plane, co
   }
 }
 
+
 void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
                                 const int16_t *filter, const int32_t *rq, int8_t *output,
                                 void *scratch) {
@@ -1720,8 +1847,10 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
   /* rq[3] bits 8..15: number of planes (1, 2 or 4: channels copied at once where they fit) */
   const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
   const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
-  /* rq[3] bits 24..31: channels side by side per stride-1 sweep (0: one channel per sweep) */
-  const int32_t batch = (rq[3] >> 24) & 0xFF;
+  /* rq[3] bits 24..31: channels side by side per stride-1 sweep (0: one channel per sweep);
+   * with bit 23 (one test for both, in the batched function): TB_CM4_DW_SWEEP_STORES, or
+   * 2 * batch */
+  const int32_t batch2 = (rq[3] >> 23) & 0x1FF;
   const int32_t in_c = p->in_c, dm = p->depth_multiplier;
   const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1)
                                                       : TB_CM4_DW_3X3_RECORD;
@@ -1741,8 +1870,12 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
     }
     for (; i < words; ++i) pw32[i] = zz;
   }
-  if (batch) {
-    tb_cm4_dw_3x3s1_batched(input, &v, planes, batch, rows_per, filter, accbuf, rq, flags, p,
+#ifdef TB_CM4_DSP
+  if (batch2) {
+#else
+  if (batch2 >> 1) {             /* (the portable build runs the rest in the channel loop) */
+#endif
+    tb_cm4_dw_3x3s1_batched(input, &v, planes, batch2, rows_per, filter, accbuf, rq, flags, p,
                             output);
     return;
   }
