@@ -8,6 +8,14 @@ steps, was the pixel tail: 18,357 cycles against 17,770). In the simulator
 (slow): both kernels forced on 1x1 layers of 1-8 blocks and a 1-3 pixel tail,
 K 128 and 256, C_out 2-16: the kernel a build picks runs fewer cycles.
 
+Depthwise 3x3, the plane kernel's estimate (cm4_dw_channels.plane_cycles), which
+decides between it and the channel-parallel kernels: on the host, the choice on
+shapes where the refit changed it (25x5x8 stride 2: the word-plane kernel,
+12,376 core cycles against the plane kernel's 13,243) or kept it; in the
+simulator (slow, mps2-an386 core cycles), the estimate within 8% of the plane
+kernel's cycles and the kernel picked the faster of the plane kernel and the
+channel-parallel one the build would take instead.
+
 Average pool on 4k+1 channels (k >= 1): tb_cm4_avg_pool2d_4k1_s8 takes the
 last channel in the 4-channel pass (byte 3 of the word of the last 4
 channels), no call of tb_cm4_avg_pool2d_s8's 1-3 channel tail. On the host:
@@ -118,6 +126,62 @@ def test_the_1x1_kernel_picked_runs_fewer_cycles(tmp_path, every):
         picked, other = (a, c) if pick_any else (c, a)
         assert picked["opt_cycles"] < other["opt_cycles"], (shape, pick_any, a["opt_cycles"],
                                                             c["opt_cycles"])
+
+
+# -- depthwise 3x3: the plane kernel's estimate --------------------------------------------
+PLANE = "tb_cm4_depthwise_conv2d_s8"
+CHANNELS, CHANNELS_3X3 = "tb_cm4_dw_channels_s8", "tb_cm4_dw_channels_3x3_s8"
+# (h, w, C, stride): both sides of the plane / channel-parallel choice, every plane path
+DW_SHAPES = [(25, 5, 8, 2), (25, 5, 4, 2), (25, 5, 64, 1), (25, 5, 64, 2), (12, 12, 64, 1),
+             (12, 12, 64, 2), (6, 6, 128, 1), (6, 6, 128, 2), (48, 48, 8, 1), (24, 24, 32, 2),
+             (10, 7, 16, 1), (16, 16, 32, 2), (8, 8, 16, 2), (4, 4, 32, 1)]
+
+
+def depthwise(h: int, w: int, c: int, s: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    layer = random_conv_layer(rng, depthwise=True, in_h=h, in_w=w, in_c=c, k_h=3, k_w=3,
+                              stride=(s, s), padding="SAME", in_zp=-128, out_zp=-128,
+                              activation="RELU", out_scale=0.05)
+    return layer, rng.integers(-128, 128, h * w * c).astype(np.int8)
+
+
+@pytest.mark.parametrize("shape, kernel", [
+    ((25, 5, 8, 2), CHANNELS_3X3),   # the plane estimate was 4.6% under: the plane kernel
+    ((25, 5, 4, 2), CHANNELS_3X3),   # 11.8% under: the plane kernel
+    ((25, 5, 64, 1), PLANE),
+    ((12, 12, 64, 2), CHANNELS_3X3),
+    ((6, 6, 128, 1), PLANE),
+    ((48, 48, 8, 1), PLANE),
+])
+def test_the_depthwise_choice_picks(every, shape, kernel):
+    layer, _ = depthwise(*shape)
+    assert chosen(layer, every).kernel == kernel
+
+
+@pytest.mark.slow
+def test_the_plane_estimate_and_the_depthwise_choice(tmp_path, every):
+    from targets.cortex_m4.kernels.cm4_dw_channels import plane_cycles
+    cases, picks = [], []
+    for i, shape in enumerate(DW_SHAPES):
+        layer, x = depthwise(*shape, seed=i)
+        picked = chosen(layer, every).kernel
+        other = CHANNELS_3X3 if picked == PLANE else PLANE
+        if picked == PLANE and not kernel_named(CHANNELS_3X3).accepts(layer):
+            other = CHANNELS
+        picks.append((layer, picked))
+        cases += [(reference(layer), forced(layer, kernel_named(PLANE)), [x], None),
+                  (reference(layer), forced(layer, kernel_named(picked)), [x], None),
+                  (reference(layer), forced(layer, kernel_named(other)), [x], None)]
+    rows = simulate_cases(cases, tmp_path, target_name="mps2-an386", ram_budget=1_000_000,
+                          flash_budget=1_000_000)
+    for (layer, picked), plane, mine, other in zip(picks, rows[0::3], rows[1::3], rows[2::3]):
+        for row in (plane, mine, other):
+            assert_same(row["ref"], row["opt"], layer.shape)
+        estimate = plane_cycles(layer.params)
+        assert abs(estimate / plane["opt_cycles"] - 1) < 0.08, (layer.shape, estimate,
+                                                                plane["opt_cycles"])
+        assert mine["opt_cycles"] < other["opt_cycles"], (layer.shape, picked,
+                                                          mine["opt_cycles"], other["opt_cycles"])
 
 
 # -- average pool, 4k+1 channels: the host ------------------------------------------------

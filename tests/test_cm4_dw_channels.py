@@ -171,7 +171,7 @@ def test_weight_layout_is_what_the_kernel_loads(module):
 
 def test_which_layers_it_takes(impl, module):
     """All of str_ww's depthwise layers (the plane kernel's general path) and VWW's
-    3x3x256 and small stride-2 maps; not KWS's 25x5 or VWW's 6x6 and larger 3x3
+    3x3x256 and 6x6 stride-2 maps; not KWS's 25x5 or VWW's 6x6 and larger 3x3
     stride-1 maps (the plane kernel's sweep is faster there); never depth
     multipliers > 1, channel counts that are not a multiple of 4, more than 32 taps."""
     rng = np.random.default_rng(0)
@@ -184,7 +184,9 @@ def test_which_layers_it_takes(impl, module):
     assert not take(in_h=3, in_w=3, in_c=256, k_h=3, k_w=3, padding="SAME", activation="RELU6")
     assert take(**MODEL_SHAPES[1], activation="RELU6")
     assert take(in_h=6, in_w=6, in_c=128, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
-    assert take(in_h=12, in_w=12, in_c=64, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
+    # the plane kernel 98,174 core cycles against this one's 102,335 (plane_cycles refitted,
+    # tests/test_cm4_choice_fixes.py); a build gives it tb_cm4_dw_channels_3x3_s8 (84,826)
+    assert not take(in_h=12, in_w=12, in_c=64, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
     assert not take(in_h=24, in_w=24, in_c=32, k_h=3, k_w=3, stride=(2, 2), padding="SAME")
     assert not take(in_h=6, in_w=6, in_c=128, k_h=3, k_w=3, padding="SAME")
     assert not take(in_h=12, in_w=12, in_c=64, k_h=3, k_w=3, padding="SAME")

@@ -5,10 +5,10 @@ it accepts, no small-size cliff).
 In the simulator (slow): ADD at every size 1..64 (the table word loop, its
 activation clamp, the requantizing path), MUL in each form it takes (same
 shapes, a scalar, a constant scalar as a table, per channel), table
-activations 1..64, and average pools of 1..9 channels on windows of 1 to 64
+activations 1..64, and average pools of 1..17 channels on windows of 1 to 64
 taps: byte for byte against the reference kernel in the same firmware, and
 where a build picks the optimized kernel its modelled cycles are at most the
-reference's. On the host: tb_cm4_avg_pool2d_s8's one-pass loop for the last
+reference's (4k+1 channels against their figures before: tests/test_cm4_choice_fixes.py). On the host: tb_cm4_avg_pool2d_s8's one-pass loop for the last
 1-3 channels (with and without 4-channel words before them, clamped, in
 place) against the reference.
 """
@@ -38,7 +38,7 @@ MUL_SCALES = (0.05, 0.04, 0.1)
 POOL_SHAPES = [(1, 1, 1, 1, 1, "VALID"), (1, 2, 1, 2, 1, "VALID"), (2, 1, 2, 1, 1, "VALID"),
                (2, 2, 2, 2, 2, "VALID"), (4, 4, 1, 1, 2, "VALID"), (3, 3, 3, 3, 1, "SAME"),
                (5, 5, 2, 2, 1, "SAME"), (6, 6, 3, 3, 2, "SAME"), (8, 8, 8, 8, 1, "VALID")]
-POOL_CHANNELS = (1, 2, 3, 4, 5, 6, 7, 9)
+POOL_CHANNELS = (1, 2, 3, 4, 5, 6, 7, 9, 13, 17)   # 5, 9, 13, 17: tb_cm4_avg_pool2d_4k1_s8
 
 
 def _bytes(rng, n: int) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_never_slower_than_the_reference_at_small_sizes(tmp_path, family):
     layers = make(np.random.default_rng(3))
     cases, rows = _sweep_rows(layers, tmp_path)
     taken = {"add": len(layers), "mul": len(layers), "lut": len(layers) - 15,   # tables: from 16
-             "pool": len(layers) * 6 // 8}                                      # 3 channels and more
+             "pool": len(layers) * 8 // 10}                                     # 3 channels and more
     assert len(cases) == taken[family]
     for (ref, opt, _, _), row in zip(cases, rows):
         what = f"{opt.op} {opt.shape} ({opt.kernel})"

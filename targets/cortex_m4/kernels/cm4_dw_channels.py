@@ -100,20 +100,24 @@ def channels_cycles(p: dict) -> float:
 
 
 def plane_cycles(p: dict) -> float | None:
-    """The plane kernel (cm4_depthwise_s8.c) on its 3x3 paths: per channel the set-up,
-    the copy of the input pixels and the sweep and store of the output pixels. None
-    for its general path (one SMLABB and about 18 cycles per MAC): slower than this
-    kernel on every shape. Refitted after the sums from the bias, the 2-channel copy and
-    the batched store on nucleo-l4r5zi place=auto: every VWW and KWS depthwise layer built
-    with the plane kernel (the channel-parallel kernels' accepts off): within 2.3%."""
+    """The plane kernel (cm4_depthwise_s8.c) on its 3x3 paths: per layer its set-up, per
+    channel the set-up, the copy of the input pixels and the sweep and store of the output
+    pixels, per channel and output row the row's bookkeeping. None for its general path
+    (one SMLABB and about 18 cycles per MAC): slower than this kernel on every shape.
+    Refitted (least squares on relative errors) on the layers it is compared on here (3x3,
+    depth multiplier 1, 4-256 channels in 4s, maps 3x3-48x48, strides 1-2:
+    124 single layers, mps2-an386 core cycles; tests/test_cm4_choice_fixes.py) after the
+    sweeps' stores (batched, and one channel on even rows and columns): within 7.6% (batched
+    1.4%), where the last fit was 17% under to 25% over (small maps at stride 2)."""
     path = dw_path(p)
+    c, rows = p["in_c"], p["out_h"]
     in_px, out_px = p["in_h"] * p["in_w"], p["out_h"] * p["out_w"]
     if path == DW_3X3S1 and dw_s1_batch(dw_oriented(p, dw_transposed(p, path)), path):
-        return p["in_c"] * (168 + 10.26 * (in_px + out_px))
+        return 802 + c * (76.6 + 8.87 * (in_px + out_px) + 16.4 * rows)
     if path == DW_3X3S1:
-        return p["in_c"] * (532 + 10.21 * (in_px + out_px))
+        return 2244 + c * (486.4 + 9.24 * (in_px + out_px) + 2.38 * rows)
     if path == DW_3X3S2:
-        return p["in_c"] * (534 + 7.76 * in_px + 1.94 * out_px)
+        return 782 + c * (440.8 - 0.88 * in_px + 35.66 * out_px - 12.1 * rows)
     return None
 
 
