@@ -52,8 +52,8 @@
 #define TB_CM4_DW_GENERAL 0
 #define TB_CM4_DW_3X3S1 1
 #define TB_CM4_DW_3X3S2 2
-/* rq[3] bit 23, just below the batch field: one channel per sweep, the sweep
- * storing its outputs (cm4_prepare.DW_SWEEP_STORES) */
+/* rq[3] bit 23, just below the batch field: the sweeps store their outputs
+ * (cm4_prepare.DW_SWEEP_STORES), one channel per sweep or batched */
 #define TB_CM4_DW_SWEEP_STORES 1
 /* int16 per output channel in the 3x3 paths' filter: W01, W12 (stride 2: W01,
  * W2x) of each row, then the bias word the sums start from
@@ -1722,24 +1722,16 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_rq_layer(const tb_conv_par
 /* 3x3 stride 1 on small maps, `batch` channels (a multiple of 4) at a time
  * side by side in one plane, cw values apart (cm4_prepare.dw_s1_batch): copy
  * the batch 4 channels per gather, then per chunk of rows_per output rows one
- * sweep of the whole batch and each channel's store. batch2: 2 * batch, or
- * TB_CM4_DW_SWEEP_STORES for a layer of one channel per sweep (rq's bits 23..31). */
+ * sweep of the whole batch and each channel's store. */
 static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *input, const tb_cm4_dw_view *v,
-                                    int16_t *plane, int32_t batch2, int32_t rows_per,
+                                    int16_t *plane, int32_t batch, int32_t rows_per,
                                     const int16_t *filter, int32_t *acc, const int32_t *rq,
                                     int32_t flags, const tb_conv_params *p, int8_t *out) {
-  const int32_t batch = batch2 >> 1;
   const int32_t pairs = (v->out_w + 1) >> 1;
   const int32_t cw = ((v->pl + v->in_w > 2 * pairs + 2 ? v->pl + v->in_w : 2 * pairs + 2) + 1) & ~1;
   const uint32_t zz = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
   tb_cm4_dw_tile t;
   int32_t ic, k, y;
-#ifdef TB_CM4_DSP
-  if (batch2 == TB_CM4_DW_SWEEP_STORES) {   /* (dispatched here: the caller's code stays as it was) */
-    tb_cm4_dw_3x3s1_rq_layer(p, input, filter, rq, out, plane);
-    return;
-  }
-#endif
   t.col_step = v->out_col, t.row_step = v->out_row;
   t.cols = v->out_w, t.acc_row = TB_CM4_DW_PITCH;
   for (ic = 0; ic < p->in_c; ic += batch) {
@@ -1750,15 +1742,6 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
     }
     for (y = 0; y < v->out_h; y += rows_per) {
       t.rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
-#ifdef TB_CM4_DSP
-      if ((flags & TB_CM4_DW_RQ_PAIRS) && (flags & TB_CM4_RQ_NO_SIGN) && !(t.cols & 1)) {
-        /* requantized and stored by the sweep itself */
-        tb_cm4_dw3s1_batch_rq(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw,
-                              filter + TB_CM4_DW_3X3_RECORD * ic, rq + 4 + 4 * ic,
-                              out + ic + y * v->out_row, v->out_col, v->out_row);
-        continue;
-      }
-#endif
       tb_cm4_dw3s1_batch(plane + y * TB_CM4_DW_PITCH, pairs, t.rows, batch, cw, filter + TB_CM4_DW_3X3_RECORD * ic,
                          acc);
 #ifdef TB_CM4_DSP
@@ -1781,6 +1764,51 @@ static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched(const int8_t *inpu
     }
   }
 }
+
+#ifdef TB_CM4_DSP
+/* The batched small maps whose sweeps store their outputs (tb_cm4_dw3s1_batch_rq;
+ * cm4_prepare.dw_sweep_stores: the pair units' form without the sign term, an
+ * even out_w): per batch the 4-channel copies, then per chunk of rows_per output
+ * rows one sweep of the whole batch, which writes the output. */
+static __attribute__((noinline)) void tb_cm4_dw_3x3s1_batched_rq(
+    const int8_t *input, const tb_cm4_dw_view *v, int16_t *plane, int32_t batch,
+    int32_t rows_per, const int16_t *filter, const int32_t *rq, const tb_conv_params *p,
+    int8_t *out) {
+  const int32_t pairs = (v->out_w + 1) >> 1;
+  const int32_t cw = ((v->pl + v->in_w > 2 * pairs + 2 ? v->pl + v->in_w : 2 * pairs + 2) + 1) & ~1;
+  const uint32_t zz = (uint32_t)(uint8_t)(-p->input_offset) * 0x01010101u;
+  int32_t ic, k, y, rows;
+  for (ic = 0; ic < p->in_c; ic += batch) {
+    for (k = 0; k < batch; k += 4) {
+      tb_cm4_dw_gather4_rows(input + ic + k, v->in_h, v->in_w, v->src_col, v->src_row,
+                             plane + v->pt * TB_CM4_DW_PITCH + v->pl + k * cw, TB_CM4_DW_PITCH,
+                             cw, zz);
+    }
+    for (y = 0; y < v->out_h; y += rows_per) {
+      rows = v->out_h - y < rows_per ? v->out_h - y : rows_per;
+      tb_cm4_dw3s1_batch_rq(plane + y * TB_CM4_DW_PITCH, pairs, rows, batch, cw,
+                            filter + TB_CM4_DW_3X3_RECORD * ic, rq + 4 + 4 * ic,
+                            out + ic + y * v->out_row, v->out_col, v->out_row);
+    }
+  }
+}
+#endif
+
+#ifdef TB_CM4_DSP
+/* A layer whose sweeps store their outputs (rq[3] bit 23): batched (batch
+ * channels side by side) or one channel per sweep (batch 0); a function of its
+ * own, so that the other layers' code stays as it was. */
+static __attribute__((noinline)) void tb_cm4_dw_stores(
+    const int8_t *input, const tb_cm4_dw_view *v, int16_t *plane, int32_t batch,
+    int32_t rows_per, const int16_t *filter, const int32_t *rq, const tb_conv_params *p,
+    int8_t *out) {
+  if (batch) {
+    tb_cm4_dw_3x3s1_batched_rq(input, v, plane, batch, rows_per, filter, rq, p, out);
+  } else {
+    tb_cm4_dw_3x3s1_rq_layer(p, input, filter, rq, out, plane);
+  }
+}
+#endif
 
 /* 3x3 stride 2, one channel: wp / 2 output slots per plane row pair (the
  * ones past out_w are computed, not stored); sweeps over rows_per output rows,
@@ -1848,8 +1876,8 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
   const int32_t groups = (rq[3] >> 8) & 0xFF ? (rq[3] >> 8) & 0xFF : 1;
   const tb_cm4_dw_view v = tb_cm4_dw_orient(p, (rq[3] >> 16) & 1);
   /* rq[3] bits 24..31: channels side by side per stride-1 sweep (0: one channel per sweep);
-   * with bit 23 (one test for both, in the batched function): TB_CM4_DW_SWEEP_STORES, or
-   * 2 * batch */
+   * with bit 23 (one test for all): 2 * batch + TB_CM4_DW_SWEEP_STORES where the sweeps store
+   * their outputs */
   const int32_t batch2 = (rq[3] >> 23) & 0x1FF;
   const int32_t in_c = p->in_c, dm = p->depth_multiplier;
   const int32_t wstride = path == TB_CM4_DW_GENERAL ? ((p->k_h * p->k_w + 1) & ~1)
@@ -1873,10 +1901,16 @@ void tb_cm4_depthwise_conv2d_s8(const tb_conv_params *p, const int8_t *input,
 #ifdef TB_CM4_DSP
   if (batch2) {
 #else
-  if (batch2 >> 1) {             /* (the portable build runs the rest in the channel loop) */
+  if (batch2 >> 1) {             /* (the portable build: one channel per sweep in the loop below) */
 #endif
-    tb_cm4_dw_3x3s1_batched(input, &v, planes, batch2, rows_per, filter, accbuf, rq, flags, p,
-                            output);
+#ifdef TB_CM4_DSP
+    if (batch2 & TB_CM4_DW_SWEEP_STORES) {
+      tb_cm4_dw_stores(input, &v, planes, batch2 >> 1, rows_per, filter, rq, p, output);
+      return;
+    }
+#endif
+    tb_cm4_dw_3x3s1_batched(input, &v, planes, batch2 >> 1, rows_per, filter, accbuf, rq, flags,
+                            p, output);
     return;
   }
   for (ic = 0; ic < in_c; ++ic) {

@@ -488,18 +488,20 @@ def dw_store_pairs(flags: int, path: int, oriented: dict) -> bool:
         oriented["out_w"] <= DW_PAIRS_MAX_COLS[bool(flags & DW_RQ_NO_SIGN)]
 
 
-DW_SWEEP_STORES = 1 << 23         # rq[3] bit: one channel per sweep, which stores its outputs
-                                  # (TB_CM4_DW_SWEEP_STORES; the batch field is bits 24..31)
+DW_SWEEP_STORES = 1 << 23         # rq[3] bit: the sweeps store their outputs, one channel per
+                                  # sweep or batched (TB_CM4_DW_SWEEP_STORES; batch: bits 24..31)
 
 
 def dw_sweep_stores(flags: int, path: int, oriented: dict) -> bool:
-    """The unbatched 3x3 stride-1 sweep requantizes and stores its outputs itself
-    (tb_cm4_dw3s1_rows_rq: no sums rows, no store pass) for the pair units' form
-    without the sign term on an even number of output rows and columns, depth
-    multiplier 1 (VWW's 48x48x8 and 24x24x32 layers)."""
+    """The 3x3 stride-1 sweeps requantize and store their outputs themselves
+    (tb_cm4_dw3s1_rows_rq, batched tb_cm4_dw3s1_batch_rq: no sums rows, no store
+    pass) for the pair units' form without the sign term on an even number of
+    output rows and columns, depth multiplier 1 (every VWW stride-1 layer); not
+    on an empty output (a sweep of no column would run a whole pass)."""
     both = DW_RQ_PAIRS | DW_RQ_NO_SIGN
+    out_h, out_w = oriented["out_h"], oriented["out_w"]
     return path == DW_3X3S1 and flags & both == both and oriented["depth_multiplier"] == 1 and \
-        oriented["out_h"] % 2 == 0 and oriented["out_w"] % 2 == 0
+        out_h > 0 and out_w > 0 and out_h % 2 == 0 and out_w % 2 == 0
 
 
 def dw_no_sign(flags: int, triples: np.ndarray, zero_point: int) -> bool:
@@ -571,7 +573,7 @@ def prepare_depthwise(layer: Layer) -> Layer:
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
     batch = dw_s1_batch(dw_oriented(p, transposed), path)
     groups = dw_groups(p, batch, plane_bytes)
-    stores = not batch and dw_sweep_stores(flags, path, dw_oriented(p, transposed))
+    stores = dw_sweep_stores(flags, path, dw_oriented(p, transposed))
     if stores:
         notes = notes + ["the sweep requantizes and stores its outputs (no sums rows)"]
     header = [flags, plane_w | (rows_per << 16), plane_h | (even_rows << 16),
