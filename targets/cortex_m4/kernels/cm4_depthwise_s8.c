@@ -300,6 +300,21 @@ typedef struct {
   int32_t bias;                  /* the channel's bias word (where its sums start) */
 } tb_cm4_dw_batch_state;
 
+/* The batched sweeps' start of a channel: its 3 rows' weight pairs into
+ * registers, its bias to st, the record pointer past them (7 words). */
+#define TB_CM4_DW_BATCH_CHANNEL                                                                \
+      "ldr    %[ta], %[wp]\n\t"                                                                \
+      "ldr    %[w01a], [%[ta]]\n\t"                                                            \
+      "ldr    %[w12a], [%[ta], #4]\n\t"                                                        \
+      "ldr    %[w01b], [%[ta], #8]\n\t"                                                        \
+      "ldr    %[w12b], [%[ta], #12]\n\t"                                                       \
+      "ldr    %[w01c], [%[ta], #16]\n\t"                                                       \
+      "ldr    %[w12c], [%[ta], #20]\n\t"                                                       \
+      "ldr    %[tb], [%[ta], #24]\n\t"                                                         \
+      "adds   %[ta], %[ta], #28\n\t"                                                           \
+      "str    %[tb], %[bias]\n\t"                                                              \
+      "str    %[ta], %[wp]\n\t"
+
 /* 3x3 stride 1 on small maps, `batch` channels side by side in one plane
  * (channel k's columns at k * cw values, its sums at k * cw int32): `rows`
  * (even) output rows, 1 <= n <= TB_CM4_DW_BATCH_STEPS column pairs per
@@ -338,17 +353,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch(const int16_t *q, int32
       "orr    %[s2], %[s2], #1\n\t"
       "str    %[s2], %[entry]\n"
       "5:\n\t"                      /* a channel: its weights and bias, then its row pairs */
-      "ldr    %[ta], %[wp]\n\t"
-      "ldr    %[w01a], [%[ta]]\n\t"
-      "ldr    %[w12a], [%[ta], #4]\n\t"
-      "ldr    %[w01b], [%[ta], #8]\n\t"
-      "ldr    %[w12b], [%[ta], #12]\n\t"
-      "ldr    %[w01c], [%[ta], #16]\n\t"
-      "ldr    %[w12c], [%[ta], #20]\n\t"
-      "ldr    %[tb], [%[ta], #24]\n\t"
-      "adds   %[ta], %[ta], #28\n\t"
-      "str    %[tb], %[bias]\n\t"
-      "str    %[ta], %[wp]\n\t"
+      TB_CM4_DW_BATCH_CHANNEL
       "ldr    %[ta], %[pairs0]\n\t"
       "str    %[ta], %[pairs]\n\t"
       "ldr    %[ta], %[entry]\n\t"
@@ -476,17 +481,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch_rq(const int16_t *q, in
       "orr    %[s2], %[s2], #1\n\t"
       "str    %[s2], %[entry]\n"
       "5:\n\t"                      /* a channel: its weights, bias and {M, B, e}, then its row pairs */
-      "ldr    %[ta], %[wp]\n\t"
-      "ldr    %[w01a], [%[ta]]\n\t"
-      "ldr    %[w12a], [%[ta], #4]\n\t"
-      "ldr    %[w01b], [%[ta], #8]\n\t"
-      "ldr    %[w12b], [%[ta], #12]\n\t"
-      "ldr    %[w01c], [%[ta], #16]\n\t"
-      "ldr    %[w12c], [%[ta], #20]\n\t"
-      "ldr    %[tb], [%[ta], #24]\n\t"
-      "adds   %[ta], %[ta], #28\n\t"
-      "str    %[tb], %[bias]\n\t"
-      "str    %[ta], %[wp]\n\t"
+      TB_CM4_DW_BATCH_CHANNEL
       "ldr    %[ta], %[rp]\n\t"
       "ldr    %[tb], [%[ta], #4]\n\t"
       "str    %[tb], %[mb]\n\t"
