@@ -1,4 +1,5 @@
 """Paths and helpers shared by the test modules (import as `tbtest`)."""
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,3 +13,11 @@ def mlperf_model(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (the MLPerf Tiny models live in ../shared)")
     return path
+
+
+def bench_module(name: str):
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

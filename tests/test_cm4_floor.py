@@ -1,21 +1,11 @@
 """bench/cm4_floor.py: the per-layer floor of the cortex-m4 core model (docs/kernels.md
 "The floor"). Fast: the rules on worked examples. The slow MLPerf Tiny builds of
 test_nucleo.py check that no layer runs below its floor."""
-import importlib.util
-
 import pytest
 
-from tbtest import ROOT
+from tbtest import bench_module
 
-
-def load_floor():
-    spec = importlib.util.spec_from_file_location("cm4_floor", ROOT / "bench" / "cm4_floor.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-floor = load_floor()
+floor = bench_module("cm4_floor")
 
 
 @pytest.mark.parametrize("shape, expected", [

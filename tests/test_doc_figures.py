@@ -2,22 +2,13 @@
 every block the script produces has its markers in the file it names."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tbtest import ROOT, bench_module
 
-
-def _doc_figures():
-    spec = importlib.util.spec_from_file_location("doc_figures", ROOT / "bench" / "doc_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-DF = _doc_figures()
+DF = bench_module("doc_figures")
 
 TEXT = """intro
 <!-- figures:begin table -->
