@@ -2,7 +2,6 @@
 every block the script produces has its markers in the file it names."""
 from __future__ import annotations
 
-
 import pytest
 
 from tbtest import ROOT, bench_module
