@@ -442,6 +442,16 @@ typedef struct {
   "strb.w %[s3], [%[ta], %[tb]]\n\t"                                                           \
   "add.w  %[o], %[o], %[tb], lsl #1\n\t"
 
+/* The requantizing sweeps' entry: the address of step `entry` of the body at
+ * local label 1 (216 = 27 * 8 bytes per step), Thumb bit set, into s2. */
+#define TB_CM4_DW_RQ_ENTRY                                                                     \
+      "ldr    %[s0], %[entry]\n\t"                                                             \
+      "add    %[s1], %[s0], %[s0], lsl #1\n\t"                                                 \
+      "add    %[s1], %[s1], %[s1], lsl #3\n\t"                                                 \
+      "adr.w  %[s2], 1f\n\t"                                                                   \
+      "add    %[s2], %[s2], %[s1], lsl #3\n\t"                                                 \
+      "orr    %[s2], %[s2], #1\n\t"
+
 /* tb_cm4_dw3s1_batch with the store inside: each step requantizes its 4 sums
  * in registers and writes the bytes to the output (channel k's at o + k),
  * where the sweep stored the sums and a second pass (tb_cm4_dw_store_pairs_batch)
@@ -472,13 +482,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_batch_rq(const int16_t *q, in
       TB_CM4_DW_ROWS2_MACS
       TB_CM4_DW_ROWS2_RQ_NO_SIGN
       ".endm\n\t"
-      /* entry: step e of the body (216 = 27 * 8 bytes per step) */
-      "ldr    %[s0], %[entry]\n\t"
-      "add    %[s1], %[s0], %[s0], lsl #1\n\t"
-      "add    %[s1], %[s1], %[s1], lsl #3\n\t"
-      "adr.w  %[s2], 1f\n\t"
-      "add    %[s2], %[s2], %[s1], lsl #3\n\t"
-      "orr    %[s2], %[s2], #1\n\t"
+      TB_CM4_DW_RQ_ENTRY
       "str    %[s2], %[entry]\n"
       "5:\n\t"                      /* a channel: its weights, bias and {M, B, e}, then its row pairs */
       TB_CM4_DW_BATCH_CHANNEL
@@ -571,13 +575,7 @@ static __attribute__((noinline)) void tb_cm4_dw3s1_rows_rq(const int16_t *q, int
       TB_CM4_DW_ROWS2_MACS
       TB_CM4_DW_ROWS2_RQ_NO_SIGN
       ".endm\n\t"
-      /* entry: step e of the body (216 = 27 * 8 bytes per step) */
-      "ldr    %[s0], %[entry]\n\t"
-      "add    %[s1], %[s0], %[s0], lsl #1\n\t"
-      "add    %[s1], %[s1], %[s1], lsl #3\n\t"
-      "adr.w  %[s2], 1f\n\t"
-      "add    %[s2], %[s2], %[s1], lsl #3\n\t"
-      "orr    %[s2], %[s2], #1\n\t"
+      TB_CM4_DW_RQ_ENTRY
       "str    %[s2], %[entry]\n\t"
       "bx     %[s2]\n\t"
       ".p2align 2\n"

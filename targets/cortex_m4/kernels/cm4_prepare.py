@@ -565,15 +565,16 @@ def prepare_depthwise(layer: Layer) -> Layer:
     if dw_no_sign(flags, triples, p["output_offset"]):
         flags |= DW_RQ_NO_SIGN
         notes = notes + ["zero point -128, full range: the sign term is left out"]
-    if dw_store_pairs(flags, path, dw_oriented(p, transposed)):
+    oriented = dw_oriented(p, transposed)
+    if dw_store_pairs(flags, path, oriented):
         flags |= DW_RQ_PAIRS
         notes = notes + ["rows stored by pair units (one jump per row, no tail tests)"]
-    plane_w, plane_h, even_rows = dw_plane(dw_oriented(p, transposed), path)
-    rows_per, sums = dw_sweep_rows(dw_oriented(p, transposed), path, plane_w)
+    plane_w, plane_h, even_rows = dw_plane(oriented, path)
+    rows_per, sums = dw_sweep_rows(oriented, path, plane_w)
     plane_bytes = (plane_w * plane_h + 1) // 2 * 4
-    batch = dw_s1_batch(dw_oriented(p, transposed), path)
+    batch = dw_s1_batch(oriented, path)
     groups = dw_groups(p, batch, plane_bytes)
-    stores = dw_sweep_stores(flags, path, dw_oriented(p, transposed))
+    stores = dw_sweep_stores(flags, path, oriented)
     if stores:
         notes = notes + ["the sweep requantizes and stores its outputs (no sums rows)"]
     header = [flags, plane_w | (rows_per << 16), plane_h | (even_rows << 16),
